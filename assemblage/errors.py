@@ -1,0 +1,107 @@
+"""The errors Assemblage raises on purpose.
+
+Inner code raises these; the CLI catches them at the top and turns each family
+into its own exit code and a message that says how to fix the problem. Errors
+of third-party libraries (pyelftools, LIEF, botocore, SQLAlchemy, docker) are
+translated into these where they arise and never reach users raw.
+
+    AssemblageError                 exit 1
+    ├── RecipeError                 exit 2  (a list of located problems)
+    ├── SourceError                 exit 3  (fetching or unpacking a source)
+    │   └── UnsafeArchiveError      (an archive tried to escape its folder)
+    ├── ToolchainError              exit 4  (unknown or not installed)
+    ├── BuildError                  exit 5  (the build machinery itself, not a compile error)
+    ├── InvalidBinaryError          exit 6  (a file we cannot parse as ELF/PE/PDB)
+    │   └── PdbMismatchError        (a PDB that does not belong to the PE)
+    └── StorageError                exit 7  (object store or database unavailable)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AssemblageError",
+    "BuildError",
+    "InvalidBinaryError",
+    "PdbMismatchError",
+    "Problem",
+    "RecipeError",
+    "SourceError",
+    "StorageError",
+    "ToolchainError",
+    "UnsafeArchiveError",
+]
+
+
+class AssemblageError(Exception):
+    """Base of every error Assemblage raises deliberately."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem in a recipe: where (``sources[1].ref``) and what."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class RecipeError(AssemblageError):
+    """A recipe that does not validate. Carries every problem, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem], *, file: str | None = None) -> None:
+        self.problems = list(problems)
+        self.file = file
+        where = f"{file}: " if file else ""
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{where}{len(self.problems)} problem(s) in recipe\n{lines}")
+
+
+class SourceError(AssemblageError):
+    """A source could not be fetched, pinned or unpacked."""
+
+    exit_code = 3
+
+
+class UnsafeArchiveError(SourceError):
+    """An archive member would land outside the extraction folder, or the archive is too big."""
+
+
+class ToolchainError(AssemblageError):
+    """A toolchain is unknown, cannot target a platform/arch, or is not installed."""
+
+    exit_code = 4
+
+
+class BuildError(AssemblageError):
+    """The build machinery failed (not the project's own compile error)."""
+
+    exit_code = 5
+
+
+class InvalidBinaryError(AssemblageError):
+    """A file cannot be analysed: not ELF/PE/PDB, truncated, corrupt or over budget."""
+
+    exit_code = 6
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class PdbMismatchError(InvalidBinaryError):
+    """The PDB's GUID/age differ from the CodeView record of the PE."""
+
+
+class StorageError(AssemblageError):
+    """The object store or the database cannot be reached or refused a write."""
+
+    exit_code = 7

@@ -1,0 +1,297 @@
+"""The recipe format (DESIGN.md, "Recipe"): pydantic models, unknown keys are errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ArchiveSource",
+    "BuildOptions",
+    "DebianSource",
+    "ExcludeRule",
+    "GitSource",
+    "GithubQuery",
+    "GithubSource",
+    "Matrix",
+    "Outputs",
+    "PathSource",
+    "Recipe",
+    "SourceSpec",
+    "SOURCE_KINDS",
+]
+
+PLATFORMS = ("linux", "windows")
+ARCHS = ("x86_64", "i686", "aarch64", "armhf")
+OPTS = ("O0", "O1", "O2", "O3", "Os", "Oz", "Og", "Ofast", "Od", "Ox")
+
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|K|M|G|T|KB|MB|GB|TB)?\s*$")
+_MEMORY_UNITS = {
+    None: 1, "B": 1,
+    "K": 1024, "KiB": 1024, "KB": 1000,
+    "M": 1024**2, "MiB": 1024**2, "MB": 1000**2,
+    "G": 1024**3, "GiB": 1024**3, "GB": 1000**3,
+    "T": 1024**4, "TiB": 1024**4, "TB": 1000**4,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class _SourceBase(_Strict):
+    name: str | None = Field(None, description="A short name for the source; derived when absent")
+    subdir: str | None = Field(None, description="Build from this folder inside the source")
+
+    @field_validator("subdir")
+    @classmethod
+    def _relative_subdir(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = v.replace("\\", "/").split("/")
+        if v.startswith("/") or ".." in parts:
+            raise ValueError("must be a relative path inside the source, without '..'")
+        return v
+
+
+class PathSource(_SourceBase):
+    kind: Literal["path"] = Field("path", exclude=True)
+    path: str
+
+
+class GitSource(_SourceBase):
+    kind: Literal["git"] = Field("git", exclude=True)
+    git: str = Field(description="a URL or a local repository path")
+    ref: str | None = Field(None, description="branch, tag or commit; the commit SHA is recorded")
+
+    @field_validator("ref")
+    @classmethod
+    def _sane_ref(cls, v: str | None) -> str | None:
+        if v is not None and (not v or v.startswith("-") or any(c.isspace() for c in v) or ".." in v):
+            raise ValueError(f"not a valid git ref: {v!r}")
+        return v
+
+    @field_validator("git")
+    @classmethod
+    def _sane_url(cls, v: str) -> str:
+        if not v or v.startswith("-"):
+            raise ValueError(f"not a valid git URL or path: {v!r}")
+        return v
+
+
+class ArchiveSource(_SourceBase):
+    kind: Literal["archive"] = Field("archive", exclude=True)
+    archive: str = Field(description="a local file or URL")
+    sha256: str | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", v):
+            raise ValueError("must be 64 hexadecimal digits")
+        return v.lower() if v else v
+
+
+class DebianSource(_SourceBase):
+    kind: Literal["debian"] = Field("debian", exclude=True)
+    debian: str = Field(description="a Debian source package name")
+    suite: str | None = Field(None, description="e.g. bookworm; apt-get source NAME/SUITE")
+    version: str | None = Field(None, description="an exact package version")
+
+    @field_validator("debian")
+    @classmethod
+    def _package_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9+.\-]+", v):
+            raise ValueError(f"not a Debian package name: {v!r}")
+        return v
+
+    @field_validator("suite", "version")
+    @classmethod
+    def _plain(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9+.~:\-]+", v):
+            raise ValueError(f"unexpected characters in {v!r}")
+        return v
+
+
+class GithubQuery(_Strict):
+    query: str
+    licenses: list[str] = Field(default_factory=list)
+    created: str | None = None
+    limit: int = Field(100, ge=1, le=100_000)
+
+    @field_validator("created")
+    @classmethod
+    def _date_range(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.\.\d{4}-\d{2}-\d{2})?", v):
+            raise ValueError("expected YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD")
+        return v
+
+
+class GithubSource(_SourceBase):
+    kind: Literal["github"] = Field("github", exclude=True)
+    github: GithubQuery
+
+
+SOURCE_KINDS = ("path", "git", "archive", "debian", "github")
+
+
+def _source_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return getattr(value, "kind", None)
+    if isinstance(value, dict):
+        present = [k for k in SOURCE_KINDS if k in value]
+        if len(present) == 1:
+            return present[0]
+    return None
+
+
+SourceSpec = Annotated[
+    Union[
+        Annotated[PathSource, Tag("path")],
+        Annotated[GitSource, Tag("git")],
+        Annotated[ArchiveSource, Tag("archive")],
+        Annotated[DebianSource, Tag("debian")],
+        Annotated[GithubSource, Tag("github")],
+    ],
+    Discriminator(
+        _source_tag,
+        custom_error_type="source_kind",
+        custom_error_message="a source needs exactly one of: path, git, archive, debian, github",
+    ),
+]
+
+
+class Matrix(_Strict):
+    platform: list[Literal["linux", "windows"]] = Field(default_factory=lambda: ["linux"], min_length=1)
+    arch: list[Literal["x86_64", "i686", "aarch64", "armhf"]] = Field(
+        default_factory=lambda: ["x86_64"], min_length=1
+    )
+    toolchain: list[str] = Field(min_length=1)
+    opt: list[Literal["O0", "O1", "O2", "O3", "Os", "Oz", "Og", "Ofast", "Od", "Ox"]] = Field(
+        default_factory=lambda: ["O0", "O2"], min_length=1
+    )
+    flags: list[str] = Field(default_factory=list)
+
+    @field_validator("toolchain")
+    @classmethod
+    def _known_toolchains(cls, v: list[str]) -> list[str]:
+        from assemblage.toolchains.registry import TOOLCHAINS
+
+        unknown = [t for t in v if t not in TOOLCHAINS]
+        if unknown:
+            raise ValueError(
+                f"unknown toolchain(s) {', '.join(map(repr, unknown))}; known: {', '.join(TOOLCHAINS)}"
+            )
+        return v
+
+    @field_validator("flags")
+    @classmethod
+    def _flags(cls, v: list[str]) -> list[str]:
+        for flag in v:
+            if not flag.startswith("-"):
+                raise ValueError(f"{flag!r}: a compiler flag starts with '-'")
+            if any(c.isspace() for c in flag):
+                raise ValueError(f"{flag!r}: one flag per list item, no spaces")
+            if re.fullmatch(r"-O.*", flag):
+                raise ValueError(f"{flag!r}: the optimisation level belongs in matrix.opt")
+        return v
+
+    @field_validator("platform", "arch", "toolchain", "opt")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({x for x in v if v.count(x) > 1})
+        if dupes:
+            raise ValueError(f"listed twice: {', '.join(dupes)}")
+        return v
+
+
+class ExcludeRule(_Strict):
+    """Drops every configuration that matches all the keys given (values may be lists)."""
+
+    platform: str | list[str] | None = None
+    arch: str | list[str] | None = None
+    toolchain: str | list[str] | None = None
+    opt: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "ExcludeRule":
+        if all(getattr(self, k) is None for k in ("platform", "arch", "toolchain", "opt")):
+            raise ValueError("an exclude rule needs at least one of platform, arch, toolchain, opt")
+        return self
+
+    def matches(self, **values: str) -> bool:
+        for key, value in values.items():
+            want = getattr(self, key)
+            if want is None:
+                continue
+            if isinstance(want, str):
+                want = [want]
+            if value not in want:
+                return False
+        return True
+
+
+def parse_memory(value: str | int) -> int:
+    """``"4GiB"`` -> bytes. Plain integers are bytes."""
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+    m = _MEMORY_RE.match(value)
+    if not m:
+        raise ValueError(f"not a size: {value!r} (write e.g. 512MiB or 4GiB)")
+    number = float(m.group(1)) * _MEMORY_UNITS[m.group(2)]
+    if number < 16 * 1024**2:
+        raise ValueError(f"{value!r} is below the 16MiB a compiler needs")
+    return int(number)
+
+
+class BuildOptions(_Strict):
+    runner: Literal["local", "docker"] = "local"
+    timeout: int = Field(600, ge=1, le=7 * 24 * 3600, description="seconds per build")
+    memory: str | int = Field("4GiB", description="memory cap per build")
+    processes: int = Field(512, ge=8, le=1_000_000, description="process cap per build")
+    disk: str | int = Field("8GiB", description="largest file a build may write")
+    jobs_per_build: int = Field(1, ge=1, le=64, description="make -j inside one build")
+
+    @field_validator("memory", "disk")
+    @classmethod
+    def _size(cls, v: str | int) -> str | int:
+        parse_memory(v)
+        return v
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_memory(self.memory)
+
+    @property
+    def disk_bytes(self) -> int:
+        return parse_memory(self.disk)
+
+
+class Outputs(_Strict):
+    stripped: bool = False
+    executables: bool = True
+    shared_libraries: bool = True
+    static_libraries: bool = False
+    objects: bool = False
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9-]+$", max_length=100)
+    description: str = ""
+    sources: list[SourceSpec] = Field(min_length=1)
+    matrix: Matrix
+    exclude: list[ExcludeRule] = Field(default_factory=list)
+    build: BuildOptions = Field(default_factory=BuildOptions)
+    outputs: Outputs = Field(default_factory=Outputs)
