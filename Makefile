@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OUT ?= demo-out
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup setup-test services services-stop bench clean
+
+$(BIN)/assemblage: pyproject.toml
+	$(PYTHON) -m venv $(VENV) || (scripts/bootstrap.sh apt demo && $(PYTHON) -m venv $(VENV))
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[service,test]'
+	touch $@
+
+setup:
+	scripts/bootstrap.sh apt demo
+	$(MAKE) $(BIN)/assemblage
+
+setup-test:
+	scripts/bootstrap.sh apt test
+	$(MAKE) $(BIN)/assemblage
+
+demo: setup
+	$(BIN)/assemblage build recipes/demo.yaml --out $(OUT)
+
+services:
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
+
+test: setup-test services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,164 @@
+"""One build: a private copy of the source, a plan, the runner, and the binaries that came out."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assemblage.builds.collect import FoundBinary, find_binaries, snapshot
+from assemblage.builds.plan import Step
+from assemblage.builds.runner import Limits, LocalRunner, StepResult
+from assemblage.builds.systems import BuildTools, compiler_env, detect_build_system
+from assemblage.builds.wrappers import write_wrappers
+from assemblage.errors import ToolchainError
+from assemblage.recipes.matrix import Config
+from assemblage.toolchains.registry import get_toolchain
+
+__all__ = ["BuildOutcome", "BuildRequest", "classify_failure", "run_build"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildRequest:
+    source_dir: Path  # the fetched tree (read-only template; copied, never modified)
+    config: Config
+    flags: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    kinds: frozenset[str] = frozenset({"executable", "shared"})
+    jobs: int = 1  # parallel jobs inside the build (make -j)
+    work_root: Path | None = None  # where scratch folders go (default: the system's temp folder)
+
+
+@dataclass(kw_only=True)
+class BuildOutcome:
+    status: str  # succeeded, failed, timed_out, no_binaries, skipped
+    reason: str | None = None
+    message: str | None = None
+    build_system: str | None = None
+    duration: float = 0.0
+    sandboxed: bool = False
+    binaries: list[FoundBinary] = field(default_factory=list)
+    pdbs: dict[str, Path] = field(default_factory=dict)  # relpath of a PE -> its PDB
+    scratch: Path | None = None  # caller removes it (``cleanup``) after storing the binaries
+    strip_tool: str | None = None
+
+    def cleanup(self) -> None:
+        if self.scratch is not None and not os.environ.get("ASSEMBLAGE_KEEP_SCRATCH"):
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+
+def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
+    """Build ``req.source_dir`` under ``req.config``; the full log goes to ``log_path``."""
+    cfg = req.config
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8", errors="replace") as log:
+        log.write(f"# assemblage build {cfg.id}\n# source {req.source_dir.name}\n")
+        try:
+            tc = get_toolchain(cfg.toolchain)
+        except ToolchainError as exc:
+            log.write(f"! {exc}\n")
+            return BuildOutcome(status="skipped", reason="toolchain_unknown", message=str(exc))
+        if tc.remote_only:
+            msg = f"{tc.name} runs only on Windows workers (queue msvc); this machine cannot build it"
+            log.write(f"! {msg}\n")
+            return BuildOutcome(status="skipped", reason="toolchain_unavailable", message=msg)
+        compilers = tc.compilers(cfg.platform, cfg.arch, cfg.opt, req.flags)
+        missing = compilers.missing()
+        if missing:
+            msg = (
+                f"{tc.name} for {cfg.platform}-{cfg.arch} is not installed (missing {', '.join(missing)}); "
+                f"run: assemblage toolchains install {tc.name}"
+            )
+            log.write(f"! {msg}\n")
+            return BuildOutcome(status="skipped", reason="toolchain_unavailable", message=msg)
+
+        runner = LocalRunner(req.limits)
+        scratch = Path(tempfile.mkdtemp(prefix="asm-build-", dir=req.work_root))
+        outcome = BuildOutcome(status="failed", scratch=scratch, sandboxed=runner.sandbox, strip_tool=compilers.strip)
+        try:
+            src = scratch / "src"
+            shutil.copytree(req.source_dir, src, symlinks=True)
+            view = runner.view(scratch)
+            cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id)
+            tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
+            planner = detect_build_system(src)
+            if planner is None:
+                outcome.reason, outcome.message = "no_build_system", "no Makefile, CMakeLists.txt, configure, meson.build or C/C++ file found"
+                log.write(f"! {outcome.message}\n")
+                return outcome
+            outcome.build_system = planner.name
+            log.write(f"# build system: {planner.name}\n# compilers: {compilers.cc} / {compilers.cxx}\n")
+            before = snapshot(src)
+            steps = planner.plan(src, compilers, tools, jobs=req.jobs)
+            env = {**runner.base_env(scratch), **compiler_env(compilers, tools.cc, tools.cxx)}
+            started = time.monotonic()
+            results = runner.run(steps, scratch, "src", env, log)
+            outcome.duration = time.monotonic() - started
+            last = results[-1] if results else None
+            if last is not None and (last.timed_out or last.returncode != 0):
+                outcome.status, outcome.reason, outcome.message = classify_failure(last, req.limits)
+                log.write(f"! {outcome.status}: {outcome.reason}: {outcome.message}\n")
+                return outcome
+            found = find_binaries(src, before, kinds=set(req.kinds))
+            if not found:
+                outcome.status, outcome.reason = "no_binaries", "no_binaries"
+                outcome.message = "the build succeeded but left no binary of the kinds the recipe asks for"
+                log.write(f"! {outcome.message}\n")
+                return outcome
+            outcome.binaries = found
+            if compilers.pdb:
+                for b in found:
+                    pdb = b.path.with_suffix(".pdb")
+                    if b.format == "pe" and pdb.is_file():
+                        outcome.pdbs[b.relpath] = pdb
+            outcome.status = "succeeded"
+            log.write(f"# {len(found)} binar{'y' if len(found) == 1 else 'ies'}: {', '.join(b.relpath for b in found)}\n")
+            return outcome
+        except OSError as exc:
+            outcome.status, outcome.reason, outcome.message = "failed", "build_environment", f"cannot prepare the build: {exc}"
+            log.write(f"! {outcome.message}\n")
+            return outcome
+
+
+_MISSING_DEP = re.compile(
+    r"fatal error: [^:\n]+: No such file or directory"
+    r"|Could NOT find \w+"
+    r"|Package '[^']+'?,? (?:was )?not found|No package '[^']+' found"
+    r"|Dependency \"?[^\s\"]+\"? not found"
+    r"|cannot find -l\S+"
+    r"|command not found|: not found$"
+    r"|configure: error: .*(?:not found|required|missing|[Cc]annot find)"
+    , re.MULTILINE,
+)
+_LINK = re.compile(r"undefined reference to|ld returned \d+ exit status|linker command failed|multiple definition of|lld: error:")
+_COMPILE = re.compile(r"\berror:|\berror [A-Z]+\d+:")
+_OOM = re.compile(r"out of memory|Cannot allocate memory|std::bad_alloc|virtual memory exhausted|memory exhausted", re.I)
+
+
+def classify_failure(last: StepResult, limits: Limits) -> tuple[str, str, str]:
+    """(status, reason class, one-line message) for the step that ended a build."""
+    step: Step = last.step
+    if last.timed_out:
+        return "timed_out", "timeout", f"{step.name} still running after the {limits.timeout:.0f}s limit"
+    text = "\n".join(last.tail[-120:])
+    first_error = next((ln.strip() for ln in last.tail if "error" in ln.lower()), None)
+    if last.returncode == 127 and not last.tail:
+        return "failed", "missing_tool", f"cannot run {step.argv[0]!r}"
+    if _OOM.search(text) or last.signal == 9:
+        return "failed", "out_of_memory", first_error or f"{step.name} ran out of memory (limit {limits.memory} bytes)"
+    if m := _MISSING_DEP.search(text):
+        return "failed", "missing_dependency", m.group(0).strip()
+    if step.phase == "configure":
+        return "failed", "configure_failed", first_error or f"{step.name} exited with {last.returncode}"
+    if _LINK.search(text) or step.phase == "link":
+        return "failed", "link_error", first_error or f"{step.name} exited with {last.returncode}"
+    if _COMPILE.search(text):
+        return "failed", "compile_error", first_error or f"{step.name} exited with {last.returncode}"
+    if last.signal:
+        return "failed", "crashed", f"{step.name} killed by signal {last.signal}"
+    return "failed", "build_failed", f"{step.name} exited with {last.returncode}"

@@ -1,0 +1,63 @@
+"""Compiler wrappers: the configuration's flags always win, whatever the build system does.
+
+Makefiles hard-code ``CFLAGS = -O3``, CMake's build types append ``-O2``,
+``configure`` scripts add ``-g -O2``: passing our level in CFLAGS is not
+enough, and the published Assemblage data carried wrong optimisation labels
+because of exactly this. Each build therefore gets a private ``bin`` folder,
+first on PATH, with a small POSIX sh wrapper under every common compiler name
+(``cc``, ``gcc``, ``clang``, ``c++``, the target-prefixed names...). A wrapper
+drops every ``-O*``, ``-g0`` and ``-s`` the project passes and appends the
+configuration's flags last, then ``exec``s the real compiler of the
+configuration. The wrapper text is made only from our own configuration (never
+from repository data) and passes the project's arguments through ``"$@"``, so
+no argument is ever re-parsed by a shell.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from pathlib import Path
+
+from assemblage.toolchains.base import CompilerSet
+
+__all__ = ["write_wrappers"]
+
+_TEMPLATE = """#!/bin/sh
+# Written by assemblage for {config}: drops the project's optimisation flags
+# and appends the configuration's, so the label matches the binary.
+for arg do
+  shift
+  case "$arg" in
+    -O*|-g0|-s) ;;
+    *) set -- "$@" "$arg" ;;
+  esac
+done
+exec {real} "$@" {flags}
+"""
+
+
+def _names(compilers: CompilerSet, lang: str) -> list[str]:
+    c = lang == "c"
+    names = ["cc", "gcc", "clang"] if c else ["c++", "g++", "clang++", "cpp++"]
+    names.append(compilers.cc if c else compilers.cxx)
+    if compilers.host_triple:
+        t = compilers.host_triple
+        names += [f"{t}-gcc", f"{t}-cc", f"{t}-clang"] if c else [f"{t}-g++", f"{t}-c++", f"{t}-clang++"]
+    return sorted(set(names))
+
+
+def write_wrappers(bin_dir: Path, compilers: CompilerSet, config_id: str) -> tuple[Path, Path]:
+    """Write the wrappers; return the paths of the C and C++ wrappers to use as CC/CXX."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    flags = shlex.join([*compilers.cflags, *(f for f in compilers.ldflags if f not in compilers.cflags)])
+    out: dict[str, Path] = {}
+    for lang, real_name in (("c", compilers.cc), ("c++", compilers.cxx)):
+        real = shutil.which(real_name) or real_name
+        text = _TEMPLATE.format(config=config_id, real=shlex.quote(real), flags=flags)
+        for name in _names(compilers, lang):
+            p = bin_dir / name
+            p.write_text(text)
+            p.chmod(0o755)
+        out[lang] = bin_dir / ("cc" if lang == "c" else "c++")
+    return out["c"], out["c++"]

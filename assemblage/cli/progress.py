@@ -1,0 +1,115 @@
+"""Rich progress over builds and the end-of-run summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from assemblage.pipeline.embedded import Progress as BaseProgress
+from assemblage.pipeline.report import RunReport
+
+__all__ = ["RichProgress", "print_summary", "STATUS_STYLE"]
+
+STATUS_STYLE = {
+    "succeeded": ("✔", "green"),
+    "failed": ("✘", "red"),
+    "timed_out": ("⏱", "magenta"),
+    "no_binaries": ("∅", "yellow"),
+    "skipped": ("–", "dim"),
+    "pending": ("…", "dim"),
+    "running": ("▶", "cyan"),
+}
+
+
+class RichProgress(BaseProgress):
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.counts: Counter = Counter()
+        self.total = 0
+        self._progress: Progress | None = None
+        self._task = None
+
+    def _description(self) -> str:
+        done = self.counts["succeeded"]
+        bad = sum(v for k, v in self.counts.items() if k != "succeeded")
+        left = self.total - done - bad
+        return f"builds: [green]{done} done[/] [red]{bad} not built[/] {left} left"
+
+    def start(self, total: int) -> None:
+        self.total = total
+        if not self.enabled:
+            return
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
+            console=self.console, transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self._description(), total=total, last="")
+
+    def advance(self, status: str, label: str) -> None:
+        self.counts[status] += 1
+        if self._progress is not None:
+            icon, style = STATUS_STYLE.get(status, ("?", "white"))
+            self._progress.update(self._task, advance=1, description=self._description(),
+                                  last=f"[{style}]{icon}[/] {label}")
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: float) -> None:
+    console.print()
+    console.rule(f"[bold]run {rep.run_id}: {rep.recipe}[/] ({elapsed:.1f}s)")
+    for note in rep.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    t = Table(title="Builds by status and reason", show_lines=False)
+    t.add_column("status")
+    t.add_column("reason")
+    t.add_column("builds", justify="right")
+    for status, n in sorted(rep.by_status.items(), key=lambda kv: -kv[1]):
+        icon, style = STATUS_STYLE.get(status, ("?", "white"))
+        reasons = [(r, c) for (st, r), c in rep.by_reason.items() if st == status]
+        if not reasons:
+            t.add_row(f"[{style}]{icon} {status}[/]", "", str(n))
+        for r, c in sorted(reasons, key=lambda kv: -kv[1]):
+            t.add_row(f"[{style}]{icon} {status}[/]", r, str(c))
+        accounted = sum(c for _, c in reasons)
+        if reasons and accounted < n:
+            t.add_row(f"[{style}]{icon} {status}[/]", "", str(n - accounted))
+    console.print(t)
+
+    cov = Table(title="Coverage (source x configuration)", show_lines=False)
+    cov.add_column("source")
+    configs = rep.configs
+    for c in configs:
+        cov.add_column(c.replace("-", "-\n", 1) if len(configs) > 6 else c, justify="center")
+    for src in rep.sources:
+        row = [src]
+        for c in configs:
+            cell = rep.cell(src, c)
+            if cell is None:
+                row.append("")
+                continue
+            icon, style = STATUS_STYLE.get(cell.status, ("?", "white"))
+            row.append(f"[{style}]{icon}{cell.binaries if cell.binaries else ''}[/]")
+        cov.add_row(*row)
+    console.print(cov)
+    failures = [c for c in rep.cells if c.status not in ("succeeded",)]
+    for c in failures[:10]:
+        console.print(f"  [red]{c.source} {c.config}[/]: {c.status} ({c.reason}) {c.message or ''}", highlight=False)
+    if len(failures) > 10:
+        console.print(f"  ... and {len(failures) - 10} more (see the builds table)")
+    console.print(
+        f"[bold]{rep.binaries}[/] binaries, [bold]{rep.functions}[/] functions"
+        + (f", [yellow]{rep.opt_mismatches} optimisation label mismatch(es)[/]" if rep.opt_mismatches else ", labels verified")
+        + (f", {rep.analysis_errors} analysis error(s)" if rep.analysis_errors else "")
+        + (f", {rep.reused} build(s) reused from earlier runs" if rep.reused else "")
+    )
+    console.print(f"dataset: [bold]{db_path}[/]")

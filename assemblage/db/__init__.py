@@ -1,0 +1,1 @@
+"""Metadata: SQLAlchemy models and sessions (parsers and Celery know nothing of this)."""

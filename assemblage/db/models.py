@@ -1,0 +1,282 @@
+"""The metadata schema: one set of SQLAlchemy 2 models for SQLite (embedded) and PostgreSQL.
+
+The tables ``binaries``, ``functions``, ``rvas``, ``lines`` and ``pdbs`` are a
+superset of the published Assemblage SQLite schema, so that scripts written
+for that dataset keep working on ``DIR/dataset.sqlite``. The other tables
+(recipes, runs, sources, configurations, builds, inlines) are ours.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Base",
+    "Binary",
+    "Build",
+    "Configuration",
+    "Function",
+    "Inline",
+    "Line",
+    "Pdb",
+    "Recipe",
+    "Run",
+    "Rva",
+    "Source",
+    "BUILD_STATUSES",
+    "FINAL_STATUSES",
+]
+
+# succeeded, failed, timed_out, no_binaries and skipped are final; pending and running are not.
+BUILD_STATUSES = ("pending", "running", "succeeded", "failed", "timed_out", "no_binaries", "skipped")
+FINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "no_binaries", "skipped"})
+# A finished build with one of these outcomes is reused by a later run with the same key.
+REUSABLE_STATUSES = frozenset({"succeeded", "failed", "no_binaries"})
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Recipe(Base):
+    __tablename__ = "recipes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text)  # the recipe as submitted
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    recipe_id: Mapped[int] = mapped_column(ForeignKey("recipes.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, running, finished, failed
+    notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # dropped configurations, warnings
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # build/outputs options in force
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    recipe: Mapped[Recipe] = relationship()
+    builds: Mapped[list["Build"]] = relationship(back_populates="run")
+
+
+class Source(Base):
+    """One source of one run, as the recipe names it, and what fetching pinned."""
+
+    __tablename__ = "sources"
+    __table_args__ = (UniqueConstraint("run_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the recipe entry
+    label: Mapped[str] = mapped_column(String(1000))  # "debian:zlib", a git URL, a path
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, fetched, failed
+    error: Mapped[str | None] = mapped_column(Text)
+    pin: Mapped[str | None] = mapped_column(String(200))  # commit SHA, archive sha256, tree hash, Debian version
+    commit: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(200))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    license: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str | None] = mapped_column(String(1000))
+    last_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    checkout: Mapped[str | None] = mapped_column(String(4000))  # where the fetched tree is (embedded)
+
+
+class Configuration(Base):
+    __tablename__ = "configurations"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(100), unique=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    arch: Mapped[str] = mapped_column(String(20))
+    toolchain: Mapped[str] = mapped_column(String(40))
+    opt: Mapped[str] = mapped_column(String(10))
+
+
+class Build(Base):
+    """One source under one configuration in one run."""
+
+    __tablename__ = "builds"
+    __table_args__ = (
+        UniqueConstraint("run_id", "source_id", "configuration_id"),
+        Index("ix_builds_key_status", "key", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    configuration_id: Mapped[int] = mapped_column(ForeignKey("configurations.id"))
+    key: Mapped[str | None] = mapped_column(String(64))  # sha256(source pin, config, flags): the idempotency key
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    reason: Mapped[str | None] = mapped_column(String(40))  # failure reason class
+    message: Mapped[str | None] = mapped_column(Text)  # one line saying what went wrong
+    build_system: Mapped[str | None] = mapped_column(String(20))
+    flags_requested: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    sandboxed: Mapped[bool | None] = mapped_column(Boolean)
+    runner: Mapped[str | None] = mapped_column(String(20))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    duration: Mapped[float | None] = mapped_column(Float)  # seconds spent compiling
+    analysis_duration: Mapped[float | None] = mapped_column(Float)
+    log_key: Mapped[str | None] = mapped_column(String(200))  # object store key of the full log
+    reused_from_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
+    opt_mismatches: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    run: Mapped[Run] = relationship(back_populates="builds")
+    source: Mapped[Source] = relationship()
+    configuration: Mapped[Configuration] = relationship()
+
+
+class Binary(Base):
+    """A binary a build produced. Assemblage columns first, then ours."""
+
+    __tablename__ = "binaries"
+    __table_args__ = (
+        UniqueConstraint("build_id", "relpath"),
+        Index("ix_binaries_filter", "platform", "arch", "toolchain", "optimization"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    path: Mapped[str] = mapped_column(String(500))  # object key, relative to the dataset folder when local
+    platform: Mapped[str] = mapped_column(String(20))
+    build_mode: Mapped[str] = mapped_column(String(20))  # Debug (O0/Od) or Release
+    toolset_version: Mapped[str | None] = mapped_column(String(100))
+    github_url: Mapped[str | None] = mapped_column(String(1000))
+    optimization: Mapped[str] = mapped_column(String(10))
+    hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the file
+    size: Mapped[int] = mapped_column(BigInteger)
+    license: Mapped[str | None] = mapped_column(String(200))
+    repo_commit_hash: Mapped[str | None] = mapped_column(String(64))
+    repo_last_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # ours
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    source: Mapped[str] = mapped_column(String(1000))
+    source_kind: Mapped[str] = mapped_column(String(20))
+    source_version: Mapped[str | None] = mapped_column(String(200))
+    arch: Mapped[str] = mapped_column(String(20))
+    format: Mapped[str] = mapped_column(String(10))
+    bits: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str | None] = mapped_column(String(20))
+    toolchain: Mapped[str] = mapped_column(String(40))
+    config: Mapped[str] = mapped_column(String(100), index=True)
+    relpath: Mapped[str] = mapped_column(String(2000))  # where the build left it
+    flags_requested: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    flags_observed: Mapped[list[Any] | None] = mapped_column(JSON)
+    opt_observed: Mapped[str | None] = mapped_column(String(10))
+    opt_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
+    producer: Mapped[str | None] = mapped_column(Text)
+    elf_build_id: Mapped[str | None] = mapped_column(String(80))
+    text_sha256: Mapped[str | None] = mapped_column(String(64))
+    stripped_hash: Mapped[str | None] = mapped_column(String(64))
+    stripped_path: Mapped[str | None] = mapped_column(String(500))
+    function_count: Mapped[int] = mapped_column(Integer, default=0)
+    analysis_error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # disagreements, sections, imports
+
+    functions: Mapped[list["Function"]] = relationship(back_populates="binary")
+
+
+class Function(Base):
+    __tablename__ = "functions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    binary_id: Mapped[int] = mapped_column(ForeignKey("binaries.id"), index=True)
+    name: Mapped[str] = mapped_column(Text, index=True)
+    hash: Mapped[str | None] = mapped_column(String(64))  # sha256 of the function's bytes
+    source_file: Mapped[str | None] = mapped_column(Text)
+    prototype: Mapped[str | None] = mapped_column(Text)
+    # ours
+    linkage_name: Mapped[str | None] = mapped_column(Text)
+    demangled: Mapped[str | None] = mapped_column(Text)
+    start: Mapped[int] = mapped_column(BigInteger)
+    end: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)
+    decl_line: Mapped[int | None] = mapped_column(Integer)
+    compilation_unit: Mapped[str | None] = mapped_column(Text)
+    is_static: Mapped[bool | None] = mapped_column(Boolean)
+    label_source: Mapped[str] = mapped_column(String(10))
+    pic_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+
+    binary: Mapped[Binary] = relationship(back_populates="functions")
+
+
+class Rva(Base):
+    __tablename__ = "rvas"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    function_id: Mapped[int] = mapped_column(ForeignKey("functions.id"), index=True)
+    start: Mapped[int] = mapped_column(BigInteger)
+    end: Mapped[int] = mapped_column(BigInteger)
+
+
+class Line(Base):
+    __tablename__ = "lines"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    function_id: Mapped[int] = mapped_column(ForeignKey("functions.id"), index=True)
+    line_number: Mapped[int] = mapped_column(Integer)
+    rva: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(BigInteger)
+    source_file: Mapped[str | None] = mapped_column(Text)
+
+
+class Pdb(Base):
+    __tablename__ = "pdbs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    binary_id: Mapped[int] = mapped_column(ForeignKey("binaries.id"), index=True)
+    pdb_path: Mapped[str] = mapped_column(String(500))  # object key of the PDB
+    # ours
+    hash: Mapped[str | None] = mapped_column(String(64))
+    guid: Mapped[str | None] = mapped_column(String(64))
+    age: Mapped[int | None] = mapped_column(Integer)
+    codeview_path: Mapped[str | None] = mapped_column(Text)
+
+
+class Inline(Base):
+    """An inlined copy of a function inside another (not a function of its own)."""
+
+    __tablename__ = "inlines"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    binary_id: Mapped[int] = mapped_column(ForeignKey("binaries.id"), index=True)
+    callee: Mapped[str] = mapped_column(Text)
+    caller: Mapped[str | None] = mapped_column(Text)
+    start: Mapped[int] = mapped_column(BigInteger)
+    end: Mapped[int] = mapped_column(BigInteger)
+    call_file: Mapped[str | None] = mapped_column(Text)
+    call_line: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,1 @@
+"""The pipeline: steps as plain functions of IDs, an embedded orchestrator, run reports."""

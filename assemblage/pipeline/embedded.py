@@ -1,0 +1,123 @@
+"""The embedded mode: the same steps, run in-process by a small thread pool, into one folder.
+
+``DIR/dataset.sqlite`` holds the metadata, ``DIR/objects/`` the binaries (by
+sha256), ``DIR/logs/`` the build logs, ``DIR/sources/`` the fetched sources.
+Builds are subprocesses and analysis runs in forked children, so threads are
+enough to keep every core busy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from assemblage.db import models as m
+from assemblage.db.session import init_schema, make_engine, make_sessionmaker, sqlite_url
+from assemblage.pipeline.steps import Context, create_run, execute_build, fetch_run_source, finish_run
+from assemblage.recipes.models import Recipe
+from assemblage.storage.local import LocalStore
+
+__all__ = ["Dataset", "open_dataset", "run_recipe", "Progress"]
+
+DATASET_FILE = "dataset.sqlite"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    context: Context
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / DATASET_FILE
+
+
+def open_dataset(out: Path, *, work_root: Path | None = None) -> Dataset:
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(sqlite_url(out / DATASET_FILE))
+    init_schema(engine)
+    ctx = Context(
+        sessions=make_sessionmaker(engine),
+        store=LocalStore(out),
+        cache_dir=out / "sources",
+        work_root=work_root,
+    )
+    return Dataset(root=out, context=ctx)
+
+
+class Progress:
+    """What the orchestrator reports; the CLI draws it with Rich, tests may count it."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, status: str, label: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def run_recipe(
+    dataset: Dataset,
+    recipe: Recipe,
+    text: str,
+    base: Path,
+    *,
+    jobs: int = 2,
+    progress: Progress | None = None,
+    on_run: Callable[[int], None] | None = None,
+) -> int:
+    """Run a whole recipe into the dataset; returns the run id."""
+    ctx = dataset.context
+    progress = progress or Progress()
+    run_id = create_run(ctx, recipe, text, base)
+    if on_run:
+        on_run(run_id)
+    with ctx.sessions() as s:
+        run = s.get(m.Run, run_id)
+        run.status, run.started_at = "running", m.utcnow()
+        s.commit()
+        source_ids = list(s.scalars(select(m.Source.id).where(m.Source.run_id == run_id).order_by(m.Source.position)))
+        builds_by_source: dict[int, list[int]] = {}
+        for bid, sid in s.execute(select(m.Build.id, m.Build.source_id).where(m.Build.run_id == run_id).order_by(m.Build.id)):
+            builds_by_source.setdefault(sid, []).append(bid)
+    total = sum(len(v) for v in builds_by_source.values())
+    progress.start(total)
+    lock = threading.Lock()
+    labels = _labels(ctx, run_id)
+
+    def build(bid: int) -> None:
+        status = execute_build(ctx, bid)
+        with lock:
+            progress.advance(status, labels.get(bid, ""))
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="asm") as pool:
+        pending: set[Future] = set()
+        fetches = {pool.submit(fetch_run_source, ctx, sid): sid for sid in source_ids}
+        pending |= set(fetches)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                fut.result()  # re-raise programming errors; expected failures are recorded by the steps
+                sid = fetches.get(fut)
+                if sid is not None:
+                    for bid in builds_by_source.get(sid, []):
+                        pending.add(pool.submit(build, bid))
+    progress.stop()
+    finish_run(ctx, run_id)
+    return run_id
+
+
+def _labels(ctx: Context, run_id: int) -> dict[int, str]:
+    with ctx.sessions() as s:
+        rows = s.execute(
+            select(m.Build.id, m.Source.name, m.Configuration.identifier)
+            .join(m.Source, m.Build.source_id == m.Source.id)
+            .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
+            .where(m.Build.run_id == run_id)
+        ).all()
+    return {bid: f"{name} {cfg}" for bid, name, cfg in rows}

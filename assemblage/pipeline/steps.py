@@ -1,0 +1,407 @@
+"""The pipeline's steps as plain functions of IDs.
+
+The embedded mode calls them from a thread pool; the service wraps them in
+Celery tasks. Each step re-reads its rows, is safe to run again (a finished
+build returns at once; binaries are written in the same transaction as the
+final status, so a killed attempt leaves nothing behind), and never holds a
+database transaction open while compiling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
+from assemblage.builds.runner import Limits
+from assemblage.db import models as m
+from assemblage.db.session import session_scope
+from assemblage.errors import AssemblageError, InvalidBinaryError
+from assemblage.recipes.matrix import Config, expand_matrix
+from assemblage.recipes.models import Recipe
+from assemblage.storage.base import ObjectStore, sha256_file
+
+__all__ = ["Context", "create_run", "fetch_run_source", "execute_build", "finish_run", "build_key"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    """What every step needs: where metadata and objects go, and this worker's folders."""
+
+    sessions: sessionmaker[Session]
+    store: ObjectStore
+    cache_dir: Path  # fetched sources (one checkout per source, reused by its builds)
+    work_root: Path | None = None  # scratch folders of builds (must be reachable by the build user)
+    worker: str = "embedded"
+    analysis_timeout: float = 300.0
+    analysis_memory: int = 4 * 1024**3
+    hooks: dict[str, Any] = field(default_factory=dict)
+
+
+def _utcnow():
+    return m.utcnow()
+
+
+# ---------------------------------------------------------------- runs
+
+
+def create_run(ctx: Context, recipe: Recipe, text: str, base: Path) -> int:
+    """Record the recipe and one pending build per source x configuration. Returns the run id."""
+    from assemblage.sources import source_label, source_name
+
+    configs, notes = expand_matrix(recipe)
+    with session_scope(ctx.sessions) as s:
+        rec = m.Recipe(
+            name=recipe.name, description=recipe.description, text=text,
+            sha256=hashlib.sha256(text.encode()).hexdigest(),
+        )
+        s.add(rec)
+        s.flush()
+        run = m.Run(
+            recipe_id=rec.id, status="pending", notes=notes,
+            options={
+                "base": str(base),
+                "build": recipe.build.model_dump(mode="json"),
+                "outputs": recipe.outputs.model_dump(mode="json"),
+                "flags": list(recipe.matrix.flags),
+            },
+        )
+        s.add(run)
+        s.flush()
+        cfg_rows = [_config_row(s, c) for c in configs]
+        for pos, spec in enumerate(recipe.sources):
+            src = m.Source(
+                run_id=run.id, position=pos, spec=spec.model_dump(mode="json", exclude_none=True),
+                label=source_label(spec), kind=spec.kind, name=source_name(spec),
+            )
+            s.add(src)
+            s.flush()
+            for cfg in cfg_rows:
+                s.add(m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id,
+                              flags_requested=list(recipe.matrix.flags)))
+        return run.id
+
+
+def _config_row(s: Session, c: Config) -> m.Configuration:
+    row = s.scalar(select(m.Configuration).where(m.Configuration.identifier == c.id))
+    if row is None:
+        row = m.Configuration(identifier=c.id, platform=c.platform, arch=c.arch, toolchain=c.toolchain, opt=c.opt)
+        s.add(row)
+        s.flush()
+    return row
+
+
+def _spec_of(source: m.Source):
+    from pydantic import TypeAdapter
+
+    from assemblage.recipes.models import SourceSpec
+
+    return TypeAdapter(SourceSpec).validate_python(source.spec)
+
+
+def fetch_run_source(ctx: Context, source_id: int) -> bool:
+    """Fetch and pin one source. On failure, its builds become ``skipped`` with the reason."""
+    from assemblage.sources import fetch_source
+
+    with session_scope(ctx.sessions) as s:
+        src = s.get(m.Source, source_id)
+        if src is None:
+            return False
+        if src.status == "fetched" and src.checkout and Path(src.checkout).exists():
+            return True
+        run = s.get(m.Run, src.run_id)
+        base = Path(run.options.get("base", "."))
+        spec = _spec_of(src)
+    try:
+        fetched = fetch_source(spec, base=base, cache=ctx.cache_dir)
+    except AssemblageError as exc:
+        with session_scope(ctx.sessions) as s:
+            src = s.get(m.Source, source_id)
+            src.status, src.error = "failed", str(exc)
+            for b in s.scalars(select(m.Build).where(m.Build.source_id == source_id, m.Build.status == "pending")):
+                b.status, b.reason, b.message = "skipped", "source_unavailable", str(exc)[:2000]
+                b.finished_at = _utcnow()
+        return False
+    with session_scope(ctx.sessions) as s:
+        src = s.get(m.Source, source_id)
+        src.status, src.error = "fetched", None
+        src.name = fetched.name
+        src.commit, src.version, src.sha256 = fetched.commit, fetched.version, fetched.sha256
+        src.license, src.url, src.last_update = fetched.license, fetched.url, fetched.last_update
+        src.checkout = str(fetched.path)
+        src.pin = fetched.commit or fetched.sha256 or _tree_pin(fetched.path, fetched.version)
+    return True
+
+
+def _tree_pin(path: Path, version: str | None) -> str:
+    """A content hash of a folder (names, modes, bytes), so editing a local source rebuilds it."""
+    h = hashlib.sha256((version or "").encode())
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path).as_posix()
+        if p.is_symlink():
+            h.update(f"L {rel} {p.readlink()}\n".encode())
+        elif p.is_file():
+            h.update(f"F {rel} {p.stat().st_mode & 0o111}\n".encode())
+            h.update(sha256_file(p).encode())
+    return "tree:" + h.hexdigest()
+
+
+def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: dict[str, Any]) -> str:
+    """The idempotency key of a build: same source content, configuration and options -> same build."""
+    doc = {"label": label, "pin": pin, "config": config, "flags": flags,
+           "outputs": options.get("outputs", {}), "schema": 1}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- builds
+
+
+def execute_build(ctx: Context, build_id: int) -> str:
+    """Build, analyse and store one source x configuration. Returns the final status."""
+    with session_scope(ctx.sessions) as s:
+        b = s.get(m.Build, build_id)
+        if b is None:
+            return "missing"
+        if b.status in m.FINAL_STATUSES:
+            return b.status
+        src, cfg, run = b.source, b.configuration, b.run
+        if src.status != "fetched":
+            b.status, b.reason = "skipped", "source_unavailable"
+            b.message = src.error or "the source was not fetched"
+            b.finished_at = _utcnow()
+            return b.status
+        key = build_key(label=src.label, pin=src.pin, config=cfg.identifier, flags=b.flags_requested, options=run.options)
+        b.key = key
+        earlier = s.scalar(
+            select(m.Build).where(m.Build.key == key, m.Build.id != b.id, m.Build.status.in_(m.REUSABLE_STATUSES))
+            .order_by(m.Build.id).limit(1)
+        )
+        if earlier is not None:
+            origin = earlier.reused_from_id or earlier.id
+            for attr in ("status", "reason", "message", "build_system", "duration", "log_key", "sandboxed",
+                         "runner", "opt_mismatches", "analysis_duration"):
+                setattr(b, attr, getattr(earlier, attr))
+            b.reused_from_id = origin
+            b.finished_at = _utcnow()
+            return b.status
+        b.status, b.attempts, b.started_at, b.worker = "running", b.attempts + 1, _utcnow(), ctx.worker
+        request = BuildRequest(
+            source_dir=Path(src.checkout),
+            config=Config.parse(cfg.identifier),
+            flags=tuple(b.flags_requested),
+            limits=_limits(run.options.get("build", {})),
+            kinds=_kinds(run.options.get("outputs", {})),
+            jobs=int(run.options.get("build", {}).get("jobs_per_build", 1)),
+            work_root=ctx.work_root,
+        )
+        want_stripped = bool(run.options.get("outputs", {}).get("stripped"))
+        source_info = _source_info(src)
+        config = Config.parse(cfg.identifier)
+
+    with tempfile.TemporaryDirectory(prefix="asm-log-") as tmp:
+        log_path = Path(tmp) / "build.log"
+        outcome = run_build(request, log_path)
+        try:
+            t0 = time.monotonic()
+            records = _analyse_and_store(ctx, outcome, config, want_stripped, log_path)
+            analysis_duration = time.monotonic() - t0
+            log_key = f"logs/build-{build_id}.log"
+            ctx.store.store(log_key, log_path, meta={"content-type": "text/plain"})
+        finally:
+            outcome.cleanup()
+
+    with session_scope(ctx.sessions) as s:
+        b = s.get(m.Build, build_id)
+        if b is None or b.status in m.FINAL_STATUSES:
+            return b.status if b else "missing"  # another attempt finished first
+        b.status, b.reason, b.message = outcome.status, outcome.reason, outcome.message
+        b.build_system, b.duration, b.sandboxed = outcome.build_system, outcome.duration, outcome.sandboxed
+        b.runner, b.log_key, b.analysis_duration = "local", log_key, analysis_duration
+        b.finished_at = _utcnow()
+        b.opt_mismatches = _write_binaries(s, b, records, config, source_info)
+    return outcome.status
+
+
+def _limits(build: dict[str, Any]) -> Limits:
+    from assemblage.recipes.models import parse_memory
+
+    return Limits(
+        timeout=float(build.get("timeout", 600)),
+        memory=parse_memory(build.get("memory", "4GiB")),
+        processes=int(build.get("processes", 512)),
+        file_size=parse_memory(build.get("disk", "8GiB")),
+    )
+
+
+def _kinds(outputs: dict[str, Any]) -> frozenset[str]:
+    kinds = set()
+    if outputs.get("executables", True):
+        kinds.add("executable")
+    if outputs.get("shared_libraries", True):
+        kinds.add("shared")
+    if outputs.get("static_libraries"):
+        kinds.add("static")
+    if outputs.get("objects"):
+        kinds.add("object")
+    return frozenset(kinds)
+
+
+def _source_info(src: m.Source) -> dict[str, Any]:
+    return {"label": src.label, "kind": src.kind, "license": src.license, "url": src.url,
+            "commit": src.commit, "last_update": src.last_update, "version": src.version}
+
+
+@dataclass
+class _Stored:
+    relpath: str
+    sha256: str
+    key: str
+    size: int
+    kind: str
+    format: str
+    analysis: Any = None  # BinaryAnalysis or None
+    error: str | None = None
+    stripped: tuple[str, str] | None = None  # (sha256, key)
+    pdb: tuple[str, str, str] | None = None  # (sha256, key, local name)
+
+
+def _analyse_and_store(ctx: Context, outcome: BuildOutcome, config: Config, want_stripped: bool, log_path: Path) -> list[_Stored]:
+    from assemblage.binaries import analyze_file_bounded
+
+    records = []
+    with open(log_path, "a", encoding="utf-8") as log:
+        for found in outcome.binaries:
+            digest = sha256_file(found.path)
+            _, key = ctx.store.store_blob(found.path, sha256=digest)
+            rec = _Stored(relpath=found.relpath, sha256=digest, key=key, size=found.path.stat().st_size,
+                          kind=found.kind, format=found.format)
+            pdb = outcome.pdbs.get(found.relpath)
+            if pdb is not None:
+                pdb_sha, pdb_key = ctx.store.store_blob(pdb)
+                rec.pdb = (pdb_sha, pdb_key, pdb.name)
+            if found.format in ("elf", "pe"):
+                try:
+                    rec.analysis = analyze_file_bounded(
+                        found.path, pdb=pdb, timeout=ctx.analysis_timeout, memory=ctx.analysis_memory
+                    )
+                except InvalidBinaryError as exc:
+                    rec.error = exc.problem
+                    log.write(f"! analysis of {found.relpath} failed: {exc.problem}\n")
+            if want_stripped and found.format in ("elf", "pe"):
+                rec.stripped = _stripped_copy(ctx, found.path, outcome.strip_tool, log)
+            records.append(rec)
+    return records
+
+
+def _stripped_copy(ctx: Context, path: Path, strip_tool: str | None, log) -> tuple[str, str] | None:
+    tool = next((t for t in (strip_tool, "llvm-strip-19", "llvm-strip", "strip") if t and shutil.which(t)), None)
+    if tool is None:
+        log.write(f"! no strip tool: no stripped copy of {path.name}\n")
+        return None
+    with tempfile.TemporaryDirectory(prefix="asm-strip-") as tmp:
+        out = Path(tmp) / path.name
+        r = subprocess.run([tool, "--strip-all", "-o", str(out), str(path)], capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            log.write(f"! {tool} failed on {path.name}: {r.stderr.strip()}\n")
+            return None
+        return ctx.store.store_blob(out)
+
+
+def _write_binaries(s: Session, b: m.Build, records: list[_Stored], config: Config, info: dict[str, Any]) -> int:
+    """Insert binaries and their ground truth in the caller's transaction. Returns opt mismatches."""
+    mismatches = 0
+    for rec in records:
+        a = rec.analysis
+        observed = getattr(a, "observed_opt", None)
+        mismatch = bool(observed) and observed != config.opt
+        mismatches += mismatch
+        producer = a.producers[0] if a is not None and a.producers else None
+        row = m.Binary(
+            file_name=Path(rec.relpath).name, path=rec.key, platform=config.platform,
+            build_mode="Debug" if config.opt in ("O0", "Od") else "Release",
+            toolset_version=(f"{producer.compiler} {producer.version}" if producer and producer.version else config.toolchain),
+            github_url=info["url"], optimization=config.opt, hash=rec.sha256, size=rec.size,
+            license=info["license"], repo_commit_hash=info["commit"], repo_last_update=info["last_update"],
+            build_id=b.id, run_id=b.run_id, source=info["label"], source_kind=info["kind"],
+            source_version=info["version"], arch=a.arch if a is not None else config.arch, format=rec.format,
+            bits=getattr(a, "bits", None), kind=rec.kind, toolchain=config.toolchain, config=config.id,
+            relpath=rec.relpath, flags_requested=list(b.flags_requested),
+            flags_observed=list(a.observed_flags) if a is not None else None,
+            opt_observed=observed, opt_mismatch=mismatch, producer=producer.raw if producer else None,
+            elf_build_id=getattr(a, "build_id", None), text_sha256=getattr(a, "text_sha256", None),
+            stripped_hash=rec.stripped[0] if rec.stripped else None,
+            stripped_path=rec.stripped[1] if rec.stripped else None,
+            function_count=len(a.functions) if a is not None else 0,
+            analysis_error=rec.error,
+            notes={"disagreements": [asdict(d) for d in a.disagreements[:1000]]} if a is not None else {},
+        )
+        s.add(row)
+        s.flush()
+        if rec.pdb:
+            s.add(m.Pdb(binary_id=row.id, pdb_path=rec.pdb[1], hash=rec.pdb[0], guid=getattr(a, "pdb_guid", None),
+                        age=getattr(a, "pdb_age", None), codeview_path=getattr(a, "pdb_path", None)))
+        if a is not None:
+            insert_ground_truth(s, row.id, a)
+    return mismatches
+
+
+def insert_ground_truth(s: Session, binary_id: int, a) -> None:
+    """Bulk-insert functions, their ranges, lines and inlining facts of one binary."""
+    funcs = a.functions
+    if funcs:
+        rows = [
+            {"binary_id": binary_id, "name": f.name, "hash": f.sha256, "source_file": f.source_file,
+             "prototype": f.prototype, "linkage_name": f.linkage_name, "demangled": f.demangled,
+             "start": f.start, "end": f.end, "size": f.size, "decl_line": f.decl_line,
+             "compilation_unit": f.compilation_unit, "is_static": f.is_static,
+             "label_source": f.label_source, "pic_hash": f.pic_hash}
+            for f in funcs
+        ]
+        ids = list(s.scalars(insert(m.Function).returning(m.Function.id, sort_by_parameter_order=True), rows))
+        rvas, lines = [], []
+        for fid, f in zip(ids, funcs):
+            for r in (f.ranges or []):
+                rvas.append({"function_id": fid, "start": r.start, "end": r.end})
+            if not f.ranges:
+                rvas.append({"function_id": fid, "start": f.start, "end": f.end})
+            for ln in f.lines:
+                lines.append({"function_id": fid, "line_number": ln.line, "rva": ln.address,
+                              "length": ln.length, "source_file": ln.source_file})
+        if rvas:
+            s.execute(insert(m.Rva), rvas)
+        for i in range(0, len(lines), 50_000):
+            s.execute(insert(m.Line), lines[i:i + 50_000])
+    if a.inlinings:
+        s.execute(insert(m.Inline), [
+            {"binary_id": binary_id, "callee": i.callee, "caller": i.caller, "start": r.start, "end": r.end,
+             "call_file": i.call_file, "call_line": i.call_line}
+            for i in a.inlinings for r in i.ranges
+        ])
+
+
+# ---------------------------------------------------------------- run end
+
+
+def finish_run(ctx: Context, run_id: int) -> dict[str, int]:
+    """Close a run once no build is pending or running. Returns build counts by status."""
+    with session_scope(ctx.sessions) as s:
+        counts = dict(s.execute(
+            select(m.Build.status, func.count()).where(m.Build.run_id == run_id).group_by(m.Build.status)
+        ).all())
+        run = s.get(m.Run, run_id)
+        if not counts.get("pending") and not counts.get("running"):
+            run.status, run.finished_at = "finished", _utcnow()
+        return counts

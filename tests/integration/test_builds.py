@@ -1,0 +1,213 @@
+"""Real builds through the engine: build systems, flags that win, limits, hostile trees."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from assemblage.builds.engine import BuildRequest, run_build
+from assemblage.builds.runner import Limits, sandbox_available
+from assemblage.recipes.matrix import Config
+from tests.conftest import SAMPLES, need
+
+pytestmark = pytest.mark.integration
+
+
+def build(src: Path, config: str, tmp_path: Path, **kw):
+    log = tmp_path / f"{config}.log"
+    outcome = run_build(BuildRequest(source_dir=src, config=Config.parse(config), **kw), log)
+    return outcome, log.read_text()
+
+
+def producers(binary: Path) -> list[str]:
+    """DW_AT_producer strings, read by llvm-dwarfdump (an independent tool)."""
+    out = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(binary)], capture_output=True, text=True, check=True).stdout
+    return re.findall(r'DW_AT_producer\s+\("([^"]*)"\)', out)
+
+
+@pytest.mark.parametrize("sample,system,toolchain,expected", [
+    ("calc", "make", "gcc-12", {"calc"}),
+    ("shapes", "cmake", "clang-19", {"libgeometry.so", "shapes"}),
+    ("wordfreq", "autotools", "gcc-11", {"wordfreq"}),
+    ("vecmath", "meson", "clang-14", {"libvecmath.so", "vecdemo"}),
+])
+def test_build_systems_get_the_configured_level(sample, system, toolchain, expected, tmp_path):
+    need("llvm-dwarfdump-19", toolchain.replace("gcc-", "gcc-"))
+    outcome, log = build(SAMPLES / sample, f"linux-x86_64-{toolchain}-O1", tmp_path)
+    try:
+        assert outcome.status == "succeeded", log
+        assert outcome.build_system == system
+        assert {b.path.name for b in outcome.binaries} == expected
+        for b in outcome.binaries:
+            prods = [p for p in producers(b.path) if "-O" in p]
+            assert prods, f"no producer with flags in {b.relpath}"
+            for p in prods:
+                # the last -O wins in gcc and clang; it must be ours whatever the project asked for
+                assert re.findall(r"-O\S*", p)[-1] == "-O1", p
+    finally:
+        outcome.cleanup()
+
+
+def test_makefile_hardcoded_level_does_not_win(tmp_path):
+    # calc's Makefile says CFLAGS ?= -O3: the label says O0, the binary must be O0
+    need("llvm-dwarfdump-19")
+    outcome, log = build(SAMPLES / "calc", "linux-x86_64-gcc-12-O0", tmp_path)
+    try:
+        assert outcome.status == "succeeded", log
+        for p in producers(outcome.binaries[0].path):
+            assert "-O3" not in p and p.split()[-1] != "-O3"
+            assert re.findall(r"-O\S*", p)[-1] == "-O0"
+    finally:
+        outcome.cleanup()
+
+
+def test_cross_build_aarch64(tmp_path):
+    need("aarch64-linux-gnu-gcc-12")
+    outcome, log = build(SAMPLES / "calc", "linux-aarch64-gcc-12-O2", tmp_path)
+    try:
+        assert outcome.status == "succeeded", log
+        header = subprocess.run(["readelf", "-h", str(outcome.binaries[0].path)], capture_output=True, text=True).stdout
+        assert "AArch64" in header
+    finally:
+        outcome.cleanup()
+
+
+def test_compile_error_is_classified(tmp_path):
+    outcome, log = build(SAMPLES / "broken", "linux-x86_64-gcc-12-O2", tmp_path)
+    assert (outcome.status, outcome.reason) == ("failed", "compile_error")
+    assert "undeclared_variable" in outcome.message
+    assert "undeclared_variable" in log
+
+
+def test_missing_header_is_a_missing_dependency(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "main.c").write_text("#include <no_such_library.h>\nint main(void){return 0;}\n")
+    outcome, _ = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
+    assert (outcome.status, outcome.reason) == ("failed", "missing_dependency")
+
+
+def test_link_error_is_classified(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "main.c").write_text("int missing(void);\nint main(void){return missing();}\n")
+    outcome, _ = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
+    assert (outcome.status, outcome.reason) == ("failed", "link_error")
+
+
+def test_unknown_tree_has_no_build_system(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "README").write_text("nothing to build")
+    outcome, _ = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
+    assert (outcome.status, outcome.reason) == ("failed", "no_build_system")
+
+
+def test_missing_toolchain_is_a_clear_per_configuration_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    outcome, log = build(SAMPLES / "calc", "linux-x86_64-gcc-12-O2", tmp_path)
+    assert (outcome.status, outcome.reason) == ("skipped", "toolchain_unavailable")
+    assert "assemblage toolchains install gcc-12" in outcome.message
+
+
+def test_msvc_is_refused_here(tmp_path):
+    outcome, _ = build(SAMPLES / "calc", "windows-x86_64-msvc-v143-O2", tmp_path)
+    assert (outcome.status, outcome.reason) == ("skipped", "toolchain_unavailable")
+
+
+def test_build_that_loops_forever_is_killed(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    # the loop forks children too: all of them must die
+    (src / "Makefile").write_text("all:\n\tsleep 1000 & sleep 1000 & while true; do :; done\n")
+    started = time.monotonic()
+    outcome, log = build(src, "linux-x86_64-gcc-12-O2", tmp_path, limits=Limits(timeout=3))
+    elapsed = time.monotonic() - started
+    assert (outcome.status, outcome.reason) == ("timed_out", "timeout")
+    assert elapsed < 20
+    assert "killed after the build's time limit" in log
+    time.sleep(0.5)
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 1000"], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], "processes of a killed build survived"
+
+
+def test_build_that_fills_memory_is_killed(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hog.c").write_text(
+        "#include <stdlib.h>\n#include <string.h>\n"
+        "int main(void){for(;;){char*p=malloc(1<<26); if(!p) return 3; memset(p,1,1<<26);} }\n"
+    )
+    (src / "Makefile").write_text("all: hog\n\t./hog\nhog: hog.c\n\t$(CC) -o hog hog.c\n")
+    outcome, log = build(src, "linux-x86_64-gcc-12-O0", tmp_path, limits=Limits(timeout=60, memory=256 * 1024**2))
+    assert outcome.status == "failed"
+    assert outcome.reason in ("out_of_memory", "build_failed"), log
+    assert "Error 3" in log or "Killed" in log or "memory" in log.lower()
+
+
+def test_shell_metacharacters_in_file_names_are_inert(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    marker = tmp_path / "pwned"
+    names = [f"$(touch {marker}).c", f"`touch {marker}`;x.c", "a b;c&&d|e.c", "-rf.c", "'quote\".c"]
+    for i, n in enumerate(names):
+        (src / n.replace("/", "_")).write_text(f"int f{i}(int x) {{ return x * {i + 2}; }}\n")
+    (src / "main.c").write_text("int f0(int); int main(void) { return f0(1) - 2; }\n")
+    outcome, log = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
+    try:
+        assert outcome.status == "succeeded", log
+        assert outcome.build_system == "plain"
+        assert not marker.exists()
+        assert list(tmp_path.rglob("pwned")) == []
+        syms = subprocess.run(["nm", str(outcome.binaries[0].path)], capture_output=True, text=True).stdout
+        for i in range(len(names)):
+            assert re.search(rf"\bT f{i}\b", syms), f"f{i} missing: a file was not compiled"
+    finally:
+        outcome.cleanup()
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot create namespaces here")
+def test_builds_have_no_network(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    hits = []
+    threading.Thread(target=lambda: hits.append(server.accept()), daemon=True).start()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Makefile").write_text(
+        f"all:\n\t@bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' && echo CONNECTED || echo REFUSED\n\tfalse\n"
+    )
+    outcome, log = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
+    server.close()
+    assert "\nREFUSED" in log and "\nCONNECTED" not in log
+    assert hits == []
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot create namespaces here")
+def test_builds_cannot_write_outside_their_folder(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("intact")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Makefile").write_text(f"all:\n\t-echo overwritten > {victim}\n\t-touch /usr/pwned\n\tfalse\n")
+    build(src, "linux-x86_64-gcc-12-O2", tmp_path)
+    assert victim.read_text() == "intact"
+    assert not Path("/usr/pwned").exists()
+
+
+def test_template_is_never_modified(tmp_path):
+    src = tmp_path / "calc"
+    shutil.copytree(SAMPLES / "calc", src)
+    before = sorted(p.name for p in src.iterdir())
+    outcome, _ = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
+    outcome.cleanup()
+    assert sorted(p.name for p in src.iterdir()) == before
