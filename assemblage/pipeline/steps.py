@@ -27,7 +27,7 @@ from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.builds.runner import Limits
 from assemblage.db import models as m
 from assemblage.db.session import session_scope
-from assemblage.errors import AssemblageError, InvalidBinaryError
+from assemblage.errors import AssemblageError, InvalidBinaryError, SourceError
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
 from assemblage.storage.base import ObjectStore, sha256_file
@@ -197,9 +197,15 @@ def execute_build(ctx: Context, build_id: int) -> str:
             b.reused_from_id = origin
             b.finished_at = _utcnow()
             return b.status
+        try:
+            checkout = _ensure_checkout(ctx, src, Path(run.options.get("base", ".")))
+        except AssemblageError as exc:
+            b.status, b.reason, b.message = "skipped", "source_unavailable", str(exc)[:2000]
+            b.finished_at = _utcnow()
+            return b.status
         b.status, b.attempts, b.started_at, b.worker = "running", b.attempts + 1, _utcnow(), ctx.worker
         request = BuildRequest(
-            source_dir=Path(src.checkout),
+            source_dir=checkout,
             config=Config.parse(cfg.identifier),
             flags=tuple(b.flags_requested),
             limits=_limits(run.options.get("build", {})),
@@ -233,6 +239,25 @@ def execute_build(ctx: Context, build_id: int) -> str:
         b.finished_at = _utcnow()
         b.opt_mismatches = _write_binaries(s, b, records, config, source_info)
     return outcome.status
+
+
+def _ensure_checkout(ctx: Context, src: m.Source, base: Path) -> Path:
+    """The source's tree on this machine: the recorded checkout, or a fetch pinned to the recorded commit.
+
+    In the service, the worker that builds is not always the one that fetched.
+    """
+    if src.checkout and Path(src.checkout).is_dir():
+        return Path(src.checkout)
+    from assemblage.sources import fetch_source
+
+    spec = _spec_of(src)
+    if src.kind == "git" and src.commit:
+        spec = spec.model_copy(update={"ref": src.commit})
+    fetched = fetch_source(spec, base=base, cache=ctx.cache_dir)
+    pin = fetched.commit or fetched.sha256
+    if src.pin and pin and not src.pin.startswith("tree:") and pin != src.pin:
+        raise SourceError(f"{src.label}: fetched {pin}, but the run pinned {src.pin}")
+    return fetched.path
 
 
 def _limits(build: dict[str, Any]) -> Limits:
