@@ -19,6 +19,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+from assemblage.errors import BuildError
 from assemblage.toolchains.base import CompilerSet
 
 __all__ = ["write_wrappers"]
@@ -44,7 +45,7 @@ def _names(compilers: CompilerSet, lang: str) -> list[str]:
     if compilers.host_triple:
         t = compilers.host_triple
         names += [f"{t}-gcc", f"{t}-cc", f"{t}-clang"] if c else [f"{t}-g++", f"{t}-c++", f"{t}-clang++"]
-    return sorted(set(names))
+    return sorted({Path(n).name for n in names})
 
 
 def write_wrappers(bin_dir: Path, compilers: CompilerSet, config_id: str) -> tuple[Path, Path]:
@@ -54,6 +55,8 @@ def write_wrappers(bin_dir: Path, compilers: CompilerSet, config_id: str) -> tup
     out: dict[str, Path] = {}
     for lang, real_name in (("c", compilers.cc), ("c++", compilers.cxx)):
         real = shutil.which(real_name) or real_name
+        if Path(real).resolve().parent == bin_dir.resolve():
+            raise BuildError(f"the compiler {real_name!r} would be replaced by its own wrapper")
         text = _TEMPLATE.format(config=config_id, real=shlex.quote(real), flags=flags)
         for name in _names(compilers, lang):
             p = bin_dir / name

@@ -1,0 +1,3 @@
+from assemblage.cli.main import main
+
+main()

@@ -1,0 +1,199 @@
+"""The spine end to end: `assemblage build` on real sources with real compilers, checked by independent tools."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLES, need
+
+pytestmark = pytest.mark.integration
+
+CONFIGS = [f"linux-x86_64-{tc}-{opt}" for tc in ("gcc-12", "clang-19") for opt in ("O0", "O2")]
+
+
+def assemblage(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "assemblage.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    need("gcc-12", "clang-19", "llvm-dwarfdump-19", "nm")
+    root = tmp_path_factory.mktemp("corpus")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(f"""
+name: spine-test
+sources:
+  - path: {SAMPLES / 'calc'}
+  - path: {SAMPLES / 'shapes'}
+  - path: {SAMPLES / 'broken'}
+matrix:
+  toolchain: [gcc-12, clang-19]
+  opt: [O0, O2]
+outputs:
+  stripped: true
+""")
+    r = assemblage("build", str(recipe), "--out", str(root / "out"), "--jobs", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (root / "stdout.txt").write_text(r.stdout)
+    return root
+
+
+def db(corpus: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(corpus / "out" / "dataset.sqlite")
+    con.row_factory = sqlite3.Row
+    return con
+
+
+def test_summary_names_counts_and_dataset(corpus: Path) -> None:
+    out = (corpus / "stdout.txt").read_text()
+    assert "Builds by status and reason" in out
+    assert "compile_error" in out
+    assert "Coverage" in out
+    assert "dataset.sqlite" in out
+    assert re.search(r"\d+ binaries, \d+ functions", out)
+
+
+def test_every_configuration_produced_binaries(corpus: Path) -> None:
+    con = db(corpus)
+    rows = con.execute("""
+        select s.name, c.identifier, b.status, b.reason, count(x.id) n
+        from builds b join sources s on s.id = b.source_id join configurations c on c.id = b.configuration_id
+        left join binaries x on x.build_id = b.id group by b.id""").fetchall()
+    cells = {(r["name"], r["identifier"]): r for r in rows}
+    assert len(cells) == 3 * len(CONFIGS)
+    for cfg in CONFIGS:
+        assert cells[("calc", cfg)]["status"] == "succeeded" and cells[("calc", cfg)]["n"] == 1
+        assert cells[("shapes", cfg)]["status"] == "succeeded" and cells[("shapes", cfg)]["n"] == 2
+        assert (cells[("broken", cfg)]["status"], cells[("broken", cfg)]["reason"]) == ("failed", "compile_error")
+
+
+def test_labels_match_the_producer_read_by_llvm_dwarfdump(corpus: Path) -> None:
+    con = db(corpus)
+    rows = con.execute("select path, optimization, opt_observed, opt_mismatch, config from binaries").fetchall()
+    assert rows
+    for r in rows:
+        binary = corpus / "out" / r["path"]
+        dump = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(binary)], capture_output=True, text=True).stdout
+        producers = [p for p in re.findall(r'DW_AT_producer\s+\("([^"]*)"\)', dump) if "-O" in p]
+        assert producers, r["config"]
+        levels = {re.findall(r"-O(\S*)", p)[-1] for p in producers}
+        assert levels == {r["optimization"][1:]}, (r["config"], levels)
+        assert r["opt_observed"] == r["optimization"]
+        assert r["opt_mismatch"] == 0
+
+
+def nm_functions(binary: Path) -> dict[int, tuple[str, int]]:
+    out = subprocess.run(["nm", "--defined-only", "-S", str(binary)], capture_output=True, text=True, check=True).stdout
+    funcs = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tT":
+            funcs[int(parts[0], 16)] = (parts[3], int(parts[1], 16))
+    return funcs
+
+
+def test_function_boundaries_and_names_match_nm(corpus: Path) -> None:
+    con = db(corpus)
+    for b in con.execute("select id, path, config from binaries").fetchall():
+        binary = corpus / "out" / b["path"]
+        truth = nm_functions(binary)
+        ours = con.execute("select name, linkage_name, start, end, size from functions where binary_id = ?",
+                           (b["id"],)).fetchall()
+        assert ours, b["config"]
+        matched = 0
+        for f in ours:
+            if f["start"] in truth:
+                name, size = truth[f["start"]]
+                assert name in (f["name"], f["linkage_name"]), (b["config"], f["name"], name)
+                if f["end"] - f["start"] == f["size"]:  # contiguous
+                    assert f["size"] == size, (b["config"], f["name"])
+                matched += 1
+        # every function of our own sources with a symbol is found
+        own = {n for a, (n, s) in truth.items() if n in {"main", "evaluate", "fibonacci", "parse_expression", "free_tree"}}
+        ours_names = {f["name"] for f in ours}
+        assert own <= ours_names, (b["config"], own - ours_names)
+        assert matched >= len(own)
+
+
+def test_static_and_recursive_functions_are_labelled(corpus: Path) -> None:
+    con = db(corpus)
+    names = {r[0] for r in con.execute(
+        "select f.name from functions f join binaries b on b.id = f.binary_id "
+        "where b.file_name = 'calc' and b.optimization = 'O0'")}
+    assert {"parse_sum", "parse_primary", "skip_spaces", "apply", "fibonacci", "evaluate", "main"} <= names
+
+
+def test_cpp_methods_and_templates_are_labelled(corpus: Path) -> None:
+    con = db(corpus)
+    rows = con.execute(
+        "select f.name, f.linkage_name, f.demangled from functions f join binaries b on b.id = f.binary_id "
+        "where b.file_name = 'libgeometry.so' and b.optimization = 'O0'").fetchall()
+    demangled = " ".join(r["demangled"] or r["name"] for r in rows)
+    assert "geo::Circle::area" in demangled
+    assert "geo::Registry::total_area" in demangled
+    assert "sum_of<double>" in demangled
+
+
+def test_lines_and_rvas_belong_to_functions(corpus: Path) -> None:
+    con = db(corpus)
+    bad = con.execute("""
+        select count(*) from lines l join functions f on f.id = l.function_id
+        where l.rva < f.start or l.rva >= f.end""").fetchone()[0]
+    assert bad == 0
+    assert con.execute("select count(*) from lines").fetchone()[0] > 100
+    assert con.execute("select count(*) from functions f left join rvas r on r.function_id = f.id "
+                       "where r.id is null").fetchone()[0] == 0
+
+
+def test_binaries_are_stored_once_by_sha256_with_stripped_copies(corpus: Path) -> None:
+    import hashlib
+
+    con = db(corpus)
+    for r in con.execute("select path, hash, stripped_hash, stripped_path from binaries").fetchall():
+        data = (corpus / "out" / r["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == r["hash"]
+        assert r["path"].endswith(r["hash"])
+        stripped = corpus / "out" / r["stripped_path"]
+        assert stripped.exists() and stripped.stat().st_size < len(data)
+        syms = subprocess.run(["nm", str(stripped)], capture_output=True, text=True)
+        assert "no symbols" in syms.stderr
+    objects = [p for p in (corpus / "out" / "objects").rglob("*") if p.is_file() and not p.name.endswith(".json")]
+    distinct = con.execute("select count(distinct hash) + count(distinct stripped_hash) from binaries").fetchone()[0]
+    assert len(objects) == distinct
+
+
+def test_build_logs_are_kept(corpus: Path) -> None:
+    con = db(corpus)
+    for key, status in con.execute("select log_key, status from builds").fetchall():
+        text = (corpus / "out" / key).read_text()
+        assert "# assemblage build" in text
+        if status == "failed":
+            assert "error" in text
+
+
+def test_rerun_reuses_finished_builds(corpus: Path) -> None:
+    r = assemblage("build", str(corpus / "recipe.yaml"), "--out", str(corpus / "out"), "--jobs", "2")
+    assert r.returncode == 0, r.stderr
+    con = db(corpus)
+    runs = con.execute("select max(id) from runs").fetchone()[0]
+    rows = con.execute("select status, reused_from_id from builds where run_id = ?", (runs,)).fetchall()
+    assert len(rows) == 3 * len(CONFIGS)
+    assert all(r["reused_from_id"] is not None for r in rows)
+    # nothing doubled
+    assert con.execute("select count(*) from binaries where run_id = ?", (runs,)).fetchone()[0] == 0
+    assert "reused" in r.stdout
+
+
+def test_recipe_check_exit_code(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsources:\n  - git: https://example.invalid/r\n    ref: -x\nmatrix: {toolchain: [gcc-12]}\n")
+    r = assemblage("recipe", "check", str(bad))
+    assert r.returncode == 2
+    assert "sources[0].ref" in r.stderr
