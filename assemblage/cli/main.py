@@ -47,7 +47,12 @@ def build(
             raise RecipeError([], file=f"--runner {runner!r}: expected local or docker")
         rec = rec.model_copy(update={"build": rec.build.model_copy(update={"runner": runner})})
     if rec.build.runner == "docker":
-        err.print("[yellow]note:[/] the docker runner belongs to the service's workers; building with the local runner")
+        from assemblage.errors import BuildError
+
+        raise BuildError(
+            "the docker runner is not available in embedded builds yet; use --runner local "
+            "(builds still run sandboxed by bubblewrap), or run the service's Linux workers in containers"
+        )
     text = recipe.read_text(encoding="utf-8")
     dataset = open_dataset(out)
     started = time.monotonic()
@@ -76,8 +81,7 @@ def recipe_check(recipe: Annotated[Path, typer.Argument(help="The recipe (YAML)"
 @app.command()
 def toolchains(
     action: Annotated[Optional[str], typer.Argument(help="'install' to install toolchains with apt")] = None,
-    names: Annotated[Optional[list[str]], typer.Argument(help="Toolchains to install")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask")] = True,
+    names: Annotated[Optional[list[str]], typer.Argument(help="NAME or NAME:PLATFORM-ARCH, e.g. clang-19:linux-x86_64")] = None,
 ) -> None:
     """List the toolchains and which targets are installed; or ``toolchains install NAME...``."""
     from assemblage.cli.toolchains import install, list_toolchains

@@ -34,11 +34,20 @@ def install(console: Console, names: list[str]) -> None:
     if not names:
         raise ToolchainError("name the toolchains to install, e.g. assemblage toolchains install gcc-11 clang-19")
     packages: list[str] = []
-    for name in names:
+    for spec in names:
+        # NAME installs every target; NAME:PLATFORM-ARCH just one (e.g. clang-19:linux-x86_64)
+        name, _, target = spec.partition(":")
         tc = get_toolchain(name)
         if tc.remote_only:
             raise ToolchainError(f"{name} is MSVC: it is installed on Windows workers (see workers/windows/)")
-        for platform, arch in tc.targets:
+        targets = tc.targets
+        if target:
+            platform, _, arch = target.partition("-")
+            if not tc.can_target(platform, arch):
+                known = ", ".join(f"{p}-{a}" for p, a in tc.targets)
+                raise ToolchainError(f"{name} cannot target {target!r}; it targets {known}")
+            targets = ((platform, arch),)
+        for platform, arch in targets:
             packages += [p for p in tc.packages(platform, arch) if p not in packages]
     if not shutil.which("apt-get"):
         raise ToolchainError(f"apt-get not found: install these packages by hand: {' '.join(packages)}")

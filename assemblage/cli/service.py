@@ -1,0 +1,134 @@
+"""Commands of the distributed mode: ``serve``, ``worker``, ``db upgrade``, ``token create``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["register", "alembic_config", "upgrade_database"]
+
+_SettingsFile = Annotated[Optional[Path], typer.Option("--settings", help="A TOML settings file (the environment wins)")]
+
+
+def _settings(file: Optional[Path]):
+    from assemblage.settings import get_settings, load_settings
+
+    if file is not None:
+        load_settings(file)  # validates it
+        os.environ["ASSEMBLAGE_SETTINGS_FILE"] = str(file)  # and names it for get_settings in this process
+        get_settings.cache_clear()
+    return get_settings()
+
+
+def alembic_config(database_url: str):
+    """Alembic's configuration for this checkout's ``migrations/`` and a database URL."""
+    from alembic.config import Config
+
+    from assemblage.errors import StorageError
+
+    root = Path(__file__).resolve().parents[2]
+    ini = root / "alembic.ini"
+    if not (root / "migrations" / "env.py").is_file():
+        raise StorageError(f"no migrations/ next to the package ({root}): run from a source checkout or the image")
+    cfg = Config(str(ini)) if ini.is_file() else Config()
+    cfg.set_main_option("script_location", str(root / "migrations"))
+    cfg.attributes["database_url"] = database_url
+    return cfg
+
+
+def upgrade_database(database_url: str, revision: str = "head") -> None:
+    from alembic import command
+    from sqlalchemy.exc import OperationalError
+
+    from assemblage.errors import StorageError
+
+    try:
+        command.upgrade(alembic_config(database_url), revision)
+    except OperationalError as exc:
+        raise StorageError(f"cannot migrate the database: {exc.orig}") from None
+
+
+def register(app: typer.Typer) -> None:
+    db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
+    token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+    app.add_typer(db_app, name="db")
+    app.add_typer(token_app, name="token")
+
+    @app.command()
+    def serve(
+        host: Annotated[Optional[str], typer.Option(help="Address to listen on")] = None,
+        port: Annotated[Optional[int], typer.Option(help="Port to listen on")] = None,
+        sweep: Annotated[bool, typer.Option(help="Requeue builds of dead workers and resend lost messages")] = True,
+        settings_file: _SettingsFile = None,
+    ) -> None:
+        """Run the coordinator: the REST API (OpenAPI at /docs) and the requeue sweeper."""
+        import uvicorn
+
+        from assemblage.api import create_app
+
+        settings = _settings(settings_file)
+        store = None
+        if settings.storage_url.startswith("s3://"):
+            from assemblage.tasks.runtime import open_object_store
+
+            store = open_object_store(settings)
+            store.ensure_bucket()
+        api = create_app(settings, store=store, sweep=sweep)
+        uvicorn.run(api, host=host or settings.api_host, port=port or settings.api_port, log_level="info",
+                    proxy_headers=True)
+
+    @app.command()
+    def worker(
+        queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated: crawl, linux, windows-cross, msvc")] = "crawl,linux",
+        concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Tasks at once")] = max(1, os.cpu_count() or 1),
+        name: Annotated[Optional[str], typer.Option("--name", "-n", help="Node name (default linux@HOST)")] = None,
+        pool: Annotated[str, typer.Option(help="prefork, threads or solo")] = "prefork",
+        loglevel: Annotated[str, typer.Option(help="Log level")] = "INFO",
+        settings_file: _SettingsFile = None,
+    ) -> None:
+        """Run a Celery worker that takes tasks from QUEUES."""
+        from assemblage.tasks.app import QUEUES
+
+        _settings(settings_file)
+        wanted = [q.strip() for q in queues.split(",") if q.strip()]
+        unknown = sorted(set(wanted) - set(QUEUES))
+        if unknown:
+            raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+        from assemblage.tasks import jobs  # noqa: F401 - registers the tasks and signals
+
+        node = name or f"{wanted[-1]}@{socket.gethostname()}"
+        jobs.celery_app.worker_main(["worker", "-Q", ",".join(wanted), "-c", str(concurrency), "-n", node,
+                                     "--pool", pool, "--loglevel", loglevel, "--without-gossip",
+                                     "--without-mingle"])
+
+    @db_app.command("upgrade")
+    def db_upgrade(
+        revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+        settings_file: _SettingsFile = None,
+    ) -> None:
+        """Migrate the database (ASSEMBLAGE_DATABASE_URL) to REVISION with Alembic."""
+        settings = _settings(settings_file)
+        upgrade_database(settings.database_url, revision)
+        typer.echo(f"database at {revision}")
+
+    @token_app.command("create")
+    def token_create(
+        scope: Annotated[str, typer.Option(help="read, submit or admin")] = "read",
+        name: Annotated[str, typer.Option(help="Who or what the token is for")] = "",
+        settings_file: _SettingsFile = None,
+    ) -> None:
+        """Create an API token and print it (it is shown only this once)."""
+        from assemblage.db.auth import SCOPES, create_token
+        from assemblage.db.session import make_engine, make_sessionmaker, session_scope
+
+        if scope not in SCOPES:
+            raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}")
+        settings = _settings(settings_file)
+        sessions = make_sessionmaker(make_engine(settings.database_url))
+        with session_scope(sessions) as s:
+            token = create_token(s, scope=scope, name=name, secret=settings.secret_key.get_secret_value())
+        typer.echo(token)
