@@ -13,7 +13,7 @@ from pathlib import Path
 from assemblage.builds.collect import FoundBinary, find_binaries, snapshot
 from assemblage.builds.plan import Step
 from assemblage.builds.runner import Limits, LocalRunner, StepResult
-from assemblage.builds.systems import BuildTools, compiler_env, detect_build_system
+from assemblage.builds.systems import BuildTools, build_system_candidates, compiler_env
 from assemblage.builds.wrappers import write_wrappers
 from assemblage.errors import ToolchainError
 from assemblage.recipes.matrix import Config
@@ -86,21 +86,31 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
             view = runner.view(scratch)
             cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id)
             tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
-            planner = detect_build_system(src)
-            if planner is None:
+            candidates = build_system_candidates(src)
+            if not candidates:
                 outcome.reason, outcome.message = "no_build_system", "no Makefile, CMakeLists.txt, configure, meson.build or C/C++ file found"
                 log.write(f"! {outcome.message}\n")
                 return outcome
-            outcome.build_system = planner.name
-            log.write(f"# build system: {planner.name}\n# compilers: {compilers.cc} / {compilers.cxx}\n")
-            before = snapshot(src)
-            steps = planner.plan(src, compilers, tools, jobs=req.jobs)
             env = {**runner.base_env(scratch), **compiler_env(compilers, tools.cc, tools.cxx)}
             started = time.monotonic()
-            results = runner.run(steps, scratch, "src", env, log)
+            for i, planner in enumerate(candidates):
+                if i > 0:  # a clean tree for the next build system
+                    log.write(f"\n# {candidates[i - 1].name} failed to configure; trying {planner.name}\n")
+                    shutil.rmtree(src)
+                    shutil.copytree(req.source_dir, src, symlinks=True)
+                outcome.build_system = planner.name
+                log.write(f"# build system: {planner.name}\n# compilers: {compilers.cc} / {compilers.cxx}\n")
+                before = snapshot(src)
+                steps = planner.plan(src, compilers, tools, jobs=req.jobs)
+                remaining = req.limits.timeout - (time.monotonic() - started)
+                results = runner.run(steps, scratch, "src", env, log, timeout=remaining)
+                last = results[-1] if results else None
+                failed = last is not None and (last.timed_out or last.returncode != 0)
+                if failed and not last.timed_out and last.step.phase == "configure" and i + 1 < len(candidates):
+                    continue
+                break
             outcome.duration = time.monotonic() - started
-            last = results[-1] if results else None
-            if last is not None and (last.timed_out or last.returncode != 0):
+            if failed:
                 outcome.status, outcome.reason, outcome.message = classify_failure(last, req.limits)
                 log.write(f"! {outcome.status}: {outcome.reason}: {outcome.message}\n")
                 return outcome

@@ -86,11 +86,14 @@ class AutotoolsPlanner:
         steps = []
         if not (root / "configure").is_file():
             steps.append(Step(name="autoreconf", argv=("autoreconf", "-fi"), phase="configure"))
+        # CC/CXX/CFLAGS come from the environment: autoconf scripts read them there, and
+        # hand-written ``configure`` scripts (zlib's) refuse VAR=value arguments
         argv = ["sh", "./configure"]
+        env = {}
         if compilers.host_triple:
             argv.append(f"--host={compilers.host_triple}")
-        argv += [f"CC={tools.cc}", f"CXX={tools.cxx}"]
-        steps.append(Step(name="configure", argv=tuple(argv), phase="configure"))
+            env["CHOST"] = compilers.host_triple
+        steps.append(Step(name="configure", argv=tuple(argv), env=env, phase="configure"))
         steps.append(make_step(compilers, tools, jobs=jobs))
         return steps
 
@@ -258,15 +261,27 @@ def _which(cmd: str) -> str:
 PLANNERS: Final[tuple[Planner, ...]] = (CMakePlanner(), MesonPlanner(), AutotoolsPlanner(), MakePlanner(), PlainPlanner())
 
 
-def detect_build_system(root: Path) -> Planner | None:
-    for planner in PLANNERS:
-        if planner.detect(root):
-            return planner
-    try:
-        from assemblage.builds.msbuild import MsbuildPlanner  # Windows workers only
+def build_system_candidates(root: Path) -> list[Planner]:
+    """Every build system the tree offers, the preferred first.
 
-        if MsbuildPlanner().detect(root):
-            return MsbuildPlanner()
+    Many projects ship two (zlib has CMake and ``configure``; Debian's zlib
+    tarball lacks the ``win32/`` files its CMakeLists.txt needs): when the
+    configure step of one fails, the engine tries the next.
+    """
+    found = [p for p in PLANNERS if p.detect(root)]
+    try:
+        from assemblage.builds.msbuild import MsbuildPlanner  # Windows workers
     except ImportError:
         pass
-    return None
+    else:
+        if MsbuildPlanner().detect(root):
+            found.append(MsbuildPlanner())
+    # the plain fallback only when nothing else is there
+    if len(found) > 1:
+        found = [p for p in found if p.name != "plain"]
+    return found
+
+
+def detect_build_system(root: Path) -> Planner | None:
+    found = build_system_candidates(root)
+    return found[0] if found else None

@@ -211,3 +211,20 @@ def test_template_is_never_modified(tmp_path):
     outcome, _ = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
     outcome.cleanup()
     assert sorted(p.name for p in src.iterdir()) == before
+
+
+def test_falls_back_to_the_next_build_system_when_configure_fails(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.13)\nproject(x C)\n"
+                                         "add_executable(x missing_file.c)\n")
+    (src / "main.c").write_text("int main(void){return 0;}\n")
+    (src / "Makefile").write_text("prog: main.c\n\t$(CC) $(CFLAGS) -o prog main.c\n")
+    outcome, log = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
+    try:
+        assert outcome.status == "succeeded", log
+        assert outcome.build_system == "make"
+        assert "cmake failed to configure; trying make" in log
+        assert [b.path.name for b in outcome.binaries] == ["prog"]
+    finally:
+        outcome.cleanup()

@@ -117,6 +117,7 @@ def test_autotools_plan_cross_and_autoreconf(tmp_path: Path) -> None:
     steps = AutotoolsPlanner().plan(tmp_path, cs, tools())
     assert steps[0].argv == ("autoreconf", "-fi")
     assert "--host=arm-linux-gnueabihf" in steps[1].argv
+    assert steps[1].env["CHOST"] == "arm-linux-gnueabihf"
     assert steps[1].phase == "configure"
 
 
