@@ -39,6 +39,7 @@ __all__ = [
     "Run",
     "Rva",
     "Source",
+    "Worker",
     "BUILD_STATUSES",
     "FINAL_STATUSES",
 ]
@@ -97,6 +98,7 @@ class Source(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the recipe entry
+    pinned_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the entry with commit/sha256/version filled in
     label: Mapped[str] = mapped_column(String(1000))  # "debian:zlib", a git URL, a path
     kind: Mapped[str] = mapped_column(String(20))
     name: Mapped[str] = mapped_column(String(200))
@@ -165,7 +167,9 @@ class Binary(Base):
     __tablename__ = "binaries"
     __table_args__ = (
         UniqueConstraint("build_id", "relpath"),
-        Index("ix_binaries_filter", "platform", "arch", "toolchain", "optimization"),
+        # the API's filtered listing: equality filters, then keyset order by id
+        Index("ix_binaries_filter", "platform", "arch", "toolchain", "optimization", "id"),
+        Index("ix_binaries_run_id", "run_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -183,7 +187,7 @@ class Binary(Base):
     repo_last_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # ours
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"), index=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))  # indexed with id, above
     source: Mapped[str] = mapped_column(String(1000))
     source_kind: Mapped[str] = mapped_column(String(20))
     source_version: Mapped[str | None] = mapped_column(String(200))
@@ -212,10 +216,14 @@ class Binary(Base):
 
 class Function(Base):
     __tablename__ = "functions"
+    __table_args__ = (
+        Index("ix_functions_binary_id", "binary_id", "id"),
+        Index("ix_functions_name", "name", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    binary_id: Mapped[int] = mapped_column(ForeignKey("binaries.id"), index=True)
-    name: Mapped[str] = mapped_column(Text, index=True)
+    binary_id: Mapped[int] = mapped_column(ForeignKey("binaries.id"))  # indexed with id, above
+    name: Mapped[str] = mapped_column(Text)  # indexed with id, above
     hash: Mapped[str | None] = mapped_column(String(64))  # sha256 of the function's bytes
     source_file: Mapped[str | None] = mapped_column(Text)
     prototype: Mapped[str | None] = mapped_column(Text)
@@ -280,3 +288,23 @@ class Inline(Base):
     end: Mapped[int] = mapped_column(BigInteger)
     call_file: Mapped[str | None] = mapped_column(Text)
     call_line: Mapped[int | None] = mapped_column(Integer)
+
+
+class Worker(Base):
+    """A heartbeat: one row per worker node (``kind = node``) and per process running a task (``process``).
+
+    A build whose ``Build.worker`` has no fresh heartbeat is orphaned: the
+    coordinator puts it back to pending and sends it again.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # "node/<uuid>" or "node/<uuid>/<pid>"
+    kind: Mapped[str] = mapped_column(String(10), default="node")
+    node: Mapped[str] = mapped_column(String(200), index=True)  # the Celery node name
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    build_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

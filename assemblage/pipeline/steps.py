@@ -82,17 +82,42 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path) -> int:
         s.add(run)
         s.flush()
         cfg_rows = [_config_row(s, c) for c in configs]
-        for pos, spec in enumerate(recipe.sources):
+        for pos, (spec, error) in enumerate(_expand_sources(recipe)):
             src = m.Source(
                 run_id=run.id, position=pos, spec=spec.model_dump(mode="json", exclude_none=True),
                 label=source_label(spec), kind=spec.kind, name=source_name(spec),
             )
+            if error:
+                src.status, src.error = "failed", error
             s.add(src)
             s.flush()
             for cfg in cfg_rows:
-                s.add(m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id,
-                              flags_requested=list(recipe.matrix.flags)))
+                b = m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id,
+                            flags_requested=list(recipe.matrix.flags))
+                if error:
+                    b.status, b.reason, b.message, b.finished_at = "skipped", "source_unavailable", error[:2000], _utcnow()
+                s.add(b)
         return run.id
+
+
+def _expand_sources(recipe: Recipe):
+    """The recipe's sources with each ``github`` search replaced by the repositories it finds.
+
+    A search that cannot run (no token, no network) stays as one failed source,
+    so the coverage shows the gap instead of hiding it.
+    """
+    from assemblage.recipes.models import GithubSource
+    from assemblage.sources import expand_github
+
+    for spec in recipe.sources:
+        if isinstance(spec, GithubSource):
+            try:
+                for found in expand_github(spec):
+                    yield found, None
+            except AssemblageError as exc:
+                yield spec, str(exc)
+        else:
+            yield spec, None
 
 
 def _config_row(s: Session, c: Config) -> m.Configuration:
@@ -104,17 +129,18 @@ def _config_row(s: Session, c: Config) -> m.Configuration:
     return row
 
 
-def _spec_of(source: m.Source):
+def _spec_of(source: m.Source, *, pinned: bool = False):
     from pydantic import TypeAdapter
 
     from assemblage.recipes.models import SourceSpec
 
-    return TypeAdapter(SourceSpec).validate_python(source.spec)
+    doc = source.pinned_spec if pinned and source.pinned_spec else source.spec
+    return TypeAdapter(SourceSpec).validate_python(doc)
 
 
 def fetch_run_source(ctx: Context, source_id: int) -> bool:
     """Fetch and pin one source. On failure, its builds become ``skipped`` with the reason."""
-    from assemblage.sources import fetch_source
+    from assemblage.sources import fetch_source, pin_spec
 
     with session_scope(ctx.sessions) as s:
         src = s.get(m.Source, source_id)
@@ -143,6 +169,7 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
         src.license, src.url, src.last_update = fetched.license, fetched.url, fetched.last_update
         src.checkout = str(fetched.path)
         src.pin = fetched.commit or fetched.sha256 or _tree_pin(fetched.path, fetched.version)
+        src.pinned_spec = pin_spec(spec, fetched).model_dump(mode="json", exclude_none=True)
     return True
 
 
@@ -250,9 +277,7 @@ def _ensure_checkout(ctx: Context, src: m.Source, base: Path) -> Path:
         return Path(src.checkout)
     from assemblage.sources import fetch_source
 
-    spec = _spec_of(src)
-    if src.kind == "git" and src.commit:
-        spec = spec.model_copy(update={"ref": src.commit})
+    spec = _spec_of(src, pinned=True)
     fetched = fetch_source(spec, base=base, cache=ctx.cache_dir)
     pin = fetched.commit or fetched.sha256
     if src.pin and pin and not src.pin.startswith("tree:") and pin != src.pin:

@@ -73,6 +73,7 @@ class GitSource(_SourceBase):
     kind: Literal["git"] = Field("git", exclude=True)
     git: str = Field(description="a URL or a local repository path")
     ref: str | None = Field(None, description="branch, tag or commit; the commit SHA is recorded")
+    submodules: bool = Field(False, description="also fetch git submodules (pinned to the recorded commits)")
 
     @field_validator("ref")
     @classmethod

@@ -1,0 +1,457 @@
+"""Archives: download (http/https) or read a local file, check and record its sha256, unpack safely.
+
+:func:`safe_extract` is our own extractor rather than ``tarfile.extractall``
+with a filter: it must also cover zip files, cap total size and member count
+*while writing* (headers can lie), and defeat symlink chains, which a
+per-member check cannot see. It works in three steps:
+
+1. read every member's header and refuse the archive outright if any member is
+   absolute, contains ``..``, is a device/FIFO, is a hard link to something
+   outside the archive, lies under a member that is a symlink, or if the
+   members or declared sizes exceed the caps;
+2. write regular files and folders (no symlink exists yet, so nothing can be
+   written through one), creating every file with ``O_NOFOLLOW|O_EXCL``;
+3. create the symlinks last and check each one's resolved target stays inside
+   the folder (this catches chains such as ``b -> .`` then ``l -> b/..``).
+
+On any refusal the destination is removed, so nothing is left half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from assemblage.errors import SourceError, UnsafeArchiveError
+from assemblage.sources._util import (
+    file_sha256,
+    key_digest,
+    locked,
+    publish,
+    read_index,
+    remove_tree,
+    safe_name,
+    temp_dir,
+    write_index,
+)
+
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_MEMBERS", "archive_name", "fetch_archive", "safe_extract"]
+
+DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_MEMBERS = 100_000
+_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".tbz", ".txz", ".tar", ".zip")
+_CHUNK = 1 << 20
+
+
+def archive_name(ref: str) -> str:
+    """``https://x/foo-1.0.tar.gz?dl=1`` -> ``foo-1.0``."""
+    path = urllib.parse.urlsplit(ref).path if "://" in ref else ref
+    base = path.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in _SUFFIXES:
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return safe_name(base, "archive")
+
+
+# ---------------------------------------------------------------- members
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    name: str  # normalised, relative, '/'-separated
+    kind: str  # "file" | "dir" | "symlink" | "hardlink"
+    size: int
+    mode: int
+    mtime: float
+    target: str | None = None  # link target (symlink: as written; hardlink: normalised member name)
+    ref: object = None  # the TarInfo / ZipInfo
+
+
+def _refuse(archive: Path, member: str, why: str) -> UnsafeArchiveError:
+    err = UnsafeArchiveError(f"unsafe archive {archive.name}: member {member!r} {why}")
+    err.archive = str(archive)  # type: ignore[attr-defined]
+    err.member = member  # type: ignore[attr-defined]
+    return err
+
+
+def _clean_name(archive: Path, raw: str) -> str:
+    """The member path as a relative, normalised name; refuses absolute paths and ``..``."""
+    if "\0" in raw:
+        raise _refuse(archive, raw, "has a NUL byte in its name")
+    unified = raw.replace("\\", "/")
+    if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
+        raise _refuse(archive, raw, "has an absolute path")
+    parts = [p for p in unified.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise _refuse(archive, raw, "climbs out of the folder with '..'")
+    return "/".join(parts)
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile, max_members: int) -> Iterator[_Member]:
+    count = 0
+    while True:
+        info = tf.next()
+        if info is None:
+            return
+        count += 1
+        if count > max_members:
+            raise _refuse(archive, info.name, f"is past the cap of {max_members} members")
+        name = _clean_name(archive, info.name)
+        if info.isdir():
+            kind = "dir"
+        elif info.isreg():
+            kind = "file"
+        elif info.issym():
+            kind = "symlink"
+        elif info.islnk():
+            kind = "hardlink"
+        elif info.ischr() or info.isblk():
+            raise _refuse(archive, info.name, "is a device file")
+        elif info.isfifo():
+            raise _refuse(archive, info.name, "is a FIFO")
+        else:
+            raise _refuse(archive, info.name, f"has an unsupported type {info.type!r}")
+        target = info.linkname if kind in ("symlink", "hardlink") else None
+        if kind == "hardlink":
+            try:
+                target = _clean_name(archive, info.linkname) if info.linkname else ""
+            except UnsafeArchiveError:
+                raise _refuse(archive, info.name, f"is a hard link outside the folder ({info.linkname!r})") from None
+        yield _Member(name, kind, info.size if kind == "file" else 0, info.mode, info.mtime, target, info)
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile, max_members: int) -> Iterator[_Member]:
+    infos = zf.infolist()
+    if len(infos) > max_members:
+        raise _refuse(archive, infos[max_members].filename, f"is past the cap of {max_members} members")
+    for info in infos:
+        name = _clean_name(archive, info.filename)
+        unix_mode = (info.external_attr >> 16) & 0xFFFF
+        ftype = stat.S_IFMT(unix_mode) if unix_mode else 0
+        try:
+            mtime = time.mktime(info.date_time + (0, 0, -1))
+        except (OverflowError, ValueError):
+            mtime = 0.0
+        if info.is_dir() or ftype == stat.S_IFDIR:
+            yield _Member(name, "dir", 0, unix_mode & 0o7777 or 0o755, mtime, None, info)
+        elif ftype == stat.S_IFLNK:
+            if info.file_size > 4096:
+                raise _refuse(archive, info.filename, "is a symlink with an oversized target")
+            target = zf.read(info).decode("utf-8", "surrogateescape")
+            yield _Member(name, "symlink", 0, 0o777, mtime, target, info)
+        elif ftype in (0, stat.S_IFREG):
+            yield _Member(name, "file", info.file_size, unix_mode & 0o7777 or 0o644, mtime, None, info)
+        elif ftype in (stat.S_IFCHR, stat.S_IFBLK):
+            raise _refuse(archive, info.filename, "is a device file")
+        else:
+            raise _refuse(archive, info.filename, "is a special file (FIFO or socket)")
+
+
+def _check_plan(archive: Path, members: list[_Member], max_bytes: int) -> None:
+    symlinks = {m.name for m in members if m.kind == "symlink"}
+    regular = set()
+    total = 0
+    for m in members:
+        if not m.name:
+            if m.kind == "dir":
+                continue
+            raise _refuse(archive, m.name, "has an empty name")
+        parts = m.name.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in symlinks:
+                raise _refuse(archive, m.name, f"lies under the symlink {'/'.join(parts[:i])!r}")
+        if m.kind == "symlink":
+            target = m.target or ""
+            if not target or target.startswith("/") or "\0" in target:
+                raise _refuse(archive, m.name, f"is a symlink to an absolute or empty path {target!r}")
+            joined = os.path.normpath(os.path.join(os.path.dirname(m.name), target))
+            if joined == ".." or joined.startswith("../"):
+                raise _refuse(archive, m.name, f"is a symlink pointing outside the folder ({target!r})")
+        elif m.kind == "hardlink":
+            if m.target not in regular:
+                raise _refuse(archive, m.name, f"is a hard link to {m.target!r}, not an earlier file of the archive")
+        elif m.kind == "file":
+            regular.add(m.name)
+            total += m.size
+            if total > max_bytes:
+                raise _refuse(archive, m.name, f"takes the archive past the cap of {max_bytes} bytes")
+
+
+# ---------------------------------------------------------------- writing
+
+
+class _Writer:
+    def __init__(self, archive: Path, dest: Path, max_bytes: int) -> None:
+        self.archive = archive
+        self.dest = dest
+        self.max_bytes = max_bytes
+        self.written = 0
+        self.dir_times: list[tuple[Path, float, int]] = []
+
+    def _path(self, name: str) -> Path:
+        return self.dest.joinpath(*name.split("/"))
+
+    def mkdirs(self, path: Path) -> None:
+        rel = path.relative_to(self.dest)
+        cur = self.dest
+        for part in rel.parts:
+            cur = cur / part
+            try:
+                os.mkdir(cur, 0o755)
+            except FileExistsError:
+                st = os.lstat(cur)
+                if not stat.S_ISDIR(st.st_mode):
+                    raise _refuse(self.archive, str(rel), "needs a folder where the archive put a file") from None
+
+    def directory(self, m: _Member) -> None:
+        path = self._path(m.name)
+        self.mkdirs(path)
+        self.dir_times.append((path, m.mtime, (m.mode & 0o777) | 0o700))
+
+    def file(self, m: _Member, stream: IO[bytes]) -> None:
+        path = self._path(m.name)
+        self.mkdirs(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise _refuse(self.archive, m.name, "is a file where the archive put a folder")
+            os.unlink(path)  # a later member with the same name replaces the earlier one
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags, 0o600)
+        got = 0
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                block = stream.read(_CHUNK)
+                if not block:
+                    break
+                got += len(block)
+                self.written += len(block)
+                if got > m.size:
+                    raise _refuse(self.archive, m.name, "holds more data than its header declares")
+                if self.written > self.max_bytes:
+                    raise _refuse(self.archive, m.name, f"takes the archive past the cap of {self.max_bytes} bytes")
+                out.write(block)
+        os.chmod(path, (m.mode & 0o777) | 0o600)
+        with contextlib.suppress(OSError, OverflowError, ValueError):
+            os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
+
+    def hardlink(self, m: _Member) -> None:
+        assert m.target is not None
+        source = self._path(m.target)
+        path = self._path(m.name)
+        self.mkdirs(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if not stat.S_ISREG(os.lstat(source).st_mode):  # pragma: no cover - guarded by _check_plan
+            raise _refuse(self.archive, m.name, "is a hard link to something that is not a file")
+        os.link(source, path, follow_symlinks=False)
+
+    def symlink(self, m: _Member) -> None:
+        path = self._path(m.name)
+        self.mkdirs(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise _refuse(self.archive, m.name, "is a symlink where the archive put a folder")
+            os.unlink(path)
+        assert m.target is not None
+        os.symlink(m.target, path)
+
+    def check_symlinks(self, links: list[_Member]) -> None:
+        root = os.path.realpath(self.dest)
+        for m in links:
+            resolved = os.path.realpath(self._path(m.name))
+            if resolved != root and not resolved.startswith(root + os.sep):
+                raise _refuse(self.archive, m.name, f"is a symlink that resolves outside the folder ({m.target!r})")
+
+    def finish(self) -> None:
+        for path, mtime, mode in reversed(self.dir_times):
+            with contextlib.suppress(OSError):
+                os.chmod(path, mode)
+            with contextlib.suppress(OSError, OverflowError, ValueError):
+                os.utime(path, (mtime, mtime), follow_symlinks=False)
+
+
+def _sniff(archive: Path) -> str:
+    with open(archive, "rb") as f:
+        head = f.read(262 + 8)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or head[257:262] == b"ustar":
+        return "tar"
+    raise SourceError(f"{archive.name}: not a tar.gz, tar.bz2, tar.xz, tar or zip archive")
+
+
+def safe_extract(
+    archive: Path,
+    dest: Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> Path:
+    """Unpack ``archive`` into ``dest`` (which must be absent or empty) and return the source root.
+
+    The root is ``dest`` itself, or its only entry when the archive holds a
+    single top-level folder. Raises :class:`UnsafeArchiveError` (naming the
+    archive and the member) for anything that would land outside ``dest`` or
+    exceed the caps; ``dest`` is then removed again. Raises
+    :class:`SourceError` for a file that is not a readable archive.
+    """
+    archive = Path(archive)
+    dest = Path(dest)
+    kind = _sniff(archive)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise SourceError(f"{dest}: the destination of an archive must be an empty folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if kind == "zip":
+            _extract_zip(archive, dest, max_bytes, max_members)
+        else:
+            _extract_tar(archive, dest, max_bytes, max_members)
+    except UnsafeArchiveError:
+        remove_tree(dest)
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError) as exc:
+        remove_tree(dest)
+        raise SourceError(f"{archive.name}: cannot unpack: {exc}") from None
+    entries = list(dest.iterdir())
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return dest
+
+
+def _extract_tar(archive: Path, dest: Path, max_bytes: int, max_members: int) -> None:
+    with tarfile.open(archive, "r:*") as tf:
+        members = list(_tar_members(archive, tf, max_members))
+        _check_plan(archive, members, max_bytes)
+        writer = _Writer(archive, dest, max_bytes)
+        for m in members:
+            if m.kind == "dir" and m.name:
+                writer.directory(m)
+            elif m.kind == "file":
+                stream = tf.extractfile(m.ref)  # type: ignore[arg-type]
+                assert stream is not None
+                with stream:
+                    writer.file(m, stream)
+            elif m.kind == "hardlink":
+                writer.hardlink(m)
+        links = [m for m in members if m.kind == "symlink"]
+        for m in links:
+            writer.symlink(m)
+        writer.check_symlinks(links)
+        writer.finish()
+
+
+def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_members: int) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        members = list(_zip_members(archive, zf, max_members))
+        _check_plan(archive, members, max_bytes)
+        writer = _Writer(archive, dest, max_bytes)
+        for m in members:
+            if m.kind == "dir" and m.name:
+                writer.directory(m)
+            elif m.kind == "file":
+                with zf.open(m.ref) as stream:  # type: ignore[arg-type]
+                    writer.file(m, stream)
+        links = [m for m in members if m.kind == "symlink"]
+        for m in links:
+            writer.symlink(m)
+        writer.check_symlinks(links)
+        writer.finish()
+
+
+# ---------------------------------------------------------------- fetching
+
+
+def _download(url: str, target: Path, *, timeout: float, max_bytes: int) -> str:
+    """Stream ``url`` to ``target``; return its sha256."""
+    import hashlib
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise SourceError(f"{url}: only http and https archive URLs are supported")
+    request = urllib.request.Request(url, headers={"User-Agent": "assemblage"})
+    h = hashlib.sha256()
+    size = 0
+    deadline = time.monotonic() + timeout
+    try:
+        with urllib.request.urlopen(request, timeout=min(timeout, 60)) as resp, open(target, "wb") as out:
+            while True:
+                block = resp.read(_CHUNK)
+                if not block:
+                    break
+                size += len(block)
+                if size > max_bytes:
+                    raise SourceError(f"{url}: download is larger than the cap of {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise SourceError(f"{url}: download gave up after {timeout:g} s (timeout)")
+                h.update(block)
+                out.write(block)
+    except urllib.error.HTTPError as exc:
+        raise SourceError(f"{url}: download failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SourceError(f"{url}: download failed: {reason}") from None
+    return h.hexdigest()
+
+
+def fetch_archive(
+    ref: str,
+    *,
+    local: Path | None,
+    expected_sha256: str | None,
+    name: str,
+    cache: Path,
+    timeout: float,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> dict:
+    """Unpack the archive into ``cache/archive`` (once per sha256); return the index record.
+
+    ``ref`` is the URL (or the path as the recipe wrote it); ``local`` the
+    resolved file for a local archive, ``None`` for a URL.
+    """
+    root = cache / "archive"
+    root.mkdir(parents=True, exist_ok=True)
+    if expected_sha256:
+        hit = read_index(root, expected_sha256)
+        if hit:
+            return hit
+    url_key = key_digest("url", ref) if local is None else None
+    if url_key and not expected_sha256:
+        hit = read_index(root, url_key)
+        if hit:
+            return hit
+    with temp_dir(root) as tmp:
+        if local is None:
+            file = tmp / "download"
+            digest = _download(ref, file, timeout=timeout, max_bytes=max_bytes)
+        else:
+            if not local.is_file():
+                raise SourceError(f"{ref}: no such archive file")
+            file = local
+            digest = file_sha256(local)
+        if expected_sha256 and digest != expected_sha256:
+            raise SourceError(f"{ref}: sha256 is {digest}, but the recipe expects {expected_sha256}")
+        with locked(root / "locks" / f"{digest}.lock"):
+            hit = read_index(root, digest)
+            if hit is None:
+                tree = safe_extract(file, tmp / "x", max_bytes=max_bytes, max_members=max_members)
+                final = publish(tree, root / f"{name}-{digest[:16]}")
+                hit = {"path": final.name, "sha256": digest}
+                write_index(root, digest, hit)
+        if url_key:
+            write_index(root, url_key, hit)
+        return hit
