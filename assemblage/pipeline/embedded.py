@@ -18,7 +18,14 @@ from sqlalchemy import select
 
 from assemblage.db import models as m
 from assemblage.db.session import init_schema, make_engine, make_sessionmaker, sqlite_url
-from assemblage.pipeline.steps import Context, create_run, execute_build, fetch_run_source, finish_run
+from assemblage.pipeline.steps import (
+    Context,
+    create_run,
+    execute_build,
+    fetch_run_source,
+    finish_run,
+    record_internal_error,
+)
 from assemblage.recipes.models import Recipe
 from assemblage.storage.local import LocalStore
 
@@ -91,7 +98,10 @@ def run_recipe(
     labels = _labels(ctx, run_id)
 
     def build(bid: int) -> None:
-        status = execute_build(ctx, bid)
+        try:
+            status = execute_build(ctx, bid)
+        except Exception as exc:  # a bug or a dead disk must not take the other builds down
+            status = record_internal_error(ctx, bid, exc)
         with lock:
             progress.advance(status, labels.get(bid, ""))
 
