@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from assemblage.db.models import Base
 from assemblage.errors import StorageError
 
-__all__ = ["make_engine", "make_sessionmaker", "sqlite_url", "init_schema", "session_scope"]
+__all__ = ["make_engine", "make_sessionmaker", "sqlite_url", "init_schema", "session_scope", "is_postgres",
+           "reserve_ids", "copy_rows"]
 
 
 def sqlite_url(path: Path) -> str:
@@ -62,3 +63,24 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_postgres(s: Session) -> bool:
+    return s.get_bind().dialect.name == "postgresql"
+
+
+def reserve_ids(s: Session, table: str, n: int) -> list[int]:
+    """``n`` fresh ids from a PostgreSQL table's id sequence (so rows can be COPYed with their ids)."""
+    from sqlalchemy import text
+
+    return list(s.scalars(text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+                          {"t": table, "n": n}))
+
+
+def copy_rows(s: Session, table: str, columns: list[str], rows) -> None:  # noqa: ANN001
+    """Append rows with PostgreSQL's COPY, in the session's transaction (several times faster than INSERT)."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    raw = s.connection().connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -26,13 +27,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.builds.runner import Limits
 from assemblage.db import models as m
-from assemblage.db.session import session_scope
+from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_scope
 from assemblage.errors import AssemblageError, InvalidBinaryError, SourceError
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
 from assemblage.storage.base import ObjectStore, sha256_file
 
-__all__ = ["Context", "create_run", "fetch_run_source", "execute_build", "finish_run", "build_key"]
+__all__ = ["Context", "create_run", "expand_run", "fetch_run_source", "execute_build", "finish_run", "build_key"]
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,12 @@ def _utcnow():
 # ---------------------------------------------------------------- runs
 
 
-def create_run(ctx: Context, recipe: Recipe, text: str, base: Path) -> int:
-    """Record the recipe and one pending build per source x configuration. Returns the run id."""
-    from assemblage.sources import source_label, source_name
+def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: bool = True) -> int:
+    """Record the recipe and the run; with ``expand`` also its sources and builds (see :func:`expand_run`).
 
+    The service records the run at once (``expand=False``) and expands it in a task, since
+    discovering sources (a GitHub search) may take a while.
+    """
     configs, notes = expand_matrix(recipe)
     with session_scope(ctx.sessions) as s:
         rec = m.Recipe(
@@ -81,6 +84,26 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path) -> int:
         )
         s.add(run)
         s.flush()
+        run_id = run.id
+    if expand:
+        expand_run(ctx, run_id, recipe)
+    return run_id
+
+
+def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
+    """Add the run's sources and one pending build per source x configuration. Idempotent.
+
+    Returns False when the run is gone or was already expanded.
+    """
+    from assemblage.recipes.load import parse_recipe_text
+    from assemblage.sources import source_label, source_name
+
+    with session_scope(ctx.sessions) as s:
+        run = s.get(m.Run, run_id, with_for_update=True)
+        if run is None or s.scalar(select(m.Source.id).where(m.Source.run_id == run_id).limit(1)) is not None:
+            return False
+        recipe = recipe or parse_recipe_text(run.recipe.text)
+        configs, _ = expand_matrix(recipe)
         cfg_rows = [_config_row(s, c) for c in configs]
         for pos, (spec, error) in enumerate(_expand_sources(recipe)):
             src = m.Source(
@@ -97,7 +120,7 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path) -> int:
                 if error:
                     b.status, b.reason, b.message, b.finished_at = "skipped", "source_unavailable", error[:2000], _utcnow()
                 s.add(b)
-        return run.id
+        return True
 
 
 def _expand_sources(recipe: Recipe):
@@ -411,7 +434,9 @@ def _write_binaries(s: Session, b: m.Build, records: list[_Stored], config: Conf
 def insert_ground_truth(s: Session, binary_id: int, a) -> None:
     """Bulk-insert functions, their ranges, lines and inlining facts of one binary."""
     funcs = a.functions
-    if funcs:
+    if funcs and is_postgres(s):
+        _copy_ground_truth(s, binary_id, funcs)
+    elif funcs:
         rows = [
             {"binary_id": binary_id, "name": f.name, "hash": f.sha256, "source_file": f.source_file,
              "prototype": f.prototype, "linkage_name": f.linkage_name, "demangled": f.demangled,
@@ -440,6 +465,40 @@ def insert_ground_truth(s: Session, binary_id: int, a) -> None:
              "call_file": i.call_file, "call_line": i.call_line}
             for i in a.inlinings for r in i.ranges
         ])
+
+
+_FUNCTION_COLUMNS = ["id", "binary_id", "name", "hash", "source_file", "prototype", "linkage_name", "demangled",
+                     "start", "end", "size", "decl_line", "compilation_unit", "is_static", "label_source", "pic_hash"]
+
+
+def _copy_ground_truth(s: Session, binary_id: int, funcs) -> None:
+    """PostgreSQL: ids from the sequence, then COPY functions, ranges and lines (tens of thousands of rows)."""
+    ids = reserve_ids(s, "functions", len(funcs))
+    copy_rows(s, "functions", _FUNCTION_COLUMNS, (
+        (fid, binary_id, f.name, f.sha256, f.source_file, f.prototype, f.linkage_name, f.demangled, f.start, f.end,
+         f.size, f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash)
+        for fid, f in zip(ids, funcs)))
+    copy_rows(s, "rvas", ["function_id", "start", "end"], (
+        (fid, r.start, r.end) for fid, f in zip(ids, funcs)
+        for r in (f.ranges or [SimpleNamespace(start=f.start, end=f.end)])))
+    copy_rows(s, "lines", ["function_id", "line_number", "rva", "length", "source_file"], (
+        (fid, ln.line, ln.address, ln.length, ln.source_file) for fid, f in zip(ids, funcs) for ln in f.lines))
+
+
+def record_internal_error(ctx: Context, build_id: int, exc: BaseException) -> str:
+    """A build that crashed Assemblage itself: failed, reason ``internal_error``, the traceback kept."""
+    import traceback
+
+    log.exception("build %s crashed", build_id)
+    text = "".join(traceback.format_exception(exc))
+    with session_scope(ctx.sessions) as s:
+        b = s.get(m.Build, build_id)
+        if b is None or b.status in m.FINAL_STATUSES:
+            return b.status if b else "missing"
+        b.status, b.reason = "failed", "internal_error"
+        b.message = f"assemblage crashed: {exc!r} (please report it)\n{text[-4000:]}"
+        b.finished_at = _utcnow()
+        return b.status
 
 
 # ---------------------------------------------------------------- run end
