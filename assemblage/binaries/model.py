@@ -8,7 +8,7 @@ Every ``end`` is exclusive.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = [
@@ -31,6 +31,9 @@ class Range:
     start: int
     end: int  # exclusive
 
+    def __reduce__(self) -> tuple[Any, ...]:  # compact, fast pickling (results cross a pipe)
+        return (Range, (self.start, self.end))
+
 
 @dataclass(slots=True)
 class LineRow:
@@ -40,6 +43,9 @@ class LineRow:
     length: int
     source_file: str | None
     line: int
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LineRow, (self.address, self.length, self.source_file, self.line))
 
 
 @dataclass(slots=True)
@@ -67,6 +73,16 @@ class Function:
     pic_hash: str | None = None  # position-independent hash (addresses and displacements masked)
     prototype: str | None = None
     lines: list[LineRow] = field(default_factory=list)
+    # Added by the ELF/DWARF backend (all optional, so other backends can ignore them):
+    entry: int | None = None  # the entry address (DW_AT_low_pc / entry_pc / first range); not always ``start``
+    aliases: list[str] = field(default_factory=list)  # other names for exactly the same code (symbols, DIEs)
+    pic_hash_method: str | None = None  # how pic_hash was made: "x86-masked", "aarch64-masked", "raw"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Function, tuple(getattr(self, f) for f in _FUNCTION_FIELDS))
+
+
+_FUNCTION_FIELDS: tuple[str, ...] = ()  # filled below, in declaration order
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +94,13 @@ class Inlining:
     ranges: tuple[Range, ...]
     call_file: str | None = None
     call_line: int | None = None
+    function: str | None = None  # the out-of-line function whose code holds this copy
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Inlining, (self.callee, self.caller, self.ranges, self.call_file, self.call_line, self.function))
+
+
+_FUNCTION_FIELDS = tuple(f.name for f in fields(Function))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +112,7 @@ class Producer:
     version: str | None
     flags: tuple[str, ...] = ()
     opt: str | None = None  # "O0".."O3", "Os", "Oz", "Og", "Ofast"; MSVC "Od", "O1", "O2", "Ox"
+    source: str = "dwarf"  # where it was read: "dwarf", "comment", "pdb"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +174,9 @@ class BinaryAnalysis:
             "build_id": self.build_id,
             "stripped": self.stripped,
             "observed_opt": self.observed_opt,
+            "observed_flags": list(self.observed_flags),
+            "text_sha256": self.text_sha256,
+            "has_debug_info": self.has_debug_info,
             "producers": [asdict(p) for p in self.producers],
             "pdb_path": self.pdb_path,
             "functions": [],
@@ -170,6 +197,11 @@ class BinaryAnalysis:
                 "label_source": f.label_source,
                 "sha256": f.sha256,
                 "pic_hash": f.pic_hash,
+                "pic_hash_method": f.pic_hash_method,
+                "entry": f.entry,
+                "aliases": list(f.aliases),
+                "compilation_unit": f.compilation_unit,
+                "is_static": f.is_static,
             }
             if lines:
                 item["lines"] = [asdict(r) for r in f.lines]

@@ -15,7 +15,9 @@ and we cannot evaluate every condition MSBuild can):
   = ``Default`` (``/RTC1`` is refused together with ``/O2``);
 * ``ClCompile/DebugInformationFormat`` = ``ProgramDatabase`` (``/Zi``; ``/ZI``
   edit-and-continue is refused with optimisation) and
-  ``Link/GenerateDebugInformation`` = ``true``: every binary gets a PDB;
+  ``Link/GenerateDebugInformation`` = ``DebugFull`` (``true`` for v140): every
+  binary gets a full PDB, never a ``/DEBUG:FASTLINK`` one (which has no
+  procedure records);
 * the same ``Optimization``/``DebugInformationFormat`` in per-file metadata
   of ``ClCompile`` items, which would otherwise beat the definitions;
 * ``PreBuildEvent``, ``PreLinkEvent`` and ``PostBuildEvent`` removed;
@@ -230,7 +232,7 @@ def _rewrite_tree(root: etree._Element, *, toolset: str, optimization: str, wher
             if extra_options:
                 _set_child(c, "AdditionalOptions", f"{extra_options} %(AdditionalOptions)", report, where)
         for ln in link:
-            _set_child(ln, "GenerateDebugInformation", "true", report, where)
+            _set_child(ln, "GenerateDebugInformation", debug_information(toolset), report, where)
     # per-file metadata on ClCompile items beats the item definitions
     for item in root.iter(q("ClCompile")):
         if item.get("Include") is None:
@@ -241,6 +243,13 @@ def _rewrite_tree(root: etree._Element, *, toolset: str, optimization: str, wher
                 if el.text != value:
                     report.append(f"{where}: {item.get('Include')}: {meta} {el.text!r} -> {value!r}")
                     el.text = value
+
+
+def debug_information(toolset: str) -> str:
+    """``Link/GenerateDebugInformation`` for a full PDB: ``DebugFull`` (``/DEBUG:FULL``)
+    where the toolset knows it (v141+), ``true`` (``/DEBUG``, full in VS2015) for v140.
+    A ``/DEBUG:FASTLINK`` PDB has no procedure records: no ground truth."""
+    return "true" if toolset == "v140" else "DebugFull"
 
 
 def _new_item_definition_group(root: etree._Element) -> etree._Element:

@@ -111,6 +111,9 @@ def test_function_boundaries_and_names_match_nm(corpus: Path) -> None:
         for f in ours:
             if f["start"] in truth:
                 name, size = truth[f["start"]]
+                if f["end"] - f["start"] != f["size"] and name.endswith(".cold"):
+                    # a split function starts at its cold part, which gcc names NAME.cold
+                    name = name[: -len(".cold")]
                 assert name in (f["name"], f["linkage_name"]), (b["config"], f["name"], name)
                 if f["end"] - f["start"] == f["size"]:  # contiguous
                     assert f["size"] == size, (b["config"], f["name"])

@@ -1,0 +1,592 @@
+"""Functions, inlinings, producers and line rows from DWARF, for any container.
+
+Public entry points::
+
+    read_dwarf(dwarfinfo, *, text_reader=None, code_ranges=None, arch=None,
+               is_address=None, lines=True, parallel=True,
+               relocatable=False) -> DwarfResult
+    read_dwarf_sections(sections: DwarfSections, *, <same keywords>) -> DwarfResult
+
+    DwarfResult(functions: list[Function], inlinings: list[Inlining],
+                producers: list[Producer], lines: list[LineRow],
+                units: list[UnitSummary], discarded: int, problems: list[str])
+
+Addresses are those of the DWARF (virtual addresses; a PE caller rebases).
+Raises :class:`DwarfError` (a ``ValueError``) on malformed DWARF; callers
+turn it into ``InvalidBinaryError`` with their file name. ``DwarfReader`` is
+the same work in steps (``functions()`` then ``finish()``), which the ELF
+backend uses to merge symbols and hash in between.
+
+``read_dwarf`` takes a pyelftools ``DWARFInfo`` built from any container (ELF,
+or a mingw PE whose ``.debug_*`` sections were handed to pyelftools) and reads
+its section bytes with our own fast walker (:mod:`.dwarf_units`,
+:mod:`.dwarf_lines`); ``read_dwarf_sections`` takes the bytes directly.
+
+Keywords:
+
+* ``text_reader(start, end) -> bytes | None``: reads code at addresses; when
+  given, every function gets ``sha256``/``pic_hash``.
+* ``arch``: ``"x86_64"``, ``"i686"``, ``"aarch64"``, ... (selects the
+  position-independent hash; others get the raw hash).
+* ``code_ranges``: the address ranges of executable sections; a subprogram
+  whose ranges all lie outside them is discarded code (see below).
+* ``is_address(v)``: whether a number is an address in the image (pic hash).
+* ``lines``: run the line programs and attach rows to functions.
+* ``parallel``: run the line programs and hashes in forked children (2 cores).
+* ``relocatable``: the DWARF of a ``.o`` (already relocated): address 0 is real.
+
+Rules (each has a test; ``verify-labels`` uses the same names to explain
+differences with llvm-dwarfdump):
+
+* ``discarded``: a subprogram whose every range starts at 0, at a linker
+  tombstone (-1 or -2 in the address size), is empty, or lies outside
+  ``code_ranges``, is code the linker dropped (COMDAT duplicates,
+  ``--gc-sections``). It is not a function; ``DwarfResult.discarded`` counts them.
+* ``alias``: two DIEs with exactly the same ranges (identical-code folding,
+  constructor aliases) give one function; the other names go to ``aliases``.
+* Declarations, abstract instances (``DW_AT_inline``) and subprograms
+  without code are not functions; inlined instances become :class:`Inlining`.
+* Names come from the DIE or, in order, through ``DW_AT_abstract_origin`` and
+  ``DW_AT_specification`` (at most 16 hops, cycles stop the chain); the same
+  for the linkage name, the declaration file/line and ``DW_AT_external``.
+  ``name`` is DW_AT_name (short, as llvm-dwarfdump prints it); C++ functions
+  also carry ``linkage_name`` (mangled) and ``demangled``. A function without
+  any name is called ``sub_<entry in hex>``.
+* ``entry`` is DW_AT_low_pc, else DW_AT_entry_pc, else the first range listed
+  (gcc lists the hot part first; its ``.cold`` part often lies lower, so
+  ``start`` = lowest address is not always the entry).
+* An inlining's ``caller`` is the function it was inlined into (which may
+  itself be an inlined copy); ``function`` is the out-of-line function whose
+  code holds it.
+* Line rows: one per line-table row with a length > 0 (length = next row's
+  address minus its own, within a sequence), attributed to the function whose
+  range contains its address; rows outside every function are dropped.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._forked import Forked, WorkerError
+from .dwarf_lines import LineProgram, read_line_program
+from .dwarf_units import AT, CONSTANT_FORMS, TAG, Die, DwarfError, DwarfSections, Unit, decode_lazy, die_at, read_uleb, walk_units
+from .model import Function, Inlining, LineRow, Producer, Range
+from .producer import parse_producer
+
+__all__ = ["DwarfError", "DwarfResult", "DwarfSections", "UnitSummary", "demangle", "read_dwarf", "read_dwarf_sections", "sections_from_dwarfinfo", "DwarfReader"]
+
+_MAX_CHAIN = 16
+_NO_INFO: dict[str, Any] = {"name": None, "linkage": None, "file": None, "line": None, "external": None}
+
+
+@dataclass(slots=True)
+class UnitSummary:
+    """One compilation unit: its name, producer and how many functions it defines."""
+
+    name: str | None
+    producer: Producer | None
+    language: int | None
+    functions: int = 0
+
+
+@dataclass(slots=True)
+class DwarfResult:
+    functions: list[Function] = field(default_factory=list)
+    inlinings: list[Inlining] = field(default_factory=list)
+    producers: list[Producer] = field(default_factory=list)
+    lines: list[LineRow] = field(default_factory=list)
+    units: list[UnitSummary] = field(default_factory=list)
+    discarded: int = 0
+    problems: list[str] = field(default_factory=list)  # non-fatal: e.g. a broken line table
+
+
+def demangle(name: str | None) -> str | None:
+    """Itanium C++ demangling via cxxfilt (None when not mangled or not demanglable)."""
+    if not name or not name.startswith("_Z") or len(name) > 4096:
+        return None
+    try:
+        import cxxfilt
+
+        out = cxxfilt.demangle(name, external_only=False)
+    except Exception:  # cxxfilt.InvalidName, or the C++ runtime missing
+        return None
+    return out if out and out != name else None
+
+
+def sections_from_dwarfinfo(dwarfinfo: Any) -> DwarfSections:
+    """Copy the section bytes out of a pyelftools ``DWARFInfo``."""
+
+    def get(name: str) -> bytes:
+        sec = getattr(dwarfinfo, name, None)
+        if sec is None:
+            return b""
+        stream = sec.stream
+        if hasattr(stream, "getvalue"):
+            return bytes(stream.getvalue())
+        stream.seek(0)
+        return bytes(stream.read(sec.size))
+
+    cfg = dwarfinfo.config
+    return DwarfSections(
+        info=get("debug_info_sec"),
+        abbrev=get("debug_abbrev_sec"),
+        str=get("debug_str_sec"),
+        line_str=get("debug_line_str_sec"),
+        line=get("debug_line_sec"),
+        ranges=get("debug_ranges_sec"),
+        rnglists=get("debug_rnglists_sec"),
+        addr=get("debug_addr_sec"),
+        str_offsets=get("debug_str_offsets_sec"),
+        little_endian=bool(cfg.little_endian),
+        default_address_size=int(cfg.default_address_size),
+    )
+
+
+def read_dwarf(dwarfinfo: Any, **kwargs: Any) -> DwarfResult:
+    """Read functions/inlinings/producers/lines from a pyelftools DWARFInfo (see module doc)."""
+    return read_dwarf_sections(sections_from_dwarfinfo(dwarfinfo), **kwargs)
+
+
+def read_dwarf_sections(
+    sections: DwarfSections,
+    *,
+    text_reader: Callable[[int, int], bytes | None] | None = None,
+    code_ranges: Sequence[tuple[int, int]] | None = None,
+    arch: str | None = None,
+    is_address: Callable[[int], bool] | None = None,
+    lines: bool = True,
+    parallel: bool = True,
+    relocatable: bool = False,
+) -> DwarfResult:
+    """Read the DWARF in ``sections``; raises :class:`DwarfError` when it is malformed.
+
+    ``parallel`` runs the line programs and the hashes in forked children
+    while this process walks the DIEs (see :mod:`._forked`).
+    """
+    reader = DwarfReader(sections, code_ranges=code_ranges, lines=lines, parallel=parallel, relocatable=relocatable)
+    hash_job = None
+    try:
+        res = reader.functions()
+        if text_reader is not None:
+            from .hashing import FunctionHasher, hash_all
+
+            hasher = FunctionHasher(arch or "", text_reader, is_address or (lambda v: False))
+            hash_job = Forked(hash_all, hasher, [f.ranges for f in res.functions], enabled=parallel)
+        reader.finish(res, res.functions)
+        if hash_job is not None:
+            for f, (sha, pic, method) in zip(res.functions, hash_job.result(), strict=True):
+                f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
+        return res
+    finally:
+        reader.close()
+        if hash_job is not None:
+            hash_job.cancel()
+
+
+def _line_tables(sec: DwarfSections) -> tuple[dict[int, tuple[Any, ...]], list[str]]:
+    """Every line program's rows with a length > 0, as compact arrays (runs in a child)."""
+    units, _ = walk_units(sec, roots_only=True)
+    out: dict[int, tuple[Any, ...]] = {}
+    problems: list[str] = []
+    for u in units:
+        off = u.stmt_list
+        if off is None or off in out:
+            continue
+        try:
+            prog = read_line_program(sec, off, comp_dir=u.comp_dir, cu_name=u.name, rows=True)
+        except DwarfError as exc:
+            problems.append(str(exc))
+            continue
+        addrs, lens, lns, fids = array("Q"), array("Q"), array("q"), array("q")
+        rows = prog.rows
+        for k in range(len(rows) - 1):
+            addr, fidx, line, end_seq = rows[k]
+            n = rows[k + 1][0] - addr
+            if end_seq or n <= 0 or addr >= 1 << 64 or n >= 1 << 64:
+                continue
+            addrs.append(addr)
+            lens.append(n)
+            lns.append(max(min(line, (1 << 63) - 1), -(1 << 63)))
+            fids.append(min(fidx, (1 << 63) - 1))
+        out[off] = (prog.files, addrs, lens, lns, fids)
+    return out, problems
+
+
+class DwarfReader:
+    """The DWARF of one binary, read in steps: ``functions()``, then ``finish()``.
+
+    The ELF backend uses the steps to merge symbols and hash in between;
+    :func:`read_dwarf_sections` runs them in order.
+    """
+
+    def __init__(
+        self,
+        sec: DwarfSections,
+        *,
+        code_ranges: Sequence[tuple[int, int]] | None = None,
+        lines: bool = True,
+        parallel: bool = True,
+        relocatable: bool = False,
+    ) -> None:
+        self.sec = sec
+        self.zero_is_discarded = not relocatable  # in a .o every section starts at 0
+        self.demangle = True  # the ELF backend turns this off and demangles in its hash worker
+        self.line_job: Forked[tuple[dict[int, tuple[Any, ...]], list[str]]] | None = None
+        if lines:
+            self.line_job = Forked(_line_tables, sec, enabled=parallel)
+        try:
+            self.units, self.dies = walk_units(sec)
+        except BaseException:
+            self.close()
+            raise
+        self.by_offset = {d.offset: d for d in self.dies}
+        self.want_lines = lines
+        self.programs: dict[int, LineProgram | None] = {}
+        self.code = sorted(code_ranges) if code_ranges is not None else None
+        self.code_starts = [s for s, _ in self.code] if self.code is not None else []
+        self.name_cache: dict[int, dict[str, Any]] = {}
+        self.busy: set[int] = set()
+        self.problems: list[str] = []
+        self.unit_offsets: list[int] | None = None
+
+    def _die_at(self, offset: int) -> Die | None:
+        """A subprogram the walk jumped over (inside a type), decoded when a chain reaches it."""
+        if self.unit_offsets is None:
+            self.unit_offsets = [u.offset for u in self.units]
+        die = die_at(self.sec, self.units, self.unit_offsets, offset)
+        if die is not None:
+            self.by_offset[offset] = die
+        return die
+
+    def close(self) -> None:
+        if self.line_job is not None:
+            self.line_job.cancel()
+
+    # -- lookups --------------------------------------------------------------
+    def program(self, unit: Unit) -> LineProgram | None:
+        off = unit.stmt_list
+        if off is None:
+            return None
+        if off not in self.programs:
+            try:
+                self.programs[off] = read_line_program(self.sec, off, comp_dir=unit.comp_dir, cu_name=unit.name, rows=False)
+            except DwarfError as exc:
+                self.programs[off] = None  # a broken line table does not lose the functions
+                self.problems.append(str(exc))
+        return self.programs[off]
+
+    def info(self, die: Die, depth: int = 0) -> dict[str, Any]:
+        """Name, linkage name, decl file/line and externality, following the chain."""
+        cached = self.name_cache.get(die.offset)
+        if cached is not None:
+            return cached
+        if depth > _MAX_CHAIN or die.offset in self.busy:
+            return _NO_INFO  # a cycle or an absurdly long chain: stop here
+        a = die.attrs if die.attrs is not None else decode_lazy(self.sec, die)
+        get = a.get
+        v = get(AT.name)
+        name = v[1] if v is not None and isinstance(v[1], str) else None
+        v = get(AT.linkage_name) or get(AT.mips_linkage_name)
+        linkage = v[1] if v is not None and isinstance(v[1], str) else None
+        file = line = None
+        v = get(AT.decl_file)
+        if v is not None and isinstance(v[1], int):
+            prog = self.program(die.unit)
+            file = prog.file_name(v[1]) if prog else None
+        v = get(AT.decl_line)
+        if v is not None and isinstance(v[1], int):
+            line = v[1]
+        v = get(AT.external)
+        external = bool(v[1]) if v is not None else None
+        if name is None or linkage is None or file is None or line is None or external is None:
+            nxt = None
+            for at in (AT.abstract_origin, AT.specification):
+                v = get(at)
+                if v is not None and isinstance(v[1], int):
+                    nxt = self.by_offset.get(v[1]) or self._die_at(v[1])
+                    if nxt is not None:
+                        break
+            if nxt is not None:
+                self.busy.add(die.offset)
+                sub = self.info(nxt, depth + 1)
+                self.busy.discard(die.offset)
+                name = name if name is not None else sub["name"]
+                linkage = linkage if linkage is not None else sub["linkage"]
+                if file is None:
+                    file = sub["file"]
+                    line = line if line is not None else sub["line"]
+                line = line if line is not None else sub["line"]
+                external = external if external is not None else sub["external"]
+        out = {"name": name, "linkage": linkage, "file": file, "line": line, "external": external}
+        self.name_cache[die.offset] = out
+        return out
+
+    def ranges(self, die: Die) -> list[Range]:
+        a = die.attrs
+        u = die.unit
+        if AT.low_pc in a and isinstance(a[AT.low_pc][1], int):
+            low = a[AT.low_pc][1]
+            if AT.high_pc not in a:
+                return []
+            form, hv = a[AT.high_pc]
+            if not isinstance(hv, int):
+                return []
+            high = low + hv if form in CONSTANT_FORMS else hv
+            return [Range(low, high)] if high > low else []
+        if AT.ranges in a and isinstance(a[AT.ranges][1], int):
+            form, v = a[AT.ranges]
+            if u.version >= 5:
+                return self._rnglist(u, v, form == 0x23)
+            return self._ranges_v4(u, v + u.ranges_base)
+        return []
+
+    def _rnglist(self, u: Unit, v: int, is_index: bool) -> list[Range]:
+        data = self.sec.rnglists
+        order = "little" if self.sec.little_endian else "big"
+        if is_index:
+            base = u.rnglists_base if u.rnglists_base is not None else 12
+            p = base + v * u.offset_size
+            if p + u.offset_size > len(data):
+                raise DwarfError(f"range list index {v} outside .debug_rnglists")
+            pos = base + int.from_bytes(data[p : p + u.offset_size], order)
+        else:
+            pos = v
+        asz = u.address_size
+        base_addr = u.low_pc
+        out: list[Range] = []
+        addrx = _AddrX(self.sec, u)
+        while True:
+            if pos >= len(data):
+                raise DwarfError(f"range list at {v:#x} runs past .debug_rnglists")
+            kind = data[pos]
+            pos += 1
+            if kind == 0:
+                return out
+            if kind == 1:
+                i, pos = read_uleb(data, pos)
+                base_addr = addrx(i)
+            elif kind in (2, 3):
+                i, pos = read_uleb(data, pos)
+                j, pos = read_uleb(data, pos)
+                s = addrx(i)
+                out.append(Range(s, addrx(j) if kind == 2 else s + j))
+            elif kind == 4:
+                s, pos = read_uleb(data, pos)
+                e, pos = read_uleb(data, pos)
+                out.append(Range(base_addr + s, base_addr + e))
+            elif kind == 5:
+                base_addr = int.from_bytes(data[pos : pos + asz], order)
+                pos += asz
+            elif kind == 6:
+                s = int.from_bytes(data[pos : pos + asz], order)
+                e = int.from_bytes(data[pos + asz : pos + 2 * asz], order)
+                pos += 2 * asz
+                out.append(Range(s, e))
+            elif kind == 7:
+                s = int.from_bytes(data[pos : pos + asz], order)
+                n, pos = read_uleb(data, pos + asz)
+                out.append(Range(s, s + n))
+            else:
+                raise DwarfError(f"unknown range list entry kind {kind}")
+
+    def _ranges_v4(self, u: Unit, off: int) -> list[Range]:
+        data = self.sec.ranges
+        order = "little" if self.sec.little_endian else "big"
+        asz = u.address_size
+        top = (1 << (8 * asz)) - 1
+        base_addr = u.low_pc
+        out: list[Range] = []
+        pos = off
+        while True:
+            if pos + 2 * asz > len(data):
+                raise DwarfError(f"range list at {off:#x} runs past .debug_ranges")
+            s = int.from_bytes(data[pos : pos + asz], order)
+            e = int.from_bytes(data[pos + asz : pos + 2 * asz], order)
+            pos += 2 * asz
+            if s == 0 and e == 0:
+                return out
+            if s == top:
+                base_addr = e
+            else:
+                out.append(Range(base_addr + s, base_addr + e))
+
+    def live(self, ranges: list[Range], address_size: int) -> list[Range]:
+        """Drop empty, zero-address, tombstoned and outside-the-code ranges (rule ``discarded``)."""
+        top = (1 << (8 * address_size)) - 1
+        out = []
+        for r in ranges:
+            if r.end <= r.start or (r.start == 0 and self.zero_is_discarded) or r.start >= top - 1:
+                continue
+            if self.code is not None:
+                i = bisect_right(self.code_starts, r.start) - 1
+                if i < 0 or not (self.code[i][0] <= r.start and r.end <= self.code[i][1]):
+                    continue
+            out.append(r)
+        return out
+
+    # -- assembly -------------------------------------------------------------
+    def functions(self) -> DwarfResult:
+        """Units, producers and functions (no inlinings or lines yet)."""
+        res = DwarfResult()
+        summaries = {}
+        producers: dict[str, Producer] = {}
+        for u in self.units:
+            p = None
+            if u.producer:
+                raw = u.producer if not u.apple_flags else f"{u.producer} {u.apple_flags}"
+                p = producers.get(raw)
+                if p is None:
+                    p = producers[raw] = parse_producer(raw)
+            summaries[u.index] = UnitSummary(u.name, p, u.language)
+        res.producers = list(producers.values())
+        res.units = [summaries[u.index] for u in self.units]
+        by_ranges: dict[tuple[Range, ...], Function] = {}
+        for die in self.dies:
+            if die.tag != TAG.subprogram or die.attrs is None:
+                continue  # not a subprogram, or one without code (decoded only when referenced)
+            a = die.attrs
+            if AT.declaration in a and a[AT.declaration][1]:
+                continue
+            raw = self.ranges(die)
+            if not raw:
+                continue
+            rs = self.live(raw, die.unit.address_size)
+            if not rs:
+                res.discarded += 1
+                continue
+            meta = self.info(die)
+            key = tuple(sorted(rs, key=lambda r: r.start))
+            name = meta["name"] or meta["linkage"]
+            prior = by_ranges.get(key)
+            if prior is not None:
+                alias = name or ""
+                if alias and alias != prior.name and alias not in prior.aliases:
+                    prior.aliases.append(alias)
+                continue
+            entry = rs[0].start
+            if AT.low_pc in a:
+                entry = a[AT.low_pc][1]
+            elif AT.entry_pc in a and isinstance(a[AT.entry_pc][1], int) and a[AT.entry_pc][0] not in CONSTANT_FORMS:
+                entry = a[AT.entry_pc][1]
+            f = Function(
+                name=name or f"sub_{entry:x}",
+                start=key[0].start,
+                end=max(r.end for r in key),
+                size=sum(r.end - r.start for r in key),
+                ranges=list(key),
+                linkage_name=meta["linkage"],
+                demangled=demangle(meta["linkage"]) if self.demangle else None,
+                source_file=meta["file"],
+                decl_line=meta["line"],
+                compilation_unit=die.unit.name,
+                is_static=(not meta["external"]) if meta["external"] is not None else True,
+                label_source="dwarf",
+                entry=entry,
+            )
+            by_ranges[key] = f
+            summaries[die.unit.index].functions += 1
+            res.functions.append(f)
+        res.functions.sort(key=lambda f: (f.start, f.name))
+        return res
+
+    def finish(self, res: DwarfResult, functions: list[Function]) -> None:
+        """Add inlinings and attach line rows to ``functions`` (DWARF ones plus any others)."""
+        res.inlinings = self._inlinings()
+        if self.want_lines:
+            res.lines = self._attach_lines(functions)
+        if self.problems:
+            res.problems = list(self.problems)
+
+    def _inlinings(self) -> list[Inlining]:
+        out = []
+        by_offset = self.by_offset
+        container_of: dict[int, str | None] = {}  # parent offset -> out-of-line function name
+        for die in self.dies:
+            if die.tag != TAG.inlined_subroutine:
+                continue
+            rs = self.live(self.ranges(die), die.unit.address_size)
+            if not rs:
+                continue
+            a = die.attrs
+            assert a is not None
+            origin = a.get(AT.abstract_origin)
+            target = (by_offset.get(origin[1]) or self._die_at(origin[1])) if origin is not None and isinstance(origin[1], int) else None
+            meta = self.info(target) if target is not None else self.info(die)
+            caller = container = None
+            parent = by_offset.get(die.parent) if die.parent is not None else None
+            if parent is not None:
+                caller = self.info(parent)["name"]
+                if parent.offset in container_of:
+                    container = container_of[parent.offset]
+                else:
+                    p: Die | None = parent
+                    hops = 0
+                    while p is not None and p.tag != TAG.subprogram and hops < 10_000:
+                        p = by_offset.get(p.parent) if p.parent is not None else None
+                        hops += 1
+                    container = container_of[parent.offset] = self.info(p)["name"] if p is not None else None
+            call_file = None
+            v = a.get(AT.call_file)
+            if v is not None and isinstance(v[1], int):
+                prog = self.program(die.unit)
+                call_file = prog.file_name(v[1]) if prog else None
+            v = a.get(AT.call_line)
+            call_line = v[1] if v is not None and isinstance(v[1], int) else None
+            out.append(Inlining(meta["name"] or meta["linkage"] or "?", caller, tuple(rs), call_file, call_line, container))
+        return out
+
+    def _attach_lines(self, functions: list[Function]) -> list[LineRow]:
+        tables: dict[int, tuple[Any, ...]] = {}
+        if self.line_job is not None:
+            try:
+                tables, problems = self.line_job.result()
+            except WorkerError as exc:
+                raise DwarfError(f"line tables: {exc}") from None
+            self.problems.extend(problems)
+        spans = sorted(((r.start, r.end, f.lines) for f in functions for r in f.ranges), key=lambda t: (t[0], t[1]))
+        starts = [s[0] for s in spans]
+        ends = [s[1] for s in spans]
+        lists = [s[2] for s in spans]
+        out: list[LineRow] = []
+        append = out.append
+        for files, addrs, lens, lns, fids in tables.values():
+            names: dict[int, str | None] = {}
+            for addr, n, line, fidx in zip(addrs, lens, lns, fids):
+                k = bisect_right(starts, addr) - 1
+                if k < 0 or addr >= ends[k]:
+                    continue
+                name = names.get(fidx, _MISSING)
+                if name is _MISSING:
+                    name = names[fidx] = files.get(fidx)
+                row = LineRow(addr, n, name, line)
+                lists[k].append(row)
+                append(row)
+        for f in functions:
+            if f.lines:
+                f.lines.sort(key=_row_address)
+        return out
+
+
+def _row_address(r: LineRow) -> int:
+    return r.address
+
+
+_MISSING: Any = object()
+
+
+class _AddrX:
+    def __init__(self, sec: DwarfSections, u: Unit) -> None:
+        self.data = sec.addr
+        self.base = u.addr_base if u.addr_base is not None else 8
+        self.size = u.address_size
+        self.order = "little" if sec.little_endian else "big"
+
+    def __call__(self, i: int) -> int:
+        p = self.base + i * self.size
+        if p + self.size > len(self.data):
+            raise DwarfError(f"address index {i} outside .debug_addr")
+        return int.from_bytes(self.data[p : p + self.size], self.order)
