@@ -444,7 +444,7 @@ class DwarfReader:
             summaries[u.index] = UnitSummary(u.name, p, u.language)
         res.producers = list(producers.values())
         res.units = [summaries[u.index] for u in self.units]
-        by_ranges: dict[tuple[Range, ...], Function] = {}
+        by_ranges: dict[tuple[int, ...], Function] = {}  # (start, end, start, end, ...) -> function
         for die in self.dies:
             if die.tag != TAG.subprogram or die.attrs is None:
                 continue  # not a subprogram, or one without code (decoded only when referenced)
@@ -459,7 +459,14 @@ class DwarfReader:
                 res.discarded += 1
                 continue
             meta = self.info(die)
-            key = tuple(sorted(rs, key=lambda r: r.start))
+            if len(rs) == 1:
+                ordered = rs
+                key: tuple[int, ...] = (rs[0].start, rs[0].end)
+                start, end, size = rs[0].start, rs[0].end, rs[0].end - rs[0].start
+            else:
+                ordered = sorted(rs, key=_range_start)
+                key = tuple(x for r in ordered for x in (r.start, r.end))
+                start, end, size = ordered[0].start, max(r.end for r in rs), sum(r.end - r.start for r in rs)
             name = meta["name"] or meta["linkage"]
             prior = by_ranges.get(key)
             if prior is not None:
@@ -474,10 +481,10 @@ class DwarfReader:
                 entry = a[AT.entry_pc][1]
             f = Function(
                 name=name or f"sub_{entry:x}",
-                start=key[0].start,
-                end=max(r.end for r in key),
-                size=sum(r.end - r.start for r in key),
-                ranges=list(key),
+                start=start,
+                end=end,
+                size=size,
+                ranges=list(ordered),
                 linkage_name=meta["linkage"],
                 demangled=demangle(meta["linkage"]) if self.demangle else None,
                 source_file=meta["file"],
@@ -569,6 +576,10 @@ class DwarfReader:
             if f.lines:
                 f.lines.sort(key=_row_address)
         return out
+
+
+def _range_start(r: Range) -> int:
+    return r.start
 
 
 def _row_address(r: LineRow) -> int:

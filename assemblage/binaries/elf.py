@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from typing import Any
 
 from ..errors import InvalidBinaryError
 from ._forked import Forked, WorkerError
@@ -111,7 +112,7 @@ def _analyze(elf: ElfFile, path: str, lines: bool) -> BinaryAnalysis:
     res.has_debug_info = info is not None and info.size > 0
     dwarf = DwarfResult()
     reader: DwarfReader | None = None
-    hash_job: Forked[list[tuple[str | None, str | None, str | None]]] | None = None
+    hash_job: Forked[Any] | None = None
     try:
         if res.has_debug_info:
             if kind == "relocatable":

@@ -115,7 +115,9 @@ _register_optional()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns the code of typer.Exit in this mode
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except RecipeError as exc:
         where = f"{exc.file}: " if exc.file else ""
         err.print(f"[red]error:[/] {where}{len(exc.problems)} problem(s) in recipe", highlight=False)
