@@ -85,11 +85,17 @@ def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: floa
             t.add_row(f"[{style}]{icon} {status}[/]", "", str(n - accounted))
     console.print(t)
 
-    cov = Table(title="Coverage (source x configuration)", show_lines=False)
-    cov.add_column("source")
     configs = rep.configs
+    # columns name only what differs: "gcc-12-O2" under a "linux-x86_64" title
+    prefixes = {"-".join(c.split("-")[:2]) for c in configs}
+    common = prefixes.pop() if len(prefixes) == 1 else None
+    title = "Coverage (source x configuration" + (f", all {common})" if common else ")")
+    cov = Table(title=title, show_lines=False)
+    cov.add_column("source")
     for c in configs:
-        cov.add_column(c.replace("-", "-\n", 1) if len(configs) > 6 else c, justify="center")
+        label = c[len(common) + 1:] if common else c
+        tc, _, opt = label.rpartition("-")
+        cov.add_column(f"{tc}\n{opt}", justify="center")
     for src in rep.sources:
         row = [src]
         for c in configs:
