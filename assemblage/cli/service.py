@@ -83,11 +83,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def worker(
-        queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated: crawl, linux, windows-cross, msvc")] = "crawl,linux",
-        concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Tasks at once")] = max(1, os.cpu_count() or 1),
+        queues: Annotated[str, typer.Option(
+            "--queues", "-Q", help="Comma-separated: crawl, linux, windows-cross, msvc")] = "crawl,linux",
+        concurrency: Annotated[int, typer.Option(
+            "--concurrency", "-c", min=1, help="Tasks at once")] = max(1, os.cpu_count() or 1),
         name: Annotated[Optional[str], typer.Option("--name", "-n", help="Node name (default linux@HOST)")] = None,
         pool: Annotated[str, typer.Option(help="prefork, threads or solo")] = "prefork",
         loglevel: Annotated[str, typer.Option(help="Log level")] = "INFO",
+        prefetch: Annotated[int, typer.Option(min=1, help="Messages reserved per process (1 suits long builds)")] = 1,
         settings_file: _SettingsFile = None,
     ) -> None:
         """Run a Celery worker that takes tasks from QUEUES."""
@@ -101,9 +104,10 @@ def register(app: typer.Typer) -> None:
         from assemblage.tasks import jobs  # noqa: F401 - registers the tasks and signals
 
         node = name or f"{wanted[-1]}@{socket.gethostname()}"
-        jobs.celery_app.worker_main(["worker", "-Q", ",".join(wanted), "-c", str(concurrency), "-n", node,
-                                     "--pool", pool, "--loglevel", loglevel, "--without-gossip",
-                                     "--without-mingle"])
+        jobs.celery_app.worker_main([
+            "worker", "-Q", ",".join(wanted), "-c", str(concurrency), "-n", node, "--pool", pool,
+            "--loglevel", loglevel, "--prefetch-multiplier", str(prefetch), "--without-gossip", "--without-mingle",
+        ])
 
     @db_app.command("upgrade")
     def db_upgrade(

@@ -170,6 +170,12 @@ class Binary(Base):
         # the API's filtered listing: equality filters, then keyset order by id
         Index("ix_binaries_filter", "platform", "arch", "toolchain", "optimization", "id"),
         Index("ix_binaries_run_id", "run_id", "id"),
+        # one filter alone still pages in id order
+        Index("ix_binaries_arch", "arch", "id"),
+        Index("ix_binaries_toolchain", "toolchain", "id"),
+        Index("ix_binaries_optimization", "optimization", "id"),
+        Index("ix_binaries_format", "format", "id"),
+        Index("ix_binaries_license", "license", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

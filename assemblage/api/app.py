@@ -1,0 +1,102 @@
+"""The coordinator's HTTP API (FastAPI): ``create_app`` wires settings, database, store and dispatcher."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+
+from assemblage.errors import StorageError
+from assemblage.settings import Settings, get_settings
+from assemblage.storage import ObjectStore
+from assemblage.tasks.dispatch import Dispatcher
+
+__all__ = ["create_app", "API_PREFIX"]
+
+API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sessions: sessionmaker[Session] | None = None,
+    store: ObjectStore | None = None,
+    dispatcher: Dispatcher | None = None,
+    sweep: bool = False,
+) -> FastAPI:
+    """The API. Missing parts are made from the settings; ``sweep`` runs the requeue sweeper in this process."""
+    from assemblage.api.routers import binaries, builds, functions, runs, workers
+    from assemblage.db.session import make_engine, make_sessionmaker
+
+    settings = settings or get_settings()
+    if sessions is None:
+        sessions = make_sessionmaker(make_engine(settings.database_url))
+    if store is None:
+        from assemblage.tasks.runtime import open_object_store
+
+        store = open_object_store(settings)
+    if dispatcher is None:
+        from assemblage.tasks.dispatch import CeleryDispatcher
+
+        dispatcher = CeleryDispatcher()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        sweeper = None
+        if sweep:
+            from assemblage.tasks.coordinator import Sweeper
+
+            sweeper = Sweeper(sessions=sessions, broker_url=settings.broker_url, dead_after=settings.worker_dead_after,
+                              interval=settings.sweep_interval, send=dispatcher.send).start()
+        try:
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.stop()
+
+    app = FastAPI(
+        title="Assemblage",
+        version=_version(),
+        description="Submit recipes, follow runs, query and download binaries and their ground truth.",
+        docs_url="/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sessions = sessions
+    app.state.store = store
+    app.state.dispatcher = dispatcher
+    for r in (runs.router, builds.router, binaries.router, functions.router, workers.router):
+        app.include_router(r, prefix=API_PREFIX)
+
+    @app.exception_handler(StorageError)
+    async def _storage(_req: Request, exc: StorageError) -> JSONResponse:
+        log.warning("object store: %s", exc)
+        return JSONResponse({"detail": "the object store is unavailable"}, status_code=503)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_req: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database: %s", exc.__class__.__name__)
+        return JSONResponse({"detail": "the database is unavailable"}, status_code=503)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _db_error(_req: Request, exc: SQLAlchemyError) -> JSONResponse:
+        log.error("database error: %s", exc)
+        return JSONResponse({"detail": "database error"}, status_code=500)
+
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("assemblage")
+    except PackageNotFoundError:
+        return "0"

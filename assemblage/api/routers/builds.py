@@ -1,0 +1,41 @@
+"""/builds: one build and its log."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import PlainTextResponse
+
+from assemblage.api.deps import ReadToken, SessionDep, StoreDep
+from assemblage.api.schemas import BuildOut, IdPath
+from assemblage.db import models as m
+
+router = APIRouter(prefix="/builds", tags=["builds"])
+
+
+@router.get("/{build_id}", response_model=BuildOut, summary="One build")
+def get_build(build_id: IdPath, s: SessionDep, token: ReadToken) -> BuildOut:
+    b = s.get(m.Build, build_id)
+    if b is None:
+        raise HTTPException(404, f"no build {build_id}")
+    return BuildOut(
+        id=b.id, run_id=b.run_id, source_id=b.source_id, source=b.source.label, config=b.configuration.identifier,
+        status=b.status, reason=b.reason, message=b.message, build_system=b.build_system, worker=b.worker,
+        attempts=b.attempts, duration=b.duration, analysis_duration=b.analysis_duration,
+        reused_from_id=b.reused_from_id, opt_mismatches=b.opt_mismatches, started_at=b.started_at,
+        finished_at=b.finished_at, has_log=bool(b.log_key),
+    )
+
+
+@router.get("/{build_id}/log", response_class=PlainTextResponse, summary="The full log of one build",
+            responses={404: {"description": "No such build, or it has no log yet"}})
+def get_log(build_id: IdPath, s: SessionDep, store: StoreDep, token: ReadToken) -> PlainTextResponse:
+    b = s.get(m.Build, build_id)
+    if b is None:
+        raise HTTPException(404, f"no build {build_id}")
+    if not b.log_key:
+        raise HTTPException(404, f"build {build_id} has no log yet (status {b.status})")
+    try:
+        data = store.get(b.log_key)
+    except FileNotFoundError:
+        raise HTTPException(404, f"the log of build {build_id} is not in the store") from None
+    return PlainTextResponse(data.decode("utf-8", errors="replace"))

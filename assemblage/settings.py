@@ -1,0 +1,117 @@
+"""The service's settings: one frozen, typed object read from the environment.
+
+Every field is an ``ASSEMBLAGE_*`` environment variable (``database_url`` is
+``ASSEMBLAGE_DATABASE_URL``). A settings file (TOML, named by
+``ASSEMBLAGE_SETTINGS_FILE`` or passed to :func:`load_settings`) may add to
+them; the environment wins over the file. Outside ``environment =
+"development"`` the default secret key is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from assemblage.errors import AssemblageError
+
+__all__ = ["Settings", "SettingsError", "load_settings", "get_settings", "DEFAULT_SECRET"]
+
+DEFAULT_SECRET = "change-this-development-secret"
+SETTINGS_FILE_VAR = "ASSEMBLAGE_SETTINGS_FILE"
+_file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
+
+
+class SettingsError(AssemblageError):
+    """The settings are invalid or unsafe for this environment."""
+
+    exit_code = 8
+
+
+class Settings(BaseSettings):
+    """Where the service keeps things and how its parts find each other."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSEMBLAGE_", frozen=True, extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///assemblage-data/assemblage.sqlite"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    storage_url: str = "file://assemblage-data"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+
+    # workers
+    cache_dir: Path = Path("assemblage-data/sources")  # fetched sources on this worker
+    work_root: Path | None = None  # scratch folders of builds
+    source_root: Path = Path(".")  # where relative ``path:`` sources of submitted recipes resolve
+    heartbeat_interval: float = Field(5.0, gt=0)
+    worker_dead_after: float = Field(30.0, gt=0)  # no heartbeat for this long: the worker is dead
+    task_time_limit: int = Field(4 * 3600, gt=0)  # seconds; hard limit of one build task
+    task_max_retries: int = Field(8, ge=0)
+
+    # coordinator
+    sweep_interval: float = Field(10.0, gt=0)  # how often dead workers and lost messages are looked for
+    presign_expires: int = Field(3600, gt=0, le=7 * 24 * 3600)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> "Settings":
+        if self.environment != "development" and self.secret_key.get_secret_value() == DEFAULT_SECRET:
+            raise ValueError(
+                "ASSEMBLAGE_SECRET_KEY is the development default; set a long random value "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))') outside development"
+            )
+        if self.environment != "development" and len(self.secret_key.get_secret_value()) < 16:
+            raise ValueError("ASSEMBLAGE_SECRET_KEY must be at least 16 characters outside development")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        file = _file.get() or os.environ.get(SETTINGS_FILE_VAR)
+        if file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(file)))
+        return tuple(sources)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+def load_settings(file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings (environment, then the file); raise :class:`SettingsError` with every problem."""
+    if file is not None and not Path(file).is_file():
+        raise SettingsError(f"settings file {file}: no such file")
+    token = _file.set(Path(file) if file is not None else None)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
+        raise SettingsError(f"cannot read the settings file: {exc}") from None
+    finally:
+        _file.reset(token)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()

@@ -1,0 +1,176 @@
+"""The coordinator's sweep: builds of dead workers go back to the queue, lost messages are sent again.
+
+Two failures it repairs:
+
+- a worker died (kill -9, machine gone) while building: its build is
+  ``running`` but the process has no fresh heartbeat. The build goes back to
+  ``pending`` and is sent again (after that transaction commits).
+- messages were lost (Redis restarted without persistence): nothing is queued
+  or unacknowledged in the broker on two sweeps in a row, yet runs have
+  pending work. Their start, fetch and build messages are sent again.
+
+Sending twice is safe: tasks are idempotent and builds are claimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from assemblage.db import models as m
+from assemblage.db.session import session_scope
+from assemblage.tasks.app import QUEUES
+
+__all__ = ["Sweeper", "requeue_dead_builds", "broker_idle", "resend_lost", "queue_depths"]
+
+log = logging.getLogger(__name__)
+
+
+def requeue_dead_builds(sessions: sessionmaker[Session], dead_after: float, send) -> list[int]:
+    """Running builds whose process went silent -> pending, then sent again. Returns their ids."""
+    cutoff = m.utcnow() - timedelta(seconds=dead_after)
+    w = aliased(m.Worker)
+    with session_scope(sessions) as s:
+        rows = s.execute(
+            select(m.Build, m.Configuration.identifier, w.last_seen)
+            .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
+            .outerjoin(w, w.id == m.Build.worker)
+            .where(m.Build.status == "running")
+            .with_for_update(of=m.Build, skip_locked=True)
+        ).all()
+        todo = []
+        for b, config, seen in rows:
+            if seen is not None and seen.tzinfo is None:
+                seen = seen.replace(tzinfo=cutoff.tzinfo)
+            if seen is not None and seen >= cutoff:
+                continue
+            started = b.started_at.replace(tzinfo=cutoff.tzinfo) if b.started_at and b.started_at.tzinfo is None else b.started_at
+            if seen is None and started is not None and started >= cutoff:
+                continue  # just claimed; its heartbeat row may not be visible yet
+            log.warning("build %s: worker %s is silent; sending it again", b.id, b.worker)
+            b.status, b.worker = "pending", None
+            todo.append((b.id, config))
+        # forget heartbeats of processes long gone, and of workers silent for an hour
+        # (GET /workers shows them as dead until then)
+        s.execute(delete(m.Worker).where(m.Worker.kind == "process",
+                                         m.Worker.last_seen < m.utcnow() - timedelta(seconds=10 * dead_after)))
+        s.execute(delete(m.Worker).where(m.Worker.kind == "node",
+                                         m.Worker.last_seen < m.utcnow() - timedelta(seconds=max(3600, 10 * dead_after))))
+    for bid, config in todo:  # after the commit above
+        send("build", bid, config)
+    return [bid for bid, _ in todo]
+
+
+def queue_depths(broker_url: str) -> dict[str, int] | None:
+    """Messages waiting per queue, plus ``unacked`` (delivered, not yet acknowledged); None if not Redis."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    r = redis.Redis.from_url(broker_url, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        depths = {}
+        for q in QUEUES:
+            # kombu keeps priorities in separate lists: "q" and "q\x06\x16<n>"
+            keys = [q] + [f"{q}\x06\x16{p}" for p in (3, 6, 9)]
+            depths[q] = sum(int(r.llen(k)) for k in keys)
+        depths["unacked"] = int(r.hlen("unacked"))
+        return depths
+    finally:
+        r.close()
+
+
+def broker_idle(broker_url: str) -> bool:
+    depths = queue_depths(broker_url)
+    return depths is not None and not any(depths.values())
+
+
+def resend_lost(sessions: sessionmaker[Session], send) -> int:
+    """Send again the work of unfinished runs (for when the broker lost its messages). Returns messages sent."""
+    with session_scope(sessions) as s:
+        runs = list(s.scalars(select(m.Run.id).where(m.Run.status.in_(("pending", "running")))))
+        if not runs:
+            return 0
+        starts = list(s.scalars(select(m.Run.id).where(m.Run.id.in_(runs), m.Run.status == "pending")))
+        fetches = list(s.scalars(select(m.Source.id).where(m.Source.run_id.in_(runs), m.Source.status == "pending")))
+        builds = s.execute(
+            select(m.Build.id, m.Configuration.identifier)
+            .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
+            .join(m.Source, m.Build.source_id == m.Source.id)
+            .where(m.Build.run_id.in_(runs), m.Build.status == "pending", m.Source.status == "fetched")
+        ).all()
+    for rid in starts:
+        send("start", rid, None)
+    for sid in fetches:
+        send("fetch", sid, None)
+    for bid, config in builds:
+        send("build", bid, config)
+    n = len(starts) + len(fetches) + len(builds)
+    if n:
+        log.warning("the broker holds nothing for %d unfinished message(s): sent them again", n)
+    return n
+
+
+@dataclass
+class Sweeper:
+    """Runs the sweep every ``interval`` seconds in a daemon thread (inside ``assemblage serve``)."""
+
+    sessions: sessionmaker[Session]
+    broker_url: str
+    dead_after: float
+    interval: float
+    send: object  # send(kind, id, config)
+    _idle_sweeps: int = 0
+    _db_ok_since: float | None = None  # heartbeats written during a database outage were lost, not late
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sweep(self) -> dict[str, int]:
+        out = {"requeued": 0, "resent": 0}
+        now = time.monotonic()
+        try:
+            with self.sessions() as s:
+                s.execute(select(1))
+        except SQLAlchemyError:
+            self._db_ok_since = None
+            raise
+        if self._db_ok_since is None:
+            self._db_ok_since = now
+        if now - self._db_ok_since >= self.dead_after:  # workers have had time to beat again
+            out["requeued"] = len(requeue_dead_builds(self.sessions, self.dead_after, self.send))
+        try:
+            idle = broker_idle(self.broker_url)
+        except Exception as exc:  # noqa: BLE001 - the broker is away; try again next time
+            log.warning("sweep: broker unreachable: %s", exc)
+            idle = False
+        self._idle_sweeps = self._idle_sweeps + 1 if idle else 0
+        if self._idle_sweeps >= 2:  # twice in a row: not a message between commit and send
+            out["resent"] = resend_lost(self.sessions, self.send)
+            self._idle_sweeps = 0
+        return out
+
+    def start(self) -> "Sweeper":
+        self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sweep()
+            except SQLAlchemyError as exc:
+                log.warning("sweep: database unavailable: %s", exc.__class__.__name__)
+            except Exception:  # noqa: BLE001 - the sweeper must outlive any one failure
+                log.exception("sweep failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,221 @@
+"""The Celery tasks: start a run, fetch a source, build one source x configuration.
+
+Every task takes IDs, re-reads its rows, copes with rows that vanished, and is
+safe to deliver twice: a build is *claimed* (status running, this process's id,
+a fresh heartbeat) in one transaction, so a second copy of the message finds it
+finished (and returns) or running in a live process (and drops out). Retries
+with backoff are for transient failures only (database connection, S3 5xx,
+network); a compile error is a build status, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kombu.exceptions
+from celery import signals
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from assemblage.db import models as m
+from assemblage.db.session import session_scope
+from assemblage.pipeline.steps import execute_build, expand_run, fetch_run_source, finish_run, record_internal_error
+from assemblage.storage.s3 import TransientStorageError
+from assemblage.tasks.app import celery_app, send
+from assemblage.tasks.runtime import (
+    Heartbeat,
+    build_heartbeat,
+    is_alive,
+    node_id,
+    process_id,
+    reset_runtime,
+    runtime,
+    set_identity,
+    touch,
+)
+
+__all__ = ["start_run", "fetch", "build", "noop", "TRANSIENT", "claim_build", "send_build", "send_fetch", "send_start"]
+
+log = logging.getLogger(__name__)
+
+# Failures that may pass: retried with backoff. Anything else is recorded on the build and not retried.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OperationalError,  # database connection refused, lost, lock timeout
+    InterfaceError,
+    TransientStorageError,  # S3 5xx, throttling, connection
+    ConnectionError,
+    TimeoutError,
+    kombu.exceptions.OperationalError,  # broker connection
+)
+
+_RETRY = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+}
+
+
+def _settings():
+    return celery_app.conf.assemblage_settings
+
+
+# ------------------------------------------------------------------ sending (after commit)
+
+
+def send_start(run_id: int) -> None:
+    send("start", run_id)
+
+
+def send_fetch(source_id: int) -> None:
+    send("fetch", source_id)
+
+
+def send_build(build_id: int, config: str) -> None:
+    send("build", build_id, config)
+
+
+def _pending_builds(s, source_id: int) -> list[tuple[int, str]]:
+    return list(s.execute(
+        select(m.Build.id, m.Configuration.identifier)
+        .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
+        .where(m.Build.source_id == source_id, m.Build.status == "pending")
+        .order_by(m.Build.id)
+    ).all())
+
+
+# ------------------------------------------------------------------ tasks
+
+
+@celery_app.task(bind=True, name="assemblage.start_run", acks_late=True, reject_on_worker_lost=True,
+                 max_retries=None, time_limit=300, **_RETRY)
+def start_run(self, run_id: int) -> int:
+    """Expand a run into sources and builds, mark it running, send one fetch per source. Returns fetches sent."""
+    rt = runtime(_settings())
+    expand_run(rt.context(), run_id)  # idempotent: a second delivery finds the run expanded
+    with session_scope(rt.sessions) as s:
+        run = s.get(m.Run, run_id)
+        if run is None or run.status == "finished":
+            return 0
+        if run.status == "pending":
+            run.status, run.started_at = "running", m.utcnow()
+        sources = list(s.scalars(select(m.Source.id).where(m.Source.run_id == run_id, m.Source.status != "failed")
+                                 .order_by(m.Source.position)))
+    for sid in sources:  # committed above: the fetches will find the run running
+        send_fetch(sid)
+    if not sources:
+        finish_run(rt.context(), run_id)  # nothing to fetch (every source failed to expand)
+    return len(sources)
+
+
+@celery_app.task(bind=True, name="assemblage.fetch", acks_late=True, reject_on_worker_lost=True,
+                 max_retries=None, time_limit=3600, **_RETRY)
+def fetch(self, source_id: int) -> int:
+    """Fetch and pin one source, then send its pending builds. Returns how many builds were sent."""
+    rt = runtime(_settings())
+    ctx = rt.context()
+    fetch_run_source(ctx, source_id)
+    with session_scope(rt.sessions) as s:
+        src = s.get(m.Source, source_id)
+        if src is None:
+            return 0
+        run_id = src.run_id
+        todo = _pending_builds(s, source_id) if src.status == "fetched" else []
+    for bid, config in todo:
+        send_build(bid, config)
+    finish_run(ctx, run_id)
+    return len(todo)
+
+
+def claim_build(rt, build_id: int) -> tuple[str, int | None]:
+    """Take a build for this process: ("go", run) or why not ("missing", a final status, "busy")."""
+    me = process_id()
+    with session_scope(rt.sessions) as s:
+        b = s.get(m.Build, build_id, with_for_update=True)
+        if b is None:
+            return "missing", None
+        if b.status in m.FINAL_STATUSES:
+            return b.status, b.run_id
+        if b.status == "running" and b.worker != me and is_alive(s, b.worker, rt.settings.worker_dead_after):
+            return "busy", b.run_id  # a live process has it; if that process dies, the sweep sends it again
+        b.status, b.worker, b.started_at = "running", me, m.utcnow()
+        touch(s, wid=me, kind="process", build_id=build_id)
+        return "go", b.run_id
+
+
+def _record_time_limit(rt, build_id: int, exc: BaseException) -> None:
+    try:
+        with session_scope(rt.sessions) as s:
+            b = s.get(m.Build, build_id)
+            if b is not None and b.status not in m.FINAL_STATUSES:
+                b.status, b.reason = "timed_out", "task_time_limit"
+                b.message = f"the task ran out of time ({type(exc).__name__})"
+                b.finished_at = m.utcnow()
+    except Exception:  # noqa: BLE001 - the original error is what the log needs
+        log.exception("could not record the time limit of build %s", build_id)
+
+
+@celery_app.task(bind=True, name="assemblage.build", acks_late=True, reject_on_worker_lost=True,
+                 max_retries=8, **_RETRY)
+def build(self, build_id: int) -> str:
+    """Build, analyse and store one source x configuration (the same step as ``assemblage build``)."""
+    rt = runtime(_settings())
+    verdict, run_id = claim_build(rt, build_id)
+    if verdict != "go":
+        if verdict in m.FINAL_STATUSES and run_id is not None:
+            finish_run(rt.context(), run_id)  # a redelivered copy: make sure the run is closed
+        return verdict
+    ctx = rt.context()
+    try:
+        with build_heartbeat(rt, build_id):
+            status = execute_build(ctx, build_id)
+    except TRANSIENT:
+        raise  # retried with backoff; the claim lets the retry (or the sweep's copy) take it again
+    except SoftTimeLimitExceeded as exc:
+        _record_time_limit(rt, build_id, exc)
+        status = "timed_out"
+    except Exception as exc:  # a bug of ours, not a compile error: recorded on the build, never retried
+        status = record_internal_error(ctx, build_id, exc)
+    finish_run(ctx, run_id)
+    return status
+
+
+@celery_app.task(name="assemblage.noop", acks_late=True, ignore_result=True)
+def noop(*_args: Any) -> None:
+    """Does nothing: measures the broker's dispatch rate (bench/service.py)."""
+
+
+# ------------------------------------------------------------------ worker life
+
+
+_node_heartbeat: dict[str, Heartbeat] = {}
+
+
+@signals.celeryd_init.connect
+def _on_worker_init(sender=None, **_kw) -> None:  # noqa: ANN001
+    set_identity(str(sender or "worker"))
+
+
+@signals.worker_process_init.connect
+def _on_process_init(**_kw) -> None:
+    reset_runtime()
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(sender=None, **_kw) -> None:  # noqa: ANN001
+    rt = runtime(_settings())
+    try:
+        queues = sorted(sender.app.amqp.queues.consume_from.keys())
+    except AttributeError:
+        queues = []
+    _node_heartbeat["node"] = Heartbeat(rt.sessions, wid=node_id(), kind="node", queues=queues,
+                                        interval=rt.settings.heartbeat_interval).start()
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(**_kw) -> None:
+    hb = _node_heartbeat.pop("node", None)
+    if hb is not None:
+        hb.stop()

@@ -1,0 +1,71 @@
+"""Settings: environment variables, a settings file, and refusing the default secret outside development."""
+
+from __future__ import annotations
+
+import pytest
+
+from assemblage.settings import DEFAULT_SECRET, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for k in list(os.environ):
+        if k.startswith("ASSEMBLAGE_"):
+            monkeypatch.delenv(k)
+
+
+def test_defaults_are_for_development():
+    s = load_settings()
+    assert s.environment == "development"
+    assert s.database_url.startswith("sqlite")
+    assert s.broker_url == "redis://127.0.0.1:6379/0"
+    assert s.secret_key.get_secret_value() == DEFAULT_SECRET
+
+
+def test_environment_variables(monkeypatch):
+    monkeypatch.setenv("ASSEMBLAGE_DATABASE_URL", "postgresql+psycopg://u@db/assemblage")
+    monkeypatch.setenv("ASSEMBLAGE_BROKER_URL", "redis://broker:6379/1")
+    monkeypatch.setenv("ASSEMBLAGE_STORAGE_URL", "s3://bucket/prefix")
+    monkeypatch.setenv("ASSEMBLAGE_S3_ENDPOINT_URL", "http://minio:9000")
+    s = load_settings()
+    assert s.is_postgres and s.broker_url.endswith("/1")
+    assert (s.storage_url, s.s3_endpoint_url) == ("s3://bucket/prefix", "http://minio:9000")
+
+
+def test_settings_are_frozen():
+    s = load_settings()
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        s.broker_url = "redis://elsewhere"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("env", ["test", "production"])
+def test_default_secret_refused_outside_development(monkeypatch, env):
+    monkeypatch.setenv("ASSEMBLAGE_ENVIRONMENT", env)
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        load_settings()
+    monkeypatch.setenv("ASSEMBLAGE_SECRET_KEY", "short")
+    with pytest.raises(SettingsError, match="at least 16"):
+        load_settings()
+    monkeypatch.setenv("ASSEMBLAGE_SECRET_KEY", "a-long-and-random-production-secret")
+    assert load_settings().environment == env
+
+
+def test_settings_file_adds_and_environment_wins(tmp_path, monkeypatch):
+    f = tmp_path / "assemblage.toml"
+    f.write_text('broker_url = "redis://from-file:6379/0"\nstorage_url = "s3://file-bucket/x"\n')
+    monkeypatch.setenv("ASSEMBLAGE_STORAGE_URL", "s3://env-bucket/y")
+    s = load_settings(f)
+    assert s.broker_url == "redis://from-file:6379/0"
+    assert s.storage_url == "s3://env-bucket/y"
+
+
+def test_bad_values_are_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSEMBLAGE_HEARTBEAT_INTERVAL", "-1")
+    with pytest.raises(SettingsError, match="heartbeat_interval"):
+        load_settings()
+    with pytest.raises(SettingsError, match="no such file"):
+        load_settings(tmp_path / "missing.toml")
