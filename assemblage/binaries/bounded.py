@@ -68,6 +68,28 @@ def _child(path: str, pdb: str | None, memory: int, lines: bool, w: int) -> None
         os._exit(0)
 
 
+_preloaded = False
+
+
+def _preload() -> None:
+    """Import the parsers in the parent once, so each forked child starts warm.
+
+    Without this every child imports them afresh: ~150 ms per binary instead of ~10 ms
+    (measured on the demo corpus), which was most of the pipeline's overhead.
+    """
+    global _preloaded
+    if _preloaded:
+        return
+    import importlib
+
+    for name in ("assemblage.binaries.elf", "assemblage.binaries.pe", "capstone", "cxxfilt"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # reported by the child when it needs the module
+            pass
+    _preloaded = True
+
+
 def analyze_file_bounded(
     path: str | os.PathLike[str],
     *,
@@ -77,6 +99,7 @@ def analyze_file_bounded(
     lines: bool = True,
 ) -> BinaryAnalysis:
     """Like :func:`analyze_file`, in a child process limited to ``timeout`` s and ``memory`` bytes."""
+    _preload()
     p = os.fspath(path)
     pdb_s = os.fspath(pdb) if pdb is not None else None
     r, w = os.pipe()
