@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,8 +103,7 @@ def main() -> None:
         dataset = open_dataset(out)
         dataset.context.cache_dir.mkdir(parents=True, exist_ok=True)
         # the same cache: no fetch inside the timing either
-        ctx = dataset.context.__class__(**{**dataset.context.__dict__, "cache_dir": cache})
-        dataset = dataset.__class__(root=dataset.root, context=ctx)
+        dataset = replace(dataset, context=replace(dataset.context, cache_dir=cache))
         t0 = time.perf_counter()
         run_recipe(dataset, recipe, "bench", REPO, jobs=args.jobs)
         asm = time.perf_counter() - t0

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -49,7 +49,6 @@ class Context:
     worker: str = "embedded"
     analysis_timeout: float = 300.0
     analysis_memory: int = 4 * 1024**3
-    hooks: dict[str, Any] = field(default_factory=dict)
 
 
 def _utcnow():
