@@ -12,7 +12,7 @@ from pathlib import Path
 
 from assemblage.builds.collect import FoundBinary, find_binaries, snapshot
 from assemblage.builds.plan import Step
-from assemblage.builds.runner import Limits, LocalRunner, StepResult
+from assemblage.builds.runner import Limits, LocalRunner, StepResult, builds_stopped
 from assemblage.builds.systems import BuildTools, build_system_candidates, compiler_env
 from assemblage.builds.wrappers import write_wrappers
 from assemblage.errors import ToolchainError
@@ -110,6 +110,10 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
                     continue
                 break
             outcome.duration = time.monotonic() - started
+            if builds_stopped():
+                outcome.status, outcome.reason, outcome.message = "skipped", "interrupted", "the run was interrupted"
+                log.write("! interrupted\n")
+                return outcome
             if failed:
                 outcome.status, outcome.reason, outcome.message = classify_failure(last, req.limits)
                 log.write(f"! {outcome.status}: {outcome.reason}: {outcome.message}\n")

@@ -19,6 +19,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,38 @@ from typing import IO
 
 from assemblage.builds.plan import Step
 
-__all__ = ["Limits", "LocalRunner", "StepResult", "sandbox_available", "SANDBOX_ROOT"]
+__all__ = ["Limits", "LocalRunner", "StepResult", "allow_builds", "builds_stopped", "kill_all_builds", "sandbox_available", "SANDBOX_ROOT"]
 
 SANDBOX_ROOT = "/build"
 BUILD_UID = 65534  # nobody
 BUILD_GID = 65534
 _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+# Every build process running now, so that an interrupted run can stop them all:
+# builds sit in process groups of their own, out of reach of the terminal's Ctrl-C.
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def builds_stopped() -> bool:
+    """Whether :func:`kill_all_builds` was called (and :func:`allow_builds` not since)."""
+    return _stopping.is_set()
+
+
+def allow_builds() -> None:
+    _stopping.clear()
+
+
+def kill_all_builds() -> int:
+    """Kill every build step running in this process (their whole groups); no new step starts after."""
+    _stopping.set()
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        _kill_group(proc)
+    return len(procs)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,8 +220,11 @@ class LocalRunner:
         except OSError as exc:
             log.write(f"! cannot start {step.argv[0]!r}: {exc}\n")
             return StepResult(step=step, returncode=127, duration=0.0, tail=[str(exc)])
+        with _live_lock:
+            _live.add(proc)
+        if _stopping.is_set():
+            _kill_group(proc)
         timed_out = False
-        import threading
 
         def pump() -> None:
             assert proc.stdout is not None
@@ -213,6 +243,8 @@ class LocalRunner:
             timed_out = True
             _kill_group(proc)
         reader.join(timeout=10)
+        with _live_lock:
+            _live.discard(proc)
         rc = proc.returncode
         sig = -rc if rc is not None and rc < 0 else None
         duration = time.monotonic() - started

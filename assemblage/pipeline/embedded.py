@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from assemblage.builds.runner import allow_builds, kill_all_builds
 from assemblage.db import models as m
 from assemblage.db.session import init_schema, make_engine, make_sessionmaker, sqlite_url
 from assemblage.pipeline.steps import (
@@ -24,6 +25,7 @@ from assemblage.pipeline.steps import (
     execute_build,
     fetch_run_source,
     finish_run,
+    interrupt_run,
     record_internal_error,
 )
 from assemblage.recipes.models import Recipe
@@ -92,6 +94,7 @@ def run_recipe(
         builds_by_source: dict[int, list[int]] = {}
         for bid, sid in s.execute(select(m.Build.id, m.Build.source_id).where(m.Build.run_id == run_id).order_by(m.Build.id)):
             builds_by_source.setdefault(sid, []).append(bid)
+    allow_builds()
     total = sum(len(v) for v in builds_by_source.values())
     progress.start(total)
     lock = threading.Lock()
@@ -105,7 +108,8 @@ def run_recipe(
         with lock:
             progress.advance(status, labels.get(bid, ""))
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="asm") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="asm")
+    try:
         pending: set[Future] = set()
         fetches = {pool.submit(fetch_run_source, ctx, sid): sid for sid in source_ids}
         pending |= set(fetches)
@@ -117,6 +121,15 @@ def run_recipe(
                 if sid is not None:
                     for bid in builds_by_source.get(sid, []):
                         pending.add(pool.submit(build, bid))
+    except KeyboardInterrupt:
+        # Ctrl-C: stop at once, kill the builds under way, and say so in the dataset
+        pool.shutdown(wait=False, cancel_futures=True)
+        kill_all_builds()
+        pool.shutdown(wait=True)
+        progress.stop()
+        interrupt_run(ctx, run_id)
+        raise
+    pool.shutdown(wait=True)
     progress.stop()
     finish_run(ctx, run_id)
     return run_id

@@ -500,6 +500,18 @@ def record_internal_error(ctx: Context, build_id: int, exc: BaseException) -> st
         return b.status
 
 
+def interrupt_run(ctx: Context, run_id: int) -> int:
+    """A run stopped by its user: unfinished builds become ``skipped (interrupted)``; a rerun redoes them."""
+    with session_scope(ctx.sessions) as s:
+        n = 0
+        for b in s.scalars(select(m.Build).where(m.Build.run_id == run_id, m.Build.status.in_(("pending", "running")))):
+            b.status, b.reason, b.message, b.finished_at = "skipped", "interrupted", "the run was interrupted", _utcnow()
+            n += 1
+        run = s.get(m.Run, run_id)
+        run.status, run.finished_at = "interrupted", _utcnow()
+        return n
+
+
 # ---------------------------------------------------------------- run end
 
 

@@ -234,3 +234,31 @@ def test_falls_back_to_the_next_build_system_when_configure_fails(tmp_path):
         assert [b.path.name for b in outcome.binaries] == ["prog"]
     finally:
         outcome.cleanup()
+
+
+def test_ctrl_c_stops_the_run_kills_builds_and_says_so(tmp_path):
+    import signal
+    import sqlite3
+    import sys
+
+    src = tmp_path / "slow"
+    src.mkdir()
+    (src / "Makefile").write_text("all:\n\tsleep 777\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: slow\nsources: [{{path: {src}}}]\nmatrix: {{toolchain: [gcc-12], opt: [O0, O1, O2]}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "assemblage.cli", "build", str(recipe), "--out", str(tmp_path / "out"),
+                             "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not subprocess.run(["pgrep", "-f", "sleep 777"], capture_output=True).stdout:
+        time.sleep(0.2)
+    assert subprocess.run(["pgrep", "-f", "sleep 777"], capture_output=True).stdout, "the build never started"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    assert time.monotonic() - started < 15
+    assert proc.returncode == 130
+    time.sleep(0.5)
+    assert subprocess.run(["pgrep", "-f", "sleep 777"], capture_output=True).stdout == b""
+    con = sqlite3.connect(tmp_path / "out" / "dataset.sqlite")
+    assert con.execute("select status from runs").fetchone() == ("interrupted",)
+    assert set(con.execute("select status, reason from builds")) == {("skipped", "interrupted")}
