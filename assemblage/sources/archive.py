@@ -335,41 +335,38 @@ def safe_extract(
 def _extract_tar(archive: Path, dest: Path, max_bytes: int, max_members: int) -> None:
     with tarfile.open(archive, "r:*") as tf:
         members = list(_tar_members(archive, tf, max_members))
-        _check_plan(archive, members, max_bytes)
-        writer = _Writer(archive, dest, max_bytes)
-        for m in members:
-            if m.kind == "dir" and m.name:
-                writer.directory(m)
-            elif m.kind == "file":
-                stream = tf.extractfile(m.ref)  # type: ignore[arg-type]
-                assert stream is not None
-                with stream:
-                    writer.file(m, stream)
-            elif m.kind == "hardlink":
-                writer.hardlink(m)
-        links = [m for m in members if m.kind == "symlink"]
-        for m in links:
-            writer.symlink(m)
-        writer.check_symlinks(links)
-        writer.finish()
+
+        def open_member(m):  # noqa: ANN001, ANN202
+            stream = tf.extractfile(m.ref)
+            assert stream is not None
+            return stream
+
+        _write_members(archive, dest, members, max_bytes, open_member)
 
 
 def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_members: int) -> None:
     with zipfile.ZipFile(archive) as zf:
         members = list(_zip_members(archive, zf, max_members))
-        _check_plan(archive, members, max_bytes)
-        writer = _Writer(archive, dest, max_bytes)
-        for m in members:
-            if m.kind == "dir" and m.name:
-                writer.directory(m)
-            elif m.kind == "file":
-                with zf.open(m.ref) as stream:  # type: ignore[arg-type]
-                    writer.file(m, stream)
-        links = [m for m in members if m.kind == "symlink"]
-        for m in links:
-            writer.symlink(m)
-        writer.check_symlinks(links)
-        writer.finish()
+        _write_members(archive, dest, members, max_bytes, lambda m: zf.open(m.ref))
+
+
+def _write_members(archive: Path, dest: Path, members: list, max_bytes: int, open_member) -> None:  # noqa: ANN001
+    """Check the whole plan, write directories and files (never through links), then the links."""
+    _check_plan(archive, members, max_bytes)
+    writer = _Writer(archive, dest, max_bytes)
+    for m in members:
+        if m.kind == "dir" and m.name:
+            writer.directory(m)
+        elif m.kind == "file":
+            with open_member(m) as stream:
+                writer.file(m, stream)
+        elif m.kind == "hardlink":
+            writer.hardlink(m)
+    links = [m for m in members if m.kind == "symlink"]
+    for m in links:
+        writer.symlink(m)
+    writer.check_symlinks(links)
+    writer.finish()
 
 
 # ---------------------------------------------------------------- fetching
