@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -213,7 +214,7 @@ class LocalRunner:
         tail: list[str] = []
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd if not self.sandbox else "/", env=env,
+                argv, cwd=cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 preexec_fn=self._limits, close_fds=True, **_drop_user_kwargs(),
             )
@@ -268,6 +269,4 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _show(arg: str) -> str:
-    import shlex
-
     return shlex.quote(arg)

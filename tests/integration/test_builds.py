@@ -262,3 +262,21 @@ def test_ctrl_c_stops_the_run_kills_builds_and_says_so(tmp_path):
     con = sqlite3.connect(tmp_path / "out" / "dataset.sqlite")
     assert con.execute("select status from runs").fetchone() == ("interrupted",)
     assert set(con.execute("select status, reason from builds")) == {("skipped", "interrupted")}
+
+
+def test_without_bubblewrap_the_build_still_runs_and_the_log_says_so(tmp_path):
+    import sys
+
+    code = (
+        "from pathlib import Path\n"
+        "from assemblage.builds.engine import BuildRequest, run_build\n"
+        "from assemblage.recipes.matrix import Config\n"
+        f"o = run_build(BuildRequest(source_dir=Path({str(SAMPLES / 'calc')!r}), "
+        f"config=Config.parse('linux-x86_64-gcc-12-O2')), Path({str(tmp_path / 'log')!r}))\n"
+        "print(o.status, o.sandboxed)\n"
+        "o.cleanup()\n"
+    )
+    env = {**__import__("os").environ, "ASSEMBLAGE_NO_SANDBOX": "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.stdout.split() == ["succeeded", "False"], r.stderr
+    assert "sandbox: NONE" in (tmp_path / "log").read_text()
