@@ -96,10 +96,10 @@ def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: floa
         label = c[len(common) + 1:] if common else c
         tc, _, opt = label.rpartition("-")
         cov.add_column(f"{tc}\n{opt}", justify="center")
-    for src in rep.sources:
+    for pos, src in zip(rep.positions, rep.sources):
         row = [src]
         for c in configs:
-            cell = rep.cell(src, c)
+            cell = rep.cell(pos, c)
             if cell is None:
                 row.append("")
                 continue

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
 
 from assemblage.db import models as m
 
@@ -23,6 +23,7 @@ class Cell:
     message: str | None
     binaries: int
     reused: bool
+    position: int = 0  # the source's place in the recipe (two sources may share a name)
 
 
 @dataclass
@@ -38,19 +39,19 @@ class RunReport:
     opt_mismatches: int = 0
     analysis_errors: int = 0
     reused: int = 0
-    sources: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # names, in recipe order
+    positions: list[int] = field(default_factory=list)  # the recipe position of each of ``sources``
     configs: list[str] = field(default_factory=list)
     cells: list[Cell] = field(default_factory=list)
+    _grid: dict[tuple[int, str], Cell] = field(default_factory=dict, repr=False)
 
     @property
     def total(self) -> int:
         return sum(self.by_status.values())
 
-    def cell(self, source: str, config: str) -> Cell | None:
-        for c in self.cells:
-            if c.source == source and c.config == config:
-                return c
-        return None
+    def cell(self, position: int, config: str) -> Cell | None:
+        """The build of the source at ``position`` under ``config``."""
+        return self._grid.get((position, config))
 
 
 def run_report(s: Session, run_id: int) -> RunReport:
@@ -60,7 +61,20 @@ def run_report(s: Session, run_id: int) -> RunReport:
     rep = RunReport(run_id=run_id, recipe=run.recipe.name, status=run.status, notes=list(run.notes or []))
     # a reused build's binaries belong to the build that made them
     owner = func.coalesce(m.Build.reused_from_id, m.Build.id)
-    bin_counts = dict(s.execute(select(m.Binary.build_id, func.count()).group_by(m.Binary.build_id)).all())
+    per_build = {
+        build_id: (n, functions or 0, mismatches or 0, errors or 0)
+        for build_id, n, functions, mismatches, errors in s.execute(
+            select(
+                m.Binary.build_id,
+                func.count(m.Binary.id),
+                func.sum(m.Binary.function_count),
+                func.sum(case((m.Binary.opt_mismatch.is_(True), 1), else_=0)),
+                func.sum(case((m.Binary.analysis_error.is_not(None), 1), else_=0)),
+            )
+            .where(m.Binary.build_id.in_(select(owner).where(m.Build.run_id == run_id)))
+            .group_by(m.Binary.build_id)
+        )
+    }
     rows = s.execute(
         select(m.Build, m.Source.name, m.Source.position, m.Configuration.identifier, owner)
         .join(m.Source, m.Build.source_id == m.Source.id)
@@ -68,31 +82,28 @@ def run_report(s: Session, run_id: int) -> RunReport:
         .where(m.Build.run_id == run_id)
         .order_by(m.Source.position, m.Configuration.identifier)
     ).all()
-    owners = set()
-    for b, src_name, _pos, cfg, own in rows:
+    names: dict[int, str] = {}
+    configs: set[str] = set()
+    counted: set[int] = set()
+    for b, src_name, pos, cfg, own in rows:
         rep.by_status[b.status] += 1
         if b.reason:
             rep.by_reason[(b.status, b.reason)] += 1
         if b.reused_from_id:
             rep.reused += 1
-        n = bin_counts.get(own, 0)
-        owners.add(own)
-        rep.cells.append(Cell(b.id, src_name, cfg, b.status, b.reason, b.message, n, bool(b.reused_from_id)))
-        if src_name not in rep.sources:
-            rep.sources.append(src_name)
-        if cfg not in rep.configs:
-            rep.configs.append(cfg)
-    rep.configs.sort()
-    if owners:
-        rep.binaries = s.scalar(select(func.count()).select_from(m.Binary).where(m.Binary.build_id.in_(owners))) or 0
-        fn = aliased(m.Function)
-        rep.functions = s.scalar(
-            select(func.count(fn.id)).join(m.Binary, fn.binary_id == m.Binary.id).where(m.Binary.build_id.in_(owners))
-        ) or 0
-        rep.opt_mismatches = s.scalar(
-            select(func.count()).select_from(m.Binary).where(m.Binary.build_id.in_(owners), m.Binary.opt_mismatch.is_(True))
-        ) or 0
-        rep.analysis_errors = s.scalar(
-            select(func.count()).select_from(m.Binary).where(m.Binary.build_id.in_(owners), m.Binary.analysis_error.is_not(None))
-        ) or 0
+        n, functions, mismatches, errors = per_build.get(own, (0, 0, 0, 0))
+        if own not in counted:  # two builds of one run may reuse the same earlier build
+            counted.add(own)
+            rep.binaries += n
+            rep.functions += functions
+            rep.opt_mismatches += mismatches
+            rep.analysis_errors += errors
+        cell = Cell(b.id, src_name, cfg, b.status, b.reason, b.message, n, bool(b.reused_from_id), pos)
+        rep.cells.append(cell)
+        rep._grid[(pos, cfg)] = cell
+        names.setdefault(pos, src_name)
+        configs.add(cfg)
+    rep.positions = sorted(names)
+    rep.sources = [names[p] for p in rep.positions]
+    rep.configs = sorted(configs)
     return rep
