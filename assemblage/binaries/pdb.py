@@ -52,6 +52,7 @@ from pathlib import Path
 from assemblage.binaries.model import LineRow
 from assemblage.binaries.pdb_cv import IdStream, NameTable, cstring, inline_site_ranges, parse_c13
 from assemblage.binaries.pdb_msf import NIL_STREAM, CorruptPdb, MsfFile
+from assemblage.binaries._io import read_bounded
 from assemblage.errors import InvalidBinaryError
 
 __all__ = [
@@ -216,14 +217,7 @@ def read_pdb_identity(path: str | os.PathLike[str]) -> tuple[str, int]:
 
 
 def _open(p: str) -> MsfFile:
-    try:
-        size = os.path.getsize(p)
-        if size > MAX_PDB_BYTES:
-            raise InvalidBinaryError(p, f"PDB of {size} bytes is over the {MAX_PDB_BYTES}-byte budget")
-        with open(p, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise InvalidBinaryError(p, f"cannot read PDB: {exc.strerror or exc}") from None
+    data = read_bounded(p, MAX_PDB_BYTES, "PDB")
     try:
         return MsfFile(data)
     except CorruptPdb as exc:

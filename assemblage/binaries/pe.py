@@ -38,6 +38,7 @@ from assemblage.binaries.hashing import FunctionHasher
 from assemblage.binaries.model import BinaryAnalysis, Disagreement, Function, Inlining, Range, Section
 from assemblage.binaries.pdb import PdbFile, pdb_path_candidates, read_pdb, read_pdb_identity
 from assemblage.binaries.pdb_producers import majority_opt, producers_from_compiles
+from assemblage.binaries._io import read_bounded
 from assemblage.errors import InvalidBinaryError, PdbMismatchError
 
 __all__ = ["CodeView", "ImageReader", "PdataEntry", "analyze_pe", "classify_pdata", "read_codeview", "read_pdata"]
@@ -104,7 +105,7 @@ def analyze_pe(path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | No
     ``lines=False`` leaves ``Function.lines`` empty (less memory for huge binaries).
     """
     p = str(path)
-    data = _read(p)
+    data = read_bounded(p, MAX_PE_BYTES, "PE")
     try:
         pe = pefile.PE(data=data, fast_load=True)
     except pefile.PEFormatError as exc:
@@ -119,17 +120,6 @@ def analyze_pe(path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | No
             AttributeError, TypeError, UnicodeDecodeError) as exc:
         raise InvalidBinaryError(p, f"corrupt PE: {type(exc).__name__}: {exc}") from None
     # no pe.close(): pefile read from bytes holds no file, and close() runs gc.collect()
-
-
-def _read(p: str) -> bytes:
-    try:
-        size = os.path.getsize(p)
-        if size > MAX_PE_BYTES:
-            raise InvalidBinaryError(p, f"PE of {size} bytes is over the {MAX_PE_BYTES}-byte budget")
-        with open(p, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise InvalidBinaryError(p, f"cannot read: {exc.strerror or exc}") from None
 
 
 def _analyze(p: str, data: bytes, pe: pefile.PE, pdb: str | os.PathLike[str] | None, lines: bool) -> BinaryAnalysis:
