@@ -86,28 +86,17 @@ def test_compile_error_is_classified(tmp_path):
     assert "undeclared_variable" in log
 
 
-def test_missing_header_is_a_missing_dependency(tmp_path):
+@pytest.mark.parametrize("name,text,expected", [
+    ("main.c", "#include <no_such_library.h>\nint main(void){return 0;}\n", "missing_dependency"),
+    ("main.c", "int missing(void);\nint main(void){return missing();}\n", "link_error"),
+    ("README", "nothing to build", "no_build_system"),
+])
+def test_failures_are_classified(tmp_path, name, text, expected):
     src = tmp_path / "src"
     src.mkdir()
-    (src / "main.c").write_text("#include <no_such_library.h>\nint main(void){return 0;}\n")
+    (src / name).write_text(text)
     outcome, _ = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
-    assert (outcome.status, outcome.reason) == ("failed", "missing_dependency")
-
-
-def test_link_error_is_classified(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "main.c").write_text("int missing(void);\nint main(void){return missing();}\n")
-    outcome, _ = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
-    assert (outcome.status, outcome.reason) == ("failed", "link_error")
-
-
-def test_unknown_tree_has_no_build_system(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "README").write_text("nothing to build")
-    outcome, _ = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
-    assert (outcome.status, outcome.reason) == ("failed", "no_build_system")
+    assert (outcome.status, outcome.reason) == ("failed", expected)
 
 
 def test_missing_toolchain_is_a_clear_per_configuration_error(tmp_path, monkeypatch):
