@@ -14,6 +14,8 @@ import pickle
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from .. import _spawn
+
 __all__ = ["Forked", "WorkerError"]
 
 T = TypeVar("T")
@@ -32,7 +34,7 @@ class Forked(Generic[T]):
         if enabled:
             try:
                 r, w = os.pipe()
-                pid = os.fork()
+                pid = _spawn.fork()
             except OSError:
                 pid = -1
             if pid == 0:  # pragma: no cover - the child

@@ -23,6 +23,7 @@ import select
 import signal
 import time
 
+from .. import _spawn
 from ..errors import InvalidBinaryError
 from .model import BinaryAnalysis
 
@@ -103,7 +104,7 @@ def analyze_file_bounded(
     p = os.fspath(path)
     pdb_s = os.fspath(pdb) if pdb is not None else None
     r, w = os.pipe()
-    pid = os.fork()
+    pid = _spawn.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(r)
         _child(p, pdb_s, memory, lines, w)

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _spawn
 from ..errors import AssemblageError
 from .model import BinaryAnalysis, Function, Range
 
@@ -79,7 +79,7 @@ class Report:
 def _run(args: Sequence[str], input_text: str | None = None) -> str:
     if shutil.which(args[0]) is None:
         raise AssemblageError(f"{args[0]} is not installed; verify-labels needs it (apt-get install llvm-19 binutils)")
-    proc = subprocess.run(list(args), input=input_text, capture_output=True, text=True, errors="replace", check=False)
+    proc = _spawn.run(list(args), input=input_text, capture_output=True, text=True, errors="replace", check=False)
     if proc.returncode != 0:
         raise AssemblageError(f"{args[0]} failed on {args[-1]}: {proc.stderr.strip()[:500]}")
     return proc.stdout

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assemblage._spawn import copy_file
 from assemblage.builds.collect import FoundBinary, find_binaries, snapshot
 from assemblage.builds.plan import Step
 from assemblage.builds.runner import Limits, LocalRunner, StepResult, builds_stopped
@@ -82,7 +83,7 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
         outcome = BuildOutcome(status="failed", scratch=scratch, sandboxed=runner.sandbox, strip_tool=compilers.strip)
         try:
             src = scratch / "src"
-            shutil.copytree(req.source_dir, src, symlinks=True)
+            shutil.copytree(req.source_dir, src, symlinks=True, copy_function=copy_file)
             view = runner.view(scratch)
             cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id)
             tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
@@ -97,7 +98,7 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
                 if i > 0:  # a clean tree for the next build system
                     log.write(f"\n# {candidates[i - 1].name} failed to configure; trying {planner.name}\n")
                     shutil.rmtree(src)
-                    shutil.copytree(req.source_dir, src, symlinks=True)
+                    shutil.copytree(req.source_dir, src, symlinks=True, copy_function=copy_file)
                 outcome.build_system = planner.name
                 log.write(f"# build system: {planner.name}\n# compilers: {compilers.cc} / {compilers.cxx}\n")
                 before = snapshot(src)

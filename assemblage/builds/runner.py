@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from assemblage import _spawn
 from assemblage.builds.plan import Step
 
 __all__ = ["Limits", "LocalRunner", "StepResult", "allow_builds", "builds_stopped", "kill_all_builds", "sandbox_available", "SANDBOX_ROOT"]
@@ -89,7 +90,7 @@ def sandbox_available() -> bool:
     if not bwrap:
         return False
     try:
-        r = subprocess.run(
+        r = _spawn.run(
             [bwrap, *_system_binds(), "--unshare-all", "--die-with-parent", "--", "true"],
             capture_output=True, timeout=20, **_drop_user_kwargs(),
         )
@@ -213,7 +214,7 @@ class LocalRunner:
         started = time.monotonic()
         tail: list[str] = []
         try:
-            proc = subprocess.Popen(
+            proc = _spawn.popen(
                 argv, cwd=cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 preexec_fn=self._limits, close_fds=True, **_drop_user_kwargs(),

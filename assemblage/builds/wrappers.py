@@ -19,6 +19,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+from assemblage._spawn import write_executable
 from assemblage.errors import BuildError
 from assemblage.toolchains.base import CompilerSet
 
@@ -60,7 +61,6 @@ def write_wrappers(bin_dir: Path, compilers: CompilerSet, config_id: str) -> tup
         text = _TEMPLATE.format(config=config_id, real=shlex.quote(real), flags=flags)
         for name in _names(compilers, lang):
             p = bin_dir / name
-            p.write_text(text)
-            p.chmod(0o755)
+            write_executable(p, text)
         out[lang] = bin_dir / ("cc" if lang == "c" else "c++")
     return out["c"], out["c++"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 from rich.console import Console
 from rich.table import Table
 
+from assemblage import _spawn
 from assemblage.errors import ToolchainError
 from assemblage.toolchains.registry import TOOLCHAINS, get_toolchain
 
@@ -56,7 +56,7 @@ def install(console: Console, names: list[str]) -> None:
         argv = ["sudo", *argv]
     console.print(f"$ {' '.join(argv)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    r = subprocess.run(argv, env=env)
+    r = _spawn.run(argv, env=env)
     if r.returncode != 0:
         raise ToolchainError(f"apt-get failed with exit code {r.returncode} (try apt-get update first)")
     list_toolchains(console)

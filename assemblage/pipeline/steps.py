@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from assemblage import _spawn
 from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.builds.runner import Limits
 from assemblage.db import models as m
@@ -385,7 +385,7 @@ def _stripped_copy(ctx: Context, path: Path, strip_tool: str | None, log) -> tup
         return None
     with tempfile.TemporaryDirectory(prefix="asm-strip-") as tmp:
         out = Path(tmp) / path.name
-        r = subprocess.run([tool, "--strip-all", "-o", str(out), str(path)], capture_output=True, text=True, timeout=300)
+        r = _spawn.run([tool, "--strip-all", "-o", str(out), str(path)], capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             log.write(f"! {tool} failed on {path.name}: {r.stderr.strip()}\n")
             return None

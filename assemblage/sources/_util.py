@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from assemblage import _spawn
 from assemblage.errors import SourceError
 
 __all__ = [
@@ -101,7 +102,7 @@ def run(
         else:
             full_env[key] = value
     try:
-        proc = subprocess.Popen(
+        proc = _spawn.popen(
             list(args),
             cwd=cwd,
             env=full_env,
