@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup setup-test services services-stop bench clean
+.PHONY: demo test setup setup-test services services-stop docker bench clean
 
 $(BIN)/assemblage: pyproject.toml
 	$(PYTHON) -m venv $(VENV) || (scripts/bootstrap.sh apt demo && $(PYTHON) -m venv $(VENV))
@@ -31,7 +31,11 @@ services:
 services-stop:
 	scripts/services.sh stop
 
-test: setup-test services
+# the Docker daemon and the Linux worker image (built once, then from Docker's layer cache)
+docker:
+	scripts/docker.sh image
+
+test: setup-test services docker
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

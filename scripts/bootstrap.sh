@@ -14,7 +14,7 @@ DEMO_PACKAGES=(
 TEST_PACKAGES=(
   "${DEMO_PACKAGES[@]}"
   gcc-mingw-w64 g++-mingw-w64
-  redis-server postgresql docker-compose
+  redis-server postgresql docker-compose docker.io debootstrap
 )
 
 missing() {

@@ -47,6 +47,10 @@ class Context:
     cache_dir: Path  # fetched sources (one checkout per source, reused by its builds)
     work_root: Path | None = None  # scratch folders of builds (must be reachable by the build user)
     worker: str = "embedded"
+    # where relative ``path:`` sources resolve on this machine; None: where the run was
+    # created (embedded). Service workers use their own ASSEMBLAGE_SOURCE_ROOT, since the
+    # API's folder need not exist on a worker's machine or in its container.
+    source_root: Path | None = None
     analysis_timeout: float = 300.0
     analysis_memory: int = 4 * 1024**3
 
@@ -171,7 +175,7 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
         if src.status == "fetched" and src.checkout and Path(src.checkout).exists():
             return True
         run = s.get(m.Run, src.run_id)
-        base = Path(run.options.get("base", "."))
+        base = ctx.source_root or Path(run.options.get("base", "."))
         spec = _spec_of(src)
     try:
         fetched = fetch_source(spec, base=base, cache=ctx.cache_dir)
@@ -247,7 +251,7 @@ def execute_build(ctx: Context, build_id: int) -> str:
             b.finished_at = _utcnow()
             return b.status
         try:
-            checkout = _ensure_checkout(ctx, src, Path(run.options.get("base", ".")))
+            checkout = _ensure_checkout(ctx, src, ctx.source_root or Path(run.options.get("base", ".")))
         except AssemblageError as exc:
             b.status, b.reason, b.message = "skipped", "source_unavailable", str(exc)[:2000]
             b.finished_at = _utcnow()

@@ -80,7 +80,8 @@ class Runtime:
         cache = Path(self.settings.cache_dir).resolve()
         cache.mkdir(parents=True, exist_ok=True)
         return Context(sessions=self.sessions, store=self.store, cache_dir=cache,
-                       work_root=self.settings.work_root, worker=process_id())
+                       work_root=self.settings.work_root, worker=process_id(),
+                       source_root=Path(self.settings.source_root).resolve())
 
 
 def runtime(settings: Settings) -> Runtime:
