@@ -16,7 +16,7 @@ from assemblage.builds.plan import Step
 from assemblage.builds.runner import Limits, LocalRunner, StepResult, builds_stopped
 from assemblage.builds.systems import BuildTools, build_system_candidates, compiler_env
 from assemblage.builds.wrappers import write_wrappers
-from assemblage.errors import ToolchainError
+from assemblage.errors import BuildError, ToolchainError
 from assemblage.recipes.matrix import Config
 from assemblage.toolchains.registry import get_toolchain
 
@@ -32,6 +32,8 @@ class BuildRequest:
     kinds: frozenset[str] = frozenset({"executable", "shared"})
     jobs: int = 1  # parallel jobs inside the build (make -j)
     work_root: Path | None = None  # where scratch folders go (default: the system's temp folder)
+    runner: str = "local"  # local (host toolchains) or docker (the toolchains of ``image``)
+    image: str | None = None  # the docker runner's image (default: assemblage-linux:latest)
 
 
 @dataclass(kw_only=True)
@@ -53,6 +55,17 @@ class BuildOutcome:
             self.scratch = None
 
 
+def make_runner(req: BuildRequest):
+    """The runner the request asks for (a :class:`BuildError` when it cannot run here)."""
+    if req.runner == "docker":
+        from assemblage.builds.docker_runner import DEFAULT_IMAGE, DockerRunner
+
+        return DockerRunner(req.limits, image=req.image or DEFAULT_IMAGE)
+    if req.runner != "local":
+        raise BuildError(f"unknown runner {req.runner!r} (expected local or docker)")
+    return LocalRunner(req.limits)
+
+
 def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
     """Build ``req.source_dir`` under ``req.config``; the full log goes to ``log_path``."""
     cfg = req.config
@@ -69,23 +82,29 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
             log.write(f"! {msg}\n")
             return BuildOutcome(status="skipped", reason="toolchain_unavailable", message=msg)
         compilers = tc.compilers(cfg.platform, cfg.arch, cfg.opt, req.flags)
-        missing = compilers.missing()
+        try:
+            runner = make_runner(req)
+        except BuildError as exc:
+            log.write(f"! {exc}\n")
+            return BuildOutcome(status="failed", reason="build_environment", message=str(exc))
+        missing = [c for c in compilers.commands() if runner.which(c) is None]
         if missing:
+            where = f"in the image {runner.image}" if runner.name == "docker" else "here"
             msg = (
-                f"{tc.name} for {cfg.platform}-{cfg.arch} is not installed (missing {', '.join(missing)}); "
-                f"run: assemblage toolchains install {tc.name}"
+                f"{tc.name} for {cfg.platform}-{cfg.arch} is not installed {where} (missing {', '.join(missing)}); "
+                + (f"run: assemblage toolchains install {tc.name}" if runner.name == "local"
+                   else "add its packages to the image's TOOLCHAINS build argument")
             )
             log.write(f"! {msg}\n")
             return BuildOutcome(status="skipped", reason="toolchain_unavailable", message=msg)
 
-        runner = LocalRunner(req.limits)
         scratch = Path(tempfile.mkdtemp(prefix="asm-build-", dir=req.work_root))
         outcome = BuildOutcome(status="failed", scratch=scratch, sandboxed=runner.sandbox, strip_tool=compilers.strip)
         try:
             src = scratch / "src"
             shutil.copytree(req.source_dir, src, symlinks=True, copy_function=copy_file)
             view = runner.view(scratch)
-            cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id)
+            cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id, which=runner.which)
             tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
             candidates = build_system_candidates(src)
             if not candidates:

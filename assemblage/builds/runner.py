@@ -24,12 +24,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO
 
 from assemblage import _spawn
 from assemblage.builds.plan import Step
 
-__all__ = ["Limits", "LocalRunner", "StepResult", "allow_builds", "builds_stopped", "kill_all_builds", "sandbox_available", "SANDBOX_ROOT"]
+__all__ = ["BUILD_GID", "BUILD_UID", "Limits", "LocalRunner", "on_kill_all", "StepResult", "allow_builds", "builds_stopped", "kill_all_builds", "sandbox_available", "SANDBOX_ROOT"]
 
 SANDBOX_ROOT = "/build"
 BUILD_UID = 65534  # nobody
@@ -53,6 +54,14 @@ def allow_builds() -> None:
     _stopping.clear()
 
 
+_other_killers: list[Callable[[], int]] = []
+
+
+def on_kill_all(killer: Callable[[], int]) -> None:
+    """Have :func:`kill_all_builds` also call ``killer`` (another runner's; returns how many it killed)."""
+    _other_killers.append(killer)
+
+
 def kill_all_builds() -> int:
     """Kill every build step running in this process (their whole groups); no new step starts after."""
     _stopping.set()
@@ -60,7 +69,7 @@ def kill_all_builds() -> int:
         procs = list(_live)
     for proc in procs:
         _kill_group(proc)
-    return len(procs)
+    return len(procs) + sum(k() for k in _other_killers)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,6 +133,10 @@ class LocalRunner:
     def __init__(self, limits: Limits, *, sandbox: bool | None = None) -> None:
         self.limits = limits
         self.sandbox = sandbox_available() if sandbox is None else sandbox
+
+    def which(self, name: str) -> str | None:
+        """Where the command ``name`` is (the host's PATH)."""
+        return shutil.which(name)
 
     def view(self, scratch: Path) -> str:
         """Where the build sees its scratch folder."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from assemblage._spawn import write_executable
@@ -49,13 +50,17 @@ def _names(compilers: CompilerSet, lang: str) -> list[str]:
     return sorted({Path(n).name for n in names})
 
 
-def write_wrappers(bin_dir: Path, compilers: CompilerSet, config_id: str) -> tuple[Path, Path]:
-    """Write the wrappers; return the paths of the C and C++ wrappers to use as CC/CXX."""
+def write_wrappers(bin_dir: Path, compilers: CompilerSet, config_id: str,
+                   which: Callable[[str], str | None] = shutil.which) -> tuple[Path, Path]:
+    """Write the wrappers; return the paths of the C and C++ wrappers to use as CC/CXX.
+
+    ``which`` finds the real compilers where the build runs (the host, or a runner's image).
+    """
     bin_dir.mkdir(parents=True, exist_ok=True)
     flags = shlex.join([*compilers.cflags, *(f for f in compilers.ldflags if f not in compilers.cflags)])
     out: dict[str, Path] = {}
     for lang, real_name in (("c", compilers.cc), ("c++", compilers.cxx)):
-        real = shutil.which(real_name) or real_name
+        real = which(real_name) or real_name
         if Path(real).resolve().parent == bin_dir.resolve():
             raise BuildError(f"the compiler {real_name!r} would be replaced by its own wrapper")
         text = _TEMPLATE.format(config=config_id, real=shlex.quote(real), flags=flags)

@@ -46,13 +46,10 @@ def build(
         if runner not in ("local", "docker"):
             raise RecipeError([], file=f"--runner {runner!r}: expected local or docker")
         rec = rec.model_copy(update={"build": rec.build.model_copy(update={"runner": runner})})
-    if rec.build.runner == "docker":
-        from assemblage.errors import BuildError
+    if rec.build.runner == "docker":  # refuse now, not once per build, when Docker or the image is missing
+        from assemblage.builds.docker_runner import DEFAULT_IMAGE, check_image
 
-        raise BuildError(
-            "the docker runner is not available in embedded builds yet; use --runner local "
-            "(builds still run sandboxed by bubblewrap), or run the service's Linux workers in containers"
-        )
+        check_image(rec.build.image or DEFAULT_IMAGE)
     text = recipe.read_text(encoding="utf-8")
     dataset = open_dataset(out)
     started = time.monotonic()

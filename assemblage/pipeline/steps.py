@@ -265,6 +265,8 @@ def execute_build(ctx: Context, build_id: int) -> str:
             kinds=_kinds(run.options.get("outputs", {})),
             jobs=int(run.options.get("build", {}).get("jobs_per_build", 1)),
             work_root=ctx.work_root,
+            runner=str(run.options.get("build", {}).get("runner") or "local"),
+            image=run.options.get("build", {}).get("image"),
         )
         want_stripped = bool(run.options.get("outputs", {}).get("stripped"))
         source_info = _source_info(src)

@@ -259,6 +259,8 @@ def parse_memory(value: str | int) -> int:
 
 class BuildOptions(_Strict):
     runner: Literal["local", "docker"] = "local"
+    image: str | None = Field(None, min_length=1, max_length=300,
+                              description="the docker runner's toolchain image (default assemblage-linux:latest)")
     timeout: int = Field(600, ge=1, le=7 * 24 * 3600, description="seconds per build")
     memory: str | int = Field("4GiB", description="memory cap per build")
     processes: int = Field(512, ge=8, le=1_000_000, description="process cap per build")

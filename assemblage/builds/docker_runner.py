@@ -1,0 +1,239 @@
+"""The Docker runner: run a build's steps in containers of a toolchain image.
+
+Same contract as :class:`~assemblage.builds.runner.LocalRunner` (steps in order,
+a deadline for the whole build, the full output in the log), with the
+compilers of the image instead of the host's: each step is one container of
+the image (``assemblage-linux:latest`` unless the recipe's ``build.image``
+says otherwise; ``scripts/docker.sh image`` builds it) with
+
+* the build's scratch folder bind-mounted at ``/build`` (the same path as the
+  bubblewrap sandbox, so debug information does not depend on the runner),
+  and nothing else of the host;
+* no network (``network_mode=none``), a read-only root file system with a
+  private ``/tmp``, no capabilities, no new privileges, the unprivileged user
+  ``nobody`` when the service runs as root;
+* the recipe's memory cap as the container's memory limit (the kernel's OOM
+  killer ends the step; reported as ``out_of_memory``), its process cap as the
+  pids limit, its disk cap as the file-size limit;
+* the argument list of the step as the container's command: no shell, so
+  nothing from the repository is ever interpreted.
+
+The containers are labelled ``assemblage.build`` and removed after each step;
+:func:`~assemblage.builds.runner.kill_all_builds` (Ctrl-C) kills the running
+ones. The docker SDK (``docker`` package) talks to the daemon.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from assemblage.builds.plan import Step
+from assemblage.builds.runner import SANDBOX_ROOT, BUILD_GID, BUILD_UID, Limits, StepResult, on_kill_all
+from assemblage.errors import BuildError
+
+DEFAULT_IMAGE = "assemblage-linux:latest"
+_SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+_live: set[Any] = set()
+_live_lock = threading.Lock()
+
+
+def _kill_live() -> int:
+    with _live_lock:
+        containers = list(_live)
+    for c in containers:
+        try:
+            c.kill()
+        except Exception:  # noqa: BLE001 - it may have ended on its own
+            pass
+    return len(containers)
+
+
+on_kill_all(_kill_live)
+
+
+@functools.cache
+def _client() -> Any:
+    try:
+        import docker
+    except ImportError as exc:  # pragma: no cover - the service extra is missing
+        raise BuildError("the docker runner needs the docker package: pip install 'assemblage[service]'") from exc
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the daemon
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise BuildError(f"the docker runner cannot reach the Docker daemon at {host}: {exc} "
+                         "(start it: scripts/docker.sh start)") from exc
+    return client
+
+
+def check_image(image: str) -> None:
+    """Refuse early, with the fix in the message, when the daemon or the image is missing."""
+    import docker.errors
+
+    try:
+        _client().images.get(image)
+    except docker.errors.ImageNotFound:
+        raise BuildError(f"the docker runner's image {image!r} does not exist here "
+                         "(build it: scripts/docker.sh image)") from None
+    except docker.errors.APIError as exc:
+        raise BuildError(f"the Docker daemon refused to describe the image {image!r}: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=512)
+def _which_in(image: str, name: str) -> str | None:
+    if "/" in name:
+        return name
+    out = _client().containers.run(image, ["sh", "-c", 'command -v "$1" || true', "which", name],
+                                   remove=True, network_mode="none", entrypoint=[])
+    path = out.decode("utf-8", "replace").strip()
+    return path or None
+
+
+class DockerRunner:
+    """Runs the steps of one build in containers of ``image``."""
+
+    name = "docker"
+    sandbox = True  # the container is the isolation
+
+    def __init__(self, limits: Limits, *, image: str = DEFAULT_IMAGE) -> None:
+        self.limits = limits
+        self.image = image
+        check_image(image)
+
+    def view(self, scratch: Path) -> str:
+        return SANDBOX_ROOT
+
+    def which(self, name: str) -> str | None:
+        """Where ``name`` is on the image's PATH (compilers are looked up in the image, not here)."""
+        return _which_in(self.image, name)
+
+    def prepare(self, scratch: Path) -> None:
+        if os.geteuid() == 0:
+            for dirpath, dirnames, filenames in os.walk(scratch):
+                os.lchown(dirpath, BUILD_UID, BUILD_GID)
+                for n in dirnames + filenames:
+                    os.lchown(os.path.join(dirpath, n), BUILD_UID, BUILD_GID)
+        scratch.chmod(0o755)
+
+    def _user(self) -> str:
+        return f"{BUILD_UID}:{BUILD_GID}" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+
+    def base_env(self, scratch: Path) -> dict[str, str]:
+        return {
+            "PATH": f"{SANDBOX_ROOT}/bin:{_SYSTEM_PATH}",
+            "HOME": f"{SANDBOX_ROOT}/home",
+            "TMPDIR": f"{SANDBOX_ROOT}/tmp",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "SOURCE_DATE_EPOCH": "0",
+            "TERM": "dumb",
+        }
+
+    def run(self, steps: list[Step], scratch: Path, src_rel: str, env: dict[str, str], log: IO[str],
+            *, timeout: float | None = None) -> list[StepResult]:
+        from assemblage.builds.runner import builds_stopped
+
+        for sub in ("home", "tmp"):
+            (scratch / sub).mkdir(exist_ok=True)
+        self.prepare(scratch)
+        log.write(f"# sandbox: docker image {self.image} (no network, read-only system, memory limit)\n")
+        deadline = time.monotonic() + (self.limits.timeout if timeout is None else timeout)
+        results: list[StepResult] = []
+        for step in steps:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                results.append(StepResult(step=step, returncode=None, duration=0.0, timed_out=True))
+                break
+            if builds_stopped():
+                results.append(StepResult(step=step, returncode=None, duration=0.0, signal=15))
+                break
+            res = self._run_step(step, scratch, src_rel, {**env, **step.env}, log, remaining)
+            results.append(res)
+            if res.returncode != 0:
+                break
+        return results
+
+    def _run_step(self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: IO[str],
+                  timeout: float) -> StepResult:
+        import docker.errors
+        import requests.exceptions
+        from docker.types import Ulimit
+
+        from assemblage.builds.runner import _show
+
+        cwd = os.path.normpath(f"{SANDBOX_ROOT}/{src_rel}/{step.cwd}")
+        log.write(f"\n$ {step.name}: {' '.join(_show(a) for a in step.argv)}\n")
+        log.flush()
+        started = time.monotonic()
+        try:
+            container = _client().containers.create(
+                self.image, list(step.argv), entrypoint=[], working_dir=cwd, environment=env,
+                user=self._user(), network_mode="none", read_only=True,
+                tmpfs={"/tmp": "rw,exec,nosuid,size=1g"},
+                volumes={str(scratch): {"bind": SANDBOX_ROOT, "mode": "rw"}},
+                mem_limit=self.limits.memory, memswap_limit=self.limits.memory,
+                pids_limit=self.limits.processes, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                ulimits=[Ulimit(name="fsize", soft=self.limits.file_size, hard=self.limits.file_size),
+                         Ulimit(name="core", soft=0, hard=0)],
+                labels={"assemblage.build": "1"}, hostname="assemblage-build",
+            )
+        except docker.errors.APIError as exc:
+            log.write(f"! the Docker daemon refused the step: {exc}\n")
+            return StepResult(step=step, returncode=127, duration=0.0, tail=[str(exc)])
+        tail: list[str] = []
+        timed_out = False
+        with _live_lock:
+            _live.add(container)
+        try:
+            container.start()
+
+            def pump() -> None:
+                pending = ""
+                for chunk in container.logs(stream=True, follow=True):
+                    text = pending + chunk.decode("utf-8", "replace")
+                    *lines, pending = text.split("\n")
+                    for line in lines:
+                        log.write(line + "\n")
+                        tail.append(line)
+                    if len(tail) > 200:
+                        del tail[:100]
+                if pending:
+                    log.write(pending + "\n")
+                    tail.append(pending)
+
+            reader = threading.Thread(target=pump, daemon=True)
+            reader.start()
+            try:
+                status = container.wait(timeout=max(timeout, 1.0))
+                rc = int(status.get("StatusCode", 1))
+            except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
+                timed_out = True
+                container.kill()
+                rc = int(container.wait(timeout=30).get("StatusCode", 137))
+            reader.join(timeout=10)
+            container.reload()
+            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+        finally:
+            with _live_lock:
+                _live.discard(container)
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError:
+                pass
+        duration = time.monotonic() - started
+        sig = rc - 128 if rc > 128 else None
+        if oom:
+            tail.append("out of memory: killed by the container's memory limit")
+            log.write(f"\n! out of memory: killed by the container's memory limit ({self.limits.memory} bytes)\n")
+            sig = 9
+        if timed_out:
+            log.write(f"\n! killed after the build's time limit ({self.limits.timeout:.0f}s)\n")
+        log.write(f"# exit {rc} after {duration:.2f}s\n")
+        return StepResult(step=step, returncode=rc, duration=duration, timed_out=timed_out, signal=sig, tail=tail)
