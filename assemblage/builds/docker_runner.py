@@ -20,7 +20,8 @@ says otherwise; ``scripts/docker.sh image`` builds it) with
 
 The containers are labelled ``assemblage.build`` and removed after each step;
 :func:`~assemblage.builds.runner.kill_all_builds` (Ctrl-C) kills the running
-ones. The docker SDK (``docker`` package) talks to the daemon.
+ones, and each step runs under coreutils' ``timeout`` so that a container
+outlives a killed coordinator by 30 s at most. The docker SDK (``docker`` package) talks to the daemon.
 """
 
 from __future__ import annotations
@@ -173,8 +174,11 @@ class DockerRunner:
         log.flush()
         started = time.monotonic()
         try:
+            # coreutils' timeout as PID 1 is a second deadline: if this process dies (kill -9),
+            # the container still ends shortly after the build's own time limit
+            guard = ["timeout", "--signal=KILL", f"{int(timeout) + 30}s"]
             container = _client().containers.create(
-                self.image, list(step.argv), entrypoint=[], working_dir=cwd, environment=env,
+                self.image, [*guard, *step.argv], entrypoint=[], working_dir=cwd, environment=env,
                 user=self._user(), network_mode="none", read_only=True,
                 tmpfs={"/tmp": "rw,exec,nosuid,size=1g"},
                 volumes={str(scratch): {"bind": SANDBOX_ROOT, "mode": "rw"}},
