@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from assemblage.builds.plan import Step
-from assemblage.builds.runner import SANDBOX_ROOT, BUILD_GID, BUILD_UID, Limits, StepResult, on_kill_all
+from assemblage.builds.runner import BUILD_GID, BUILD_UID, SANDBOX_ROOT, Limits, StepResult, hand_to_build_user, on_kill_all
 from assemblage.errors import BuildError
 
 DEFAULT_IMAGE = "assemblage-linux:latest"
@@ -116,12 +116,7 @@ class DockerRunner:
         return _which_in(self.image, name)
 
     def prepare(self, scratch: Path) -> None:
-        if os.geteuid() == 0:
-            for dirpath, dirnames, filenames in os.walk(scratch):
-                os.lchown(dirpath, BUILD_UID, BUILD_GID)
-                for n in dirnames + filenames:
-                    os.lchown(os.path.join(dirpath, n), BUILD_UID, BUILD_GID)
-        scratch.chmod(0o755)
+        hand_to_build_user(scratch)
 
     def _user(self) -> str:
         return f"{BUILD_UID}:{BUILD_GID}" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"

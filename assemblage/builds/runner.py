@@ -125,6 +125,16 @@ def _system_binds() -> list[str]:
     return args
 
 
+def hand_to_build_user(scratch: Path) -> None:
+    """Give the scratch folder to ``nobody`` when running as root, and let the build user reach it."""
+    if os.geteuid() == 0:
+        for dirpath, dirnames, filenames in os.walk(scratch):
+            os.lchown(dirpath, BUILD_UID, BUILD_GID)
+            for n in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, n), BUILD_UID, BUILD_GID)
+    scratch.chmod(0o755)
+
+
 class LocalRunner:
     """Runs the steps of one build on this machine."""
 
@@ -145,13 +155,8 @@ class LocalRunner:
     def prepare(self, scratch: Path) -> None:
         """Hand the scratch folder to the build user."""
         if self.sandbox or os.geteuid() == 0:
-            if os.geteuid() == 0:
-                for dirpath, dirnames, filenames in os.walk(scratch):
-                    os.lchown(dirpath, BUILD_UID, BUILD_GID)
-                    for n in dirnames + filenames:
-                        os.lchown(os.path.join(dirpath, n), BUILD_UID, BUILD_GID)
-            # the build user must be able to reach the folder
-            scratch.chmod(0o755)
+            hand_to_build_user(scratch)
+
 
     def base_env(self, scratch: Path) -> dict[str, str]:
         view = self.view(scratch)
