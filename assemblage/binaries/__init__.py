@@ -18,6 +18,7 @@ import os
 from typing import Literal
 
 from ..errors import InvalidBinaryError
+from ._gc import paused_gc
 from .bounded import analyze_file_bounded
 from .model import BinaryAnalysis, Disagreement, Function, Inlining, LineRow, Producer, Range, Section
 
@@ -60,6 +61,11 @@ def sniff(path: str | os.PathLike[str]) -> Literal["elf", "pe", "pdb"] | None:
 def analyze_file(path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | None = None, lines: bool = True) -> BinaryAnalysis:
     """Analyse one binary, dispatching on its format. Raises InvalidBinaryError."""
     p = os.fspath(path)
+    with paused_gc():  # see ._gc: the collector would only rescan what the analysis keeps
+        return _analyze_file(p, pdb, lines)
+
+
+def _analyze_file(p: str, pdb: str | os.PathLike[str] | None, lines: bool) -> BinaryAnalysis:
     kind = sniff(p)
     if kind == "elf":
         from .elf import analyze_elf

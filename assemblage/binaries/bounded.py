@@ -16,6 +16,7 @@ InvalidBinaryError message.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import resource
@@ -25,6 +26,7 @@ import time
 
 from .. import _spawn
 from ..errors import InvalidBinaryError
+from ._gc import paused_gc
 from .model import BinaryAnalysis
 
 __all__ = ["analyze_file_bounded"]
@@ -44,6 +46,7 @@ def _child(path: str, pdb: str | None, memory: int, lines: bool, w: int) -> None
     from . import analyze_file
 
     faulthandler.disable()  # a crash is reported by the parent; no traceback dump from the child
+    gc.disable()  # for the pickling too (see ._gc); the child ends with os._exit, nothing to collect
     try:
         limit = _address_space() + memory
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -141,7 +144,8 @@ def analyze_file_bounded(
             raise InvalidBinaryError(p, "analysis was killed (most likely over its memory budget)")
         raise InvalidBinaryError(p, f"analysis crashed ({signal.Signals(sig).name})")
     try:
-        kind, value = pickle.loads(b"".join(chunks))
+        with paused_gc():
+            kind, value = pickle.loads(b"".join(chunks))
     except Exception:
         raise InvalidBinaryError(p, "analysis ended without a result (most likely over its memory budget)") from None
     if kind == "ok":

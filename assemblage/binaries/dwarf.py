@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._forked import Forked, WorkerError
+from ._gc import paused_gc
 from .dwarf_lines import LineProgram, read_line_program
 from .dwarf_units import AT, CONSTANT_FORMS, TAG, Die, DwarfError, DwarfSections, Unit, decode_lazy, die_at, read_uleb, walk_units
 from .model import Function, Inlining, LineRow, Producer, Range
@@ -80,7 +81,12 @@ from .producer import parse_producer
 __all__ = ["DwarfError", "DwarfResult", "DwarfSections", "UnitSummary", "demangle", "read_dwarf", "read_dwarf_sections", "sections_from_dwarfinfo", "DwarfReader"]
 
 _MAX_CHAIN = 16
-_NO_INFO: dict[str, Any] = {"name": None, "linkage": None, "file": None, "line": None, "external": None}
+_NO_INFO: tuple[Any, ...] = (None, None, None, None, None)  # DwarfReader.info: name, linkage, file, line, external
+_AT_NAME, _AT_LINKAGE_NAME, _AT_MIPS_LINKAGE_NAME = AT.name, AT.linkage_name, AT.mips_linkage_name
+_AT_DECL_FILE, _AT_DECL_LINE, _AT_EXTERNAL = AT.decl_file, AT.decl_line, AT.external
+_CHAIN_ATTRS = (AT.abstract_origin, AT.specification)
+_AT_LOW_PC, _AT_HIGH_PC, _AT_RANGES = AT.low_pc, AT.high_pc, AT.ranges
+_AT_ABSTRACT_ORIGIN, _AT_CALL_FILE, _AT_CALL_LINE = AT.abstract_origin, AT.call_file, AT.call_line
 
 
 @dataclass(slots=True)
@@ -167,24 +173,25 @@ def read_dwarf_sections(
     ``parallel`` runs the line programs and the hashes in forked children
     while this process walks the DIEs (see :mod:`._forked`).
     """
-    reader = DwarfReader(sections, code_ranges=code_ranges, lines=lines, parallel=parallel, relocatable=relocatable)
-    hash_job = None
-    try:
-        res = reader.functions()
-        if text_reader is not None:
-            from .hashing import FunctionHasher, hash_all
+    with paused_gc():  # see ._gc
+        reader = DwarfReader(sections, code_ranges=code_ranges, lines=lines, parallel=parallel, relocatable=relocatable)
+        hash_job = None
+        try:
+            res = reader.functions()
+            if text_reader is not None:
+                from .hashing import FunctionHasher, hash_all
 
-            hasher = FunctionHasher(arch or "", text_reader, is_address or (lambda v: False))
-            hash_job = Forked(hash_all, hasher, [f.ranges for f in res.functions], enabled=parallel)
-        reader.finish(res, res.functions)
-        if hash_job is not None:
-            for f, (sha, pic, method) in zip(res.functions, hash_job.result(), strict=True):
-                f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
-        return res
-    finally:
-        reader.close()
-        if hash_job is not None:
-            hash_job.cancel()
+                hasher = FunctionHasher(arch or "", text_reader, is_address or (lambda v: False))
+                hash_job = Forked(hash_all, hasher, [f.ranges for f in res.functions], enabled=parallel)
+            reader.finish(res, res.functions)
+            if hash_job is not None:
+                for f, (sha, pic, method) in zip(res.functions, hash_job.result(), strict=True):
+                    f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
+            return res
+        finally:
+            reader.close()
+            if hash_job is not None:
+                hash_job.cancel()
 
 
 def _line_tables(sec: DwarfSections) -> tuple[dict[int, tuple[Any, ...]], list[str]]:
@@ -279,8 +286,8 @@ class DwarfReader:
                 self.problems.append(str(exc))
         return self.programs[off]
 
-    def info(self, die: Die, depth: int = 0) -> dict[str, Any]:
-        """Name, linkage name, decl file/line and externality, following the chain."""
+    def info(self, die: Die, depth: int = 0) -> tuple[Any, ...]:
+        """(name, linkage name, decl file, decl line, external), following the chain."""
         cached = self.name_cache.get(die.offset)
         if cached is not None:
             return cached
@@ -288,23 +295,23 @@ class DwarfReader:
             return _NO_INFO  # a cycle or an absurdly long chain: stop here
         a = die.attrs if die.attrs is not None else decode_lazy(self.sec, die)
         get = a.get
-        v = get(AT.name)
-        name = v[1] if v is not None and isinstance(v[1], str) else None
-        v = get(AT.linkage_name) or get(AT.mips_linkage_name)
-        linkage = v[1] if v is not None and isinstance(v[1], str) else None
+        v = get(_AT_NAME)
+        name = v[1] if v is not None and v[1].__class__ is str else None
+        v = get(_AT_LINKAGE_NAME) or get(_AT_MIPS_LINKAGE_NAME)
+        linkage = v[1] if v is not None and v[1].__class__ is str else None
         file = line = None
-        v = get(AT.decl_file)
+        v = get(_AT_DECL_FILE)
         if v is not None and isinstance(v[1], int):
             prog = self.program(die.unit)
-            file = prog.file_name(v[1]) if prog else None
-        v = get(AT.decl_line)
+            file = prog.files.get(v[1]) if prog else None
+        v = get(_AT_DECL_LINE)
         if v is not None and isinstance(v[1], int):
             line = v[1]
-        v = get(AT.external)
+        v = get(_AT_EXTERNAL)
         external = bool(v[1]) if v is not None else None
         if name is None or linkage is None or file is None or line is None or external is None:
             nxt = None
-            for at in (AT.abstract_origin, AT.specification):
+            for at in _CHAIN_ATTRS:
                 v = get(at)
                 if v is not None and isinstance(v[1], int):
                     nxt = self.by_offset.get(v[1]) or self._die_at(v[1])
@@ -312,36 +319,39 @@ class DwarfReader:
                         break
             if nxt is not None:
                 self.busy.add(die.offset)
-                sub = self.info(nxt, depth + 1)
+                sub_name, sub_linkage, sub_file, sub_line, sub_external = self.info(nxt, depth + 1)
                 self.busy.discard(die.offset)
-                name = name if name is not None else sub["name"]
-                linkage = linkage if linkage is not None else sub["linkage"]
+                name = name if name is not None else sub_name
+                linkage = linkage if linkage is not None else sub_linkage
                 if file is None:
-                    file = sub["file"]
-                    line = line if line is not None else sub["line"]
-                line = line if line is not None else sub["line"]
-                external = external if external is not None else sub["external"]
-        out = {"name": name, "linkage": linkage, "file": file, "line": line, "external": external}
+                    file = sub_file
+                    line = line if line is not None else sub_line
+                line = line if line is not None else sub_line
+                external = external if external is not None else sub_external
+        out = (name, linkage, file, line, external)
         self.name_cache[die.offset] = out
         return out
 
     def ranges(self, die: Die) -> list[Range]:
         a = die.attrs
-        u = die.unit
-        if AT.low_pc in a and isinstance(a[AT.low_pc][1], int):
-            low = a[AT.low_pc][1]
-            if AT.high_pc not in a:
+        v = a.get(_AT_LOW_PC)
+        if v is not None and isinstance(v[1], int):
+            low = v[1]
+            h = a.get(_AT_HIGH_PC)
+            if h is None:
                 return []
-            form, hv = a[AT.high_pc]
+            form, hv = h
             if not isinstance(hv, int):
                 return []
             high = low + hv if form in CONSTANT_FORMS else hv
             return [Range(low, high)] if high > low else []
-        if AT.ranges in a and isinstance(a[AT.ranges][1], int):
-            form, v = a[AT.ranges]
+        v = a.get(_AT_RANGES)
+        if v is not None and isinstance(v[1], int):
+            form, off = v
+            u = die.unit
             if u.version >= 5:
-                return self._rnglist(u, v, form == 0x23)
-            return self._ranges_v4(u, v + u.ranges_base)
+                return self._rnglist(u, off, form == 0x23)
+            return self._ranges_v4(u, off + u.ranges_base)
         return []
 
     def _rnglist(self, u: Unit, v: int, is_index: bool) -> list[Range]:
@@ -416,14 +426,20 @@ class DwarfReader:
 
     def live(self, ranges: list[Range], address_size: int) -> list[Range]:
         """Drop empty, zero-address, tombstoned and outside-the-code ranges (rule ``discarded``)."""
-        top = (1 << (8 * address_size)) - 1
+        tombstone = (1 << (8 * address_size)) - 2  # -2 and -1 in the address size
+        zero_is_discarded = self.zero_is_discarded
+        code, code_starts = self.code, self.code_starts
         out = []
         for r in ranges:
-            if r.end <= r.start or (r.start == 0 and self.zero_is_discarded) or r.start >= top - 1:
+            start, end = r.start, r.end
+            if end <= start or (start == 0 and zero_is_discarded) or start >= tombstone:
                 continue
-            if self.code is not None:
-                i = bisect_right(self.code_starts, r.start) - 1
-                if i < 0 or not (self.code[i][0] <= r.start and r.end <= self.code[i][1]):
+            if code is not None:
+                i = bisect_right(code_starts, start) - 1
+                if i < 0:
+                    continue
+                lo, hi = code[i]
+                if not (lo <= start and end <= hi):
                     continue
             out.append(r)
         return out
@@ -458,7 +474,7 @@ class DwarfReader:
             if not rs:
                 res.discarded += 1
                 continue
-            meta = self.info(die)
+            m_name, m_linkage, m_file, m_line, m_external = self.info(die)
             if len(rs) == 1:
                 ordered = rs
                 key: tuple[int, ...] = (rs[0].start, rs[0].end)
@@ -467,7 +483,7 @@ class DwarfReader:
                 ordered = sorted(rs, key=_range_start)
                 key = tuple(x for r in ordered for x in (r.start, r.end))
                 start, end, size = ordered[0].start, max(r.end for r in rs), sum(r.end - r.start for r in rs)
-            name = meta["name"] or meta["linkage"]
+            name = m_name or m_linkage
             prior = by_ranges.get(key)
             if prior is not None:
                 alias = name or ""
@@ -485,12 +501,12 @@ class DwarfReader:
                 end=end,
                 size=size,
                 ranges=list(ordered),
-                linkage_name=meta["linkage"],
-                demangled=demangle(meta["linkage"]) if self.demangle else None,
-                source_file=meta["file"],
-                decl_line=meta["line"],
+                linkage_name=m_linkage,
+                demangled=demangle(m_linkage) if self.demangle else None,
+                source_file=m_file,
+                decl_line=m_line,
                 compilation_unit=die.unit.name,
-                is_static=(not meta["external"]) if meta["external"] is not None else True,
+                is_static=(not m_external) if m_external is not None else True,
                 label_source="dwarf",
                 entry=entry,
             )
@@ -512,21 +528,23 @@ class DwarfReader:
         out = []
         by_offset = self.by_offset
         container_of: dict[int, str | None] = {}  # parent offset -> out-of-line function name
+        info, ranges, live = self.info, self.ranges, self.live
+        inlined = TAG.inlined_subroutine
         for die in self.dies:
-            if die.tag != TAG.inlined_subroutine:
+            if die.tag != inlined:
                 continue
-            rs = self.live(self.ranges(die), die.unit.address_size)
+            rs = live(ranges(die), die.unit.address_size)
             if not rs:
                 continue
             a = die.attrs
             assert a is not None
-            origin = a.get(AT.abstract_origin)
+            origin = a.get(_AT_ABSTRACT_ORIGIN)
             target = (by_offset.get(origin[1]) or self._die_at(origin[1])) if origin is not None and isinstance(origin[1], int) else None
-            meta = self.info(target) if target is not None else self.info(die)
+            meta = info(target) if target is not None else info(die)
             caller = container = None
             parent = by_offset.get(die.parent) if die.parent is not None else None
             if parent is not None:
-                caller = self.info(parent)["name"]
+                caller = info(parent)[0]
                 if parent.offset in container_of:
                     container = container_of[parent.offset]
                 else:
@@ -535,15 +553,15 @@ class DwarfReader:
                     while p is not None and p.tag != TAG.subprogram and hops < 10_000:
                         p = by_offset.get(p.parent) if p.parent is not None else None
                         hops += 1
-                    container = container_of[parent.offset] = self.info(p)["name"] if p is not None else None
+                    container = container_of[parent.offset] = self.info(p)[0] if p is not None else None
             call_file = None
-            v = a.get(AT.call_file)
+            v = a.get(_AT_CALL_FILE)
             if v is not None and isinstance(v[1], int):
                 prog = self.program(die.unit)
-                call_file = prog.file_name(v[1]) if prog else None
-            v = a.get(AT.call_line)
+                call_file = prog.files.get(v[1]) if prog else None
+            v = a.get(_AT_CALL_LINE)
             call_line = v[1] if v is not None and isinstance(v[1], int) else None
-            out.append(Inlining(meta["name"] or meta["linkage"] or "?", caller, tuple(rs), call_file, call_line, container))
+            out.append(Inlining(meta[0] or meta[1] or "?", caller, tuple(rs), call_file, call_line, container))
         return out
 
     def _attach_lines(self, functions: list[Function]) -> list[LineRow]:

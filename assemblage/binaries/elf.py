@@ -19,10 +19,10 @@ from typing import Any
 
 from ..errors import InvalidBinaryError
 from ._forked import Forked, WorkerError
-from .dwarf import DwarfError, DwarfReader, DwarfResult, DwarfSections, read_dwarf
+from .dwarf import DwarfError, DwarfReader, DwarfResult, DwarfSections, demangle, read_dwarf
 from .elf_file import MACHINES, SHF_ALLOC, SHF_EXECINSTR, ElfError, ElfFile
 from .hashing import FunctionHasher, hash_and_demangle
-from .model import BinaryAnalysis, Section
+from .model import BinaryAnalysis, Function, Section
 from .producer import observed_opt, parse_comment
 from .symbols import function_symbols, merge_symbols
 
@@ -85,6 +85,21 @@ def _relocated_dwarf(path: str, lines: bool) -> DwarfResult:
         raise DwarfError(f"cannot relocate DWARF of a relocatable object ({exc})") from None
 
 
+def _hash(hasher: FunctionHasher, functions: list[Function], names: list[str | None]) -> Forked[Any]:
+    """Start hashing ``functions`` and demangling ``names`` (in a child when there are many)."""
+    return Forked(hash_and_demangle, hasher, [f.ranges for f in functions], names, enabled=len(functions) >= _PARALLEL_FUNCTIONS)
+
+
+def _apply_hashes(functions: list[Function], job: Forked[Any]) -> None:
+    try:
+        hashes, demangled = job.result()
+    except WorkerError as exc:
+        raise ElfError(f"hashing failed: {exc}") from None
+    for f, (sha, pic, method), dem in zip(functions, hashes, demangled, strict=True):
+        f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
+        f.demangled = f.demangled or dem
+
+
 def _analyze(elf: ElfFile, path: str, lines: bool) -> BinaryAnalysis:
     sha = hashlib.sha256(elf.data).hexdigest()
     arch, bits = MACHINES.get(elf.machine, (f"em{elf.machine}", elf.bits))
@@ -92,7 +107,6 @@ def _analyze(elf: ElfFile, path: str, lines: bool) -> BinaryAnalysis:
     if kind == "shared" and elf.section(".interp") is not None:
         kind = "executable"  # a position-independent executable
     text = elf.section(".text")
-    symtab = elf.symbols()
     stripped = not any(s.type == 2 for s in elf.sections)
     res = BinaryAnalysis(
         path=path,
@@ -128,27 +142,30 @@ def _analyze(elf: ElfFile, path: str, lines: bool) -> BinaryAnalysis:
         res.observed_opt, res.observed_flags = observed_opt([(u.producer, u.functions) for u in dwarf.units])
         # The compiler of the user's code first (the pipeline reads producers[0]), assemblers and .comment after.
         res.producers.sort(key=lambda p: (p.compiler not in ("gcc", "clang"), p.source != "dwarf", p.opt != res.observed_opt))
-        by_addr = function_symbols(symtab or elf.symbols(dynamic=True), thumb=arch == "armhf")
-        res.functions, res.disagreements = merge_symbols(dwarf.functions, by_addr, has_dwarf=bool(dwarf.functions), code_ranges=code)
         lo, hi = elf.image_bounds()
         hasher = FunctionHasher(arch, elf.read_va, lambda v: lo <= v < hi)
-        hash_job = Forked(
-            hash_and_demangle,
-            hasher,
-            [f.ranges for f in res.functions],
-            [f.linkage_name for f in res.functions],
-            enabled=len(res.functions) >= _PARALLEL_FUNCTIONS,
-        )
-        if reader is not None:
-            reader.finish(dwarf, [f for f in res.functions if f.label_source != "symtab"])
-        res.inlinings = dwarf.inlinings
+        # The DWARF functions are hashed and demangled in a child while this process merges
+        # the symbols and reads inlinings and lines; what the merge adds (symtab functions)
+        # or names (a linkage name taken from the symbol) is done once it is known.
+        early = list(dwarf.functions)
+        early_names = [f.linkage_name for f in early]
+        hash_job = _hash(hasher, early, early_names)
+        by_addr = function_symbols(elf.symbols() or elf.symbols(dynamic=True), thumb=arch == "armhf")
+        res.functions, res.disagreements = merge_symbols(dwarf.functions, by_addr, has_dwarf=bool(dwarf.functions), code_ranges=code)
+        known = {id(f) for f in early}
+        late = [f for f in res.functions if id(f) not in known]
+        late_job = _hash(hasher, late, [f.linkage_name for f in late])
         try:
-            hashes, demangled = hash_job.result()
-        except WorkerError as exc:
-            raise ElfError(f"hashing failed: {exc}") from None
-        for f, (sha, pic, method), dem in zip(res.functions, hashes, demangled, strict=True):
-            f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
-            f.demangled = f.demangled or dem
+            if reader is not None:
+                reader.finish(dwarf, [f for f in res.functions if f.label_source != "symtab"])
+            res.inlinings = dwarf.inlinings
+            _apply_hashes(early, hash_job)
+            _apply_hashes(late, late_job)
+        finally:
+            late_job.cancel()
+        for f, name in zip(early, early_names, strict=True):
+            if f.linkage_name != name:  # named by the merge
+                f.demangled = f.demangled or demangle(f.linkage_name)
     finally:
         if reader is not None:
             reader.close()

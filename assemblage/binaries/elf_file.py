@@ -17,6 +17,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["ElfError", "ElfFile", "ElfSection", "ElfSymbol", "MACHINES"]
 
@@ -48,8 +49,7 @@ class ElfSection:
         return bool(self.flags & SHF_ALLOC and self.flags & SHF_EXECINSTR) and self.type != SHT_NOBITS
 
 
-@dataclass(frozen=True, slots=True)
-class ElfSymbol:
+class ElfSymbol(NamedTuple):  # a tuple: a binary has 10^4-10^5 of them, built 5x faster than a dataclass
     name: str
     value: int
     size: int
@@ -64,6 +64,7 @@ class ElfFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        self._loaded: list[tuple[int, int, int]] | None = None  # for read_va
         self._fh = open(self.path, "rb")
         try:
             size = os.fstat(self._fh.fileno()).st_size
@@ -184,9 +185,14 @@ class ElfFile:
 
     def read_va(self, start: int, end: int) -> bytes | None:
         """Bytes at virtual addresses [start, end) from one PROGBITS section, or None."""
-        for s in self.sections:
-            if s.flags & SHF_ALLOC and s.type != SHT_NOBITS and s.addr <= start and end <= s.addr + s.size and s.addr:
-                off = s.offset + (start - s.addr)
+        loaded = self._loaded
+        if loaded is None:  # computed once: read_va runs for every function
+            loaded = self._loaded = [
+                (s.addr, s.addr + s.size, s.offset) for s in self.sections if s.flags & SHF_ALLOC and s.type != SHT_NOBITS and s.addr
+            ]
+        for lo, hi, offset in loaded:
+            if lo <= start and end <= hi:
+                off = offset + (start - lo)
                 return bytes(self.data[off : off + (end - start)])
         return None
 

@@ -30,6 +30,7 @@ from .model import Range
 __all__ = ["FunctionHasher", "hash_all"]
 
 _HEX = re.compile(r"(?<![\w])(-?)0x([0-9a-f]+)")
+_RIP = re.compile(r"rip [+-] 0x[0-9a-f]+")
 _X86_BRANCH = re.compile(r"^(j\w+|call|loop\w*|xbegin)$")
 _A64_BRANCH = frozenset({"b", "bl", "cbz", "cbnz", "tbz", "tbnz", "adr"})
 
@@ -110,19 +111,22 @@ class FunctionHasher:
     def _x86(self, h: "hashlib._Hash", r: Range, code: bytes) -> None:
         done = 0
         out = []
-        for _addr, size, mnem, ops, raw in self._insns(code, r.start):
-            done += size
+        append = out.append
+        start, end = r.start, r.end
+        for _addr, size, mnem, ops in self._md.disasm_lite(code, start):  # type: ignore[union-attr]
             if "0x" not in ops:
-                out.append(raw.hex())  # nothing that can be an address: the bytes themselves
+                append(code[done : done + size].hex())  # nothing that can be an address: the bytes themselves
+                done += size
                 continue
+            done += size
             if "rip" in ops:
-                ops = re.sub(r"rip [+-] 0x[0-9a-f]+", "rip+DISP", ops)
-            elif _X86_BRANCH.match(mnem) and ops.startswith("0x"):
+                ops = _RIP.sub("rip+DISP", ops)
+            elif ops.startswith("0x") and _X86_BRANCH.match(mnem):
                 target = int(ops, 16)
-                ops = f"L{target - r.start}" if r.start <= target < r.end else "EXT"
+                ops = f"L{target - start}" if start <= target < end else "EXT"
             if "0x" in ops:
                 ops = _HEX.sub(self._number, ops)
-            out.append(f"{mnem} {ops}")
+            append(f"{mnem} {ops}")
         h.update("\n".join(out).encode())
         if done < len(code):
             h.update(b"\0RAW\0" + code[done:])
