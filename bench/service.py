@@ -95,7 +95,7 @@ def bench_build(tmp: Path) -> None:
 
 
 def bench_dispatch(tmp: Path, n: int) -> None:
-    print(f"2. dispatch of {n:,} empty tasks through Redis, 2 workers (solo pool) on the same 2 cores")
+    print(f"2. dispatch of {n:,} empty tasks through Redis, 2 workers (solo pool, prefetch 256) on the same 2 cores")
     from assemblage.settings import get_settings
     from assemblage.tasks.app import make_celery
     from assemblage.tasks.coordinator import queue_depths
@@ -135,6 +135,21 @@ def bench_dispatch(tmp: Path, n: int) -> None:
             time.sleep(0.01)
         line("published and consumed at once (end to end)", f"{n / (time.perf_counter() - t0):,.0f} tasks/s",
              "(target 1,000 tasks/s)")
+        # (d) the same with the workers' defaults, made for long builds: prefork, one process per core,
+        # one message reserved per process (so each task waits for the previous one's acknowledgement)
+        for key in ("n1", "n2"):
+            st.stop(key)
+        cores = os.cpu_count() or 1
+        for key in ("d1", "d2"):
+            st.start_worker(key, queues="crawl", concurrency=cores, loglevel="WARNING", wait=False)
+        for key in ("d1", "d2"):
+            st.wait_worker(key)
+        t0 = time.perf_counter()
+        publish(app)
+        while not drained(st.broker_url):
+            time.sleep(0.01)
+        line(f"end to end, worker defaults (prefork -c {cores}, prefetch 1)",
+             f"{n / (time.perf_counter() - t0):,.0f} tasks/s")
 
 
 # ------------------------------------------------------------------ 3. insert rate
@@ -169,10 +184,10 @@ def _base_rows(s, m):
     return run.id, b.id
 
 
-def _copy_functions(url: str, binary_id: int, n_funcs: int, start_at: float) -> tuple[float, float]:
+def _writer(url: str, binary_id: int, n_funcs: int, start_at: float) -> tuple[float, float]:
     """One writer process: n function rows for one binary, COPYed and committed. Returns (start, end)."""
-    from assemblage.db.session import copy_rows, make_engine, make_sessionmaker, reserve_ids, session_scope
-    from assemblage.pipeline.steps import _FUNCTION_COLUMNS
+    from assemblage.db.session import make_engine, make_sessionmaker, session_scope
+    from assemblage.pipeline.steps import _copy_functions
 
     funcs = _synthetic(n_funcs, 0).functions
     engine = make_engine(url)
@@ -181,11 +196,7 @@ def _copy_functions(url: str, binary_id: int, n_funcs: int, start_at: float) -> 
     time.sleep(max(0.0, start_at - time.time()))
     t0 = time.time()
     with session_scope(make_sessionmaker(engine)) as s:
-        fids = reserve_ids(s, "functions", n_funcs)
-        copy_rows(s, "functions", _FUNCTION_COLUMNS, (
-            (fid, binary_id, f.name, f.sha256, f.source_file, f.prototype, f.linkage_name, f.demangled, f.start,
-             f.end, f.size, f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash)
-            for fid, f in zip(fids, funcs, strict=True)))
+        _copy_functions(s, binary_id, funcs)
     t1 = time.time()
     engine.dispose()
     return t0, t1
@@ -194,8 +205,8 @@ def _copy_functions(url: str, binary_id: int, n_funcs: int, start_at: float) -> 
 def bench_insert(n_funcs: int, rounds: int = 3) -> None:
     print(f"3. ground truth into PostgreSQL ({n_funcs:,} functions per binary; median of {rounds} rounds)")
     from assemblage.db import models as m
-    from assemblage.db.session import copy_rows, make_engine, make_sessionmaker, reserve_ids, session_scope
-    from assemblage.pipeline.steps import _FUNCTION_COLUMNS, insert_ground_truth
+    from assemblage.db.session import make_engine, make_sessionmaker, session_scope
+    from assemblage.pipeline.steps import _copy_functions, insert_ground_truth
 
     name = "asm_bench_insert"
     url = create_database(name)
@@ -214,22 +225,18 @@ def bench_insert(n_funcs: int, rounds: int = 3) -> None:
                 ids.append(b.id)
         with session_scope(sessions) as s:  # warm up: connection, sequences, caches
             insert_ground_truth(s, ids.pop(), _synthetic(1000, 1))
-        funcs = _synthetic(n_funcs, 0).functions
+        plain = _synthetic(n_funcs, 0)  # made before the clocks start
+        funcs = plain.functions
         full = _synthetic(n_funcs, 3)
         only, pipeline, everything = [], [], []
         for _ in range(rounds):
-            t0 = time.perf_counter()  # the functions table alone (COPY with ids from the sequence), committed
+            t0 = time.perf_counter()  # the functions table alone: the pipeline's own COPY (ids from the sequence), committed
             with session_scope(sessions) as s:
-                bid = ids.pop()
-                fids = reserve_ids(s, "functions", n_funcs)
-                copy_rows(s, "functions", _FUNCTION_COLUMNS, (
-                    (fid, bid, f.name, f.sha256, f.source_file, f.prototype, f.linkage_name, f.demangled, f.start,
-                     f.end, f.size, f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash)
-                    for fid, f in zip(fids, funcs, strict=True)))
+                _copy_functions(s, ids.pop(), funcs)
             only.append(n_funcs / (time.perf_counter() - t0))
             t0 = time.perf_counter()  # what a build does: functions and their rvas rows
             with session_scope(sessions) as s:
-                insert_ground_truth(s, ids.pop(), _synthetic(n_funcs, 0))
+                insert_ground_truth(s, ids.pop(), plain)
             pipeline.append(2 * n_funcs / (time.perf_counter() - t0))
             t0 = time.perf_counter()  # functions, rvas and 3 lines each
             with session_scope(sessions) as s:
@@ -242,7 +249,7 @@ def bench_insert(n_funcs: int, rounds: int = 3) -> None:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(2) as pool:
             go = time.time() + 5  # both writers start together, after their imports
-            spans = pool.starmap(_copy_functions, [(url, ids.pop(), n_funcs, go), (url, ids.pop(), n_funcs, go)])
+            spans = pool.starmap(_writer, [(url, ids.pop(), n_funcs, go), (url, ids.pop(), n_funcs, go)])
             both = 2 * n_funcs / (max(e for _, e in spans) - min(s for s, _ in spans))
         line("function rows alone, two writers at once (total)", f"{both:,.0f} rows/s")
         line("functions + their rvas rows (insert_ground_truth)", f"{statistics.median(pipeline):,.0f} rows/s")

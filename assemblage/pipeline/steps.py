@@ -17,7 +17,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -478,16 +477,22 @@ _FUNCTION_COLUMNS = ["id", "binary_id", "name", "hash", "source_file", "prototyp
 
 def _copy_ground_truth(s: Session, binary_id: int, funcs) -> None:
     """PostgreSQL: ids from the sequence, then COPY functions, ranges and lines (tens of thousands of rows)."""
+    ids = _copy_functions(s, binary_id, funcs)
+    copy_rows(s, "rvas", ["function_id", "start", "end"], (
+        row for fid, f in zip(ids, funcs)
+        for row in ([(fid, r.start, r.end) for r in f.ranges] if f.ranges else [(fid, f.start, f.end)])))
+    copy_rows(s, "lines", ["function_id", "line_number", "rva", "length", "source_file"], (
+        (fid, ln.line, ln.address, ln.length, ln.source_file) for fid, f in zip(ids, funcs) for ln in f.lines))
+
+
+def _copy_functions(s: Session, binary_id: int, funcs) -> list[int]:
+    """PostgreSQL: COPY the ``functions`` rows of one binary with ids taken from the sequence; returns the ids."""
     ids = reserve_ids(s, "functions", len(funcs))
     copy_rows(s, "functions", _FUNCTION_COLUMNS, (
         (fid, binary_id, f.name, f.sha256, f.source_file, f.prototype, f.linkage_name, f.demangled, f.start, f.end,
          f.size, f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash)
-        for fid, f in zip(ids, funcs)))
-    copy_rows(s, "rvas", ["function_id", "start", "end"], (
-        (fid, r.start, r.end) for fid, f in zip(ids, funcs)
-        for r in (f.ranges or [SimpleNamespace(start=f.start, end=f.end)])))
-    copy_rows(s, "lines", ["function_id", "line_number", "rva", "length", "source_file"], (
-        (fid, ln.line, ln.address, ln.length, ln.source_file) for fid, f in zip(ids, funcs) for ln in f.lines))
+        for fid, f in zip(ids, funcs, strict=True)))
+    return ids
 
 
 def record_internal_error(ctx: Context, build_id: int, exc: BaseException) -> str:

@@ -32,6 +32,10 @@ def queue_for(config: str) -> str:
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("assemblage", broker=settings.broker_url, include=["assemblage.tasks.jobs"])
+    if settings.broker_url.startswith("redis://"):
+        from assemblage.tasks.broker import TRANSPORT
+
+        app.conf.broker_transport = TRANSPORT  # kombu's Redis transport, minus a client object per command
     app.conf.update(
         task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
         task_default_exchange=CRAWL_QUEUE,
