@@ -1,4 +1,4 @@
-"""Commands of the distributed mode: ``serve``, ``worker``, ``db upgrade``, ``token create``."""
+"""Commands of the distributed mode: ``serve``, ``worker``, ``db upgrade``, ``token create|list|revoke``."""
 
 from __future__ import annotations
 
@@ -136,3 +136,38 @@ def register(app: typer.Typer) -> None:
         with session_scope(sessions) as s:
             token = create_token(s, scope=scope, name=name, secret=settings.secret_key.get_secret_value())
         typer.echo(token)
+
+    @token_app.command("list")
+    def token_list(settings_file: _SettingsFile = None) -> None:
+        """List tokens: id, scope, name, first characters, created, last used, revoked."""
+        from sqlalchemy import select
+
+        from assemblage.db.auth import ApiToken
+        from assemblage.db.session import make_engine, make_sessionmaker, session_scope
+
+        settings = _settings(settings_file)
+        sessions = make_sessionmaker(make_engine(settings.database_url))
+        with session_scope(sessions) as s:
+            for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
+                when = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ") if d else "-"  # noqa: E731
+                typer.echo("\t".join([str(t.id), t.scope, t.name or "-", t.hint + "...", when(t.created_at),
+                                      when(t.last_used_at), "revoked " + when(t.revoked_at) if t.revoked_at else "live"]))
+
+    @token_app.command("revoke")
+    def token_revoke(
+        token_id: Annotated[int, typer.Argument(help="The token's id (assemblage token list)")],
+        settings_file: _SettingsFile = None,
+    ) -> None:
+        """Revoke a token: every request that presents it is refused from now on."""
+        from assemblage.db.auth import revoke_token
+        from assemblage.db.session import make_engine, make_sessionmaker, session_scope
+
+        settings = _settings(settings_file)
+        sessions = make_sessionmaker(make_engine(settings.database_url))
+        try:
+            with session_scope(sessions) as s:
+                row = revoke_token(s, token_id)
+                typer.echo(f"token {row.id} ({row.scope}, {row.hint}...) revoked")
+        except LookupError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None

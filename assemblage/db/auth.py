@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from assemblage.db.models import Base, utcnow
 
-__all__ = ["ApiToken", "SCOPES", "create_token", "find_token", "hash_token", "scope_allows"]
+__all__ = ["ApiToken", "SCOPES", "create_token", "find_token", "hash_token", "revoke_token", "scope_allows"]
 
 SCOPES = ("read", "submit", "admin")
 TOKEN_PREFIX = "asm_"
@@ -66,4 +66,14 @@ def find_token(s: Session, token: str, secret: str) -> ApiToken | None:
     row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token, secret)))
     if row is None or row.revoked_at is not None:
         return None
+    return row
+
+
+def revoke_token(s: Session, token_id: int) -> ApiToken:
+    """Revoke a token by its id, in the caller's transaction; a ``LookupError`` when there is none."""
+    row = s.get(ApiToken, token_id)
+    if row is None:
+        raise LookupError(f"no token with id {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
     return row

@@ -47,6 +47,30 @@ def test_every_write_endpoint_refuses_without_the_right_scope(api):
     assert ok.status_code == 201
 
 
+def test_a_revoked_token_is_refused_at_once(api):
+    from tests.integration.service_stack import assemblage_cmd
+
+    token = api.token("submit")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{api.base_url}/binaries", headers=headers).status_code == 200
+    listed = subprocess.run(assemblage_cmd("token", "list"), env=api.env(), cwd=api.root, capture_output=True,
+                            text=True, check=True).stdout
+    row = next(line.split("\t") for line in listed.splitlines() if line.split("\t")[3] == token[:10] + "...")
+    assert row[1] == "submit" and row[-1] == "live"
+    out = subprocess.run(assemblage_cmd("token", "revoke", row[0]), env=api.env(), cwd=api.root,
+                         capture_output=True, text=True, check=True).stdout
+    assert "revoked" in out
+    for method, url in (("GET", f"{api.base_url}/binaries"), ("POST", f"{api.base_url}/runs")):
+        r = httpx.request(method, url, content=RECIPE, headers={**headers, "Content-Type": "application/yaml"})
+        assert r.status_code == 401, (method, r.status_code, r.text)
+    listed = subprocess.run(assemblage_cmd("token", "list"), env=api.env(), cwd=api.root, capture_output=True,
+                            text=True, check=True).stdout
+    assert any(line.startswith(f"{row[0]}\t") and "revoked" in line for line in listed.splitlines())
+    missing = subprocess.run(assemblage_cmd("token", "revoke", "999999"), env=api.env(), cwd=api.root,
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "no token with id 999999" in missing.stderr
+
+
 def test_schemathesis_finds_no_server_errors(api, tmp_path):
     exe = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     if not Path(exe).exists():
