@@ -46,7 +46,13 @@ def _names(compilers: CompilerSet, lang: str) -> list[str]:
     names.append(compilers.cc if c else compilers.cxx)
     if compilers.host_triple:
         t = compilers.host_triple
-        names += [f"{t}-gcc", f"{t}-cc", f"{t}-clang"] if c else [f"{t}-g++", f"{t}-c++", f"{t}-clang++"]
+        if compilers.platform == "windows" and Path(compilers.cc).name.startswith("clang"):
+            # clang targeting MinGW finds its headers and libraries through the first
+            # `<triple>-gcc` on PATH (../<triple>/include, ../lib/gcc/<triple>): a wrapper
+            # of that name in the build's bin/ would leave it without stdio.h
+            names += [f"{t}-clang"] if c else [f"{t}-clang++"]
+        else:
+            names += [f"{t}-gcc", f"{t}-cc", f"{t}-clang"] if c else [f"{t}-g++", f"{t}-c++", f"{t}-clang++"]
     return sorted({Path(n).name for n in names})
 
 
