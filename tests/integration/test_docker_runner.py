@@ -57,13 +57,16 @@ def _containers_left() -> list[str]:
     return _docker("ps", "-aq", "--filter", "label=assemblage.build").stdout.split()
 
 
-@pytest.mark.parametrize("sample,toolchain,expected", [
-    ("calc", "gcc-12", {"calc"}),
-    ("shapes", "clang-19", {"libgeometry.so", "shapes"}),
-    ("wordfreq", "gcc-11", {"wordfreq"}),
+@pytest.mark.parametrize("sample,config,expected", [
+    ("calc", "linux-x86_64-gcc-12-O2", {"calc"}),
+    ("shapes", "linux-x86_64-clang-19-O2", {"libgeometry.so", "shapes"}),
+    ("wordfreq", "linux-x86_64-gcc-11-O2", {"wordfreq"}),
+    ("vecmath", "linux-x86_64-clang-14-O2", {"libvecmath.so", "vecdemo"}),
+    ("calc", "linux-x86_64-clang-16-O2", {"calc"}),
+    ("calc", "linux-aarch64-gcc-12-O2", {"calc"}),
 ])
-def test_builds_with_the_image_compilers_and_labels_check_out(sample, toolchain, expected, tmp_path):
-    outcome, log = build(SAMPLES / sample, f"linux-x86_64-{toolchain}-O2", tmp_path)
+def test_builds_with_the_image_compilers_and_labels_check_out(sample, config, expected, tmp_path):
+    outcome, log = build(SAMPLES / sample, config, tmp_path)
     try:
         assert outcome.status == "succeeded", log
         assert "# sandbox: docker image" in log
@@ -82,10 +85,25 @@ def test_builds_with_the_image_compilers_and_labels_check_out(sample, toolchain,
     assert _containers_left() == []
 
 
+def test_windows_cross_builds_in_the_image_give_pe_and_pdb(tmp_path):
+    from assemblage.binaries import analyze_file
+
+    outcome, log = build(SAMPLES / "calc", "windows-x86_64-clang-19-O2", tmp_path)
+    try:
+        assert outcome.status == "succeeded", log
+        (exe,) = outcome.binaries
+        assert exe.format == "pe" and exe.relpath in outcome.pdbs
+        names = {f.name for f in analyze_file(exe.path, pdb=outcome.pdbs[exe.relpath]).functions}
+        assert "main" in names
+    finally:
+        outcome.cleanup()
+
+
 def test_a_toolchain_missing_from_the_image_is_skipped_with_the_reason(tmp_path):
-    outcome, log = build(SAMPLES / "calc", "linux-x86_64-clang-14-O0", tmp_path)
+    # the bare Debian base image that scripts/docker.sh imports has no compiler at all
+    outcome, log = build(SAMPLES / "calc", "linux-x86_64-clang-14-O0", tmp_path, image="assemblage-base:bookworm")
     assert (outcome.status, outcome.reason) == ("skipped", "toolchain_unavailable")
-    assert f"not installed in the image {IMAGE}" in outcome.message
+    assert "not installed in the image assemblage-base:bookworm" in outcome.message
 
 
 def test_containers_have_no_network(tmp_path):
