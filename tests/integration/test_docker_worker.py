@@ -135,3 +135,11 @@ def test_the_build_log_says_which_compiler_ran(finished_run):
     cell = next(c for c in cov["cells"] if c["config"].endswith("clang-19-O0"))
     log = client.get(f"/builds/{cell['build_id']}/log").text
     assert "clang-19" in log and "# exit 0" in log
+
+
+def test_the_compose_health_check_command_answers_in_the_container(stack):
+    """docker-compose.yml's worker health check (celery inspect ping of the node) works in the image."""
+    r = subprocess.run(["docker", "exec", stack.container, "sh", "-c",
+                        "celery -A assemblage.tasks.jobs inspect ping -d docker@$(hostname) --timeout 10"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "pong" in r.stdout, (r.stdout, r.stderr)
