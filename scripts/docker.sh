@@ -54,6 +54,8 @@ image() {
   for c in /usr/local/share/ca-certificates/*.crt; do [ -f "$c" ] && cp "$c" workers/linux/ca-certificates/; done
   echo "docker: building $IMAGE"
   DOCKER_BUILDKIT=0 docker build -q -f workers/linux/Dockerfile --build-arg BASE="$BASE_IMAGE" -t "$IMAGE" . >/dev/null
+  # the image this replaced is left untagged: drop such leftovers so rebuilds do not fill the disk
+  docker image prune -f >/dev/null || true
   echo "docker: $IMAGE ready"
 }
 
