@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from assemblage.builds.plan import Step
-from assemblage.builds.runner import BUILD_GID, BUILD_UID, SANDBOX_ROOT, Limits, StepResult, hand_to_build_user, on_kill_all
+from assemblage.builds.runner import (
+    BUILD_GID, BUILD_UID, SANDBOX_ROOT, Limits, LocalRunner, StepResult, on_kill_all,
+)
 from assemblage.errors import BuildError
 
 DEFAULT_IMAGE = "assemblage-linux:latest"
-_SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 _live: set[Any] = set()
 _live_lock = threading.Lock()
@@ -97,64 +98,25 @@ def _which_in(image: str, name: str) -> str | None:
     return path or None
 
 
-class DockerRunner:
-    """Runs the steps of one build in containers of ``image``."""
+class DockerRunner(LocalRunner):
+    """Runs the steps of one build in containers of ``image`` (the step loop and environment are the local runner's)."""
 
     name = "docker"
-    sandbox = True  # the container is the isolation
 
     def __init__(self, limits: Limits, *, image: str = DEFAULT_IMAGE) -> None:
-        self.limits = limits
+        super().__init__(limits, sandbox=True)  # the container is the isolation
         self.image = image
         check_image(image)
-
-    def view(self, scratch: Path) -> str:
-        return SANDBOX_ROOT
 
     def which(self, name: str) -> str | None:
         """Where ``name`` is on the image's PATH (compilers are looked up in the image, not here)."""
         return _which_in(self.image, name)
 
-    def prepare(self, scratch: Path) -> None:
-        hand_to_build_user(scratch)
-
     def _user(self) -> str:
         return f"{BUILD_UID}:{BUILD_GID}" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
 
-    def base_env(self, scratch: Path) -> dict[str, str]:
-        return {
-            "PATH": f"{SANDBOX_ROOT}/bin:{_SYSTEM_PATH}",
-            "HOME": f"{SANDBOX_ROOT}/home",
-            "TMPDIR": f"{SANDBOX_ROOT}/tmp",
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "SOURCE_DATE_EPOCH": "0",
-            "TERM": "dumb",
-        }
-
-    def run(self, steps: list[Step], scratch: Path, src_rel: str, env: dict[str, str], log: IO[str],
-            *, timeout: float | None = None) -> list[StepResult]:
-        from assemblage.builds.runner import builds_stopped
-
-        for sub in ("home", "tmp"):
-            (scratch / sub).mkdir(exist_ok=True)
-        self.prepare(scratch)
-        log.write(f"# sandbox: docker image {self.image} (no network, read-only system, memory limit)\n")
-        deadline = time.monotonic() + (self.limits.timeout if timeout is None else timeout)
-        results: list[StepResult] = []
-        for step in steps:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                results.append(StepResult(step=step, returncode=None, duration=0.0, timed_out=True))
-                break
-            if builds_stopped():
-                results.append(StepResult(step=step, returncode=None, duration=0.0, signal=15))
-                break
-            res = self._run_step(step, scratch, src_rel, {**env, **step.env}, log, remaining)
-            results.append(res)
-            if res.returncode != 0:
-                break
-        return results
+    def sandbox_note(self) -> str:
+        return f"docker image {self.image} (no network, read-only system, memory limit)"
 
     def _run_step(self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: IO[str],
                   timeout: float) -> StepResult:

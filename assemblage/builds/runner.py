@@ -158,6 +158,12 @@ class LocalRunner:
             hand_to_build_user(scratch)
 
 
+    def sandbox_note(self) -> str:
+        """How the steps are isolated, for the log."""
+        if self.sandbox:
+            return "bubblewrap (no network, read-only system, private /tmp)"
+        return "NONE (bubblewrap missing or unusable): the build has network access"
+
     def base_env(self, scratch: Path) -> dict[str, str]:
         view = self.view(scratch)
         return {
@@ -176,16 +182,16 @@ class LocalRunner:
         for sub in ("home", "tmp"):
             (scratch / sub).mkdir(exist_ok=True)
         self.prepare(scratch)
-        if self.sandbox:
-            log.write("# sandbox: bubblewrap (no network, read-only system, private /tmp)\n")
-        else:
-            log.write("# sandbox: NONE (bubblewrap missing or unusable): the build has network access\n")
+        log.write(f"# sandbox: {self.sandbox_note()}\n")
         deadline = time.monotonic() + (self.limits.timeout if timeout is None else timeout)
         results: list[StepResult] = []
         for step in steps:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 results.append(StepResult(step=step, returncode=None, duration=0.0, timed_out=True))
+                break
+            if _stopping.is_set():  # Ctrl-C: no new step
+                results.append(StepResult(step=step, returncode=None, duration=0.0, signal=signal.SIGTERM))
                 break
             res = self._run_step(step, scratch, src_rel, {**env, **step.env}, log, remaining)
             results.append(res)

@@ -114,26 +114,7 @@ def test_bulk_insert_of_ground_truth_is_fast(pg_db):
 
     sessions = make_sessionmaker(make_engine(pg_db))
     with session_scope(sessions) as s:
-        rec = m.Recipe(name="b", text="x", sha256="0" * 64)
-        s.add(rec)
-        s.flush()
-        run = m.Run(recipe_id=rec.id)
-        s.add(run)
-        s.flush()
-        src = m.Source(run_id=run.id, position=0, spec={}, label="x", kind="path", name="x")
-        cfg = m.Configuration(identifier="linux-x86_64-gcc-12-O0", platform="linux", arch="x86_64",
-                              toolchain="gcc-12", opt="O0")
-        s.add_all([src, cfg])
-        s.flush()
-        b = m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id)
-        s.add(b)
-        s.flush()
-        binary = m.Binary(file_name="x", path="k", platform="linux", build_mode="Debug", optimization="O0",
-                          hash="0" * 64, size=1, build_id=b.id, run_id=run.id, source="x", source_kind="path",
-                          arch="x86_64", format="elf", toolchain="gcc-12", config=cfg.identifier, relpath="x")
-        s.add(binary)
-        s.flush()
-        bid = binary.id
+        bid = _binary_row(s, m)
     a = synthetic_analysis(10_000, 3)  # 10k functions + 10k ranges + 30k lines = 50k rows
     t0 = time.perf_counter()
     with session_scope(sessions) as s:
