@@ -209,3 +209,25 @@ def test_assemblage_build_runner_docker_end_to_end(tmp_path):
     assert rows == {"succeeded:": 4, "failed:compile_error": 4}, (rows, r.stdout, r.stderr)
     opts = con.execute("select optimization from binaries").fetchall()
     assert sorted(o for (o,) in opts) == ["O0", "O0", "O2", "O2"]
+
+
+@pytest.mark.parametrize("sample,config", [("calc", "linux-x86_64-gcc-12-O2"), ("shapes", "linux-x86_64-clang-19-O0")])
+def test_the_docker_and_the_local_runner_build_the_same_bytes(sample, config, tmp_path):
+    """Same compilers, same /build path, SOURCE_DATE_EPOCH=0: the two runners are interchangeable."""
+    import hashlib
+
+    from assemblage.builds.runner import sandbox_available
+
+    if not sandbox_available():
+        pytest.skip("the local runner sees /build only under bubblewrap")
+    digests = []
+    for runner in ("local", "docker"):
+        extra = {"image": IMAGE} if runner == "docker" else {}
+        outcome = run_build(BuildRequest(source_dir=SAMPLES / sample, config=Config.parse(config), runner=runner, **extra),
+                            tmp_path / f"{runner}.log")
+        try:
+            assert outcome.status == "succeeded", (tmp_path / f"{runner}.log").read_text()[-3000:]
+            digests.append({b.relpath: hashlib.sha256(b.path.read_bytes()).hexdigest() for b in outcome.binaries})
+        finally:
+            outcome.cleanup()
+    assert digests[0] == digests[1]
