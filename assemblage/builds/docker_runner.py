@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from assemblage.builds.plan import Step
 from assemblage.builds.runner import (
-    BUILD_GID, BUILD_UID, SANDBOX_ROOT, Limits, LocalRunner, StepResult, on_kill_all,
+    BUILD_GID, BUILD_UID, SANDBOX_ROOT, Limits, LocalRunner, StepResult, _show, on_kill_all,
 )
 from assemblage.errors import BuildError
 
@@ -108,9 +108,16 @@ class DockerRunner(LocalRunner):
         self.image = image
         check_image(image)
 
+    @property
+    def where(self) -> str:
+        return f"in the image {self.image}"
+
     def which(self, name: str) -> str | None:
         """Where ``name`` is on the image's PATH (compilers are looked up in the image, not here)."""
         return _which_in(self.image, name)
+
+    def install_hint(self, toolchain: str) -> str:
+        return "add its packages to the image's TOOLCHAINS build argument"
 
     def _user(self) -> str:
         return f"{BUILD_UID}:{BUILD_GID}" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
@@ -123,8 +130,6 @@ class DockerRunner(LocalRunner):
         import docker.errors
         import requests.exceptions
         from docker.types import Ulimit
-
-        from assemblage.builds.runner import _show
 
         cwd = os.path.normpath(f"{SANDBOX_ROOT}/{src_rel}/{step.cwd}")
         log.write(f"\n$ {step.name}: {' '.join(_show(a) for a in step.argv)}\n")

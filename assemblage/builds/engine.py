@@ -55,7 +55,7 @@ class BuildOutcome:
             self.scratch = None
 
 
-def make_runner(req: BuildRequest):
+def make_runner(req: BuildRequest) -> LocalRunner:
     """The runner the request asks for (a :class:`BuildError` when it cannot run here)."""
     if req.runner == "docker":
         from assemblage.builds.docker_runner import DEFAULT_IMAGE, DockerRunner
@@ -87,13 +87,11 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
         except BuildError as exc:
             log.write(f"! {exc}\n")
             return BuildOutcome(status="failed", reason="build_environment", message=str(exc))
-        missing = [c for c in compilers.commands() if runner.which(c) is None]
+        missing = compilers.missing(runner.which)
         if missing:
-            where = f"in the image {runner.image}" if runner.name == "docker" else "here"
             msg = (
-                f"{tc.name} for {cfg.platform}-{cfg.arch} is not installed {where} (missing {', '.join(missing)}); "
-                + (f"run: assemblage toolchains install {tc.name}" if runner.name == "local"
-                   else "add its packages to the image's TOOLCHAINS build argument")
+                f"{tc.name} for {cfg.platform}-{cfg.arch} is not installed {runner.where} "
+                f"(missing {', '.join(missing)}); {runner.install_hint(tc.name)}"
             )
             log.write(f"! {msg}\n")
             return BuildOutcome(status="skipped", reason="toolchain_unavailable", message=msg)

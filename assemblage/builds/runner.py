@@ -144,9 +144,14 @@ class LocalRunner:
         self.limits = limits
         self.sandbox = sandbox_available() if sandbox is None else sandbox
 
+    where = "here"  # where the toolchains come from, for messages
+
     def which(self, name: str) -> str | None:
         """Where the command ``name`` is (the host's PATH)."""
         return shutil.which(name)
+
+    def install_hint(self, toolchain: str) -> str:
+        return f"run: assemblage toolchains install {toolchain}"
 
     def view(self, scratch: Path) -> str:
         """Where the build sees its scratch folder."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,8 +61,9 @@ class CompilerSet:
         cmds = [self.cc, self.cxx, self.ar, self.strip]
         return [c for c in cmds if c]
 
-    def missing(self) -> list[str]:
-        return [c for c in self.commands() if shutil.which(c) is None]
+    def missing(self, which: Callable[[str], str | None] = shutil.which) -> list[str]:
+        """The commands ``which`` cannot find (the host's PATH, or a runner's image)."""
+        return [c for c in self.commands() if which(c) is None]
 
 
 class Toolchain(Protocol):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -23,27 +22,18 @@ from assemblage.builds.engine import BuildRequest, run_build
 from assemblage.builds.runner import Limits
 from assemblage.errors import BuildError
 from assemblage.recipes.matrix import Config
-from tests.conftest import REPO, SAMPLES
-
-IMAGE = os.environ.get("ASSEMBLAGE_IMAGE", "assemblage-linux:latest")
+from tests.conftest import SAMPLES
+from tests.integration.docker_support import IMAGE, docker, require_image, skip_without_docker
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.environ.get("ASSEMBLAGE_SKIP_DOCKER") == "1", reason="ASSEMBLAGE_SKIP_DOCKER=1"),
+    skip_without_docker,
 ]
-
-
-def _docker(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def image() -> str:
-    if shutil.which("docker") is None or _docker("info").returncode != 0:
-        pytest.fail("the Docker daemon does not answer: run scripts/docker.sh start (make test does)")
-    if _docker("image", "inspect", IMAGE).returncode != 0:
-        subprocess.run([str(REPO / "scripts" / "docker.sh"), "image"], check=True, timeout=1800)
-    return IMAGE
+    return require_image()
 
 
 def build(src: Path, config: str, tmp_path: Path, **kw):
@@ -54,7 +44,7 @@ def build(src: Path, config: str, tmp_path: Path, **kw):
 
 
 def _containers_left() -> list[str]:
-    return _docker("ps", "-aq", "--filter", "label=assemblage.build").stdout.split()
+    return docker("ps", "-aq", "--filter", "label=assemblage.build").stdout.split()
 
 
 @pytest.mark.parametrize("sample,config,expected", [

@@ -13,8 +13,6 @@ skip these tests on a machine that cannot run Docker.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -22,15 +20,14 @@ import uuid
 import httpx
 import pytest
 
-from tests.integration.service_stack import REPO, S3_KEYS, Stack, missing_services
-
-IMAGE = os.environ.get("ASSEMBLAGE_IMAGE", "assemblage-linux:latest")
+from tests.integration.docker_support import docker, require_image, skip_without_docker
+from tests.integration.service_stack import S3_KEYS, Stack, missing_services
 
 _missing = missing_services()
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(bool(_missing), reason=f"services not reachable: {', '.join(_missing)} (make services)"),
-    pytest.mark.skipif(os.environ.get("ASSEMBLAGE_SKIP_DOCKER") == "1", reason="ASSEMBLAGE_SKIP_DOCKER=1"),
+    skip_without_docker,
 ]
 
 RECIPE = """\
@@ -46,17 +43,9 @@ matrix:
 """
 
 
-def _docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def image() -> str:
-    if shutil.which("docker") is None or _docker("info", check=False).returncode != 0:
-        pytest.fail("the Docker daemon does not answer: run scripts/docker.sh start (make test does)")
-    if _docker("image", "inspect", IMAGE, check=False).returncode != 0:
-        subprocess.run([str(REPO / "scripts" / "docker.sh"), "image"], check=True, timeout=1800)
-    return IMAGE
+    return require_image()
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +58,20 @@ def stack(tmp_path_factory, image):
         env.pop("ASSEMBLAGE_SOURCE_ROOT")
         env.pop("ASSEMBLAGE_CACHE_DIR", None)
         env_args = [a for k, v in sorted(env.items()) for a in ("-e", f"{k}={v}")]
-        _docker("run", "-d", "--rm", "--name", name, "--network", "host", "--memory", "4g", *env_args, image,
-                "assemblage", "worker", "-Q", "crawl,linux", "-c", "2", "-n", "docker@%h")
+        docker("run", "-d", "--rm", "--name", name, "--network", "host", "--memory", "4g", *env_args, image,
+                "assemblage", "worker", "-Q", "crawl,linux", "-c", "2", "-n", "docker@%h", check=True)
         try:
             deadline = time.monotonic() + 90
             while not st._heartbeat_seen("docker"):
-                running = _docker("inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip()
+                running = docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip()
                 if running != "true" or time.monotonic() > deadline:
-                    logs = _docker("logs", name, check=False)
+                    logs = docker("logs", name)
                     raise AssertionError(f"the container worker did not start:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
                 time.sleep(0.5)
             st.container = name  # type: ignore[attr-defined]
             yield st
         finally:
-            _docker("rm", "-f", name, check=False)
+            docker("rm", "-f", name)
 
 
 @pytest.fixture(scope="module")
