@@ -69,7 +69,7 @@ def bench_build(tmp: Path) -> None:
     recipe.write_text(RECIPE.replace("path: recipes/", f"path: {REPO}/recipes/"))
     out = tmp / "embedded"
     t0 = time.perf_counter()
-    subprocess.run(assemblage_cmd("build", str(recipe), "--out", str(out), "--jobs", "2", "--quiet"),
+    subprocess.run(assemblage_cmd("build", str(recipe), "--out", str(out), "--jobs", "2", "--quiet", "--allow-failures"),
                    check=True, capture_output=True, cwd=tmp)
     embedded = time.perf_counter() - t0
     line("embedded `assemblage build -j 2`", f"{embedded:.1f} s")

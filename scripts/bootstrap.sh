@@ -10,10 +10,10 @@ DEMO_PACKAGES=(
   binutils file dpkg-dev git xz-utils bzip2 ca-certificates python3-venv python3-dev
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
   gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf libc6-dev-armhf-cross
+  gcc-mingw-w64 g++-mingw-w64
 )
 TEST_PACKAGES=(
   "${DEMO_PACKAGES[@]}"
-  gcc-mingw-w64 g++-mingw-w64
   redis-server postgresql docker-compose docker.io debootstrap
 )
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from assemblage.pipeline.embedded import Progress as BaseProgress
 from assemblage.pipeline.report import RunReport
 
-__all__ = ["RichProgress", "print_summary", "STATUS_STYLE"]
+__all__ = ["RichProgress", "print_summary", "report_json", "STATUS_STYLE"]
 
 STATUS_STYLE = {
     "succeeded": ("✔", "green"),
@@ -64,9 +64,33 @@ class RichProgress(BaseProgress):
             self._progress.stop()
 
 
-def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: float) -> None:
+def report_json(rep: RunReport, db_path: Path, elapsed: float | None) -> dict:
+    """The summary as a JSON-able dict (``build --json``, ``report --json``; shape in docs/cli.md)."""
+    return {
+        "run": rep.run_id,
+        "recipe": rep.recipe,
+        "status": rep.status,
+        "elapsed": round(elapsed, 3) if elapsed is not None else None,
+        "builds": {"total": rep.total, **dict(sorted(rep.by_status.items()))},
+        "reasons": [{"status": st, "reason": r, "builds": n} for (st, r), n in sorted(rep.by_reason.items())],
+        "binaries": rep.binaries,
+        "functions": rep.functions,
+        "opt_mismatches": rep.opt_mismatches,
+        "analysis_errors": rep.analysis_errors,
+        "reused": rep.reused,
+        "notes": list(rep.notes),
+        "configurations": list(rep.configs),
+        "cells": [{"build": c.build_id, "source": c.source, "position": c.position, "config": c.config,
+                   "status": c.status, "reason": c.reason, "message": c.message, "binaries": c.binaries,
+                   "reused": c.reused} for c in rep.cells],
+        "dataset": str(db_path),
+    }
+
+
+def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: float | None) -> None:
     console.print()
-    console.rule(f"[bold]run {rep.run_id}: {rep.recipe}[/] ({elapsed:.1f}s)")
+    took = f" ({elapsed:.1f}s)" if elapsed is not None else f" ({rep.status})"
+    console.rule(f"[bold]run {rep.run_id}: {rep.recipe}[/]{took}")
     for note in rep.notes:
         console.print(f"[yellow]note:[/] {note}")
     t = Table(title="Builds by status and reason", show_lines=False)

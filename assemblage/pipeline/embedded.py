@@ -31,7 +31,7 @@ from assemblage.pipeline.steps import (
 from assemblage.recipes.models import Recipe
 from assemblage.storage.local import LocalStore
 
-__all__ = ["Dataset", "open_dataset", "run_recipe", "Progress"]
+__all__ = ["Dataset", "find_run", "open_dataset", "open_existing_dataset", "run_recipe", "Progress"]
 
 DATASET_FILE = "dataset.sqlite"
 
@@ -58,6 +58,33 @@ def open_dataset(out: Path, *, work_root: Path | None = None) -> Dataset:
         work_root=work_root,
     )
     return Dataset(root=out, context=ctx)
+
+
+def open_existing_dataset(folder: Path) -> Dataset:
+    """A dataset an earlier ``assemblage build --out FOLDER`` made (never creates one)."""
+    from assemblage.errors import StorageError
+
+    folder = Path(folder)
+    if not (folder / DATASET_FILE).is_file():
+        raise StorageError(f"{folder}: no {DATASET_FILE} here (make one with: assemblage build RECIPE --out {folder})")
+    return open_dataset(folder)
+
+
+def find_run(s, run_id: int | None) -> int:
+    """``run_id`` when the dataset has it, else the latest run; a :class:`LookupError`-free error otherwise."""
+    from sqlalchemy import func
+
+    from assemblage.errors import AssemblageError
+
+    if run_id is None:
+        latest = s.scalar(select(func.max(m.Run.id)))
+        if latest is None:
+            raise AssemblageError("the dataset has no run yet")
+        return latest
+    if s.get(m.Run, run_id) is None:
+        known = list(s.scalars(select(m.Run.id).order_by(m.Run.id)))
+        raise AssemblageError(f"no run {run_id} in the dataset (runs: {', '.join(map(str, known)) or 'none'})")
+    return run_id
 
 
 class Progress:

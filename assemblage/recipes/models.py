@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -172,40 +173,39 @@ SourceSpec = Annotated[
 ]
 
 
+def _known_toolchain(name: str) -> str:
+    from assemblage.toolchains.registry import TOOLCHAINS
+
+    if name not in TOOLCHAINS:
+        raise ValueError(f"unknown toolchain {name!r}; known: {', '.join(TOOLCHAINS)}")
+    return name
+
+
+def _compiler_flag(flag: str) -> str:
+    if not flag.startswith("-"):
+        raise ValueError(f"{flag!r}: a compiler flag starts with '-'")
+    if any(c.isspace() for c in flag):
+        raise ValueError(f"{flag!r}: one flag per list item, no spaces")
+    if re.fullmatch(r"-O.*", flag):
+        raise ValueError(f"{flag!r}: the optimisation level belongs in matrix.opt")
+    return flag
+
+
+# validated item by item, so that every bad entry is reported at its own place (matrix.flags[2])
+ToolchainName = Annotated[str, AfterValidator(_known_toolchain)]
+CompilerFlag = Annotated[str, AfterValidator(_compiler_flag)]
+
+
 class Matrix(_Strict):
     platform: list[Literal["linux", "windows"]] = Field(default_factory=lambda: ["linux"], min_length=1)
     arch: list[Literal["x86_64", "i686", "aarch64", "armhf"]] = Field(
         default_factory=lambda: ["x86_64"], min_length=1
     )
-    toolchain: list[str] = Field(min_length=1)
+    toolchain: list[ToolchainName] = Field(min_length=1)
     opt: list[Literal["O0", "O1", "O2", "O3", "Os", "Oz", "Og", "Ofast", "Od", "Ox"]] = Field(
         default_factory=lambda: ["O0", "O2"], min_length=1
     )
-    flags: list[str] = Field(default_factory=list)
-
-    @field_validator("toolchain")
-    @classmethod
-    def _known_toolchains(cls, v: list[str]) -> list[str]:
-        from assemblage.toolchains.registry import TOOLCHAINS
-
-        unknown = [t for t in v if t not in TOOLCHAINS]
-        if unknown:
-            raise ValueError(
-                f"unknown toolchain(s) {', '.join(map(repr, unknown))}; known: {', '.join(TOOLCHAINS)}"
-            )
-        return v
-
-    @field_validator("flags")
-    @classmethod
-    def _flags(cls, v: list[str]) -> list[str]:
-        for flag in v:
-            if not flag.startswith("-"):
-                raise ValueError(f"{flag!r}: a compiler flag starts with '-'")
-            if any(c.isspace() for c in flag):
-                raise ValueError(f"{flag!r}: one flag per list item, no spaces")
-            if re.fullmatch(r"-O.*", flag):
-                raise ValueError(f"{flag!r}: the optimisation level belongs in matrix.opt")
-        return v
+    flags: list[CompilerFlag] = Field(default_factory=list)
 
     @field_validator("platform", "arch", "toolchain", "opt")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import subprocess
@@ -40,7 +41,8 @@ outputs:
   stripped: true
 """)
     r = assemblage("build", str(recipe), "--out", str(root / "out"), "--jobs", "2")
-    assert r.returncode == 0, r.stdout + r.stderr
+    # the broken sample fails on purpose: the run finished, some builds did not succeed
+    assert r.returncode == 9, r.stdout + r.stderr
     (root / "stdout.txt").write_text(r.stdout)
     return root
 
@@ -183,7 +185,7 @@ def test_build_logs_are_kept(corpus: Path) -> None:
 
 def test_rerun_reuses_finished_builds(corpus: Path) -> None:
     r = assemblage("build", str(corpus / "recipe.yaml"), "--out", str(corpus / "out"), "--jobs", "2")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 9, r.stderr  # the reused failures of the broken sample are still failures
     con = db(corpus)
     runs = con.execute("select max(id) from runs").fetchone()[0]
     rows = con.execute("select status, reused_from_id from builds where run_id = ?", (runs,)).fetchall()
@@ -200,3 +202,40 @@ def test_recipe_check_exit_code(tmp_path: Path) -> None:
     r = assemblage("recipe", "check", str(bad))
     assert r.returncode == 2
     assert "sources[0].ref" in r.stderr
+
+
+def test_summary_as_json_and_again_by_report(corpus: Path) -> None:
+    """`build --json` and `report --json` print the same summary, which agrees with the dataset."""
+    out = corpus / "out"
+    again = assemblage("report", str(out), "--run", "1", "--json")
+    assert again.returncode == 9, again.stderr
+    doc = json.loads(again.stdout)
+    con = db(corpus)
+    assert doc["run"] == 1 and doc["recipe"] == "spine-test"
+    by_status = dict(con.execute("select status, count(*) from builds where run_id = 1 group by status").fetchall())
+    assert {k: v for k, v in doc["builds"].items() if k != "total"} == by_status
+    assert doc["builds"]["total"] == 3 * len(CONFIGS)
+    assert doc["binaries"] == con.execute("select count(*) from binaries where run_id = 1").fetchone()[0]
+    assert doc["functions"] == con.execute(
+        "select count(*) from functions f join binaries b on b.id = f.binary_id where b.run_id = 1").fetchone()[0]
+    assert {"status": "failed", "reason": "compile_error", "builds": len(CONFIGS)} in doc["reasons"]
+    assert {(c["source"], c["config"]) for c in doc["cells"]} == {
+        (s, c) for s in ("calc", "shapes", "broken") for c in CONFIGS}
+    assert doc["dataset"].endswith("dataset.sqlite")
+    # --allow-failures: a script that accepts partial runs gets 0
+    ok = assemblage("report", str(out), "--run", "1", "--allow-failures")
+    assert ok.returncode == 0 and "Builds by status and reason" in ok.stdout
+    missing = assemblage("report", str(out), "--run", "999")
+    assert missing.returncode == 1 and "no run 999" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_build_json_of_a_clean_run_exits_0(tmp_path: Path) -> None:
+    need("gcc-12")
+    recipe = tmp_path / "ok.yaml"
+    recipe.write_text(f"name: ok\nsources: [{{path: {SAMPLES / 'calc'}}}]\nmatrix: {{toolchain: [gcc-12], opt: [O1]}}\n")
+    r = assemblage("build", str(recipe), "--out", str(tmp_path / "out"), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # stdout is the JSON object and nothing else
+    assert doc["builds"] == {"total": 1, "succeeded": 1}
+    assert doc["binaries"] >= 1 and doc["opt_mismatches"] == 0
+    assert doc["cells"][0]["config"] == "linux-x86_64-gcc-12-O1"

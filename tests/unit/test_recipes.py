@@ -91,9 +91,12 @@ def test_every_problem_is_reported_with_its_location(tmp_path: Path) -> None:
     assert "exactly one of" in found["sources[2]"]
     assert "64 hexadecimal" in found["sources[3].sha256"]
     assert "exactly one of" in found["sources[4]"]
-    assert "gcc-99" in found["matrix.toolchain"]
+    assert "gcc-99" in found["matrix.toolchain[1]"] and "matrix.toolchain[0]" not in found
     assert "matrix.opt[1]" in found
-    assert "matrix.flags" in found
+    # every bad flag at its own place, not only the first
+    assert "matrix.opt belongs" in found["matrix.flags[0]"] or "optimisation level" in found["matrix.flags[0]"]
+    assert "no spaces" in found["matrix.flags[1]"]
+    assert "starts with '-'" in found["matrix.flags[2]"]
     assert found["matrix.colour"] == "unknown key"
     assert "not a size" in found["build.memory"]
     assert found["surprise"] == "unknown key"
