@@ -92,10 +92,35 @@ class Settings(BaseSettings):
         return self.database_url.startswith("postgresql")
 
 
+def _check_file_keys(file: Path) -> None:
+    """A key the settings do not have is an error (a misspelt ``databse_url`` is not silently ignored)."""
+    import difflib
+    import tomllib
+
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read the settings file {file}: {exc}") from None
+    known = set(Settings.model_fields)
+    problems = []
+    for key in sorted(data):
+        name = key.lower().removeprefix("assemblage_")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            problems.append(f"{key}: unknown setting" + (f" (did you mean {close[0]}?)" if close else ""))
+    if problems:
+        raise SettingsError(f"invalid settings file {file}: " + "; ".join(problems))
+
+
 def load_settings(file: Path | None = None, **overrides: Any) -> Settings:
     """Read the settings (environment, then the file); raise :class:`SettingsError` with every problem."""
     if file is not None and not Path(file).is_file():
         raise SettingsError(f"settings file {file}: no such file")
+    named = Path(file) if file is not None else (Path(os.environ[SETTINGS_FILE_VAR]) if os.environ.get(SETTINGS_FILE_VAR) else None)
+    if named is not None:
+        if not named.is_file():
+            raise SettingsError(f"settings file {named} ({SETTINGS_FILE_VAR}): no such file")
+        _check_file_keys(named)
     token = _file.set(Path(file) if file is not None else None)
     try:
         return Settings(**overrides)

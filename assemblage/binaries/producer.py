@@ -48,20 +48,42 @@ def opt_from_flags(flags: Sequence[str]) -> str | None:
     return level
 
 
+# Switches whose value may follow as the next word (``-D FOO=1``, ``-I /usr/include``): kept with it.
+_JOINED = frozenset({"-D", "-U", "-I", "-L", "-l"})  # written back as one word: -DFOO=1
+_WITH_VALUE = frozenset({"-include", "-imacros", "-isystem", "-iquote", "-idirafter", "-isysroot", "-iprefix",
+                         "-iwithprefix", "-iwithprefixbefore", "--sysroot", "-Xclang", "-mllvm", "-Xlinker",
+                         "-Xassembler", "-Xpreprocessor", "-target", "-arch", "-aux-info", "-wrapper"})
+
+
 def _clean(tokens: Iterable[str]) -> tuple[str, ...]:
+    """The code-generation switches of a command line: values kept with their switch, each switch once.
+
+    A switch given twice keeps its last place (``-g -O2 -g`` -> ``-O2 -g``), so that "the
+    last ``-O`` wins" reads the same on the cleaned list.
+    """
     out: list[str] = []
-    skip_next = False
-    for t in tokens:
-        if skip_next:
-            skip_next = False
-            continue
+    items = list(tokens)
+    i = 0
+    while i < len(items):
+        t = items[i]
+        i += 1
         if t in _NOISE_WITH_ARG:
-            skip_next = True
+            i += 1
             continue
         if not t.startswith("-") or t in _NOISE or t.startswith("--driver-mode"):
             continue
+        if (t in _JOINED or t in _WITH_VALUE) and i < len(items):
+            value = items[i]
+            i += 1
+            t = f"{t}{value}" if t in _JOINED else f"{t} {value}"
         out.append(t)
-    return tuple(out)
+    seen: set[str] = set()
+    kept: list[str] = []
+    for t in reversed(out):
+        if t not in seen:
+            seen.add(t)
+            kept.append(t)
+    return tuple(reversed(kept))
 
 
 def parse_producer(raw: str, *, source: str = "dwarf") -> Producer:

@@ -52,6 +52,15 @@ def upgrade_database(database_url: str, revision: str = "head") -> None:
         raise StorageError(f"cannot migrate the database: {exc.orig}") from None
 
 
+def _service_sessions(database_url: str):
+    """Sessions on the service's database, once it is reachable and migrated (else a clear error)."""
+    from assemblage.db.session import make_engine, make_sessionmaker, require_schema
+
+    engine = make_engine(database_url)
+    require_schema(engine)
+    return make_sessionmaker(engine)
+
+
 def register(app: typer.Typer) -> None:
     db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
     token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -71,6 +80,9 @@ def register(app: typer.Typer) -> None:
         from assemblage.api import create_app
 
         settings = _settings(settings_file)
+        from assemblage.db.session import make_engine, require_schema
+
+        require_schema(make_engine(settings.database_url))  # refuse to start on an unmigrated database
         store = None
         if settings.storage_url.startswith("s3://"):
             from assemblage.tasks.runtime import open_object_store
@@ -127,12 +139,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create an API token and print it (it is shown only this once)."""
         from assemblage.db.auth import SCOPES, create_token
-        from assemblage.db.session import make_engine, make_sessionmaker, session_scope
+        from assemblage.db.session import session_scope
 
         if scope not in SCOPES:
             raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}")
         settings = _settings(settings_file)
-        sessions = make_sessionmaker(make_engine(settings.database_url))
+        sessions = _service_sessions(settings.database_url)
         with session_scope(sessions) as s:
             token = create_token(s, scope=scope, name=name, secret=settings.secret_key.get_secret_value())
         typer.echo(token)
@@ -143,10 +155,10 @@ def register(app: typer.Typer) -> None:
         from sqlalchemy import select
 
         from assemblage.db.auth import ApiToken
-        from assemblage.db.session import make_engine, make_sessionmaker, session_scope
+        from assemblage.db.session import session_scope
 
         settings = _settings(settings_file)
-        sessions = make_sessionmaker(make_engine(settings.database_url))
+        sessions = _service_sessions(settings.database_url)
         with session_scope(sessions) as s:
             for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
                 when = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ") if d else "-"  # noqa: E731
@@ -160,10 +172,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Revoke a token: every request that presents it is refused from now on."""
         from assemblage.db.auth import revoke_token
-        from assemblage.db.session import make_engine, make_sessionmaker, session_scope
+        from assemblage.db.session import session_scope
 
         settings = _settings(settings_file)
-        sessions = make_sessionmaker(make_engine(settings.database_url))
+        sessions = _service_sessions(settings.database_url)
         try:
             with session_scope(sessions) as s:
                 row = revoke_token(s, token_id)

@@ -15,7 +15,7 @@ from assemblage.db.models import Base
 from assemblage.errors import StorageError
 
 __all__ = ["make_engine", "make_sessionmaker", "sqlite_url", "init_schema", "session_scope", "is_postgres",
-           "reserve_ids", "copy_rows"]
+           "reserve_ids", "copy_rows", "require_schema"]
 
 
 def sqlite_url(path: Path) -> str:
@@ -45,6 +45,27 @@ def init_schema(engine: Engine) -> None:
         Base.metadata.create_all(engine)
     except OperationalError as exc:
         raise StorageError(f"cannot create the schema at {engine.url!r}: {exc.orig}") from None
+
+
+def require_schema(engine: Engine) -> None:
+    """Refuse, with the fix, a service database that cannot be reached or was never migrated.
+
+    Without this, the first query of ``token create`` or of the API on an empty
+    database ends in SQLAlchemy's "no such table" traceback.
+    """
+    from sqlalchemy import inspect
+
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise StorageError(f"cannot reach the database at {where}: {reason}") from None
+    missing = {"alembic_version", "runs", "builds", "api_tokens"} - tables
+    if missing:
+        raise StorageError(f"the database at {where} has no Assemblage schema yet "
+                           f"(missing {', '.join(sorted(missing))}): run `assemblage db upgrade`")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

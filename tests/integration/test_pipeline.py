@@ -239,3 +239,16 @@ def test_build_json_of_a_clean_run_exits_0(tmp_path: Path) -> None:
     assert doc["builds"] == {"total": 1, "succeeded": 1}
     assert doc["binaries"] >= 1 and doc["opt_mismatches"] == 0
     assert doc["cells"][0]["config"] == "linux-x86_64-gcc-12-O1"
+
+
+def test_observed_flags_are_clean(corpus: Path) -> None:
+    """flags_observed: each switch once, values with their switch, the configuration's level present."""
+    con = db(corpus)
+    rows = con.execute("select config, flags_observed, producer from binaries where format = 'elf'").fetchall()
+    assert rows
+    for row in rows:
+        flags = json.loads(row["flags_observed"])
+        assert flags, row["config"]
+        assert len(flags) == len(set(flags)), flags
+        assert not {"-D", "-U", "-I", "-include"} & set(flags), flags
+        assert f"-{row['config'].rsplit('-', 1)[1]}" in flags, (row["config"], flags)

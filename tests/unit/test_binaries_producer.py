@@ -63,3 +63,20 @@ def test_observed_opt_is_majority_of_units_with_functions():
 def test_observed_opt_tie_goes_to_more_functions_and_ignores_unknown():
     assert observed_opt([(_p("O1"), 2), (_p("O3"), 9), (_p(None), 30), (None, 5)])[0] == "O3"
     assert observed_opt([(None, 1)]) == (None, ())
+
+
+def test_switch_values_stay_with_their_switch_and_repeats_are_dropped():
+    # what clang-19 -grecord-gcc-switches really records (llvm-dwarfdump-19 shows it so)
+    raw = ("Debian clang version 19.1.7 (3~deb12u1) /usr/lib/llvm-19/bin/clang -g -grecord-command-line -O2 "
+           "-D FOO=1 -I /usr/include -include cfg.h -g -c p.c -o p.o")
+    p = parse_producer(raw)
+    assert p.flags == ("-grecord-command-line", "-O2", "-DFOO=1", "-I/usr/include", "-include cfg.h", "-g")
+    assert p.opt == "O2"
+    # gcc repeats -g when both the build and our wrapper ask for it
+    g = parse_producer("GNU C17 12.2.0 -mtune=generic -march=x86-64 -g -g -O2 -fasynchronous-unwind-tables")
+    assert g.flags == ("-mtune=generic", "-march=x86-64", "-g", "-O2", "-fasynchronous-unwind-tables")
+
+
+def test_last_o_switch_still_wins_after_dropping_repeats():
+    p = parse_producer("GNU C17 12.2.0 -O2 -O0 -O2 -O0 -g")
+    assert p.flags == ("-O2", "-O0", "-g") and p.opt == "O0"

@@ -56,3 +56,30 @@ def test_commands_are_registered():
     r = CliRunner().invoke(app, ["--help"])
     for cmd in ("serve", "worker", "db", "token"):
         assert cmd in r.output
+
+
+def test_token_create_before_db_upgrade_says_what_to_run(env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).with_name("assemblage")
+    r = subprocess.run([str(cli), "token", "create", "--scope", "read"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 7
+    assert "Traceback" not in r.stderr and "no such table" not in r.stderr.lower()
+    assert "run `assemblage db upgrade`" in r.stderr
+
+
+def test_a_misspelt_setting_in_the_file_is_an_error(env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    f = env / "settings.toml"
+    f.write_text('databse_url = "sqlite:///elsewhere.sqlite"\nsweep_interval = 3\n')
+    cli = Path(sys.executable).with_name("assemblage")
+    r = subprocess.run([str(cli), "token", "list", "--settings", str(f)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 8, r.stderr
+    assert "databse_url: unknown setting (did you mean database_url?)" in r.stderr
+    assert "sweep_interval" not in r.stderr  # known keys are fine
+    assert "Traceback" not in r.stderr
