@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
 
+    # GitHub crawls
+    github_token: SecretStr | None = None  # one or several personal access tokens, comma-separated
+    github_api_url: str = "https://api.github.com"
+    github_max_wait: float = Field(120.0, ge=0)  # longest rate-limit wait inside one task (longer: retried later)
+    github_clone_prefix: str = "https://github.com/"  # a search result whose clone URL starts otherwise is skipped
+
     # workers
     cache_dir: Path = Path("assemblage-data/sources")  # fetched sources on this worker
     work_root: Path | None = None  # scratch folders of builds

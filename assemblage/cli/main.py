@@ -112,6 +112,19 @@ def _show_report(report, db_path: Path, elapsed: float | None, *, as_json: bool,
 
 
 @app.command()
+def crawl(
+    recipe: Annotated[Path, typer.Argument(help="The recipe (YAML)")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="A dataset folder whose answer cache to use and keep (default: a temporary one)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Print what the recipe's searches would add (repositories and why others were skipped), building nothing."""
+    from assemblage.cli.crawl import crawl_recipe
+
+    crawl_recipe(recipe, out, as_json=as_json, console=console)
+
+
+@app.command()
 def report(
     dataset: Annotated[Path, typer.Argument(help="A dataset folder (assemblage build --out DIR)")],
     run: Annotated[Optional[int], typer.Option("--run", min=1, help="The run (default: the latest)")] = None,

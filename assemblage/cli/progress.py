@@ -52,6 +52,11 @@ class RichProgress(BaseProgress):
         self._progress.start()
         self._task = self._progress.add_task(self._description(), total=total, last="")
 
+    def grow(self, more: int) -> None:
+        self.total += more
+        if self._progress is not None and more:
+            self._progress.update(self._task, total=self.total, description=self._description())
+
     def advance(self, status: str, label: str) -> None:
         self.counts[status] += 1
         if self._progress is not None:

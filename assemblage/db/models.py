@@ -40,6 +40,10 @@ __all__ = [
     "Rva",
     "Source",
     "Worker",
+    "Crawl",
+    "CrawlWindow",
+    "CrawlRepo",
+    "HttpCache",
     "BUILD_STATUSES",
     "FINAL_STATUSES",
 ]
@@ -80,6 +84,7 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, running, finished, failed
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # dropped configurations, warnings
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # build/outputs options in force
+    expanded: Mapped[bool] = mapped_column(Boolean, default=False)  # sources, builds and crawls were added
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -314,3 +319,76 @@ class Worker(Base):
     build_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Crawl(Base):
+    """A GitHub search of one run (or of ``assemblage crawl``), done step by step and resumable.
+
+    Everything a crawl learnt is in its rows (windows with their cursors, the
+    repositories found with their verdicts), committed after every request, so
+    a crawl killed midway resumes where it stopped, repeating nothing and
+    skipping nothing. No token is ever stored.
+    """
+
+    __tablename__ = "crawls"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # the github entry's place in the recipe
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the recipe entry (query, licences, created, limit)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, running, finished, failed
+    error: Mapped[str | None] = mapped_column(Text)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    not_modified: Mapped[int] = mapped_column(Integer, default=0)  # answered 304 from the cache
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CrawlWindow(Base):
+    """One search query of a crawl: a licence and a ``created`` range, split in halves when it has over 1000 results."""
+
+    __tablename__ = "crawl_windows"
+    __table_args__ = (Index("ix_crawl_windows_crawl", "crawl_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))
+    query: Mapped[str] = mapped_column(Text)  # the full search query
+    base: Mapped[str] = mapped_column(Text)  # the query without its created: qualifier
+    created: Mapped[str | None] = mapped_column(String(30))  # YYYY-MM-DD..YYYY-MM-DD
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending, done, split
+    next_url: Mapped[str | None] = mapped_column(Text)  # the page to fetch next (None: the first)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+
+
+class CrawlRepo(Base):
+    """A repository a crawl found, and what it decided (accepted, or skipped with a reason)."""
+
+    __tablename__ = "crawl_repos"
+    __table_args__ = (UniqueConstraint("crawl_id", "full_name"), Index("ix_crawl_repos_todo", "crawl_id", "status", "id"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))
+    full_name: Mapped[str] = mapped_column(String(300))
+    clone_url: Mapped[str] = mapped_column(String(1000))
+    default_branch: Mapped[str] = mapped_column(String(300))
+    license: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="candidate")  # candidate, accepted, skipped
+    reason: Mapped[str | None] = mapped_column(String(40))  # fork, mirror, licence, duplicate, gone, no_build_system
+    commit: Mapped[str | None] = mapped_column(String(40))
+    tree: Mapped[str | None] = mapped_column(String(40))
+    build_system: Mapped[str | None] = mapped_column(String(20))
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id"))
+
+
+class HttpCache(Base):
+    """Answers kept for conditional requests (ETag / If-None-Match): an unchanged page costs nothing."""
+
+    __tablename__ = "http_cache"
+
+    url: Mapped[str] = mapped_column(String(2000), primary_key=True)
+    etag: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -21,6 +21,8 @@ from assemblage.db import models as m
 from assemblage.db.session import init_schema, make_engine, make_sessionmaker, sqlite_url
 from assemblage.pipeline.steps import (
     Context,
+    complete_crawl,
+    crawl_run_source,
     create_run,
     execute_build,
     fetch_run_source,
@@ -92,6 +94,9 @@ class Progress:
 
     def start(self, total: int) -> None: ...
 
+    def grow(self, more: int) -> None:
+        """More builds than ``start`` said (a crawl added sources)."""
+
     def advance(self, status: str, label: str) -> None: ...
 
     def stop(self) -> None: ...
@@ -118,9 +123,8 @@ def run_recipe(
         run.status, run.started_at = "running", m.utcnow()
         s.commit()
         source_ids = list(s.scalars(select(m.Source.id).where(m.Source.run_id == run_id).order_by(m.Source.position)))
-        builds_by_source: dict[int, list[int]] = {}
-        for bid, sid in s.execute(select(m.Build.id, m.Build.source_id).where(m.Build.run_id == run_id).order_by(m.Build.id)):
-            builds_by_source.setdefault(sid, []).append(bid)
+        crawl_ids = list(s.scalars(select(m.Crawl.id).where(m.Crawl.run_id == run_id).order_by(m.Crawl.id)))
+    builds_by_source = _builds_by_source(ctx, run_id)
     allow_builds()
     total = sum(len(v) for v in builds_by_source.values())
     progress.start(total)
@@ -135,15 +139,37 @@ def run_recipe(
         with lock:
             progress.advance(status, labels.get(bid, ""))
 
+    def crawl(cid: int) -> list[int]:
+        from assemblage.pipeline.crawl import GithubUnavailable, RateLimited, fail_crawl
+        from assemblage.settings import load_settings
+
+        try:  # embedded: wait out rate limits of up to an hour here, rather than fail the search
+            return crawl_run_source(ctx, cid, load_settings(), max_wait=3600)
+        except (RateLimited, GithubUnavailable) as exc:
+            fail_crawl(ctx.sessions, cid, str(exc))
+            return complete_crawl(ctx, cid)
+
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="asm")
     try:
         pending: set[Future] = set()
         fetches = {pool.submit(fetch_run_source, ctx, sid): sid for sid in source_ids}
-        pending |= set(fetches)
+        crawls = {pool.submit(crawl, cid): cid for cid in crawl_ids}
+        pending |= set(fetches) | set(crawls)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                fut.result()  # re-raise programming errors; expected failures are recorded by the steps
+                result = fut.result()  # re-raise programming errors; expected failures are recorded by the steps
+                if fut in crawls:  # the repositories it accepted are sources now: fetch them
+                    new = _builds_by_source(ctx, run_id, result)
+                    builds_by_source.update(new)
+                    labels.update(_labels(ctx, run_id))
+                    with lock:
+                        progress.grow(sum(len(v) for v in new.values()))
+                    for sid in result:
+                        f = pool.submit(fetch_run_source, ctx, sid)
+                        fetches[f] = sid
+                        pending.add(f)
+                    continue
                 sid = fetches.get(fut)
                 if sid is not None:
                     for bid in builds_by_source.get(sid, []):
@@ -160,6 +186,17 @@ def run_recipe(
     progress.stop()
     finish_run(ctx, run_id)
     return run_id
+
+
+def _builds_by_source(ctx: Context, run_id: int, source_ids: list[int] | None = None) -> dict[int, list[int]]:
+    with ctx.sessions() as s:
+        q = select(m.Build.id, m.Build.source_id).where(m.Build.run_id == run_id)
+        if source_ids is not None:
+            q = q.where(m.Build.source_id.in_(source_ids))
+        out: dict[int, list[int]] = {}
+        for bid, sid in s.execute(q.order_by(m.Build.id)):
+            out.setdefault(sid, []).append(bid)
+        return out
 
 
 def _labels(ctx: Context, run_id: int) -> dict[int, str]:

@@ -32,7 +32,8 @@ from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
 from assemblage.storage.base import ObjectStore, sha256_file
 
-__all__ = ["Context", "create_run", "expand_run", "fetch_run_source", "execute_build", "finish_run", "build_key"]
+__all__ = ["Context", "create_run", "expand_run", "complete_crawl", "crawl_run_source", "fetch_run_source",
+           "execute_build", "finish_run", "build_key"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: b
                 "build": recipe.build.model_dump(mode="json"),
                 "outputs": recipe.outputs.model_dump(mode="json"),
                 "flags": list(recipe.matrix.flags),
+                "configs": [c.id for c in configs],  # the matrix, expanded once
             },
         )
         s.add(run)
@@ -95,54 +97,110 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: b
 def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
     """Add the run's sources and one pending build per source x configuration. Idempotent.
 
+    A ``github`` source becomes a crawl (``pipeline/crawl.py``) whose repositories are
+    added to the run as sources when it finishes (:func:`complete_crawl`).
     Returns False when the run is gone or was already expanded.
     """
+    from assemblage.pipeline.crawl import create_crawl
     from assemblage.recipes.load import parse_recipe_text
-    from assemblage.sources import source_label, source_name
+    from assemblage.recipes.models import GithubSource
 
     with session_scope(ctx.sessions) as s:
         run = s.get(m.Run, run_id, with_for_update=True)
-        if run is None or s.scalar(select(m.Source.id).where(m.Source.run_id == run_id).limit(1)) is not None:
+        if run is None or run.expanded:
             return False
         recipe = recipe or parse_recipe_text(run.recipe.text)
-        configs, _ = expand_matrix(recipe)
-        cfg_rows = [_config_row(s, c) for c in configs]
-        for pos, (spec, error) in enumerate(_expand_sources(recipe)):
-            src = m.Source(
-                run_id=run.id, position=pos, spec=spec.model_dump(mode="json", exclude_none=True),
-                label=source_label(spec), kind=spec.kind, name=source_name(spec),
-            )
-            if error:
-                src.status, src.error = "failed", error
-            s.add(src)
-            s.flush()
-            for cfg in cfg_rows:
-                b = m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id,
-                            flags_requested=list(recipe.matrix.flags))
-                if error:
-                    b.status, b.reason, b.message, b.finished_at = "skipped", "source_unavailable", error[:2000], _utcnow()
-                s.add(b)
+        configs = _run_configs(s, run)
+        for pos, spec in enumerate(recipe.sources):
+            if isinstance(spec, GithubSource):
+                create_crawl(s, spec, run_id=run.id, position=pos)
+            else:
+                _add_source(s, run, pos, spec, list(recipe.matrix.flags), configs=configs)
+        run.expanded = True
         return True
 
 
-def _expand_sources(recipe: Recipe):
-    """The recipe's sources with each ``github`` search replaced by the repositories it finds.
+def _run_configs(s: Session, run: m.Run) -> list[m.Configuration]:
+    """The run's configurations, as :func:`create_run` expanded them."""
+    return [_config_row(s, Config.parse(c)) for c in run.options["configs"]]
 
-    A search that cannot run (no token, no network) stays as one failed source,
-    so the coverage shows the gap instead of hiding it.
+
+def _add_source(s: Session, run: m.Run, position: int, spec, flags: list[str], *, error: str | None = None,
+                configs: list[m.Configuration] | None = None) -> m.Source:
+    """One source of the run and its pending builds (skipped at once when ``error`` says it cannot be had)."""
+    from assemblage.sources import source_label, source_name
+
+    src = m.Source(run_id=run.id, position=position, spec=spec.model_dump(mode="json", exclude_none=True),
+                   label=source_label(spec), kind=spec.kind, name=source_name(spec))
+    if error:
+        src.status, src.error = "failed", error
+    s.add(src)
+    s.flush()
+    for cfg in configs if configs is not None else _run_configs(s, run):
+        b = m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id, flags_requested=list(flags))
+        if error:
+            b.status, b.reason, b.message, b.finished_at = "skipped", "source_unavailable", error[:2000], _utcnow()
+        s.add(b)
+    return src
+
+
+def complete_crawl(ctx: Context, crawl_id: int) -> list[int]:
+    """A finished crawl's repositories become sources of its run (a failed one, one failed source). Idempotent.
+
+    Returns the ids of the sources added now (to be fetched).
     """
+    from assemblage.pipeline.crawl import accepted_sources
     from assemblage.recipes.models import GithubSource
-    from assemblage.sources import expand_github
 
-    for spec in recipe.sources:
-        if isinstance(spec, GithubSource):
-            try:
-                for found in expand_github(spec):
-                    yield found, None
-            except AssemblageError as exc:
-                yield spec, str(exc)
-        else:
-            yield spec, None
+    with session_scope(ctx.sessions) as s:
+        crawl = s.get(m.Crawl, crawl_id, with_for_update=True)
+        if crawl is None or crawl.run_id is None or crawl.status not in ("finished", "failed"):
+            return []
+        run = s.get(m.Run, crawl.run_id)
+        flags = list(parse_recipe_flags(run))
+        configs = _run_configs(s, run)
+        next_pos = lambda: (s.scalar(select(func.max(m.Source.position)).where(m.Source.run_id == run.id)) or 0) + 1  # noqa: E731
+        added = []
+        if crawl.status == "failed":
+            if not s.scalar(select(m.Source.id).where(m.Source.run_id == run.id, m.Source.kind == "github",
+                                                      m.Source.label == f"github:{crawl.spec['github']['query']}")):
+                _add_source(s, run, next_pos(), GithubSource.model_validate(crawl.spec), flags,
+                            error=crawl.error or "the GitHub crawl failed", configs=configs)
+            return []
+        for repo, spec in accepted_sources(s, crawl_id):
+            if repo.source_id is not None:
+                continue
+            src = _add_source(s, run, next_pos(), spec, flags, configs=configs)
+            repo.source_id = src.id
+            added.append(src.id)
+        if not added and crawl.accepted == 0:
+            note = f"github:{crawl.spec['github']['query']}: the crawl accepted no repository"
+            if note not in (run.notes or []):
+                run.notes = [*(run.notes or []), note]
+        return added
+
+
+def crawl_run_source(ctx: Context, crawl_id: int, settings, *, transport=None,  # noqa: ANN001
+                     max_wait: float | None = None) -> list[int]:
+    """Run a crawl to its end in this process and add what it found to its run; returns the new source ids.
+
+    :class:`~assemblage.sources.github.RateLimited` and ``GithubUnavailable`` propagate (the
+    crawl is resumable: retry later); any other failure fails the crawl, never the run.
+    """
+    from assemblage.pipeline.crawl import GithubUnavailable, RateLimited, fail_crawl, make_client, run_crawl
+
+    try:
+        with make_client(settings, ctx.sessions, transport=transport, max_wait=max_wait) as client:
+            run_crawl(ctx.sessions, crawl_id, client)
+    except (RateLimited, GithubUnavailable):
+        raise
+    except AssemblageError as exc:  # no token, every token refused, a rejected query
+        fail_crawl(ctx.sessions, crawl_id, str(exc))
+    return complete_crawl(ctx, crawl_id)
+
+
+def parse_recipe_flags(run: m.Run) -> list[str]:
+    return list(run.options.get("flags", []))
 
 
 def _config_row(s: Session, c: Config) -> m.Configuration:
@@ -533,6 +591,12 @@ def finish_run(ctx: Context, run_id: int) -> dict[str, int]:
             select(m.Build.status, func.count()).where(m.Build.run_id == run_id).group_by(m.Build.status)
         ).all())
         run = s.get(m.Run, run_id)
-        if not counts.get("pending") and not counts.get("running"):
+        crawling = s.scalar(select(func.count()).select_from(m.Crawl)
+                            .where(m.Crawl.run_id == run_id, m.Crawl.status.in_(("pending", "running"))))
+        unplaced = s.scalar(select(func.count()).select_from(m.CrawlRepo).join(m.Crawl, m.CrawlRepo.crawl_id == m.Crawl.id)
+                            .where(m.Crawl.run_id == run_id, m.Crawl.status == "finished",
+                                   m.CrawlRepo.status == "accepted", m.CrawlRepo.source_id.is_(None)))
+        if (not counts.get("pending") and not counts.get("running") and not crawling and not unplaced
+                and run.expanded and run.status not in ("finished", "interrupted", "cancelled")):
             run.status, run.finished_at = "finished", _utcnow()
         return counts

@@ -7,7 +7,6 @@ write into their copy. The result, :class:`FetchedSource`, records what pins the
 source: the git commit, the archive's sha256, the Debian version.
 
     fetch_source(spec, base=recipe_dir, cache=out_dir / "sources") -> FetchedSource
-    expand_github(github_spec) -> [GitSource, ...]       # then fetch_source on each
     safe_extract(archive, dest) -> root folder           # refuses anything that escapes ``dest``
 
 Errors: :class:`~assemblage.errors.SourceError`, and its subclass
@@ -36,12 +35,10 @@ from assemblage.sources._util import safe_name
 from assemblage.sources.archive import archive_name, fetch_archive, safe_extract
 from assemblage.sources.debian import fetch_debian
 from assemblage.sources.git import fetch_git, git_name, is_remote
-from assemblage.sources.github import expand_github
 from assemblage.sources.licenses import detect_license
 
 __all__ = [
     "FetchedSource",
-    "expand_github",
     "fetch_source",
     "pin_spec",
     "safe_extract",
@@ -212,7 +209,7 @@ def fetch_source(spec, *, base: Path, cache: Path, timeout: float = 600) -> Fetc
                              version=rec["version"], license=rec.get("license") or detect_license(root),
                              url=rec.get("url"), last_update=_date(rec.get("last_update")))
     if isinstance(spec, GithubSource):
-        raise SourceError(f"{label}: a github search is expanded into git sources first (expand_github)")
+        raise SourceError(f"{label}: a github search becomes git sources through a crawl (assemblage.pipeline.crawl)")
     raise SourceError(f"not a source: {spec!r}")
 
 

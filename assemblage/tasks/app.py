@@ -71,11 +71,11 @@ celery_app = make_celery()
 
 
 _TASKS = {"start": ("assemblage.start_run", None), "fetch": ("assemblage.fetch", CRAWL_QUEUE),
-          "build": ("assemblage.build", None)}
+          "crawl": ("assemblage.crawl", CRAWL_QUEUE), "build": ("assemblage.build", None)}
 
 
 def send(kind: str, obj_id: int, config: str | None = None, *, app: Celery | None = None) -> None:
-    """Send one task by kind (``start``, ``fetch``, ``build``). Call it only after the rows are committed."""
+    """Send one task by kind (``start``, ``fetch``, ``crawl``, ``build``). Call it only after the rows are committed."""
     name, queue = _TASKS[kind]
     if kind == "build":
         if config is None:

@@ -100,6 +100,8 @@ def resend_lost(sessions: sessionmaker[Session], send) -> int:
             return 0
         starts = list(s.scalars(select(m.Run.id).where(m.Run.id.in_(runs), m.Run.status == "pending")))
         fetches = list(s.scalars(select(m.Source.id).where(m.Source.run_id.in_(runs), m.Source.status == "pending")))
+        crawls = list(s.scalars(select(m.Crawl.id).where(m.Crawl.run_id.in_(runs),
+                                                         m.Crawl.status.in_(("pending", "running")))))
         builds = s.execute(
             select(m.Build.id, m.Configuration.identifier)
             .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
@@ -110,9 +112,11 @@ def resend_lost(sessions: sessionmaker[Session], send) -> int:
         send("start", rid, None)
     for sid in fetches:
         send("fetch", sid, None)
+    for cid in crawls:
+        send("crawl", cid, None)
     for bid, config in builds:
         send("build", bid, config)
-    n = len(starts) + len(fetches) + len(builds)
+    n = len(starts) + len(fetches) + len(crawls) + len(builds)
     if n:
         log.warning("the broker holds nothing for %d unfinished message(s): sent them again", n)
     return n

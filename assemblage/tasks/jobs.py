@@ -21,7 +21,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from assemblage.db import models as m
 from assemblage.db.session import session_scope
-from assemblage.pipeline.steps import execute_build, expand_run, fetch_run_source, finish_run, record_internal_error
+from assemblage.pipeline.steps import (
+    crawl_run_source,
+    execute_build,
+    expand_run,
+    fetch_run_source,
+    finish_run,
+    record_internal_error,
+)
 from assemblage.storage.s3 import TransientStorageError
 from assemblage.tasks.app import celery_app, send
 from assemblage.tasks.runtime import (
@@ -36,7 +43,8 @@ from assemblage.tasks.runtime import (
     touch,
 )
 
-__all__ = ["start_run", "fetch", "build", "noop", "TRANSIENT", "claim_build", "send_build", "send_fetch", "send_start"]
+__all__ = ["start_run", "fetch", "crawl", "build", "noop", "TRANSIENT", "claim_build", "send_build", "send_crawl",
+           "send_fetch", "send_start"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,10 @@ def send_fetch(source_id: int) -> None:
     send("fetch", source_id)
 
 
+def send_crawl(crawl_id: int) -> None:
+    send("crawl", crawl_id)
+
+
 def send_build(build_id: int, config: str) -> None:
     send("build", build_id, config)
 
@@ -103,11 +115,44 @@ def start_run(self, run_id: int) -> int:
             run.status, run.started_at = "running", m.utcnow()
         sources = list(s.scalars(select(m.Source.id).where(m.Source.run_id == run_id, m.Source.status != "failed")
                                  .order_by(m.Source.position)))
+        crawls = list(s.scalars(select(m.Crawl.id).where(m.Crawl.run_id == run_id,
+                                                         m.Crawl.status.in_(("pending", "running")))
+                                .order_by(m.Crawl.id)))
     for sid in sources:  # committed above: the fetches will find the run running
         send_fetch(sid)
-    if not sources:
+    for cid in crawls:
+        send_crawl(cid)
+    if not sources and not crawls:
         finish_run(rt.context(), run_id)  # nothing to fetch (every source failed to expand)
-    return len(sources)
+    return len(sources) + len(crawls)
+
+
+@celery_app.task(bind=True, name="assemblage.crawl", acks_late=True, reject_on_worker_lost=True,
+                 max_retries=None, time_limit=6 * 3600, **_RETRY)
+def crawl(self, crawl_id: int) -> int:
+    """Run a GitHub crawl (resumable) and send a fetch for every repository it added. Returns sources added.
+
+    A rate limit longer than ``github_max_wait`` or a GitHub outage retries the task later
+    (with the wait GitHub asked for); the crawl resumes from its last committed step.
+    """
+    from assemblage.pipeline.crawl import GithubUnavailable, RateLimited
+
+    rt = runtime(_settings())
+    ctx = rt.context()
+    try:
+        added = crawl_run_source(ctx, crawl_id, rt.settings)
+    except RateLimited as exc:
+        raise self.retry(countdown=max(1.0, exc.wait), max_retries=None) from None
+    except GithubUnavailable:
+        raise self.retry(countdown=60, max_retries=None) from None
+    for sid in added:  # committed by complete_crawl
+        send_fetch(sid)
+    with session_scope(rt.sessions) as s:
+        c = s.get(m.Crawl, crawl_id)
+        run_id = c.run_id if c is not None else None
+    if run_id is not None:
+        finish_run(ctx, run_id)
+    return len(added)
 
 
 @celery_app.task(bind=True, name="assemblage.fetch", acks_late=True, reject_on_worker_lost=True,
