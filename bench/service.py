@@ -159,7 +159,7 @@ def _synthetic(n_funcs: int, lines_per: int):
     funcs = [SimpleNamespace(name=f"fn_{i}", sha256="a" * 64, source_file="src/x.c", prototype=None,
                              linkage_name=None, demangled=None, start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60,
                              size=60, decl_line=i, compilation_unit="x.c", is_static=False, label_source="dwarf",
-                             pic_hash=None, ranges=[SimpleNamespace(start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60)],
+                             pic_hash=None, size_inferred=False, ranges=[SimpleNamespace(start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60)],
                              lines=[SimpleNamespace(line=i + k, address=0x1000 + 64 * i + 4 * k, length=4,
                                                     source_file="src/x.c") for k in range(lines_per)])
              for i in range(n_funcs)]

@@ -151,7 +151,8 @@ def _analyze(elf: ElfFile, path: str, lines: bool) -> BinaryAnalysis:
         early_names = [f.linkage_name for f in early]
         hash_job = _hash(hasher, early, early_names)
         by_addr = function_symbols(elf.symbols() or elf.symbols(dynamic=True), thumb=arch == "armhf")
-        res.functions, res.disagreements = merge_symbols(dwarf.functions, by_addr, has_dwarf=bool(dwarf.functions), code_ranges=code)
+        res.functions, res.disagreements = merge_symbols(dwarf.functions, by_addr, has_dwarf=bool(dwarf.functions),
+                                                         code_ranges=code, code_end=hasher.code_end)
         known = {id(f) for f in early}
         late = [f for f in res.functions if id(f) not in known]
         late_job = _hash(hasher, late, [f.linkage_name for f in late])

@@ -53,9 +53,13 @@ class FunctionHasher:
         self.read = read
         self.is_address = is_address
         self._md = None
+        self._extent_md = None  # the decoder code_end uses (armhf: Thumb-2, though its hash stays raw)
         self.method = "raw"
         try:
             import capstone
+
+            if arch == "armhf":  # Debian's armhf code is Thumb-2
+                self._extent_md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB)
 
             if arch == "x86_64":
                 self._md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
@@ -69,6 +73,7 @@ class FunctionHasher:
         except (ImportError, AttributeError, OSError):  # capstone missing or without that arch
             self._md = None
             self.method = "raw"
+        self._extent_md = self._extent_md or self._md
 
     def hash(self, ranges: Sequence[Range]) -> tuple[str | None, str | None, str | None]:
         """(sha256, pic_hash, method) of the function made of ``ranges`` (address order)."""
@@ -94,6 +99,34 @@ class FunctionHasher:
         except Exception:  # capstone failing on odd bytes: say so, keep the raw hash
             return sha, sha, "raw"
         return sha, pic.hexdigest(), self.method
+
+    def code_end(self, start: int, limit: int) -> int:
+        """Where the code from ``start`` really ends before ``limit``: padding (nops, int3, zeros) trimmed.
+
+        For symbols that carry no size (crt start-up code). Decodes forward and keeps
+        the end of the last instruction that is not padding; where the bytes cannot be
+        decoded only trailing zeros are trimmed, and without a decoder the whole gap is kept.
+        """
+        code = self.read(start, limit)
+        if not code:
+            return start
+        if self._extent_md is None:  # no decoder: the whole gap, padding included
+            return limit
+        end = start
+        offset = 0
+        try:
+            for addr, size, mnem, _ops in self._extent_md.disasm_lite(code, start):
+                raw = code[offset:offset + size]
+                offset += size
+                # zero bytes pad sections on x86 and AArch64; in Thumb code they end literal pools
+                if mnem not in _PADDING and (raw.strip(b"\0") or self.arch == "armhf"):
+                    end = addr + size
+        except Exception:  # capstone failing on odd bytes: keep what the zeros say
+            return start + len(code.rstrip(b"\0"))
+        rest = code[offset:]
+        if rest.strip(b"\0") or (rest and self.arch == "armhf"):  # bytes it could not decode: not padding
+            return start + len(code.rstrip(b"\0")) if self.arch != "armhf" else limit
+        return end
 
     def _number(self, m: re.Match[str]) -> str:
         v = int(m.group(2), 16)
@@ -163,6 +196,9 @@ class FunctionHasher:
         h.update("\n".join(out).encode())
         if done < len(code):
             h.update(b"\0RAW\0" + code[done:])
+
+
+_PADDING = frozenset({"nop", "int3", "nopw", "nopl", "xchg ax, ax"})
 
 
 def hash_all(hasher: FunctionHasher, ranges: Sequence[Sequence[Range]]) -> list[tuple[str | None, str | None, str | None]]:

@@ -77,6 +77,9 @@ class Function:
     entry: int | None = None  # the entry address (DW_AT_low_pc / entry_pc / first range); not always ``start``
     aliases: list[str] = field(default_factory=list)  # other names for exactly the same code (symbols, DIEs)
     pic_hash_method: str | None = None  # how pic_hash was made: "x86-masked", "aarch64-masked", "raw"
+    # the symbol said size 0 (crt start-up code such as _init, deregister_tm_clones): the extent is
+    # the code from the symbol to the next function or the end of its section, padding trimmed
+    size_inferred: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Function, tuple(getattr(self, f) for f in _FUNCTION_FIELDS))

@@ -13,6 +13,11 @@ recorded (never silently resolved):
 * ``split_part``: a symbol (``foo.cold``) marks a non-entry range of a DWARF
   function; DWARF makes it part of ``foo``, the symbol table a function.
 * ``inside_function``: a symbol in the middle of a DWARF function's range.
+* ``size_inferred``: a FUNC symbol of size 0 (crt start-up code such as
+  ``_init``, ``deregister_tm_clones``, ``frame_dummy``: assembled or compiled
+  without ``.size``). Its extent runs to the next function or symbol, or the
+  end of its section, with the padding trimmed by ``code_end``; the function is
+  marked ``size_inferred``.
 
 Several symbols at one address (aliases, C1/C2 constructors, ``.dynsym``
 copies) give one function; the extra names go to ``Function.aliases``.
@@ -20,8 +25,8 @@ copies) give one function; the extra names go to ``Function.aliases``.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 
 from .elf_file import STT_FUNC, STT_GNU_IFUNC, ElfSymbol
 from .model import Disagreement, Function, Range
@@ -57,6 +62,7 @@ def merge_symbols(
     *,
     has_dwarf: bool,
     code_ranges: Sequence[tuple[int, int]],
+    code_end: Callable[[int, int], int] | None = None,
 ) -> tuple[list[Function], list[Disagreement]]:
     """Merge DWARF functions with FUNC symbols; return (all functions, disagreements)."""
     out = list(functions)
@@ -91,6 +97,7 @@ def merge_symbols(
                 names = ", ".join(s.name for s in by_addr[r.start])
                 dis.append(Disagreement("split_part", r.start, f"symbol {names} is a part of {f.name} (dwarf range {r.start:#x}-{r.end:#x})"))
     code = sorted(code_ranges)
+    starts = sorted({r.start for f in functions for r in f.ranges} | set(by_addr))
     for addr in sorted(by_addr):
         if addr in used:
             continue
@@ -100,14 +107,25 @@ def merge_symbols(
             dis.append(Disagreement("inside_function", addr, f"symbol {syms[0].name} lies inside {spans[k][2].name}"))
             continue
         s = max(syms, key=lambda s: (s.size, s.bind in (1, 2)))
-        if not any(lo <= addr < hi for lo, hi in code):
+        section = next(((lo, hi) for lo, hi in code if lo <= addr < hi), None)
+        if section is None:
             continue  # a FUNC symbol outside executable sections (e.g. descriptors); not code
-        ranges = [Range(addr, addr + s.size)] if s.size else []
+        size, inferred = s.size, False
+        if not size and code_end is not None:
+            k = bisect_left(starts, addr + 1)
+            limit = min(starts[k] if k < len(starts) else section[1], section[1])
+            size = max(0, code_end(addr, limit) - addr)
+            inferred = size > 0
+            if inferred:
+                dis.append(Disagreement("size_inferred", addr, f"symbol {s.name} has size 0; its code runs "
+                                                               f"{addr:#x}-{addr + size:#x}"))
+        ranges = [Range(addr, addr + size)] if size else []
         f = Function(
             name=s.name,
             start=addr,
-            end=addr + s.size,
-            size=s.size,
+            end=addr + size,
+            size=size,
+            size_inferred=inferred,
             ranges=ranges,
             linkage_name=s.name,
             demangled=None,

@@ -24,8 +24,11 @@ Rules:
 * ``not_code``: a FUNC symbol outside every executable section (e.g. a
   function descriptor in data); it is not code, we make no function of it.
 
-FUNC symbols with size 0 (``_init``, crt helpers) are functions of ours with
-an unknown extent: ``size`` 0, no ranges; they match on address and name.
+FUNC symbols with size 0 (``_init``, crt helpers) are functions of ours whose
+extent we infer (``size_inferred``): they match readelf on address and name, and
+their end must be where ``llvm-objdump-19 -d`` shows the last instruction that is
+not padding (nop, int3, zero bytes) before the next FUNC symbol or the end of the
+section.
 """
 
 from __future__ import annotations
@@ -304,6 +307,7 @@ def verify_binary(path: str, analysis: BinaryAnalysis, *, lines: bool = True) ->
     for f in ours:
         if f.label_source == "symtab" and f.start not in sym_addrs:
             rep.unexplained.append(f"symtab: our {f.name} at {f.start:#x} is not a FUNC symbol per readelf")
+    _verify_inferred_sizes(rep, path, ours, sorted(sym_addrs), code, thumb=thumb)
     # 3. Demangled names.
     mangled = [f for f in ours if f.linkage_name and f.linkage_name.startswith("_Z")]
     if mangled and shutil.which("c++filt"):
@@ -321,6 +325,39 @@ def verify_binary(path: str, analysis: BinaryAnalysis, *, lines: bool = True) ->
     if lines and analysis.has_debug_info:
         _verify_lines(rep, path, ours)
     return rep
+
+
+# "  1016: c3    retq" (x86: bytes) or "  bc0: d503201f   nop" (AArch64: one word)
+_OBJDUMP_INSN = re.compile(r"^\s*([0-9a-f]+):\s+((?:[0-9a-f]{2,8} )+)\s*(\S*)")
+_PADDING_MNEMONICS = ("nop", "int3")
+
+
+def _verify_inferred_sizes(rep: Report, path: str, ours: list[Function], sym_addrs: list[int],
+                           code: Sequence[tuple[int, int]], *, thumb: bool = False) -> None:
+    """Each inferred extent ends where llvm-objdump's last non-padding instruction ends.
+
+    Zero bytes count as padding, except in Thumb code, where they end literal pools.
+    """
+    for f in (f for f in ours if f.size_inferred):
+        section_end = next((hi for lo, hi in code if lo <= f.start < hi), None)
+        k = bisect_right(sym_addrs, f.start)
+        limit = min(x for x in (sym_addrs[k] if k < len(sym_addrs) else None, section_end) if x is not None)
+        out = _run(["llvm-objdump-19", "-d",
+                    f"--start-address={f.start:#x}", f"--stop-address={limit:#x}", path])
+        end = f.start
+        for line in out.splitlines():
+            m = _OBJDUMP_INSN.match(line)
+            if not m:
+                continue
+            addr, raw, mnem = int(m.group(1), 16), m.group(2).split(), m.group(3)
+            if mnem.startswith(_PADDING_MNEMONICS) or (not "".join(raw).strip("0") and not thumb):
+                continue
+            end = addr + sum(len(word) // 2 for word in raw)
+        if end == f.end:
+            rep.counts["inferred_sizes_matched"] = rep.counts.get("inferred_sizes_matched", 0) + 1
+        else:
+            rep.unexplained.append(f"extent: our {f.name} ends at {f.end:#x}, llvm-objdump's last instruction "
+                                   f"before {limit:#x} ends at {end:#x}")
 
 
 def _verify_lines(rep: Report, path: str, ours: list[Function]) -> None:

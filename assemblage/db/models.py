@@ -249,6 +249,8 @@ class Function(Base):
     is_static: Mapped[bool | None] = mapped_column(Boolean)
     label_source: Mapped[str] = mapped_column(String(10))
     pic_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    # the symbol had size 0 (crt start-up code): the extent was inferred up to the next function, padding trimmed
+    size_inferred: Mapped[bool] = mapped_column(Boolean, default=False)
 
     binary: Mapped[Binary] = relationship(back_populates="functions")
 

@@ -504,7 +504,7 @@ def insert_ground_truth(s: Session, binary_id: int, a) -> None:
              "prototype": f.prototype, "linkage_name": f.linkage_name, "demangled": f.demangled,
              "start": f.start, "end": f.end, "size": f.size, "decl_line": f.decl_line,
              "compilation_unit": f.compilation_unit, "is_static": f.is_static,
-             "label_source": f.label_source, "pic_hash": f.pic_hash}
+             "label_source": f.label_source, "pic_hash": f.pic_hash, "size_inferred": f.size_inferred}
             for f in funcs
         ]
         ids = list(s.scalars(insert(m.Function).returning(m.Function.id, sort_by_parameter_order=True), rows))
@@ -530,7 +530,8 @@ def insert_ground_truth(s: Session, binary_id: int, a) -> None:
 
 
 _FUNCTION_COLUMNS = ["id", "binary_id", "name", "hash", "source_file", "prototype", "linkage_name", "demangled",
-                     "start", "end", "size", "decl_line", "compilation_unit", "is_static", "label_source", "pic_hash"]
+                     "start", "end", "size", "decl_line", "compilation_unit", "is_static", "label_source", "pic_hash",
+                     "size_inferred"]
 
 
 def _copy_ground_truth(s: Session, binary_id: int, funcs) -> None:
@@ -548,7 +549,7 @@ def _copy_functions(s: Session, binary_id: int, funcs) -> list[int]:
     ids = reserve_ids(s, "functions", len(funcs))
     copy_rows(s, "functions", _FUNCTION_COLUMNS, (
         (fid, binary_id, f.name, f.sha256, f.source_file, f.prototype, f.linkage_name, f.demangled, f.start, f.end,
-         f.size, f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash)
+         f.size, f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash, f.size_inferred)
         for fid, f in zip(ids, funcs, strict=True)))
     return ids
 

@@ -252,3 +252,14 @@ def test_observed_flags_are_clean(corpus: Path) -> None:
         assert len(flags) == len(set(flags)), flags
         assert not {"-D", "-U", "-I", "-include"} & set(flags), flags
         assert f"-{row['config'].rsplit('-', 1)[1]}" in flags, (row["config"], flags)
+
+
+def test_start_up_symbols_get_their_extent(corpus: Path) -> None:
+    """crt code whose symbols say size 0 gets a real extent and hashes; nothing is left at size 0."""
+    con = db(corpus)
+    rows = con.execute("select f.name, f.size, f.hash, f.size_inferred from functions f"
+                       " join binaries b on b.id = f.binary_id where b.format = 'elf'").fetchall()
+    inferred = {r["name"] for r in rows if r["size_inferred"]}
+    assert {"_init", "deregister_tm_clones", "frame_dummy"} <= inferred, inferred
+    assert all(r["size"] > 0 and r["hash"] for r in rows if r["size_inferred"])
+    assert not [r["name"] for r in rows if r["size"] == 0], "functions left without an extent"

@@ -105,7 +105,7 @@ def test_indexes_serve_the_api_queries(pg_db):
 def synthetic_analysis(n_funcs: int, lines_per: int):
     f = [SimpleNamespace(name=f"fn_{i}", sha256="a" * 64, source_file="src/x.c", prototype=None, linkage_name=None,
                          demangled=None, start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60, size=60, decl_line=i,
-                         compilation_unit="x.c", is_static=False, label_source="dwarf", pic_hash=None,
+                         compilation_unit="x.c", is_static=False, label_source="dwarf", pic_hash=None, size_inferred=False,
                          ranges=[SimpleNamespace(start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60)],
                          lines=[SimpleNamespace(line=i + k, address=0x1000 + 64 * i + 4 * k, length=4,
                                                 source_file="src/x.c") for k in range(lines_per)])
@@ -174,7 +174,7 @@ def _awkward_analysis():
             demangled=None if i % 4 else name, start=0x2000 + 256 * i, end=0x2000 + 256 * i + 200 + i, size=200 + i,
             decl_line=None if i == 2 else i * 10, compilation_unit=None if i == 3 else "cu\\1.c",
             is_static=None if i == 4 else bool(i % 2), label_source="dwarf" if i % 2 else "symtab",
-            pic_hash=f"{i + 7:064x}" if i % 2 else None, ranges=ranges,
+            pic_hash=f"{i + 7:064x}" if i % 2 else None, ranges=ranges, size_inferred=i == 6,
             lines=[SimpleNamespace(line=i + k, address=0x2000 + 256 * i + 4 * k, length=4 + k,
                                    source_file=None if k == 1 else f"src/{name}.c") for k in range(i % 4)]))
     return SimpleNamespace(functions=fs, inlinings=[])
@@ -183,7 +183,8 @@ def _awkward_analysis():
 def _stored(s, bid: int):
     funcs = s.execute(text(
         'SELECT id, name, hash, source_file, prototype, linkage_name, demangled, start, "end", size, decl_line,'
-        " compilation_unit, is_static, label_source, pic_hash FROM functions WHERE binary_id = :b ORDER BY id"),
+        " compilation_unit, is_static, label_source, pic_hash, size_inferred FROM functions WHERE binary_id = :b"
+        " ORDER BY id"),
         {"b": bid}).all()
     out = []
     for fid, *cols in funcs:
@@ -196,7 +197,7 @@ def _stored(s, bid: int):
 
 def _expected(a):
     return [((f.name, f.sha256, f.source_file, f.prototype, f.linkage_name, f.demangled, f.start, f.end, f.size,
-              f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash),
+              f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash, f.size_inferred),
              [(r.start, r.end) for r in f.ranges] or [(f.start, f.end)],
              [(ln.line, ln.address, ln.length, ln.source_file) for ln in f.lines]) for f in a.functions]
 
