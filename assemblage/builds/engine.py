@@ -48,6 +48,7 @@ class BuildOutcome:
     pdbs: dict[str, Path] = field(default_factory=dict)  # relpath of a PE -> its PDB
     scratch: Path | None = None  # caller removes it (``cleanup``) after storing the binaries
     strip_tool: str | None = None
+    source_view: str | None = None  # where the build saw the source tree (debug paths start there)
 
     def cleanup(self) -> None:
         if self.scratch is not None and not os.environ.get("ASSEMBLAGE_KEEP_SCRATCH"):
@@ -102,6 +103,7 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
             src = scratch / "src"
             shutil.copytree(req.source_dir, src, symlinks=True, copy_function=copy_file)
             view = runner.view(scratch)
+            outcome.source_view = f"{view}/src"
             cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id, which=runner.which)
             tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
             candidates = build_system_candidates(src)

@@ -2,7 +2,11 @@
 
 The tables ``binaries``, ``functions``, ``rvas``, ``lines`` and ``pdbs`` are a
 superset of the published Assemblage SQLite schema, so that scripts written
-for that dataset keep working on ``DIR/dataset.sqlite``. The other tables
+for that dataset keep working on ``DIR/dataset.sqlite``. Where the published
+type differs from ours, the published column keeps the published type and
+ours sits next to it: ``binaries.repo_last_update`` is Unix seconds (an
+``Integer`` in harp-lab/Assemblage_dataset_cli's ``dataset_orm.py``), and
+``binaries.repo_last_update_at`` the same instant as a timestamp. The other tables
 (recipes, runs, sources, configurations, builds, inlines) are ours.
 """
 
@@ -195,8 +199,10 @@ class Binary(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     license: Mapped[str | None] = mapped_column(String(200))
     repo_commit_hash: Mapped[str | None] = mapped_column(String(64))
-    repo_last_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the published type: Unix time in seconds (UTC); the same instant as a timestamp is ours, below
+    repo_last_update: Mapped[int | None] = mapped_column(BigInteger)
     # ours
+    repo_last_update_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"), index=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))  # indexed with id, above
     source: Mapped[str] = mapped_column(String(1000))
@@ -238,6 +244,8 @@ class Function(Base):
     hash: Mapped[str | None] = mapped_column(String(64))  # sha256 of the function's bytes
     source_file: Mapped[str | None] = mapped_column(Text)
     prototype: Mapped[str | None] = mapped_column(Text)
+    top_comments: Mapped[str | None] = mapped_column(Text)  # the comment right above the declaration
+    source_codes: Mapped[str | None] = mapped_column(Text)  # the function's text (assemblage.sources.text)
     # ours
     linkage_name: Mapped[str | None] = mapped_column(Text)
     demangled: Mapped[str | None] = mapped_column(Text)
@@ -273,6 +281,7 @@ class Line(Base):
     rva: Mapped[int] = mapped_column(BigInteger)
     length: Mapped[int] = mapped_column(BigInteger)
     source_file: Mapped[str | None] = mapped_column(Text)
+    source_code: Mapped[str | None] = mapped_column(Text)  # the text of that line (None outside the checkout)
 
 
 class Pdb(Base):

@@ -334,7 +334,8 @@ def execute_build(ctx: Context, build_id: int) -> str:
         outcome = run_build(request, log_path)
         try:
             t0 = time.monotonic()
-            records = _analyse_and_store(ctx, outcome, config, want_stripped, log_path)
+            tree = _source_tree(checkout, outcome.source_view)
+            records = _analyse_and_store(ctx, outcome, config, want_stripped, log_path, tree)
             analysis_duration = time.monotonic() - t0
             log_key = f"logs/build-{build_id}.log"
             ctx.store.store(log_key, log_path, meta={"content-type": "text/plain"})
@@ -351,6 +352,17 @@ def execute_build(ctx: Context, build_id: int) -> str:
         b.finished_at = _utcnow()
         b.opt_mismatches = _write_binaries(s, b, records, config, source_info)
     return outcome.status
+
+
+def _source_tree(checkout: Path, view: str | None):
+    """The checkout as this build saw it, for cutting the source text of its functions."""
+    import os
+
+    from assemblage.sources.text import SourceTree
+
+    if view is None:
+        return None
+    return SourceTree(checkout, [view, os.path.realpath(view)])
 
 
 def _ensure_checkout(ctx: Context, src: m.Source, base: Path) -> Path:
@@ -411,9 +423,15 @@ class _Stored:
     error: str | None = None
     stripped: tuple[str, str] | None = None  # (sha256, key)
     pdb: tuple[str, str, str] | None = None  # (sha256, key, local name)
+    texts: list[Any] | None = None  # per function: (source_codes, top_comments, [text of each line row])
 
 
-def _analyse_and_store(ctx: Context, outcome: BuildOutcome, config: Config, want_stripped: bool, log_path: Path) -> list[_Stored]:
+def _analyse_and_store(ctx: Context, outcome: BuildOutcome, config: Config, want_stripped: bool, log_path: Path,
+                       tree=None) -> list[_Stored]:  # noqa: ANN001
+    """Store each binary, analyse it, and cut its functions' source text from the checkout (``tree``).
+
+    ``tree`` reads each source file once for all the binaries of the build.
+    """
     from assemblage.binaries import analyze_file_bounded
 
     records = []
@@ -435,6 +453,8 @@ def _analyse_and_store(ctx: Context, outcome: BuildOutcome, config: Config, want
                 except InvalidBinaryError as exc:
                     rec.error = exc.problem
                     log.write(f"! analysis of {found.relpath} failed: {exc.problem}\n")
+                if rec.analysis is not None and tree is not None:
+                    rec.texts = tree.cut_functions(rec.analysis.functions)
             if want_stripped and found.format in ("elf", "pe"):
                 rec.stripped = _stripped_copy(ctx, found.path, outcome.strip_tool, log)
             records.append(rec)
@@ -469,7 +489,9 @@ def _write_binaries(s: Session, b: m.Build, records: list[_Stored], config: Conf
             build_mode="Debug" if config.opt in ("O0", "Od") else "Release",
             toolset_version=(f"{producer.compiler} {producer.version}" if producer and producer.version else config.toolchain),
             github_url=info["url"], optimization=config.opt, hash=rec.sha256, size=rec.size,
-            license=info["license"], repo_commit_hash=info["commit"], repo_last_update=info["last_update"],
+            license=info["license"], repo_commit_hash=info["commit"],
+            repo_last_update=int(info["last_update"].timestamp()) if info["last_update"] else None,
+            repo_last_update_at=info["last_update"],
             build_id=b.id, run_id=b.run_id, source=info["label"], source_kind=info["kind"],
             source_version=info["version"], arch=a.arch if a is not None else config.arch, format=rec.format,
             bits=getattr(a, "bits", None), kind=rec.kind, toolchain=config.toolchain, config=config.id,
@@ -489,34 +511,44 @@ def _write_binaries(s: Session, b: m.Build, records: list[_Stored], config: Conf
             s.add(m.Pdb(binary_id=row.id, pdb_path=rec.pdb[1], hash=rec.pdb[0], guid=getattr(a, "pdb_guid", None),
                         age=getattr(a, "pdb_age", None), codeview_path=getattr(a, "pdb_path", None)))
         if a is not None:
-            insert_ground_truth(s, row.id, a)
+            insert_ground_truth(s, row.id, a, rec.texts)
     return mismatches
 
 
-def insert_ground_truth(s: Session, binary_id: int, a) -> None:
-    """Bulk-insert functions, their ranges, lines and inlining facts of one binary."""
+_NO_TEXT = (None, None, ())
+
+
+def insert_ground_truth(s: Session, binary_id: int, a, texts: list[Any] | None = None) -> None:
+    """Bulk-insert functions, their ranges, lines and inlining facts of one binary.
+
+    ``texts`` holds, per function, its ``source_codes``, ``top_comments`` and the text of each
+    of its line rows (see ``SourceTree.cut_functions``); None when no checkout was at hand.
+    """
     funcs = a.functions
+    texts = texts if texts is not None else [_NO_TEXT] * len(funcs)
     if funcs and is_postgres(s):
-        _copy_ground_truth(s, binary_id, funcs)
+        _copy_ground_truth(s, binary_id, funcs, texts)
     elif funcs:
         rows = [
             {"binary_id": binary_id, "name": f.name, "hash": f.sha256, "source_file": f.source_file,
-             "prototype": f.prototype, "linkage_name": f.linkage_name, "demangled": f.demangled,
+             "prototype": f.prototype, "top_comments": t[1], "source_codes": t[0],
+             "linkage_name": f.linkage_name, "demangled": f.demangled,
              "start": f.start, "end": f.end, "size": f.size, "decl_line": f.decl_line,
              "compilation_unit": f.compilation_unit, "is_static": f.is_static,
              "label_source": f.label_source, "pic_hash": f.pic_hash, "size_inferred": f.size_inferred}
-            for f in funcs
+            for f, t in zip(funcs, texts, strict=True)
         ]
         ids = list(s.scalars(insert(m.Function).returning(m.Function.id, sort_by_parameter_order=True), rows))
         rvas, lines = [], []
-        for fid, f in zip(ids, funcs):
+        for fid, f, t in zip(ids, funcs, texts):
             for r in (f.ranges or []):
                 rvas.append({"function_id": fid, "start": r.start, "end": r.end})
             if not f.ranges:
                 rvas.append({"function_id": fid, "start": f.start, "end": f.end})
-            for ln in f.lines:
+            line_texts = t[2] or (None,) * len(f.lines)
+            for ln, text in zip(f.lines, line_texts):
                 lines.append({"function_id": fid, "line_number": ln.line, "rva": ln.address,
-                              "length": ln.length, "source_file": ln.source_file})
+                              "length": ln.length, "source_file": ln.source_file, "source_code": text})
         if rvas:
             s.execute(insert(m.Rva), rvas)
         for i in range(0, len(lines), 50_000):
@@ -529,28 +561,32 @@ def insert_ground_truth(s: Session, binary_id: int, a) -> None:
         ])
 
 
-_FUNCTION_COLUMNS = ["id", "binary_id", "name", "hash", "source_file", "prototype", "linkage_name", "demangled",
-                     "start", "end", "size", "decl_line", "compilation_unit", "is_static", "label_source", "pic_hash",
-                     "size_inferred"]
+_FUNCTION_COLUMNS = ["id", "binary_id", "name", "hash", "source_file", "prototype", "top_comments", "source_codes",
+                     "linkage_name", "demangled", "start", "end", "size", "decl_line", "compilation_unit", "is_static",
+                     "label_source", "pic_hash", "size_inferred"]
 
 
-def _copy_ground_truth(s: Session, binary_id: int, funcs) -> None:
+def _copy_ground_truth(s: Session, binary_id: int, funcs, texts: list[Any]) -> None:
     """PostgreSQL: ids from the sequence, then COPY functions, ranges and lines (tens of thousands of rows)."""
-    ids = _copy_functions(s, binary_id, funcs)
+    ids = _copy_functions(s, binary_id, funcs, texts)
     copy_rows(s, "rvas", ["function_id", "start", "end"], (
         row for fid, f in zip(ids, funcs)
         for row in ([(fid, r.start, r.end) for r in f.ranges] if f.ranges else [(fid, f.start, f.end)])))
-    copy_rows(s, "lines", ["function_id", "line_number", "rva", "length", "source_file"], (
-        (fid, ln.line, ln.address, ln.length, ln.source_file) for fid, f in zip(ids, funcs) for ln in f.lines))
+    copy_rows(s, "lines", ["function_id", "line_number", "rva", "length", "source_file", "source_code"], (
+        (fid, ln.line, ln.address, ln.length, ln.source_file, text)
+        for fid, f, t in zip(ids, funcs, texts)
+        for ln, text in zip(f.lines, t[2] or (None,) * len(f.lines))))
 
 
-def _copy_functions(s: Session, binary_id: int, funcs) -> list[int]:
+def _copy_functions(s: Session, binary_id: int, funcs, texts: list[Any] | None = None) -> list[int]:
     """PostgreSQL: COPY the ``functions`` rows of one binary with ids taken from the sequence; returns the ids."""
     ids = reserve_ids(s, "functions", len(funcs))
+    texts = texts if texts is not None else [_NO_TEXT] * len(funcs)
     copy_rows(s, "functions", _FUNCTION_COLUMNS, (
-        (fid, binary_id, f.name, f.sha256, f.source_file, f.prototype, f.linkage_name, f.demangled, f.start, f.end,
-         f.size, f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash, f.size_inferred)
-        for fid, f in zip(ids, funcs, strict=True)))
+        (fid, binary_id, f.name, f.sha256, f.source_file, f.prototype, t[1], t[0], f.linkage_name, f.demangled,
+         f.start, f.end, f.size, f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash,
+         f.size_inferred)
+        for fid, f, t in zip(ids, funcs, texts, strict=True)))
     return ids
 
 

@@ -92,6 +92,55 @@ def test_sqlite_migrates_with_the_same_models(tmp_path):
     engine.dispose()
 
 
+_ONE_BINARY = [
+    "INSERT INTO recipes (id, name, description, text, sha256, created_at) VALUES (1, 'r', '', '', 'x', :t)",
+    "INSERT INTO runs (id, recipe_id, status, notes, options, created_at) VALUES (1, 1, 'finished', '[]', '{}', :t)",
+    "INSERT INTO sources (id, run_id, position, spec, label, kind, name, status, last_update)"
+    " VALUES (1, 1, 0, '{}', 'p', 'path', 'p', 'fetched', :t)",
+    "INSERT INTO configurations (id, identifier, platform, arch, toolchain, opt)"
+    " VALUES (1, 'linux-x86_64-gcc-12-O2', 'linux', 'x86_64', 'gcc-12', 'O2')",
+    "INSERT INTO builds (id, run_id, source_id, configuration_id, status, flags_requested, attempts, opt_mismatches)"
+    " VALUES (1, 1, 1, 1, 'succeeded', '[]', 1, 0)",
+    "INSERT INTO binaries (id, file_name, path, platform, build_mode, optimization, hash, size, repo_last_update,"
+    " build_id, run_id, source, source_kind, arch, format, toolchain, config, relpath, flags_requested, opt_mismatch,"
+    " function_count, notes) VALUES (1, 'a', 'objects/a', 'linux', 'Release', 'O2', 'h', 1, :t, 1, 1, 'p', 'path',"
+    " 'x86_64', 'elf', 'gcc-12', 'linux-x86_64-gcc-12-O2', 'a', '[]', false, 0, '{}')",
+]
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_source_text_migration_moves_repo_last_update_to_unix_seconds(backend, pg_db, tmp_path):
+    """0001 kept repo_last_update as a timestamp; the published type is Unix seconds, ours moves beside it."""
+    from datetime import datetime, timezone
+
+    from assemblage.cli.service import upgrade_database
+
+    url = f"sqlite:///{tmp_path}/m.sqlite" if backend == "sqlite" else pg_db
+    when = datetime(2024, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    if backend == "postgresql":  # pg_db is at head: start again from 0001
+        from alembic import command
+
+        from assemblage.cli.service import alembic_config
+
+        command.downgrade(alembic_config(url), "0001")
+    else:
+        upgrade_database(url, "0001")
+    engine = create_engine(url)
+    with engine.begin() as c:
+        for stmt in _ONE_BINARY:
+            c.execute(text(stmt), {"t": when if backend == "postgresql" else "2024-03-04 05:06:07.000000"})
+    engine.dispose()
+    upgrade_database(url)
+    engine = create_engine(url)
+    with engine.connect() as c:
+        seconds, at = c.execute(text("SELECT repo_last_update, repo_last_update_at FROM binaries")).one()
+        cols = {col["name"] for t in ("functions", "lines") for col in inspect(c).get_columns(t)}
+    engine.dispose()
+    assert seconds == int(when.timestamp()) == 1709528767
+    assert {"top_comments", "source_codes", "source_code"} <= cols
+    assert at is not None
+
+
 def test_indexes_serve_the_api_queries(pg_db):
     engine = create_engine(pg_db)
     insp = inspect(engine)
