@@ -152,3 +152,10 @@ def test_tree_limits_size_and_decodes_latin1(tmp_path: Path) -> None:
 def test_names_that_cannot_be_found_fall_back_to_line_rows(name: str) -> None:
     got = SourceFile("int f(void) {\n    return 0;\n}\n").cut(1, name, [2])
     assert (got.rule, got.last_line) == ("lines", 2)
+
+
+def test_an_else_branch_starts_again_from_the_depth_of_its_if() -> None:
+    got = cut("int two_headers(int x) {", "two_headers")
+    assert got.rule == "braces"
+    assert got.source_code == "int two_headers(int x) {\n#endif\n    return x - 1;\n}"
+    assert got.top_comment is None  # the #ifdef line stands between the comment and the function
