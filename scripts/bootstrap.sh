@@ -15,6 +15,8 @@ DEMO_PACKAGES=(
 TEST_PACKAGES=(
   "${DEMO_PACKAGES[@]}"
   redis-server postgresql docker-compose docker.io debootstrap
+  chromium  # the web pages' tests (headless, over the DevTools protocol)
+  universal-ctags  # the source-text tests' oracle
 )
 
 missing() {

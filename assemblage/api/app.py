@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 
+from assemblage.api.security import Authenticator, TokenAuthenticator
 from assemblage.errors import StorageError
 from assemblage.settings import Settings, get_settings
 from assemblage.storage import ObjectStore
@@ -29,8 +30,11 @@ def create_app(
     store: ObjectStore | None = None,
     dispatcher: Dispatcher | None = None,
     sweep: bool = False,
+    auth: Authenticator | None = None,
+    ui: bool = True,
 ) -> FastAPI:
-    """The API. Missing parts are made from the settings; ``sweep`` runs the requeue sweeper in this process."""
+    """The API and the pages (``/ui``). Missing parts are made from the settings; ``sweep`` runs the
+    requeue sweeper in this process; ``auth`` decides who a presented token is (default: the token table)."""
     from assemblage.api.routers import binaries, builds, functions, runs, workers
     from assemblage.db.session import make_engine, make_sessionmaker
 
@@ -72,8 +76,13 @@ def create_app(
     app.state.sessions = sessions
     app.state.store = store
     app.state.dispatcher = dispatcher
+    app.state.auth = auth or TokenAuthenticator(sessions, settings.secret_key.get_secret_value())
     for r in (runs.router, builds.router, binaries.router, functions.router, workers.router):
         app.include_router(r, prefix=API_PREFIX)
+    if ui:
+        from assemblage.api.ui import mount_ui
+
+        mount_ui(app)
 
     @app.exception_handler(StorageError)
     async def _storage(_req: Request, exc: StorageError) -> JSONResponse:

@@ -9,7 +9,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from assemblage.db.auth import ApiToken, find_token, scope_allows
+from assemblage.api.security import SAFE_METHODS, Principal, check_csrf, presented_secret
+from assemblage.db.auth import scope_allows
 from assemblage.settings import Settings
 from assemblage.storage import ObjectStore
 from assemblage.tasks.dispatch import Dispatcher
@@ -44,29 +45,37 @@ DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 
 
 def require_scope(need: str):
-    """A dependency that admits a bearer token whose scope covers ``need`` (401 without one, 403 if too weak)."""
+    """A dependency that admits a caller whose scope covers ``need`` (401 without one, 403 if too weak).
+
+    Programs present a bearer token; the pages present the session cookie (see
+    :mod:`assemblage.api.security`), which must come with the CSRF token on a request that
+    changes something.
+    """
 
     def check(
         request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> ApiToken:
-        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+    ) -> Principal:
+        bearer = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else None
+        secret, by_cookie = presented_secret(request, bearer)
+        if not secret:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
-        secret = request.app.state.settings.secret_key.get_secret_value()
-        with request.app.state.sessions() as s:
-            token = find_token(s, creds.credentials, secret)
-        if token is None:
+        principal = request.app.state.auth.authenticate(secret)
+        if principal is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token",
                                 headers={"WWW-Authenticate": "Bearer"})
-        if not scope_allows(token.scope, need):
+        if by_cookie and request.method not in SAFE_METHODS:
+            check_csrf(request, principal, request.app.state.settings.secret_key.get_secret_value(),
+                       request.headers.get("x-csrf-token"))
+        if not scope_allows(principal.scope, need):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs a token with scope {need}")
-        return token
+        return principal
 
     check.__name__ = f"require_{need}"
     return check
 
 
-ReadToken = Annotated[ApiToken, Depends(require_scope("read"))]
-SubmitToken = Annotated[ApiToken, Depends(require_scope("submit"))]
-AdminToken = Annotated[ApiToken, Depends(require_scope("admin"))]
+ReadToken = Annotated[Principal, Depends(require_scope("read"))]
+SubmitToken = Annotated[Principal, Depends(require_scope("submit"))]
+AdminToken = Annotated[Principal, Depends(require_scope("admin"))]

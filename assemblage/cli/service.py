@@ -1,4 +1,5 @@
-"""Commands of the distributed mode: ``serve``, ``worker``, ``db upgrade``, ``token create|list|revoke``."""
+"""Commands of the distributed mode: ``serve``, ``worker``, ``db upgrade``, ``token create|list|revoke``,
+and ``ui DIR`` (the web pages over an embedded dataset)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,25 @@ def register(app: typer.Typer) -> None:
         api = create_app(settings, store=store, sweep=sweep)
         uvicorn.run(api, host=host or settings.api_host, port=port or settings.api_port, log_level="info",
                     proxy_headers=True)
+
+    @app.command()
+    def ui(
+        dataset: Annotated[Path, typer.Argument(help="A dataset folder made by `assemblage build`")],
+        port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1")] = 8765,
+    ) -> None:
+        """Serve the web pages over an embedded dataset, on 127.0.0.1 only, read-only.
+
+        Prints a link with a key made for this server alone (in the part after ``#``, which the
+        browser keeps to itself); the pages ask for it again after the server restarts.
+        """
+        import uvicorn
+
+        from assemblage.api.ui.local import local_app
+
+        app, key = local_app(dataset)
+        typer.echo(f"serving {dataset.resolve()} at http://127.0.0.1:{port}/ui/", err=True)
+        typer.echo(f"open: http://127.0.0.1:{port}/ui/login#{key}", err=True)
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
     @app.command()
     def worker(
