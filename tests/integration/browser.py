@@ -9,6 +9,7 @@ as root, ``--no-sandbox`` (Chromium refuses to run as root with its sandbox).
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -51,7 +52,8 @@ class Browser:
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
         pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json() if t["type"] == "page"]
-        self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
+        self._exits = contextlib.ExitStack()
+        self.ws = self._exits.enter_context(connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30))
         self._id = 0
         self.events: list[dict] = []
         for domain in ("Page", "Runtime", "Network"):
@@ -141,7 +143,7 @@ class Browser:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self._exits.close()
         finally:
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, 15)
