@@ -43,7 +43,8 @@ matrix:
   opt: [O0]
 """)
     r = subprocess.run([sys.executable, "-m", "assemblage.cli", "build", str(root / "recipe.yaml"), "--out",
-                        str(root / "out"), "--jobs", "2"], capture_output=True, text=True, timeout=900)
+                        str(root / "out"), "--jobs", "2", "--allow-failures"], capture_output=True, text=True,
+                       timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     return root / "out"
 
