@@ -146,7 +146,8 @@ def test_read_only_nothing_can_be_submitted(server, browser, dataset):
     before = hashlib.sha256((dataset / "dataset.sqlite").read_bytes()).hexdigest()
     browser.goto(f"{server['base']}/ui/export")
     assert browser.eval("document.getElementById('export-submit').disabled")
-    assert browser.eval("document.getElementById('export-cli').textContent").startswith("assemblage export ")
+    cli = browser.eval("document.getElementById('export-cli').textContent")
+    assert cli == f"assemblage export {dataset.resolve()} --out OUT --format parquet,sqlite"
     csrf = browser.eval("document.querySelector('meta[name=csrf-token]').content")
     session = next(c["value"] for c in browser.cookies() if c["name"] == "asm_session")
     r = httpx.post(server["base"] + "/api/v1/runs", cookies={"asm_session": session}, timeout=30,

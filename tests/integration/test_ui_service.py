@@ -262,11 +262,12 @@ def test_export_form_sends_the_export_request(stack, tokens, browser, ids):
     sent = browser.requests("POST", "/api/v1/exports")
     assert len(sent) == 1
     assert sent[0]["headers"]["X-CSRF-Token"] == csrf
-    assert json.loads(sent[0]["postData"]) == {
-        "format": ["parquet", "sqlite"], "where": {"opt": "O2", "run": ids["run"]},
-        "split": {"train": 0.8, "valid": 0.1, "test": 0.1}, "by": "source", "seed": 7}
+    assert json.loads(sent[0]["postData"]) == {  # the service's ExportRequest
+        "formats": ["parquet", "sqlite"], "where": {"opt": ["O2"], "run": [ids["run"]]},
+        "split": {"ratios": {"train": 0.8, "valid": 0.1, "test": 0.1}, "by": "source"}, "seed": 7}
     cli = browser.eval("document.getElementById('export-cli').textContent")
-    assert "--format parquet,sqlite" in cli and "--where opt=O2" in cli and "--seed 7" in cli
+    assert cli == (f"assemblage export service --out OUT --format parquet,sqlite --where opt=O2 "
+                   f"--where run={ids['run']} --split train=0.8,valid=0.1,test=0.1 --by source --seed 7")
     has_exports = "/api/v1/exports" in httpx.get(ui(stack, "/api/v1/openapi.json"), timeout=30).json()["paths"]
     status = browser.eval("document.getElementById('export-status').textContent")
     if has_exports:  # the exports job of the service: wait for its link

@@ -57,4 +57,5 @@ def local_app(dataset: Path) -> tuple[FastAPI, str]:
     key = KeyAuthenticator.new_key()
     app = create_app(settings, sessions=make_sessionmaker(engine), store=LocalStore(root),
                      dispatcher=ReadOnlyDispatcher(), auth=KeyAuthenticator(key, scope="read"))
+    app.state.export_target = str(root)  # the export page's command line exports this folder
     return app, key

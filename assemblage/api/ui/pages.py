@@ -260,4 +260,6 @@ def export_page(request: Request, s: SessionDep, user: UserDep,
     }
     licenses = sorted({x for x in s.scalars(select(m.Binary.license).distinct()) if x})
     runs = runs_overview(s, limit=100)
-    return _render(request, "export.html", user, options=options, licenses=licenses, runs=runs, run=run)
+    target = getattr(request.app.state, "export_target", "service")  # `assemblage ui DIR`: the folder
+    return _render(request, "export.html", user, options=options, licenses=licenses, runs=runs, run=run,
+                   export_target=target)

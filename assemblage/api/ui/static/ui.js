@@ -106,30 +106,34 @@
     setTimeout(tick, 1000);
   }
 
-  /* export: the form becomes the JSON body of POST /api/v1/exports */
+  /* export: the form becomes the JSON body of POST /api/v1/exports (the service's ExportRequest:
+     formats, where with lists of values, split with its ratios, seed) */
   function exportRequest(form) {
     const data = new FormData(form);
     const where = {};
     for (const key of ["platform", "arch", "toolchain", "opt", "license", "run"]) {
       const v = data.get(key);
-      if (v) where[key] = key === "run" ? Number(v) : v;
+      if (v) where[key] = [key === "run" ? Number(v) : v];
     }
-    const body = {format: data.getAll("format"), where: where};
+    const body = {formats: data.getAll("format"), where: where};
     if (data.get("split_on")) {
-      body.split = {train: Number(data.get("train")), valid: Number(data.get("valid")), test: Number(data.get("test"))};
-      body.by = data.get("by");
+      body.split = {ratios: {train: Number(data.get("train")), valid: Number(data.get("valid")),
+                             test: Number(data.get("test"))}, by: data.get("by")};
       body.seed = Number(data.get("seed"));
     }
     return body;
   }
 
-  function commandLine(body) {
+  /* the same export as `assemblage export` (its target: the service, or the dataset folder) */
+  function commandLine(form, body) {
     const q = (s) => (/^[A-Za-z0-9_.,=:\/-]+$/.test(s) ? s : "'" + String(s).replace(/'/g, "'\\''") + "'");
-    const args = ["assemblage", "export", location.origin, "--out", "OUT", "--format", body.format.join(",")];
-    for (const [k, v] of Object.entries(body.where)) args.push("--where", q(k + "=" + v));
+    const args = ["assemblage", "export", q(form.dataset.target || "service"), "--out", "OUT",
+                  "--format", body.formats.join(",")];
+    for (const [k, v] of Object.entries(body.where)) args.push("--where", q(k + "=" + v.join(",")));
     if (body.split) {
-      args.push("--split", `train=${body.split.train},valid=${body.split.valid},test=${body.split.test}`,
-                "--by", body.by, "--seed", String(body.seed));
+      const r = body.split.ratios;
+      args.push("--split", `train=${r.train},valid=${r.valid},test=${r.test}`, "--by", body.split.by,
+                "--seed", String(body.seed));
     }
     return args.join(" ");
   }
@@ -152,11 +156,13 @@
       const r = await fetch("/api/v1/exports/" + encodeURIComponent(id), {credentials: "same-origin"});
       const doc = await r.json().catch(() => ({}));
       if (!r.ok) return show(box, "export " + id + ": HTTP " + r.status + " " + JSON.stringify(doc.detail || doc));
-      const link = doc.url || doc.download_url || doc.link || null;
-      const progress = typeof doc.progress === "number" ? " " + Math.round(doc.progress * 100) + "%" :
-        doc.progress ? " " + JSON.stringify(doc.progress) : "";
-      show(box, "export " + id + ": " + (doc.status || "?") + progress, link);
-      if (!link && !["failed", "succeeded", "finished", "cancelled"].includes(doc.status)) {
+      const link = doc.url || doc.download || null;
+      const p = doc.progress;
+      const progress = p && p.phase ? " (" + p.phase + " " + p.done + (p.total != null ? "/" + p.total : "") +
+        ", step " + (p.step + 1) + " of " + (p.steps + 1) + ")" : "";
+      const error = doc.error ? ": " + doc.error : "";
+      show(box, "export " + id + ": " + (doc.status || "?") + progress + error, link);
+      if (!link && !["failed", "finished"].includes(doc.status)) {
         setTimeout(() => followExport(box, id), 2000);
       }
     } catch (e) {
@@ -169,7 +175,7 @@
     if (!form) return;
     const cli = document.getElementById("export-cli");
     const box = document.getElementById("export-status");
-    const preview = () => { cli.textContent = commandLine(exportRequest(form)); };
+    const preview = () => { cli.textContent = commandLine(form, exportRequest(form)); };
     form.addEventListener("input", preview);
     form.addEventListener("change", preview);
     preview();
