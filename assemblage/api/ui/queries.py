@@ -57,8 +57,8 @@ def runs_overview(s: Session, *, limit: int = 50, run_ids: list[int] | None = No
 
 def composition(s: Session, run: int | None = None) -> dict[str, list[tuple[str, int]]]:
     """Binary counts by configuration, licence and source (and functions by configuration)."""
-    def counts(column, what=func.count(m.Binary.id)):
-        q = select(column, what).group_by(column)
+    def counts(column, what=None):
+        q = select(column, what if what is not None else func.count(m.Binary.id)).group_by(column)
         if run is not None:
             q = q.where(m.Binary.run_id == run)
         return [(str(k) if k is not None else "(unknown)", int(n or 0)) for k, n in s.execute(q)]
