@@ -31,9 +31,10 @@ services:
 services-stop:
 	scripts/services.sh stop
 
-# the Docker daemon and the Linux worker image (built once, then from Docker's layer cache)
+# the Docker daemon, the Linux worker image and the service images of docker-compose.local.yml
+# (built once, then from Docker's layer cache)
 docker:
-	scripts/docker.sh image
+	scripts/docker.sh image compose-images
 
 test: setup-test services docker
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -13,7 +13,8 @@ translated into these where they arise and never reach users raw.
     ├── BuildError                  exit 5  (the build machinery itself, not a compile error)
     ├── InvalidBinaryError          exit 6  (a file we cannot parse as ELF/PE/PDB)
     │   └── PdbMismatchError        (a PDB that does not belong to the PE)
-    └── StorageError                exit 7  (object store or database unavailable)
+    ├── StorageError                exit 7  (object store or database unavailable)
+    └── FleetError                  exit 9  (EC2 / Auto Scaling / IAM calls of `assemblage fleet`)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 __all__ = [
     "AssemblageError",
     "BuildError",
+    "FleetError",
     "InvalidBinaryError",
     "PdbMismatchError",
     "Problem",
@@ -105,3 +107,9 @@ class StorageError(AssemblageError):
     """The object store or the database cannot be reached or refused a write."""
 
     exit_code = 7
+
+
+class FleetError(AssemblageError):
+    """An AWS call of the fleet commands failed (credentials, a missing group, throttling)."""
+
+    exit_code = 9

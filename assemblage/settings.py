@@ -15,12 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from assemblage.errors import AssemblageError
 
-__all__ = ["Settings", "SettingsError", "load_settings", "get_settings", "DEFAULT_SECRET"]
+__all__ = ["Settings", "SettingsError", "FleetSettings", "FleetGroup", "load_settings", "get_settings", "DEFAULT_SECRET"]
 
 DEFAULT_SECRET = "change-this-development-secret"
 SETTINGS_FILE_VAR = "ASSEMBLAGE_SETTINGS_FILE"
@@ -31,6 +31,59 @@ class SettingsError(AssemblageError):
     """The settings are invalid or unsafe for this environment."""
 
     exit_code = 8
+
+
+class FleetGroup(BaseModel):
+    """One EC2 Auto Scaling group of workers for one queue family (``[fleet.groups.linux]`` in TOML)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)  # the Auto Scaling group's name
+    min: int = Field(0, ge=0)
+    max: int = Field(ge=0)
+    builds_per_instance: int = Field(1, gt=0)  # also the worker's concurrency (-c)
+    queues: list[str] = Field(default_factory=list)  # consumed by its workers; default: the family's own queue
+    instance_type: str | None = None  # for `fleet cost`, with [fleet.prices]
+
+    @model_validator(mode="after")
+    def _order(self) -> "FleetGroup":
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class FleetSettings(BaseModel):
+    """Workers on EC2: the groups the reconciler sizes, what user-data installs, prices for `fleet cost`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: str | None = None  # default: the AWS_DEFAULT_REGION of boto3
+    groups: dict[str, FleetGroup] = Field(default_factory=dict)  # key: linux, windows-cross or msvc
+    interval: float = Field(60.0, gt=0)  # seconds between reconciliations in the coordinator
+    cooldown: float = Field(300.0, ge=0)  # seconds after a change before a group may shrink
+    prices: dict[str, float] = Field(default_factory=dict)  # instance type -> USD per hour
+    # what `fleet user-data` puts on an instance
+    package: str = "assemblage[service]"  # a pip requirement: a version, a wheel URL, git+https://...
+    image: str | None = None  # a toolchain image to pull for `runner: docker` builds (built from source if unset)
+    source_url: str = "https://github.com/assemblage-dataset/assemblage"  # checked out to build the image
+    source_ref: str = "main"
+    secrets_parameter: str | None = None  # SSM SecureString holding the secret environment lines
+    msvc_image: str = "assemblage-msvc:latest"
+    # logs in the bucket (`fleet lifecycle`)
+    log_prefix: str = "logs/"
+    log_infrequent_after_days: int = Field(30, ge=30)  # S3 refuses STANDARD_IA before 30 days
+    log_expire_after_days: int = Field(365, gt=0)
+
+    @model_validator(mode="after")
+    def _families(self) -> "FleetSettings":
+        known = ("linux", "windows-cross", "msvc")
+        unknown = sorted(set(self.groups) - set(known))
+        if unknown:
+            raise ValueError(f"unknown queue famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                             f"known: {', '.join(known)}")
+        if self.log_expire_after_days <= self.log_infrequent_after_days:
+            raise ValueError("log_expire_after_days must be after log_infrequent_after_days")
+        return self
 
 
 class Settings(BaseSettings):
@@ -60,12 +113,25 @@ class Settings(BaseSettings):
     worker_dead_after: float = Field(30.0, gt=0)  # no heartbeat for this long: the worker is dead
     task_time_limit: int = Field(4 * 3600, gt=0)  # seconds; hard limit of one build task
     task_max_retries: int = Field(8, ge=0)
+    # stopping: SIGTERM or a spot interruption notice stops taking tasks; builds still running after
+    # drain_timeout seconds (or spot_margin seconds before the interruption) are handed back
+    drain_timeout: float = Field(90.0, ge=0)
+    instance_metadata_url: str | None = None  # EC2: http://169.254.169.254 (off elsewhere: nothing is probed)
+    spot_poll_interval: float = Field(5.0, gt=0)
+    spot_margin: float = Field(30.0, ge=0)
+
+    # logs and metrics
+    log_format: Literal["text", "json"] = "text"  # json: one object per line with run_id and build_id
+    log_level: str = "INFO"
+    metrics_cache_seconds: float = Field(10.0, ge=0)  # corpus figures are read from the database this often
 
     # coordinator
     sweep_interval: float = Field(10.0, gt=0)  # how often dead workers and lost messages are looked for
     presign_expires: int = Field(3600, gt=0, le=7 * 24 * 3600)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":

@@ -3,6 +3,11 @@
 #   scripts/docker.sh start   start dockerd when it does not answer (installs docker.io when missing)
 #   scripts/docker.sh image   build assemblage-linux:latest (and the base image it needs) once;
 #                             later calls reuse Docker's layer cache and take seconds
+#   scripts/docker.sh base    only the base image assemblage-base:bookworm
+#   scripts/docker.sh compose-images
+#                             PostgreSQL, Redis and S3 (Swift) images of docker-compose.local.yml,
+#                             from the same base (no registry needed), cached the same way
+# Several commands may follow one another: scripts/docker.sh image compose-images
 # No registry is needed: the base image is a debootstrap of Debian 12 imported as
 # assemblage-base:bookworm (see workers/linux/Dockerfile).
 set -euo pipefail
@@ -59,8 +64,34 @@ image() {
   echo "docker: $IMAGE ready"
 }
 
-case "${1:-start}" in
-  start) start ;;
-  image) image ;;
-  *) echo "usage: $0 start|image" >&2; exit 2 ;;
-esac
+compose_images() {
+  start
+  base
+  local svc
+  for svc in postgres redis s3; do
+    echo "docker: building assemblage-local/$svc"
+    DOCKER_BUILDKIT=0 docker build -q -f "deploy/local/$svc.Dockerfile" --build-arg BASE="$BASE_IMAGE" \
+      -t "assemblage-local/$(local_tag "$svc")" . >/dev/null
+  done
+  docker image prune -f >/dev/null || true
+  echo "docker: compose service images ready"
+}
+
+local_tag() {  # the tags docker-compose.local.yml names
+  case "$1" in
+    postgres) echo postgres:15 ;;
+    redis) echo redis:7 ;;
+    s3) echo s3:swift ;;
+  esac
+}
+
+[ $# -eq 0 ] && set -- start
+for cmd in "$@"; do
+  case "$cmd" in
+    start) start ;;
+    base) start; base ;;
+    image) image ;;
+    compose-images) compose_images ;;
+    *) echo "usage: $0 start|base|image|compose-images ..." >&2; exit 2 ;;
+  esac
+done

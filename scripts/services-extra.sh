@@ -7,10 +7,13 @@ set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE="${ASSEMBLAGE_SWIFT_DIR:-${TMPDIR:-/tmp}/assemblage-swift}"
+# where the S3 endpoint (the proxy) listens; deploy/local/s3.Dockerfile sets 0.0.0.0:9000
+BIND="${ASSEMBLAGE_SWIFT_BIND:-127.0.0.1}"
+PORT="${ASSEMBLAGE_SWIFT_PORT:-8080}"
 PACKAGES=(swift swift-proxy swift-account swift-container swift-object python3-swift memcached)
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-healthy() { curl -fsS -m 2 http://127.0.0.1:8080/healthcheck >/dev/null 2>&1; }
+healthy() { curl -fsS -m 2 "http://127.0.0.1:$PORT/healthcheck" >/dev/null 2>&1; }
 
 install_missing() {
   local missing=()
@@ -32,6 +35,7 @@ configure() {
   for kind in proxy account container object; do
     sed -e "s|@STATE@|$STATE|g" -e "s|@USER@|$user|g" "$HERE/swift/$kind-server.conf.in" >"$STATE/conf/$kind-server.conf"
   done
+  sed -i -e "s|^bind_ip = .*|bind_ip = $BIND|" -e "s|^bind_port = .*|bind_port = $PORT|" "$STATE/conf/proxy-server.conf"
   if [ ! -f "$STATE/rings/object.ring.gz" ]; then
     (
       cd "$STATE/rings" || exit 1
@@ -66,9 +70,9 @@ start() {
   start_server account 6202
   start_server container 6201
   start_server object 6200
-  start_server proxy 8080
+  start_server proxy "$PORT"
   for _ in $(seq 60); do healthy && break; sleep 0.25; done
-  if healthy; then echo "services: s3 (swift) started on 127.0.0.1:8080"; else echo "services: s3 (swift) NOT available; see $STATE/log"; fi
+  if healthy; then echo "services: s3 (swift) started on $BIND:$PORT"; else echo "services: s3 (swift) NOT available; see $STATE/log"; fi
 }
 
 stop() {

@@ -84,6 +84,11 @@ def create_app(
 
         mount_ui(app)
 
+    from assemblage.monitoring.metrics import install_metrics  # GET /metrics and request timing
+
+    install_metrics(app, sessions=sessions, depths=dispatcher.depths, ttl=settings.metrics_cache_seconds,
+                    dead_after=settings.worker_dead_after)
+
     @app.exception_handler(StorageError)
     async def _storage(_req: Request, exc: StorageError) -> JSONResponse:
         log.warning("object store: %s", exc)

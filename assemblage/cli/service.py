@@ -90,9 +90,21 @@ def register(app: typer.Typer) -> None:
 
             store = open_object_store(settings)
             store.ensure_bucket()
+        from assemblage.monitoring.logs import configure_logging
+
+        configure_logging(settings.log_format, settings.log_level)
         api = create_app(settings, store=store, sweep=sweep)
-        uvicorn.run(api, host=host or settings.api_host, port=port or settings.api_port, log_level="info",
-                    proxy_headers=True)
+        fleet = None
+        if sweep and settings.fleet.groups:  # the coordinator also sizes the EC2 worker groups
+            from assemblage.fleet.reconcile import ReconcileLoop
+
+            fleet = ReconcileLoop.from_settings(settings).start()
+        try:
+            uvicorn.run(api, host=host or settings.api_host, port=port or settings.api_port,
+                        log_level=settings.log_level.lower(), log_config=None, proxy_headers=True)
+        finally:
+            if fleet is not None:
+                fleet.stop()
 
     @app.command()
     def ui(

@@ -328,6 +328,7 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     queues: Mapped[list[Any]] = mapped_column(JSON, default=list)
     build_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    instance_id: Mapped[str | None] = mapped_column(String(40))  # the EC2 instance, when the worker runs on one
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 

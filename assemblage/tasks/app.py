@@ -58,7 +58,10 @@ def make_celery(settings: Settings | None = None) -> Celery:
         },
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 10, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
-        worker_send_task_events=False,
+        # task events feed Flower (the flower service of docker-compose.yml): a few small pub/sub
+        # messages per task, nothing stored
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_pool_limit=10,

@@ -14,8 +14,7 @@ import logging
 from typing import Any
 
 import kombu.exceptions
-from celery import signals
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -31,17 +30,8 @@ from assemblage.pipeline.steps import (
 )
 from assemblage.storage.s3 import TransientStorageError
 from assemblage.tasks.app import celery_app, send
-from assemblage.tasks.runtime import (
-    Heartbeat,
-    build_heartbeat,
-    is_alive,
-    node_id,
-    process_id,
-    reset_runtime,
-    runtime,
-    set_identity,
-    touch,
-)
+from assemblage.tasks.drain import HandBack, hand_back_build, handback_point
+from assemblage.tasks.runtime import build_heartbeat, is_alive, process_id, runtime, touch
 
 __all__ = ["start_run", "fetch", "crawl", "build", "noop", "TRANSIENT", "claim_build", "send_build", "send_crawl",
            "send_fetch", "send_start"]
@@ -209,13 +199,21 @@ def build(self, build_id: int) -> str:
     rt = runtime(_settings())
     verdict, run_id = claim_build(rt, build_id)
     if verdict != "go":
+        log.info("build %s: %s, nothing to do", build_id, verdict)
         if verdict in m.FINAL_STATUSES and run_id is not None:
             finish_run(rt.context(), run_id)  # a redelivered copy: make sure the run is closed
         return verdict
     ctx = rt.context()
+    log.info("build %s started", build_id)
     try:
-        with build_heartbeat(rt, build_id):
+        with build_heartbeat(rt, build_id), handback_point():
             status = execute_build(ctx, build_id)
+    except HandBack:  # this worker is stopping: the build goes back to pending, its message to the queue
+        handed = hand_back_build(rt.sessions, build_id, process_id())
+        log.warning("build %s handed back (worker stopping)%s", build_id, "" if handed else ": it had finished")
+        if handed:
+            raise Reject("handed back: the worker is stopping", requeue=True) from None
+        return "handed_back"
     except TRANSIENT:
         raise  # retried with backoff; the claim lets the retry (or the sweep's copy) take it again
     except SoftTimeLimitExceeded as exc:
@@ -223,6 +221,7 @@ def build(self, build_id: int) -> str:
         status = "timed_out"
     except Exception as exc:  # a bug of ours, not a compile error: recorded on the build, never retried
         status = record_internal_error(ctx, build_id, exc)
+    log.info("build %s finished: %s", build_id, status)
     finish_run(ctx, run_id)
     return status
 
@@ -234,33 +233,4 @@ def noop(*_args: Any) -> None:
 
 # ------------------------------------------------------------------ worker life
 
-
-_node_heartbeat: dict[str, Heartbeat] = {}
-
-
-@signals.celeryd_init.connect
-def _on_worker_init(sender=None, **_kw) -> None:  # noqa: ANN001
-    set_identity(str(sender or "worker"))
-
-
-@signals.worker_process_init.connect
-def _on_process_init(**_kw) -> None:
-    reset_runtime()
-
-
-@signals.worker_ready.connect
-def _on_worker_ready(sender=None, **_kw) -> None:  # noqa: ANN001
-    rt = runtime(_settings())
-    try:
-        queues = sorted(sender.app.amqp.queues.consume_from.keys())
-    except AttributeError:
-        queues = []
-    _node_heartbeat["node"] = Heartbeat(rt.sessions, wid=node_id(), kind="node", queues=queues,
-                                        interval=rt.settings.heartbeat_interval).start()
-
-
-@signals.worker_shutdown.connect
-def _on_worker_shutdown(**_kw) -> None:
-    hb = _node_heartbeat.pop("node", None)
-    if hb is not None:
-        hb.stop()
+from assemblage.tasks import lifecycle  # noqa: E402,F401 - logging, heartbeats, draining (signal handlers)

@@ -31,19 +31,27 @@ from assemblage.settings import Settings
 from assemblage.storage import ObjectStore
 
 __all__ = ["Runtime", "runtime", "reset_runtime", "set_identity", "node_id", "process_id",
-           "beat", "touch", "Heartbeat", "build_heartbeat", "is_alive", "open_object_store"]
+           "beat", "touch", "Heartbeat", "set_instance_id", "build_heartbeat", "is_alive", "open_object_store"]
 
 log = logging.getLogger(__name__)
 
-_identity = {"node": f"worker@{socket.gethostname()}", "instance": uuid.uuid4().hex[:8]}
+_identity: dict[str, str] = {"node": f"worker@{socket.gethostname()}", "instance": uuid.uuid4().hex[:8]}
 _runtime: "Runtime | None" = None
 _lock = threading.Lock()
 
 
-def set_identity(node: str) -> None:
+def set_identity(node: str, instance_id: str | None = None) -> None:
     """Called once when a worker starts (its forked pool processes inherit it)."""
     _identity["node"] = node
     _identity["instance"] = uuid.uuid4().hex[:8]
+    if instance_id:
+        _identity["instance_id"] = instance_id
+
+
+def set_instance_id(instance_id: str | None) -> None:
+    """The EC2 instance this worker runs on (recorded in its heartbeat rows)."""
+    if instance_id:
+        _identity["instance_id"] = instance_id
 
 
 def node_id() -> str:
@@ -105,19 +113,26 @@ def reset_runtime() -> None:
 
 
 def beat(sessions: sessionmaker[Session], *, wid: str, kind: str, queues: list[str] | None = None,
-         build_id: int | None = None) -> None:
+         build_id: int | None = None, instance_id: str | None = None) -> None:
     """Insert or refresh one heartbeat row."""
     with session_scope(sessions) as s:
-        touch(s, wid=wid, kind=kind, queues=queues, build_id=build_id)
+        touch(s, wid=wid, kind=kind, queues=queues, build_id=build_id, instance_id=instance_id)
 
 
-def touch(s: Session, *, wid: str, kind: str, queues: list[str] | None = None, build_id: int | None = None) -> None:
-    """Insert or refresh one heartbeat row in the caller's transaction."""
+def touch(s: Session, *, wid: str, kind: str, queues: list[str] | None = None, build_id: int | None = None,
+          instance_id: str | None = None) -> None:
+    """Insert or refresh one heartbeat row in the caller's transaction.
+
+    ``instance_id`` (the EC2 instance, from the instance metadata) is what the fleet
+    reconciler protects from scale-in while a build of this worker runs.
+    """
     now = m.utcnow()
+    instance_id = instance_id or _identity.get("instance_id")
     n = s.execute(update(m.Worker).where(m.Worker.id == wid).values(last_seen=now, build_id=build_id)).rowcount
     if not n:
         s.add(m.Worker(id=wid, kind=kind, node=_identity["node"], hostname=socket.gethostname(), pid=os.getpid(),
-                       queues=list(queues or []), build_id=build_id, started_at=now, last_seen=now))
+                       queues=list(queues or []), build_id=build_id, instance_id=instance_id,
+                       started_at=now, last_seen=now))
         s.flush()
 
 

@@ -167,9 +167,9 @@ class Stack:
         self.procs[key] = p
         return p
 
-    def start_api(self) -> None:
+    def start_api(self, **env: str) -> None:
         self.api_port = free_port()
-        self._spawn("api", ["serve", "--host", "127.0.0.1", "--port", str(self.api_port)])
+        self._spawn("api", ["serve", "--host", "127.0.0.1", "--port", str(self.api_port)], **env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.procs["api"].poll() is not None:
@@ -184,12 +184,12 @@ class Stack:
 
     def start_worker(self, key: str, *, queues: str = "crawl,linux", concurrency: int = 1,
                      pool: str = "prefork", wait: bool = True, prefetch: int = 1,
-                     loglevel: str = "INFO") -> subprocess.Popen:
+                     loglevel: str = "INFO", **env: str) -> subprocess.Popen:
         wdir = self.root / key
         wdir.mkdir(exist_ok=True)
         p = self._spawn(key, ["worker", "-Q", queues, "-c", str(concurrency), "-n", f"{key}@%h", "--pool", pool,
                               "--loglevel", loglevel, "--prefetch", str(prefetch)],
-                        ASSEMBLAGE_CACHE_DIR=str(wdir / "cache"))
+                        **{"ASSEMBLAGE_CACHE_DIR": str(wdir / "cache"), **env})
         if wait:
             self.wait_worker(key)
         return p
