@@ -50,7 +50,13 @@ def _on_setup_logging(loglevel: Any = None, **_kw: Any) -> None:
 
 @signals.celeryd_init.connect
 def _on_worker_init(sender: Any = None, **_kw: Any) -> None:
+    settings = _settings()
     set_identity(str(sender or "worker"))
+    if settings.instance_metadata_url:  # before the pool forks, so that its processes inherit it
+        from assemblage.tasks.spot import Metadata
+
+        _node["metadata"] = Metadata(settings.instance_metadata_url)
+        set_instance_id(_node["metadata"].instance_id())
 
 
 @signals.worker_process_init.connect
@@ -76,11 +82,9 @@ def _on_worker_ready(sender: Any = None, **_kw: Any) -> None:
         queues = []
     drainer = Drainer(lambda: _pool_pids(sender), timeout=settings.drain_timeout)
     _node["drainer"] = drainer
-    if settings.instance_metadata_url:
-        from assemblage.tasks.spot import Metadata, SpotWatcher
-
-        metadata = Metadata(settings.instance_metadata_url)
-        set_instance_id(metadata.instance_id())
+    metadata = _node.get("metadata")
+    if metadata is not None:
+        from assemblage.tasks.spot import SpotWatcher
 
         def on_notice(seconds_left: float) -> None:
             import time
