@@ -15,6 +15,7 @@ DEMO_PACKAGES=(
 TEST_PACKAGES=(
   "${DEMO_PACKAGES[@]}"
   redis-server postgresql docker-compose docker.io debootstrap
+  shellcheck  # the fleet's user-data scripts
   chromium  # the web pages' tests (headless, over the DevTools protocol)
   universal-ctags  # the source-text tests' oracle
 )

@@ -219,6 +219,12 @@ def _register_optional() -> None:
         pass
     else:
         register_service(app)
+    try:
+        from assemblage.cli.fleet import register as register_fleet
+    except ImportError:
+        pass
+    else:
+        register_fleet(app)
 
 
 _register_optional()
