@@ -73,7 +73,6 @@ compose_images() {
     DOCKER_BUILDKIT=0 docker build -q -f "deploy/local/$svc.Dockerfile" --build-arg BASE="$BASE_IMAGE" \
       -t "assemblage-local/$(local_tag "$svc")" . >/dev/null
   done
-  docker image prune -f >/dev/null || true
   echo "docker: compose service images ready"
 }
 
