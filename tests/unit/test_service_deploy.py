@@ -68,3 +68,28 @@ def test_worker_image_dockerfile():
     assert "ARG BASE=debian:bookworm-slim" in text and "FROM ${BASE}" in text
     assert "USER assemblage" in text and "HEALTHCHECK" in text
     assert "COPY migrations" in text
+
+
+def test_upstream_images_are_pinned_and_flower_is_there():
+    services = load()["services"]
+    for name in ("postgres", "redis", "minio"):
+        image = services[name]["image"]
+        repo, _, tag = image.partition(":")
+        assert tag and tag != "latest" and any(ch.isdigit() for ch in tag), image
+    flower = services["flower"]
+    assert flower["command"][:4] == ["celery", "-A", "assemblage.tasks.jobs", "flower"]
+    assert all(p.startswith("127.0.0.1:") for p in flower["ports"])  # Flower can stop workers: host only
+    assert flower["healthcheck"]["test"]
+
+
+def test_local_override_builds_the_services_from_the_debian_base():
+    doc = yaml.safe_load((REPO / "docker-compose.local.yml").read_text())["services"]
+    for name, dockerfile in (("postgres", "postgres"), ("redis", "redis"), ("minio", "s3")):
+        build = doc[name]["build"]
+        path = REPO / build["dockerfile"]
+        assert build["dockerfile"] == f"deploy/local/{dockerfile}.Dockerfile" and path.is_file()
+        text = path.read_text()
+        assert "ARG BASE=assemblage-base:bookworm" in text and "FROM ${BASE}" in text and "HEALTHCHECK" in text
+    for name in ("api", "worker-linux", "migrate", "flower"):
+        assert doc[name]["build"]["args"]["BASE"] == "assemblage-base:bookworm"
+        assert doc[name]["environment"]["AWS_ACCESS_KEY_ID"] == "test:tester"
