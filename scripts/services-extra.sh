@@ -2,7 +2,7 @@
 # A real S3 server for the integration tests: OpenStack Swift (Debian packages) with its s3api
 # middleware on 127.0.0.1:8080, one device, tempauth credentials test:tester / testing.
 # Installs what is missing, is idempotent, and returns at once when the server already answers.
-#   scripts/services-extra.sh start|stop|status
+#   scripts/services-extra.sh start|stop|status|configure   (configure: the rings and files only)
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -88,7 +88,8 @@ stop() {
 
 case "${1:-start}" in
   start) start ;;
+  configure) configure ;;
   stop) stop ;;
   status) healthy && echo "s3 (swift) up" || { echo "s3 (swift) down"; exit 1; } ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|configure" >&2; exit 2 ;;
 esac

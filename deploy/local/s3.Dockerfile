@@ -13,6 +13,8 @@ COPY scripts/swift /opt/s3/swift
 ENV ASSEMBLAGE_SWIFT_DIR=/data \
     ASSEMBLAGE_SWIFT_BIND=0.0.0.0 \
     ASSEMBLAGE_SWIFT_PORT=9000
+# the rings are made once here: swift-ring-builder takes seconds per call on a busy machine
+RUN /opt/s3/services-extra.sh configure
 VOLUME /data
 EXPOSE 9000
 HEALTHCHECK --interval=5s --timeout=5s --retries=30 CMD curl -fsS http://127.0.0.1:9000/healthcheck || exit 1
