@@ -204,3 +204,28 @@ def test_cost_names_the_families_without_a_price(tmp_path):
     (tmp_path / "s.toml").write_text(COST_SETTINGS.format(db=url).replace('"c6i.xlarge" = 0.18\n', ""))
     with pytest.raises(SettingsError, match="no price for the windows-cross builds"):
         estimate_run_cost(sessions, run_id, load_settings(tmp_path / "s.toml").fleet)
+
+
+def test_secrets_command_writes_a_private_file_and_prints_no_value(tmp_path, monkeypatch):
+    """What user-data runs at boot: the SSM SecureString becomes a 0600 environment file (moto's SSM)."""
+    import stat
+
+    from assemblage.cli.main import app
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(k, v)
+    value = "# worker secrets\nASSEMBLAGE_SECRET_KEY=s3cret-key-value\nASSEMBLAGE_DATABASE_URL=postgresql+psycopg://a:pw@db/x\n"
+    out = tmp_path / "etc" / "secrets.env"
+    with mock_aws():
+        boto3.client("ssm", region_name="eu-west-1").put_parameter(Name="/assemblage/worker", Value=value,
+                                                                   Type="SecureString")
+        r = CliRunner().invoke(app, ["fleet", "secrets", "--parameter", "/assemblage/worker", "--region", "eu-west-1",
+                                     "--out", str(out)])
+        missing = CliRunner().invoke(app, ["fleet", "secrets", "--parameter", "/nope", "--region", "eu-west-1",
+                                           "--out", str(tmp_path / "x.env")])
+    assert r.exit_code == 0, r.output
+    assert "s3cret" not in r.output and "pw@" not in r.output and "2 variable(s)" in r.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert out.read_text().splitlines() == ["ASSEMBLAGE_SECRET_KEY=s3cret-key-value",
+                                            "ASSEMBLAGE_DATABASE_URL=postgresql+psycopg://a:pw@db/x"]
+    assert missing.exit_code != 0 and not (tmp_path / "x.env").exists()
