@@ -312,6 +312,34 @@ def load_api(base: str, token: str, rate: float, seconds: float, out) -> None:
 # ------------------------------------------------------------------ levels
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of processes (from /proc), those that are gone count 0."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def coordinator_pids(stack: Stack) -> list[int]:
+    """The API process and the PostgreSQL backends serving the bench's database."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(stack.database_url)
+    try:
+        with engine.connect() as c:
+            me = c.execute(text("SELECT pg_backend_pid()")).scalar()
+            pids = [r[0] for r in c.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> :me"), {"me": me})]
+    finally:
+        engine.dispose()
+    return [stack.procs["api"].pid, *pids]
+
+
 def run_level(stack: Stack, token: str, n: int, args: argparse.Namespace) -> dict:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -329,6 +357,12 @@ def run_level(stack: Stack, token: str, n: int, args: argparse.Namespace) -> dic
     for p in procs:
         p.start()
     api.start()
+    # the coordinator's CPU over the measured window: what a dedicated machine would have to supply
+    time.sleep(args.warmup)
+    pids = coordinator_pids(stack)
+    cpu0, t0, load0 = cpu_seconds(pids), time.monotonic(), os.getloadavg()[0]
+    time.sleep(max(0.0, args.seconds - 1.0))
+    cpu = (cpu_seconds(pids) - cpu0) / (time.monotonic() - t0)
     sims, api_results = [], None
     for _ in range(len(procs) + 1):
         item = out.get(timeout=total + 300)
@@ -362,6 +396,8 @@ def run_level(stack: Stack, token: str, n: int, args: argparse.Namespace) -> dic
         "builds": sum(s["done"] for s in sims),
         "sim_errors": sum(s["errors"] for s in sims),
         "lost": sum(s["lost"] for s in sims),
+        "coordinator_cpu": cpu,
+        "load": (load0 + os.getloadavg()[0]) / 2,
     }
 
 
@@ -398,7 +434,8 @@ def main() -> int:
         stack.start_api()
         token = stack.token("read")
         print(f"  {'workers':>7} {'DB tx/s':>9} {'needed':>7} {'lag p95':>8} {'API p50':>8} {'API p95':>8} "
-              f"{'p95 windows (median, min-max)':>31} {'errors':>7} {'builds':>6} {'lost':>4}", flush=True)
+              f"{'p95 windows (median, min-max)':>31} {'errors':>7} {'builds':>6} {'lost':>4} {'coord CPU':>9} "
+              f"{'load':>5}", flush=True)
         rows = []
         for n in levels:
             r = run_level(stack, token, n, args)
@@ -406,7 +443,8 @@ def main() -> int:
             print(f"  {n:>7} {r['tx_per_s']:>9.0f} {r['tx_needed']:>7.0f} {r['lag_p95'] * 1000:>6.0f}ms "
                   f"{r['api_p50'] * 1000:>6.1f}ms {r['api_p95'] * 1000:>6.1f}ms "
                   f"{r['p95_median'] * 1000:>12.1f} ({r['p95_min'] * 1000:.1f}-{r['p95_max'] * 1000:.1f}) ms "
-                  f"{r['errors'] * 100:>6.2f}% {r['builds']:>6} {r['lost']:>4}", flush=True)
+                  f"{r['errors'] * 100:>6.2f}% {r['builds']:>6} {r['lost']:>4} {r['coordinator_cpu']:>8.2f}c "
+                  f"{r['load']:>5.1f}", flush=True)
         worst = max(rows, key=lambda r: r["workers"])
         print("  API p95 per endpoint at the largest level: " + ", ".join(
             f"{ep} {v * 1000:.0f} ms" for ep, v in worst["per_endpoint"].items()))
@@ -417,7 +455,20 @@ def main() -> int:
               and r["lag_p95"] < args.heartbeat]
         held = max(ok) if ok else 0
         print(f"\n  one coordinator held {held} simulated workers with API p95 under 100 ms, no errors and "
-              f"worker heartbeats on time (largest level tried: {max(levels)})")
+              f"worker heartbeats on time (largest level tried: {max(levels)}; this machine: "
+              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
+        # the CPU model: cost per worker above the baseline, from the levels whose load was delivered
+        base_cpu = statistics.median([r["coordinator_cpu"] for r in rows if r["workers"] == 0])
+        delivered = [r for r in rows if r["workers"] and r["tx_per_s"] >= 0.8 * r["tx_needed"]]
+        if delivered:
+            per_worker = statistics.median([(r["coordinator_cpu"] - base_cpu) / r["workers"] for r in delivered])
+            per_worker = max(per_worker, 1e-6)
+            print(f"  coordinator CPU (API + PostgreSQL backends) per simulated worker: {per_worker * 1000:.2f} "
+                  f"ms/s (median over {len(delivered)} level(s) whose load was delivered); at 50% of 4 dedicated "
+                  f"cores that is {int(2.0 / per_worker)} workers")
+        else:
+            print("  no level delivered 80% of the database work its workers need: this machine is too busy "
+                  "to simulate them (see the load column)")
     return 0
 
 
