@@ -14,7 +14,7 @@ translated into these where they arise and never reach users raw.
     ├── InvalidBinaryError          exit 6  (a file we cannot parse as ELF/PE/PDB)
     │   └── PdbMismatchError        (a PDB that does not belong to the PE)
     ├── StorageError                exit 7  (object store or database unavailable)
-    └── FleetError                  exit 9  (EC2 / Auto Scaling / IAM calls of `assemblage fleet`)
+    └── FleetError                  exit 10 (EC2 / Auto Scaling / IAM calls of `assemblage fleet`)
 """
 
 from __future__ import annotations
@@ -112,4 +112,4 @@ class StorageError(AssemblageError):
 class FleetError(AssemblageError):
     """An AWS call of the fleet commands failed (credentials, a missing group, throttling)."""
 
-    exit_code = 9
+    exit_code = 10  # 8 is invalid settings, 9 a run with failed builds

@@ -19,7 +19,8 @@ EXIT_CODES_HELP = """Exit codes: 0 success; 1 an error of Assemblage itself; 2 a
 recipe; 3 a source could not be fetched; 4 an unknown or missing toolchain; 5 the build
 machinery (Docker, sandbox) is unavailable; 6 a file that is not a valid ELF/PE/PDB; 7 the
 database or object store is unavailable; 8 invalid settings; 9 the run finished but some
-builds did not succeed (`build`, `report`; --allow-failures turns it into 0); 130 interrupted."""
+builds did not succeed (`build`, `report`; --allow-failures turns it into 0); 10 an AWS call of
+`fleet` failed; 130 interrupted."""
 
 app = typer.Typer(
     name="assemblage",
