@@ -23,10 +23,13 @@ What happens, in the worker's main process and in its pool processes (prefork):
    once, and no binary was written (binaries are written in the transaction
    that records the final status, which the hand-back pre-empted).
 
-Measured with ``tests/integration/test_worker_drain.py``: SIGTERM at 2 s into
-20-second builds with a 3-second drain, and a spot notice 12 s ahead with a
-6-second margin; every build ended exactly once, on the other worker, with
-one binary each, and Redis ended with no message queued or unacknowledged.
+Checked by ``tests/integration/test_worker_drain.py`` with real workers: SIGTERM
+during 12-second builds with a 3-second drain (the worker was gone about 3 s
+later; both builds were handed back and rebuilt once on the other worker),
+SIGTERM with a 60-second drain (both finished in place), and a spot notice 9 s
+ahead with a 4-second margin (handed back about 4.5 s after the notice). Every
+build ended exactly once with one binary, no message was delivered twice, and
+Redis ended with nothing queued or unacknowledged.
 
 Only the prefork pool (Linux, the default) can hand back: signals reach pool
 processes. Windows MSVC workers run ``--pool solo`` and finish their running
