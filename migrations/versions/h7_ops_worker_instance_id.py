@@ -1,7 +1,7 @@
 """workers.instance_id: the EC2 instance of a worker (for scale-in protection of busy instances)
 
 Revision ID: h7_ops_worker_instance_id
-Revises: 0003_lead_labels
+Revises: h5_sourcetext_ui_a1
 Create Date: 2026-12-01 10:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "h7_ops_worker_instance_id"
-down_revision: str | None = "0003_lead_labels"
+down_revision: str | None = "h5_sourcetext_ui_a1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
