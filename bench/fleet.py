@@ -456,7 +456,7 @@ def main() -> int:
         print("  API p95 per endpoint at the largest level: " + ", ".join(
             f"{ep} {v * 1000:.0f} ms" for ep, v in worst["per_endpoint"].items()))
         base = rows[0]["api_p95"]
-        print(f"  ratio of API p95 to the baseline (0 workers, first run): " + ", ".join(
+        print("  ratio of API p95 to the baseline (0 workers, first run): " + ", ".join(
             f"{r['workers']}: {r['api_p95'] / base:.2f}" for r in rows))
         ok = [r["workers"] for r in rows if r["api_p95"] < 0.100 and r["errors"] == 0 and r["lost"] == 0
               and r["sim_errors"] == 0 and r["lag_p95"] < args.heartbeat]

@@ -33,16 +33,16 @@ __all__ = ["ContextFilter", "JsonFormatter", "TextFormatter", "configure_logging
            "bind_log_context", "reset_log_context", "current_log_context", "CONTEXT_FIELDS"]
 
 CONTEXT_FIELDS = ("run_id", "build_id", "source_id", "task", "task_id")
-_context: ContextVar[dict[str, Any]] = ContextVar("assemblage_log_context", default={})
+_context: ContextVar[dict[str, Any] | None] = ContextVar("assemblage_log_context", default=None)
 
 
 def current_log_context() -> dict[str, Any]:
-    return dict(_context.get())
+    return dict(_context.get() or {})
 
 
 def bind_log_context(**fields: Any) -> Token:
     """Add fields to the context until :func:`reset_log_context` is called with the returned token."""
-    return _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    return _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
 
 
 def reset_log_context(token: Token) -> None:
@@ -63,7 +63,7 @@ class ContextFilter(logging.Filter):
     """Copies the current context's fields onto each record (``record.build_id`` ...)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        ctx = _context.get()
+        ctx = _context.get() or {}
         record.assemblage_context = ctx
         for key, value in ctx.items():
             if not hasattr(record, key):

@@ -29,7 +29,8 @@ def settings_text(db_url: str, broker: str = "redis://127.0.0.1:1/0", **group) -
 
 @pytest.fixture
 def aws(monkeypatch):
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+    for k, v in keys.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
@@ -166,7 +167,8 @@ def test_cli_dry_run_reads_real_redis(aws, db, tmp_path):
     try:
         url, _ = db
         (tmp_path / "s.toml").write_text(settings_text(url, broker))
-        res = CliRunner().invoke(app, ["fleet", "reconcile", "--dry-run", "--json", "--settings", str(tmp_path / "s.toml")])
+        res = CliRunner().invoke(app, ["fleet", "reconcile", "--dry-run", "--json",
+                                       "--settings", str(tmp_path / "s.toml")])
         assert res.exit_code == 0, res.output
         [d] = json.loads(res.output)
         assert (d["current"], d["desired"], d["demand"], d["applied"]) == (2, 3, 9, False)
