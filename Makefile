@@ -25,8 +25,11 @@ setup-test:
 demo: setup
 	$(BIN)/assemblage build recipes/demo.yaml --out $(OUT) --allow-failures  # recipes/samples/broken fails on purpose
 
+# A service that does not start fails `make test` in CI (CI=true); elsewhere its tests skip, saying why.
 services:
-	scripts/services.sh start
+	@scripts/services.sh start || { \
+	  case "$${CI:-}" in true|TRUE|True|1|yes) echo "make: a service the tests need did not start (CI=$${CI}): stopping" >&2; exit 1 ;; esac; \
+	  echo "make: continuing without it; its tests skip with the reason (with CI=true this fails)" >&2; }
 
 services-stop:
 	scripts/services.sh stop

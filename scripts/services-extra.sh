@@ -2,6 +2,7 @@
 # A real S3 server for the integration tests: OpenStack Swift (Debian packages) with its s3api
 # middleware on 127.0.0.1:8080, one device, tempauth credentials test:tester / testing.
 # Installs what is missing, is idempotent, and returns at once when the server already answers.
+# `start` exits 1 when the server does not answer afterwards (the reason and the log folder on stderr).
 #   scripts/services-extra.sh start|stop|status|configure   (configure: the rings and files only)
 set -uo pipefail
 
@@ -62,7 +63,7 @@ start_server() {  # kind port
 start() {
   if healthy; then echo "services: s3 (swift) already up"; return 0; fi
   install_missing
-  if ! command -v swift-proxy-server >/dev/null; then echo "services: s3 (swift) NOT available (install failed)"; return 0; fi
+  if ! command -v swift-proxy-server >/dev/null; then echo "services: s3 (swift) NOT available (install failed)" >&2; return 1; fi
   configure
   if ! port_open 11211; then
     memcached -d -u "$(id -un)" -l 127.0.0.1 -p 11211 -m 64 -P "$STATE/run/memcached.pid"
@@ -72,7 +73,10 @@ start() {
   start_server object 6200
   start_server proxy "$PORT"
   for _ in $(seq 60); do healthy && break; sleep 0.25; done
-  if healthy; then echo "services: s3 (swift) started on $BIND:$PORT"; else echo "services: s3 (swift) NOT available; see $STATE/log"; fi
+  if healthy; then echo "services: s3 (swift) started on $BIND:$PORT"; else
+    echo "services: s3 (swift) NOT available: no answer on http://127.0.0.1:$PORT/healthcheck; see $STATE/log" >&2
+    return 1
+  fi
 }
 
 stop() {
@@ -87,7 +91,7 @@ stop() {
 }
 
 case "${1:-start}" in
-  start) start ;;
+  start) start || exit 1 ;;
   configure) configure ;;
   stop) stop ;;
   status) healthy && echo "s3 (swift) up" || { echo "s3 (swift) down"; exit 1; } ;;
