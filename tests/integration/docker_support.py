@@ -2,7 +2,7 @@
 
 ``make test`` starts the daemon and builds the image (scripts/docker.sh); a test that finds
 no daemon fails rather than skips, unless ASSEMBLAGE_SKIP_DOCKER=1 says this machine cannot
-run Docker.
+run Docker (a skip on a developer's machine; in CI every skip is a failure, see tests/conftest.py).
 """
 
 from __future__ import annotations

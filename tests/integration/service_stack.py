@@ -35,21 +35,34 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def missing_services() -> list[str]:
-    """Which of PostgreSQL, Redis and S3 do not answer (empty when all do)."""
+def missing_services(*kinds: str) -> list[str]:
+    """Which of ``kinds`` ("postgresql", "redis", "s3"; all when none given) do not answer (empty when all do)."""
     from urllib.parse import urlparse
 
+    kinds = kinds or ("postgresql", "redis", "s3")
+    unknown = set(kinds) - {"postgresql", "redis", "s3"}
+    if unknown:
+        raise ValueError(f"unknown service(s): {sorted(unknown)}")
     out = []
     pg = urlparse(PG_ADMIN_URL.replace("+psycopg", ""))
-    if not port_open(pg.hostname or "127.0.0.1", pg.port or 5432):
-        out.append(f"PostgreSQL at {pg.hostname}:{pg.port or 5432}")
+    if "postgresql" in kinds and not port_open(pg.hostname or "127.0.0.1", pg.port or 5432):
+        out.append(f"PostgreSQL at {pg.hostname}:{pg.port or 5432} (ASSEMBLAGE_TEST_PG)")
     rd = urlparse(REDIS_URL)
-    if not port_open(rd.hostname or "127.0.0.1", rd.port or 6379):
-        out.append(f"Redis at {rd.hostname}:{rd.port or 6379}")
+    if "redis" in kinds and not port_open(rd.hostname or "127.0.0.1", rd.port or 6379):
+        out.append(f"Redis at {rd.hostname}:{rd.port or 6379} (ASSEMBLAGE_TEST_REDIS)")
     s3 = urlparse(S3_ENDPOINT)
-    if not port_open(s3.hostname or "127.0.0.1", s3.port or 80):
-        out.append(f"S3 at {S3_ENDPOINT} (scripts/services-extra.sh start)")
+    if "s3" in kinds and not port_open(s3.hostname or "127.0.0.1", s3.port or 80):
+        out.append(f"S3 at {S3_ENDPOINT} (ASSEMBLAGE_TEST_S3)")
     return out
+
+
+def require_services(*kinds: str) -> None:
+    """The services answer, or the test skips (a developer's machine) / fails (CI=true) naming each one that does not."""
+    from tests.conftest import unavailable
+
+    missing = missing_services(*kinds)
+    if missing:
+        unavailable(f"services not reachable: {', '.join(missing)} (start them: scripts/services.sh start)")
 
 
 def free_port() -> int:

@@ -15,9 +15,17 @@ import pytest
 from assemblage.builds.engine import BuildRequest, run_build
 from assemblage.builds.runner import Limits, sandbox_available
 from assemblage.recipes.matrix import Config
-from tests.conftest import SAMPLES, need
+from tests.conftest import SAMPLES, need, unavailable
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> None:
+    """bubblewrap can create namespaces here (else the isolation tests cannot run: unavailable)."""
+    if not sandbox_available():
+        unavailable("bubblewrap cannot create namespaces here (apt-get install bubblewrap; inside a container it "
+                    "needs a seccomp profile that allows user namespaces)")
 
 
 def build(src: Path, config: str, tmp_path: Path, **kw):
@@ -162,8 +170,7 @@ def test_shell_metacharacters_in_file_names_are_inert(tmp_path):
         outcome.cleanup()
 
 
-@pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot create namespaces here")
-def test_builds_have_no_network(tmp_path):
+def test_builds_have_no_network(sandbox, tmp_path):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -187,8 +194,7 @@ def test_builds_have_no_network(tmp_path):
     assert hits == []
 
 
-@pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot create namespaces here")
-def test_builds_cannot_write_outside_their_folder(tmp_path):
+def test_builds_cannot_write_outside_their_folder(sandbox, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("intact")
     src = tmp_path / "src"

@@ -21,12 +21,11 @@ import httpx
 import pytest
 
 from tests.integration.docker_support import docker, require_image, skip_without_docker
-from tests.integration.service_stack import S3_KEYS, Stack, missing_services
+from tests.integration.service_stack import S3_KEYS, Stack
 
-_missing = missing_services()
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(bool(_missing), reason=f"services not reachable: {', '.join(_missing)} (make services)"),
+    pytest.mark.usefixtures("services"),
     skip_without_docker,
 ]
 

@@ -8,7 +8,6 @@ header table and the DWARF sections more often than the rest.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -17,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from assemblage.binaries import BinaryAnalysis, analyze_file, analyze_file_bounded  # noqa: E402
-from assemblage.binaries.elf_file import ElfFile  # noqa: E402
-from assemblage.errors import InvalidBinaryError  # noqa: E402
+from assemblage.binaries import BinaryAnalysis, analyze_file, analyze_file_bounded
+from assemblage.binaries.elf_file import ElfFile
+from assemblage.errors import InvalidBinaryError
+from tests.conftest import need
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +33,6 @@ OVER_BUDGET = ("time budget", "crashed", "unexpectedly", "killed", "memory budge
 def _build(out: Path) -> list[tuple[bytes, list[tuple[int, int]]]]:
     seeds = []
     for cc, srcs, extra in (("gcc-12", ["labels.c"], []), ("clang++-19", ["labels.cpp", "second.cpp"], ["-gdwarf-5"])):
-        if shutil.which(cc) is None:
-            continue
         exe = out / cc
         subprocess.run([cc, "-g", "-O2", *extra, "-o", str(exe), *(str(FIXTURES / s) for s in srcs)], check=True)
         with ElfFile(exe) as elf:
@@ -50,11 +47,10 @@ _SEEDS: list[tuple[bytes, list[tuple[int, int]]]] | None = None
 
 def seeds() -> list[tuple[bytes, list[tuple[int, int]]]]:
     global _SEEDS
+    need("gcc-12", "clang++-19")
     if _SEEDS is None:
         with tempfile.TemporaryDirectory() as d:
             _SEEDS = _build(Path(d))
-    if not _SEEDS:
-        pytest.skip("gcc-12 / clang++-19 not installed")
     return _SEEDS
 
 

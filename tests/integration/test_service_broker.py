@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.service_stack import REDIS_URL, missing_services
+from tests.integration.service_stack import REDIS_URL, require_services
 
-_missing = [s for s in missing_services() if s.startswith("Redis")]
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(bool(_missing), reason=f"not reachable: {', '.join(_missing)} (make services)"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _services_up() -> None:
+    require_services("redis")
 
 
 @pytest.fixture

@@ -11,13 +11,14 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from tests.integration.service_stack import assemblage_cmd, create_database, drop_database, missing_services
+from tests.integration.service_stack import assemblage_cmd, create_database, drop_database, require_services
 
-_missing = [s for s in missing_services() if s.startswith("PostgreSQL")]
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(bool(_missing), reason=f"not reachable: {', '.join(_missing)} (make services)"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _services_up() -> None:
+    require_services("postgresql")
 
 
 @pytest.fixture

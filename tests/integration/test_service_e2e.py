@@ -8,12 +8,11 @@ import hashlib
 import httpx
 import pytest
 
-from tests.integration.service_stack import Stack, missing_services
+from tests.integration.service_stack import Stack
 
-_missing = missing_services()
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(bool(_missing), reason=f"services not reachable: {', '.join(_missing)} (make services)"),
+    pytest.mark.usefixtures("services"),
 ]
 
 RECIPE = """\

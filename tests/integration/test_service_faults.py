@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.integration.service_stack import REDIS_URL, Stack, missing_services, port_open
+from tests.conftest import unavailable
+from tests.integration.service_stack import REDIS_URL, Stack, port_open
 
-_missing = missing_services()
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(bool(_missing), reason=f"services not reachable: {', '.join(_missing)} (make services)"),
+    pytest.mark.usefixtures("services"),
 ]
 
 
@@ -122,7 +122,7 @@ def restart_redis() -> None:
     port = _redis_port()
     cli, server = shutil.which("redis-cli"), shutil.which("redis-server")
     if not cli or not server:
-        pytest.skip("redis-cli/redis-server not installed here: cannot restart Redis")
+        unavailable("redis-cli/redis-server not installed here: cannot restart Redis")
     subprocess.run([cli, "-p", str(port), "shutdown", "nosave"], capture_output=True, timeout=10)
     wait_for(lambda: not port_open("127.0.0.1", port), 10, "Redis to stop")
     time.sleep(1)
@@ -158,7 +158,7 @@ def _pg_cluster() -> tuple[str, str] | None:
 def test_postgres_stopped_briefly_tasks_retry_and_nothing_is_lost(tmp_path):
     cluster = _pg_cluster()
     if cluster is None:
-        pytest.skip("no pg_ctlcluster here: cannot stop and start PostgreSQL")
+        unavailable("no pg_ctlcluster here: cannot stop and start PostgreSQL")
     root = source_root(tmp_path)
     slow = slow_project(root, 5)
     with Stack(tmp_path / "stack", source_root=root, dead_after=8, heartbeat=0.5, sweep_interval=1) as st:

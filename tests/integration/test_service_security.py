@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.service_stack import Stack, missing_services
+from tests.conftest import unavailable
+from tests.integration.service_stack import Stack
 
-_missing = missing_services()
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(bool(_missing), reason=f"services not reachable: {', '.join(_missing)} (make services)"),
+    pytest.mark.usefixtures("services"),
 ]
 
 RECIPE = "name: sec\nsources:\n  - path: recipes/samples/calc\nmatrix:\n  platform: [linux]\n  arch: [x86_64]\n" \
@@ -74,7 +74,7 @@ def test_a_revoked_token_is_refused_at_once(api):
 def test_schemathesis_finds_no_server_errors(api, tmp_path):
     exe = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     if not Path(exe).exists():
-        pytest.skip("schemathesis is not installed (pip install schemathesis)")
+        unavailable("schemathesis is not installed (a test dependency: pip install -e '.[test]')")
     token = api.token("admin")
     args = [exe, "run", f"{api.base_url}/openapi.json", "--url", f"http://127.0.0.1:{api.api_port}",
             "--checks", "not_a_server_error", "--max-examples", "12", "--seed", "1",

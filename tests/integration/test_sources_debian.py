@@ -18,14 +18,19 @@ from assemblage.errors import SourceError
 from assemblage.recipes.models import DebianSource
 from assemblage.sources import fetch_source
 from assemblage.sources.debian import system_deb_src_entries
+from tests.conftest import unavailable
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("apt-get") is None, reason="apt-get is not installed (not a Debian machine)"),
-    pytest.mark.skipif(shutil.which("dpkg-source") is None,
-                       reason="dpkg-source is missing: apt-get install dpkg-dev"),
-    pytest.mark.skipif(not system_deb_src_entries(), reason="no apt mirrors configured in /etc/apt"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _debian() -> None:
+    if shutil.which("apt-get") is None:
+        unavailable("apt-get is not installed (not a Debian machine)")
+    if shutil.which("dpkg-source") is None:
+        unavailable("dpkg-source is missing: apt-get install dpkg-dev")
+    if not system_deb_src_entries():
+        unavailable("no apt mirrors configured in /etc/apt")
 
 
 def _state(*folders: str) -> dict[str, float]:

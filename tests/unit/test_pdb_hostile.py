@@ -15,6 +15,7 @@ from assemblage.binaries.pdb import read_pdb, read_pdb_identity
 from assemblage.binaries.pdb_msf import MSF_MAGIC, MsfFile
 from assemblage.binaries.pe import analyze_pe
 from assemblage.errors import InvalidBinaryError
+from tests.conftest import unavailable
 
 HAVE_TOOLS = all(shutil.which(t) for t in ("clang-19", "ld.lld-19")) and Path("/usr/x86_64-w64-mingw32").is_dir()
 SOURCE = """
@@ -28,7 +29,7 @@ int main(int argc, char **argv) { (void)argv; return api(argc); }
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> tuple[bytes, bytes, Path]:
     if not HAVE_TOOLS:
-        pytest.skip("needs clang-19, lld-19 and mingw-w64 to build a sample PE + PDB")
+        unavailable("needs clang-19, lld-19 and mingw-w64 to build a sample PE + PDB")
     d = tmp_path_factory.mktemp("hostile")
     (d / "s.c").write_text(SOURCE)
     subprocess.run(["clang-19", "--target=x86_64-w64-mingw32", "-O2", "-g", "-gcodeview", "-fuse-ld=lld-19",

@@ -6,8 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from tests.conftest import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -54,7 +55,7 @@ def test_compose_config_is_valid_for_docker_compose():
     elif shutil.which("docker-compose"):
         argv = [shutil.which("docker-compose")]
     else:
-        pytest.skip("neither docker compose nor docker-compose is installed: validated as YAML above")
+        unavailable("neither docker compose nor docker-compose is installed (apt-get install docker-compose)")
     r = subprocess.run([*argv, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
                        env={"ASSEMBLAGE_SECRET_KEY": "x" * 32, "PATH": "/usr/bin:/bin:/usr/local/bin"})
     assert r.returncode == 0, r.stderr

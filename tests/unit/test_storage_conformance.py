@@ -1,7 +1,7 @@
 """Every ObjectStore passes the same tests: the local folder, and S3 on a real S3 server (Swift + s3api).
 
-The S3 case needs the server that ``make test`` starts (scripts/services-extra.sh); it
-is skipped, saying so, when nothing answers on the endpoint.
+The S3 case needs the server that ``make test`` starts (scripts/services-extra.sh); when
+nothing answers on the endpoint it is skipped, saying so (a failure in CI: tests.conftest.unavailable).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 from assemblage.errors import StorageError
 from assemblage.storage import LocalStore, ObjectStore, blob_key
+from tests.conftest import unavailable
 
 S3_ENDPOINT = os.environ.get("ASSEMBLAGE_TEST_S3", "http://127.0.0.1:8080")
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "test:tester", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -34,7 +35,7 @@ def _s3_up() -> bool:
 @pytest.fixture(scope="module")
 def s3_bucket():
     if not _s3_up():
-        pytest.skip(f"no S3 server at {S3_ENDPOINT} (start it: scripts/services-extra.sh start)")
+        unavailable(f"no S3 server at {S3_ENDPOINT} (start it: scripts/services-extra.sh start)")
     from assemblage.storage.s3 import S3Store
 
     os.environ.update({k: os.environ.get(k, v) for k, v in S3_KEYS.items()})
