@@ -13,6 +13,9 @@ import typer
 from rich.console import Console
 from typer.exceptions import TyperException
 
+from assemblage.cli.analyze import register as register_analyze
+from assemblage.cli.fleet import register as register_fleet
+from assemblage.cli.service import register as register_service
 from assemblage.errors import AssemblageError, RecipeError
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 an error of Assemblage itself; 2 a usage error or an invalid
@@ -206,29 +209,11 @@ def toolchains(
         raise typer.BadParameter(f"unknown action {action!r} (use: assemblage toolchains [install NAME...])")
 
 
-def _register_optional() -> None:
-    """Commands that live in their own modules (and may need optional dependencies)."""
-    try:
-        from assemblage.cli.analyze import register as register_analyze
-    except ImportError:  # pragma: no cover - the module is part of the package
-        pass
-    else:
-        register_analyze(app)
-    try:
-        from assemblage.cli.service import register as register_service
-    except ImportError:
-        pass
-    else:
-        register_service(app)
-    try:
-        from assemblage.cli.fleet import register as register_fleet
-    except ImportError:
-        pass
-    else:
-        register_fleet(app)
-
-
-_register_optional()
+# Commands that live in their own modules. Imported plainly: a command that cannot be
+# imported is a broken install and must fail loudly, never vanish from the CLI.
+register_analyze(app)
+register_service(app)
+register_fleet(app)
 
 
 def say_error(message: str) -> None:
