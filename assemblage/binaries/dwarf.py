@@ -116,9 +116,11 @@ def demangle(name: str | None) -> str | None:
         return None
     try:
         import cxxfilt
-
+    except ImportError:
+        return None
+    try:
         out = cxxfilt.demangle(name, external_only=False)
-    except Exception:  # cxxfilt.InvalidName, or the C++ runtime missing
+    except cxxfilt.Error:  # InvalidName, or the C++ runtime missing (LibraryNotFound)
         return None
     return out if out and out != name else None
 

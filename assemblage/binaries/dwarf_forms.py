@@ -4,8 +4,10 @@ Split from :mod:`.dwarf_units` (which walks units and DIEs). A *decode plan*
 is a DIE's attribute list compiled once per abbreviation: unwanted fixed-size
 attributes merged into one jump, wanted ones tagged with how to finish their
 value (references made absolute, strings looked up, address indexes
-resolved). Every read either is bounds-checked or fails with ``IndexError``,
-which the walker turns into :class:`DwarfError`.
+resolved). Every read of the section bytes is bounds-checked: explicitly, or,
+in the hot primitives (LEB128, skips), by a ``try`` around the one subscript
+of the input that turns its ``IndexError`` into :class:`DwarfError`. No other
+``IndexError``/``KeyError`` is caught anywhere in the reader: one is a bug.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .dwarf_units import Unit
 
-__all__ = ["CONSTANT_FORMS", "DwarfError", "DwarfSections", "read_sleb", "read_uleb"]
+__all__ = ["CONSTANT_FORMS", "DwarfError", "DwarfSections", "cstring_end", "read_sleb", "read_uleb"]
 
 
 class DwarfError(ValueError):
@@ -100,40 +102,58 @@ def _fixed_size(form: int, offset_size: int, address_size: int, version: int) ->
     return None
 
 
+def _past_end(pos: int) -> DwarfError:
+    return DwarfError(f"data at {pos:#x} runs past the end of its section")
+
+
+def cstring_end(data: bytes, pos: int) -> int:
+    """The position of the NUL that ends the string at ``pos`` (DwarfError when there is none)."""
+    end = data.find(b"\0", pos)
+    if end < 0 or pos >= len(data):
+        raise DwarfError(f"unterminated string at {pos:#x}")
+    return end
+
+
 def read_uleb(data: bytes, pos: int) -> tuple[int, int]:
     """Decode an unsigned LEB128 at ``pos``; return (value, next position)."""
-    b = data[pos]
-    if b < 0x80:
-        return b, pos + 1
-    result = b & 0x7F
-    shift = 7
-    pos += 1
-    while True:
+    try:  # the only subscripts here are of the input: an IndexError is the input ending early
         b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
         if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 70:
-            raise DwarfError(f"LEB128 number longer than 10 bytes at offset {pos:#x}")
+            return b, pos + 1
+        result = b & 0x7F
+        shift = 7
+        pos += 1
+        while True:
+            b = data[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return result, pos
+            shift += 7
+            if shift > 70:
+                raise DwarfError(f"LEB128 number longer than 10 bytes at offset {pos:#x}")
+    except IndexError:
+        raise _past_end(pos) from None
 
 
 def read_sleb(data: bytes, pos: int) -> tuple[int, int]:
     """Decode a signed LEB128 at ``pos``; return (value, next position)."""
     result = 0
     shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            if b & 0x40:
-                result -= 1 << shift
-            return result, pos
-        if shift > 70:
-            raise DwarfError(f"LEB128 number longer than 10 bytes at offset {pos:#x}")
+    try:  # as in read_uleb
+        while True:
+            b = data[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                if b & 0x40:
+                    result -= 1 << shift
+                return result, pos
+            if shift > 70:
+                raise DwarfError(f"LEB128 number longer than 10 bytes at offset {pos:#x}")
+    except IndexError:
+        raise _past_end(pos) from None
 
 
 # Post-processing codes of decode-plan steps.
@@ -180,15 +200,20 @@ def _skip(plan: list[int], data: bytes, pos: int, offset_size: int, address_size
         if step >= 0:
             pos += step
         elif step == _SK_LEB:
-            while data[pos] & 0x80:
-                pos += 1
+            try:  # the input's bytes: an IndexError is the input ending early
+                while data[pos] & 0x80:
+                    pos += 1
+            except IndexError:
+                raise _past_end(pos) from None
             pos += 1
         elif step == _SK_CSTR:
-            pos = data.index(0, pos) + 1
+            pos = cstring_end(data, pos) + 1
         elif step == _SK_BLOCK:
             n, pos = read_uleb(data, pos)
             pos += n
         elif step == _SK_BLOCK1:
+            if pos >= len(data):
+                raise _past_end(pos)
             pos += 1 + data[pos]
         elif step == _SK_BLOCK2:
             pos += 2 + int.from_bytes(data[pos : pos + 2], order)
@@ -272,7 +297,7 @@ class _Reader:
                 return None, npos  # points into another file (type unit, dwz, supplementary)
             return v, npos
         if form == F_STRING:
-            end = data.index(0, pos)
+            end = cstring_end(data, pos)
             return data[pos:end].decode("utf-8", "replace"), end + 1
         if form in (F_UDATA, F_REF_UDATA, F_STRX, F_ADDRX, F_LOCLISTX, F_RNGLISTX, F_GNU_ADDR_INDEX, F_GNU_STR_INDEX):
             v, npos = read_uleb(data, pos)
@@ -290,7 +315,10 @@ class _Reader:
             if real == F_INDIRECT:
                 raise DwarfError("indirect form pointing to itself")
             return self.value(data, pos, real, const)
-        npos = _skip([_VARIABLE[form]], data, pos, u.offset_size, u.address_size, u.version, self.order)
+        skip = _VARIABLE.get(form)
+        if skip is None:  # only reachable through DW_FORM_indirect: the abbreviations were checked
+            raise DwarfError(f"unknown attribute form {form:#x} at {pos:#x}")
+        npos = _skip([skip], data, pos, u.offset_size, u.address_size, u.version, self.order)
         return None, npos  # blocks and expressions: not needed
 
     def resolve(self, v: Any) -> Any:
@@ -319,11 +347,14 @@ def _run_plan(reader: "_Reader", plan: list[tuple[int, int, int, int, int]], dat
             continue
         if code == _P_SKIPVAR:
             if size == _SK_LEB:
-                while data[pos] & 0x80:
-                    pos += 1
+                try:  # the input's bytes: an IndexError is the input ending early
+                    while data[pos] & 0x80:
+                        pos += 1
+                except IndexError:
+                    raise _past_end(pos) from None
                 pos += 1
             elif size == _SK_CSTR:
-                pos = data.index(0, pos) + 1
+                pos = cstring_end(data, pos) + 1
             else:
                 pos = _skip([size], data, pos, osz, asz, ver, order)
             continue
@@ -348,7 +379,7 @@ def _run_plan(reader: "_Reader", plan: list[tuple[int, int, int, int, int]], dat
             v = None
             pos += size
         elif code == _P_CSTR:
-            end = data.index(0, pos)
+            end = cstring_end(data, pos)
             v = data[pos:end].decode("utf-8", "replace")
             pos = end + 1
         elif code == _P_SLEB:

@@ -5,8 +5,9 @@ Own code rather than pyelftools' ``LineProgram`` for speed: pyelftools builds a
 3-tuple and special opcodes (the vast majority) take a few integer operations.
 DWARF 2 to 5; ``max_ops_per_inst`` > 1 (VLIW) is treated as 1.
 
-Every read is bounds-checked or fails with ``IndexError`` which the caller
-turns into :class:`~assemblage.binaries.dwarf_units.DwarfError`.
+Every read is bounds-checked and raises
+:class:`~assemblage.binaries.dwarf_units.DwarfError` when the table runs past
+its end; no ``IndexError``/``KeyError``/``ValueError`` is caught (one is a bug).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
+from .dwarf_forms import cstring_end
 from .dwarf_units import DwarfError, DwarfSections, read_sleb, read_uleb
 
 __all__ = ["LineProgram", "read_line_program"]
@@ -48,22 +50,28 @@ def _uint(data: bytes, pos: int, n: int, order: str) -> int:
     return int.from_bytes(data[pos : pos + n], order)
 
 
+def _byte(data: bytes, pos: int) -> int:
+    if pos >= len(data):
+        raise DwarfError(f".debug_line byte at {pos:#x} is past the section end")
+    return data[pos]
+
+
 def _cstr(data: bytes, pos: int) -> tuple[str, int]:
-    end = data.index(0, pos)
+    end = cstring_end(data, pos)
     return data[pos:end].decode("utf-8", "replace"), end + 1
 
 
 def _strp(sec_data: bytes, off: int) -> str:
     if off >= len(sec_data):
         raise DwarfError(f"string offset {off:#x} outside its section")
-    end = sec_data.index(0, off)
+    end = cstring_end(sec_data, off)
     return sec_data[off:end].decode("utf-8", "replace")
 
 
 def _v5_entries(
     data: bytes, pos: int, sec: DwarfSections, offset_size: int, order: str, strx: object
 ) -> tuple[list[dict[int, object]], int]:
-    fmt_count = data[pos]
+    fmt_count = _byte(data, pos)
     pos += 1
     fmts = []
     for _ in range(fmt_count):
@@ -88,7 +96,7 @@ def _v5_entries(
             elif form in (0x0F, 0x1A):  # udata, strx (strx unusable without a unit: kept as index)
                 v, pos = read_uleb(data, pos)
             elif form in (0x0B, 0x25):
-                v = data[pos]
+                v = _byte(data, pos)
                 pos += 1
             elif form in (0x05, 0x26):
                 v = _uint(data, pos, 2, order)
@@ -132,12 +140,7 @@ def read_line_program(
     (directory joined with name, relative directories joined to ``comp_dir``).
     With ``rows=False`` only the header is read.
     """
-    try:
-        return _read(sec, offset, comp_dir, cu_name, rows)
-    except DwarfError:
-        raise
-    except (IndexError, ValueError, KeyError) as exc:
-        raise DwarfError(f"malformed line program at {offset:#x} ({type(exc).__name__})") from None
+    return _read(sec, offset, comp_dir, cu_name, rows)
 
 
 def _read(sec: DwarfSections, offset: int, comp_dir: str | None, cu_name: str | None, want_rows: bool) -> LineProgram:
@@ -161,11 +164,13 @@ def _read(sec: DwarfSections, offset: int, comp_dir: str | None, cu_name: str | 
         raise DwarfError(f"unsupported line table version {version} at {offset:#x}")
     address_size = sec.default_address_size
     if version >= 5:
-        address_size = data[pos]
+        address_size = _byte(data, pos)
         pos += 2  # address_size, segment_selector_size
     header_length = _uint(data, pos, offset_size, order)
     pos += offset_size
     program_start = pos + header_length
+    if pos + 6 > end:  # min_inst, [max_ops,] default_is_stmt, line_base, line_range, opcode_base
+        raise DwarfError(f"line program header at {offset:#x} is truncated")
     min_inst = data[pos]
     pos += 1
     if version >= 4:
@@ -195,12 +200,12 @@ def _read(sec: DwarfSections, offset: int, comp_dir: str | None, cu_name: str | 
             prog.files[i] = _join(base_dir, d, name)
     else:
         dirs = [comp_dir]
-        while data[pos] != 0:
+        while _byte(data, pos) != 0:
             d, pos = _cstr(data, pos)
             dirs.append(d)
         pos += 1
         i = 1
-        while data[pos] != 0:
+        while _byte(data, pos) != 0:
             name, pos = _cstr(data, pos)
             di, pos = read_uleb(data, pos)
             _, pos = read_uleb(data, pos)
@@ -252,7 +257,7 @@ def _run(
             n, pos = read_uleb(data, pos)
             if n == 0:
                 continue
-            sub = data[pos]
+            sub = _byte(data, pos)
             nxt = pos + n
             if sub == 1:  # end_sequence
                 append((address, file, line, True))

@@ -5,6 +5,12 @@ or hostile file raises :class:`~assemblage.errors.InvalidBinaryError` naming
 the file and the problem. Use :func:`assemblage.binaries.analyze_file_bounded`
 to also bound time and memory.
 
+Only parser errors are converted: our readers' own ``ElfError`` and
+``DwarfError`` (every read they make is bounds-checked), ``struct.error``, an
+undecodable name, and the input's numbers exceeding memory, integer or
+recursion limits. An ``IndexError``, ``KeyError``, ``AttributeError`` or
+``TypeError`` is a bug and propagates (the hostile-input tests then fail).
+
 Relocatable objects (``.o``) need their DWARF relocated before reading; for
 them pyelftools applies the relocations and :func:`.dwarf.read_dwarf` reads the
 result. Linked binaries take the fast path (our own section reader).
@@ -19,6 +25,7 @@ from typing import Any
 
 from ..errors import InvalidBinaryError
 from ._forked import Forked, WorkerError
+from ._thirdparty import raised_inside
 from .dwarf import DwarfError, DwarfReader, DwarfResult, DwarfSections, demangle, read_dwarf
 from .elf_file import MACHINES, SHF_ALLOC, SHF_EXECINSTR, ElfError, ElfFile
 from .hashing import FunctionHasher, hash_and_demangle
@@ -46,7 +53,7 @@ def analyze_elf(path: str | os.PathLike[str], *, lines: bool = True) -> BinaryAn
         raise InvalidBinaryError(p, str(exc)) from None
     except MemoryError:
         raise InvalidBinaryError(p, "analysis exceeded its memory budget") from None
-    except (struct.error, IndexError, KeyError, ValueError, OverflowError, RecursionError, UnicodeError) as exc:
+    except (struct.error, OverflowError, RecursionError, UnicodeDecodeError) as exc:
         raise InvalidBinaryError(p, f"malformed ELF ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
         raise InvalidBinaryError(p, f"cannot read: {exc.strerror or exc}") from None
@@ -77,12 +84,14 @@ def _relocated_dwarf(path: str, lines: bool) -> DwarfResult:
     from elftools.common.exceptions import ELFError as PyElfError
     from elftools.elf.elffile import ELFFile
 
-    try:
-        with open(path, "rb") as fh:
+    with open(path, "rb") as fh:
+        try:
             info = ELFFile(fh).get_dwarf_info(relocate_dwarf_sections=True)
-            return read_dwarf(info, lines=lines, relocatable=True)
-    except (PyElfError, struct.error, AttributeError, TypeError) as exc:
-        raise DwarfError(f"cannot relocate DWARF of a relocatable object ({exc})") from None
+        except Exception as exc:
+            if isinstance(exc, (PyElfError, struct.error)) or raised_inside(exc, "elftools", "construct"):
+                raise DwarfError(f"cannot relocate DWARF of a relocatable object ({type(exc).__name__}: {exc})") from None
+            raise
+        return read_dwarf(info, lines=lines, relocatable=True)
 
 
 def _hash(hasher: FunctionHasher, functions: list[Function], names: list[str | None]) -> Forked[Any]:

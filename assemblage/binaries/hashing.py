@@ -89,6 +89,8 @@ class FunctionHasher:
         sha = raw.hexdigest()
         if self._md is None:
             return sha, sha, "raw"
+        import capstone
+
         pic = hashlib.sha256()
         try:
             for r, b in chunks:
@@ -96,7 +98,7 @@ class FunctionHasher:
                     self._x86(pic, r, b)
                 else:
                     self._a64(pic, r, b)
-        except Exception:  # capstone failing on odd bytes: say so, keep the raw hash
+        except capstone.CsError:  # capstone failing on odd bytes: say so, keep the raw hash
             return sha, sha, "raw"
         return sha, pic.hexdigest(), self.method
 

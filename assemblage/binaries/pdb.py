@@ -212,7 +212,7 @@ def read_pdb_identity(path: str | os.PathLike[str]) -> tuple[str, int]:
     msf = _open(p)
     try:
         return _identity(msf)
-    except (CorruptPdb, struct.error, IndexError, ValueError) as exc:
+    except (CorruptPdb, struct.error) as exc:
         raise InvalidBinaryError(p, f"corrupt PDB: {exc}") from None
 
 
@@ -246,7 +246,7 @@ def read_pdb(path: str | os.PathLike[str], *, sections: list[tuple[int, int]] | 
     msf = _open(p)
     try:
         return _Reader(p, msf, sections).read()
-    except (CorruptPdb, struct.error, IndexError, ValueError, OverflowError, RecursionError) as exc:
+    except (CorruptPdb, struct.error, OverflowError, RecursionError) as exc:  # not IndexError & co: bugs
         raise InvalidBinaryError(p, f"corrupt PDB: {exc}") from None
 
 

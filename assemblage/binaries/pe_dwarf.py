@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DWARFInfo, DwarfConfig
 
+from assemblage.binaries._thirdparty import raised_inside
 from assemblage.binaries.model import BinaryAnalysis, Function, LineRow, Range
 from assemblage.errors import InvalidBinaryError
 
@@ -75,6 +76,8 @@ def dwarf_info_from_pe(pe: pefile.PE, data: bytes) -> DWARFInfo | None:
 def _rebase(f: Function, base: int) -> Function:
     f.start -= base
     f.end -= base
+    if f.entry is not None:  # was left a VA while start/end became RVAs (found by the fuzz invariant)
+        f.entry -= base
     f.ranges = [Range(r.start - base, r.end - base) for r in f.ranges]
     f.lines = [LineRow(r.address - base, r.length, r.source_file, r.line) for r in f.lines]
     f.label_source = "dwarf"
@@ -143,7 +146,9 @@ def _outside_units(info: DWARFInfo, image_base: int):
 
     try:
         ranges = [(lo - image_base, hi - image_base) for lo, hi in _unit_ranges(info)]
-    except Exception:  # pyelftools raises assorted errors on odd DWARF; then nothing is explained
+    except Exception as exc:  # pyelftools raises assorted errors on odd DWARF; then nothing is explained
+        if not raised_inside(exc, "elftools", "construct"):
+            raise  # ours: a bug
         return lambda rva: False
     starts = [lo for lo, _ in ranges]
 

@@ -125,6 +125,10 @@ def test_functions_equal_llvm_dwarfdump(built):
     ours = {(f.name, f.start, f.size) for f in a.functions}
     oracle = oracle_functions(built["pe"])
     assert ours == oracle, (sorted(ours - oracle)[:10], sorted(oracle - ours)[:10])
+    # the entry is an RVA like start and end (it was left a virtual address), inside the function's code
+    outside = [(f.name, f.entry, f.ranges) for f in a.functions
+               if f.entry is None or not any(r.start <= f.entry < r.end for r in f.ranges)]
+    assert not outside, outside[:5]
 
 
 def test_fixture_functions_have_lines_inside_them(built):

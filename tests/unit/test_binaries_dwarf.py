@@ -172,5 +172,7 @@ def test_leb128_limits():
     assert read_sleb(b"\x7f", 0) == (-1, 1)
     with pytest.raises(DwarfError, match="longer than 10 bytes"):
         read_uleb(b"\xff" * 64 + b"\x01", 0)
-    with pytest.raises(IndexError):
+    with pytest.raises(DwarfError, match="past the end"):  # a truncated number is a DWARF error, not an IndexError
         read_uleb(b"\x80\x80", 0)
+    with pytest.raises(DwarfError, match="past the end"):
+        read_sleb(b"\xff", 0)

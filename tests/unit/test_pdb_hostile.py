@@ -74,8 +74,10 @@ def test_mutated_pdb_reads_or_raises_invalid_binary(sample, tmp_path, data):
     except InvalidBinaryError as exc:
         assert str(path) in str(exc)
         return
-    for p in result.procedures:  # what comes back is well-typed
-        assert isinstance(p.name, str) and p.length >= 0
+    for p in result.procedures:  # what comes back is well-typed (no None rva slips through) and ordered
+        assert isinstance(p.name, str) and isinstance(p.rva, int) and isinstance(p.length, int), p
+        addrs = [r.address for r in p.lines]
+        assert addrs == sorted(addrs), p.name
 
 
 @settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -136,3 +138,25 @@ def test_not_a_pe(tmp_path):
         p.write_bytes(content)
         with pytest.raises(InvalidBinaryError, match=name):
             analyze_pe(p)
+
+
+def test_a_bug_in_the_pe_analyser_propagates(sample, tmp_path, monkeypatch):
+    """An AttributeError of ours is not a "corrupt PE": the mutation tests above would fail on it."""
+    import assemblage.binaries.pe as pe_mod
+
+    pe, pdb, d = sample
+    analyze_pe(d / "s.exe")  # fine before
+    monkeypatch.setattr(pe_mod, "_sections", lambda *a: (_ for _ in ()).throw(AttributeError("a bug")))
+    with pytest.raises(AttributeError, match="a bug"):
+        analyze_pe(d / "s.exe")
+
+
+@pytest.mark.parametrize("error", [IndexError, KeyError, ValueError, TypeError])
+def test_a_bug_in_the_pdb_reader_propagates(sample, monkeypatch, error):
+    import assemblage.binaries.pdb as pdb_mod
+
+    _pe, _pdb, d = sample
+    read_pdb(d / "s.pdb")  # fine before
+    monkeypatch.setattr(pdb_mod._Reader, "_publics", lambda *a: (_ for _ in ()).throw(error("a bug")))
+    with pytest.raises(error, match="a bug"):
+        read_pdb(d / "s.pdb")
