@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -50,12 +50,14 @@ def require_scope(need: str):
     Programs present a bearer token; the pages present the session cookie (see
     :mod:`assemblage.api.security`), which must come with the CSRF token on a request that
     changes something.
+
+    The scope is declared with ``Security(..., scopes=[need])``, so the OpenAPI
+    document states it on every operation (``security: [{"HTTPBearer": [need]}]``,
+    role names as OpenAPI 3.1 allows for bearer schemes); the auth test
+    (tests/unit/test_api_auth.py) reads it there and checks the behaviour.
     """
 
-    def check(
-        request: Request,
-        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
+    def check(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
         bearer = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else None
         secret, by_cookie = presented_secret(request, bearer)
         if not secret:
@@ -73,6 +75,8 @@ def require_scope(need: str):
         return principal
 
     check.__name__ = f"require_{need}"
+    # an object, not a string: the scope is a local that FastAPI could not resolve from the module
+    check.__annotations__["creds"] = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer, scopes=[need])]
     return check
 
 

@@ -30,18 +30,36 @@ def api(tmp_path_factory):
         yield st
 
 
-def test_every_write_endpoint_refuses_without_the_right_scope(api):
+def test_every_endpoint_of_the_live_document_refuses_without_the_right_scope(api):
+    """The live service's own OpenAPI document, route by route (the in-process version with data
+    behind every id and every kind of token: tests/unit/test_api_auth.py)."""
+    import re
+
+    from assemblage.db.auth import SCOPES, scope_allows
+    from tests.unit.test_api_auth import PUBLIC_OPERATIONS
+
     spec = httpx.get(f"{api.base_url}/openapi.json").json()
-    writes = [(method, path) for path, item in spec["paths"].items() for method in item
-              if method in ("post", "put", "patch", "delete")]
-    assert writes, "the API has write endpoints"
-    read = api.token("read")
-    for method, path in writes:
-        url = f"http://127.0.0.1:{api.api_port}{path}".replace("{run_id}", "1")
-        for headers, code in (({}, 401), ({"Authorization": f"Bearer {read}"}, 403),
-                              ({"Authorization": "Bearer asm_not-a-real-token"}, 401)):
+    ops = [(method, path, [s for req in op.get("security") or [] for s in req.get("HTTPBearer", [])])
+           for path, item in spec["paths"].items() for method, op in item.items()]
+    assert any(m == "post" for m, _, _ in ops) and len(ops) >= 12
+    tokens = {scope: api.token(scope) for scope in SCOPES}
+    for method, path, scopes in ops:
+        url = re.sub(r"\{\w+\}", "1", f"http://127.0.0.1:{api.api_port}{path}")
+        if (method, path) in PUBLIC_OPERATIONS:
+            assert not scopes and httpx.request(method, url).status_code == 200, (method, path)
+            continue
+        assert scopes, f"{method.upper()} {path} has no scope check"
+        need = max(scopes, key=SCOPES.index)
+        for headers in ({}, {"Authorization": "Bearer asm_not-a-real-token"}):
             r = httpx.request(method, url, content=RECIPE, headers={**headers, "Content-Type": "application/yaml"})
-            assert r.status_code == code, (method, path, headers, r.status_code, r.text)
+            assert r.status_code == 401, (method, path, headers, r.status_code, r.text)
+        for have, token in tokens.items():
+            if method != "get" and scope_allows(have, need):
+                continue  # a write that is allowed would start work; the submit token posts a run below
+            r = httpx.request(method, url, content=RECIPE, headers={"Authorization": f"Bearer {token}",
+                                                                    "Content-Type": "application/yaml"})
+            expected = {200, 404, 307} if scope_allows(have, need) else {403}  # no run/build/binary 1 here
+            assert r.status_code in expected, (method, path, have, r.status_code, r.text)
     ok = httpx.post(f"{api.base_url}/runs", content=RECIPE,
                     headers={"Authorization": f"Bearer {api.token('submit')}", "Content-Type": "application/yaml"})
     assert ok.status_code == 201
