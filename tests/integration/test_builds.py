@@ -146,7 +146,9 @@ def test_build_that_fills_memory_is_killed(tmp_path):
     outcome, log = build(src, "linux-x86_64-gcc-12-O0", tmp_path, limits=Limits(timeout=60, memory=256 * 1024**2))
     assert outcome.status == "failed"
     assert outcome.reason in ("out_of_memory", "build_failed"), log
-    assert "Error 3" in log or "Killed" in log or "memory" in log.lower()
+    # the evidence, not any line that mentions memory: the cap made malloc fail (hog exits 3),
+    # or the build was recorded as killed for memory
+    assert "[Makefile:2: all] Error 3" in log or outcome.reason == "out_of_memory", log
 
 
 def test_shell_metacharacters_in_file_names_are_inert(tmp_path):

@@ -142,8 +142,12 @@ def test_symlink_chain_escape_is_refused(arena: Path) -> None:
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../../../etc/passwd"])
 def test_hardlink_to_etc_passwd_is_refused(arena: Path, target: str) -> None:
     a = _tar(arena / "archives" / "hardlink.tar.gz", [("pkg/passwd", "hardlink", target)])
+    passwd = Path("/etc/passwd").stat()
     _assert_refused(arena, a, "passwd")
-    assert Path("/etc/passwd").stat().st_nlink >= 1
+    # no link to it was made: its link count is unchanged and nothing in the arena is the same file
+    assert Path("/etc/passwd").stat().st_nlink == passwd.st_nlink
+    assert not [p for p in arena.rglob("*") if p.is_file() and p.stat().st_ino == passwd.st_ino
+                and p.stat().st_dev == passwd.st_dev]
 
 
 def test_hardlink_to_a_later_or_missing_member_is_refused(arena: Path) -> None:
