@@ -14,15 +14,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import need
+from tests.conftest import need, unavailable
 from tests.integration.browser import Browser, check_png, chromium
 from tests.integration.service_stack import assemblage_cmd, free_port
 from tests.integration.ui_support import EVIL_COMMENT, EVIL_FUNCTION, NO_INJECTION, copy_samples, write_hostile_project
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(chromium() is None, reason="chromium is not installed (scripts/bootstrap.sh apt test)"),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _chromium() -> None:
+    if chromium() is None:
+        unavailable("chromium is not installed (scripts/bootstrap.sh apt test)")
 W, H = 1024, 768
 
 

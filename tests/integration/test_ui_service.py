@@ -13,8 +13,9 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import unavailable
 from tests.integration.browser import Browser, check_png, chromium
-from tests.integration.service_stack import Stack, assemblage_cmd, missing_services
+from tests.integration.service_stack import Stack, assemblage_cmd
 from tests.integration.ui_support import (
     EVIL_COMMENT,
     EVIL_FILE,
@@ -25,11 +26,16 @@ from tests.integration.ui_support import (
     write_hostile_project,
 )
 
-_missing = missing_services() + ([] if chromium() else ["chromium (scripts/bootstrap.sh apt test)"])
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(bool(_missing), reason=f"not available: {', '.join(_missing)}"),
+    pytest.mark.usefixtures("services", "_chromium"),
 ]
+
+
+@pytest.fixture(scope="module")
+def _chromium() -> None:
+    if chromium() is None:
+        unavailable("chromium is not installed (scripts/bootstrap.sh apt test)")
 
 RECIPE = """\
 name: ui-pages

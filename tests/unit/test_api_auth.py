@@ -26,6 +26,10 @@ from tests.unit.test_service_api import RECIPE, SECRET, Env, seed
 # The only routes anyone may call without a token: liveness, Prometheus, and the API's own docs.
 PUBLIC_OPERATIONS = {("get", "/api/v1/health"), ("get", "/metrics")}
 DOCS_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/api/v1/openapi.json"}
+# The web pages (assemblage/api/ui, not part of the API's document): static files and the login form are
+# public; every other page needs the session cookie (tests/unit/test_ui_security.py covers login and CSRF).
+UI_STATIC = "/ui/static"
+UI_PUBLIC = {("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout")}
 # The least a route may ask for (DESIGN: reads need scope read; writes need submit or admin).
 FLOOR = {"get": "read", "head": "read", "post": "submit", "put": "submit", "patch": "submit", "delete": "submit"}
 
@@ -97,7 +101,43 @@ def test_every_route_is_in_the_document_and_only_the_listed_ones_are_public(worl
         for route in getattr(router, "routes", []):
             assert getattr(route, "include_in_schema", True), f"{route.path} is hidden from the OpenAPI document"
     top = {getattr(r, "path", None) for r in world.app.routes} - {None}
-    assert top == DOCS_PATHS, top
+    assert top == DOCS_PATHS | {UI_STATIC}, top
+
+
+def test_every_page_sends_a_visitor_without_a_live_session_to_the_login(world):
+    """The pages' routes, walked from their router: no page is shown without a session of a live token."""
+    from assemblage.api.security import SESSION_COOKIE
+    from assemblage.api.ui.pages import router
+
+    from fastapi.testclient import TestClient
+
+    with session_scope(world.sessions) as s:
+        function_id = s.query(m.Function.id).filter(m.Function.binary_id == world.params["binary_id"]).first()[0]
+    params = {**world.params, "function_id": function_id}
+    cookies = {"none": None, "forged": "asm_" + "A" * 43}
+    cookies.update({what: h["Authorization"].split(" ", 1)[1] for what, h in world.bad_tokens.items()
+                    if what in ("token of another secret key", "revoked admin token")})
+    pages = 0
+    for route in router.routes:
+        for method in route.methods:
+            if (method, route.path) in UI_PUBLIC:
+                continue
+            assert method == "GET", f"{method} {route.path}: a page that changes something needs a review here"
+            url = re.sub(r"\{(\w+)\}", lambda mt: str(params[mt.group(1)]), route.path)
+            for what, cookie in cookies.items():
+                browser = TestClient(world.app, base_url="http://testserver", follow_redirects=False)
+                if cookie:
+                    browser.cookies.set(SESSION_COOKIE, cookie)
+                r = browser.get(url)
+                for _hop in range(3):  # /ui redirects to /ui/runs first
+                    assert r.status_code == 303, (url, what, r.status_code, r.text[:200])
+                    if r.headers["location"].startswith("/ui/login?next="):
+                        break
+                    r = browser.get(r.headers["location"])
+                else:
+                    raise AssertionError(f"{url} ({what}) never reached the login")
+            pages += 1
+    assert pages >= 10
 
 
 def test_every_protected_route_refuses_missing_forged_and_revoked_tokens(world):
