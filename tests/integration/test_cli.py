@@ -38,8 +38,10 @@ COMMANDS = {
     "worker": "Run a Celery worker",
     "db": "The service's database",
     "token": "API tokens",
+    "fleet": "Workers on AWS",
 }
-SUBCOMMANDS = {"recipe": {"check", "schema"}, "db": {"upgrade"}, "token": {"create", "list", "revoke"}}
+SUBCOMMANDS = {"recipe": {"check", "schema"}, "db": {"upgrade"}, "token": {"create", "list", "revoke"},
+               "fleet": {"user-data", "reconcile", "cost", "lifecycle", "secrets"}}
 
 
 def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:

@@ -11,12 +11,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
-from tests.integration.service_stack import Stack, missing_services
+from tests.integration.service_stack import Stack
 
-_missing = missing_services()
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(bool(_missing), reason=f"services not reachable: {', '.join(_missing)} (make services)"),
+    pytest.mark.usefixtures("services"),
 ]
 
 RECIPE = """\

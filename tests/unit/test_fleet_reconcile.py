@@ -16,6 +16,7 @@ from assemblage.db.session import make_engine, make_sessionmaker, session_scope
 from assemblage.errors import FleetError
 from assemblage.fleet.reconcile import LAST_CHANGE_TAG, reconcile
 from assemblage.settings import load_settings
+from tests.conftest import unavailable
 
 REGION = "us-east-1"
 
@@ -161,7 +162,7 @@ def test_cli_dry_run_reads_real_redis(aws, db, tmp_path):
     try:
         r.ping()
     except redis.ConnectionError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
+        unavailable(f"no Redis at {REDIS_URL} (scripts/services.sh start)")
     r.flushdb()
     r.lpush("linux", *[b"m"] * 9)
     try:

@@ -3,8 +3,6 @@ MSVC hosts, and no secret in either."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from assemblage.cli.main import app
 from assemblage.errors import FleetError
 from assemblage.fleet.userdata import SETUP_PATH, linux_user_data, windows_user_data
 from assemblage.settings import load_settings
+from tests.conftest import need
 
 SETTINGS = """\
 environment = "production"
@@ -68,10 +67,7 @@ def test_cloud_init_parses_and_runs_the_worker_unit(settings_file):
 
 
 def test_setup_script_passes_shellcheck(settings_file, tmp_path):
-    if shutil.which("shellcheck") is None:
-        if os.environ.get("CI"):
-            pytest.fail("shellcheck is missing: scripts/bootstrap.sh apt test installs it")
-        pytest.skip("shellcheck is not installed (scripts/bootstrap.sh apt test)")
+    need("shellcheck")
     for queues in (["crawl", "linux"], ["windows-cross"]):
         doc = yaml.safe_load(linux_user_data(load_settings(settings_file), queues))
         script = next(f["content"] for f in doc["write_files"] if f["path"] == SETUP_PATH)
@@ -84,8 +80,7 @@ def test_setup_script_passes_shellcheck(settings_file, tmp_path):
 
 def test_shellcheck_catches_a_broken_script(tmp_path):
     """The check above can fail: an unquoted variable is reported."""
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed")
+    need("shellcheck")
     path = tmp_path / "bad.sh"
     path.write_text("#!/bin/bash\nrm -rf $DIR/*\n")
     assert subprocess.run(["shellcheck", str(path)], capture_output=True).returncode != 0
