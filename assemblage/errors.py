@@ -14,7 +14,9 @@ translated into these where they arise and never reach users raw.
     ├── InvalidBinaryError          exit 6  (a file we cannot parse as ELF/PE/PDB)
     │   └── PdbMismatchError        (a PDB that does not belong to the PE)
     ├── StorageError                exit 7  (object store or database unavailable)
-    └── FleetError                  exit 10 (EC2 / Auto Scaling / IAM calls of `assemblage fleet`)
+    ├── FleetError                  exit 10 (EC2 / Auto Scaling / IAM calls of `assemblage fleet`)
+    ├── LockError                   exit 2  (a lock file that does not validate)
+    └── DriftError                  exit 11 (a lock's toolchain, image or source differs here)
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from dataclasses import dataclass
 __all__ = [
     "AssemblageError",
     "BuildError",
+    "DriftError",
     "FleetError",
     "InvalidBinaryError",
+    "LockError",
     "PdbMismatchError",
     "Problem",
     "RecipeError",
@@ -113,3 +117,20 @@ class FleetError(AssemblageError):
     """An AWS call of the fleet commands failed (credentials, a missing group, throttling)."""
 
     exit_code = 10  # 8 is invalid settings, 9 a run with failed builds
+
+
+class LockError(AssemblageError):
+    """A lock (``assemblage lock``'s JSON) that is not JSON or does not validate; says where."""
+
+    exit_code = 2
+
+
+class DriftError(AssemblageError):
+    """Rebuilding a lock here would not use what it pins (toolchain version, image digest, source)."""
+
+    exit_code = 11  # 8 is invalid settings, 9 a run with failed builds, 10 fleet
+
+    def __init__(self, differences: list, *, hint: str = "pass --allow-drift to rebuild anyway and record them") -> None:
+        self.differences = list(differences)
+        lines = "\n".join(f"  {d}" for d in self.differences)
+        super().__init__(f"{len(self.differences)} difference(s) between the lock and this machine; {hint}\n{lines}")

@@ -98,6 +98,12 @@ def _which_in(image: str, name: str) -> str | None:
     return path or None
 
 
+def _image_ref(image: str) -> dict:
+    found = _client().images.get(image)
+    digests = found.attrs.get("RepoDigests") or []
+    return {"name": image, "id": found.id, "digest": digests[0] if digests else None}
+
+
 class DockerRunner(LocalRunner):
     """Runs the steps of one build in containers of ``image`` (the step loop and environment are the local runner's)."""
 
@@ -118,6 +124,23 @@ class DockerRunner(LocalRunner):
 
     def install_hint(self, toolchain: str) -> str:
         return "add its packages to the image's TOOLCHAINS build argument"
+
+    # -- reproducibility (assemblage.builds.reproducible)
+
+    def query(self, argv: list[str], *, timeout: float = 120) -> str:
+        """The output of a command of ours run in a container of the image (no network), for probing."""
+        import docker.errors
+
+        try:
+            out = _client().containers.run(self.image, argv, remove=True, network_mode="none", entrypoint=[],
+                                           environment={"LC_ALL": "C.UTF-8"})
+        except docker.errors.DockerException as exc:
+            raise BuildError(f"cannot query the image {self.image!r}: {exc}") from exc
+        return out.decode("utf-8", "replace")
+
+    def image_ref(self) -> dict | None:
+        """The image's name, id (the digest of its configuration) and registry digest when it has one."""
+        return _image_ref(self.image)
 
     def _user(self) -> str:
         return f"{BUILD_UID}:{BUILD_GID}" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"

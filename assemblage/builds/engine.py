@@ -12,6 +12,7 @@ from pathlib import Path
 
 from assemblage._spawn import copy_file
 from assemblage.builds.collect import FoundBinary, find_binaries, snapshot
+from assemblage.builds import reproducible
 from assemblage.builds.plan import Step
 from assemblage.builds.runner import Limits, LocalRunner, StepResult, builds_stopped
 from assemblage.builds.systems import BuildTools, build_system_candidates, compiler_env
@@ -34,6 +35,7 @@ class BuildRequest:
     work_root: Path | None = None  # where scratch folders go (default: the system's temp folder)
     runner: str = "local"  # local (host toolchains) or docker (the toolchains of ``image``)
     image: str | None = None  # the docker runner's image (default: assemblage-linux:latest)
+    source_date_epoch: int | None = None  # SOURCE_DATE_EPOCH (see builds.reproducible); None: the fixed default
 
 
 @dataclass(kw_only=True)
@@ -49,6 +51,7 @@ class BuildOutcome:
     scratch: Path | None = None  # caller removes it (``cleanup``) after storing the binaries
     strip_tool: str | None = None
     source_view: str | None = None  # where the build saw the source tree (debug paths start there)
+    environment: reproducible.BuildEnvironment | None = None  # what reached the build (for the run's lock)
 
     def cleanup(self) -> None:
         if self.scratch is not None and not os.environ.get("ASSEMBLAGE_KEEP_SCRATCH"):
@@ -103,15 +106,20 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
             src = scratch / "src"
             shutil.copytree(req.source_dir, src, symlinks=True, copy_function=copy_file)
             view = runner.view(scratch)
-            outcome.source_view = f"{view}/src"
-            cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id, which=runner.which)
+            repro = reproducible.prepare(runner, tc, compilers, view=view, epoch=req.source_date_epoch)
+            outcome.source_view = f"{repro.debug_root(view)}/src"  # the prefix map writes /build there
+            cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id, which=runner.which,
+                                     extra_flags=repro.flags, random_seed=repro.random_seed)
             tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
             candidates = build_system_candidates(src)
             if not candidates:
                 outcome.reason, outcome.message = "no_build_system", "no Makefile, CMakeLists.txt, configure, meson.build or C/C++ file found"
                 log.write(f"! {outcome.message}\n")
                 return outcome
-            env = {**runner.base_env(scratch), **compiler_env(compilers, tools.cc, tools.cxx)}
+            env = {**runner.base_env(scratch), **compiler_env(compilers, tools.cc, tools.cxx), **repro.env}
+            outcome.environment = repro.describe(runner=runner, compilers=compilers, env=env,
+                                                 build_path=tools.src_dir, limits=req.limits)
+            log.write(f"# reproducible: SOURCE_DATE_EPOCH={repro.epoch}, wrapper flags {' '.join(repro.flags)}\n")
             started = time.monotonic()
             for i, planner in enumerate(candidates):
                 if i > 0:  # a clean tree for the next build system

@@ -169,6 +169,21 @@ class LocalRunner:
             return "bubblewrap (no network, read-only system, private /tmp)"
         return "NONE (bubblewrap missing or unusable): the build has network access"
 
+    # -- reproducibility (assemblage.builds.reproducible): probing the toolchain where builds run
+
+    def query(self, argv: list[str], *, timeout: float = 120) -> str:
+        """The output of a command of ours run where builds run (here), for probing toolchains."""
+        try:
+            r = _spawn.run(argv, capture_output=True, text=True, timeout=timeout,
+                           env={"PATH": _SYSTEM_PATH, "LC_ALL": "C.UTF-8"})
+        except (OSError, subprocess.SubprocessError):
+            return ""  # recorded as "not found"
+        return r.stdout
+
+    def image_ref(self) -> dict | None:
+        """The image builds run in (name, id, digest); None: the host."""
+        return None
+
     def base_env(self, scratch: Path) -> dict[str, str]:
         view = self.view(scratch)
         return {
@@ -225,6 +240,7 @@ class LocalRunner:
     def _limits(self) -> None:
         lim = self.limits
         os.setpgid(0, 0)
+        os.umask(0o022)  # reproducible file modes (assemblage.builds.reproducible.UMASK)
         for res, value in (
             (resource.RLIMIT_AS, lim.memory),
             (resource.RLIMIT_FSIZE, lim.file_size),

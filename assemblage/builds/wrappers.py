@@ -39,6 +39,28 @@ done
 exec {real} "$@" {flags}
 """
 
+# gcc also gets -frandom-seed=<the output file> (see assemblage.builds.reproducible)
+_TEMPLATE_SEEDED = """#!/bin/sh
+# Written by assemblage for {config}: drops the project's optimisation flags
+# and appends the configuration's, so the label matches the binary; seeds
+# gcc's random names with the output file, so they are the same every build.
+seed=
+prev=
+for arg do
+  shift
+  case "$prev" in
+    -o) seed=$arg ;;
+  esac
+  prev=$arg
+  case "$arg" in
+    -O*|-g0|-s) ;;
+    -o?*) seed=${{arg#-o}}; set -- "$@" "$arg" ;;
+    *) set -- "$@" "$arg" ;;
+  esac
+done
+exec {real} "$@" {flags} ${{seed:+"-frandom-seed=$seed"}}
+"""
+
 
 def _names(compilers: CompilerSet, lang: str) -> list[str]:
     c = lang == "c"
@@ -57,19 +79,23 @@ def _names(compilers: CompilerSet, lang: str) -> list[str]:
 
 
 def write_wrappers(bin_dir: Path, compilers: CompilerSet, config_id: str,
-                   which: Callable[[str], str | None] = shutil.which) -> tuple[Path, Path]:
+                   which: Callable[[str], str | None] = shutil.which, *,
+                   extra_flags: tuple[str, ...] = (), random_seed: bool = False) -> tuple[Path, Path]:
     """Write the wrappers; return the paths of the C and C++ wrappers to use as CC/CXX.
 
     ``which`` finds the real compilers where the build runs (the host, or a runner's image).
+    ``extra_flags`` go last on every call (the reproducibility flags); ``random_seed`` adds
+    ``-frandom-seed=<output file>`` to calls that name their output.
     """
     bin_dir.mkdir(parents=True, exist_ok=True)
-    flags = shlex.join([*compilers.cflags, *(f for f in compilers.ldflags if f not in compilers.cflags)])
+    flags = shlex.join([*compilers.cflags, *(f for f in compilers.ldflags if f not in compilers.cflags), *extra_flags])
+    template = _TEMPLATE_SEEDED if random_seed else _TEMPLATE
     out: dict[str, Path] = {}
     for lang, real_name in (("c", compilers.cc), ("c++", compilers.cxx)):
         real = which(real_name) or real_name
         if Path(real).resolve().parent == bin_dir.resolve():
             raise BuildError(f"the compiler {real_name!r} would be replaced by its own wrapper")
-        text = _TEMPLATE.format(config=config_id, real=shlex.quote(real), flags=flags)
+        text = template.format(config=config_id, real=shlex.quote(real), flags=flags)
         for name in _names(compilers, lang):
             p = bin_dir / name
             write_executable(p, text)

@@ -15,6 +15,7 @@ from typer.exceptions import TyperException
 
 from assemblage.cli.analyze import register as register_analyze
 from assemblage.cli.fleet import register as register_fleet
+from assemblage.cli.repro import register as register_repro
 from assemblage.cli.service import register as register_service
 from assemblage.errors import AssemblageError, RecipeError
 
@@ -212,6 +213,7 @@ def toolchains(
 # Commands that live in their own modules. Imported plainly: a command that cannot be
 # imported is a broken install and must fail loudly, never vanish from the CLI.
 register_analyze(app)
+register_repro(app)
 register_service(app)
 register_fleet(app)
 

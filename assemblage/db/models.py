@@ -43,6 +43,8 @@ __all__ = [
     "Run",
     "Rva",
     "Source",
+    "Verification",
+    "VerificationDifference",
     "Worker",
     "Crawl",
     "CrawlWindow",
@@ -89,6 +91,8 @@ class Run(Base):
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # dropped configurations, warnings
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # build/outputs options in force
     expanded: Mapped[bool] = mapped_column(Boolean, default=False)  # sources, builds and crawls were added
+    # a run made by `assemblage rebuild`: the lock's sha256, the run it locked, the drift allowed
+    lock_origin: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -121,6 +125,7 @@ class Source(Base):
     url: Mapped[str | None] = mapped_column(String(1000))
     last_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     checkout: Mapped[str | None] = mapped_column(String(4000))  # where the fetched tree is (embedded)
+    source_date_epoch: Mapped[int | None] = mapped_column(BigInteger)  # what its builds get (builds.reproducible)
 
 
 class Configuration(Base):
@@ -162,6 +167,9 @@ class Build(Base):
     log_key: Mapped[str | None] = mapped_column(String(200))  # object store key of the full log
     reused_from_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
     opt_mismatches: Mapped[int] = mapped_column(Integer, default=0)
+    # what reached the build: toolchain versions, image digest, flags, variables, limits
+    # (assemblage.builds.reproducible.BuildEnvironment); part of the run's lock
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -310,6 +318,49 @@ class Inline(Base):
     end: Mapped[int] = mapped_column(BigInteger)
     call_file: Mapped[str | None] = mapped_column(Text)
     call_line: Mapped[int | None] = mapped_column(Integer)
+
+
+class Verification(Base):
+    """One ``assemblage verify``: a sample of a run's builds rebuilt from its lock and compared."""
+
+    __tablename__ = "verifications"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    lock_sha256: Mapped[str] = mapped_column(String(64))
+    sample: Mapped[int | None] = mapped_column(Integer)  # builds asked for (None: all)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    builds: Mapped[int] = mapped_column(Integer, default=0)  # builds rebuilt
+    compared: Mapped[int] = mapped_column(Integer, default=0)  # binaries compared
+    identical: Mapped[int] = mapped_column(Integer, default=0)
+    drift: Mapped[list[Any]] = mapped_column(JSON, default=list)  # differences allowed with --allow-drift
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    differences: Mapped[list["VerificationDifference"]] = relationship(back_populates="verification")
+
+
+class VerificationDifference(Base):
+    """A binary (or PDB) that the rebuild did not reproduce bit for bit, with what differs and why."""
+
+    __tablename__ = "verification_differences"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    verification_id: Mapped[int] = mapped_column(ForeignKey("verifications.id"), index=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"))
+    binary_id: Mapped[int | None] = mapped_column(ForeignKey("binaries.id"))
+    source: Mapped[str] = mapped_column(String(1000))
+    config: Mapped[str] = mapped_column(String(100))
+    relpath: Mapped[str] = mapped_column(String(2000))
+    kind: Mapped[str] = mapped_column(String(10))  # binary | pdb
+    status: Mapped[str] = mapped_column(String(10))  # differs | missing | extra
+    original_sha256: Mapped[str | None] = mapped_column(String(64))
+    rebuilt_sha256: Mapped[str | None] = mapped_column(String(64))
+    causes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # likely causes, most telling first
+    sections: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{name, cause, detail}]
+    message: Mapped[str | None] = mapped_column(Text)
+
+    verification: Mapped[Verification] = relationship(back_populates="differences")
 
 
 class Worker(Base):

@@ -33,7 +33,7 @@ from assemblage.pipeline.steps import (
 from assemblage.recipes.models import Recipe
 from assemblage.storage.local import LocalStore
 
-__all__ = ["Dataset", "find_run", "open_dataset", "open_existing_dataset", "run_recipe", "Progress"]
+__all__ = ["Dataset", "execute_run", "find_run", "open_dataset", "open_existing_dataset", "run_recipe", "Progress"]
 
 DATASET_FILE = "dataset.sqlite"
 
@@ -113,11 +113,17 @@ def run_recipe(
     on_run: Callable[[int], None] | None = None,
 ) -> int:
     """Run a whole recipe into the dataset; returns the run id."""
-    ctx = dataset.context
-    progress = progress or Progress()
-    run_id = create_run(ctx, recipe, text, base)
+    run_id = create_run(dataset.context, recipe, text, base)
     if on_run:
         on_run(run_id)
+    execute_run(dataset, run_id, jobs=jobs, progress=progress)
+    return run_id
+
+
+def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progress | None = None) -> None:
+    """Fetch (or crawl) the sources and run the builds of a run whose rows exist (a recipe's, or a rebuild's)."""
+    ctx = dataset.context
+    progress = progress or Progress()
     with ctx.sessions() as s:
         run = s.get(m.Run, run_id)
         run.status, run.started_at = "running", m.utcnow()
@@ -185,7 +191,6 @@ def run_recipe(
     pool.shutdown(wait=True)
     progress.stop()
     finish_run(ctx, run_id)
-    return run_id
 
 
 def _builds_by_source(ctx: Context, run_id: int, source_ids: list[int] | None = None) -> dict[int, list[int]]:

@@ -223,7 +223,8 @@ def _spec_of(source: m.Source, *, pinned: bool = False):
 
 def fetch_run_source(ctx: Context, source_id: int) -> bool:
     """Fetch and pin one source. On failure, its builds become ``skipped`` with the reason."""
-    from assemblage.sources import fetch_source, pin_spec
+    from assemblage.builds.reproducible import source_date_epoch
+    from assemblage.sources import fetch_source, pin_spec, source_pin
 
     with session_scope(ctx.sessions) as s:
         src = s.get(m.Source, source_id)
@@ -233,7 +234,7 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
             return True
         run = s.get(m.Run, src.run_id)
         base = ctx.source_root or Path(run.options.get("base", "."))
-        spec = _spec_of(src)
+        spec = _spec_of(src, pinned=True)  # a rebuild's sources, or a refetch, use what was pinned
     try:
         fetched = fetch_source(spec, base=base, cache=ctx.cache_dir)
     except AssemblageError as exc:
@@ -251,22 +252,11 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
         src.commit, src.version, src.sha256 = fetched.commit, fetched.version, fetched.sha256
         src.license, src.url, src.last_update = fetched.license, fetched.url, fetched.last_update
         src.checkout = str(fetched.path)
-        src.pin = fetched.commit or fetched.sha256 or _tree_pin(fetched.path, fetched.version)
+        src.pin = source_pin(fetched)
         src.pinned_spec = pin_spec(spec, fetched).model_dump(mode="json", exclude_none=True)
+        if src.source_date_epoch is None:  # a rebuild sets the lock's
+            src.source_date_epoch = source_date_epoch(fetched.kind, fetched.last_update)
     return True
-
-
-def _tree_pin(path: Path, version: str | None) -> str:
-    """A content hash of a folder (names, modes, bytes), so editing a local source rebuilds it."""
-    h = hashlib.sha256((version or "").encode())
-    for p in sorted(path.rglob("*")):
-        rel = p.relative_to(path).as_posix()
-        if p.is_symlink():
-            h.update(f"L {rel} {p.readlink()}\n".encode())
-        elif p.is_file():
-            h.update(f"F {rel} {p.stat().st_mode & 0o111}\n".encode())
-            h.update(sha256_file(p).encode())
-    return "tree:" + h.hexdigest()
 
 
 def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: dict[str, Any]) -> str:
@@ -302,7 +292,7 @@ def execute_build(ctx: Context, build_id: int) -> str:
         if earlier is not None:
             origin = earlier.reused_from_id or earlier.id
             for attr in ("status", "reason", "message", "build_system", "duration", "log_key", "sandboxed",
-                         "runner", "opt_mismatches", "analysis_duration"):
+                         "runner", "opt_mismatches", "analysis_duration", "environment"):
                 setattr(b, attr, getattr(earlier, attr))
             b.reused_from_id = origin
             b.finished_at = _utcnow()
@@ -324,6 +314,7 @@ def execute_build(ctx: Context, build_id: int) -> str:
             work_root=ctx.work_root,
             runner=str(run.options.get("build", {}).get("runner") or "local"),
             image=run.options.get("build", {}).get("image"),
+            source_date_epoch=src.source_date_epoch,
         )
         want_stripped = bool(run.options.get("outputs", {}).get("stripped"))
         source_info = _source_info(src)
@@ -350,6 +341,7 @@ def execute_build(ctx: Context, build_id: int) -> str:
         b.build_system, b.duration, b.sandboxed = outcome.build_system, outcome.duration, outcome.sandboxed
         b.runner, b.log_key, b.analysis_duration = "local", log_key, analysis_duration
         b.finished_at = _utcnow()
+        b.environment = outcome.environment.model_dump(mode="json") if outcome.environment else None
         b.opt_mismatches = _write_binaries(s, b, records, config, source_info)
     return outcome.status
 

@@ -15,6 +15,7 @@ Errors: :class:`~assemblage.errors.SourceError`, and its subclass
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ __all__ = [
     "safe_extract",
     "source_label",
     "source_name",
+    "source_pin",
+    "tree_pin",
 ]
 
 
@@ -92,6 +95,26 @@ def pin_spec(spec: SourceSpec, fetched: FetchedSource) -> SourceSpec:
     if isinstance(spec, DebianSource) and fetched.version:
         return spec.model_copy(update={"version": fetched.version})
     return spec
+
+
+def tree_pin(path: Path, version: str | None = None) -> str:
+    """A content hash of a folder (names, modes, bytes), so editing a local source rebuilds it."""
+    from assemblage.storage.base import sha256_file
+
+    h = hashlib.sha256((version or "").encode())
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path).as_posix()
+        if p.is_symlink():
+            h.update(f"L {rel} {p.readlink()}\n".encode())
+        elif p.is_file():
+            h.update(f"F {rel} {p.stat().st_mode & 0o111}\n".encode())
+            h.update(sha256_file(p).encode())
+    return "tree:" + h.hexdigest()
+
+
+def source_pin(fetched: FetchedSource) -> str:
+    """What pins a fetched source: the git commit, the archive's sha256, else the tree's hash."""
+    return fetched.commit or fetched.sha256 or tree_pin(fetched.path, fetched.version)
 
 
 def source_label(spec) -> str:
