@@ -93,8 +93,13 @@ class FileDiff:
 
     @property
     def causes(self) -> list[str]:
-        """Distinct causes, primary ones first."""
-        seen = list(dict.fromkeys(s.cause for s in self.sections))
+        """Distinct causes, primary ones first (a section's own cause, then those it names with "also")."""
+        names = []
+        for s in self.sections:
+            names.append(s.cause)
+            if "; also " in s.detail:
+                names += [c.strip() for c in s.detail.rsplit("; also ", 1)[1].split(",") if c.strip() in CAUSES]
+        seen = list(dict.fromkeys(names))
         return [c for c in seen if c not in DERIVED_CAUSES] + [c for c in seen if c in DERIVED_CAUSES]
 
     def to_dict(self) -> dict:
@@ -240,12 +245,19 @@ def _classify(region: _Region, a: bytes, b: bytes, known: dict[str, list[tuple[i
     only_a, only_b = sorted((sa - sb).keys()), sorted((sb - sa).keys())
     changed = only_a + only_b
     if changed:
-        if any(_DATE.search(x) for x in changed):
-            return "date_time", _example(only_a, only_b, _DATE)
-        if any(_RANDOM.search(x) for x in changed):
-            return "random_names", _example(only_a, only_b, _RANDOM)
-        if any("asm-build-" in x or _PATH.search(x) for x in changed):
-            return "build_path", _example(only_a, only_b, _PATH)
+        found: dict[str, re.Pattern] = {}
+        for x in changed:  # each string counts for its most telling cause
+            for cause, pattern in (("date_time", _DATE), ("random_names", _RANDOM), ("build_path", _PATH)):
+                if pattern.search(x) or (cause == "build_path" and "asm-build-" in x):
+                    found.setdefault(cause, pattern)
+                    break
+        ordered = [c for c in ("date_time", "random_names", "build_path") if c in found]
+        if ordered:
+            first = ordered[0]
+            detail = _example(only_a, only_b, found[first])
+            if len(ordered) > 1:
+                detail += "; also " + ", ".join(ordered[1:])
+            return first, detail
     elif len(a) == len(b) and sorted(a) == sorted(b):
         return "ordering", "the same bytes in another order"
     if region.entsize and len(a) == len(b) and len(a) % region.entsize == 0:

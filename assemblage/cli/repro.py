@@ -20,7 +20,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from assemblage.errors import LockError
+from assemblage.errors import LockError, UsageError
 
 __all__ = ["register"]
 
@@ -32,7 +32,7 @@ def _dataset(folder: Path):
     from assemblage.pipeline.embedded import DATASET_FILE, open_dataset
 
     if not (Path(folder) / DATASET_FILE).is_file():
-        raise typer.BadParameter(f"{folder} holds no dataset ({DATASET_FILE} missing)", param_hint="DIR")
+        raise UsageError(f"{folder} holds no dataset ({DATASET_FILE} missing)")
     return open_dataset(folder)
 
 
@@ -43,7 +43,7 @@ def _lock_of(dataset, run: int | None):
         try:
             return lock_for_run(s, run)
         except LookupError as exc:
-            raise typer.BadParameter(f"{dataset.root}: {exc}", param_hint="--run") from None
+            raise UsageError(f"{dataset.root}: {exc}") from None
 
 
 def lock(
@@ -115,8 +115,11 @@ def verify(
 
     dataset = _dataset(folder)
     progress = RichProgress(err, enabled=not as_json and err.is_terminal)
-    report = verify_run(dataset, run_id=run, sample=sample, seed=seed, jobs=jobs, allow_drift=allow_drift,
-                        progress=progress, base=base, keep=keep)
+    try:
+        report = verify_run(dataset, run_id=run, sample=sample, seed=seed, jobs=jobs, allow_drift=allow_drift,
+                            progress=progress, base=base, keep=keep)
+    except LookupError as exc:
+        raise UsageError(f"{dataset.root}: {exc}") from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
