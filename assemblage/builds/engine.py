@@ -110,6 +110,7 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
             outcome.source_view = f"{repro.debug_root(view)}/src"  # the prefix map writes /build there
             cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id, which=runner.which,
                                      extra_flags=repro.flags, random_seed=repro.random_seed)
+            repro.write_files(scratch / "bin")
             tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
             candidates = build_system_candidates(src)
             if not candidates:

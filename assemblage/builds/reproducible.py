@@ -8,8 +8,9 @@ Every build gets, whatever its build system does:
   sandbox records ``/build`` in its debug information and ``__FILE__``;
 * ``SOURCE_DATE_EPOCH`` from the source (:func:`source_date_epoch`): gcc and
   clang >= 16 then write that date for ``__DATE__``/``__TIME__``, GNU ld for
-  the PE time stamp; clang 14 gets the same date through ``-D__DATE__``/
-  ``-D__TIME__`` (it ignores the variable: measured on Debian 12's 14.0.6);
+  the PE time stamp; clang 14 gets the same date from a header of ours that
+  defines ``__DATE__``/``__TIME__`` (``-include``; it ignores the variable:
+  measured on Debian 12's 14.0.6);
 * ``TZ=UTC``, ``LC_ALL=C.UTF-8`` (code-point collation: globs and ``sort``
   give one order), umask 022, and ``ARFLAGS=rvD`` (deterministic ``ar``
   members for Makefiles that use make's built-in archive rule; Debian's
@@ -19,9 +20,11 @@ Every build gets, whatever its build system does:
   depend only on the file;
 * for clang + lld PE output, lld-link's ``/Brepro`` (``-Wl,-Xlink=-Brepro``):
   the PE time stamp becomes a hash of the output. Measured: two links of the
-  same objects a second apart differ only in TimeDateStamp without it, and are
-  identical with it (the PDB GUID is already a content hash). mingw-w64's GNU
-  ld takes its PE time stamp from ``SOURCE_DATE_EPOCH``: identical links too.
+  same objects a second apart differ only in TimeDateStamp without it or
+  ``SOURCE_DATE_EPOCH``, and are identical with it (the PDB GUID is already a
+  content hash). lld 19 also reads ``SOURCE_DATE_EPOCH``, older lld does
+  not: ``/Brepro`` does not depend on the version. mingw-w64's GNU ld takes
+  its PE time stamp from ``SOURCE_DATE_EPOCH``: identical links too.
 
 What cannot be fixed by flags and stays visible to ``assemblage verify``: a
 clang driver call that compiles and links at once names its temporary objects
@@ -58,6 +61,7 @@ __all__ = [
     "ToolVersion",
     "ToolchainInfo",
     "UMASK",
+    "date_header",
     "prepare",
     "probe_toolchain",
     "repro_env",
@@ -132,6 +136,14 @@ class BuildEnvironment(BuildSettings):
     def settings(self) -> BuildSettings:
         return BuildSettings.model_validate(self.model_dump(exclude={"toolchain"}))
 
+    def with_dependency_images(self, images: list[ImageRef]) -> "BuildEnvironment":
+        """The record with the images a build used besides its own (build dependencies), digests and all.
+
+        Whoever runs a build in more than its toolchain image records them here; the lock
+        carries them and ``rebuild`` refuses when one of them has another id here.
+        """
+        return self.model_copy(update={"dependency_images": [*self.dependency_images, *images]})
+
 
 def source_date_epoch(kind: str, last_update: datetime | None) -> int:
     """``SOURCE_DATE_EPOCH`` for a source: its commit date (git), its changelog date (debian), its
@@ -159,10 +171,19 @@ def _major(version: str) -> int:
     return int(m.group(0)) if m else 0
 
 
-def _c_date(epoch: int) -> tuple[str, str]:
-    """``__DATE__`` and ``__TIME__`` as C compilers spell them for ``epoch``."""
+DATE_HEADER = "assemblage-source-date.h"
+
+
+def date_header(epoch: int) -> str:
+    """A header defining ``__DATE__`` and ``__TIME__`` as C compilers spell them for ``epoch``.
+
+    For compilers that ignore ``SOURCE_DATE_EPOCH``. A header, not ``-D__DATE__="..."``: clang
+    records its command line in DW_AT_producer, and quotes there break every reader that
+    prints producers quoted (llvm-dwarfdump's output, and our label checks against it).
+    """
     t = datetime.fromtimestamp(epoch, tz=UTC)
-    return f'"{t:%b} {t.day:2d} {t:%Y}"', f'"{t:%H:%M:%S}"'
+    return (f"/* written by assemblage: SOURCE_DATE_EPOCH={epoch} */\n"
+            f'#define __DATE__ "{t:%b} {t.day:2d} {t:%Y}"\n#define __TIME__ "{t:%H:%M:%S}"\n')
 
 
 def repro_flags(family: str, version: str, compilers: CompilerSet, *, view: str, epoch: int) -> tuple[str, ...]:
@@ -175,9 +196,8 @@ def repro_flags(family: str, version: str, compilers: CompilerSet, *, view: str,
         flags = [f"-fdebug-prefix-map={view}={FIXED_PREFIX}", f"-fmacro-prefix-map={view}={FIXED_PREFIX}"]
     else:
         flags = [f"-ffile-prefix-map={view}={FIXED_PREFIX}"]
-    if family == "clang" and major < 16:  # ignores SOURCE_DATE_EPOCH
-        date, clock = _c_date(epoch)
-        flags += ["-Wno-builtin-macro-redefined", f"-D__DATE__={date}", f"-D__TIME__={clock}"]
+    if family == "clang" and major < 16:  # ignores SOURCE_DATE_EPOCH: a header of ours defines the macros
+        flags += ["-Wno-builtin-macro-redefined", "-include", f"{view}/bin/{DATE_HEADER}"]
     if family == "clang" and compilers.platform == "windows" and compilers.pdb:
         flags.append("-Wl,-Xlink=-Brepro")
     return tuple(flags)
@@ -267,12 +287,18 @@ class ReproPlan:
     """What :func:`prepare` decided for one build: the wrapper's flags, the variables, the record."""
 
     def __init__(self, *, flags: tuple[str, ...], random_seed: bool, env: dict[str, str], epoch: int,
-                 toolchain: ToolchainInfo | None) -> None:
+                 toolchain: ToolchainInfo | None, files: dict[str, str] | None = None) -> None:
+        self.files = files or {}  # name -> text, written next to the compiler wrappers
         self.flags = flags
         self.random_seed = random_seed
         self.env = env
         self.epoch = epoch
         self.toolchain = toolchain
+
+    def write_files(self, bin_dir) -> None:
+        """Write the files the flags name (the date header) into the build's ``bin`` folder."""
+        for name, text in self.files.items():
+            (bin_dir / name).write_text(text, encoding="utf-8")
 
     def describe(self, *, runner, compilers: CompilerSet, env: dict[str, str], build_path: str,
                  limits) -> BuildEnvironment | None:
@@ -296,8 +322,8 @@ def prepare(runner: ProbeRunner, tc, compilers: CompilerSet, *, view: str, epoch
     """The reproducibility settings of one build of toolchain ``tc`` (and its probed toolchain)."""
     epoch = PATH_SOURCE_EPOCH if epoch is None else epoch
     info = probe_toolchain(runner, tc.name, compilers, tc.packages(compilers.platform, compilers.arch)) if probe else None
+    flags = repro_flags(tc.family, tc.version, compilers, view=view, epoch=epoch)
     return ReproPlan(
-        flags=repro_flags(tc.family, tc.version, compilers, view=view, epoch=epoch),
-        random_seed=tc.family in ("gcc", "mingw-gcc"),
-        env=repro_env(epoch), epoch=epoch, toolchain=info,
+        flags=flags, random_seed=tc.family in ("gcc", "mingw-gcc"), env=repro_env(epoch), epoch=epoch,
+        toolchain=info, files={DATE_HEADER: date_header(epoch)} if f"{view}/bin/{DATE_HEADER}" in flags else {},
     )

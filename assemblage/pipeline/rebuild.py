@@ -118,13 +118,39 @@ def _request(build: LockedBuild, lock: Lock) -> BuildRequest:
     return BuildRequest(source_dir=Path("."), config=Config.parse(build.config), runner=runner, image=image)
 
 
-def _toolchain_drift(lock: Lock, builds: list[LockedBuild]) -> list[Drift]:
+def _dependency_image_drift(builds: list[LockedBuild]) -> list[Drift]:
+    """Images a build used besides its own (e.g. build dependencies): each must be here with the same id."""
     out: list[Drift] = []
+    seen: set[tuple[str, str | None]] = set()
+    for b in builds:
+        for dep in (b.settings.dependency_images if b.settings else []):
+            if (dep.name, dep.id) in seen:
+                continue
+            seen.add((dep.name, dep.id))
+            try:
+                here = make_runner(BuildRequest(source_dir=Path("."), config=Config.parse(b.config), runner="docker",
+                                                image=dep.name)).image_ref() or {}
+            except AssemblageError as exc:
+                out.append(Drift(f"dependency image {dep.name} id", dep.id, f"unavailable: {exc}"))
+                continue
+            if here.get("id") != dep.id:
+                out.append(Drift(f"dependency image {dep.name} id", dep.id, here.get("id")))
+    return out
+
+
+def _toolchain_drift(lock: Lock, builds: list[LockedBuild]) -> list[Drift]:
+    out: list[Drift] = _dependency_image_drift(builds)
     probed: dict[int, ToolchainInfo | None] = {}
     flag_checked: set[tuple] = set()
+    unrecorded: set[str] = set()
     for b in builds:
         if b.toolchain is None or b.settings is None:
+            if b.status in ("succeeded", "failed", "no_binaries") and b.config not in unrecorded:
+                unrecorded.add(b.config)  # a run made before builds recorded their environment
+                out.append(Drift(f"build {b.config}: toolchain and settings", "not recorded in the lock", None))
             continue
+        if not 0 <= b.toolchain < len(lock.toolchains):
+            raise LockError(f"lock: a build of {b.config} names toolchain {b.toolchain}, which the lock does not list")
         locked = lock.toolchains[b.toolchain]
         cfg = Config.parse(b.config)
         tc = get_toolchain(cfg.toolchain)

@@ -203,7 +203,7 @@ def test_assemblage_build_runner_docker_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("sample,config", [("calc", "linux-x86_64-gcc-12-O2"), ("shapes", "linux-x86_64-clang-19-O0")])
 def test_the_docker_and_the_local_runner_build_the_same_bytes(sample, config, tmp_path):
-    """Same compilers, same /build path, SOURCE_DATE_EPOCH=0: the two runners are interchangeable."""
+    """Same compilers, same /build path, same SOURCE_DATE_EPOCH: the two runners are interchangeable."""
     import hashlib
 
     from assemblage.builds.runner import sandbox_available

@@ -10,6 +10,7 @@ the section and the cause; then the same changes through our build engine
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import time
@@ -153,3 +154,33 @@ def test_our_builds_of_dated_windows_and_clang_14_programs_are_identical(config,
             assert b"Nov 14 2023 22:13:20" in run.binaries[0].path.read_bytes()
         finally:
             run.cleanup()
+
+
+def test_without_the_sandbox_the_prefix_map_still_gives_gcc_builds_one_path(tmp_path, monkeypatch):
+    """Builds outside /build (no bubblewrap) in two random scratch folders: the same bytes, /build recorded."""
+    need("gcc-12", "llvm-dwarfdump-19")
+    from assemblage.builds import runner
+
+    monkeypatch.setenv("ASSEMBLAGE_NO_SANDBOX", "1")
+    runner.sandbox_available.cache_clear()
+    try:
+        first, second = [], []
+        for out in (first, second):
+            outcome = run_build(BuildRequest(source_dir=SAMPLES / "calc", config=Config.parse("linux-x86_64-gcc-12-O2")),
+                                tmp_path / "b.log")
+            try:
+                assert outcome.status == "succeeded" and not outcome.sandboxed
+                assert outcome.environment.wrapper_flags[0].startswith("-ffile-prefix-map=/")
+                assert outcome.environment.wrapper_flags[0].endswith("=/build")
+                out.append(outcome.binaries[0].path.read_bytes())
+                dump = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(outcome.binaries[0].path)],
+                                      capture_output=True, text=True, check=True).stdout
+                dirs = set(re.findall(r'DW_AT_comp_dir\s+\("([^"]*)"\)', dump))
+                assert dirs == {"/build/src"}, dirs
+                assert "asm-build-" not in dump.split("\n", 1)[1]  # the first line names the file dumped
+            finally:
+                outcome.cleanup()
+        assert first == second
+    finally:
+        monkeypatch.delenv("ASSEMBLAGE_NO_SANDBOX")
+        runner.sandbox_available.cache_clear()

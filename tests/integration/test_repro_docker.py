@@ -61,3 +61,23 @@ def test_a_lock_whose_image_differs_is_refused(docker_run, tmp_path):
         rebuild(parse_lock(json.dumps(doc)), tmp_path / "again")
     assert "image" in str(e.value) and "sha256:" + "0" * 64 in str(e.value)
     assert not (tmp_path / "again").exists()
+
+
+def test_dependency_images_recorded_on_a_build_are_checked_by_id(docker_run, tmp_path):
+    from assemblage.builds.reproducible import BuildEnvironment, ImageRef
+    from assemblage.pipeline.rebuild import check_drift
+
+    _, _, lock = docker_run
+    base_id = docker("image", "inspect", "-f", "{{.Id}}", "assemblage-base:bookworm", check=True).stdout.strip()
+    env = BuildEnvironment.model_validate({**lock.builds[0].settings.model_dump(), "toolchain": lock.toolchains[0]})
+    deps = env.with_dependency_images([ImageRef(name="assemblage-base:bookworm", id=base_id)]).settings()
+    assert deps.dependency_images[0].id == base_id
+    same = lock.model_copy(update={"builds": [lock.builds[0].model_copy(update={"settings": deps})]})
+    assert check_drift(same, same.builds, base=REPO, cache=tmp_path / "cache") == []
+    gone = deps.model_copy(update={"dependency_images": [ImageRef(name="assemblage-base:bookworm", id="sha256:" + "1" * 64),
+                                                         ImageRef(name="assemblage-h6-repro-missing:x", id="sha256:2")]})
+    other = lock.model_copy(update={"builds": [lock.builds[0].model_copy(update={"settings": gone})]})
+    drift = check_drift(other, other.builds, base=REPO, cache=tmp_path / "cache")
+    assert [d.what for d in drift] == ["dependency image assemblage-base:bookworm id",
+                                       "dependency image assemblage-h6-repro-missing:x id"]
+    assert drift[0].here == base_id and drift[1].here.startswith("unavailable")

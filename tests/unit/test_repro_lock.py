@@ -82,12 +82,15 @@ def test_every_compiler_maps_the_build_folder_to_the_fixed_prefix():
     assert _flags("clang-19") == ("-ffile-prefix-map=/build=/build",)
 
 
-def test_clang_14_gets_the_source_date_through_macros_and_windows_clang_gets_brepro():
+def test_clang_14_gets_the_source_date_from_a_header_and_windows_clang_gets_brepro():
+    from assemblage.builds.reproducible import date_header
+
     flags = _flags("clang-14", epoch=PATH_SOURCE_EPOCH)
-    assert '-D__DATE__="Jan  1 1980"' in flags and '-D__TIME__="00:00:00"' in flags
-    assert "-Wno-builtin-macro-redefined" in flags
-    assert '-D__DATE__="Nov 14 2023"' in _flags("clang-14")
-    assert not any(f.startswith("-D__DATE__") for f in _flags("clang-16"))  # 16 reads SOURCE_DATE_EPOCH
+    assert flags[-2:] == ("-include", "/build/bin/assemblage-source-date.h") and "-Wno-builtin-macro-redefined" in flags
+    assert not any('"' in f for f in flags)  # clang records its flags in DW_AT_producer
+    assert '#define __DATE__ "Jan  1 1980"\n#define __TIME__ "00:00:00"' in date_header(PATH_SOURCE_EPOCH)
+    assert '#define __DATE__ "Nov 14 2023"' in date_header(1700000000)
+    assert "-include" not in _flags("clang-16")  # 16 reads SOURCE_DATE_EPOCH
     assert "-Wl,-Xlink=-Brepro" in _flags("clang-19", "windows")
     assert "-Wl,-Xlink=-Brepro" not in _flags("clang-19")
 
@@ -143,3 +146,22 @@ def test_cli_verify_of_a_folder_without_a_dataset_is_a_usage_error(tmp_path):
                        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
     assert r.returncode == 2 and "holds no dataset" in r.stderr and "Traceback" not in r.stderr
     assert not Path(tmp_path, "dataset.sqlite").exists()
+
+
+def test_drift_names_a_changed_local_folder_and_a_build_without_a_recorded_toolchain(tmp_path):
+    from assemblage.pipeline.rebuild import check_drift
+    from assemblage.sources import tree_pin
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.c").write_text("int main(void) { return 0; }\n")
+    doc = json.loads(json.dumps(MINIMAL))
+    doc["sources"][0]["pin"] = tree_pin(src)
+    lock = parse_lock(json.dumps(doc))
+    drift = check_drift(lock, lock.builds, base=tmp_path, cache=tmp_path / "cache")
+    assert [(d.what, d.locked) for d in drift] == [
+        ("build linux-x86_64-gcc-12-O2: toolchain and settings", "not recorded in the lock")]
+    (src / "a.c").write_text("int main(void) { return 1; }\n")
+    drift = check_drift(lock, lock.builds, base=tmp_path, cache=tmp_path / "cache")
+    assert drift[0].what == "source src (sources[0])" and drift[0].locked == doc["sources"][0]["pin"]
+    assert drift[0].here.startswith("tree:") and drift[0].here != drift[0].locked
