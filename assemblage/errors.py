@@ -16,7 +16,6 @@ translated into these where they arise and never reach users raw.
     ├── StorageError                exit 7  (object store or database unavailable)
     ├── FleetError                  exit 10 (EC2 / Auto Scaling / IAM calls of `assemblage fleet`)
     ├── LockError                   exit 2  (a lock file that does not validate)
-    ├── UsageError                  exit 2  (a command-line argument that cannot work, e.g. no dataset there)
     └── DriftError                  exit 11 (a lock's toolchain, image or source differs here)
 """
 
@@ -38,7 +37,6 @@ __all__ = [
     "StorageError",
     "ToolchainError",
     "UnsafeArchiveError",
-    "UsageError",
 ]
 
 
@@ -123,12 +121,6 @@ class FleetError(AssemblageError):
 
 class LockError(AssemblageError):
     """A lock (``assemblage lock``'s JSON) that is not JSON or does not validate; says where."""
-
-    exit_code = 2
-
-
-class UsageError(AssemblageError):
-    """A command-line argument that cannot work (a folder without a dataset, a run that does not exist)."""
 
     exit_code = 2
 

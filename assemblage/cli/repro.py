@@ -20,7 +20,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from assemblage.errors import LockError, UsageError
+from assemblage.errors import LockError
 
 __all__ = ["register"]
 
@@ -29,26 +29,32 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def _dataset(folder: Path):
-    from assemblage.pipeline.embedded import DATASET_FILE, open_dataset
+    from assemblage.pipeline.embedded import DATASET_FILE, open_existing_dataset
 
     if not (Path(folder) / DATASET_FILE).is_file():
-        raise UsageError(f"{folder} holds no dataset ({DATASET_FILE} missing)")
-    return open_dataset(folder)
+        raise typer.BadParameter(f"{folder}: no dataset here (assemblage build RECIPE --out {folder} makes one)",
+                                 param_hint="DIR")
+    return open_existing_dataset(folder)
+
+
+def _run(dataset, run: int | None) -> int:
+    from assemblage.pipeline.embedded import find_run
+
+    with dataset.context.sessions() as s:
+        return find_run(s, run)
 
 
 def _lock_of(dataset, run: int | None):
     from assemblage.pipeline.lock import lock_for_run
 
+    run_id = _run(dataset, run)
     with dataset.context.sessions() as s:
-        try:
-            return lock_for_run(s, run)
-        except LookupError as exc:
-            raise UsageError(f"{dataset.root}: {exc}") from None
+        return lock_for_run(s, run_id)
 
 
 def lock(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A dataset folder (assemblage build --out)")],
-    run: Annotated[Optional[int], typer.Option("--run", help="The run (default: the latest)")] = None,
+    run: Annotated[Optional[int], typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the lock here instead of printing it")] = None,
 ) -> None:
     """Print the lock of a run: pinned sources, toolchains as probed, flags, environment, binaries' sha256."""
@@ -99,7 +105,7 @@ def rebuild(
 
 def verify(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A dataset folder")],
-    run: Annotated[Optional[int], typer.Option("--run", help="The run (default: the latest)")] = None,
+    run: Annotated[Optional[int], typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Rebuild this many builds (default: all)")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of the summary")] = False,
@@ -115,11 +121,8 @@ def verify(
 
     dataset = _dataset(folder)
     progress = RichProgress(err, enabled=not as_json and err.is_terminal)
-    try:
-        report = verify_run(dataset, run_id=run, sample=sample, seed=seed, jobs=jobs, allow_drift=allow_drift,
-                            progress=progress, base=base, keep=keep)
-    except LookupError as exc:
-        raise UsageError(f"{dataset.root}: {exc}") from None
+    report = verify_run(dataset, run_id=_run(dataset, run), sample=sample, seed=seed, jobs=jobs,
+                        allow_drift=allow_drift, progress=progress, base=base, keep=keep)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -273,6 +273,7 @@ def _create_rows(dataset: Dataset, lock: Lock, builds: list[LockedBuild], *, bas
                 row.status, row.reason, row.message = "skipped", "source_unavailable", src.error
                 row.finished_at = m.utcnow()
             s.add(row)
+        run.expanded = True  # its sources and builds are all here (a rebuild has no crawl)
         run.status, run.started_at = "running", m.utcnow()
         return run.id
 

@@ -144,7 +144,8 @@ def test_the_verify_sample_is_seeded_and_only_takes_builds_with_binaries():
 def test_cli_verify_of_a_folder_without_a_dataset_is_a_usage_error(tmp_path):
     r = subprocess.run([sys.executable, "-c", "from assemblage.cli.main import main; main()", "verify", str(tmp_path)],
                        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
-    assert r.returncode == 2 and "holds no dataset" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "no dataset here" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
     assert not Path(tmp_path, "dataset.sqlite").exists()
 
 
