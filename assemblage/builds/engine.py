@@ -121,6 +121,8 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
             outcome.environment = repro.describe(runner=runner, compilers=compilers, env=env,
                                                  build_path=tools.src_dir, limits=req.limits)
             log.write(f"# reproducible: SOURCE_DATE_EPOCH={repro.epoch}, wrapper flags {' '.join(repro.flags)}\n")
+            if repro.problem:
+                log.write(f"! {repro.problem}\n")
             started = time.monotonic()
             for i, planner in enumerate(candidates):
                 if i > 0:  # a clean tree for the next build system

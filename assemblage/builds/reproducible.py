@@ -287,8 +287,10 @@ class ReproPlan:
     """What :func:`prepare` decided for one build: the wrapper's flags, the variables, the record."""
 
     def __init__(self, *, flags: tuple[str, ...], random_seed: bool, env: dict[str, str], epoch: int,
-                 toolchain: ToolchainInfo | None, files: dict[str, str] | None = None) -> None:
+                 toolchain: ToolchainInfo | None, files: dict[str, str] | None = None,
+                 problem: str | None = None) -> None:
         self.files = files or {}  # name -> text, written next to the compiler wrappers
+        self.problem = problem  # why the toolchain could not be probed (then nothing is recorded)
         self.flags = flags
         self.random_seed = random_seed
         self.env = env
@@ -320,10 +322,18 @@ class ReproPlan:
 def prepare(runner: ProbeRunner, tc, compilers: CompilerSet, *, view: str, epoch: int | None,
             probe: bool = True) -> ReproPlan:
     """The reproducibility settings of one build of toolchain ``tc`` (and its probed toolchain)."""
+    from assemblage.errors import AssemblageError
+
     epoch = PATH_SOURCE_EPOCH if epoch is None else epoch
-    info = probe_toolchain(runner, tc.name, compilers, tc.packages(compilers.platform, compilers.arch)) if probe else None
+    info, problem = None, None
+    if probe:
+        try:
+            info = probe_toolchain(runner, tc.name, compilers, tc.packages(compilers.platform, compilers.arch))
+        except AssemblageError as exc:  # the build goes on; its lock entry says nothing was recorded
+            problem = f"cannot probe the toolchain: {exc}"
     flags = repro_flags(tc.family, tc.version, compilers, view=view, epoch=epoch)
     return ReproPlan(
         flags=flags, random_seed=tc.family in ("gcc", "mingw-gcc"), env=repro_env(epoch), epoch=epoch,
         toolchain=info, files={DATE_HEADER: date_header(epoch)} if f"{view}/bin/{DATE_HEADER}" in flags else {},
+        problem=problem,
     )
