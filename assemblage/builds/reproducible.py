@@ -297,6 +297,11 @@ class ReproPlan:
         self.epoch = epoch
         self.toolchain = toolchain
 
+    def debug_root(self, view: str) -> str:
+        """Where debug information says the build folder is: the fixed prefix when the flags map it there."""
+        maps = (f"-ffile-prefix-map={view}={FIXED_PREFIX}", f"-fdebug-prefix-map={view}={FIXED_PREFIX}")
+        return FIXED_PREFIX if any(f in self.flags for f in maps) else view
+
     def write_files(self, bin_dir) -> None:
         """Write the files the flags name (the date header) into the build's ``bin`` folder."""
         for name, text in self.files.items():

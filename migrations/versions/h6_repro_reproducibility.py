@@ -1,7 +1,7 @@
 """h6-repro: build environments, source dates, rebuild origin, verifications
 
-Revision ID: 0004_h6_repro
-Revises: 0003_lead_labels
+Revision ID: h6_repro_a1
+Revises: h5_sourcetext_ui_a1
 Create Date: 2026-11-30 05:56:31.752655
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0004_h6_repro'
-down_revision: str | None = '0003_lead_labels'
+revision: str = 'h6_repro_a1'
+down_revision: str | None = 'h5_sourcetext_ui_a1'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
