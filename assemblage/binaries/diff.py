@@ -17,6 +17,10 @@ cause                 recognised by
                       names, ``_GLOBAL__`` names with a random suffix
 ``build_path``        differing strings that are paths (a build outside the
                       fixed ``/build``, e.g. without the sandbox)
+``source_checksum``   DWARF 5 line tables whose file names agree but whose
+                      MD5 of a source file differs (clang records them): a
+                      file the build generated is not the same (it wrote the
+                      date into a comment, say)
 ``ordering``          the same strings, or the same fixed-size records
                       (symbols, relocations), in another order
 ``timestamp``         the differing bytes are, in both files, 32-bit
@@ -52,6 +56,7 @@ CAUSES = {
     "date_time": "__DATE__/__TIME__ or a date written by the build",
     "random_names": "randomised names (-frandom-seed, LTO or compiler temporary file names)",
     "build_path": "the build path",
+    "source_checksum": "the MD5 of a source file in the line table (a generated source differs)",
     "ordering": "the same content in another order",
     "timestamp": "an embedded time stamp",
     "pe_timestamp": "the PE header's TimeDateStamp",
@@ -298,6 +303,8 @@ def compare_bytes(a: bytes, b: bytes) -> FileDiff:
         if da == db:
             continue
         cause, detail = _classify(ra, da, db, known_a if ra.offset == rb.offset else {})
+        if cause is None and fmt == "elf" and name == ".debug_line":
+            cause, detail = _line_checksums(a, b) or (None, detail)
         if cause is None:
             pending.append((name, detail, len(da), len(db)))
         else:
@@ -311,6 +318,36 @@ def compare_bytes(a: bytes, b: bytes) -> FileDiff:
         out.append(SectionDiff("(between sections)", "unknown", f"{len(_diff_positions(a, b))} byte(s) differ",
                                len(a), len(b)))
     return FileDiff(identical=False, format=fmt, sections=out)
+
+
+def _file_checksums(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """(path, MD5) of every DWARF 5 line-table file entry that has a checksum; None if unreadable."""
+    from elftools.common.exceptions import DWARFError, ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        dwarf = ELFFile(io.BytesIO(data)).get_dwarf_info()
+        out = []
+        for cu in dwarf.iter_CUs():
+            program = dwarf.line_program_for_CU(cu)
+            for entry in (program.header.get("file_names") or []) if program else []:
+                md5 = entry.get("DW_LNCT_MD5")
+                if md5 is not None:
+                    out.append((bytes(entry.get("DW_LNCT_path") or b""), bytes(md5)))
+        return out
+    except (DWARFError, ELFError, ValueError, KeyError, struct.error):
+        return None
+
+
+def _line_checksums(a: bytes, b: bytes) -> tuple[str, str] | None:
+    """``source_checksum`` when the line tables name the same files but some file's MD5 differs."""
+    ca, cb = _file_checksums(a), _file_checksums(b)
+    if not ca or not cb or len(ca) != len(cb) or [p for p, _ in ca] != [p for p, _ in cb]:
+        return None
+    changed = sorted({p.decode("utf-8", "replace") for (p, x), (_, y) in zip(ca, cb) if x != y})
+    if not changed:
+        return None
+    return "source_checksum", "MD5 of " + ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
 
 
 def _by_name(regions: list[_Region]) -> dict[str, _Region]:

@@ -184,3 +184,17 @@ def test_without_the_sandbox_the_prefix_map_still_gives_gcc_builds_one_path(tmp_
     finally:
         monkeypatch.delenv("ASSEMBLAGE_NO_SANDBOX")
         runner.sandbox_available.cache_clear()
+
+
+def test_a_generated_source_that_differs_only_in_a_comment_is_a_source_checksum(tmp_path):
+    """clang's DWARF 5 line table keeps each file's MD5: mawk's build writes the date into scancode.c's comment."""
+    need("clang-19")
+    out = []
+    for i in (1, 2):
+        (tmp_path / "gen.c").write_text(f"/* generated at {time.time_ns()} */\nint gen(void) {{ return 1; }}\n")
+        (tmp_path / "main.c").write_text("int gen(void);\nint main(void) { return gen(); }\n")
+        cc("clang-19", "-O0", "-g", "gen.c", "main.c", "-o", f"p{i}", cwd=tmp_path)
+        out.append(tmp_path / f"p{i}")
+    diff = compare_files(*out)
+    assert sections(diff)[".debug_line"] == "source_checksum" and diff.causes[0] == "source_checksum"
+    assert "gen.c" in next(s.detail for s in diff.sections if s.name == ".debug_line")
