@@ -20,11 +20,12 @@ from assemblage.cli.service import register as register_service
 from assemblage.errors import AssemblageError, RecipeError
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 an error of Assemblage itself; 2 a usage error or an invalid
-recipe; 3 a source could not be fetched; 4 an unknown or missing toolchain; 5 the build
+recipe or lock; 3 a source could not be fetched; 4 an unknown or missing toolchain; 5 the build
 machinery (Docker, sandbox) is unavailable; 6 a file that is not a valid ELF/PE/PDB; 7 the
 database or object store is unavailable; 8 invalid settings; 9 the run finished but some
 builds did not succeed (`build`, `report`; --allow-failures turns it into 0); 10 an AWS call of
-`fleet` failed; 130 interrupted."""
+`fleet` failed; 11 `rebuild`/`verify` refused: the lock's toolchain, image or source differs
+here (--allow-drift); 130 interrupted."""
 
 app = typer.Typer(
     name="assemblage",

@@ -14,7 +14,7 @@ machine would use:
   the build runs in the sandbox (the fixed ``/build`` path).
 
 Any difference refuses the rebuild (:class:`~assemblage.errors.DriftError`,
-exit 8) with the list, unless ``allow_drift``: then the rebuild goes ahead and
+exit 11) with the list, unless ``allow_drift``: then the rebuild goes ahead and
 the differences are recorded on the new run (``runs.lock_origin``), next to
 the lock's digest and the run it came from. The new run's sources keep the
 lock's ``SOURCE_DATE_EPOCH``; its builds are the lock's (source x

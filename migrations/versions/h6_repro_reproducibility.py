@@ -1,7 +1,7 @@
 """h6-repro: build environments, source dates, rebuild origin, verifications
 
 Revision ID: h6_repro_a1
-Revises: h5_sourcetext_ui_a1
+Revises: h7_ops_worker_instance_id
 Create Date: 2026-11-30 05:56:31.752655
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 
 revision: str = 'h6_repro_a1'
-down_revision: str | None = 'h5_sourcetext_ui_a1'
+down_revision: str | None = 'h7_ops_worker_instance_id'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,5 +1,5 @@
 """`assemblage rebuild LOCK --out DIR` from the command line: the pinned commit, not the branch; refusal on
-toolchain drift (exit 8) unless --allow-drift, which records the difference in the new dataset."""
+toolchain drift (exit 11) unless --allow-drift, which records the difference in the new dataset."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_rebuild_refuses_a_toolchain_that_differs_unless_told_and_records_it(loc
     gcc["tools"][0]["version"] = "gcc-12 (Debian 12.1.0-1) 12.1.0"
     (root / "drift.json").write_text(json.dumps(edited))
     r = cli("rebuild", "drift.json", "--out", "drifted", cwd=root)
-    assert r.returncode == 8, r.stderr
+    assert r.returncode == 11, r.stderr
     assert "gcc-12 --version" in r.stderr and "12.1.0-1" in r.stderr and real in r.stderr
     assert "--allow-drift" in r.stderr and "Traceback" not in r.stderr
     assert not (root / "drifted").exists()
