@@ -39,6 +39,9 @@ COMMANDS = {
     "db": "The service's database",
     "token": "API tokens",
     "fleet": "Workers on AWS",
+    "lock": "Print the lock of a run",
+    "rebuild": "Rebuild exactly what LOCK pins",
+    "verify": "Rebuild a seeded sample of a run's builds",
 }
 SUBCOMMANDS = {"recipe": {"check", "schema"}, "db": {"upgrade"}, "token": {"create", "list", "revoke"},
                "fleet": {"user-data", "reconcile", "cost", "lifecycle", "secrets"}}
