@@ -16,7 +16,9 @@ translated into these where they arise and never reach users raw.
     ├── StorageError                exit 7  (object store or database unavailable)
     ├── FleetError                  exit 10 (EC2 / Auto Scaling / IAM calls of `assemblage fleet`)
     ├── LockError                   exit 2  (a lock file that does not validate)
-    └── DriftError                  exit 11 (a lock's toolchain, image or source differs here)
+    ├── DriftError                  exit 11 (a lock's toolchain, image or source differs here)
+    ├── SelectionError              exit 2  (a corpus filter or export option that does not validate)
+    └── ExportError                 exit 12 (an export that cannot be written: object missing or corrupt, ...)
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ __all__ = [
     "AssemblageError",
     "BuildError",
     "DriftError",
+    "ExportError",
     "FleetError",
     "InvalidBinaryError",
     "LockError",
     "PdbMismatchError",
     "Problem",
     "RecipeError",
+    "SelectionError",
     "SourceError",
     "StorageError",
     "ToolchainError",
@@ -134,3 +138,23 @@ class DriftError(AssemblageError):
         self.differences = list(differences)
         lines = "\n".join(f"  {d}" for d in self.differences)
         super().__init__(f"{len(self.differences)} difference(s) between the lock and this machine; {hint}\n{lines}")
+
+
+class SelectionError(AssemblageError):
+    """A corpus selection or export option that does not validate (an unknown filter, a bad range, ...).
+
+    Carries every problem, each with where it was given (``--where size``, ``split``).
+    """
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems) or "invalid selection")
+
+
+class ExportError(AssemblageError):
+    """An export that cannot be written: an object missing from the store or not matching its sha256,
+    an output folder that is not empty."""
+
+    exit_code = 12  # 9 is `build`'s "some builds did not succeed", 10 a fleet error, 11 lock drift

@@ -35,7 +35,7 @@ def create_app(
 ) -> FastAPI:
     """The API and the pages (``/ui``). Missing parts are made from the settings; ``sweep`` runs the
     requeue sweeper in this process; ``auth`` decides who a presented token is (default: the token table)."""
-    from assemblage.api.routers import binaries, builds, functions, locks, runs, workers
+    from assemblage.api.routers import binaries, builds, exports, functions, locks, runs, workers
     from assemblage.db.session import make_engine, make_sessionmaker
 
     settings = settings or get_settings()
@@ -77,7 +77,8 @@ def create_app(
     app.state.store = store
     app.state.dispatcher = dispatcher
     app.state.auth = auth or TokenAuthenticator(sessions, settings.secret_key.get_secret_value())
-    for r in (runs.router, locks.router, builds.router, binaries.router, functions.router, workers.router):
+    for r in (runs.router, locks.router, builds.router, binaries.router, functions.router, exports.router,
+              workers.router):
         app.include_router(r, prefix=API_PREFIX)
     if ui:
         from assemblage.api.ui import mount_ui

@@ -14,6 +14,7 @@ from rich.console import Console
 from typer.exceptions import TyperException
 
 from assemblage.cli.analyze import register as register_analyze
+from assemblage.cli.corpus import register as register_corpus
 from assemblage.cli.fleet import register as register_fleet
 from assemblage.cli.repro import register as register_repro
 from assemblage.cli.service import register as register_service
@@ -25,7 +26,8 @@ machinery (Docker, sandbox) is unavailable; 6 a file that is not a valid ELF/PE/
 database or object store is unavailable; 8 invalid settings; 9 the run finished but some
 builds did not succeed (`build`, `report`; --allow-failures turns it into 0); 10 an AWS call of
 `fleet` failed; 11 `rebuild`/`verify` refused: the lock's toolchain, image or source differs
-here (--allow-drift); 130 interrupted."""
+here (--allow-drift); 12 an export could not be written (an object missing or corrupt, an output
+folder not empty); 130 interrupted."""
 
 app = typer.Typer(
     name="assemblage",
@@ -215,6 +217,7 @@ def toolchains(
 # imported is a broken install and must fail loudly, never vanish from the CLI.
 register_analyze(app)
 register_repro(app)
+register_corpus(app)
 register_service(app)
 register_fleet(app)
 

@@ -35,6 +35,7 @@ __all__ = [
     "Binary",
     "Build",
     "Configuration",
+    "Export",
     "Function",
     "Inline",
     "Line",
@@ -52,6 +53,7 @@ __all__ = [
     "HttpCache",
     "BUILD_STATUSES",
     "FINAL_STATUSES",
+    "EXPORT_STATUSES",
 ]
 
 # succeeded, failed, timed_out, no_binaries and skipped are final; pending and running are not.
@@ -59,6 +61,8 @@ BUILD_STATUSES = ("pending", "running", "succeeded", "failed", "timed_out", "no_
 FINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "no_binaries", "skipped"})
 # A finished build with one of these outcomes is reused by a later run with the same key.
 REUSABLE_STATUSES = frozenset({"succeeded", "failed", "no_binaries"})
+# an export job: pending (queued), running, finished (archive in the store) or failed (error says why)
+EXPORT_STATUSES = ("pending", "running", "finished", "failed")
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -455,3 +459,33 @@ class HttpCache(Base):
     etag: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Export(Base):
+    """An export job of the service (``POST /api/v1/exports``): its request, progress and result.
+
+    ``request`` and ``result`` hold :class:`assemblage.corpus.request.ExportRequest` and
+    :class:`~assemblage.corpus.request.ExportSummary` as JSON and are read back as those models.
+    """
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    phase: Mapped[str | None] = mapped_column(String(40))  # what the job is doing: select, functions, objects, ...
+    done: Mapped[int] = mapped_column(BigInteger, default=0)  # rows or objects done in this phase
+    total: Mapped[int | None] = mapped_column(BigInteger)  # ... out of this many, when known
+    phases_done: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))  # the process running it (Build.worker's form)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    key: Mapped[str | None] = mapped_column(String(500))  # object key of the archive
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    token_id: Mapped[int | None] = mapped_column(Integer)  # the API token that asked for it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -500,8 +500,11 @@ def _write_binaries(s: Session, b: m.Build, records: list[_Stored], config: Conf
         s.add(row)
         s.flush()
         if rec.pdb:
+            # the PDB path the PE names (its CodeView record), not where the analysis found the file: that is a
+            # scratch folder, different on every build of the same bytes
+            codeview = (a.extra.get("codeview_path") or a.pdb_path) if a is not None else None
             s.add(m.Pdb(binary_id=row.id, pdb_path=rec.pdb[1], hash=rec.pdb[0], guid=getattr(a, "pdb_guid", None),
-                        age=getattr(a, "pdb_age", None), codeview_path=getattr(a, "pdb_path", None)))
+                        age=getattr(a, "pdb_age", None), codeview_path=codeview))
         if a is not None:
             insert_ground_truth(s, row.id, a, rec.texts)
     return mismatches

@@ -73,12 +73,16 @@ def make_celery(settings: Settings | None = None) -> Celery:
 celery_app = make_celery()
 
 
+# exports run on the crawl queue: every deployment has crawl workers, and an export is database and
+# store I/O like a fetch (assemblage/corpus/jobs.py)
 _TASKS = {"start": ("assemblage.start_run", None), "fetch": ("assemblage.fetch", CRAWL_QUEUE),
-          "crawl": ("assemblage.crawl", CRAWL_QUEUE), "build": ("assemblage.build", None)}
+          "crawl": ("assemblage.crawl", CRAWL_QUEUE), "build": ("assemblage.build", None),
+          "export": ("assemblage.export", CRAWL_QUEUE)}
 
 
 def send(kind: str, obj_id: int, config: str | None = None, *, app: Celery | None = None) -> None:
-    """Send one task by kind (``start``, ``fetch``, ``crawl``, ``build``). Call it only after the rows are committed."""
+    """Send one task by kind (``start``, ``fetch``, ``crawl``, ``build``, ``export``); only after the rows are
+    committed."""
     name, queue = _TASKS[kind]
     if kind == "build":
         if config is None:

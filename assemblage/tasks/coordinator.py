@@ -2,14 +2,15 @@
 
 Two failures it repairs:
 
-- a worker died (kill -9, machine gone) while building: its build is
-  ``running`` but the process has no fresh heartbeat. The build goes back to
-  ``pending`` and is sent again (after that transaction commits).
+- a worker died (kill -9, machine gone) while building or exporting: its build
+  (or export) is ``running`` but the process has no fresh heartbeat. It goes
+  back to ``pending`` and is sent again (after that transaction commits).
 - messages were lost (Redis restarted without persistence): nothing is queued
   or unacknowledged in the broker on two sweeps in a row, yet runs have
-  pending work. Their start, fetch and build messages are sent again.
+  pending work or exports are pending. Their start, fetch, build and export
+  messages are sent again.
 
-Sending twice is safe: tasks are idempotent and builds are claimed.
+Sending twice is safe: tasks are idempotent, builds and exports are claimed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from assemblage.db import models as m
 from assemblage.db.session import session_scope
 from assemblage.tasks.app import QUEUES
 
-__all__ = ["Sweeper", "requeue_dead_builds", "broker_idle", "resend_lost", "queue_depths"]
+__all__ = ["Sweeper", "requeue_dead_builds", "requeue_dead_exports", "broker_idle", "resend_lost", "queue_depths"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,32 @@ def requeue_dead_builds(sessions: sessionmaker[Session], dead_after: float, send
     return [bid for bid, _ in todo]
 
 
+def requeue_dead_exports(sessions: sessionmaker[Session], dead_after: float, send) -> list[int]:
+    """Running exports whose process went silent -> pending, then sent again. Returns their ids."""
+    cutoff = m.utcnow() - timedelta(seconds=dead_after)
+    w = aliased(m.Worker)
+    todo = []
+    with session_scope(sessions) as s:
+        rows = s.execute(select(m.Export, w.last_seen).outerjoin(w, w.id == m.Export.worker)
+                         .where(m.Export.status == "running").with_for_update(of=m.Export, skip_locked=True)).all()
+        for export, seen in rows:
+            if seen is not None and seen.tzinfo is None:
+                seen = seen.replace(tzinfo=cutoff.tzinfo)
+            if seen is not None and seen >= cutoff:
+                continue
+            stamp = export.updated_at or export.started_at
+            if stamp is not None and stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=cutoff.tzinfo)
+            if seen is None and stamp is not None and stamp >= cutoff:
+                continue  # just claimed; its heartbeat row may not be visible yet
+            log.warning("export %s: worker %s is silent; sending it again", export.id, export.worker)
+            export.status, export.worker = "pending", None
+            todo.append(export.id)
+    for eid in todo:  # after the commit above
+        send("export", eid, None)
+    return todo
+
+
 def queue_depths(broker_url: str) -> dict[str, int] | None:
     """Messages waiting per queue, plus ``unacked`` (delivered, not yet acknowledged); None if not Redis."""
     if not broker_url.startswith(("redis://", "rediss://")):
@@ -93,21 +120,22 @@ def broker_idle(broker_url: str) -> bool:
 
 
 def resend_lost(sessions: sessionmaker[Session], send) -> int:
-    """Send again the work of unfinished runs (for when the broker lost its messages). Returns messages sent."""
+    """Send again the work of unfinished runs and pending exports (for when the broker lost its messages).
+    Returns messages sent."""
     with session_scope(sessions) as s:
+        exports = list(s.scalars(select(m.Export.id).where(m.Export.status == "pending").order_by(m.Export.id)))
         runs = list(s.scalars(select(m.Run.id).where(m.Run.status.in_(("pending", "running")))))
-        if not runs:
-            return 0
-        starts = list(s.scalars(select(m.Run.id).where(m.Run.id.in_(runs), m.Run.status == "pending")))
-        fetches = list(s.scalars(select(m.Source.id).where(m.Source.run_id.in_(runs), m.Source.status == "pending")))
+        starts = list(s.scalars(select(m.Run.id).where(m.Run.id.in_(runs), m.Run.status == "pending"))) if runs else []
+        fetches = list(s.scalars(select(m.Source.id).where(m.Source.run_id.in_(runs), m.Source.status == "pending"))) \
+            if runs else []
         crawls = list(s.scalars(select(m.Crawl.id).where(m.Crawl.run_id.in_(runs),
-                                                         m.Crawl.status.in_(("pending", "running")))))
+                                                         m.Crawl.status.in_(("pending", "running"))))) if runs else []
         builds = s.execute(
             select(m.Build.id, m.Configuration.identifier)
             .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
             .join(m.Source, m.Build.source_id == m.Source.id)
             .where(m.Build.run_id.in_(runs), m.Build.status == "pending", m.Source.status == "fetched")
-        ).all()
+        ).all() if runs else []
     for rid in starts:
         send("start", rid, None)
     for sid in fetches:
@@ -116,7 +144,9 @@ def resend_lost(sessions: sessionmaker[Session], send) -> int:
         send("crawl", cid, None)
     for bid, config in builds:
         send("build", bid, config)
-    n = len(starts) + len(fetches) + len(crawls) + len(builds)
+    for eid in exports:
+        send("export", eid, None)
+    n = len(starts) + len(fetches) + len(crawls) + len(builds) + len(exports)
     if n:
         log.warning("the broker holds nothing for %d unfinished message(s): sent them again", n)
     return n
@@ -149,6 +179,7 @@ class Sweeper:
             self._db_ok_since = now
         if now - self._db_ok_since >= self.dead_after:  # workers have had time to beat again
             out["requeued"] = len(requeue_dead_builds(self.sessions, self.dead_after, self.send))
+            out["requeued"] += len(requeue_dead_exports(self.sessions, self.dead_after, self.send))
         try:
             idle = broker_idle(self.broker_url)
         except Exception as exc:  # noqa: BLE001 - the broker is away; try again next time

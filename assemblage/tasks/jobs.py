@@ -33,8 +33,8 @@ from assemblage.tasks.app import celery_app, send
 from assemblage.tasks.drain import HandBack, hand_back_build, handback_point
 from assemblage.tasks.runtime import build_heartbeat, is_alive, process_id, runtime, touch
 
-__all__ = ["start_run", "fetch", "crawl", "build", "noop", "TRANSIENT", "claim_build", "send_build", "send_crawl",
-           "send_fetch", "send_start"]
+__all__ = ["start_run", "fetch", "crawl", "build", "export", "noop", "TRANSIENT", "claim_build", "claim_export",
+           "send_build", "send_crawl", "send_fetch", "send_start"]
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,58 @@ def build(self, build_id: int) -> str:
     log.info("build %s finished: %s", build_id, status)
     finish_run(ctx, run_id)
     return status
+
+
+def claim_export(rt, export_id: int) -> str:
+    """Take an export for this process: "go", or why not ("missing", "finished", "failed", "busy")."""
+    me = process_id()
+    with session_scope(rt.sessions) as s:
+        row = s.get(m.Export, export_id, with_for_update=True)
+        if row is None:
+            return "missing"
+        if row.status in ("finished", "failed"):
+            return row.status
+        if row.status == "running" and row.worker != me and is_alive(s, row.worker, rt.settings.worker_dead_after):
+            return "busy"  # a live process has it; if that process dies, the sweep sends it again
+        row.status, row.worker, row.attempts = "running", me, row.attempts + 1
+        row.started_at = row.started_at or m.utcnow()
+        row.updated_at = m.utcnow()
+        touch(s, wid=me, kind="process")
+        return "go"
+
+
+@celery_app.task(bind=True, name="assemblage.export", acks_late=True, reject_on_worker_lost=True,
+                 max_retries=8, **_RETRY)
+def export(self, export_id: int) -> str:
+    """Run one export job (the same export as ``assemblage export``), pack it and store it."""
+    from assemblage.corpus.jobs import run_export_job
+
+    rt = runtime(_settings())
+    verdict = claim_export(rt, export_id)
+    if verdict != "go":
+        return verdict
+    hb = Heartbeat(rt.sessions, wid=process_id(), kind="process", interval=rt.settings.heartbeat_interval).start()
+    try:
+        return run_export_job(rt.sessions, rt.store, rt.settings.database_url, export_id,
+                              work_root=rt.settings.work_root)
+    except TRANSIENT:
+        raise  # retried with backoff; the heartbeat row goes with this attempt, so the retry may claim it
+    except SoftTimeLimitExceeded:
+        _fail_export(rt, export_id, "the export ran out of time (ASSEMBLAGE_TASK_TIME_LIMIT)")
+        return "failed"
+    except Exception as exc:  # a bug of ours: recorded on the export, never retried
+        log.exception("export %s crashed", export_id)
+        _fail_export(rt, export_id, f"assemblage crashed: {exc!r} (please report it)")
+        return "failed"
+    finally:
+        hb.stop()
+
+
+def _fail_export(rt, export_id: int, message: str) -> None:
+    with session_scope(rt.sessions) as s:
+        row = s.get(m.Export, export_id)
+        if row is not None and row.status not in ("finished", "failed"):
+            row.status, row.error, row.finished_at = "failed", message[:4000], m.utcnow()
 
 
 @celery_app.task(name="assemblage.noop", acks_late=True, ignore_result=True)

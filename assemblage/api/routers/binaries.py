@@ -6,23 +6,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import BaseModel
-from sqlalchemy import select
+from pydantic import BaseModel, Field
+from sqlalchemy import false, select
 
 from assemblage.api.deps import ReadToken, SessionDep, SettingsDep, StoreDep
 from assemblage.api.schemas import (
     BinaryDetail,
     BinaryOut,
     Cursor,
-    Filter,
     FunctionOut,
     IdPath,
-    MAX_ID,
     Limit,
     RvaOut,
     decode_cursor,
     encode_cursor,
 )
+from assemblage.corpus.select import Selection
 from assemblage.db import models as m
 
 router = APIRouter(prefix="/binaries", tags=["binaries"])
@@ -38,45 +37,52 @@ class FunctionPage(BaseModel):
     next: str | None
 
 
-@router.get("", response_model=BinaryPage, summary="Binaries, filtered; ordered by id, paged by cursor")
-def list_binaries(
-    s: SessionDep,
-    token: ReadToken,
-    platform: Filter = None,
-    arch: Filter = None,
-    toolchain: Filter = None,
-    opt: Filter = None,
-    format: Filter = None,
-    license: Filter = None,
-    run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    limit: Limit = 100,
-    after: Cursor = None,
-) -> BinaryPage:
-    q = select(m.Binary).where(m.Binary.id > decode_cursor(after))
-    if _no_such_configuration(s, platform, arch, toolchain, opt):
+class BinaryQuery(Selection):
+    """The corpus selection (assemblage/corpus/select.py) plus paging; unknown parameters are 422."""
+
+    limit: int = Field(100, ge=1, le=1000)
+    after: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_=-]*$",
+                              description="the `next` of the previous page")
+
+
+MAX_SAMPLED = 100_000
+
+
+@router.get("", response_model=BinaryPage, summary="Binaries, filtered; ordered by id, paged by cursor",
+            description="Filters (repeat a parameter or separate values with commas; values of one filter are OR-ed): "
+                        "platform, arch, toolchain, compiler, version, opt, config, format, kind, license (an SPDX "
+                        "allow-list), source, source_kind, run, build, size and functions (ranges LO..HI), has_pdb, "
+                        "opt_mismatch, sample or sample_per_config with seed. Unknown parameters are refused (422).")
+def list_binaries(s: SessionDep, token: ReadToken, query: Annotated[BinaryQuery, Query()]) -> BinaryPage:
+    selection = Selection.model_validate(query.model_dump(exclude={"limit", "after"}, exclude_unset=True))
+    if selection.sampled and (selection.sample or selection.sample_per_config or 0) > MAX_SAMPLED:
+        raise HTTPException(422, [{"location": "query.sample",
+                                   "message": f"at most {MAX_SAMPLED} binaries can be sampled in a listing "
+                                              "(an export samples any number)"}])
+    if _no_such_configuration(s, selection):
         return BinaryPage(items=[], next=None)  # e.g. linux + mingw: nothing to scan for
-    for column, value in ((m.Binary.platform, platform), (m.Binary.arch, arch), (m.Binary.toolchain, toolchain),
-                          (m.Binary.optimization, opt), (m.Binary.format, format), (m.Binary.license, license)):
-        if value is not None:
-            q = q.where(column == value)
-    if run is not None:
-        q = q.where(m.Binary.run_id == run)
-    rows = list(s.scalars(q.order_by(m.Binary.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
+    conds = selection.conditions(s)
+    q = select(m.Binary).where(m.Binary.id > decode_cursor(query.after), *conds)
+    if selection.sampled:
+        picked = selection.sample_ids(s, conds) or []
+        q = q.where(m.Binary.id.in_(picked)) if picked else q.where(false())
+    rows = list(s.scalars(q.order_by(m.Binary.id).limit(query.limit + 1)))
+    more = len(rows) > query.limit
+    rows = rows[:query.limit]
     return BinaryPage(items=[BinaryOut.model_validate(b) for b in rows],
                       next=encode_cursor(rows[-1].id) if more else None)
 
 
-def _no_such_configuration(s, platform, arch, toolchain, opt) -> bool:
+def _no_such_configuration(s, selection: Selection) -> bool:
     """Whether no configuration was ever built with these values (the configurations table is small)."""
-    given = [(c, v) for c, v in ((m.Configuration.platform, platform), (m.Configuration.arch, arch),
-                                 (m.Configuration.toolchain, toolchain), (m.Configuration.opt, opt)) if v is not None]
+    given = [(c, v) for c, v in ((m.Configuration.platform, selection.platform), (m.Configuration.arch, selection.arch),
+                                 (m.Configuration.toolchain, selection.toolchain), (m.Configuration.opt, selection.opt),
+                                 (m.Configuration.identifier, selection.config)) if v]
     if not given:
         return False
     q = select(m.Configuration.id)
-    for column, value in given:
-        q = q.where(column == value)
+    for column, values in given:
+        q = q.where(column.in_(values))
     return s.scalar(q.limit(1)) is None
 
 

@@ -1,0 +1,25 @@
+"""Curated corpora: select binaries, deduplicate, group functions into families, split without
+leakage, and export (Parquet, SQLite in the Assemblage schema, the binaries, a datasheet).
+
+The same code reads the embedded dataset (``DIR/dataset.sqlite`` + ``DIR/objects``)
+and the service (PostgreSQL + S3): it works on a database URL and an
+:class:`~assemblage.storage.ObjectStore` (:class:`Corpus`).
+"""
+
+from assemblage.corpus.dedup import DedupReport, is_trivial, trivial_clause
+from assemblage.corpus.families import family_id
+from assemblage.corpus.request import ExportRequest, ExportSummary
+from assemblage.corpus.select import Selection, license_allows, parse_where
+from assemblage.corpus.source import Corpus, open_corpus
+from assemblage.corpus.splits import SplitReport, SplitSpec, parse_split
+
+__all__ = ["Corpus", "DedupReport", "ExportRequest", "ExportSummary", "Selection", "SplitReport", "SplitSpec",
+           "export_corpus", "family_id", "is_trivial", "license_allows", "open_corpus", "parse_split",
+           "parse_where", "trivial_clause"]
+
+
+def export_corpus(*args, **kwargs):  # noqa: ANN002, ANN003 - imports pyarrow only when exporting
+    """See :func:`assemblage.corpus.export.run.export_corpus`."""
+    from assemblage.corpus.export.run import export_corpus as run
+
+    return run(*args, **kwargs)

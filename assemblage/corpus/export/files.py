@@ -1,0 +1,171 @@
+"""The files of an export: objects copied (and checked) from the store, the manifest, tar.zst archives.
+
+Objects land at ``objects/<sha256[:2]>/<sha256>``, the path derived from the
+sha256 (never from a key string read from the database). Each is streamed from
+the store once: hashed while it is written, and refused (``ExportError``) when
+its bytes do not hash to the name it is stored under, so an export never ships
+a corrupt binary with a manifest that vouches for it.
+
+``MANIFEST.sha256`` is written in ``sha256sum`` format (``<hex>  <path>``, two
+spaces, paths relative to the export) as files are finished, so it costs no
+memory whatever the number of objects; ``sha256sum -c MANIFEST.sha256`` run in
+the export folder checks everything else in it.
+
+Archives are deterministic (sorted members, mtime 0, owner 0, mode 0644/0755,
+PAX headers), zstd level 3 with a content checksum: the same export packs to
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tarfile
+from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
+from typing import BinaryIO
+
+from assemblage.errors import ExportError
+from assemblage.storage import ObjectStore
+
+__all__ = ["Manifest", "ObjectCopier", "pack_folder", "sha256_of", "MANIFEST"]
+
+MANIFEST = "MANIFEST.sha256"
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+CHUNK = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Manifest:
+    """Lines of ``sha256sum`` output, appended as files are finished."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._fh = open(root / f".{MANIFEST}.partial", "w", encoding="utf-8")
+        self.files = 0
+        self.bytes = 0
+
+    def add(self, path: Path, sha256: str | None = None) -> str:
+        rel = path.relative_to(self.root).as_posix()
+        if "\n" in rel or "\\" in rel:
+            raise ExportError(f"cannot list {rel!r} in {MANIFEST}: newline or backslash in the name")
+        digest = sha256 or sha256_of(path)
+        self._fh.write(f"{digest}  {rel}\n")
+        self.files += 1
+        self.bytes += path.stat().st_size
+        return digest
+
+    def close(self) -> Path:
+        self._fh.close()
+        final = self.root / MANIFEST
+        os.replace(self.root / f".{MANIFEST}.partial", final)
+        return final
+
+
+def _read_verified(src: BinaryIO, dst: BinaryIO, sha256: str, what: str) -> int:
+    h = hashlib.sha256()
+    n = 0
+    while block := src.read(CHUNK):
+        h.update(block)
+        dst.write(block)
+        n += len(block)
+    if h.hexdigest() != sha256:
+        raise ExportError(f"{what}: the store returned bytes with sha256 {h.hexdigest()}, not {sha256}; "
+                          "the object store is corrupt (the export was not written)")
+    return n
+
+
+class ObjectCopier:
+    """Copies objects out of a store into ``root/objects/`` (or into ``root/objects.tar.zst``)."""
+
+    def __init__(self, store: ObjectStore, root: Path, manifest: Manifest, *, archive: bool = False) -> None:
+        self.store, self.root, self.manifest = store, root, manifest
+        self.count = 0
+        self.bytes = 0
+        self._tar: tarfile.TarFile | None = None
+        self._zst = None
+        self._archive_path = root / "objects.tar.zst"
+        if archive:
+            import zstandard
+
+            raw = open(self._archive_path, "wb")
+            self._zst = zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(raw, closefd=True)
+            self._tar = tarfile.open(fileobj=self._zst, mode="w|", format=tarfile.PAX_FORMAT)
+
+    def copy(self, sha256: str, key: str) -> None:
+        if not _SHA.match(sha256 or ""):
+            raise ExportError(f"object {key!r}: {sha256!r} is not a sha256")
+        rel = f"objects/{sha256[:2]}/{sha256}"
+        dest = self.root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            src = self.store.open(key)
+        except FileNotFoundError:
+            raise ExportError(f"object {key} (sha256 {sha256}) is missing from the store") from None
+        with closing(src), open(dest, "wb") as out:
+            size = _read_verified(src, out, sha256, f"object {key}")
+        self.count += 1
+        self.bytes += size
+        if self._tar is None:
+            self.manifest.add(dest, sha256)
+            return
+        info = _info(rel, size, 0o644)
+        with open(dest, "rb") as fh:
+            self._tar.addfile(info, fh)
+        dest.unlink()
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self._zst.close()
+            objects = self.root / "objects"
+            for d in sorted(objects.glob("*"), reverse=True) if objects.exists() else []:
+                d.rmdir()
+            if objects.exists():
+                objects.rmdir()
+            self.manifest.add(self._archive_path)
+
+
+def _info(name: str, size: int, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, mode, 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def pack_folder(folder: Path, dest: Path, *, prefix: str) -> str:
+    """``folder`` as one deterministic ``.tar.zst`` at ``dest`` with members under ``prefix/``; its sha256."""
+    import zstandard
+
+    with open(dest, "wb") as raw:
+        with zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(raw, closefd=False) as zst:
+            with tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                for path in _walk(folder):
+                    rel = f"{prefix}/{path.relative_to(folder).as_posix()}"
+                    if path.is_dir():
+                        info = _info(rel, 0, 0o755)
+                        info.type = tarfile.DIRTYPE
+                        tar.addfile(info)
+                    else:
+                        with open(path, "rb") as fh:
+                            tar.addfile(_info(rel, path.stat().st_size, 0o644), fh)
+    return sha256_of(dest)
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink():
+            continue  # an export holds regular files and folders only
+        yield path
+        if path.is_dir():
+            yield from _walk(path)

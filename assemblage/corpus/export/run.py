@@ -1,0 +1,352 @@
+"""Export a corpus: the plan, then every table streamed once into every format asked for.
+
+:func:`export_corpus` reads one snapshot of the corpus
+(:meth:`~assemblage.corpus.source.Corpus.snapshot`), materialises the plan
+(:func:`~assemblage.corpus.plan.make_plan`) and streams each table with one
+query, ``yield_per`` rows at a time (a server-side cursor on PostgreSQL), into
+the Parquet writer and the SQLite writer at once, so each row is read once
+whatever the formats. Then the objects, the datasheet, ``export.json`` and the
+manifest. The export is written into a hidden sibling folder and renamed to
+``OUT`` when complete: ``OUT`` either holds a whole export or does not exist.
+
+Layout (DESIGN's, extended)::
+
+    OUT/
+      README.md                 the datasheet (Hugging Face dataset card front matter); charts/*.png
+      MANIFEST.sha256           sha256sum -c format: every other file
+      export.json               the request, the counts, the dedup and split reports
+      dataset.sqlite            the Assemblage-compatible schema (+ families, splits, pairs)
+      data/<table>/*.parquet    binaries, functions, families, rvas, lines, pdbs, splits, pairs
+      objects/<sha256[:2]>/<sha256>   (or objects.tar.zst)
+      recipes/<run>-<name>.yaml the recipes the binaries were built from
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import BigInteger, Boolean, MetaData, String, case, func, insert, select
+from sqlalchemy.engine import Connection
+
+from assemblage.corpus.dedup import trivial_clause, trivial_column
+from assemblage.corpus.export.columns import Column, derived, schema_of, table_columns
+from assemblage.corpus.export.files import Manifest, ObjectCopier
+from assemblage.corpus.export.sqlite import ExportDB
+from assemblage.corpus.families import family_id, family_ids, sample_pairs
+from assemblage.corpus.plan import SEL, Plan, make_plan
+from assemblage.corpus.request import ExportRequest, ExportSummary
+from assemblage.corpus.source import Corpus
+from assemblage.db import models as m
+from assemblage.errors import ExportError
+
+__all__ = ["export_corpus", "ExportProgress", "TABLES"]
+
+B, F, R, L, P = (m.Binary.__table__, m.Function.__table__, m.Rva.__table__, m.Line.__table__, m.Pdb.__table__)
+TABLES = ("binaries", "functions", "families", "rvas", "lines", "pdbs", "splits", "pairs")
+BATCH = 20_000
+
+
+class ExportProgress(Protocol):
+    """What an export reports as it goes (the CLI draws it, the job stores it)."""
+
+    def phase(self, name: str, total: int | None = None) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+
+class _Silent:
+    def phase(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("assemblage")
+    except PackageNotFoundError:
+        return "0"
+
+
+def export_corpus(corpus: Corpus, request: ExportRequest, out: Path, *,
+                  progress: ExportProgress | None = None) -> ExportSummary:
+    """Write the export of ``request`` over ``corpus`` to ``out`` (which must not exist or be empty)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out} exists and is not an empty folder: choose a new --out")
+    progress = progress or _Silent()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    try:
+        summary = _export(corpus, request, work, progress)
+        if out.exists():
+            out.rmdir()
+        os.replace(work, out)
+        return summary
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: ExportProgress) -> ExportSummary:
+    from assemblage.corpus.export.datasheet import collect_facts, write_datasheet
+
+    manifest = Manifest(work)
+    tables = _Tables(request, work, progress, fast=corpus.is_sqlite)
+    try:
+        with corpus.snapshot(attach=tables.db.path if tables.fast else None,
+                             functions={"asm_family_id": (4, family_id)}) as conn:
+            progress.phase("select")
+            plan = make_plan(conn, request.where, drop_trivial=request.drop_trivial,
+                             unique_binaries=request.unique_binaries, split=request.split, seed=request.seed)
+            tables.copy(conn, plan)
+            recipes = _recipes(conn, work, manifest)
+            facts = collect_facts(conn, plan)
+        tables.finish(manifest)
+    except BaseException:
+        tables.db.abort()
+        raise
+    objects = None
+    if "files" in request.formats:
+        objects = ObjectCopier(corpus.store, work, manifest, archive=request.archive)
+        _copy_objects(tables, request, objects, progress)
+    tables.close(manifest)
+    summary = ExportSummary(
+        assemblage_version=_version(), created_at=datetime.now(timezone.utc), corpus=corpus.description,
+        request=request, candidates=plan.candidates, binaries=plan.binaries, tables=tables.rows,
+        objects=objects.count if objects else 0, object_bytes=objects.bytes if objects else 0,
+        dedup=plan.dedup, split=plan.split_report,
+    )
+    progress.phase("datasheet")
+    for path in write_datasheet(work, summary, facts, recipes, parts=tables.parts):
+        manifest.add(path)
+    progress.phase("manifest")
+    # export.json is the summary; it counts itself among the files but not its own bytes
+    summary = summary.model_copy(update={"files": manifest.files + 1, "bytes": manifest.bytes})
+    summary_path = work / "export.json"
+    summary_path.write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    manifest.add(summary_path)
+    manifest.close()
+    return summary
+
+
+# ------------------------------------------------------------------ tables
+
+
+class _Tables:
+    """The export's tables: copied into its SQLite file, then read from there into Parquet.
+
+    From a SQLite corpus (``fast``) the rows are copied in C with ``INSERT ... SELECT`` into the file
+    attached to the snapshot connection as ``out`` (``family_id`` computed by a SQL function); from
+    PostgreSQL they stream through Python (server-side cursor, ``executemany``). Either way the Parquet
+    files are then read from the SQLite file in C (:func:`~assemblage.corpus.export.parquet.sqlite_to_parquet`).
+    """
+
+    def __init__(self, request: ExportRequest, root: Path, progress: ExportProgress, *, fast: bool) -> None:
+        self.request, self.root, self.progress, self.fast = request, root, progress, fast
+        self.split = request.split is not None
+        self.rows: dict[str, int] = {}
+        self.parts: dict[str, list[str]] = {}  # table -> the Parquet file prefixes that hold rows
+        self.columns: dict[str, list[Column]] = {
+            "binaries": table_columns(B),
+            "functions": table_columns(F) + [derived("family_id", BigInteger()), derived("trivial", Boolean())],
+            "families": [derived("family_id", BigInteger(), nullable=False),
+                         derived("function_id", BigInteger(), nullable=False)],
+            "rvas": table_columns(R),
+            "lines": table_columns(L),
+            "pdbs": table_columns(P),
+        }
+        if self.split:
+            self.columns["splits"] = [derived("binary_id", BigInteger(), nullable=False),
+                                      derived("split", String(40), nullable=False)]
+        if request.pairs:
+            self.columns["pairs"] = [derived("family_id", BigInteger(), nullable=False),
+                                     derived("function_a", BigInteger(), nullable=False),
+                                     derived("function_b", BigInteger(), nullable=False)]
+        keep = "sqlite" in request.formats
+        self.db = ExportDB(root / ("dataset.sqlite" if keep else ".tables.sqlite"), self.columns)
+        self.out = {t.name: t.to_metadata(MetaData(), schema="out") for t in self.db.metadata.tables.values()}
+
+    # ---------------------------------------------------------- copying, inside the snapshot
+
+    def _stream(self, conn: Connection, query: Any) -> Iterator[list[Any]]:
+        yield from conn.execute(query.execution_options(yield_per=BATCH)).partitions()
+
+    def _insert(self, conn: Connection, table: str, query: Any) -> None:
+        out = self.out[table]
+        conn.execute(insert(out).from_select([c.name for c in self.columns[table]], query))
+
+    def copy(self, conn: Connection, plan: Plan) -> None:
+        self.plan = plan
+        fconds = plan.function_conditions()
+        sides = [SEL.c.split] if self.split else []
+        # binaries always through Python: JSON and dates are written canonically, whatever the source stored
+        self.progress.phase("binaries", plan.binaries)
+        q = select(*B.c).select_from(B.join(SEL, SEL.c.binary_id == B.c.id)).order_by(B.c.id)
+        for rows in self._stream(conn, q):
+            self._write(conn, "binaries", rows)
+        self.progress.phase("functions")
+        if self.fast:
+            trivial = case((trivial_clause(F), 1), else_=0)
+            self._insert(conn, "functions", select(
+                *F.c, func.asm_family_id(SEL.c.source, F.c.source_file, F.c.decl_line, F.c.name), trivial)
+                .select_from(plan.functions_from()).where(*fconds).order_by(F.c.id))
+            of = self.out["functions"]
+            for name, table in (("rvas", R), ("lines", L)):
+                self.progress.phase(name)
+                self._insert(conn, name, select(*table.c).select_from(table.join(of, of.c.id == table.c.function_id))
+                             .order_by(table.c.id))
+            self.progress.phase("pdbs")
+            self._insert(conn, "pdbs", select(*P.c).select_from(P.join(SEL, SEL.c.binary_id == P.c.binary_id))
+                         .order_by(P.c.id))
+            if self.split:
+                self._insert(conn, "splits", select(SEL.c.binary_id, SEL.c.split).order_by(SEL.c.binary_id))
+            return
+        n = len(F.c)
+        names = [c.name for c in F.c]
+        i_file, i_line, i_name = (names.index(x) for x in ("source_file", "decl_line", "name"))
+        q = (select(*F.c, SEL.c.source, trivial_column(F)).select_from(plan.functions_from()).where(*fconds)
+             .order_by(F.c.id))
+        for rows in self._stream(conn, q):
+            fams = family_ids((r[n], r[i_file], r[i_line], r[i_name]) for r in rows)
+            self._write(conn, "functions", [(*r[:n], fam, r[n + 1]) for r, fam in zip(rows, fams)])
+        for name, table in (("rvas", R), ("lines", L)):
+            self.progress.phase(name)
+            q = (select(*table.c).select_from(table.join(F, F.c.id == table.c.function_id)
+                                               .join(SEL, SEL.c.binary_id == F.c.binary_id))
+                 .where(*fconds).order_by(table.c.id))
+            for rows in self._stream(conn, q):
+                self._write(conn, name, rows)
+        self.progress.phase("pdbs")
+        q = select(*P.c).select_from(P.join(SEL, SEL.c.binary_id == P.c.binary_id)).order_by(P.c.id)
+        for rows in self._stream(conn, q):
+            self._write(conn, "pdbs", rows)
+        if self.split:
+            for rows in self._stream(conn, select(SEL.c.binary_id, *sides).order_by(SEL.c.binary_id)):
+                self._write(conn, "splits", rows)
+
+    def _write(self, conn: Connection, table: str, rows: list[Any]) -> None:
+        if self.fast:  # into the attached file, on the snapshot's own connection (it holds the file's lock)
+            raw = conn.connection.driver_connection
+            raw.executemany(self.db.insert_sql(table, "out"), self.db.converted(table, rows))
+        else:
+            self.db.write(table, rows)
+        self.progress.advance(len(rows))
+
+    # ---------------------------------------------------------- after the snapshot: pairs and Parquet
+
+    def finish(self, manifest: Manifest) -> None:
+        db = self.db.db
+        db.execute('INSERT INTO families (family_id, function_id) SELECT family_id, id FROM functions '
+                   "WHERE family_id IS NOT NULL ORDER BY id")
+        if self.request.pairs:
+            self._pairs()
+        self.db.commit()
+        for name in self.columns:
+            self.rows[name] = self.db.count(name)
+        if "parquet" in self.request.formats:
+            self._parquet(manifest)
+
+    def _pairs(self) -> None:
+        self.progress.phase("pairs")
+        db = self.db.db
+        cur = db.execute("SELECT b.source, f.source_file, f.decl_line, f.name, f.id, f.binary_id, b.config, "
+                         "b.relpath, f.start FROM functions f JOIN binaries b ON b.id = f.binary_id "
+                         "WHERE f.family_id IS NOT NULL "
+                         "ORDER BY f.family_id, b.source, f.source_file, f.decl_line, f.name")
+        members = ((*r[:6], (r[6], r[7], r[8])) for r in iter(lambda: cur.fetchmany(BATCH), []) for r in r)
+        batch: list[Any] = []
+        for fam, a, b in sample_pairs(members, per_family=self.request.pairs, seed=self.request.seed):
+            batch.append((fam, a[4], b[4]))
+            if len(batch) >= BATCH:
+                self.db.write("pairs", batch)
+                batch = []
+        if batch:
+            self.db.write("pairs", batch)
+
+    def _parquet(self, manifest: Manifest) -> None:
+        from assemblage.corpus.export.parquet import TableWriter, sqlite_to_parquet
+
+        sides = self.request.split.names if self.request.split else None
+        joins = {  # how each table reaches its binary's side
+            "binaries": "JOIN splits s ON s.binary_id = t.id",
+            "functions": "JOIN splits s ON s.binary_id = t.binary_id",
+            "families": "JOIN functions f ON f.id = t.function_id JOIN splits s ON s.binary_id = f.binary_id",
+            "rvas": "JOIN functions f ON f.id = t.function_id JOIN splits s ON s.binary_id = f.binary_id",
+            "lines": "JOIN functions f ON f.id = t.function_id JOIN splits s ON s.binary_id = f.binary_id",
+            "pdbs": "JOIN splits s ON s.binary_id = t.binary_id",
+            "pairs": "JOIN functions f ON f.id = t.function_a JOIN splits s ON s.binary_id = f.binary_id",
+        }
+        for name, cols in self.columns.items():
+            self.progress.phase("parquet", self.rows[name])
+            split_here = self.split and name != "splits"
+            schema_cols = cols + ([derived("split", String(40))] if split_here else [])
+            exprs = [(f't."{c.name}"', c.name) for c in cols] + ([("s.split", "split")] if split_here else [])
+            writer = TableWriter(self.root / "data" / name, schema_of(schema_cols),
+                                 sides=sides if split_here else None, on_file=manifest.add)
+            from_sql = f'FROM "{name}" t ' + (joins[name] if split_here else "")
+            sqlite_to_parquet(self.db.path, exprs, writer.schema, from_sql, writer, progress=self.progress.advance)
+            writer.close()
+            self.parts[name] = writer.sides_with_rows()
+
+    def close(self, manifest: Manifest) -> None:
+        keep = "sqlite" in self.request.formats
+        if keep:
+            self.progress.phase("sqlite indexes")
+        self.db.close(indexes=keep)
+        if keep:
+            manifest.add(self.db.path)
+        else:
+            self.db.path.unlink()
+
+
+# ------------------------------------------------------------------ objects and recipes
+
+
+def _copy_objects(tables: _Tables, request: ExportRequest, copier: ObjectCopier, progress: ExportProgress) -> None:
+    """The binaries (and PDBs, stripped copies) of the exported rows, in sha256 order."""
+    parts = ["SELECT hash AS sha, path AS key FROM binaries"]
+    if "stripped" in request.include:
+        parts.append("SELECT stripped_hash, stripped_path FROM binaries WHERE stripped_hash IS NOT NULL "
+                     "AND stripped_path IS NOT NULL")
+    if "pdbs" in request.include:
+        parts.append("SELECT hash, pdb_path FROM pdbs WHERE hash IS NOT NULL")
+    db = tables.db.db
+    union = " UNION ".join(parts)
+    total = db.execute(f"SELECT count(DISTINCT sha) FROM ({union})").fetchone()[0]
+    progress.phase("objects", int(total))
+    cur = db.execute(f"SELECT sha, min(key) FROM ({union}) GROUP BY sha ORDER BY sha")
+    for rows in iter(lambda: cur.fetchmany(1000), []):
+        for sha, key in rows:
+            copier.copy(sha, key)
+            progress.advance()
+    copier.close()
+
+
+def _recipes(conn: Connection, root: Path, manifest: Manifest) -> list[dict[str, Any]]:
+    """The recipes of the runs the binaries came from, as ``recipes/<run>-<name>.yaml``."""
+    runs = select(B.c.run_id).select_from(B.join(SEL, SEL.c.binary_id == B.c.id)).distinct()
+    rows = conn.execute(select(m.Run.id, m.Recipe.name, m.Recipe.sha256, m.Recipe.description, m.Recipe.text)
+                        .join(m.Recipe, m.Recipe.id == m.Run.recipe_id).where(m.Run.id.in_(runs))
+                        .order_by(m.Run.id)).all()
+    out = []
+    if rows:
+        (root / "recipes").mkdir()
+    for run_id, name, sha, description, text in rows:
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:80] or "recipe"
+        path = root / "recipes" / f"{run_id}-{safe}.yaml"
+        path.write_text(text, encoding="utf-8")
+        manifest.add(path)
+        out.append({"run": run_id, "name": name, "sha256": sha, "description": description,
+                    "file": path.relative_to(root).as_posix()})
+    return out

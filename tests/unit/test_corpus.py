@@ -1,0 +1,344 @@
+"""The corpus package's own logic on small synthetic datasets (SQLite, a local store): selection parsing,
+licence expressions, content-addressed sampling, the split graph, families and pairs, the trivial rule in
+SQL and Python, generic columns. The proofs on real builds are in tests/integration/test_corpus_*.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from assemblage.corpus.dedup import CRT_NAMES, is_trivial, trivial_clause
+from assemblage.corpus.families import family_id, sample_pairs
+from assemblage.corpus.select import Selection, license_allows, parse_where, pick_sample
+from assemblage.corpus.splits import SplitSpec, UnionFind, assign, parse_split, plan_components
+from assemblage.db import models as m
+from assemblage.db.session import init_schema, make_engine, make_sessionmaker, session_scope
+from assemblage.errors import SelectionError
+from assemblage.storage import LocalStore
+
+# ------------------------------------------------------------------ a synthetic dataset
+
+
+def make_dataset(root: Path, sources: dict[str, list[tuple[str, str | None]]], configs=("O0", "O2")) -> Path:
+    """A dataset folder: each source built under each configuration into one binary whose functions are
+    (name, pic_hash) pairs; bytes of each binary are real objects in the store."""
+    root.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(f"sqlite:///{root / 'dataset.sqlite'}")
+    init_schema(engine)
+    sessions = make_sessionmaker(engine)
+    store = LocalStore(root)
+    with session_scope(sessions) as s:
+        rec = m.Recipe(name="synthetic", text="name: synthetic\n", sha256="0" * 64)
+        s.add(rec)
+        s.flush()
+        run = m.Run(recipe_id=rec.id, status="finished")
+        s.add(run)
+        s.flush()
+        for opt in configs:
+            s.add(m.Configuration(identifier=f"linux-x86_64-gcc-12-{opt}", platform="linux", arch="x86_64",
+                                  toolchain="gcc-12", opt=opt))
+        s.flush()
+        cfgs = s.query(m.Configuration).all()
+        for pos, (label, funcs) in enumerate(sources.items()):
+            src = m.Source(run_id=run.id, position=pos, spec={"path": label}, label=label, kind="path",
+                           name=label, status="fetched", license="MIT" if pos % 2 == 0 else None)
+            s.add(src)
+            s.flush()
+            for cfg in cfgs:
+                b = m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id, status="succeeded")
+                s.add(b)
+                s.flush()
+                blob = root / "blob"
+                blob.write_bytes(f"{label}/{cfg.identifier}".encode())
+                sha, key = store.store_blob(blob)
+                row = m.Binary(file_name=label, path=key, platform="linux", build_mode="Release",
+                               optimization=cfg.opt, hash=sha, size=blob.stat().st_size, license=src.license,
+                               build_id=b.id, run_id=run.id, source=label, source_kind="path", arch="x86_64",
+                               format="elf", kind="executable", toolchain="gcc-12", config=cfg.identifier,
+                               relpath=label, function_count=len(funcs))
+                s.add(row)
+                s.flush()
+                for i, (name, pic) in enumerate(funcs):
+                    f = m.Function(binary_id=row.id, name=name, start=4096 + 64 * i, end=4096 + 64 * i + 32,
+                                   size=0 if name == "_init" else 32, label_source="dwarf", pic_hash=pic,
+                                   hash=pic, source_file=None if name.startswith("_") else f"/build/{label}.c",
+                                   decl_line=None if name.startswith("_") else 10 + i)
+                    s.add(f)
+                    s.flush()
+                    s.add(m.Rva(function_id=f.id, start=f.start, end=f.end))
+                    s.add(m.Line(function_id=f.id, line_number=11 + i, rva=f.start, length=4,
+                                 source_file=f.source_file))
+    engine.dispose()
+    (root / "blob").unlink()
+    return root
+
+
+def own(label: str, n: int) -> list[tuple[str, str]]:
+    """n functions whose pic hashes belong to this source alone."""
+    return [(f"{label}_f{i}", hashlib.sha256(f"{label}{i}".encode()).hexdigest()) for i in range(n)]
+
+
+START = ("_start", "c" * 64)  # crt code: the same in every binary
+
+
+# ------------------------------------------------------------------ selection
+
+
+def test_where_lists_accumulate_and_ranges_parse():
+    s = parse_where(["opt=O2", "opt=O3,Os", "size=100..", "functions=5", "kind=exe,dll", "has_pdb=yes"])
+    assert s.opt == ["O2", "O3", "Os"] and s.bounds("size") == (100, None) and s.bounds("functions") == (5, 5)
+    assert s.kind == ["executable", "shared"] and s.has_pdb is True
+
+
+@pytest.mark.parametrize("items,fragment", [
+    (["optimisation=O2"], "unknown filter 'optimisation'"),
+    (["opt"], "expected NAME=VALUE"),
+    (["size=10..1"], "empty"),
+    (["size=big"], "size"),
+    (["kind=daemon"], "kind"),
+    (["seed=1", "seed=2"], "given twice"),
+    (["sample=3", "sample_per_config=2"], "not both"),
+    (["platform=a\x01b"], "platform"),
+])
+def test_bad_filters_are_errors_with_their_place(items, fragment):
+    with pytest.raises(SelectionError) as err:
+        parse_where(items)
+    assert fragment in str(err.value)
+
+
+def test_selection_forbids_unknown_keys_everywhere():
+    with pytest.raises(Exception, match="Extra inputs"):
+        Selection.model_validate({"optimization": "O2"})
+
+
+@pytest.mark.parametrize("expr,allowed,ok", [
+    ("MIT", {"mit"}, True),
+    ("MIT", {"bsd-3-clause"}, False),
+    ("MIT OR Apache-2.0", {"apache-2.0"}, True),
+    ("MIT AND Zlib", {"mit"}, False),
+    ("MIT AND Zlib", {"mit", "zlib"}, True),
+    ("GPL-2.0-only", {"gpl-2.0"}, True),
+    ("(MIT OR BSD-2-Clause) AND Zlib", {"bsd-2-clause", "zlib"}, True),
+    ("GPL-2.0 WITH Classpath-exception-2.0", {"gpl-2.0"}, True),
+    ("MIT OR", {"mit"}, False),
+    ("(MIT", {"mit"}, False),
+    (None, {"mit"}, False),
+    (None, {"unknown"}, True),
+])
+def test_licence_expressions(expr, allowed, ok):
+    assert license_allows(expr, allowed) is ok
+
+
+def test_sampling_ignores_row_order_and_ids_and_balances():
+    rows = [(i, f"{i:064x}", f"cfg{i % 3}", "src", f"bin{i}") for i in range(1, 200)]
+    a = pick_sample(rows, n=10, per_config=None, seed=4)
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    assert pick_sample(shuffled, n=10, per_config=None, seed=4) == a
+    assert pick_sample(rows, n=10, per_config=None, seed=5) != a
+    # renumbered rows with the same content pick the same content
+    renumbered = [(i + 1000, *rest) for i, *rest in rows]
+    assert pick_sample(renumbered, n=10, per_config=None, seed=4) == [i + 1000 for i in a]
+    per = pick_sample(rows, n=None, per_config=4, seed=4)
+    assert Counter(rows[i - 1][2] for i in per) == {"cfg0": 4, "cfg1": 4, "cfg2": 4}
+
+
+# ------------------------------------------------------------------ the trivial rule
+
+
+def test_trivial_rule_is_the_same_in_sql_and_python(tmp_path):
+    from sqlalchemy import select
+
+    names = sorted(CRT_NAMES) + ["main", "_ZThn8_N3geo5ShapeD1Ev", "_ZTv0_n24_N1AD0Ev", "puts@plt",
+                                 "__x86.get_pc_thunk.bx", "__imp_printf", "_Z5startv", "start", "x_start",
+                                 "frame_dummy2", "_RTC_CheckEsp", "a%b", "a_b"]
+    from sqlalchemy import create_engine
+
+    engine = create_engine("sqlite://")  # no foreign keys enforced: functions alone
+    f = m.Function.__table__
+    f.create(engine)
+    with engine.begin() as c:
+        c.execute(f.insert(), [{"binary_id": 1, "name": n, "start": 0, "end": 1, "size": size, "label_source": "x"}
+                               for n in names for size in (0, 5)])
+        flagged = set(c.execute(select(f.c.name, f.c.size).where(trivial_clause(f))).all())
+    expect = {(n, s) for n in names for s in (0, 5) if is_trivial(n, s)}
+    assert flagged == expect
+    assert ("main", 5) not in flagged and ("a_b", 5) not in flagged and ("frame_dummy2", 5) not in flagged
+
+
+# ------------------------------------------------------------------ splits
+
+
+def test_split_specs():
+    spec = parse_split("train=0.8,valid=0.1,test=0.1")
+    assert spec.names == ["train", "valid", "test"] and spec.limit == pytest.approx(0.1)
+    for bad, fragment in (("train=0.8,test=0.1", "sum to 0.9"), ("Train=1", "side name"), ("train", "NAME=SHARE"),
+                          ("a=0.5,a=0.5", "named twice"), ("a=1.5,b=-0.5", "share")):
+        with pytest.raises(SelectionError, match=fragment):
+            parse_split(bad)
+
+
+def test_links_merge_unless_the_component_grows_past_the_limit():
+    weights = {"a": 10, "b": 10, "c": 40, "d": 40}
+    links = Counter({frozenset({"a", "b"}): 3, frozenset({"b", "c"}): 1, frozenset({"a", "b", "c", "d"}): 2})
+    uf, merged, cut = plan_components(weights, links, limit=0.3)
+    assert uf.find("a") == uf.find("b") != uf.find("c")
+    assert uf.find("c") != uf.find("d")
+    assert (merged, cut) == (3, 3)
+    uf, merged, cut = plan_components(weights, links, limit=1.0)
+    assert len({uf.find(s) for s in weights}) == 1 and (merged, cut) == (6, 0)
+
+
+def test_assignment_is_seeded_and_fills_the_sides_by_deficit():
+    weights = {f"s{i}": 10 for i in range(20)}
+    uf = UnionFind(weights)
+    spec = SplitSpec(ratios={"train": 0.8, "valid": 0.1, "test": 0.1})
+    a = assign(uf, weights, spec, seed=1)
+    assert a == assign(uf, weights, spec, seed=1) and a != assign(uf, weights, spec, seed=2)
+    assert Counter(a.values()) == {"train": 16, "valid": 2, "test": 2}
+
+
+def test_split_on_a_dataset_merges_forks_drops_crt_and_reports(tmp_path):
+    """a and a-fork share code; every source has _start; the sides must share nothing."""
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from tests.integration.corpus_support import read_table
+
+    shared = own("lib", 2)
+    sources = {"a": own("a", 3) + shared + [START], "a-fork": own("af", 1) + shared + [START],
+               **{f"s{i}": own(f"s{i}", 4) + [START] for i in range(8)}}
+    make_dataset(tmp_path / "ds", sources)
+    out = tmp_path / "out"
+    req = ExportRequest(split=SplitSpec(ratios={"train": 0.5, "valid": 0.25, "test": 0.25}), seed=3,
+                        formats=["parquet"])
+    summary = export_corpus(open_corpus(str(tmp_path / "ds")), req, out)
+    report = summary.split
+    assert ["a", "a-fork"] in report.merged  # the fork went with its origin
+    assert report.links_merged == 2 and report.dropped_pic_hashes == 1  # _start: kept on one side only
+    binaries = {b["id"]: b for b in read_table(out, "binaries")}
+    sides: dict[str, set] = {}
+    for f in read_table(out, "functions"):
+        sides.setdefault(f["pic_hash"], set()).add(f["split"])
+        assert f["split"] == binaries[f["binary_id"]]["split"]
+    assert all(len(v) == 1 for v in sides.values())
+    start_rows = sum(1 for f in read_table(out, "functions") if f["name"] == "_start")
+    assert start_rows + sum(report.dropped_functions.values()) == 2 * len(sources)
+    assert set(report.functions) == {"train", "valid", "test"} and all(report.functions.values())
+
+
+# ------------------------------------------------------------------ families and pairs
+
+
+def test_family_ids_are_content_hashes():
+    assert family_id("src", None, 3, "f") is None and family_id("src", "a.c", None, "f") is None
+    a = family_id("src", "a.c", 3, "f")
+    assert a == family_id("src", "a.c", 3, "f") and 0 <= a < 2**63
+    assert len({a, family_id("src2", "a.c", 3, "f"), family_id("src", "b.c", 3, "f"),
+                family_id("src", "a.c", 4, "f"), family_id("src", "a.c", 3, "g")}) == 5
+
+
+def test_pairs_cross_binaries_are_capped_and_seeded():
+    members = [("s", "a.c", 1, "f", 100 + i, i // 2, (f"cfg{i}",)) for i in range(8)]  # 2 functions per binary
+    members += [("s", "a.c", 9, "g", 200, 1, ("x",)), ("s", "a.c", 9, "g", 201, 1, ("y",))]  # one binary: no pair
+    pairs = list(sample_pairs(iter(members), per_family=5, seed=1))
+    assert len(pairs) == 5 and all(a[5] != b[5] and a[3] == b[3] == "f" for _, a, b in pairs)
+    assert pairs == list(sample_pairs(iter(members), per_family=5, seed=1))
+    assert pairs != list(sample_pairs(iter(members), per_family=5, seed=2))
+    big = [("s", "a.c", 1, "f", i, i, (i,)) for i in range(400)]  # 79,800 candidate pairs: drawn, not listed
+    drawn = list(sample_pairs(iter(big), per_family=7, seed=1))
+    assert len(drawn) == 7 and len({(a[4], b[4]) for _, a, b in drawn}) == 7
+
+
+# ------------------------------------------------------------------ generic columns
+
+
+def test_every_model_column_maps_to_a_typed_arrow_column():
+    import pyarrow as pa
+
+    from assemblage.corpus.export.columns import table_columns
+
+    for table in (m.Binary.__table__, m.Function.__table__, m.Rva.__table__, m.Line.__table__, m.Pdb.__table__):
+        cols = table_columns(table)
+        assert [c.name for c in cols] == [c.name for c in table.columns]
+        for c in cols:
+            assert c.arrow != pa.null()
+    by_name = {c.name: c for c in table_columns(m.Binary.__table__)}
+    assert by_name["repo_last_update"].arrow == pa.timestamp("us", tz="UTC")
+    assert by_name["flags_requested"].to_sqlite(["-O2", "-g"]) == '["-O2","-g"]'
+
+
+NEW_COLUMN = """
+import sys
+from pathlib import Path
+from sqlalchemy import Column, Text
+from assemblage.db import models as m
+# what the source-text work does to the models: a new column on functions and on lines
+m.Function.__table__.append_column(Column("source_codes", Text))
+m.Line.__table__.append_column(Column("source_code", Text))
+from tests.unit.test_corpus import make_dataset, own
+from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+root = Path(sys.argv[1])
+make_dataset(root / "ds", {"a": own("a", 2), "b": own("b", 2)})
+import sqlite3
+db = sqlite3.connect(root / "ds" / "dataset.sqlite")
+db.execute("update functions set source_codes = 'int ' || name || '(void) {}'")
+db.execute("update lines set source_code = '  return 0;'")
+db.commit()
+export_corpus(open_corpus(str(root / "ds")), ExportRequest(formats=["parquet", "sqlite"]), root / "out")
+"""
+
+
+def test_a_column_added_to_the_models_flows_into_the_export(tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-c", NEW_COLUMN, str(tmp_path)], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    import sqlite3
+
+    import pyarrow.dataset as ds
+
+    functions = ds.dataset(tmp_path / "out" / "data" / "functions").to_table().to_pylist()
+    assert {f["source_codes"] for f in functions} == {f"int {f['name']}(void) {{}}" for f in functions}
+    lines = ds.dataset(tmp_path / "out" / "data" / "lines").to_table().to_pylist()
+    assert lines and {ln["source_code"] for ln in lines} == {"  return 0;"}
+    db = sqlite3.connect(tmp_path / "out" / "dataset.sqlite")
+    assert db.execute("select count(*) from functions where source_codes like 'int %'").fetchone()[0] == 8
+
+
+# ------------------------------------------------------------------ the export's promises on small data
+
+
+def test_export_refuses_a_used_folder_and_leaves_no_partial_export(tmp_path):
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from assemblage.errors import ExportError
+
+    make_dataset(tmp_path / "ds", {"a": own("a", 2)})
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("keep me")
+    with pytest.raises(ExportError, match="not an empty folder"):
+        export_corpus(open_corpus(str(tmp_path / "ds")), ExportRequest(), tmp_path / "used")
+    assert (tmp_path / "used" / "x").read_text() == "keep me"
+    # an object deleted from the store: the export fails and nothing is left
+    victim = next(p for p in (tmp_path / "ds" / "objects").rglob("*") if p.is_file())
+    victim.unlink()
+    with pytest.raises(ExportError, match="missing from the store"):
+        export_corpus(open_corpus(str(tmp_path / "ds")), ExportRequest(), tmp_path / "new")
+    assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".new.partial-*"))
+
+
+def test_export_reads_one_snapshot_and_never_writes_the_dataset(tmp_path):
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+
+    make_dataset(tmp_path / "ds", {"a": own("a", 2), "b": own("b", 3)})
+    before = hashlib.sha256((tmp_path / "ds" / "dataset.sqlite").read_bytes()).hexdigest()
+    summary = export_corpus(open_corpus(str(tmp_path / "ds")), ExportRequest(formats=["parquet", "sqlite"]),
+                            tmp_path / "out")
+    assert hashlib.sha256((tmp_path / "ds" / "dataset.sqlite").read_bytes()).hexdigest() == before
+    assert summary.tables["functions"] == 10 and summary.binaries == 4
+    doc = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert doc["tables"] == summary.tables
