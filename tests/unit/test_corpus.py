@@ -269,7 +269,8 @@ def test_every_model_column_maps_to_a_typed_arrow_column():
         for c in cols:
             assert c.arrow != pa.null()
     by_name = {c.name: c for c in table_columns(m.Binary.__table__)}
-    assert by_name["repo_last_update"].arrow == pa.timestamp("us", tz="UTC")
+    assert by_name["repo_last_update_at"].arrow == pa.timestamp("us", tz="UTC")
+    assert by_name["repo_last_update"].arrow == pa.int64()  # Unix seconds, as the published schema has it
     assert by_name["flags_requested"].to_sqlite(["-O2", "-g"]) == '["-O2","-g"]'
 
 
@@ -278,17 +279,17 @@ import sys
 from pathlib import Path
 from sqlalchemy import Column, Text
 from assemblage.db import models as m
-# what the source-text work does to the models: a new column on functions and on lines
-m.Function.__table__.append_column(Column("source_codes", Text))
-m.Line.__table__.append_column(Column("source_code", Text))
+# what a later change to the models does: a new column on functions and on lines
+m.Function.__table__.append_column(Column("future_text", Text))
+m.Line.__table__.append_column(Column("future_note", Text))
 from tests.unit.test_corpus import make_dataset, own
 from assemblage.corpus import ExportRequest, export_corpus, open_corpus
 root = Path(sys.argv[1])
 make_dataset(root / "ds", {"a": own("a", 2), "b": own("b", 2)})
 import sqlite3
 db = sqlite3.connect(root / "ds" / "dataset.sqlite")
-db.execute("update functions set source_codes = 'int ' || name || '(void) {}'")
-db.execute("update lines set source_code = '  return 0;'")
+db.execute("update functions set future_text = 'int ' || name || '(void) {}'")
+db.execute("update lines set future_note = '  return 0;'")
 db.commit()
 export_corpus(open_corpus(str(root / "ds")), ExportRequest(formats=["parquet", "sqlite"]), root / "out")
 """
@@ -303,11 +304,11 @@ def test_a_column_added_to_the_models_flows_into_the_export(tmp_path):
     import pyarrow.dataset as ds
 
     functions = ds.dataset(tmp_path / "out" / "data" / "functions").to_table().to_pylist()
-    assert {f["source_codes"] for f in functions} == {f"int {f['name']}(void) {{}}" for f in functions}
+    assert {f["future_text"] for f in functions} == {f"int {f['name']}(void) {{}}" for f in functions}
     lines = ds.dataset(tmp_path / "out" / "data" / "lines").to_table().to_pylist()
-    assert lines and {ln["source_code"] for ln in lines} == {"  return 0;"}
+    assert lines and {ln["future_note"] for ln in lines} == {"  return 0;"}
     db = sqlite3.connect(tmp_path / "out" / "dataset.sqlite")
-    assert db.execute("select count(*) from functions where source_codes like 'int %'").fetchone()[0] == 8
+    assert db.execute("select count(*) from functions where future_text like 'int %'").fetchone()[0] == 8
 
 
 # ------------------------------------------------------------------ the export's promises on small data
