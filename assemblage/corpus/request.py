@@ -70,5 +70,8 @@ class ExportSummary(BaseModel):
     object_bytes: int = 0
     dedup: DedupReport
     split: SplitReport | None = None
+    missing_columns: dict[str, list[str]] = Field(
+        default_factory=dict, description="model columns the corpus's database lacks (built by an older "
+                                          "assemblage): exported empty")
     files: int = Field(0, description="files listed in MANIFEST.sha256")
     bytes: int = Field(0, description="bytes of those files, export.json excepted")

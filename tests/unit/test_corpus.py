@@ -343,3 +343,25 @@ def test_export_reads_one_snapshot_and_never_writes_the_dataset(tmp_path):
     assert summary.tables["functions"] == 10 and summary.binaries == 4
     doc = json.loads((tmp_path / "out" / "export.json").read_text())
     assert doc["tables"] == summary.tables
+
+
+def test_a_dataset_built_before_a_column_existed_exports_it_empty(tmp_path):
+    """Embedded datasets are made once by create_all: a later model column is missing from older ones."""
+    import sqlite3
+
+    import pyarrow.dataset as ds
+
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+
+    make_dataset(tmp_path / "ds", {"a": own("a", 2)})
+    db = sqlite3.connect(tmp_path / "ds" / "dataset.sqlite")
+    db.execute("alter table functions drop column source_codes")
+    db.execute("alter table functions drop column size_inferred")
+    db.commit()
+    db.close()
+    summary = export_corpus(open_corpus(str(tmp_path / "ds")), ExportRequest(formats=["parquet", "sqlite"]),
+                            tmp_path / "out")
+    assert summary.missing_columns == {"functions": ["source_codes", "size_inferred"]}
+    functions = ds.dataset(tmp_path / "out" / "data" / "functions").to_table().to_pylist()
+    assert len(functions) == 4
+    assert {f["source_codes"] for f in functions} == {None} and {f["size_inferred"] for f in functions} == {False}

@@ -103,8 +103,12 @@ def column_for(name: str, t: types.TypeEngine, *, nullable: bool = True, primary
 
 
 def table_columns(table: Table) -> list[Column]:
-    """Every column of a model's table, in declaration order."""
-    return [column_for(c.name, c.type, nullable=bool(c.nullable), primary_key=bool(c.primary_key))
+    """Every column of a model's table, in declaration order.
+
+    Only the primary key is declared NOT NULL in an export: a dataset built by an older assemblage lacks
+    the columns later models added, and those are exported empty (a constraint would refuse them).
+    """
+    return [column_for(c.name, c.type, nullable=not c.primary_key, primary_key=bool(c.primary_key))
             for c in table.columns]
 
 

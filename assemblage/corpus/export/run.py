@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, Boolean, MetaData, String, case, func, insert, select
+from sqlalchemy import BigInteger, Boolean, MetaData, String, case, func, insert, inspect, literal, null, select
 from sqlalchemy.engine import Connection
 
 from assemblage.corpus.dedup import trivial_clause, trivial_column
@@ -125,7 +125,7 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
         assemblage_version=_version(), created_at=datetime.now(timezone.utc), corpus=corpus.description,
         request=request, candidates=plan.candidates, binaries=plan.binaries, tables=tables.rows,
         objects=objects.count if objects else 0, object_bytes=objects.bytes if objects else 0,
-        dedup=plan.dedup, split=plan.split_report,
+        dedup=plan.dedup, split=plan.split_report, missing_columns=tables.missing,
     )
     progress.phase("datasheet")
     for path in write_datasheet(work, summary, facts, recipes, parts=tables.parts):
@@ -157,6 +157,7 @@ class _Tables:
         self.split = request.split is not None
         self.rows: dict[str, int] = {}
         self.parts: dict[str, list[str]] = {}  # table -> the Parquet file prefixes that hold rows
+        self.missing: dict[str, list[str]] = {}  # table -> model columns the corpus's database lacks
         self.columns: dict[str, list[Column]] = {
             "binaries": table_columns(B),
             "functions": table_columns(F) + [derived("family_id", BigInteger()), derived("trivial", Boolean())],
@@ -182,6 +183,19 @@ class _Tables:
     def _stream(self, conn: Connection, query: Any) -> Iterator[list[Any]]:
         yield from conn.execute(query.execution_options(yield_per=BATCH)).partitions()
 
+    def _cols(self, conn: Connection, table: Any) -> list[Any]:
+        """The model's columns of ``table``; NULL for those the corpus's database lacks.
+
+        A dataset built by an older assemblage has no column a later model added (its SQLite schema is
+        made once, by ``create_all``); its export keeps today's schema, with those columns empty, and
+        says so (``export.json``: ``missing_columns``).
+        """
+        have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        missing = [c.name for c in table.c if c.name not in have]
+        if missing:
+            self.missing[table.name] = missing
+        return [c if c.name in have else _absent(c) for c in table.c]
+
     def _insert(self, conn: Connection, table: str, query: Any) -> None:
         out = self.out[table]
         conn.execute(insert(out).from_select([c.name for c in self.columns[table]], query))
@@ -192,22 +206,24 @@ class _Tables:
         sides = [SEL.c.split] if self.split else []
         # binaries always through Python: JSON and dates are written canonically, whatever the source stored
         self.progress.phase("binaries", plan.binaries)
-        q = select(*B.c).select_from(B.join(SEL, SEL.c.binary_id == B.c.id)).order_by(B.c.id)
+        q = select(*self._cols(conn, B)).select_from(B.join(SEL, SEL.c.binary_id == B.c.id)).order_by(B.c.id)
         for rows in self._stream(conn, q):
             self._write(conn, "binaries", rows)
         self.progress.phase("functions")
         if self.fast:
             trivial = case((trivial_clause(F), 1), else_=0)
-            self._insert(conn, "functions", select(
-                *F.c, func.asm_family_id(SEL.c.source, F.c.source_file, F.c.decl_line, F.c.name), trivial)
+            family = func.asm_family_id(SEL.c.source, F.c.source_file, F.c.decl_line, F.c.name)
+            self._insert(conn, "functions", select(*self._cols(conn, F), family, trivial)
                 .select_from(plan.functions_from()).where(*fconds).order_by(F.c.id))
             of = self.out["functions"]
             for name, table in (("rvas", R), ("lines", L)):
                 self.progress.phase(name)
-                self._insert(conn, name, select(*table.c).select_from(table.join(of, of.c.id == table.c.function_id))
+                self._insert(conn, name, select(*self._cols(conn, table))
+                             .select_from(table.join(of, of.c.id == table.c.function_id))
                              .order_by(table.c.id))
             self.progress.phase("pdbs")
-            self._insert(conn, "pdbs", select(*P.c).select_from(P.join(SEL, SEL.c.binary_id == P.c.binary_id))
+            self._insert(conn, "pdbs", select(*self._cols(conn, P))
+                         .select_from(P.join(SEL, SEL.c.binary_id == P.c.binary_id))
                          .order_by(P.c.id))
             if self.split:
                 self._insert(conn, "splits", select(SEL.c.binary_id, SEL.c.split).order_by(SEL.c.binary_id))
@@ -215,20 +231,20 @@ class _Tables:
         n = len(F.c)
         names = [c.name for c in F.c]
         i_file, i_line, i_name = (names.index(x) for x in ("source_file", "decl_line", "name"))
-        q = (select(*F.c, SEL.c.source, trivial_column(F)).select_from(plan.functions_from()).where(*fconds)
-             .order_by(F.c.id))
+        q = (select(*self._cols(conn, F), SEL.c.source, trivial_column(F)).select_from(plan.functions_from())
+             .where(*fconds).order_by(F.c.id))
         for rows in self._stream(conn, q):
             fams = family_ids((r[n], r[i_file], r[i_line], r[i_name]) for r in rows)
             self._write(conn, "functions", [(*r[:n], fam, r[n + 1]) for r, fam in zip(rows, fams)])
         for name, table in (("rvas", R), ("lines", L)):
             self.progress.phase(name)
-            q = (select(*table.c).select_from(table.join(F, F.c.id == table.c.function_id)
+            q = (select(*self._cols(conn, table)).select_from(table.join(F, F.c.id == table.c.function_id)
                                                .join(SEL, SEL.c.binary_id == F.c.binary_id))
                  .where(*fconds).order_by(table.c.id))
             for rows in self._stream(conn, q):
                 self._write(conn, name, rows)
         self.progress.phase("pdbs")
-        q = select(*P.c).select_from(P.join(SEL, SEL.c.binary_id == P.c.binary_id)).order_by(P.c.id)
+        q = select(*self._cols(conn, P)).select_from(P.join(SEL, SEL.c.binary_id == P.c.binary_id)).order_by(P.c.id)
         for rows in self._stream(conn, q):
             self._write(conn, "pdbs", rows)
         if self.split:
@@ -308,6 +324,14 @@ class _Tables:
             manifest.add(self.db.path)
         else:
             self.db.path.unlink()
+
+
+def _absent(column: Any) -> Any:
+    """A column the source lacks: its model default when it has a plain one (size_inferred: false), else NULL."""
+    default = column.default
+    if default is not None and getattr(default, "is_scalar", False):
+        return literal(default.arg, column.type).label(column.name)
+    return null().label(column.name)
 
 
 # ------------------------------------------------------------------ objects and recipes
