@@ -31,7 +31,7 @@ from assemblage.pipeline.steps import (
 from assemblage.storage.s3 import TransientStorageError
 from assemblage.tasks.app import celery_app, send
 from assemblage.tasks.drain import HandBack, hand_back_build, handback_point
-from assemblage.tasks.runtime import build_heartbeat, is_alive, process_id, runtime, touch
+from assemblage.tasks.runtime import Heartbeat, build_heartbeat, is_alive, process_id, runtime, touch
 
 __all__ = ["start_run", "fetch", "crawl", "build", "export", "noop", "TRANSIENT", "claim_build", "claim_export",
            "send_build", "send_crawl", "send_fetch", "send_start"]
