@@ -1,7 +1,7 @@
 """exports: export jobs of the service (POST /api/v1/exports)
 
 Revision ID: h4_corpus_export
-Revises: h7_ops_worker_instance_id
+Revises: h6_repro_a1
 Create Date: 2026-11-30 06:10:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "h4_corpus_export"
-down_revision: str | None = "h7_ops_worker_instance_id"
+down_revision: str | None = "h6_repro_a1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -42,6 +42,8 @@ COMMANDS = {
     "lock": "Print the lock of a run",
     "rebuild": "Rebuild exactly what LOCK pins",
     "verify": "Rebuild a seeded sample of a run's builds",
+    "select": "Count (and list) the binaries a selection picks",
+    "export": "Export a curated corpus",
 }
 SUBCOMMANDS = {"recipe": {"check", "schema"}, "db": {"upgrade"}, "token": {"create", "list", "revoke"},
                "fleet": {"user-data", "reconcile", "cost", "lifecycle", "secrets"}}

@@ -438,10 +438,10 @@ def test_a_corrupt_object_fails_the_export_and_leaves_nothing(dataset, tmp_path)
     victim.write_bytes(b"\x7fELF not the original")
     out = tmp_path / "out"
     r = run_cli("export", str(copy), "--out", str(out), "--quiet", check=False)
-    assert r.returncode == 11 and "corrupt" in r.stderr and victim.name in r.stderr
+    assert r.returncode == 12 and "corrupt" in r.stderr and victim.name in r.stderr
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
     r = run_cli("export", str(dataset), "--out", str(copy), "--quiet", check=False)
-    assert r.returncode == 11 and "not an empty folder" in r.stderr
+    assert r.returncode == 12 and "not an empty folder" in r.stderr
 
 
 def test_archive_holds_the_objects(dataset, tmp_path):
