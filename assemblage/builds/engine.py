@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assemblage._spawn import copy_file
-from assemblage.builds.collect import FoundBinary, find_binaries, snapshot
 from assemblage.builds import reproducible
+from assemblage.builds.attempts import Attempt, try_build_systems
+from assemblage.builds.collect import FoundBinary, find_binaries
+from assemblage.builds.debian import DebianRulesPlanner, is_debian_tree
 from assemblage.builds.plan import Step
 from assemblage.builds.runner import Limits, LocalRunner, StepResult, builds_stopped
 from assemblage.builds.systems import BuildTools, build_system_candidates, compiler_env
@@ -36,6 +38,7 @@ class BuildRequest:
     runner: str = "local"  # local (host toolchains) or docker (the toolchains of ``image``)
     image: str | None = None  # the docker runner's image (default: assemblage-linux:latest)
     source_date_epoch: int | None = None  # SOURCE_DATE_EPOCH (see builds.reproducible); None: the fixed default
+    source_kind: str | None = None  # [h8-debian-deps] "debian": build by debian/rules first
 
 
 @dataclass(kw_only=True)
@@ -52,6 +55,10 @@ class BuildOutcome:
     strip_tool: str | None = None
     source_view: str | None = None  # where the build saw the source tree (debug paths start there)
     environment: reproducible.BuildEnvironment | None = None  # what reached the build (for the run's lock)
+    # [h8-debian-deps] Debian packages installed for this build, and the derived image that has them
+    dependencies: list[str] = field(default_factory=list)
+    dependency_image: str | None = None
+    dependency_image_digest: str | None = None
 
     def cleanup(self) -> None:
         if self.scratch is not None and not os.environ.get("ASSEMBLAGE_KEEP_SCRATCH"):
@@ -113,6 +120,9 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
             repro.write_files(scratch / "bin")
             tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
             candidates = build_system_candidates(src)
+            # [h8-debian-deps] a Debian source is built by its own rules first (builds/debian.py)
+            if req.source_kind == "debian" and is_debian_tree(src):
+                candidates = [DebianRulesPlanner(), *candidates]
             if not candidates:
                 outcome.reason, outcome.message = "no_build_system", "no Makefile, CMakeLists.txt, configure, meson.build or C/C++ file found"
                 log.write(f"! {outcome.message}\n")
@@ -124,29 +134,21 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
             if repro.problem:
                 log.write(f"! {repro.problem}\n")
             started = time.monotonic()
-            for i, planner in enumerate(candidates):
-                if i > 0:  # a clean tree for the next build system
-                    log.write(f"\n# {candidates[i - 1].name} failed to configure; trying {planner.name}\n")
-                    shutil.rmtree(src)
-                    shutil.copytree(req.source_dir, src, symlinks=True, copy_function=copy_file)
-                outcome.build_system = planner.name
-                log.write(f"# build system: {planner.name}\n# compilers: {compilers.cc} / {compilers.cxx}\n")
-                before = snapshot(src)
-                steps = planner.plan(src, compilers, tools, jobs=req.jobs)
-                remaining = req.limits.timeout - (time.monotonic() - started)
-                results = runner.run(steps, scratch, "src", env, log, timeout=remaining)
-                last = results[-1] if results else None
-                failed = last is not None and (last.timed_out or last.returncode != 0)
-                if failed and not last.timed_out and last.step.phase == "configure" and i + 1 < len(candidates):
-                    continue
-                break
+            # [h8-debian-deps] build systems in turn, dependencies installed first (builds/attempts.py)
+            tried = try_build_systems(Attempt(
+                source_dir=req.source_dir, src=src, scratch=scratch, runner=runner, compilers=compilers,
+                tools=tools, env=env, log=log, log_path=log_path, jobs=req.jobs, timeout=req.limits.timeout,
+                started=started, limits=req.limits), candidates)
+            outcome.build_system, last, failed, before = tried.planner, tried.last, tried.failed, tried.before
+            outcome.dependencies, outcome.dependency_image = tried.dependencies, tried.image
+            outcome.dependency_image_digest = tried.digest
             outcome.duration = time.monotonic() - started
             if builds_stopped():
                 outcome.status, outcome.reason, outcome.message = "skipped", "interrupted", "the run was interrupted"
                 log.write("! interrupted\n")
                 return outcome
             if failed:
-                outcome.status, outcome.reason, outcome.message = classify_failure(last, req.limits)
+                outcome.status, outcome.reason, outcome.message = tried.verdict or classify_failure(last, req.limits)
                 log.write(f"! {outcome.status}: {outcome.reason}: {outcome.message}\n")
                 return outcome
             found = find_binaries(src, before, kinds=set(req.kinds))

@@ -202,11 +202,17 @@ class PlainPlanner:
 
     @staticmethod
     def _sources(root: Path) -> list[Path]:
+        # a tree that has a build system we do not plan (SCons, waf, a CMakeLists.txt in a
+        # sub-folder...) keeps its tests, fuzz targets and examples out of the plain build
+        skip_aux = has_build_system_marker(root)
         found = []
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != BUILD_DIR)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != BUILD_DIR
+                                 and not (skip_aux and _AUX_DIR.match(d)))
             for fn in sorted(filenames):
                 p = Path(dirpath, fn)
+                if skip_aux and _AUX_FILE.search(p.stem):
+                    continue
                 if p.suffix in _C_EXT | _CXX_EXT and p.is_file() and not p.is_symlink():
                     found.append(p)
         return found
@@ -243,6 +249,24 @@ class PlainPlanner:
             argv = (linker, "-shared", "-o", str(lib), *(str(o) for _, o in others), "-lm")
             steps.append(Step(name=f"link {lib.name}", argv=argv, phase="link"))
         return steps
+
+
+# [h8-debian-deps] the plain fallback next to a real build system: no tests, fuzz targets, examples
+_AUX_DIR = re.compile(r"^(?:tests?|testing|testsuite|unittests?|fuzz\w*|oss-fuzz|examples?|samples?|demos?|"
+                      r"bench\w*|docs?|contrib|debian)$", re.IGNORECASE)
+_AUX_FILE = re.compile(r"(?:^|[_\-.])(?:test|tests|fuzz|fuzzer|example|demo|bench)(?:$|[_\-.])|^fuzz|fuzz$",
+                       re.IGNORECASE)
+_MARKERS = ("SConstruct", "wscript", "Makefile.am", "Makefile.in", "build.ninja", "BUILD.bazel", "BUILD",
+            "WORKSPACE", "Jamroot", "premake5.lua", "meson.build", "CMakeLists.txt", "configure.ac", "Makefile",
+            "makefile", "GNUmakefile", "debian/rules")
+
+
+def has_build_system_marker(root: Path) -> bool:
+    """A build system's file at the top or one folder down (a real build system exists)."""
+    for marker in _MARKERS:
+        if (root / marker).is_file() or any(p.is_file() for p in root.glob(f"*/{marker}")):
+            return True
+    return False
 
 
 def _safe_stem(p: Path) -> str:

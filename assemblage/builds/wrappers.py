@@ -7,8 +7,11 @@ because of exactly this. Each build therefore gets a private ``bin`` folder,
 first on PATH, with a small POSIX sh wrapper under every common compiler name
 (``cc``, ``gcc``, ``clang``, ``c++``, the target-prefixed names...). A wrapper
 drops every ``-O*``, ``-g0`` and ``-s`` the project passes and appends the
-configuration's flags last, then ``exec``s the real compiler of the
-configuration. The wrapper text is made only from our own configuration (never
+configuration's flags last, then runs the real compiler of the
+configuration. When ``ASSEMBLAGE_COMPILER_FAILURES`` names a file, a wrapper
+whose compiler failed appends one line to it (exit status, folder, arguments):
+a Makefile that ignores errors (``-$(CC) ...``, ``|| true``) still ends with
+that record, which the engine reads (see :mod:`assemblage.builds.failures`). The wrapper text is made only from our own configuration (never
 from repository data) and passes the project's arguments through ``"$@"``, so
 no argument is ever re-parsed by a shell.
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from assemblage._spawn import write_executable
 from assemblage.errors import BuildError
-from assemblage.toolchains.base import CompilerSet
+from assemblage.toolchains.base import LINUX_TRIPLES, CompilerSet
 
 __all__ = ["write_wrappers"]
 
@@ -36,7 +39,12 @@ for arg do
     *) set -- "$@" "$arg" ;;
   esac
 done
-exec {real} "$@" {flags}
+{real} "$@" {flags}
+rc=$?
+if [ "$rc" -ne 0 ] && [ -n "${{ASSEMBLAGE_COMPILER_FAILURES:-}}" ]; then
+  printf '%s\t%s\t%s\n' "$rc" "$PWD" "$*" >> "$ASSEMBLAGE_COMPILER_FAILURES" 2>/dev/null
+fi
+exit "$rc"
 """
 
 # gcc also gets -frandom-seed=<the output file> (see assemblage.builds.reproducible)
@@ -66,6 +74,11 @@ def _names(compilers: CompilerSet, lang: str) -> list[str]:
     c = lang == "c"
     names = ["cc", "gcc", "clang"] if c else ["c++", "g++", "clang++", "cpp++"]
     names.append(compilers.cc if c else compilers.cxx)
+    if compilers.platform == "linux" and not compilers.host_triple:
+        # Debian's rules and buildtools.mk may name the native compiler by its triplet
+        t = LINUX_TRIPLES.get(compilers.arch)
+        if t:
+            names += [f"{t}-gcc", f"{t}-cc"] if c else [f"{t}-g++", f"{t}-c++"]
     if compilers.host_triple:
         t = compilers.host_triple
         if compilers.platform == "windows" and Path(compilers.cc).name.startswith("clang"):

@@ -174,6 +174,12 @@ class Build(Base):
     # what reached the build: toolchain versions, image digest, flags, variables, limits
     # (assemblage.builds.reproducible.BuildEnvironment); part of the run's lock
     environment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Debian packages installed for this build beyond the toolchain environment (Build-Depends,
+    # and what a failed attempt's log asked for), and the derived docker image that has them:
+    # its tag (assemblage-deps:<hash>) and its image id (a content digest, for the run's lock)
+    dependencies: Mapped[list[Any] | None] = mapped_column(JSON, default=list)
+    dependency_image: Mapped[str | None] = mapped_column(String(200))
+    dependency_image_digest: Mapped[str | None] = mapped_column(String(80))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -292,7 +292,8 @@ def execute_build(ctx: Context, build_id: int) -> str:
         if earlier is not None:
             origin = earlier.reused_from_id or earlier.id
             for attr in ("status", "reason", "message", "build_system", "duration", "log_key", "sandboxed",
-                         "runner", "opt_mismatches", "analysis_duration", "environment"):
+                         "runner", "opt_mismatches", "analysis_duration", "environment",
+                         "dependencies", "dependency_image", "dependency_image_digest"):
                 setattr(b, attr, getattr(earlier, attr))
             b.reused_from_id = origin
             b.finished_at = _utcnow()
@@ -315,6 +316,7 @@ def execute_build(ctx: Context, build_id: int) -> str:
             runner=str(run.options.get("build", {}).get("runner") or "local"),
             image=run.options.get("build", {}).get("image"),
             source_date_epoch=src.source_date_epoch,
+            source_kind=src.kind,
         )
         want_stripped = bool(run.options.get("outputs", {}).get("stripped"))
         source_info = _source_info(src)
@@ -340,6 +342,8 @@ def execute_build(ctx: Context, build_id: int) -> str:
         b.status, b.reason, b.message = outcome.status, outcome.reason, outcome.message
         b.build_system, b.duration, b.sandboxed = outcome.build_system, outcome.duration, outcome.sandboxed
         b.runner, b.log_key, b.analysis_duration = "local", log_key, analysis_duration
+        b.dependencies = list(outcome.dependencies)  # [h8-debian-deps]
+        b.dependency_image, b.dependency_image_digest = outcome.dependency_image, outcome.dependency_image_digest
         b.finished_at = _utcnow()
         b.environment = outcome.environment.model_dump(mode="json") if outcome.environment else None
         b.opt_mismatches = _write_binaries(s, b, records, config, source_info)

@@ -165,10 +165,10 @@ def entries_for_suite(entries: list[AptEntry], suite: str) -> list[AptEntry]:
     return [AptEntry(e.uri, suite, e.components, e.options) for e in same]
 
 
-def render_deb822(entries: list[AptEntry]) -> str:
+def render_deb822(entries: list[AptEntry], *, types: str = "deb-src") -> str:
     stanzas = []
     for e in entries:
-        lines = ["Types: deb-src", f"URIs: {e.uri}", f"Suites: {e.suite}", f"Components: {' '.join(e.components)}"]
+        lines = [f"Types: {types}", f"URIs: {e.uri}", f"Suites: {e.suite}", f"Components: {' '.join(e.components)}"]
         for key, value in e.options:
             if "\n" in value:  # an inline key block: continuation lines, blank lines as " ."
                 body = "\n".join(" " + (ln if ln.strip() else ".") for ln in value.split("\n")[1:])

@@ -1,0 +1,337 @@
+"""Debian's archive indexes as apt keeps them: binary ``Packages`` and ``Contents``.
+
+Two questions about the archive are answered here, both from the files apt
+already keeps where the machine keeps them (``/var/lib/apt/lists``, listed by
+``apt-get indextargets``, decompressed by ``apt-helper cat-file`` whatever
+compression apt chose):
+
+* which real packages satisfy a relation field (``Build-Depends``) for a host
+  architecture and a set of build profiles (:meth:`BinaryArchive.satisfy`), the
+  way ``apt-get build-dep`` reads it: arch restrictions ``[amd64 !i386]`` and
+  profile formulas ``<!nocheck>`` are evaluated, the first alternative that the
+  archive can satisfy is taken, a virtual package (``debhelper-compat (= 13)``)
+  is satisfied by a real package that provides it;
+* which packages ship a file (:func:`search_contents`), from Debian's
+  ``Contents`` files, the index of ``apt-file`` (``apt-file update`` fetches them
+  from the same mirrors into apt's lists; ``scripts/bootstrap.sh`` runs it on a
+  fresh machine).
+
+Measured here (2 cores, bookworm main + updates + security, 63k packages):
+loading the Packages files takes about 3 s once per process; one search of
+the Contents files for every pattern of a build takes about 4 s.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from debian.debian_support import Version
+
+from assemblage import _spawn
+from assemblage.errors import BuildError
+
+__all__ = [
+    "BinaryArchive",
+    "BinaryPackage",
+    "Resolution",
+    "apt_options",
+    "cat_index",
+    "contents_ready",
+    "debian_arch",
+    "index_files",
+    "search_contents",
+]
+
+APT_HELPER = "/usr/lib/apt/apt-helper"
+# Debian architecture names of our configuration arches
+_DEB_ARCH = {"x86_64": "amd64", "i686": "i386", "aarch64": "arm64", "armhf": "armhf"}
+_DEB_CPU = {"amd64": "amd64", "i386": "i386", "arm64": "arm64", "armhf": "arm"}
+
+
+def debian_arch(arch: str) -> str:
+    """``x86_64`` -> ``amd64``, ``aarch64`` -> ``arm64`` (Debian's architecture names)."""
+    try:
+        return _DEB_ARCH[arch]
+    except KeyError:
+        raise BuildError(f"no Debian architecture for {arch!r}") from None
+
+
+def apt_options() -> list[str]:
+    """Extra ``-o`` options for apt (``ASSEMBLAGE_APT_OPTIONS``, whitespace-separated ``Key=Value``).
+
+    Empty by default: the machine's own apt configuration and lists are used.
+    """
+    out: list[str] = []
+    for item in os.environ.get("ASSEMBLAGE_APT_OPTIONS", "").split():
+        out += ["-o", item]
+    return out
+
+
+def index_files(identifier: str, *, architecture: str | None = None) -> list[Path]:
+    """The files of one index target (``Packages``, ``Contents-deb``, ``Sources``) apt has downloaded."""
+    query = [f"Identifier: {identifier}"]
+    if architecture:
+        query.append(f"Architecture: {architecture}")
+    try:
+        r = _spawn.run(["apt-get", *apt_options(), "indextargets", "--format", "$(FILENAME)", *query],
+                       capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BuildError(f"apt-get indextargets failed: {exc}") from exc
+    return [Path(line) for line in r.stdout.split() if line and Path(line).is_file()]
+
+
+def cat_index(path: Path) -> str:
+    """The text of an index file whatever its compression (lz4, xz, gz, none)."""
+    try:
+        r = _spawn.run([APT_HELPER, "cat-file", str(path)], capture_output=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BuildError(f"cannot read the apt index {path}: {exc}") from exc
+    if r.returncode != 0:
+        raise BuildError(f"cannot read the apt index {path}: {r.stderr.decode(errors='replace').strip()}")
+    return r.stdout.decode("utf-8", "replace")
+
+
+# ----------------------------------------------------------------- Packages
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryPackage:
+    name: str
+    version: str
+    architecture: str  # amd64, all
+    multi_arch: str  # no, same, foreign, allowed
+    provides: tuple[tuple[str, str | None], ...] = ()  # (name, version or None)
+    section: str = ""
+
+
+@dataclass(kw_only=True)
+class Resolution:
+    """What a relation field needs: real packages to install, and the clauses nothing satisfies."""
+
+    packages: list[str] = field(default_factory=list)  # sorted, unique; "name" or "name:arch"
+    unsatisfiable: list[str] = field(default_factory=list)  # the clauses as written
+
+    @property
+    def ok(self) -> bool:
+        return not self.unsatisfiable
+
+
+_FIELD = re.compile(r"^(Package|Version|Architecture|Multi-Arch|Provides|Section):[ \t]*(.*)$", re.MULTILINE)
+_PROVIDE = re.compile(r"^\s*([a-z0-9][a-z0-9+.\-]*)(?::\S+)?\s*(?:\(\s*=\s*([^)\s]+)\s*\))?\s*$")
+
+
+def _parse_packages(text: str) -> Iterable[BinaryPackage]:
+    for stanza in text.split("\n\n"):
+        fields = dict(_FIELD.findall(stanza))
+        name = fields.get("Package")
+        if not name or "Version" not in fields:
+            continue
+        provides = []
+        for item in fields.get("Provides", "").split(","):
+            m = _PROVIDE.match(item)
+            if m:
+                provides.append((m.group(1), m.group(2)))
+        yield BinaryPackage(name=name, version=fields["Version"], architecture=fields.get("Architecture", ""),
+                            multi_arch=fields.get("Multi-Arch", "no"), provides=tuple(provides),
+                            section=fields.get("Section", ""))
+
+
+_OPS = {
+    "<<": lambda a, b: a < b, "<=": lambda a, b: a <= b, "=": lambda a, b: a == b,
+    ">=": lambda a, b: a >= b, ">>": lambda a, b: a > b, "<": lambda a, b: a <= b, ">": lambda a, b: a >= b,
+}
+
+
+def _version_ok(have: str | None, constraint: tuple[str, str] | None) -> bool:
+    if constraint is None:
+        return True
+    if have is None:
+        return False
+    op, want = constraint
+    return _OPS[op](Version(have), Version(want))
+
+
+def _arch_matches(pattern: str, arch: str) -> bool:
+    """Debian arch wildcards: ``any``, ``linux-any``, ``any-amd64``, an exact name."""
+    if pattern in ("any", arch, "linux-any"):
+        return True
+    if pattern.startswith("any-"):
+        return _DEB_CPU.get(arch) == pattern[4:] or arch == pattern[4:]
+    return False
+
+
+def _arch_ok(restrictions, host: str) -> bool:
+    if not restrictions:
+        return True
+    enabled = [r for r in restrictions if r.enabled]
+    if enabled:
+        return any(_arch_matches(r.arch, host) for r in enabled)
+    return not any(_arch_matches(r.arch, host) for r in restrictions)
+
+
+def _profiles_ok(formula, profiles: frozenset[str]) -> bool:
+    if not formula:
+        return True
+    return any(all((t.profile in profiles) == t.enabled for t in term) for term in formula)
+
+
+def _show(alt: dict) -> str:
+    text = alt["name"] + (f":{alt['archqual']}" if alt.get("archqual") else "")
+    if alt.get("version"):
+        text += f" ({alt['version'][0]} {alt['version'][1]})"
+    return text
+
+
+class BinaryArchive:
+    """The binary packages apt knows for one architecture (and ``all``)."""
+
+    def __init__(self, packages: Iterable[BinaryPackage], arch: str) -> None:
+        self.arch = arch
+        self.real: dict[str, BinaryPackage] = {}
+        self.providers: dict[str, list[tuple[BinaryPackage, str | None]]] = {}
+        for p in packages:
+            old = self.real.get(p.name)
+            if old is None or Version(p.version) > Version(old.version):
+                self.real[p.name] = p
+        for p in self.real.values():
+            for name, version in p.provides:
+                self.providers.setdefault(name, []).append((p, version))
+
+    @classmethod
+    def load(cls, arch: str = "amd64") -> BinaryArchive:
+        """The archive from apt's lists on this machine (cached per process and list files)."""
+        files = tuple(sorted(index_files("Packages", architecture=arch)))
+        if not files:
+            raise BuildError(f"apt has no package lists for {arch}: run apt-get update "
+                             "(scripts/bootstrap.sh does)")
+        stamp = tuple(f.stat().st_mtime_ns for f in files)
+        return _load(files, stamp, arch)
+
+    def candidate(self, alt: dict) -> str | None:
+        """The real package that satisfies one alternative, or None."""
+        name, constraint = alt["name"], alt.get("version")
+        p = self.real.get(name)
+        if p is not None and _version_ok(p.version, constraint):
+            return p.name
+        for provider, version in sorted(self.providers.get(name, []), key=lambda pv: pv[0].name):
+            if constraint is None or _version_ok(version, constraint):
+                return provider.name
+        return None
+
+    def satisfy(self, relations: Sequence[Sequence[dict]], *, host_arch: str | None = None,
+                profiles: Iterable[str] = ()) -> Resolution:
+        """Resolve parsed relations (``debian.deb822.PkgRelation.parse_relations``) to packages.
+
+        Restrictions are evaluated against ``host_arch`` (the architecture the
+        package is built for). When the host is not the archive's architecture
+        (a cross build), a library is installed for the host (``libz-dev:arm64``)
+        and a tool (``Multi-Arch: foreign``, ``Architecture: all``, ``:native``)
+        for the build machine, as ``apt-get build-dep -a`` does.
+        """
+        host = host_arch or self.arch
+        active = frozenset(profiles)
+        out = Resolution()
+        chosen: set[str] = set()
+        for clause in relations:
+            alts = [a for a in clause if _arch_ok(a.get("arch"), host) and _profiles_ok(a.get("restrictions"), active)]
+            if not alts:
+                continue  # the whole clause is restricted away
+            pick = None
+            for alt in alts:
+                pick = self.candidate(alt)
+                if pick is not None:
+                    if host != self.arch and alt.get("archqual") not in ("native", "any"):
+                        real = self.real[pick]
+                        if real.architecture != "all" and real.multi_arch not in ("foreign", "allowed"):
+                            pick = f"{pick}:{host}"
+                    break
+            if pick is None:
+                out.unsatisfiable.append(" | ".join(_show(a) for a in alts))
+            else:
+                chosen.add(pick)
+        out.packages = sorted(chosen)
+        return out
+
+
+_archive_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(files: tuple[Path, ...], stamp: tuple[int, ...], arch: str) -> BinaryArchive:
+    packages: list[BinaryPackage] = []
+    for f in files:
+        packages.extend(_parse_packages(cat_index(f)))
+    return BinaryArchive(packages, arch)
+
+
+def _load(files: tuple[Path, ...], stamp: tuple[int, ...], arch: str) -> BinaryArchive:
+    with _archive_lock:  # one parse even when several builds ask at once
+        return _load_cached(files, stamp, arch)
+
+
+# ----------------------------------------------------------------- Contents
+
+
+def contents_ready() -> bool:
+    """Debian's Contents files (``apt-file update`` fetches them) are on this machine."""
+    return bool(index_files("Contents-deb"))
+
+
+_contents_lock = threading.Lock()
+_LINE = re.compile(r"^(\S.*?)\s+(\S+)$")
+
+
+def search_contents(patterns: Sequence[str], *, timeout: float = 300) -> list[tuple[str, str]]:
+    """(package, path) of every file in the archive whose path matches one of ``patterns``.
+
+    Patterns are POSIX extended regular expressions over the path as the
+    Contents files write it (no leading ``/``), anchored with ``^`` and ``$``;
+    they must also be valid Python regexes (the subset both share). One pass of
+    ``grep -E`` over each Contents file decompressed by ``apt-helper
+    cat-file``: 4 s for the 200 MB of bookworm's Contents here, where
+    ``apt-file search`` took 8 s per pattern and 47 s for an alternation.
+    Raises :class:`BuildError` naming the fix when the index is missing.
+    """
+    if not patterns:
+        return []
+    files = index_files("Contents-deb")
+    if not files:
+        raise BuildError("no Contents index on this machine: apt-get install apt-file && apt-file update "
+                         "(scripts/bootstrap.sh apt test does both)")
+    grep_args: list[str] = []
+    for p in patterns:
+        grep_args += ["-e", p.removesuffix("$") + "[[:space:]]"]
+    out: list[tuple[str, str]] = []
+    with _contents_lock:  # two scans at once only slow each other down on 2 cores
+        for f in files:
+            try:
+                cat = _spawn.popen([APT_HELPER, "cat-file", str(f)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL)
+                grep = _spawn.popen(["grep", "-E", *grep_args], stdin=cat.stdout, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+                assert cat.stdout is not None
+                cat.stdout.close()
+                found, err = grep.communicate(timeout=timeout)
+                cat.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                cat.kill()
+                grep.kill()
+                raise BuildError(f"searching {f.name} gave up after {timeout:g} s") from None
+            except OSError as exc:
+                raise BuildError(f"cannot search the Contents index: {exc}") from exc
+            if grep.returncode not in (0, 1):  # 1: nothing found
+                raise BuildError(f"grep over {f.name} failed: {err.strip()[-300:]}")
+            for line in found.splitlines():
+                m = _LINE.match(line)
+                if not m:
+                    continue
+                for qualified in m.group(2).split(","):
+                    out.append((qualified.rsplit("/", 1)[-1], "/" + m.group(1)))
+    return out
