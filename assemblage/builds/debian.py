@@ -62,7 +62,7 @@ def build_depends(root: Path) -> list[list[dict]]:
         source = Deb822(fh)
     text = ", ".join(v for k in ("Build-Depends", "Build-Depends-Arch") if (v := source.get(k)))
     return [[{"name": IMPLICIT, "archqual": "native", "version": None, "arch": None, "restrictions": None}],
-            *PkgRelation.parse_relations(text)]
+            *(PkgRelation.parse_relations(text) if text.strip() else [])]
 
 
 def debian_env(compilers: CompilerSet, tools: BuildTools, *, jobs: int) -> dict[str, str]:

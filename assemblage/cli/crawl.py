@@ -12,8 +12,12 @@ from rich.table import Table
 __all__ = ["crawl_recipe"]
 
 
-def crawl_recipe(recipe_path: Path, out: Path | None, *, as_json: bool, console: Console) -> None:
-    """Crawl every ``github:`` source of the recipe (resumable, with the answer cache of ``out`` when given)."""
+def crawl_recipe(recipe_path: Path, out: Path | None, *, as_json: bool, console: Console,
+                 debian_cache: Path | None = None, show_all: bool = False) -> None:
+    """Crawl every ``github:`` source of the recipe (resumable, with the answer cache of ``out`` when given).
+
+    ``debian:`` selectors are expanded too (:mod:`assemblage.cli.crawl_debian`), fetching into ``debian_cache``.
+    """
     from assemblage.db.session import init_schema, make_engine, make_sessionmaker, session_scope, sqlite_url
     from assemblage.pipeline.crawl import crawl_report, create_crawl, fail_crawl, make_client, run_crawl
     from assemblage.recipes.load import load_recipe
@@ -41,12 +45,18 @@ def crawl_recipe(recipe_path: Path, out: Path | None, *, as_json: bool, console:
             with sessions() as s:
                 reports.append({"position": position, **crawl_report(s, cid)})
         engine.dispose()
-    doc = {"recipe": str(recipe_path), "sources": reports}
+    # [h8-debian-deps] debian selectors: the packages they would add
+    from assemblage.cli.crawl_debian import debian_reports, print_debian_report
+
+    debian = debian_reports(rec.sources, debian_cache or Path("assemblage-data/sources"), show_all=show_all)
+    doc = {"recipe": str(recipe_path), "sources": sorted(reports + debian, key=lambda r: r["position"])}
     if as_json:
         print(json.dumps(doc, indent=2))
         return
-    if not reports:
-        console.print("the recipe has no search to crawl (github: sources)")
+    for rep in debian:
+        print_debian_report(console, rep)
+    if not reports and not debian:
+        console.print("the recipe has no search to crawl (github: sources or debian: selectors)")
     for rep in reports:
         console.print(f"[bold]sources[{rep['position']}] github: {rep['query']}[/]: {rep['status']}"
                       f" ({rep['requests']} requests, {rep['not_modified']} unchanged)", highlight=False)

@@ -77,11 +77,19 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (no progress bar)")] = False,
     allow_failures: Annotated[bool, typer.Option(
         "--allow-failures", help=f"Exit 0 even when some builds did not succeed (else {EXIT_PARTIAL})")] = False,
+    install_dependencies: Annotated[bool, typer.Option(
+        "--install-dependencies",
+        help="local runner: install missing Debian packages on this machine with apt-get (needs root; "
+             "same as ASSEMBLAGE_INSTALL_DEPENDENCIES=1)")] = False,
 ) -> None:
     """Build every source of RECIPE under every configuration of its matrix into OUT.
 
     Exits 0 when every build succeeded, 9 when the run finished but some builds did not.
     """
+    if install_dependencies:
+        from assemblage.builds.deps import INSTALL_SETTING
+
+        os.environ[INSTALL_SETTING] = "1"
     from assemblage.cli.progress import RichProgress
     from assemblage.pipeline.embedded import open_dataset, run_recipe
     from assemblage.pipeline.report import run_report
@@ -121,15 +129,27 @@ def _show_report(report, db_path: Path, elapsed: float | None, *, as_json: bool,
 
 @app.command()
 def crawl(
-    recipe: Annotated[Path, typer.Argument(help="The recipe (YAML)")],
+    recipe: Annotated[Optional[Path], typer.Argument(help="The recipe (YAML)")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="A dataset folder whose answer cache to use and keep (default: a temporary one)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    debian: Annotated[Optional[str], typer.Option(
+        "--debian", help="Instead of a recipe, one debian selector (YAML), e.g. '{section: libs, limit: 20}'")] = None,
+    cache: Annotated[Path, typer.Option(
+        help="Where debian selectors fetch packages (a build with --out DIR uses DIR/sources)")] = Path(
+        "assemblage-data/sources"),
+    show_all: Annotated[bool, typer.Option("--all", help="Also the Debian packages looked at and left out")] = False,
 ) -> None:
-    """Print what the recipe's searches would add (repositories and why others were skipped), building nothing."""
+    """Print what the recipe's searches and debian selectors would add (and why others were left out), building nothing."""
     from assemblage.cli.crawl import crawl_recipe
+    from assemblage.cli.crawl_debian import crawl_debian_selector
 
-    crawl_recipe(recipe, out, as_json=as_json, console=console)
+    if (recipe is None) == (debian is None):
+        raise typer.BadParameter("give a RECIPE or --debian SELECTOR (one of them)", param_hint="RECIPE")
+    if debian is not None:
+        crawl_debian_selector(debian, cache, as_json=as_json, show_all=show_all, console=console)
+        return
+    crawl_recipe(recipe, out, as_json=as_json, console=console, debian_cache=cache, show_all=show_all)
 
 
 @app.command()

@@ -103,7 +103,7 @@ def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
     """
     from assemblage.pipeline.crawl import create_crawl
     from assemblage.recipes.load import parse_recipe_text
-    from assemblage.recipes.models import GithubSource
+    from assemblage.recipes.models import DebianSource, GithubSource
 
     with session_scope(ctx.sessions) as s:
         run = s.get(m.Run, run_id, with_for_update=True)
@@ -111,13 +111,36 @@ def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
             return False
         recipe = recipe or parse_recipe_text(run.recipe.text)
         configs = _run_configs(s, run)
+        selectors = []
         for pos, spec in enumerate(recipe.sources):
             if isinstance(spec, GithubSource):
                 create_crawl(s, spec, run_id=run.id, position=pos)
+            elif isinstance(spec, DebianSource) and not isinstance(spec.debian, str):
+                selectors.append((pos, spec))  # [h8-debian-deps] after the others: it adds many
             else:
                 _add_source(s, run, pos, spec, list(recipe.matrix.flags), configs=configs)
+        for pos, spec in selectors:
+            _add_debian_selection(ctx, s, run, pos, spec, list(recipe.matrix.flags), configs)
         run.expanded = True
         return True
+
+
+def _add_debian_selection(ctx: Context, s: Session, run: m.Run, position: int, spec, flags: list[str],
+                          configs: list[m.Configuration]) -> None:
+    """[h8-debian-deps] The packages a ``debian:`` selector picks, each a source of the run.
+
+    A selector that cannot run (no apt lists, no mirror) stays as one failed source at its position.
+    """
+    from assemblage.sources.debian_select import expand_debian
+
+    try:
+        found = expand_debian(spec, cache=ctx.cache_dir)
+    except AssemblageError as exc:
+        _add_source(s, run, position, spec, flags, error=str(exc), configs=configs)
+        return
+    for n, package in enumerate(found):  # the first takes the selector's place, the others the next free ones
+        last = s.scalar(select(func.max(m.Source.position)).where(m.Source.run_id == run.id))
+        _add_source(s, run, position if n == 0 else max(last or 0, position) + 1, package, flags, configs=configs)
 
 
 def _run_configs(s: Session, run: m.Run) -> list[m.Configuration]:

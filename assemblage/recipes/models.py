@@ -19,6 +19,7 @@ from pydantic import (
 __all__ = [
     "ArchiveSource",
     "BuildOptions",
+    "DebianSelector",
     "DebianSource",
     "ExcludeRule",
     "GitSource",
@@ -104,18 +105,48 @@ class ArchiveSource(_SourceBase):
         return v.lower() if v else v
 
 
+class DebianSelector(_Strict):
+    """[h8-debian-deps] Debian source packages chosen from the archive's Sources index (sources/debian_select.py)."""
+
+    section: str | list[str] | None = Field(None, description="Debian section(s), e.g. libs, utils, devel")
+    language: Literal["c", "c++"] | list[Literal["c", "c++"]] = Field(
+        default_factory=lambda: ["c", "c++"], description="the tree's main compiled language")
+    licenses: list[str] = Field(default_factory=list, description="licence allow-list (DEP-5 debian/copyright)")
+    build_depends_satisfiable: bool = Field(True, description="only packages whose Build-Depends apt can satisfy")
+    max_size: str | int | None = Field(None, description="largest source package (sum of its files), e.g. 5MiB")
+    exclude: list[str] = Field(default_factory=list, description="source package names never selected")
+    limit: int = Field(100, ge=1, le=100_000)
+    seed: int = Field(0, description="the sample's random seed: same index and seed, same packages")
+
+    @field_validator("max_size")
+    @classmethod
+    def _size(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            parse_memory(v, minimum=1)
+        return v
+
+
 class DebianSource(_SourceBase):
     kind: Literal["debian"] = Field("debian", exclude=True)
-    debian: str = Field(description="a Debian source package name")
+    debian: Annotated[
+        Union[Annotated[str, Tag("name")], Annotated[DebianSelector, Tag("selector")]],
+        Discriminator(lambda v: "selector" if isinstance(v, (dict, DebianSelector)) else "name"),
+    ] = Field(description="a Debian source package name, or a selector")
     suite: str | None = Field(None, description="e.g. bookworm; apt-get source NAME/SUITE")
     version: str | None = Field(None, description="an exact package version")
 
     @field_validator("debian")
     @classmethod
-    def _package_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9+.\-]+", v):
+    def _package_name(cls, v: str | DebianSelector) -> str | DebianSelector:
+        if isinstance(v, str) and not re.fullmatch(r"[a-z0-9][a-z0-9+.\-]+", v):
             raise ValueError(f"not a Debian package name: {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _selector_unpinned(self) -> "DebianSource":
+        if isinstance(self.debian, DebianSelector) and (self.version or self.name or self.subdir):
+            raise ValueError("a debian selector takes no version, name or subdir (each package found gets its own)")
+        return self
 
     @field_validator("suite", "version")
     @classmethod
@@ -242,7 +273,7 @@ class ExcludeRule(_Strict):
         return True
 
 
-def parse_memory(value: str | int) -> int:
+def parse_memory(value: str | int, *, minimum: int = 16 * 1024**2) -> int:
     """``"4GiB"`` -> bytes. Plain integers are bytes."""
     if isinstance(value, int):
         if value <= 0:
@@ -252,7 +283,7 @@ def parse_memory(value: str | int) -> int:
     if not m:
         raise ValueError(f"not a size: {value!r} (write e.g. 512MiB or 4GiB)")
     number = float(m.group(1)) * _MEMORY_UNITS[m.group(2)]
-    if number < 16 * 1024**2:
+    if number < minimum:
         raise ValueError(f"{value!r} is below the 16MiB a compiler needs")
     return int(number)
 

@@ -125,6 +125,8 @@ def source_label(spec) -> str:
         return spec.git
     if isinstance(spec, ArchiveSource):
         return spec.archive
+    if isinstance(spec, DebianSource) and not isinstance(spec.debian, str):  # [h8-debian-deps] a selector
+        return "debian:" + spec.debian.model_dump_json(exclude_defaults=True)
     if isinstance(spec, DebianSource):
         label = f"debian:{spec.debian}"
         if spec.version:
@@ -148,7 +150,7 @@ def source_name(spec) -> str:
     if isinstance(spec, ArchiveSource):
         return archive_name(spec.archive)
     if isinstance(spec, DebianSource):
-        return safe_name(spec.debian, "debian")
+        return safe_name(spec.debian, "debian") if isinstance(spec.debian, str) else "debian-selector"
     if isinstance(spec, GithubSource):
         return "github"
     raise SourceError(f"not a source: {spec!r}")
@@ -225,6 +227,8 @@ def fetch_source(spec, *, base: Path, cache: Path, timeout: float = 600) -> Fetc
         return FetchedSource(kind="archive", label=label, name=name, path=_subdir(root, spec, label),
                              sha256=rec["sha256"], license=detect_license(root),
                              url=spec.archive if remote else None, last_update=_newest_mtime(root))
+    if isinstance(spec, DebianSource) and not isinstance(spec.debian, str):
+        raise SourceError(f"{label}: a debian selector is expanded into packages first (expand_debian)")
     if isinstance(spec, DebianSource):
         rec = fetch_debian(spec.debian, suite=spec.suite, version=spec.version, cache=cache, timeout=timeout)
         root = cache / "debian" / rec["path"]

@@ -40,6 +40,7 @@ __all__ = [
     "parse_dsc",
     "parse_one_line_sources",
     "render_deb822",
+    "source_indexes",
     "system_deb_src_entries",
 ]
 
@@ -279,6 +280,13 @@ def _targets(package: str, suite: str | None, version: str | None, entries: list
             suites.append(e.suite)
     # the newest version first, then each suite by name (base release before -updates/-security)
     return [package] + [f"{package}/{s}" for s in sorted(suites, key=lambda s: (s.count("-"), s))]
+
+
+def source_indexes(cache: Path, *, timeout: float, entries: list[AptEntry] | None = None) -> list[Path]:
+    """The ``Sources`` index files of the private deb-src lists (updated once a day at most)."""
+    apt = _Apt(cache / "debian" / "apt", system_deb_src_entries() if entries is None else entries, timeout)
+    apt.ensure_updated()
+    return sorted(p for p in apt.lists.iterdir() if "_Sources" in p.name and p.is_file())
 
 
 def fetch_debian(

@@ -1,0 +1,177 @@
+"""Dependencies resolved before the build, Debian packages built by their rules, build systems tried in turn.
+
+Real compilers, the real Docker daemon and image, Debian's real package lists
+and Contents index (apt-file update), and llvm-dwarfdump-19 / readelf as
+the oracles.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from assemblage.builds.deps import INSTALL_SETTING
+from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
+from assemblage.builds.runner import Limits
+from assemblage.recipes.matrix import Config
+from tests.conftest import REPO, need
+from tests.integration.docker_support import IMAGE, docker, require_image, skip_without_docker
+
+pytestmark = pytest.mark.integration
+FIXTURES = REPO / "tests" / "fixtures" / "deps"
+
+
+def _build(src: Path, tmp_path: Path, *, config: str = "linux-x86_64-gcc-12-O0", runner: str = "local",
+           kind: str | None = None, timeout: float = 1800) -> tuple[BuildOutcome, str]:
+    log = tmp_path / f"build-{len(list(tmp_path.glob('build-*.log')))}.log"
+    outcome = run_build(BuildRequest(source_dir=src, config=Config.parse(config), runner=runner, image=IMAGE,
+                                     source_kind=kind, limits=Limits(timeout=timeout)), log)
+    return outcome, log.read_text(errors="replace")
+
+
+def _installed(package: str) -> bool:
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Status}", package], capture_output=True, text=True)
+    return r.stdout.strip() == "installed"
+
+
+# ----------------------------------------------------------------- build-system choice (local runner)
+
+
+def test_falls_back_to_the_next_build_system_after_a_build_failure(tmp_path: Path) -> None:
+    need("gcc-12", "cmake", "make")
+    outcome, log = _build(FIXTURES / "fallback", tmp_path)
+    try:
+        assert "cmake failed (build); trying make" in log  # CMake configured, then its build failed
+        assert outcome.status == "succeeded", log[-3000:]
+        assert outcome.build_system == "make"
+        assert [b.relpath for b in outcome.binaries] == ["tool"]
+    finally:
+        outcome.cleanup()
+
+
+def test_a_makefile_that_ignores_errors_is_not_a_success(tmp_path: Path) -> None:
+    need("gcc-12", "make")
+    outcome, log = _build(FIXTURES / "ignores-errors", tmp_path)
+    try:
+        assert "Error 1 (ignored)" in log  # make went on, and exited 0
+        assert outcome.status == "failed", log[-3000:]
+        assert outcome.reason == "compile_error"
+        assert "2 compiler/linker command(s) failed but the build went on" in outcome.message
+        assert "bad.c" in outcome.message
+    finally:
+        outcome.cleanup()
+
+
+def test_local_runner_without_the_setting_fails_naming_the_package(tmp_path: Path, monkeypatch) -> None:
+    need("gcc-12", "make")
+    assert not _installed("libjansson-dev"), "this test needs a machine without libjansson-dev"
+    monkeypatch.delenv(INSTALL_SETTING, raising=False)
+    outcome, log = _build(FIXTURES / "needs-jansson", tmp_path)
+    try:
+        assert "jansson.h: No such file or directory" in log
+        assert outcome.status == "failed" and outcome.reason == "missing_dependency", log[-3000:]
+        assert "libjansson-dev" in outcome.message and INSTALL_SETTING in outcome.message
+        assert not _installed("libjansson-dev")  # nothing was installed behind our back
+    finally:
+        outcome.cleanup()
+
+
+# ----------------------------------------------------------------- docker: derived dependency images
+
+
+@skip_without_docker
+def test_docker_resolves_a_missing_library_and_reuses_the_image(tmp_path: Path) -> None:
+    require_image()
+    r = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", IMAGE, "-c",
+               "test -e /usr/include/jansson.h && echo present || echo absent")
+    assert r.stdout.strip() == "absent", "the toolchain image must not have libjansson-dev for this test"
+    first, log1 = _build(FIXTURES / "needs-jansson", tmp_path, runner="docker")
+    try:
+        assert "fatal error: jansson.h: No such file or directory" in log1  # the first attempt failed
+        assert "header jansson.h -> libjansson-dev" in log1
+        assert first.status == "succeeded", log1[-3000:]
+        assert first.dependencies == ["libjansson-dev"]
+        assert first.dependency_image and first.dependency_image.startswith("assemblage-deps:")
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", first.dependency_image_digest or "")
+        inspect = docker("image", "inspect", "-f", "{{.Id}}", first.dependency_image)
+        assert inspect.stdout.strip() == first.dependency_image_digest
+        # the build step itself had no network: only the loopback device
+        assert (first.scratch / "src" / "net.txt").read_text().split() == ["lo"]
+        exe = next(b.path for b in first.binaries if b.relpath == "jsonprobe")
+        dynamic = subprocess.run(["readelf", "-d", str(exe)], capture_output=True, text=True).stdout
+        assert "libjansson.so" in dynamic
+    finally:
+        first.cleanup()
+    second, log2 = _build(FIXTURES / "needs-jansson", tmp_path, runner="docker")
+    try:
+        assert second.status == "succeeded", log2[-3000:]
+        assert second.dependency_image == first.dependency_image
+        assert second.dependency_image_digest == first.dependency_image_digest
+        assert f"dependency image {first.dependency_image} ({first.dependency_image_digest}) reused" in log2
+        assert "building dependency image" not in log2
+    finally:
+        second.cleanup()
+
+
+# ----------------------------------------------------------------- Debian packages by their rules
+
+
+@pytest.fixture(scope="module")
+def hello(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from assemblage.recipes.models import DebianSource
+    from assemblage.sources import fetch_source
+
+    need("apt-get", "dpkg-source")
+    return fetch_source(DebianSource(debian="hello"), base=Path.cwd(),
+                        cache=tmp_path_factory.mktemp("debian-cache")).path
+
+
+@skip_without_docker
+def test_debian_package_built_by_its_rules_at_O0(hello: Path, tmp_path: Path) -> None:
+    require_image()
+    need("llvm-dwarfdump-19")
+    outcome, log = _build(hello, tmp_path, config="linux-x86_64-gcc-12-O0", runner="docker", kind="debian")
+    try:
+        assert outcome.status == "succeeded", log[-4000:]
+        assert outcome.build_system == "debian-rules"
+        assert "$ dpkg-buildpackage: dpkg-buildpackage --no-sign --rules-target=build-arch" in log
+        assert {"debhelper", "texinfo"} <= set(outcome.dependencies)  # its Build-Depends
+        exe = next(b.path for b in outcome.binaries if b.relpath == "hello")
+        dump = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(exe)], capture_output=True, text=True,
+                              check=True).stdout
+        producers = re.findall(r'DW_AT_producer\s+\("([^"]*)"\)', dump)
+        assert producers, "no DW_AT_producer: the build did not get our -g"
+        for p in producers:
+            levels = re.findall(r"(?<!\S)-O\w*", p)
+            assert levels and levels[-1] == "-O0", p  # Debian's rules would give -O2
+    finally:
+        outcome.cleanup()
+
+
+def test_debian_tree_without_usable_rules_falls_back(tmp_path: Path, hello: Path, monkeypatch) -> None:
+    """The local runner may not install debhelper here: the generic autotools build is used, and said so."""
+    need("gcc-12", "make")
+    if _installed("debhelper"):
+        pytest.skip("debhelper is installed here: the rules would be usable")
+    monkeypatch.delenv(INSTALL_SETTING, raising=False)
+    outcome, log = _build(hello, tmp_path, kind="debian")
+    try:
+        assert "debian/rules not used: needs Debian packages not installed here" in log
+        assert "debian-rules failed (missing_dependency); trying autotools" in log
+        assert outcome.status == "succeeded", log[-3000:]
+        assert outcome.build_system == "autotools"
+    finally:
+        outcome.cleanup()
+
+
+def test_environment_has_the_contents_index() -> None:
+    """make test runs apt-file update (scripts/bootstrap.sh): the dependency lookup has its index."""
+    from assemblage.builds.aptindex import contents_ready
+
+    assert shutil.which("apt-file") and contents_ready(), "run scripts/bootstrap.sh apt test (apt-file update)"
+    assert os.path.exists("/usr/lib/apt/apt-helper")
