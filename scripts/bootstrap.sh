@@ -7,7 +7,7 @@ set -euo pipefail
 DEMO_PACKAGES=(
   build-essential gcc-12 g++-12 gcc-11 g++-11 clang-14 clang-16 clang-19 lld-19 llvm-19
   make cmake ninja-build meson pkg-config autoconf automake libtool bubblewrap
-  binutils file dpkg-dev git xz-utils bzip2 ca-certificates python3-venv python3-dev
+  binutils file dpkg-dev git xz-utils bzip2 ca-certificates python3-venv python3-dev apt-file
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
   gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf libc6-dev-armhf-cross
   gcc-mingw-w64 g++-mingw-w64
@@ -46,8 +46,20 @@ apt_install() {
   $SUDO apt-get install -y -q --no-install-recommends $need || { $SUDO apt-get update -q; $SUDO apt-get install -y -q --no-install-recommends $need; }
 }
 
+# Debian's Contents index (which package ships which file), for dependency resolution: apt-file
+# keeps it with apt's lists (/var/lib/apt/lists/*Contents*); refreshed once a week at most
+contents_index() {
+  if [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Contents-*' -mtime -7 2>/dev/null | head -1)" ]; then
+    echo "bootstrap: apt-file index present"
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "bootstrap: apt-file update (Debian's Contents index, about 50 MB)"
+  $SUDO apt-file update -q >/dev/null || $SUDO apt-file update
+}
+
 case "${1:-}:${2:-}" in
-  apt:demo) apt_install "${DEMO_PACKAGES[@]}" ;;
-  apt:test) apt_install "${TEST_PACKAGES[@]}" ;;
+  apt:demo) apt_install "${DEMO_PACKAGES[@]}"; contents_index ;;
+  apt:test) apt_install "${TEST_PACKAGES[@]}"; contents_index ;;
   *) echo "usage: $0 apt demo|test" >&2; exit 2 ;;
 esac
