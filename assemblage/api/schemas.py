@@ -97,6 +97,8 @@ class BuildOut(_Out):
     reason: str | None
     message: str | None
     build_system: str | None
+    dependencies: list[str] = []  # Debian packages installed for the build
+    dependency_image_digest: str | None = None  # the derived docker image (id) that had them
     worker: str | None
     attempts: int
     duration: float | None

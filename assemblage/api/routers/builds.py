@@ -20,6 +20,7 @@ def get_build(build_id: IdPath, s: SessionDep, token: ReadToken) -> BuildOut:
     return BuildOut(
         id=b.id, run_id=b.run_id, source_id=b.source_id, source=b.source.label, config=b.configuration.identifier,
         status=b.status, reason=b.reason, message=b.message, build_system=b.build_system, worker=b.worker,
+        dependencies=list(b.dependencies or []), dependency_image_digest=b.dependency_image_digest,
         attempts=b.attempts, duration=b.duration, analysis_duration=b.analysis_duration,
         reused_from_id=b.reused_from_id, opt_mismatches=b.opt_mismatches, started_at=b.started_at,
         finished_at=b.finished_at, has_log=bool(b.log_key),
