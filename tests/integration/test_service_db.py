@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
