@@ -240,6 +240,7 @@ class BinaryArchive:
         out = Resolution()
         chosen: set[str] = set()
         for clause in relations:
+            clause = [a for a in clause if a.get("name")]  # a trailing comma parses as an empty relation
             alts = [a for a in clause if _arch_ok(a.get("arch"), host) and _profiles_ok(a.get("restrictions"), active)]
             if not alts:
                 continue  # the whole clause is restricted away

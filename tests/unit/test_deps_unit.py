@@ -78,7 +78,7 @@ def _archive() -> BinaryArchive:
 def test_satisfy_reads_restrictions_alternatives_and_provides() -> None:
     rel = PkgRelation.parse_relations(
         "debhelper-compat (= 13), libz-dev, gcc-multilib [amd64 i386] <!nobiarch>, libcheck-dev <!nocheck>, "
-        "nothere | bison, old-lib-dev (>= 2.0), win32-only [mingw-any]")
+        "nothere | bison, old-lib-dev (>= 2.0), win32-only [mingw-any],\n")  # a trailing comma, as many have
     res = _archive().satisfy(rel, profiles=("nocheck",))
     assert res.packages == ["bison", "debhelper", "gcc-multilib", "zlib1g-dev"]
     assert res.unsatisfiable == ["old-lib-dev (>= 2.0)"] and not res.ok
