@@ -237,6 +237,7 @@ def dependency_image(base: str | None, packages: list[str], log: IO[str], *,
             "COPY host.sources /etc/apt/sources.list.d/assemblage-host.sources",
             f"ENV DEBIAN_FRONTEND=noninteractive ARCH={foreign_arch or ''}",
             "RUN " + json.dumps(["sh", "-c", script, "install-deps", *packages]),
+            "HEALTHCHECK NONE",  # the toolchain image's service health check means nothing in a build
             f"USER {user}",
             "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in (
                 ("assemblage.dependencies", " ".join(packages)), ("assemblage.base", base_id))),

@@ -81,6 +81,35 @@ def test_local_runner_without_the_setting_fails_naming_the_package(tmp_path: Pat
         outcome.cleanup()
 
 
+def test_local_runner_installs_when_allowed(tmp_path: Path, monkeypatch) -> None:
+    """ASSEMBLAGE_INSTALL_DEPENDENCIES=1 (as root): apt-get installs the package on the host, then the build works.
+
+    The package is purged again afterwards, so the machine is left as it was.
+    """
+    need("gcc-12", "make", "apt-get")
+    if os.geteuid() != 0:
+        pytest.skip("installing packages needs root")
+    assert not _installed("libjansson-dev"), "this test needs a machine without libjansson-dev"
+    runtime_before = _installed("libjansson4")
+    monkeypatch.setenv(INSTALL_SETTING, "1")
+    try:
+        outcome, log = _build(FIXTURES / "needs-jansson", tmp_path)
+        try:
+            assert "# installing dependencies on this machine: apt-get install" in log
+            assert outcome.status == "succeeded", log[-3000:]
+            assert outcome.dependencies == ["libjansson-dev"] and outcome.dependency_image is None
+        finally:
+            outcome.cleanup()
+    finally:
+        purge = ["libjansson-dev"] + ([] if runtime_before else ["libjansson4"])
+        subprocess.run(["apt-get", "purge", "-y", "-q", *purge], capture_output=True, timeout=600,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        from assemblage.builds import deps
+
+        deps._host_packages.cache_clear()
+    assert not _installed("libjansson-dev")
+
+
 # ----------------------------------------------------------------- docker: derived dependency images
 
 
@@ -175,3 +204,28 @@ def test_environment_has_the_contents_index() -> None:
 
     assert shutil.which("apt-file") and contents_ready(), "run scripts/bootstrap.sh apt test (apt-file update)"
     assert os.path.exists("/usr/lib/apt/apt-helper")
+
+
+# ----------------------------------------------------------------- crawl: a selector against the real archive
+
+
+def test_crawl_a_debian_selector(tmp_path: Path) -> None:
+    """The real Sources index, real apt-get source: the same seed gives the same packages, each a C tree."""
+    import json
+
+    from tests.integration.service_stack import assemblage_cmd
+
+    need("apt-get", "dpkg-source")
+    selector = "{section: libs, language: c, max_size: 1MiB, limit: 2, seed: 7}"
+    runs = []
+    for _ in range(2):
+        r = subprocess.run(assemblage_cmd("crawl", "--debian", selector, "--json", "--cache", str(tmp_path)),
+                           capture_output=True, text=True, timeout=1200)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs.append([json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")])
+    assert len(runs[0]) == 2 and runs[0] == runs[1]
+    for row in runs[0]:
+        assert row["kept"] and row["language"] == "c" and row["section"] == "libs"
+        assert row["size"] <= 1024 * 1024 and row["source"].startswith("debian:")
+    bad = subprocess.run(assemblage_cmd("crawl", "--debian", "{sectio: libs}"), capture_output=True, text=True)
+    assert bad.returncode == 2 and "--debian.selector.sectio" in bad.stderr
