@@ -193,7 +193,8 @@ def classify_failure(last: StepResult, limits: Limits) -> tuple[str, str, str]:
     if last.timed_out:
         return "timed_out", "timeout", f"{step.name} still running after the {limits.timeout:.0f}s limit"
     text = "\n".join(last.tail[-120:])
-    first_error = next((ln.strip() for ln in last.tail if "error" in ln.lower()), None)
+    first_error = (next((ln.strip() for ln in last.tail if _COMPILE.search(ln)), None)  # not a -Werror flag
+                   or next((ln.strip() for ln in last.tail if "error" in ln.lower()), None))
     if last.returncode == 127 and not last.tail:
         return "failed", "missing_tool", f"cannot run {step.argv[0]!r}"
     if _OOM.search(text) or last.signal == 9:

@@ -6,7 +6,10 @@ enough, and the published Assemblage data carried wrong optimisation labels
 because of exactly this. Each build therefore gets a private ``bin`` folder,
 first on PATH, with a small POSIX sh wrapper under every common compiler name
 (``cc``, ``gcc``, ``clang``, ``c++``, the target-prefixed names...). A wrapper
-drops every ``-O*``, ``-g0`` and ``-s`` the project passes and appends the
+drops every ``-O*``, ``-g0`` and ``-s`` the project passes (and ``-Werror``,
+``-Werror=...``, ``-pedantic-errors``, which change no code but stop a build
+with the compiler the project was not tried with: Debian's
+xdg-desktop-portal-wlr fails under clang 19 on ``-Wgnu-folding-constant``) and appends the
 configuration's flags last, then runs the real compiler of the
 configuration. When ``ASSEMBLAGE_COMPILER_FAILURES`` names a file, a wrapper
 whose compiler failed appends one line to it (exit status, folder, arguments):
@@ -35,7 +38,7 @@ _TEMPLATE = """#!/bin/sh
 for arg do
   shift
   case "$arg" in
-    -O*|-g0|-s) ;;
+    -O*|-g0|-s|-Werror|-Werror=*|-pedantic-errors) ;;
     *) set -- "$@" "$arg" ;;
   esac
 done
