@@ -227,7 +227,7 @@ def test_falls_back_to_the_next_build_system_when_configure_fails(tmp_path):
     try:
         assert outcome.status == "succeeded", log
         assert outcome.build_system == "make"
-        assert "cmake failed to configure; trying make" in log
+        assert "cmake failed (configure); trying make" in log
         assert [b.path.name for b in outcome.binaries] == ["prog"]
     finally:
         outcome.cleanup()
