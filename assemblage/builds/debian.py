@@ -44,8 +44,10 @@ from assemblage.toolchains.base import CompilerSet
 
 __all__ = ["DebianRulesPlanner", "build_depends", "build_profiles", "debian_env", "is_debian_tree"]
 
-# every package may assume these (Debian policy 4.2: build-essential is an implicit Build-Depends)
-IMPLICIT = "build-essential"
+# every package may assume these: build-essential (Debian policy 4.2), and fakeroot, which
+# dpkg-buildpackage insists on for a package whose Rules-Requires-Root is not "no" even when
+# only build-arch runs ("fakeroot not found", seen on morse2ascii and nagios-plugins-contrib)
+IMPLICIT = ("build-essential", "fakeroot")
 
 
 def is_debian_tree(root: Path) -> bool:
@@ -57,12 +59,13 @@ def build_profiles(compilers: CompilerSet) -> tuple[str, ...]:
 
 
 def build_depends(root: Path) -> list[list[dict]]:
-    """``Build-Depends`` and ``Build-Depends-Arch`` of ``debian/control`` (parsed relations) plus build-essential."""
+    """``Build-Depends`` and ``Build-Depends-Arch`` of ``debian/control`` (parsed relations), implicit ones first."""
     with open(root / "debian" / "control", encoding="utf-8", errors="replace") as fh:
         source = Deb822(fh)
     text = ", ".join(v for k in ("Build-Depends", "Build-Depends-Arch") if (v := source.get(k)))
-    return [[{"name": IMPLICIT, "archqual": "native", "version": None, "arch": None, "restrictions": None}],
-            *(PkgRelation.parse_relations(text) if text.strip() else [])]
+    implicit = [[{"name": name, "archqual": "native", "version": None, "arch": None, "restrictions": None}]
+                for name in IMPLICIT]
+    return [*implicit, *(PkgRelation.parse_relations(text) if text.strip() else [])]
 
 
 def debian_env(compilers: CompilerSet, tools: BuildTools, *, jobs: int) -> dict[str, str]:

@@ -99,7 +99,7 @@ def test_debian_rules_plan_and_flags(tmp_path: Path) -> None:
         "Source: x\nBuild-Depends: debhelper-compat (= 13)\nBuild-Depends-Arch: libz-dev\n"
         "Build-Depends-Indep: texlive\n\nPackage: x\nArchitecture: any\n")
     names = [c[0]["name"] for c in build_depends(tmp_path)]
-    assert names == ["build-essential", "debhelper-compat", "libz-dev"]  # not the -Indep ones
+    assert names == ["build-essential", "fakeroot", "debhelper-compat", "libz-dev"]  # not the -Indep ones
     tools = BuildTools(cc="/build/bin/cc", cxx="/build/bin/c++", src_dir="/build/src")
     cs = get_toolchain("clang-19").compilers("linux", "x86_64", "O0")
     env = debian_env(cs, tools, jobs=2)
