@@ -67,13 +67,19 @@ def main() -> int:
     ap.add_argument("--max-size", default="2MiB", help="largest source package to sample")
     ap.add_argument("--runner", default="docker", choices=("docker", "local"))
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per build")
+    ap.add_argument("--report-only", action="store_true", help="print the figures of the newest run in --out")
     ap.add_argument("--retry-failed", action="store_true",
                     help="rebuild the cells that did not succeed in earlier runs into the same --out")
     args = ap.parse_args()
 
+    ap_report = args.report_only
     text = recipe_text(args)
     recipe = parse_recipe_text(text)
     dataset = open_dataset(args.out)
+    if ap_report:  # figures of the newest run in --out so far (it may still be running)
+        with dataset.context.sessions() as s:
+            run_id = s.scalar(select(m.Run.id).order_by(m.Run.id.desc()).limit(1))
+        return report(dataset, run_id, args, elapsed=None)
     if args.retry_failed:  # forget the reuse key of unfinished cells, so this run builds them again
         from sqlalchemy import update
 
@@ -81,8 +87,10 @@ def main() -> int:
             s.execute(update(m.Build).where(m.Build.status != "succeeded").values(key=None))
     started = time.monotonic()
     run_id = run_recipe(dataset, recipe, text, REPO, jobs=args.jobs)
-    elapsed = time.monotonic() - started
+    return report(dataset, run_id, args, elapsed=time.monotonic() - started)
 
+
+def report(dataset, run_id: int, args: argparse.Namespace, *, elapsed: float | None) -> int:
     with dataset.context.sessions() as s:
         rows = s.execute(
             select(m.Build, m.Source.label, m.Configuration.identifier)
@@ -95,6 +103,8 @@ def main() -> int:
             .where(m.Binary.run_id == run_id)
         ).all()
     sources = sorted({label for _, label, _ in rows})
+    pending = sum(1 for b, _, _ in rows if b.status in ("pending", "running"))
+    rows = [r for r in rows if r[0].status not in ("pending", "running")]
     cells = len(rows)
     with_binaries = {b.id for b, _, _ in rows if b.status == "succeeded"}
     reasons = Counter(f"{b.status}:{b.reason}" for b, _, _ in rows if b.status != "succeeded")
@@ -103,8 +113,8 @@ def main() -> int:
                        for _, want, o, _ in binaries)
     share = len(with_binaries) / cells if cells else 0.0
 
-    print(f"# bench/realworld.py  run {run_id} in {args.out}  ({elapsed / 60:.1f} min, --jobs {args.jobs}, "
-          f"runner {args.runner})")
+    took = f"{elapsed / 60:.1f} min" if elapsed is not None else f"in progress, {pending} cells not finished"
+    print(f"# bench/realworld.py  run {run_id} in {args.out}  ({took}, --jobs {args.jobs}, runner {args.runner})")
     print(f"sources: {len(sources)} Debian source packages, chosen by the selector "
           f"seed={args.seed} limit={args.limit} sections={args.sections} max_size={args.max_size}")
     print(f"configurations: {', '.join(CONFIGS)}")

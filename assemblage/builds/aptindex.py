@@ -46,6 +46,7 @@ __all__ = [
     "contents_ready",
     "debian_arch",
     "index_files",
+    "parse_relations",
     "search_contents",
 ]
 
@@ -99,6 +100,14 @@ def cat_index(path: Path) -> str:
 
 
 # ----------------------------------------------------------------- Packages
+
+
+def parse_relations(text: str) -> list[list[dict]]:
+    """``debian.deb822.PkgRelation.parse_relations`` without the empty relations of stray commas."""
+    from debian.deb822 import PkgRelation
+
+    items = [item for item in text.replace("\n", " ").split(",") if item.strip()]
+    return PkgRelation.parse_relations(", ".join(items)) if items else []
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from debian.deb822 import Deb822, PkgRelation
+from debian.deb822 import Deb822
 
-from assemblage.builds.aptindex import debian_arch
+from assemblage.builds.aptindex import debian_arch, parse_relations
 from assemblage.builds.plan import Step
 from assemblage.builds.systems import BuildTools
 from assemblage.toolchains.base import CompilerSet
@@ -65,7 +65,7 @@ def build_depends(root: Path) -> list[list[dict]]:
     text = ", ".join(v for k in ("Build-Depends", "Build-Depends-Arch") if (v := source.get(k)))
     implicit = [[{"name": name, "archqual": "native", "version": None, "arch": None, "restrictions": None}]
                 for name in IMPLICIT]
-    return [*implicit, *(PkgRelation.parse_relations(text) if text.strip() else [])]
+    return [*implicit, *parse_relations(text)]
 
 
 def debian_env(compilers: CompilerSet, tools: BuildTools, *, jobs: int) -> dict[str, str]:

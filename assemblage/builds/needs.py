@@ -27,9 +27,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from debian.deb822 import PkgRelation
 
-from assemblage.builds.aptindex import BinaryArchive, search_contents
+from assemblage.builds.aptindex import BinaryArchive, parse_relations, search_contents
 
 __all__ = ["Need", "needs_from_log", "resolve"]
 
@@ -93,7 +92,7 @@ def needs_from_log(text: str) -> list[Need]:
         for m in rx.finditer(text):
             value = m.group(1).strip()
             if kind == "debian":
-                for clause in PkgRelation.parse_relations(_unmet_to_relations(value)):
+                for clause in parse_relations(_unmet_to_relations(value)):
                     if clause:
                         found.add(Need("package-relation", " | ".join(_show_alt(a) for a in clause)))
             elif kind == "pkgconfig-list":
@@ -198,7 +197,7 @@ def resolve(needs: Iterable[Need], *, archive: BinaryArchive | None = None) -> t
     for need in needs:
         if need.kind == "package-relation":
             archive = archive or BinaryArchive.load()
-            res = archive.satisfy(PkgRelation.parse_relations(need.name), profiles=("nocheck",))
+            res = archive.satisfy(parse_relations(need.name), profiles=("nocheck",))
             if res.packages:
                 out[need] = res.packages[0]
             else:

@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from debian.deb822 import PkgRelation
 from debian.debian_support import Version
 
 from assemblage.errors import AssemblageError, SourceError
@@ -133,7 +132,9 @@ def _builds_binaries(arch_field: str, arch: str = "amd64") -> bool:
 
 
 def _relations(text: str) -> list:
-    return PkgRelation.parse_relations(text) if text.strip() else []
+    from assemblage.builds.aptindex import parse_relations
+
+    return parse_relations(text)
 
 
 def _other_language(c: Candidate) -> str | None:
