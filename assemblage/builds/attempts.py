@@ -27,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from assemblage._spawn import copy_file
 from assemblage.builds.collect import snapshot
-from assemblage.builds.deps import ProvisionResult, Provisioner
+from assemblage.builds.deps import Provisioner, ProvisionResult
 from assemblage.builds.failures import FAILURES_FILE, read_failures
 from assemblage.builds.plan import Planner, Step
 from assemblage.builds.runner import LocalRunner, StepResult, builds_stopped
@@ -58,9 +59,8 @@ class Attempt:
     log: IO[str]
     log_path: Path
     jobs: int
-    timeout: float
-    started: float
-    limits: object
+    timeout: float  # for all attempts together
+    started: float  # time.monotonic() when the first attempt began
 
 
 @dataclass(kw_only=True)
@@ -153,8 +153,6 @@ def _run_once(a: Attempt, planner: Planner) -> Tried:
     view = a.runner.view(a.scratch)
     before = snapshot(a.src)
     steps = _mark_configure(planner.plan(a.src, a.compilers, a.tools, jobs=a.jobs), f"{view}/{FAILURES_FILE}")
-    import time
-
     remaining = a.timeout - (time.monotonic() - a.started)
     results = a.runner.run(steps, a.scratch, "src", a.env, a.log, timeout=remaining)
     last = results[-1] if results else None

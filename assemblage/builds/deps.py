@@ -43,7 +43,7 @@ from typing import IO, Any
 from assemblage import _spawn
 from assemblage.errors import BuildError
 
-__all__ = ["DEPS_REPOSITORY", "INSTALL_SETTING", "Provisioner", "ProvisionResult", "install_allowed"]
+__all__ = ["DEPS_REPOSITORY", "INSTALL_SETTING", "ProvisionResult", "Provisioner", "install_allowed"]
 
 INSTALL_SETTING = "ASSEMBLAGE_INSTALL_DEPENDENCIES"
 DEPS_REPOSITORY = "assemblage-deps"
@@ -170,7 +170,7 @@ def _docker() -> Any:
     try:
         client = docker.from_env(timeout=3600)
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the daemon
+    except Exception as exc:
         raise BuildError(f"cannot reach the Docker daemon for a dependency image: {exc}") from exc
     return client
 
@@ -284,7 +284,7 @@ class _file_lock:
     def __enter__(self) -> None:
         import fcntl
 
-        self.fh = open(self.path, "a+b")  # noqa: SIM115 - closed in __exit__
+        self.fh = open(self.path, "a+b")
         fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX)
 
     def __exit__(self, *exc: object) -> None:

@@ -27,7 +27,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-
 from assemblage.builds.aptindex import BinaryArchive, parse_relations, search_contents
 
 __all__ = ["Need", "needs_from_log", "resolve"]
@@ -211,7 +210,7 @@ def resolve(needs: Iterable[Need], *, archive: BinaryArchive | None = None) -> t
             if kind == "package":
                 out[need] = value
                 continue
-            need = Need(kind, value)  # noqa: PLW2901 - a FindX module named by what it looks for
+            need = Need(kind, value)
         rest.append(need)
         lookups[need] = [re.compile(p) for p in _patterns(need)]
     hits = search_contents([p.pattern for ps in lookups.values() for p in ps]) if lookups else []

@@ -20,7 +20,12 @@ from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.builds.runner import Limits
 from assemblage.recipes.matrix import Config
 from tests.conftest import REPO, need
-from tests.integration.docker_support import IMAGE, docker, require_image, skip_without_docker
+from tests.integration.docker_support import (
+    IMAGE,
+    docker,
+    require_image,
+    skip_without_docker,
+)
 
 pytestmark = pytest.mark.integration
 FIXTURES = REPO / "tests" / "fixtures" / "deps"

@@ -19,8 +19,8 @@ from assemblage.builds.needs import Need, needs_from_log
 from assemblage.builds.systems import BuildTools, PlainPlanner
 from assemblage.builds.wrappers import write_wrappers
 from assemblage.recipes.models import DebianSelector, DebianSource
-from assemblage.sources import source_label
 from assemblage.sources import debian_select as sel
+from assemblage.sources import source_label
 from assemblage.toolchains.registry import get_toolchain
 
 # ----------------------------------------------------------------- what logs say is missing
@@ -244,8 +244,8 @@ def test_licences() -> None:
 
 
 def test_expand_is_seeded_and_checks_the_trees(tmp_path: Path, monkeypatch) -> None:
-    import assemblage.builds.aptindex as aptindex
     import assemblage.sources.debian as debian_mod
+    from assemblage.builds import aptindex
 
     names = [f"pkg{i:02d}" for i in range(30)]
     text = "\n\n".join(f"Package: {n}\nVersion: 1\nArchitecture: any\nSection: libs\n"
