@@ -98,9 +98,11 @@ def report(dataset, run_id: int, args: argparse.Namespace, *, elapsed: float | N
             .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
             .where(m.Build.run_id == run_id)
         ).all()
+        # a cell reused from an earlier run (same source, configuration and flags) has its binaries there
+        origin = [b.reused_from_id or b.id for b, _, _ in rows if b.status == "succeeded"]
         binaries = s.execute(
             select(m.Binary.config, m.Binary.optimization, m.Binary.opt_observed, m.Binary.build_id)
-            .where(m.Binary.run_id == run_id)
+            .where(m.Binary.build_id.in_(origin))
         ).all()
     sources = sorted({label for _, label, _ in rows})
     pending = sum(1 for b, _, _ in rows if b.status in ("pending", "running"))
