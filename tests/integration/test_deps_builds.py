@@ -227,10 +227,12 @@ def test_crawl_a_debian_selector(tmp_path: Path) -> None:
         r = subprocess.run(assemblage_cmd("crawl", "--debian", selector, "--json", "--cache", str(tmp_path)),
                            capture_output=True, text=True, timeout=1200)
         assert r.returncode == 0, r.stderr[-2000:]
-        runs.append([json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")])
+        (report,) = json.loads(r.stdout)["sources"]
+        assert report["kind"] == "debian" and report["selector"]["seed"] == 7
+        runs.append(report["packages"])
     assert len(runs[0]) == 2 and runs[0] == runs[1]
     for row in runs[0]:
         assert row["kept"] and row["language"] == "c" and row["section"] == "libs"
-        assert row["size"] <= 1024 * 1024 and row["source"].startswith("debian:")
+        assert row["size"] <= 1024 * 1024 and row["package"] and row["version"]
     bad = subprocess.run(assemblage_cmd("crawl", "--debian", "{sectio: libs}"), capture_output=True, text=True)
     assert bad.returncode == 2 and "--debian.selector.sectio" in bad.stderr

@@ -1,7 +1,7 @@
 """builds: the Debian packages installed for a build and its dependency image
 
-Revision ID: h8_debian_deps_0002
-Revises: 0001
+Revision ID: 0004_h8_debian_deps
+Revises: 0003_lead_labels
 Create Date: 2026-11-30 06:30:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "h8_debian_deps_0002"
-down_revision: str | None = "0001"
+revision: str = "0004_h8_debian_deps"
+down_revision: str | None = "0003_lead_labels"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
