@@ -16,10 +16,13 @@ source, then CMake, Meson, autotools, make, the plain fallback) and this loop:
    one from a clean tree (a project's experimental CMake build next to its
    working autotools build is common);
 4. counts a build whose steps all exited 0 but whose compiler wrappers
-   recorded failed commands as failed (:mod:`assemblage.builds.failures`).
+   recorded failed commands as failed (:mod:`assemblage.builds.failures`);
+5. goes on to the next build system when one finishes without building any
+   binary of the kinds asked for.
 
-The failure reported is the first build system's (the tree's preferred
-one), since that is the build the tree meant; the log keeps every attempt.
+When no build system gives binaries, the failure reported is the first
+build system's (the tree's preferred one), since that is the build the tree
+meant, and ``no_binaries`` only when none failed; the log keeps every attempt.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import IO
 
 from assemblage._spawn import copy_file
-from assemblage.builds.collect import snapshot
+from assemblage.builds.collect import find_binaries, snapshot
 from assemblage.builds.deps import Provisioner, ProvisionResult
 from assemblage.builds.failures import FAILURES_FILE, read_failures
 from assemblage.builds.plan import Planner, Step
@@ -59,6 +62,7 @@ class Attempt:
     log: IO[str]
     log_path: Path
     jobs: int
+    kinds: frozenset[str]  # the binaries that count (executable, shared...)
     timeout: float  # for all attempts together
     started: float  # time.monotonic() when the first attempt began
 
@@ -204,12 +208,17 @@ class _Unprovisioned(Exception):
 def try_build_systems(a: Attempt, candidates: list[Planner]) -> Tried:
     """Run the candidates in order until one builds (see the module's docstring)."""
     deps = _Deps(a)
-    first: Tried | None = None
+    first: Tried | None = None  # the first failure
+    empty: Tried | None = None  # the first success that built no binary
     tried = Tried()
     for i, planner in enumerate(candidates):
         if i > 0:
-            why = tried.verdict[1] if tried.verdict else ("configure" if tried.last and tried.last.step.phase == "configure" else "build")
-            a.log.write(f"\n# {candidates[i - 1].name} failed ({why}); trying {planner.name}\n")
+            if not tried.failed:
+                outcome = "built no binary"
+            else:
+                phase = "configure" if tried.last and tried.last.step.phase == "configure" else "build"
+                outcome = f"failed ({tried.verdict[1] if tried.verdict else phase})"
+            a.log.write(f"\n# {candidates[i - 1].name} {outcome}; trying {planner.name}\n")
             _reset(a)
         a.log.write(f"# build system: {planner.name}\n# compilers: {a.compilers.cc} / {a.compilers.cxx}\n")
         if planner.name == "debian-rules":
@@ -244,11 +253,18 @@ def try_build_systems(a: Attempt, candidates: list[Planner]) -> Tried:
             retried = True
             a.log.write(f"\n# retrying {planner.name} with {' '.join(deps.packages)} installed\n")
             _reset(a)
-        if not tried.failed or (tried.last and tried.last.timed_out) or builds_stopped():
+        if (tried.last and tried.last.timed_out) or builds_stopped():
             break
+        if not tried.failed:
+            if find_binaries(a.src, tried.before, kinds=set(a.kinds)):
+                break
+            # a fallback that "succeeds" by building nothing (st's Makefile after its rules failed)
+            # must not hide why the real build failed; the next build system may do better
+            a.log.write(f"\n# {planner.name} built nothing of the kinds asked for\n")
+            empty = empty or tried
+            continue
         first = first or tried
-    result = tried if not tried.failed or first is None else first
-    if tried.last and tried.last.timed_out:
-        result = tried
-    result.dependencies, result.image, result.digest = deps.packages, deps.image, deps.digest
-    return result
+    else:  # no build system gave binaries: say why the preferred one failed, else "no binaries"
+        tried = first or empty or tried
+    tried.dependencies, tried.image, tried.digest = deps.packages, deps.image, deps.digest
+    return tried

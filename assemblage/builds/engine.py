@@ -137,7 +137,8 @@ def run_build(req: BuildRequest, log_path: Path) -> BuildOutcome:
             # [h8-debian-deps] build systems in turn, dependencies installed first (builds/attempts.py)
             tried = try_build_systems(Attempt(
                 source_dir=req.source_dir, src=src, scratch=scratch, runner=runner, compilers=compilers,
-                tools=tools, env=env, log=log, log_path=log_path, jobs=req.jobs, timeout=req.limits.timeout,
+                tools=tools, env=env, log=log, log_path=log_path, jobs=req.jobs, kinds=req.kinds,
+                timeout=req.limits.timeout,
                 started=started), candidates)
             outcome.build_system, last, failed, before = tried.planner, tried.last, tried.failed, tried.before
             outcome.dependencies, outcome.dependency_image = tried.dependencies, tried.image

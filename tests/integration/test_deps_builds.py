@@ -59,6 +59,17 @@ def test_falls_back_to_the_next_build_system_after_a_build_failure(tmp_path: Pat
         outcome.cleanup()
 
 
+def test_a_fallback_that_builds_nothing_does_not_hide_the_real_failure(tmp_path: Path) -> None:
+    need("gcc-12", "cmake", "make")
+    outcome, log = _build(FIXTURES / "empty-fallback", tmp_path)
+    try:
+        assert "cmake failed (build); trying make" in log and "make built nothing of the kinds asked for" in log
+        assert (outcome.status, outcome.reason, outcome.build_system) == ("failed", "compile_error", "cmake"), log
+        assert "not_declared_anywhere" in outcome.message
+    finally:
+        outcome.cleanup()
+
+
 def test_a_makefile_that_ignores_errors_is_not_a_success(tmp_path: Path) -> None:
     need("gcc-12", "make")
     outcome, log = _build(FIXTURES / "ignores-errors", tmp_path)
