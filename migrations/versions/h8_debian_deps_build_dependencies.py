@@ -1,7 +1,7 @@
 """builds: the Debian packages installed for a build and its dependency image
 
-Revision ID: 0004_h8_debian_deps
-Revises: 0003_lead_labels
+Revision ID: h8_debian_deps_build_deps
+Revises: h7_ops_worker_instance_id
 Create Date: 2026-11-30 06:30:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_h8_debian_deps"
-down_revision: str | None = "0003_lead_labels"
+revision: str = "h8_debian_deps_build_deps"
+down_revision: str | None = "h7_ops_worker_instance_id"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
