@@ -73,21 +73,26 @@ def build_depends(root: Path) -> list[list[dict]]:
 # change no code generated for code that compiles, so a clang build of a Debian package keeps them warnings.
 CLANG_C_LENIENCE = ("-Wno-error=implicit-int", "-Wno-error=implicit-function-declaration",
                     "-Wno-error=int-conversion", "-Wno-error=incompatible-function-pointer-types")
+# the same for C++: diagnostics that clang makes errors by default and g++ only warns about
+# (pbzip2: "invalid suffix on literal; C++11 requires a space between literal and identifier")
+CLANG_CXX_LENIENCE = ("-Wno-error=reserved-user-defined-literal", "-Wno-error=c++11-narrowing",
+                      "-Wno-error=register", "-Wno-error=enum-constexpr-conversion")
 
 
 def debian_env(compilers: CompilerSet, tools: BuildTools, *, jobs: int) -> dict[str, str]:
     cflags = " ".join(compilers.cflags)
     ldflags = " ".join(compilers.ldflags)
-    c_only = cflags
+    c_only = cxx_only = cflags
     if Path(compilers.cc).name.startswith("clang"):
         c_only = " ".join([*compilers.cflags, *CLANG_C_LENIENCE])
+        cxx_only = " ".join([*compilers.cflags, *CLANG_CXX_LENIENCE])
     return {
         "CC": tools.cc,
         "CXX": tools.cxx,
         "DEB_CFLAGS_SET": c_only,
-        "DEB_CXXFLAGS_SET": cflags,
+        "DEB_CXXFLAGS_SET": cxx_only,
         "DEB_OBJCFLAGS_SET": c_only,
-        "DEB_OBJCXXFLAGS_SET": cflags,
+        "DEB_OBJCXXFLAGS_SET": cxx_only,
         "DEB_FFLAGS_SET": cflags,
         "DEB_FCFLAGS_SET": cflags,
         "DEB_CPPFLAGS_SET": "",

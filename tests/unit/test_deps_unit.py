@@ -104,7 +104,8 @@ def test_debian_rules_plan_and_flags(tmp_path: Path) -> None:
     cs = get_toolchain("clang-19").compilers("linux", "x86_64", "O0")
     env = debian_env(cs, tools, jobs=2)
     assert env["DEB_CFLAGS_SET"].split()[:1] == ["-O0"] and env["DEB_CPPFLAGS_SET"] == ""
-    assert "-Wno-error=implicit-int" in env["DEB_CFLAGS_SET"] and "-Wno-error" not in env["DEB_CXXFLAGS_SET"]
+    assert "-Wno-error=implicit-int" in env["DEB_CFLAGS_SET"] and "implicit-int" not in env["DEB_CXXFLAGS_SET"]
+    assert "-Wno-error=reserved-user-defined-literal" in env["DEB_CXXFLAGS_SET"]
     assert "nocheck" in env["DEB_BUILD_OPTIONS"] and "nostrip" in env["DEB_BUILD_OPTIONS"]
     step, = DebianRulesPlanner().plan(tmp_path, cs, tools, jobs=2)
     assert step.argv[:3] == ("dpkg-buildpackage", "--no-sign", "--rules-target=build-arch")
