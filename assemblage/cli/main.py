@@ -140,7 +140,7 @@ def crawl(
         "assemblage-data/sources"),
     show_all: Annotated[bool, typer.Option("--all", help="Also the Debian packages looked at and left out")] = False,
 ) -> None:
-    """Print what the recipe's searches and debian selectors would add (and why others were left out), building nothing."""
+    """Print what the recipe's searches would add (GitHub repositories, packages of debian: selectors), building nothing."""
     from assemblage.cli.crawl import crawl_recipe
     from assemblage.cli.crawl_debian import crawl_debian_selector
 

@@ -19,7 +19,7 @@ from assemblage.builds.deps import INSTALL_SETTING
 from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.builds.runner import Limits
 from assemblage.recipes.matrix import Config
-from tests.conftest import REPO, need
+from tests.conftest import REPO, need, unavailable
 from tests.integration.docker_support import (
     IMAGE,
     docker,
@@ -104,7 +104,7 @@ def test_local_runner_installs_when_allowed(tmp_path: Path, monkeypatch) -> None
     """
     need("gcc-12", "make", "apt-get")
     if os.geteuid() != 0:
-        pytest.skip("installing packages needs root")
+        unavailable("installing packages on this machine needs root")
     assert not _installed("libjansson-dev"), "this test needs a machine without libjansson-dev"
     runtime_before = _installed("libjansson4")
     monkeypatch.setenv(INSTALL_SETTING, "1")
@@ -198,18 +198,15 @@ def test_debian_package_built_by_its_rules_at_O0(hello: Path, tmp_path: Path) ->
         outcome.cleanup()
 
 
-def test_debian_tree_without_usable_rules_falls_back(tmp_path: Path, hello: Path, monkeypatch) -> None:
-    """The local runner may not install debhelper here: the generic autotools build is used, and said so."""
+def test_debian_tree_whose_rules_cannot_be_used_falls_back(tmp_path: Path) -> None:
+    """Build-Depends nothing in the archive satisfies: the rules are not used, the tree's Makefile is, and said so."""
     need("gcc-12", "make")
-    if _installed("debhelper"):
-        pytest.skip("debhelper is installed here: the rules would be usable")
-    monkeypatch.delenv(INSTALL_SETTING, raising=False)
-    outcome, log = _build(hello, tmp_path, kind="debian")
+    outcome, log = _build(FIXTURES / "debian-unusable", tmp_path, kind="debian")
     try:
-        assert "debian/rules not used: needs Debian packages not installed here" in log
-        assert "debian-rules failed (missing_dependency); trying autotools" in log
+        assert "debian/rules not used: Build-Depends not satisfiable from the archive: debhelper-compat (= 99)" in log
+        assert "debian-rules failed (missing_dependency); trying make" in log
         assert outcome.status == "succeeded", log[-3000:]
-        assert outcome.build_system == "autotools"
+        assert outcome.build_system == "make" and [b.relpath for b in outcome.binaries] == ["tool"]
     finally:
         outcome.cleanup()
 

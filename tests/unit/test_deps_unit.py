@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from assemblage.recipes.models import DebianSelector, DebianSource
 from assemblage.sources import debian_select as sel
 from assemblage.sources import source_label
 from assemblage.toolchains.registry import get_toolchain
+from tests.conftest import need
 
 # ----------------------------------------------------------------- what logs say is missing
 
@@ -131,8 +131,7 @@ def test_failures_ignore_probes(tmp_path: Path) -> None:
 
 
 def test_wrapper_records_a_failed_compile(tmp_path: Path) -> None:
-    if shutil.which("gcc-12") is None:
-        pytest.skip("gcc-12 missing")
+    need("gcc-12")
     cs = get_toolchain("gcc-12").compilers("linux", "x86_64", "O2")
     cc, _ = write_wrappers(tmp_path / "bin", cs, "linux-x86_64-gcc-12-O2")
     assert (tmp_path / "bin" / "x86_64-linux-gnu-gcc").is_file()  # Debian's rules may call it so
