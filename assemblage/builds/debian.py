@@ -68,31 +68,16 @@ def build_depends(root: Path) -> list[list[dict]]:
     return [*implicit, *parse_relations(text)]
 
 
-# Debian builds its C with gcc, which only warns about pre-C99 code; clang 16 and later make these
-# errors by default (nagios-plugins-contrib: "type specifier missing, defaults to 'int'"). They
-# change no code generated for code that compiles, so a clang build of a Debian package keeps them warnings.
-CLANG_C_LENIENCE = ("-Wno-error=implicit-int", "-Wno-error=implicit-function-declaration",
-                    "-Wno-error=int-conversion", "-Wno-error=incompatible-function-pointer-types")
-# the same for C++: diagnostics that clang makes errors by default and g++ only warns about
-# (pbzip2: "invalid suffix on literal; C++11 requires a space between literal and identifier")
-CLANG_CXX_LENIENCE = ("-Wno-error=reserved-user-defined-literal", "-Wno-error=c++11-narrowing",
-                      "-Wno-error=register", "-Wno-error=enum-constexpr-conversion")
-
-
 def debian_env(compilers: CompilerSet, tools: BuildTools, *, jobs: int) -> dict[str, str]:
     cflags = " ".join(compilers.cflags)
     ldflags = " ".join(compilers.ldflags)
-    c_only = cxx_only = cflags
-    if Path(compilers.cc).name.startswith("clang"):
-        c_only = " ".join([*compilers.cflags, *CLANG_C_LENIENCE])
-        cxx_only = " ".join([*compilers.cflags, *CLANG_CXX_LENIENCE])
     return {
         "CC": tools.cc,
         "CXX": tools.cxx,
-        "DEB_CFLAGS_SET": c_only,
-        "DEB_CXXFLAGS_SET": cxx_only,
-        "DEB_OBJCFLAGS_SET": c_only,
-        "DEB_OBJCXXFLAGS_SET": cxx_only,
+        "DEB_CFLAGS_SET": cflags,
+        "DEB_CXXFLAGS_SET": cflags,
+        "DEB_OBJCFLAGS_SET": cflags,
+        "DEB_OBJCXXFLAGS_SET": cflags,
         "DEB_FFLAGS_SET": cflags,
         "DEB_FCFLAGS_SET": cflags,
         "DEB_CPPFLAGS_SET": "",
@@ -100,6 +85,8 @@ def debian_env(compilers: CompilerSet, tools: BuildTools, *, jobs: int) -> dict[
         "DEB_BUILD_OPTIONS": f"nocheck nodoc nostrip noautodbgsym parallel={jobs}",
         "DEB_BUILD_PROFILES": " ".join(build_profiles(compilers)),
         "DEB_BUILD_MAINT_OPTIONS": "hardening=-all",
+        # clang's default errors that gcc only warns about stay warnings (builds/wrappers.py)
+        "ASSEMBLAGE_COMPILER_LENIENT": "1",
     }
 
 
