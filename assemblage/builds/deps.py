@@ -212,7 +212,23 @@ def _apt_sources() -> str:
 
 def dependency_image(base: str | None, packages: list[str], log: IO[str], *,
                      foreign_arch: str | None = None) -> tuple[str, str]:
-    """(tag, image id) of the base image plus ``packages``: found, or built once."""
+    """(tag, image id) of the base image plus ``packages``: found, or built once.
+
+    Another process may rebuild the toolchain image (``scripts/docker.sh image``
+    retags and prunes) between our lookup of its id and our build: seen once in
+    60 packages here as "No such image"; the lookup and the build are tried once more.
+    """
+    try:
+        return _dependency_image(base, packages, log, foreign_arch=foreign_arch)
+    except BuildError as exc:
+        if "No such image" not in str(exc):
+            raise
+        log.write(f"# the toolchain image changed under us ({exc}); once more\n")
+        return _dependency_image(base, packages, log, foreign_arch=foreign_arch)
+
+
+def _dependency_image(base: str | None, packages: list[str], log: IO[str], *,
+                      foreign_arch: str | None = None) -> tuple[str, str]:
     import docker.errors
 
     packages = _check_names(packages)

@@ -60,19 +60,34 @@ def _is_probe(folder: str, arguments: str) -> bool:
     return bool(_PROBE_ARGS.intersection(args)) or any(a.startswith("-print-") for a in args)
 
 
+def _output(arguments: str) -> str | None:
+    args = arguments.split()
+    for i, a in enumerate(args[:-1]):
+        if a == "-o":
+            return args[i + 1]
+    return None
+
+
 def read_failures(path: Path, *, limit: int = 1000) -> list[CompilerFailure]:
-    """The failed compiler/linker commands recorded in ``path`` that were not build-system probes."""
+    """The failed compiler/linker commands recorded in ``path`` that were not probes.
+
+    A failed command whose output (``-o FILE``, in the same folder) another
+    command of the build then made is a probe too: rsync's Makefile compiles
+    ``rounding.c`` with ``-DEXTRA_ROUNDING=0``, then ``1``, then ``3`` until one
+    compiles. The wrappers record every successful command's output as an
+    ``ok`` line for this.
+    """
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
-    out = []
+    made: set[tuple[str, str]] = set()
+    failed: list[CompilerFailure] = []
     for line in text.splitlines():
         status, _, rest = line.partition("\t")
         folder, _, arguments = rest.partition("\t")
-        if not status.isdigit() or _is_probe(folder, arguments):
-            continue
-        out.append(CompilerFailure(int(status), folder, arguments))
-        if len(out) >= limit:
-            break
-    return out
+        if status == "ok":
+            made.add((folder, arguments))
+        elif status.isdigit() and not _is_probe(folder, arguments):
+            failed.append(CompilerFailure(int(status), folder, arguments))
+    return [f for f in failed if (f.folder, _output(f.arguments)) not in made][:limit]

@@ -124,7 +124,9 @@ def test_failures_ignore_probes(tmp_path: Path) -> None:
         "1\t/build/src/_b/CMakeFiles/CMakeScratch/TryCompile-x\t-c src.c\n"
         "1\t/build/src\t-E -\n"
         "1\t/build/src/lib\t-c bad.c -o bad.o\n"
-        "1\t/build/src\t-o app main.o -lm\n")
+        "1\t/build/src\t-o app main.o -lm\n"
+        "1\t/build/src\t-o rounding -DEXTRA_ROUNDING=0 ./rounding.c\n"  # rsync tries until one compiles
+        "ok\t/build/src\trounding\n")
     got = read_failures(f)
     assert [(x.arguments, x.links) for x in got] == [("-c bad.c -o bad.o", False), ("-o app main.o -lm", True)]
 
