@@ -1,7 +1,7 @@
 """builds: the Debian packages installed for a build and its dependency image
 
 Revision ID: h8_debian_deps_build_deps
-Revises: h7_ops_worker_instance_id
+Revises: h4_corpus_export
 Create Date: 2026-11-30 06:30:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "h8_debian_deps_build_deps"
-down_revision: str | None = "h7_ops_worker_instance_id"
+down_revision: str | None = "h4_corpus_export"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
