@@ -270,9 +270,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(rc)
     except RecipeError as exc:
         where = f"{exc.file}: " if exc.file else ""
-        say_error(f"{where}{len(exc.problems)} problem(s) in recipe" if exc.problems else f"{where}invalid recipe")
-        for p in exc.problems:
-            err.print(f"  {p}", highlight=False, markup=False)
+        if len(exc.problems) == 1:  # one line says it all
+            say_error(f"{where}{exc.problems[0]}")
+        else:
+            say_error(f"{where}{len(exc.problems)} problem(s) in recipe" if exc.problems else f"{where}invalid recipe")
+            for p in exc.problems:
+                err.print(f"  {p}", highlight=False, markup=False)
         sys.exit(exc.exit_code)
     except AssemblageError as exc:
         say_error(str(exc))

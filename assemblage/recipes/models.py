@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from assemblage.urls import ARCHIVE_SCHEMES, GIT_SCHEMES, check_url, is_url, redact
+
 __all__ = [
     "ArchiveSource",
     "BuildOptions",
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 PLATFORMS = ("linux", "windows")
+MAX_EXCLUDE_RULES = 1000
+_REMOTE_HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")  # git's <transport>::<address>
 ARCHS = ("x86_64", "i686", "aarch64", "armhf")
 OPTS = ("O0", "O1", "O2", "O3", "Os", "Oz", "Og", "Ofast", "Od", "Ox")
 
@@ -88,14 +92,27 @@ class GitSource(_SourceBase):
     @classmethod
     def _sane_url(cls, v: str) -> str:
         if not v or v.startswith("-"):
-            raise ValueError(f"not a valid git URL or path: {v!r}")
+            raise ValueError(f"not a valid git URL or path: {redact(v)!r}")
+        if _REMOTE_HELPER.match(v):
+            raise ValueError(f"{redact(v)!r}: git remote helpers ({v.split('::', 1)[0]}::) are refused")
+        if is_url(v):
+            check_url(v, GIT_SCHEMES)
         return v
 
 
 class ArchiveSource(_SourceBase):
     kind: Literal["archive"] = Field("archive", exclude=True)
-    archive: str = Field(description="a local file or URL")
+    archive: str = Field(description="a local file, or an http, https or file:// URL")
     sha256: str | None = None
+
+    @field_validator("archive")
+    @classmethod
+    def _sane_archive(cls, v: str) -> str:
+        if not v:
+            raise ValueError("name an archive file or URL")
+        if is_url(v):
+            check_url(v, ARCHIVE_SCHEMES)
+        return v
 
     @field_validator("sha256")
     @classmethod
@@ -236,7 +253,7 @@ class Matrix(_Strict):
     opt: list[Literal["O0", "O1", "O2", "O3", "Os", "Oz", "Og", "Ofast", "Od", "Ox"]] = Field(
         default_factory=lambda: ["O0", "O2"], min_length=1
     )
-    flags: list[CompilerFlag] = Field(default_factory=list)
+    flags: list[CompilerFlag] = Field(default_factory=list, max_length=200)
 
     @field_validator("platform", "arch", "toolchain", "opt")
     @classmethod
@@ -326,6 +343,7 @@ class Recipe(_Strict):
     description: str = ""
     sources: list[SourceSpec] = Field(min_length=1)
     matrix: Matrix
-    exclude: list[ExcludeRule] = Field(default_factory=list)
+    # expanding the matrix tries every rule on every configuration: bounded, so a recipe cannot make it slow
+    exclude: list[ExcludeRule] = Field(default_factory=list, max_length=MAX_EXCLUDE_RULES)
     build: BuildOptions = Field(default_factory=BuildOptions)
     outputs: Outputs = Field(default_factory=Outputs)
