@@ -8,7 +8,8 @@ translated into these where they arise and never reach users raw.
     AssemblageError                 exit 1
     ├── RecipeError                 exit 2  (a list of located problems)
     ├── SourceError                 exit 3  (fetching or unpacking a source)
-    │   └── UnsafeArchiveError      (an archive tried to escape its folder)
+    │   ├── UnsafeArchiveError      (an archive tried to escape its folder)
+    │   └── FetchRefusedError       (the fetch policy refused a path or an address)
     ├── ToolchainError              exit 4  (unknown or not installed)
     ├── BuildError                  exit 5  (the build machinery itself, not a compile error)
     ├── InvalidBinaryError          exit 6  (a file we cannot parse as ELF/PE/PDB)
@@ -30,6 +31,7 @@ __all__ = [
     "BuildError",
     "DriftError",
     "ExportError",
+    "FetchRefusedError",
     "FleetError",
     "InvalidBinaryError",
     "LockError",
@@ -82,6 +84,10 @@ class SourceError(AssemblageError):
 
 class UnsafeArchiveError(SourceError):
     """An archive member would land outside the extraction folder, or the archive is too big."""
+
+
+class FetchRefusedError(SourceError):
+    """A source outside the service's source root, or a URL that resolves to an address fetches may not reach."""
 
 
 class ToolchainError(AssemblageError):

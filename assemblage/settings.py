@@ -13,10 +13,16 @@ import os
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from assemblage.errors import AssemblageError
 
@@ -108,7 +114,11 @@ class Settings(BaseSettings):
     # workers
     cache_dir: Path = Path("assemblage-data/sources")  # fetched sources on this worker
     work_root: Path | None = None  # scratch folders of builds
-    source_root: Path = Path(".")  # where relative ``path:`` sources of submitted recipes resolve
+    source_root: Path = Path(".")  # submitted local sources resolve here and must stay inside (API and workers)
+    # fetches reach public addresses only; these host names, addresses or networks (CIDR) are allowed
+    # although private (mirrors on the local network). The service's own ports stay refused.
+    fetch_allow: Annotated[tuple[str, ...], NoDecode] = ()
+    fetch_timeout: float = Field(600.0, gt=0)  # seconds per fetch step (a git command, a download)
     heartbeat_interval: float = Field(5.0, gt=0)
     worker_dead_after: float = Field(30.0, gt=0)  # no heartbeat for this long: the worker is dead
     task_time_limit: int = Field(4 * 3600, gt=0)  # seconds; hard limit of one build task
@@ -130,6 +140,29 @@ class Settings(BaseSettings):
     presign_expires: int = Field(3600, gt=0, le=7 * 24 * 3600)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    max_request_bytes: int = Field(1 << 20, ge=1024)  # bodies past this are refused (413) while they stream in
+    max_builds_per_run: int = Field(50_000, ge=1)  # sources x configurations of one submitted run
+
+    @field_validator("fetch_allow", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(item.strip() for item in v.split(",") if item.strip())
+        return v
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _allow_entries(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+        import re
+
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not re.fullmatch(r"[A-Za-z0-9_.-]+", entry):
+                    raise ValueError(f"{entry!r} is neither a host name nor an address or network (CIDR)") from None
+        return v
 
     fleet: FleetSettings = Field(default_factory=FleetSettings)
 

@@ -8,6 +8,7 @@ source: the git commit, the archive's sha256, the Debian version.
 
     fetch_source(spec, base=recipe_dir, cache=out_dir / "sources") -> FetchedSource
     safe_extract(archive, dest) -> root folder           # refuses anything that escapes ``dest``
+    FetchPolicy.for_service(settings)                    # what the service's fetches may touch
 
 Errors: :class:`~assemblage.errors.SourceError`, and its subclass
 :class:`~assemblage.errors.UnsafeArchiveError` for hostile archives.
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from assemblage.errors import SourceError
-from assemblage.recipes.load import resolve_local
 from assemblage.recipes.models import (
     ArchiveSource,
     DebianSource,
@@ -35,10 +35,13 @@ from assemblage.recipes.models import (
 from assemblage.sources._util import safe_name
 from assemblage.sources.archive import archive_name, fetch_archive, safe_extract
 from assemblage.sources.debian import fetch_debian
-from assemblage.sources.git import fetch_git, git_name, is_remote
+from assemblage.sources.git import fetch_git, git_name
 from assemblage.sources.licenses import detect_license
+from assemblage.sources.policy import FetchPolicy, local_reference
+from assemblage.urls import redact
 
 __all__ = [
+    "FetchPolicy",
     "FetchedSource",
     "fetch_source",
     "pin_spec",
@@ -118,13 +121,13 @@ def source_pin(fetched: FetchedSource) -> str:
 
 
 def source_label(spec) -> str:
-    """The source as the recipe names it (no I/O)."""
+    """The source as the recipe names it (no I/O), credentials in URLs redacted: it is shown everywhere."""
     if isinstance(spec, PathSource):
         return spec.path
     if isinstance(spec, GitSource):
-        return spec.git
+        return redact(spec.git)
     if isinstance(spec, ArchiveSource):
-        return spec.archive
+        return redact(spec.archive)
     if isinstance(spec, DebianSource) and not isinstance(spec.debian, str):  # [h8-debian-deps] a selector
         return "debian:" + spec.debian.model_dump_json(exclude_defaults=True)
     if isinstance(spec, DebianSource):
@@ -184,7 +187,8 @@ def _mtime(path: Path) -> datetime | None:
         return None
 
 
-def fetch_source(spec, *, base: Path, cache: Path, timeout: float = 600) -> FetchedSource:
+def fetch_source(spec, *, base: Path, cache: Path, timeout: float | None = None,
+                 policy: FetchPolicy | None = None) -> FetchedSource:
     """Fetch (or reuse from ``cache``) the source ``spec`` names and pin it.
 
     ``base`` is the folder relative paths start from (then the working
@@ -192,41 +196,61 @@ def fetch_source(spec, *, base: Path, cache: Path, timeout: float = 600) -> Fetc
     under ``cache`` once and reused by later calls with the same spec (same
     URL and ref, same archive sha256 or URL, same Debian package, suite and
     version), without the network. ``timeout`` bounds each step (every
-    subprocess, every download), in seconds.
+    subprocess, every download), in seconds (default: the policy's).
 
-    Raises :class:`SourceError` (:class:`UnsafeArchiveError` for a hostile archive).
+    ``policy`` (default :meth:`FetchPolicy.unrestricted`) decides what may be
+    read: with a source root, local paths and ``file://`` URLs resolve against
+    it alone and must stay inside it; with ``deny_private``, network fetches go
+    to public addresses only (see :mod:`assemblage.sources.policy`).
+
+    Raises :class:`SourceError` (:class:`UnsafeArchiveError` for a hostile archive,
+    :class:`FetchRefusedError` for what the policy refuses); its message never
+    carries the credentials of a URL.
     """
+    policy = policy or FetchPolicy.unrestricted()
+    timeout = policy.timeout if timeout is None else timeout
+    try:
+        return _fetch(spec, base=Path(base), cache=Path(cache).absolute(), timeout=timeout, policy=policy)
+    except SourceError as exc:
+        text = str(exc)
+        if redact(text) != text:
+            raise type(exc)(redact(text)) from None
+        raise
+
+
+def _fetch(spec, *, base: Path, cache: Path, timeout: float, policy: FetchPolicy) -> FetchedSource:
     label = source_label(spec)
     name = source_name(spec)
-    base = Path(base)
-    cache = Path(cache).absolute()
+    local = local_reference(spec)
+    try:
+        local_path = policy.local(local[1], base) if local else None
+    except ValueError as exc:
+        raise SourceError(f"{label}: {exc}") from None
     if isinstance(spec, PathSource):
-        root = resolve_local(spec.path, base)
-        if not root.is_dir():
-            raise SourceError(f"{label}: no such folder ({root})")
-        return FetchedSource(kind="path", label=label, name=name, path=_subdir(root, spec, label),
-                             license=detect_license(root), last_update=_mtime(root))
+        assert local_path is not None
+        if not local_path.is_dir():
+            raise SourceError(f"{label}: no such folder ({local_path})")
+        return FetchedSource(kind="path", label=label, name=name, path=_subdir(local_path, spec, label),
+                             license=detect_license(local_path), last_update=_mtime(local_path))
     if isinstance(spec, GitSource):
-        if is_remote(spec.git):
-            target, url = spec.git, spec.git
+        if local_path is not None:
+            target, url = str(local_path), local_path.as_uri()
         else:
-            local = resolve_local(spec.git, base)
-            target, url = str(local), local.as_uri()
+            target, url = spec.git, redact(spec.git)
         rec = fetch_git(target, spec.ref, label=label, name=name, cache=cache, timeout=timeout,
-                        submodules=spec.submodules)
+                        submodules=spec.submodules, policy=policy)
         root = cache / "git" / rec["path"]
         return FetchedSource(kind="git", label=label, name=name, path=_subdir(root, spec, label),
                              commit=rec["commit"], version=rec.get("version"), license=detect_license(root),
                              url=url, last_update=_date(rec.get("last_update")))
     if isinstance(spec, ArchiveSource):
-        remote = "://" in spec.archive
-        archive_file = None if remote else resolve_local(spec.archive, base)
-        rec = fetch_archive(spec.archive, local=archive_file, expected_sha256=spec.sha256, name=name, cache=cache,
-                            timeout=timeout)
+        rec = fetch_archive(spec.archive, local=local_path, expected_sha256=spec.sha256, name=name, cache=cache,
+                            timeout=timeout, policy=policy)
         root = cache / "archive" / rec["path"]
         return FetchedSource(kind="archive", label=label, name=name, path=_subdir(root, spec, label),
                              sha256=rec["sha256"], license=detect_license(root),
-                             url=spec.archive if remote else None, last_update=_newest_mtime(root))
+                             url=redact(spec.archive) if local_path is None else None,
+                             last_update=_newest_mtime(root))
     if isinstance(spec, DebianSource) and not isinstance(spec.debian, str):
         raise SourceError(f"{label}: a debian selector is expanded into packages first (expand_debian)")
     if isinstance(spec, DebianSource):

@@ -32,6 +32,7 @@ from assemblage import _spawn
 from assemblage.errors import SourceError
 
 __all__ = [
+    "StepTimeout",
     "file_sha256",
     "key_digest",
     "locked",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 _NAME_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class StepTimeout(SourceError):
+    """A fetch step (a subprocess) ran out of time."""
 
 
 def safe_name(text: str, fallback: str = "source") -> str:
@@ -123,7 +128,7 @@ def run(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise SourceError(f"{what}: gave up after {timeout:g} s (timeout)") from None
+        raise StepTimeout(f"{what}: gave up after {timeout:g} s (timeout)") from None
     except BaseException:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)

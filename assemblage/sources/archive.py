@@ -20,6 +20,7 @@ On any refusal the destination is removed, so nothing is left half-written.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import stat
 import tarfile
@@ -31,7 +32,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from assemblage.errors import SourceError, UnsafeArchiveError
 from assemblage.sources._util import (
@@ -45,6 +46,8 @@ from assemblage.sources._util import (
     temp_dir,
     write_index,
 )
+from assemblage.sources.policy import DEFAULT_PORTS, FetchPolicy
+from assemblage.urls import redact
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_MEMBERS", "archive_name", "fetch_archive", "safe_extract"]
 
@@ -372,35 +375,106 @@ def _write_members(archive: Path, dest: Path, members: list, max_bytes: int, ope
 # ---------------------------------------------------------------- fetching
 
 
-def _download(url: str, target: Path, *, timeout: float, max_bytes: int) -> str:
-    """Stream ``url`` to ``target``; return its sha256."""
+def _guarded(base: type[http.client.HTTPConnection], policy: FetchPolicy) -> type[http.client.HTTPConnection]:
+    """``base`` whose socket comes from ``policy.connect``: the address is checked after resolution.
+
+    ``http.client`` makes its socket with ``self._create_connection(address, timeout,
+    source_address)`` in ``connect()``; HTTPS wraps that socket afterwards with the
+    host name for SNI and certificate checks, so only the address changes hands.
+    """
+
+    class Guarded(base):  # type: ignore[valid-type, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+            def connect(address: tuple[str, int], timeout: Any = None, source_address: Any = None):
+                return policy.connect(address[0], address[1], timeout if isinstance(timeout, (int, float)) else None)
+
+            self._create_connection = connect
+
+    return Guarded
+
+
+class _HTTP(urllib.request.HTTPHandler):
+    def __init__(self, policy: FetchPolicy) -> None:
+        super().__init__()
+        self._connection = _guarded(http.client.HTTPConnection, policy)
+
+    def http_open(self, req):  # noqa: ANN001, ANN201
+        return self.do_open(self._connection, req)
+
+
+class _HTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, policy: FetchPolicy) -> None:
+        super().__init__()
+        self._connection = _guarded(http.client.HTTPSConnection, policy)
+
+    def https_open(self, req):  # noqa: ANN001, ANN201
+        return self.do_open(self._connection, req, context=self._context)
+
+
+def _opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
+    """http and https only (redirects too: urllib follows them to http, https and ftp, and ftp has no handler).
+
+    A restricted policy gets no proxy handler, since a proxy would resolve names itself.
+    """
+    opener = urllib.request.OpenerDirector()
+    handlers: list[urllib.request.BaseHandler] = [
+        _HTTP(policy), _HTTPS(policy), urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor(), urllib.request.UnknownHandler(),
+    ]
+    if not policy.restricts_network:
+        handlers.append(urllib.request.ProxyHandler())
+    for handler in handlers:
+        opener.add_handler(handler)
+    return opener
+
+
+def _download(url: str, target: Path, *, timeout: float, max_bytes: int, policy: FetchPolicy | None = None) -> str:
+    """Stream ``url`` to ``target``; return its sha256.
+
+    Under a restricted policy every failure below HTTP (refused, timed out, reset,
+    an answer that is not HTTP) reads the same, so errors do not map ports.
+    """
     import hashlib
 
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise SourceError(f"{url}: only http and https archive URLs are supported")
-    request = urllib.request.Request(url, headers={"User-Agent": "assemblage"})
+    policy = policy or FetchPolicy.unrestricted()
+    shown = redact(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        where = f"{parts.hostname}:{parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), '')}"
+        request = urllib.request.Request(url, headers={"User-Agent": "assemblage"})
+    except ValueError as exc:
+        raise SourceError(f"{shown}: not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise SourceError(f"{shown}: only http and https archive URLs are supported")
     h = hashlib.sha256()
     size = 0
     deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(request, timeout=min(timeout, 60)) as resp, open(target, "wb") as out:
+        with _opener(policy).open(request, timeout=min(timeout, 60)) as resp, open(target, "wb") as out:
             while True:
                 block = resp.read(_CHUNK)
                 if not block:
                     break
                 size += len(block)
                 if size > max_bytes:
-                    raise SourceError(f"{url}: download is larger than the cap of {max_bytes} bytes")
+                    raise SourceError(f"{shown}: download is larger than the cap of {max_bytes} bytes")
                 if time.monotonic() > deadline:
-                    raise SourceError(f"{url}: download gave up after {timeout:g} s (timeout)")
+                    raise SourceError(f"{shown}: download gave up after {timeout:g} s (timeout)")
                 h.update(block)
                 out.write(block)
     except urllib.error.HTTPError as exc:
-        raise SourceError(f"{url}: download failed: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise SourceError(f"{url}: download failed: {reason}") from None
+        raise SourceError(f"{shown}: download failed: HTTP {exc.code} {redact(str(exc.reason))}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        # URLError wraps connection errors; OSError (reset, timeout) and HTTPException (BadStatusLine,
+        # IncompleteRead, RemoteDisconnected) come from reading; ValueError from a URL http.client refuses
+        if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, SourceError):
+            raise exc.reason from None
+        if policy.restricts_network:
+            raise SourceError(f"{shown}: download failed: no usable HTTP answer from {where}") from None
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        raise SourceError(f"{shown}: download failed: {redact(str(reason))}") from None
     return h.hexdigest()
 
 
@@ -414,11 +488,12 @@ def fetch_archive(
     timeout: float,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_members: int = DEFAULT_MAX_MEMBERS,
+    policy: FetchPolicy | None = None,
 ) -> dict:
     """Unpack the archive into ``cache/archive`` (once per sha256); return the index record.
 
     ``ref`` is the URL (or the path as the recipe wrote it); ``local`` the
-    resolved file for a local archive, ``None`` for a URL.
+    resolved file for a local archive, ``None`` for a URL, downloaded under ``policy``.
     """
     root = cache / "archive"
     root.mkdir(parents=True, exist_ok=True)
@@ -434,14 +509,14 @@ def fetch_archive(
     with temp_dir(root) as tmp:
         if local is None:
             file = tmp / "download"
-            digest = _download(ref, file, timeout=timeout, max_bytes=max_bytes)
+            digest = _download(ref, file, timeout=timeout, max_bytes=max_bytes, policy=policy)
         else:
             if not local.is_file():
-                raise SourceError(f"{ref}: no such archive file")
+                raise SourceError(f"{redact(ref)}: no such archive file")
             file = local
             digest = file_sha256(local)
         if expected_sha256 and digest != expected_sha256:
-            raise SourceError(f"{ref}: sha256 is {digest}, but the recipe expects {expected_sha256}")
+            raise SourceError(f"{redact(ref)}: sha256 is {digest}, but the recipe expects {expected_sha256}")
         with locked(root / "locks" / f"{digest}.lock"):
             hit = read_index(root, digest)
             if hit is None:

@@ -11,18 +11,23 @@ and ref) none at all.
 Everything handed to git from a recipe goes after ``--`` or is a SHA we
 checked; refs starting with ``-`` are refused. Hooks are disabled, the
 terminal prompt is off, the ``ext::`` transport is refused, Git LFS smudging is
-skipped and submodules are not fetched.
+skipped and submodules are not fetched unless asked for. A :class:`FetchPolicy`
+decides which local repositories (inside the service's source root) and which
+addresses (public ones) git may read; see :mod:`assemblage.sources.policy` for how
+git's own connections are pinned to the addresses it checked.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 
 from assemblage.errors import SourceError
 from assemblage.sources._util import (
+    StepTimeout,
     key_digest,
     locked,
     publish,
@@ -32,6 +37,8 @@ from assemblage.sources._util import (
     temp_dir,
     write_index,
 )
+from assemblage.sources.policy import DEFAULT_PORTS, FetchPolicy
+from assemblage.urls import GIT_SCHEMES, check_url, file_url_path, is_file_url, redact
 
 __all__ = ["GIT_ENV", "MAX_SUBMODULE_DEPTH", "fetch_git", "git_name", "is_remote", "submodule_url"]
 
@@ -54,7 +61,7 @@ _GIT_CONFIG = (
     "-c", "core.autocrlf=false",
     "-c", "advice.detachedHead=false",
 )
-_SCHEMES = ("https", "http", "git", "ssh", "file")
+_SCHEMES = GIT_SCHEMES
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:")
 _HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")  # git's <transport>::<address> remote-helper syntax
 _HEX = re.compile(r"^[0-9a-fA-F]{7,40}$")
@@ -75,8 +82,8 @@ def git_name(ref: str) -> str:
 
 
 def _git(*args: str, what: str, timeout: float, git_dir: Path | None = None,
-         env: dict[str, str] | None = None, check: bool = True):
-    cmd = ["git", *_GIT_CONFIG]
+         env: dict[str, str | None] | None = None, check: bool = True, opts: tuple[str, ...] = ()):
+    cmd = ["git", *_GIT_CONFIG, *opts]
     if git_dir is not None:
         cmd.append(f"--git-dir={git_dir}")
     cmd.extend(args)
@@ -84,19 +91,80 @@ def _git(*args: str, what: str, timeout: float, git_dir: Path | None = None,
 
 
 def _check_url(url: str) -> None:
+    shown = redact(url)
     if url.startswith("-"):
-        raise SourceError(f"{url!r}: a git URL cannot start with '-'")
+        raise SourceError(f"{shown!r}: a git URL cannot start with '-'")
     if _HELPER.match(url):
-        raise SourceError(f"{url}: unsupported git transport {url.split('::', 1)[0]!r} (remote helpers are refused)")
+        raise SourceError(f"{shown}: unsupported git transport {url.split('::', 1)[0]!r} (remote helpers are refused)")
     if "://" in url:
-        scheme = url.split("://", 1)[0].lower()
-        if scheme not in _SCHEMES:
-            raise SourceError(f"{url}: unsupported git transport {scheme!r} (use one of {', '.join(_SCHEMES)})")
+        try:
+            check_url(url, _SCHEMES)  # a submodule's URL comes from the repository, not from a checked recipe
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
 
 
-def _ls_remote(url: str, label: str, timeout: float) -> tuple[dict[str, str], str | None]:
+class _Remote:
+    """What git is given for one repository: the URL, pinning options and environment (see ``FetchPolicy``).
+
+    Failures of a restricted fetch are explained without git's own words for
+    network trouble, which told a refused port from a silent one from a server that
+    is not git: all of those read "no usable git answer from HOST:PORT".
+    """
+
+    def __init__(self, url: str, label: str, policy: FetchPolicy) -> None:
+        self.url, self.label, self.policy = url, label, policy
+        self.restricted = policy.restricts_network and is_remote(url)
+        if is_remote(url):
+            self.given, self.opts, self.env = policy.git_remote(url)
+        else:
+            self.given, self.opts, self.env = url, (), {"GIT_ALLOW_PROTOCOL": "file"} if policy.source_root else {}
+
+    @property
+    def where(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        try:
+            port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+        except ValueError:
+            port = None
+        return f"{parts.hostname}:{port}" if parts.hostname else redact(self.url)
+
+    def git(self, *args: str, what: str, timeout: float, git_dir: Path | None = None, check: bool = True):
+        try:
+            done = _git(*args, what=what, timeout=timeout, git_dir=git_dir, env=self.env, check=False,
+                        opts=self.opts)
+        except StepTimeout:
+            if self.restricted:
+                raise SourceError(f"{what} failed: no usable git answer from {self.where}") from None
+            raise
+        if check and done.returncode != 0:
+            raise SourceError(f"{what} failed: {self.explain(done.stderr or done.stdout or '')}")
+        return done
+
+    def explain(self, output: str) -> str:
+        if not self.restricted:
+            text = redact(output.strip())
+            return (text if len(text) <= 2000 else "..." + text[-2000:]) or "git failed"
+        http = re.search(r"returned error: (\d{3})", output)
+        if http:
+            code = http.group(1)
+            if code.startswith("3"):
+                return f"{self.where} answered with a redirect (HTTP {code}); redirects are not followed"
+            return f"{self.where} answered HTTP {code}"
+        if re.search(r"(?i)redirect", output):
+            return f"{self.where} answered with a redirect; redirects are not followed"
+        if re.search(r"(?i)repository .*not found|not a git repository|does not appear to be a git repository"
+                     r"|repository not exported", output):
+            return f"no git repository there ({self.where})"
+        if re.search(r"(?i)authentication failed|could not read (username|password)|terminal prompts disabled",
+                     output):
+            return f"{self.where} wants credentials, or refused the ones given"
+        return f"no usable git answer from {self.where}"
+
+
+def _ls_remote(remote: _Remote, timeout: float) -> tuple[dict[str, str], str | None]:
     """Advertised refs (name -> SHA, peeled tags as ``refs/tags/X^{}``) and HEAD's branch."""
-    out = _git("ls-remote", "--symref", "--", url, what=f"git ls-remote {label}", timeout=timeout).stdout
+    out = remote.git("ls-remote", "--symref", "--", remote.given, what=f"git ls-remote {remote.label}",
+                     timeout=timeout).stdout
     refs: dict[str, str] = {}
     head_branch = None
     for line in out.splitlines():
@@ -150,24 +218,25 @@ def _has_commit(mirror: Path, sha: str, timeout: float) -> bool:
     return probe.returncode == 0
 
 
-def _fetch_into(mirror: Path, url: str, sha: str | None, ref: str | None, label: str, timeout: float) -> str:
+def _fetch_into(mirror: Path, remote: _Remote, sha: str | None, ref: str | None, timeout: float) -> str:
     """Make the commit available in ``mirror``; returns its full SHA."""
+    label = remote.label
     if not (mirror / "HEAD").exists():
         mirror.parent.mkdir(parents=True, exist_ok=True)
         _git("init", "--bare", "--quiet", "--", str(mirror), what="git init", timeout=timeout)
     if sha and _has_commit(mirror, sha, timeout):
         return sha
     if sha:
-        shallow = _git("fetch", "--quiet", "--no-tags", "--depth=1", "--", url, sha, git_dir=mirror,
-                       what=f"git fetch {label}", timeout=timeout, check=False)
+        shallow = remote.git("fetch", "--quiet", "--no-tags", "--depth=1", "--", remote.given, sha, git_dir=mirror,
+                             what=f"git fetch {label}", timeout=timeout, check=False)
         if shallow.returncode == 0 and _has_commit(mirror, sha, timeout):
             return sha
     # the server would not hand out one commit by SHA, or the ref was an abbreviated SHA: fetch everything
     full = ["fetch", "--quiet", "--tags", "--force"]
     if (mirror / "shallow").exists():
         full.append("--unshallow")
-    _git(*full, "--", url, "+refs/heads/*:refs/heads/*", git_dir=mirror, what=f"git fetch {label}",
-         timeout=timeout)
+    remote.git(*full, "--", remote.given, "+refs/heads/*:refs/heads/*", git_dir=mirror, what=f"git fetch {label}",
+               timeout=timeout)
     wanted = sha or ref
     assert wanted is not None
     found = _git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{wanted}^{{commit}}", git_dir=mirror,
@@ -219,30 +288,46 @@ def fetch_git(
     cache: Path,
     timeout: float,
     submodules: bool = False,
+    policy: FetchPolicy | None = None,
     _depth: int = 0,
 ) -> dict:
     """Fetch ``url`` at ``ref`` into ``cache/git``; return the index record (path, commit, version...).
 
     ``url`` is what git is given (a URL or an absolute local path). With
     ``submodules``, each submodule is fetched at the commit the tree records
-    (recursively, :data:`MAX_SUBMODULE_DEPTH` levels) and copied in.
+    (recursively, :data:`MAX_SUBMODULE_DEPTH` levels) and copied in. ``policy``
+    (default: unrestricted) says which local repositories and which addresses
+    may be read; submodules are held to it too.
     """
+    policy = policy or FetchPolicy.unrestricted()
     _check_url(url)
     if ref is not None and (not ref or ref.startswith("-")):
         raise SourceError(f"{label}: not a valid git ref: {ref!r}")
+    if is_file_url(url):
+        try:
+            url = file_url_path(url)
+        except ValueError as exc:
+            raise SourceError(f"{label}: {exc}") from None
+    local = None
+    if not is_remote(url):
+        local = policy.local(url, Path("/"))  # refuses a path outside the source root, before the cache is asked
+        url = str(local)
     root = cache / "git"
     root.mkdir(parents=True, exist_ok=True)
     spec_key = key_digest("git", url, ref or "", "submodules" if submodules else "")
     hit = read_index(root, spec_key)
     if hit:
         return hit
-    if not is_remote(url) and not Path(url).exists():
-        raise SourceError(f"{label}: no such repository ({url})")
-    refs, _head = _ls_remote(url, label, timeout)
+    if local is not None:
+        if not local.exists():
+            raise SourceError(f"{label}: no such repository ({local})")
+        policy.check_repository(local)
+    remote = _Remote(url, label, policy)
+    refs, _head = _ls_remote(remote, timeout)
     sha, tag = _resolve(ref, refs, label)
     mirror = root / "mirrors" / f"{name}-{key_digest(url)[:16]}.git"
     with locked(root / "locks" / f"{mirror.name}.lock"):
-        sha = _fetch_into(mirror, url, sha, ref, label, timeout)
+        sha = _fetch_into(mirror, remote, sha, ref, timeout)
         tree = _export(mirror, sha, root / "trees", name, timeout)
         record: dict[str, object] = {
             "path": f"trees/{tree.name}",
@@ -252,7 +337,7 @@ def fetch_git(
         }
     if submodules:
         tree, pinned = _with_submodules(mirror, sha, tree, url=url, label=label, name=name, cache=cache,
-                                        timeout=timeout, depth=_depth)
+                                        timeout=timeout, depth=_depth, policy=policy)
         record["path"] = f"trees/{tree.name}"
         record["submodules"] = pinned
     write_index(root, spec_key, record)
@@ -288,7 +373,7 @@ def _check_submodule_url(parent: str, url: str, label: str) -> None:
     _check_url(url)
     if is_remote(parent) and (not is_remote(url) or url.lower().startswith("file:")):
         # a remote repository must not pull files of this machine into the corpus
-        raise SourceError(f"{label}: submodule URL {url!r} of a remote repository points at this machine")
+        raise SourceError(f"{label}: submodule URL {redact(url)!r} of a remote repository points at this machine")
 
 
 def _gitlinks(mirror: Path, sha: str, timeout: float) -> list[tuple[str, str]]:
@@ -341,7 +426,7 @@ def _place(tree: Path, rel: str, content: Path, label: str) -> None:
 
 
 def _with_submodules(mirror: Path, sha: str, plain: Path, *, url: str, label: str, name: str, cache: Path,
-                     timeout: float, depth: int) -> tuple[Path, dict[str, str]]:
+                     timeout: float, depth: int, policy: FetchPolicy) -> tuple[Path, dict[str, str]]:
     links = _gitlinks(mirror, sha, timeout)
     if not links:
         return plain, {}
@@ -360,7 +445,7 @@ def _with_submodules(mirror: Path, sha: str, plain: Path, *, url: str, label: st
             _check_submodule_url(url, sub_url, label)
             sub = fetch_git(sub_url, sub_sha, label=f"{label} (submodule {path})", name=safe_name(git_name(sub_url)),
                             cache=cache, timeout=timeout, submodules=depth + 1 < MAX_SUBMODULE_DEPTH,
-                            _depth=depth + 1)
+                            policy=policy, _depth=depth + 1)
             parts.append((path, cache / "git" / sub["path"]))
         tree = tmp / "tree"
         shutil.copytree(plain, tree, symlinks=True)

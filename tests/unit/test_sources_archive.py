@@ -336,8 +336,18 @@ def test_fetch_archive_over_http(tmp_path: Path) -> None:
         fetch_source(ArchiveSource(archive=other_url), base=tmp_path, cache=cache)
 
 
-def test_only_http_urls(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="http"):
+def test_archive_urls_are_http_https_or_a_local_file(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unsupported URL scheme 'ftp'"):
+        ArchiveSource(archive="ftp://example.org/x.tar.gz")
+    with pytest.raises(ValidationError, match="names a path on this machine"):
+        ArchiveSource(archive="file://elsewhere/x.tar.gz")
+    # file:// names a local file, read like a path
+    a = _tar(tmp_path / "lib-1.tar.gz", [("lib-1/lib.c", "file", "int lib;")])
+    got = fetch_source(ArchiveSource(archive=a.as_uri()), base=tmp_path, cache=tmp_path / "c")
+    assert (got.path / "lib.c").read_text() == "int lib;" and got.url is None
+    with pytest.raises(SourceError, match="not a tar"):
         fetch_source(ArchiveSource(archive="file:///etc/passwd"), base=tmp_path, cache=tmp_path / "c")
 
 

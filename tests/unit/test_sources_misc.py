@@ -25,7 +25,7 @@ from assemblage.sources.licenses import classify_license_text, debian_copyright_
 
 
 def test_exports_are_complete() -> None:
-    assert set(sources.__all__) == {"FetchedSource", "fetch_source", "pin_spec", "safe_extract",
+    assert set(sources.__all__) == {"FetchPolicy", "FetchedSource", "fetch_source", "pin_spec", "safe_extract",
                                     "source_label", "source_name", "source_pin", "tree_pin"}
     for name in sources.__all__:
         assert hasattr(sources, name)
