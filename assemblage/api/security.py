@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = ["Principal", "Authenticator", "TokenAuthenticator", "KeyAuthenticator", "SESSION_COOKIE",
            "LOGIN_COOKIE", "SAFE_METHODS", "csrf_token", "check_csrf", "check_origin", "presented_secret"]
 
+log = logging.getLogger(__name__)
 SESSION_COOKIE = "asm_session"
 LOGIN_COOKIE = "asm_login"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -62,13 +64,23 @@ class TokenAuthenticator:
         self.secret_key = secret_key
 
     def authenticate(self, secret: str) -> Principal | None:
-        from assemblage.db.auth import find_token
+        """The token's principal; its use is recorded (``last_used_at``, at most once a minute per token)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from assemblage.db.auth import find_token, note_use
 
         with self.sessions() as s:
             row = find_token(s, secret, self.secret_key)
             if row is None:
                 return None
-            return Principal(id=row.id, scope=row.scope, name=row.name, key=row.token_hash)
+            principal = Principal(id=row.id, scope=row.scope, name=row.name, key=row.token_hash)
+            try:
+                if note_use(s, row):
+                    s.commit()
+            except SQLAlchemyError as exc:  # a failed write never fails the request
+                s.rollback()
+                log.warning("could not record the use of token %s: %s", principal.id, exc.__class__.__name__)
+            return principal
 
 
 class KeyAuthenticator:

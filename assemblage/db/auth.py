@@ -5,6 +5,12 @@ database keeps ``HMAC-SHA256(secret key, token)``, so a copy of the database
 does not give access, and changing ``ASSEMBLAGE_SECRET_KEY`` revokes every
 token. Scopes are ordered: ``admin`` includes ``submit``, which includes
 ``read``.
+
+``last_used_at`` is written when a token is used, at most once per
+:data:`USE_RESOLUTION` per token (:func:`note_use`): the row is read on every
+request anyway, so a fresh value costs nothing, and the write is a conditional
+``UPDATE`` that two API replicas cannot both make. A write on every request would
+turn every read of the API into a row lock on the token.
 """
 
 from __future__ import annotations
@@ -12,17 +18,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Integer, String, select
+from sqlalchemy import DateTime, Integer, String, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from assemblage.db.models import Base, utcnow
 
-__all__ = ["ApiToken", "SCOPES", "create_token", "find_token", "hash_token", "revoke_token", "scope_allows"]
+__all__ = ["ApiToken", "SCOPES", "USE_RESOLUTION", "create_token", "find_token", "hash_token", "note_use",
+           "revoke_token", "scope_allows"]
 
 SCOPES = ("read", "submit", "admin")
 TOKEN_PREFIX = "asm_"
+USE_RESOLUTION = timedelta(minutes=1)  # last_used_at is at most this stale
 
 
 class ApiToken(Base):
@@ -67,6 +75,24 @@ def find_token(s: Session, token: str, secret: str) -> ApiToken | None:
     if row is None or row.revoked_at is not None:
         return None
     return row
+
+
+def note_use(s: Session, row: ApiToken, now: datetime | None = None) -> bool:
+    """Record that ``row`` was used, in the caller's transaction, unless it was within :data:`USE_RESOLUTION`.
+
+    Returns whether it wrote.
+    """
+    now = now or utcnow()
+    last = row.last_used_at
+    if last is not None and last.tzinfo is None:  # SQLite drops the zone
+        last = last.replace(tzinfo=now.tzinfo)
+    if last is not None and now - last < USE_RESOLUTION:
+        return False
+    stale = now - USE_RESOLUTION
+    done = s.execute(update(ApiToken)
+                     .where(ApiToken.id == row.id, or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < stale))
+                     .values(last_used_at=now).execution_options(synchronize_session=False))
+    return bool(done.rowcount)
 
 
 def revoke_token(s: Session, token_id: int) -> ApiToken:

@@ -15,7 +15,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,15 @@ from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.builds.runner import Limits
 from assemblage.db import models as m
 from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_scope
-from assemblage.errors import AssemblageError, InvalidBinaryError, SourceError
+from assemblage.errors import AssemblageError, InvalidBinaryError, Problem, RecipeError, SourceError
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
+from assemblage.sources.policy import FetchPolicy
 from assemblage.storage.base import ObjectStore, sha256_file
+from assemblage.urls import redact
 
 __all__ = ["Context", "create_run", "expand_run", "complete_crawl", "crawl_run_source", "fetch_run_source",
-           "execute_build", "finish_run", "build_key"]
+           "fail_source", "fail_run", "execute_build", "finish_run", "build_key", "sources_counted", "too_many_builds"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ class Context:
     # created (embedded). Service workers use their own ASSEMBLAGE_SOURCE_ROOT, since the
     # API's folder need not exist on a worker's machine or in its container.
     source_root: Path | None = None
+    # what fetches may touch: unrestricted in the embedded mode (the user's own recipe); the service's
+    # workers pass FetchPolicy.for_service (source root, public addresses only)
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy.unrestricted)
+    max_builds: int | None = None  # sources x configurations of one run (the service's cap; None: no cap)
     analysis_timeout: float = 300.0
     analysis_memory: int = 4 * 1024**3
 
@@ -94,6 +100,23 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: b
     return run_id
 
 
+def sources_counted(spec) -> int:  # noqa: ANN001
+    """How many sources a recipe entry may become: a search or a selector counts as its ``limit``."""
+    from assemblage.recipes.models import DebianSource, GithubSource
+
+    if isinstance(spec, GithubSource):
+        return spec.github.limit
+    if isinstance(spec, DebianSource) and not isinstance(spec.debian, str):
+        return spec.debian.limit
+    return 1
+
+
+def too_many_builds(sources: int, configs: int, cap: int) -> Problem:
+    """The problem of a run past the service's cap, with the numbers."""
+    return Problem("sources", f"{sources} source(s) x {configs} configuration(s) = {sources * configs} builds, "
+                              f"more than the {cap} this service takes in one run (ASSEMBLAGE_MAX_BUILDS_PER_RUN)")
+
+
 def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
     """Add the run's sources and one pending build per source x configuration. Idempotent.
 
@@ -111,6 +134,10 @@ def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
             return False
         recipe = recipe or parse_recipe_text(run.recipe.text)
         configs = _run_configs(s, run)
+        if ctx.max_builds is not None:  # the API checked; a recipe edited in the database was not
+            count = sum(sources_counted(spec) for spec in recipe.sources)
+            if count * len(configs) > ctx.max_builds:
+                raise RecipeError([too_many_builds(count, len(configs), ctx.max_builds)])
         selectors = []
         for pos, spec in enumerate(recipe.sources):
             if isinstance(spec, GithubSource):
@@ -156,6 +183,7 @@ def _add_source(s: Session, run: m.Run, position: int, spec, flags: list[str], *
     src = m.Source(run_id=run.id, position=position, spec=spec.model_dump(mode="json", exclude_none=True),
                    label=source_label(spec), kind=spec.kind, name=source_name(spec))
     if error:
+        error = redact(error)
         src.status, src.error = "failed", error
     s.add(src)
     s.flush()
@@ -236,16 +264,33 @@ def _config_row(s: Session, c: Config) -> m.Configuration:
 
 
 def _spec_of(source: m.Source, *, pinned: bool = False):
-    from pydantic import TypeAdapter
+    return _spec_of_doc(source.pinned_spec if pinned and source.pinned_spec else source.spec)
 
+
+def _spec_of_doc(doc: dict[str, Any]):
+    """A source spec as stored; a row that no longer validates (edited, or from an older version) is a SourceError."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from assemblage.recipes.load import format_location
     from assemblage.recipes.models import SourceSpec
 
-    doc = source.pinned_spec if pinned and source.pinned_spec else source.spec
-    return TypeAdapter(SourceSpec).validate_python(doc)
+    try:
+        return TypeAdapter(SourceSpec).validate_python(doc)
+    except ValidationError as exc:
+        problems = "; ".join(f"{format_location(e['loc']) or 'source'}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors(include_url=False))
+        raise SourceError(f"the stored source does not validate: {problems}") from None
 
 
 def fetch_run_source(ctx: Context, source_id: int) -> bool:
-    """Fetch and pin one source. On failure, its builds become ``skipped`` with the reason."""
+    """Fetch and pin one source. On failure, its builds become ``skipped`` with the reason.
+
+    One bad source never stalls a run: whatever goes wrong while fetching (a
+    :class:`SourceError`, a spec edited in the database that no longer validates,
+    an exception a library let through) fails this source, with a reason, and
+    skips its builds. Only database trouble outside the fetch propagates (the
+    task retries it). Unexpected exceptions are logged with their traceback.
+    """
     from assemblage.builds.reproducible import source_date_epoch
     from assemblage.sources import fetch_source, pin_spec, source_pin
 
@@ -255,18 +300,19 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
             return False
         if src.status == "fetched" and src.checkout and Path(src.checkout).exists():
             return True
+        if src.status == "failed":
+            return False
         run = s.get(m.Run, src.run_id)
         base = ctx.source_root or Path(run.options.get("base", "."))
-        spec = _spec_of(src, pinned=True)  # a rebuild's sources, or a refetch, use what was pinned
+        doc = dict(src.pinned_spec or src.spec)  # a rebuild's sources, or a refetch, use what was pinned
     try:
-        fetched = fetch_source(spec, base=base, cache=ctx.cache_dir)
+        spec = _spec_of_doc(doc)
+        fetched = fetch_source(spec, base=base, cache=ctx.cache_dir, policy=ctx.fetch_policy)
     except AssemblageError as exc:
-        with session_scope(ctx.sessions) as s:
-            src = s.get(m.Source, source_id)
-            src.status, src.error = "failed", str(exc)
-            for b in s.scalars(select(m.Build).where(m.Build.source_id == source_id, m.Build.status == "pending")):
-                b.status, b.reason, b.message = "skipped", "source_unavailable", str(exc)[:2000]
-                b.finished_at = _utcnow()
+        fail_source(ctx, source_id, str(exc))
+        return False
+    except Exception as exc:  # noqa: BLE001 - a library's exception must fail the source, not the run
+        fail_source(ctx, source_id, _unexpected(source_id, exc))
         return False
     with session_scope(ctx.sessions) as s:
         src = s.get(m.Source, source_id)
@@ -280,6 +326,48 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
         if src.source_date_epoch is None:  # a rebuild sets the lock's
             src.source_date_epoch = source_date_epoch(fetched.kind, fetched.last_update)
     return True
+
+
+def _unexpected(source_id: int, exc: BaseException) -> str:
+    """Log an exception a fetch should not have raised (traceback redacted); the reason to record."""
+    import traceback
+
+    log.error("source %s: fetching raised %s\n%s", source_id, type(exc).__name__,
+              redact("".join(traceback.format_exception(exc))))
+    return redact(f"fetching failed unexpectedly ({type(exc).__name__}: {exc}); the worker's log has the details")
+
+
+def fail_source(ctx: Context, source_id: int, reason: str) -> None:
+    """One source could not be fetched: it is ``failed`` with ``reason`` (redacted); its pending builds are skipped."""
+    reason = redact(reason)
+    with session_scope(ctx.sessions) as s:
+        src = s.get(m.Source, source_id)
+        if src is None:
+            return
+        src.status, src.error = "failed", reason
+        for b in s.scalars(select(m.Build).where(m.Build.source_id == source_id, m.Build.status == "pending")):
+            b.status, b.reason, b.message = "skipped", "source_unavailable", reason[:2000]
+            b.finished_at = _utcnow()
+
+
+def fail_run(ctx: Context, run_id: int, reason: str) -> None:
+    """A run that cannot start (its recipe no longer validates, a bug): ``failed`` with a note; nothing re-sends it.
+
+    The sweeper re-sends the start of ``pending`` runs only, so a run whose start
+    failed for a reason that will not pass is closed here instead of being retried
+    every sweep for ever.
+    """
+    reason = redact(reason)
+    with session_scope(ctx.sessions) as s:
+        run = s.get(m.Run, run_id)
+        if run is None or run.status in ("finished", "failed"):
+            return
+        run.status, run.finished_at = "failed", _utcnow()
+        run.notes = [*(run.notes or []), f"the run could not start: {reason[:2000]}"]
+        for b in s.scalars(select(m.Build).where(m.Build.run_id == run_id, m.Build.status.in_(("pending", "running")))):
+            b.status, b.reason, b.message, b.finished_at = "skipped", "run_failed", reason[:2000], _utcnow()
+        for src in s.scalars(select(m.Source).where(m.Source.run_id == run_id, m.Source.status == "pending")):
+            src.status, src.error = "failed", reason
 
 
 def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: dict[str, Any]) -> str:
@@ -387,18 +475,34 @@ def _source_tree(checkout: Path, view: str | None):
 def _ensure_checkout(ctx: Context, src: m.Source, base: Path) -> Path:
     """The source's tree on this machine: the recorded checkout, or a fetch pinned to the recorded commit.
 
-    In the service, the worker that builds is not always the one that fetched.
+    In the service, the worker that builds is not always the one that fetched. A
+    recorded checkout is used only where a fetch could have put it (this worker's
+    cache, or inside the source root), so a ``checkout`` column edited in the
+    database does not make a build copy another folder. Raises :class:`SourceError`.
     """
-    if src.checkout and Path(src.checkout).is_dir():
+    if src.checkout and Path(src.checkout).is_dir() and _may_use(ctx, Path(src.checkout)):
         return Path(src.checkout)
     from assemblage.sources import fetch_source
 
-    spec = _spec_of(src, pinned=True)
-    fetched = fetch_source(spec, base=base, cache=ctx.cache_dir)
+    try:
+        spec = _spec_of(src, pinned=True)
+        fetched = fetch_source(spec, base=base, cache=ctx.cache_dir, policy=ctx.fetch_policy)
+    except AssemblageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as in fetch_run_source: the source fails, not the worker
+        raise SourceError(_unexpected(src.id, exc)) from None
     pin = fetched.commit or fetched.sha256
     if src.pin and pin and not src.pin.startswith("tree:") and pin != src.pin:
         raise SourceError(f"{src.label}: fetched {pin}, but the run pinned {src.pin}")
     return fetched.path
+
+
+def _may_use(ctx: Context, checkout: Path) -> bool:
+    root = ctx.fetch_policy.source_root
+    if root is None:
+        return True
+    real = checkout.resolve()
+    return real.is_relative_to(Path(ctx.cache_dir).resolve()) or real.is_relative_to(root.resolve())
 
 
 def _limits(build: dict[str, Any]) -> Limits:

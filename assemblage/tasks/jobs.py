@@ -20,10 +20,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from assemblage.db import models as m
 from assemblage.db.session import session_scope
+from assemblage.errors import AssemblageError
 from assemblage.pipeline.steps import (
     crawl_run_source,
     execute_build,
     expand_run,
+    fail_run,
+    fail_source,
     fetch_run_source,
     finish_run,
     record_internal_error,
@@ -32,6 +35,7 @@ from assemblage.storage.s3 import TransientStorageError
 from assemblage.tasks.app import celery_app, send
 from assemblage.tasks.drain import HandBack, hand_back_build, handback_point
 from assemblage.tasks.runtime import Heartbeat, build_heartbeat, is_alive, process_id, runtime, touch
+from assemblage.urls import redact
 
 __all__ = ["start_run", "fetch", "crawl", "build", "export", "noop", "TRANSIENT", "claim_build", "claim_export",
            "send_build", "send_crawl", "send_fetch", "send_start"]
@@ -94,12 +98,25 @@ def _pending_builds(s, source_id: int) -> list[tuple[int, str]]:
 @celery_app.task(bind=True, name="assemblage.start_run", acks_late=True, reject_on_worker_lost=True,
                  max_retries=None, time_limit=300, **_RETRY)
 def start_run(self, run_id: int) -> int:
-    """Expand a run into sources and builds, mark it running, send one fetch per source. Returns fetches sent."""
+    """Expand a run into sources and builds, mark it running, send one fetch per source. Returns fetches sent.
+
+    A failure that will not pass by retrying (the stored recipe no longer
+    validates, a bug) fails the run with a note instead of raising: a raised
+    task leaves the run ``pending``, and the sweeper would send it again every
+    sweep for ever. Transient failures (database, broker) are retried.
+    """
     rt = runtime(_settings())
-    expand_run(rt.context(), run_id)  # idempotent: a second delivery finds the run expanded
+    try:
+        expand_run(rt.context(), run_id)  # idempotent: a second delivery finds the run expanded
+    except TRANSIENT:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        _log_failure(f"run {run_id} cannot start", exc)
+        fail_run(rt.context(), run_id, _reason(exc))
+        return 0
     with session_scope(rt.sessions) as s:
         run = s.get(m.Run, run_id)
-        if run is None or run.status == "finished":
+        if run is None or run.status in ("finished", "failed"):
             return 0
         if run.status == "pending":
             run.status, run.started_at = "running", m.utcnow()
@@ -148,10 +165,21 @@ def crawl(self, crawl_id: int) -> int:
 @celery_app.task(bind=True, name="assemblage.fetch", acks_late=True, reject_on_worker_lost=True,
                  max_retries=None, time_limit=3600, **_RETRY)
 def fetch(self, source_id: int) -> int:
-    """Fetch and pin one source, then send its pending builds. Returns how many builds were sent."""
+    """Fetch and pin one source, then send its pending builds. Returns how many builds were sent.
+
+    Fetch failures fail the source inside :func:`fetch_run_source`; anything
+    else that will not pass by retrying fails it here, so the sweeper does not
+    send the fetch again and again.
+    """
     rt = runtime(_settings())
     ctx = rt.context()
-    fetch_run_source(ctx, source_id)
+    try:
+        fetch_run_source(ctx, source_id)
+    except TRANSIENT:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        _log_failure(f"source {source_id} cannot be fetched", exc)
+        fail_source(ctx, source_id, _reason(exc))
     with session_scope(rt.sessions) as s:
         src = s.get(m.Source, source_id)
         if src is None:
@@ -162,6 +190,21 @@ def fetch(self, source_id: int) -> int:
         send_build(bid, config)
     finish_run(ctx, run_id)
     return len(todo)
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    if isinstance(exc, AssemblageError):
+        log.warning("%s: %s", what, redact(str(exc)))
+    else:
+        import traceback
+
+        log.error("%s:\n%s", what, redact("".join(traceback.format_exception(exc))))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, AssemblageError):
+        return redact(str(exc))
+    return redact(f"{type(exc).__name__}: {exc} (a bug of Assemblage; the worker's log has the traceback)")
 
 
 def claim_build(rt, build_id: int) -> tuple[str, int | None]:

@@ -28,6 +28,7 @@ from assemblage.db import models as m
 from assemblage.db.session import make_engine, make_sessionmaker, session_scope
 from assemblage.pipeline.steps import Context
 from assemblage.settings import Settings
+from assemblage.sources.policy import FetchPolicy
 from assemblage.storage import ObjectStore
 
 __all__ = ["Runtime", "runtime", "reset_runtime", "set_identity", "node_id", "process_id",
@@ -83,13 +84,15 @@ class Runtime:
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
         self.store = open_object_store(settings)
         self.pid = os.getpid()
+        self.fetch_policy = FetchPolicy.for_service(settings)  # resolves the service's own hosts once
 
     def context(self) -> Context:
         cache = Path(self.settings.cache_dir).resolve()
         cache.mkdir(parents=True, exist_ok=True)
         return Context(sessions=self.sessions, store=self.store, cache_dir=cache,
                        work_root=self.settings.work_root, worker=process_id(),
-                       source_root=Path(self.settings.source_root).resolve())
+                       source_root=Path(self.settings.source_root).resolve(), fetch_policy=self.fetch_policy,
+                       max_builds=self.settings.max_builds_per_run)
 
 
 def runtime(settings: Settings) -> Runtime:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -33,7 +32,7 @@ _RECIPE_BODY = {
                 "content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {
                     "type": "array", "items": {"type": "object", "properties": {
                         "location": {"type": "string"}, "message": {"type": "string"}}}}}}}}},
-        "413": {"description": "The recipe is larger than 1 MiB"},
+        "413": {"description": "The recipe is larger than 1 MiB (or the body than ASSEMBLAGE_MAX_REQUEST_BYTES)"},
         "415": {"description": "Neither YAML nor JSON"},
     },
 }
@@ -44,56 +43,67 @@ def _problems(exc: RecipeError) -> HTTPException:
                          [{"location": p.location, "message": p.message} for p in exc.problems])
 
 
-async def _read_recipe(request: Request):
-    from assemblage.recipes.load import parse_recipe, parse_recipe_text
+def _parse(ctype: str, body: bytes):
+    """The recipe in a request body (run in a worker thread: parsing a large recipe takes seconds)."""
+    from assemblage.recipes.load import parse_recipe_json, parse_recipe_text
 
-    body = await request.body()
-    if len(body) > MAX_RECIPE_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "a recipe is at most 1 MiB")
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise _problems(RecipeError([Problem("", "the recipe is not UTF-8")])) from None
+        raise RecipeError([Problem("", "the recipe is not UTF-8")]) from None
     if "\x00" in text:
-        raise _problems(RecipeError([Problem("", "the recipe contains a NUL character")]))
-    try:
-        if ctype in YAML_TYPES:
-            return parse_recipe_text(text), text
-        if ctype == "application/json":
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                raise RecipeError([Problem("", f"not valid JSON: {exc}")]) from None
-            return parse_recipe(data), text
-    except RecipeError as exc:
-        raise _problems(exc) from None
-    raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the recipe as application/yaml or application/json")
+        raise RecipeError([Problem("", "the recipe contains a NUL character")])
+    if ctype in YAML_TYPES:
+        return parse_recipe_text(text), text
+    return parse_recipe_json(text), text
 
 
-def _local_sources_inside(recipe, root) -> list[Problem]:
-    """A submitted recipe may name local folders and files only under the service's source root.
+def check_submitted(recipe, policy, max_builds: int) -> list[Problem]:
+    """What the service refuses in a recipe that validates, each problem located.
 
-    Otherwise any user could have workers read (and publish the builds of) any folder they can see.
-    Local git repositories are held to the same rule.
+    - Local sources (paths, local archives and git repositories, ``file://`` URLs)
+      resolve inside the source root, symlinks resolved. Otherwise any user could
+      have workers read (and publish the builds of) any folder they can see. The
+      worker checks again before it fetches.
+    - URLs whose host is an IP address the fetch policy refuses, and ssh (the
+      service does not fetch over it), are refused now; host names are checked by
+      the worker on the address they resolve to when it connects.
+    - Sources x configurations stay within ``max_builds`` (a GitHub search or a Debian
+      selector counts as its ``limit``).
     """
-    from pathlib import Path
-
-    from assemblage.recipes.models import ArchiveSource, GitSource, PathSource
+    from assemblage.errors import FetchRefusedError
+    from assemblage.pipeline.steps import sources_counted, too_many_builds
+    from assemblage.recipes.matrix import expand_matrix
+    from assemblage.recipes.models import ArchiveSource, GitSource
+    from assemblage.sources.git import is_remote
+    from assemblage.sources.policy import local_reference
+    from assemblage.urls import is_url, redact
 
     problems = []
     for i, src in enumerate(recipe.sources):
-        if isinstance(src, PathSource):
-            field, ref = "path", src.path
-        elif isinstance(src, ArchiveSource) and "://" not in src.archive:
-            field, ref = "archive", src.archive
-        elif isinstance(src, GitSource) and "://" not in src.git and not src.git.startswith("git@"):
-            field, ref = "git", src.git
-        else:
+        local = local_reference(src)
+        if local is not None:
+            field, ref = local
+            try:
+                policy.local(ref, policy.source_root)
+            except FetchRefusedError:
+                problems.append(Problem(f"sources[{i}].{field}",
+                                        f"must be inside the service's source root ({redact(ref)})"))
             continue
-        target = (root / Path(ref).expanduser()).resolve()
-        if not target.is_relative_to(root):
-            problems.append(Problem(f"sources[{i}].{field}", f"must be inside the service's source root ({ref})"))
+        url, field = (src.git, "git") if isinstance(src, GitSource) else (
+            (src.archive, "archive") if isinstance(src, ArchiveSource) else (None, None))
+        if url is None:
+            continue
+        if field == "git" and is_remote(url) and (not is_url(url) or url.lower().startswith("ssh://")):
+            problems.append(Problem(f"sources[{i}].git", "the service does not fetch over ssh (use an https URL)"))
+            continue
+        refused = policy.check_literal(url)
+        if refused:
+            problems.append(Problem(f"sources[{i}].{field}", refused))
+    configs, _ = expand_matrix(recipe)
+    count = sum(sources_counted(s) for s in recipe.sources)
+    if count * len(configs) > max_builds:
+        problems.append(too_many_builds(count, len(configs), max_builds))
     return problems
 
 
@@ -104,10 +114,27 @@ async def create_run(request: Request, token: SubmitToken, settings: SettingsDep
 
     from assemblage.pipeline.steps import Context, create_run as create
 
-    recipe, text = await _read_recipe(request)
-    outside = _local_sources_inside(recipe, settings.source_root.resolve())
-    if outside:
-        raise _problems(RecipeError(outside))
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in YAML_TYPES and ctype != "application/json":
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            "send the recipe as application/yaml or application/json")
+    body = await request.body()  # the app's body limit has refused anything past max_request_bytes already
+    if len(body) > MAX_RECIPE_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "a recipe is at most 1 MiB")
+    policy = request.app.state.fetch_policy
+
+    def parse_and_check():
+        recipe, text = _parse(ctype, body)
+        problems = check_submitted(recipe, policy, settings.max_builds_per_run)
+        if problems:
+            raise RecipeError(problems)
+        return recipe, text
+
+    try:
+        # off the event loop: a large recipe takes seconds to parse, and /health must keep answering
+        recipe, text = await run_in_threadpool(parse_and_check)
+    except RecipeError as exc:
+        raise _problems(exc) from None
     ctx = Context(sessions=request.app.state.sessions, store=request.app.state.store,
                   cache_dir=settings.cache_dir, worker="api")
     base = settings.source_root.resolve()
