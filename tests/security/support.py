@@ -88,6 +88,7 @@ class _HTTPBase(LoopbackServer):
                 pass
 
         self._server = http.server.ThreadingHTTPServer((self.host, 0), Handler)
+        self._port = self._server.server_address[1]
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -95,7 +96,7 @@ class _HTTPBase(LoopbackServer):
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self._port
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -186,6 +187,7 @@ class RawServer(LoopbackServer):
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((self.host, 0))
+        self._port = self._sock.getsockname()[1]
         self._sock.listen(16)
         self._sock.settimeout(0.1)
         self._stop = threading.Event()
@@ -195,7 +197,7 @@ class RawServer(LoopbackServer):
 
     @property
     def port(self) -> int:
-        return self._sock.getsockname()[1]
+        return self._port
 
     def _serve(self) -> None:
         while not self._stop.is_set():
