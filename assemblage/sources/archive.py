@@ -19,6 +19,7 @@ On any refusal the destination is removed, so nothing is left half-written.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import os
@@ -443,7 +444,16 @@ def _download(url: str, target: Path, *, timeout: float, max_bytes: int, policy:
     try:
         parts = urllib.parse.urlsplit(url)
         where = f"{parts.hostname}:{parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), '')}"
-        request = urllib.request.Request(url, headers={"User-Agent": "assemblage"})
+        # urllib takes user:password@ for part of the host name: send it as basic authentication instead,
+        # on this request only (an unredirected header is not copied to where a redirect leads)
+        netloc = parts.netloc.rpartition("@")[2]
+        request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)),
+                                         headers={"User-Agent": "assemblage"})
+        if "@" in parts.netloc:
+            user = urllib.parse.unquote(parts.username or "")
+            password = urllib.parse.unquote(parts.password or "")
+            basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+            request.add_unredirected_header("Authorization", f"Basic {basic}")
     except ValueError as exc:
         raise SourceError(f"{shown}: not a valid URL ({exc})") from None
     if parts.scheme.lower() not in ("http", "https"):
