@@ -55,6 +55,7 @@ class LoopbackServer:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
         self.hits: list[str] = []
+        self.headers: list[dict[str, str]] = []  # of each request, for the HTTP servers
         self._lock = threading.Lock()
 
     def record(self, what: str) -> None:
@@ -111,6 +112,7 @@ class _Static(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server_owner.record(self.path)
+        self.server_owner.headers.append(dict(self.headers))
         super().do_GET()
 
     def do_HEAD(self) -> None:
