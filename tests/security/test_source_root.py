@@ -123,7 +123,7 @@ def test_the_worker_checks_again_and_resolves_relative_paths_against_its_root(wo
                      *(line for line, _ in outside_sources(world)))
     edit_recipe_text(st, run_id, hostile)
     st.start_worker("w1")
-    run = st.wait_run(reader, run_id, timeout=240)
+    st.wait_run(reader, run_id, timeout=240)
     cov = reader.get(f"/runs/{run_id}/coverage").json()
     cells = {c["source"]: c for c in cov["cells"]}
     assert len(cov["cells"]) == 16, cov

@@ -293,7 +293,7 @@ def test_the_service_refuses_what_resolves_to_loopback(service):
     r = submit.post("/runs", content=ssrf_recipe("ssrf-edited", *hostile("localhost", web.port)), headers=yaml)
     assert r.status_code == 201
     edit_recipe_text(st, r.json()["id"], ssrf_recipe(
-        "ssrf-edited", f'archive: "http://169.254.169.254/latest/meta-data/x.tar.gz"',
+        "ssrf-edited", 'archive: "http://169.254.169.254/latest/meta-data/x.tar.gz"',
         f'git: "http://[::ffff:127.0.0.1]:{web.port}/repo.git"', f'archive: "http://127.0.0.1:{web.port}/lib-1.0.tar.gz"'))
     second = st.wait_run(reader, r.json()["id"], timeout=180)
     for run in (first, second):
