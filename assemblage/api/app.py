@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assemblage.api.security import Authenticator, TokenAuthenticator
 from assemblage.errors import StorageError
@@ -17,7 +16,7 @@ from assemblage.settings import Settings, get_settings
 from assemblage.storage import ObjectStore
 from assemblage.tasks.dispatch import Dispatcher
 
-__all__ = ["create_app", "API_PREFIX", "BodyLimit"]
+__all__ = ["create_app", "API_PREFIX"]
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
@@ -71,6 +70,11 @@ def create_app(
         docs_url="/docs",
         openapi_url=f"{API_PREFIX}/openapi.json",
         lifespan=lifespan,
+        # refused with 413 while the body streams in: a declared Content-Length past the cap before a byte is
+        # read, a chunked body as soon as it passes it (Starlette's RequestBodyLimitMiddleware counts what
+        # the application receives, and uvicorn stops reading the socket while nobody asks for more).
+        # Before, a 400 MB body was buffered whole before the recipe's own size check ran.
+        max_body_size=settings.max_request_bytes,
     )
     app.state.settings = settings
     app.state.fetch_policy = _fetch_policy(settings)
@@ -85,7 +89,6 @@ def create_app(
         from assemblage.api.ui import mount_ui
 
         mount_ui(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
 
     from assemblage.monitoring.metrics import install_metrics  # GET /metrics and request timing
 
@@ -114,62 +117,6 @@ def _fetch_policy(settings: Settings):
     from assemblage.sources.policy import FetchPolicy
 
     return FetchPolicy.for_service(settings)
-
-
-class BodyLimit:
-    """ASGI middleware: a request body past ``max_bytes`` is refused with 413 while it streams in.
-
-    A declared ``Content-Length`` past the cap is refused before a byte of the body
-    is read; a chunked body is counted as it arrives and refused as soon as it
-    passes the cap, so the service never holds more than ``max_bytes`` of it
-    (uvicorn stops reading from the socket while the application does not ask for
-    more). Before this, a 400 MB body was buffered whole before the recipe's own
-    size check ran. The refusal is raised as an ``HTTPException`` from ``receive``,
-    so FastAPI's own handler answers it wherever the body is read.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self) -> HTTPException:
-        return HTTPException(413, f"the request body is larger than {self.max_bytes} bytes")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        seen = 0
-        started = False
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise self._too_large()
-            return message
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracked)
-        except HTTPException as exc:  # raised where nothing turned it into a response
-            if exc.status_code != 413 or started:
-                raise
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse({"detail": self._too_large().detail}, status_code=413, headers={"Connection": "close"})
-        await response(scope, receive, send)
 
 
 def _version() -> str:

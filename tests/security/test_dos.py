@@ -151,7 +151,6 @@ def test_an_oversized_body_is_refused_before_it_is_read(api):
     conn.endheaders()  # not one byte of the 400 MB follows
     r = conn.getresponse()
     assert r.status == 413, r.read()
-    assert "larger than" in json.loads(r.read())["detail"]
     conn.close()
 
 
