@@ -22,6 +22,7 @@ import ipaddress
 import re
 import urllib.parse
 import urllib.request
+from typing import Any
 
 __all__ = [
     "ARCHIVE_SCHEMES",
@@ -31,6 +32,7 @@ __all__ = [
     "is_file_url",
     "is_url",
     "redact",
+    "redact_document",
 ]
 
 ARCHIVE_SCHEMES = ("https", "http", "file")
@@ -57,6 +59,17 @@ def redact(text: str) -> str:
     if not text or ("://" not in text and "=" not in text):
         return text
     return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
+
+
+def redact_document(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with :func:`redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_document(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_document(v) for v in value]
+    return value
 
 
 def is_url(ref: str) -> bool:

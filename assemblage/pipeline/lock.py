@@ -19,6 +19,13 @@ What it holds (:class:`Lock`):
   settings that reached the build (variables, flags, umask, build path,
   runner, limits, dependency images) and the sha256 of every binary and PDB.
 
+A lock is shown to read tokens (``GET /runs/{id}/lock``) and published with
+datasets, so it carries no credentials: URLs in the recipe text and the
+sources' entries are redacted (``https://***@host/...``, see
+:func:`assemblage.urls.redact`; the sha256 is the submitted recipe's). A rebuild
+of a source that needed credentials needs them again (a git credential helper,
+or the URL edited in the lock).
+
 Two locks of the same recipe built the same way are equal except in ``run``
 (the run's id, its dates and the folder relative paths started from), which
 :func:`comparable` drops: the embedded mode and the service produce the same
@@ -38,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from assemblage.builds.reproducible import BuildEnvironment, BuildSettings, ToolchainInfo
 from assemblage.db import models as m
+from assemblage.urls import redact, redact_document
 from assemblage.errors import LockError
 
 __all__ = ["LOCK_VERSION", "Lock", "LockedBinary", "LockedBuild", "LockedSource", "comparable", "lock_for_run", "lock_json",
@@ -159,7 +167,8 @@ def lock_for_run(s: Session, run_id: int | None = None) -> Lock:
     positions = {src.id: src.position for src in sources}
     locked_sources = [
         LockedSource(position=src.position, label=src.label, kind=src.kind, name=src.name, status=src.status,
-                     spec=src.spec, pinned=src.pinned_spec, pin=src.pin, commit=src.commit, sha256=src.sha256,
+                     spec=redact_document(src.spec), pinned=redact_document(src.pinned_spec), pin=src.pin,
+                     commit=src.commit, sha256=src.sha256,
                      version=src.version, source_date_epoch=src.source_date_epoch)
         for src in sources
     ]
@@ -203,7 +212,8 @@ def lock_for_run(s: Session, run_id: int | None = None) -> Lock:
         assemblage=_assemblage_version(),
         run=LockedRun(id=run.id, status=run.status, created_at=run.created_at, finished_at=run.finished_at,
                       base=(run.options or {}).get("base")),
-        recipe=LockedRecipe(name=run.recipe.name, sha256=run.recipe.sha256, text=run.recipe.text, options=options),
+        recipe=LockedRecipe(name=run.recipe.name, sha256=run.recipe.sha256, text=redact(run.recipe.text),
+                            options=options),
         sources=locked_sources,
         toolchains=[toolchains[i] for i in order],
         builds=builds,

@@ -28,7 +28,7 @@ from pathlib import Path
 __all__ = [
     "Canary", "LoopbackServer", "StaticServer", "RedirectServer", "AuthGitServer", "RawServer", "closed_port",
     "git", "make_repo", "bare_for_http", "c_project", "tarball", "find_in_database", "find_in_bucket",
-    "find_in_files", "assert_nowhere",
+    "find_in_files", "assert_nowhere", "edit_recipe_text", "query", "servers", "wait_for",
 ]
 
 
@@ -362,17 +362,6 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.3, what: str = 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def services_mark():
-    """Skip when PostgreSQL, Redis or S3 do not answer, except in CI (``CI=true``), where the test must fail."""
-    import pytest
-
-    from tests.integration.service_stack import missing_services
-
-    missing = missing_services()
-    return pytest.mark.skipif(bool(missing) and os.environ.get("CI") != "true",
-                              reason=f"services not reachable: {', '.join(missing)} (make services)")
 
 
 def edit_recipe_text(stack, run_id: int, text: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import SAMPLES, need
 from tests.integration.service_stack import Stack, assemblage_cmd
-from tests.security.support import RawServer, edit_recipe_text, query, services_mark, wait_for
+from tests.security.support import RawServer, edit_recipe_text, query, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +105,7 @@ def stack(tmp_path_factory):
             yield st
 
 
-@services_mark()
+@pytest.mark.usefixtures("services")
 def test_the_api_answers_422_for_an_invalid_url(stack):
     submit = stack.client(stack.token("submit"))
     r = submit.post("/runs", content=recipe('path: "recipes/samples/calc"', BAD_URL),
@@ -115,7 +115,7 @@ def test_the_api_answers_422_for_an_invalid_url(stack):
                                    "message": "'http://[::1/x.tgz' is not a valid URL (Invalid IPv6 URL)"}]
 
 
-@services_mark()
+@pytest.mark.usefixtures("services")
 def test_a_start_that_cannot_succeed_is_not_sent_again(stack):
     """The stored recipe is what the attack got in before the model checked URLs (an older API)."""
     submit = stack.client(stack.token("submit"))
@@ -138,7 +138,7 @@ def test_a_start_that_cannot_succeed_is_not_sent_again(stack):
     assert query(stack, "SELECT status FROM runs WHERE id = :r", r=run_id) == [("failed",)]
 
 
-@services_mark()
+@pytest.mark.usefixtures("services")
 def test_a_server_that_is_not_http_fails_its_source_not_the_run(stack):
     if "w1" not in stack.procs:
         stack.start_worker("w1")

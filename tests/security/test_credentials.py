@@ -26,7 +26,6 @@ from tests.security.support import (
     find_in_files,
     make_repo,
     new_canary,
-    services_mark,
     tarball,
 )
 
@@ -99,7 +98,7 @@ def check_stored(url: str, secrets: Secrets) -> None:
         assert held and held <= STORED_FOR_FETCHING, (secret, held)
 
 
-@services_mark()
+@pytest.mark.usefixtures("services")
 def test_the_service_never_shows_credentials(hosts):
     base, secrets, text, forge = hosts
     with pytest.MonkeyPatch.context() as mp:
@@ -115,6 +114,9 @@ def test_the_service_never_shows_credentials(hosts):
             assert run["builds"] == {"succeeded": 2, "skipped": 3}, run
             assert any(h.startswith("401 ") for h in forge.hits)  # the forge asked, git answered with the URL's
             answers = [r.text, str(run)]
+            lock = reader.get(f"/runs/{run['id']}/lock")
+            assert lock.status_code == 200 and "***@" in lock.text
+            answers.append(lock.text)
             cov = reader.get(f"/runs/{run['id']}/coverage").json()
             answers.append(str(cov))
             for c in cov["cells"]:
@@ -150,6 +152,9 @@ def test_the_cli_never_shows_credentials(hosts):
     assert "***@" in printed  # the summary names the failed sources, redacted
     assert not [s for s in secrets.all() if s in printed], printed
     check_stored(f"sqlite:///{out / 'dataset.sqlite'}", secrets)
+    lock = subprocess.run(assemblage_cmd("lock", str(out)), capture_output=True, text=True, timeout=120)
+    assert lock.returncode == 0 and "***@" in lock.stdout, lock.stderr
+    assert not [s for s in secrets.all() if s in lock.stdout + lock.stderr]  # a lock is published with datasets
     with sqlite3.connect(out / "dataset.sqlite") as db:
         assert {row[0] for row in db.execute("SELECT status FROM builds")} == {"succeeded", "skipped"}
     leaks = find_in_files(out, secrets.all(), skip=[out / "dataset.sqlite"])

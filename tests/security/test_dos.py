@@ -22,9 +22,8 @@ import httpx
 import pytest
 
 from tests.integration.service_stack import Stack, assemblage_cmd
-from tests.security.support import services_mark
 
-pytestmark = [pytest.mark.integration, services_mark()]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("services")]
 
 MATRIX = "matrix:\n  platform: [linux]\n  arch: [x86_64]\n  toolchain: [gcc-12]\n  opt: [O0]\n"
 CAP = 100

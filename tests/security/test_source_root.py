@@ -26,11 +26,10 @@ from tests.security.support import (
     c_project,
     edit_recipe_text,
     make_repo,
-    services_mark,
     tarball,
 )
 
-pytestmark = [pytest.mark.integration, services_mark()]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("services")]
 
 
 def recipe(*sources: str) -> str:

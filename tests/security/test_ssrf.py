@@ -39,7 +39,6 @@ from tests.security.support import (
     git,
     make_repo,
     servers,
-    services_mark,
     tarball,
 )
 
@@ -270,7 +269,7 @@ def hostile(host: str, port: int) -> list[str]:
             f'git: "git://{host}:{port}/repo.git"']
 
 
-@services_mark()
+@pytest.mark.usefixtures("services")
 def test_the_service_refuses_what_resolves_to_loopback(service):
     st, web, canary = service
     submit = st.client(st.token("submit"))

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from tests.integration.service_stack import Stack, assemblage_cmd
-from tests.security.support import query, services_mark
+from tests.security.support import query
 
-pytestmark = [pytest.mark.integration, services_mark()]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("services")]
 
 
 @pytest.fixture(scope="module")
