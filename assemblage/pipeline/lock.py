@@ -45,8 +45,8 @@ from sqlalchemy.orm import Session
 
 from assemblage.builds.reproducible import BuildEnvironment, BuildSettings, ToolchainInfo
 from assemblage.db import models as m
-from assemblage.urls import redact, redact_document
 from assemblage.errors import LockError
+from assemblage.urls import redact, redact_document
 
 __all__ = ["LOCK_VERSION", "Lock", "LockedBinary", "LockedBuild", "LockedSource", "comparable", "lock_for_run", "lock_json",
            "lock_sha256", "parse_lock"]

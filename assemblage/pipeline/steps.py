@@ -27,7 +27,8 @@ from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.builds.runner import Limits
 from assemblage.db import models as m
 from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_scope
-from assemblage.errors import AssemblageError, InvalidBinaryError, Problem, RecipeError, SourceError
+from assemblage.errors import AssemblageError, InvalidBinaryError, RecipeError, SourceError
+from assemblage.pipeline.failures import fail_source, sources_counted, too_many_builds, unexpected_fetch_error
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
 from assemblage.sources.policy import FetchPolicy
@@ -35,7 +36,7 @@ from assemblage.storage.base import ObjectStore, sha256_file
 from assemblage.urls import redact
 
 __all__ = ["Context", "create_run", "expand_run", "complete_crawl", "crawl_run_source", "fetch_run_source",
-           "fail_source", "fail_run", "execute_build", "finish_run", "build_key", "sources_counted", "too_many_builds"]
+           "execute_build", "finish_run", "build_key"]
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +99,6 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: b
     if expand:
         expand_run(ctx, run_id, recipe)
     return run_id
-
-
-def sources_counted(spec) -> int:  # noqa: ANN001
-    """How many sources a recipe entry may become: a search or a selector counts as its ``limit``."""
-    from assemblage.recipes.models import DebianSource, GithubSource
-
-    if isinstance(spec, GithubSource):
-        return spec.github.limit
-    if isinstance(spec, DebianSource) and not isinstance(spec.debian, str):
-        return spec.debian.limit
-    return 1
-
-
-def too_many_builds(sources: int, configs: int, cap: int) -> Problem:
-    """The problem of a run past the service's cap, with the numbers."""
-    return Problem("sources", f"{sources} source(s) x {configs} configuration(s) = {sources * configs} builds, "
-                              f"more than the {cap} this service takes in one run (ASSEMBLAGE_MAX_BUILDS_PER_RUN)")
 
 
 def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
@@ -312,7 +296,7 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
         fail_source(ctx, source_id, str(exc))
         return False
     except Exception as exc:  # noqa: BLE001 - a library's exception must fail the source, not the run
-        fail_source(ctx, source_id, _unexpected(source_id, exc))
+        fail_source(ctx, source_id, unexpected_fetch_error(source_id, exc))
         return False
     with session_scope(ctx.sessions) as s:
         src = s.get(m.Source, source_id)
@@ -326,48 +310,6 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
         if src.source_date_epoch is None:  # a rebuild sets the lock's
             src.source_date_epoch = source_date_epoch(fetched.kind, fetched.last_update)
     return True
-
-
-def _unexpected(source_id: int, exc: BaseException) -> str:
-    """Log an exception a fetch should not have raised (traceback redacted); the reason to record."""
-    import traceback
-
-    log.error("source %s: fetching raised %s\n%s", source_id, type(exc).__name__,
-              redact("".join(traceback.format_exception(exc))))
-    return redact(f"fetching failed unexpectedly ({type(exc).__name__}: {exc}); the worker's log has the details")
-
-
-def fail_source(ctx: Context, source_id: int, reason: str) -> None:
-    """One source could not be fetched: it is ``failed`` with ``reason`` (redacted); its pending builds are skipped."""
-    reason = redact(reason)
-    with session_scope(ctx.sessions) as s:
-        src = s.get(m.Source, source_id)
-        if src is None:
-            return
-        src.status, src.error = "failed", reason
-        for b in s.scalars(select(m.Build).where(m.Build.source_id == source_id, m.Build.status == "pending")):
-            b.status, b.reason, b.message = "skipped", "source_unavailable", reason[:2000]
-            b.finished_at = _utcnow()
-
-
-def fail_run(ctx: Context, run_id: int, reason: str) -> None:
-    """A run that cannot start (its recipe no longer validates, a bug): ``failed`` with a note; nothing re-sends it.
-
-    The sweeper re-sends the start of ``pending`` runs only, so a run whose start
-    failed for a reason that will not pass is closed here instead of being retried
-    every sweep for ever.
-    """
-    reason = redact(reason)
-    with session_scope(ctx.sessions) as s:
-        run = s.get(m.Run, run_id)
-        if run is None or run.status in ("finished", "failed"):
-            return
-        run.status, run.finished_at = "failed", _utcnow()
-        run.notes = [*(run.notes or []), f"the run could not start: {reason[:2000]}"]
-        for b in s.scalars(select(m.Build).where(m.Build.run_id == run_id, m.Build.status.in_(("pending", "running")))):
-            b.status, b.reason, b.message, b.finished_at = "skipped", "run_failed", reason[:2000], _utcnow()
-        for src in s.scalars(select(m.Source).where(m.Source.run_id == run_id, m.Source.status == "pending")):
-            src.status, src.error = "failed", reason
 
 
 def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: dict[str, Any]) -> str:
@@ -490,7 +432,7 @@ def _ensure_checkout(ctx: Context, src: m.Source, base: Path) -> Path:
     except AssemblageError:
         raise
     except Exception as exc:  # noqa: BLE001 - as in fetch_run_source: the source fails, not the worker
-        raise SourceError(_unexpected(src.id, exc)) from None
+        raise SourceError(unexpected_fetch_error(src.id, exc)) from None
     pin = fetched.commit or fetched.sha256
     if src.pin and pin and not src.pin.startswith("tree:") and pin != src.pin:
         raise SourceError(f"{src.label}: fetched {pin}, but the run pinned {src.pin}")

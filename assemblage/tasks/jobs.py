@@ -21,12 +21,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from assemblage.db import models as m
 from assemblage.db.session import session_scope
 from assemblage.errors import AssemblageError
+from assemblage.pipeline.failures import fail_run, fail_source
 from assemblage.pipeline.steps import (
     crawl_run_source,
     execute_build,
     expand_run,
-    fail_run,
-    fail_source,
     fetch_run_source,
     finish_run,
     record_internal_error,

@@ -74,7 +74,7 @@ def check_submitted(recipe, policy, max_builds: int) -> list[Problem]:
       selector counts as its ``limit``).
     """
     from assemblage.errors import FetchRefusedError
-    from assemblage.pipeline.steps import sources_counted, too_many_builds
+    from assemblage.pipeline.failures import sources_counted, too_many_builds
     from assemblage.recipes.matrix import expand_matrix
     from assemblage.recipes.models import ArchiveSource, GitSource
     from assemblage.sources.git import is_remote
@@ -136,7 +136,8 @@ def _parsers() -> anyio.CapacityLimiter:
 async def create_run(request: Request, token: SubmitToken, settings: SettingsDep, dispatcher: DispatcherDep) -> RunCreated:
     from starlette.concurrency import run_in_threadpool
 
-    from assemblage.pipeline.steps import Context, create_run as create
+    from assemblage.pipeline.steps import Context
+    from assemblage.pipeline.steps import create_run as create
 
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in YAML_TYPES and ctype != "application/json":
