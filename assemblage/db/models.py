@@ -129,6 +129,7 @@ class Source(Base):
     url: Mapped[str | None] = mapped_column(String(1000))
     last_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     checkout: Mapped[str | None] = mapped_column(String(4000))  # where the fetched tree is (embedded)
+    worker: Mapped[str | None] = mapped_column(String(200))  # the process fetching it now (its heartbeat row)
     source_date_epoch: Mapped[int | None] = mapped_column(BigInteger)  # what its builds get (builds.reproducible)
 
 
@@ -414,6 +415,7 @@ class Crawl(Base):
     requests: Mapped[int] = mapped_column(Integer, default=0)
     not_modified: Mapped[int] = mapped_column(Integer, default=0)  # answered 304 from the cache
     accepted: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))  # the process crawling it now (its heartbeat row)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,15 +2,18 @@
 
 Two failures it repairs:
 
-- a worker died (kill -9, machine gone) while building or exporting: its build
-  (or export) is ``running`` but the process has no fresh heartbeat. It goes
-  back to ``pending`` and is sent again (after that transaction commits).
+- a worker died (kill -9, machine gone) while building, exporting, fetching or
+  crawling: its build (or export) is ``running``, or its source or crawl names
+  the process (``worker``), but the process has no fresh heartbeat. The work is
+  sent again (after that transaction commits); its unacknowledged message would
+  otherwise wait for Redis's visibility timeout (hours).
 - messages were lost (Redis restarted without persistence): nothing is queued
   or unacknowledged in the broker on two sweeps in a row, yet runs have
   pending work or exports are pending. Their start, fetch, build and export
   messages are sent again.
 
-Sending twice is safe: tasks are idempotent, builds and exports are claimed.
+Sending twice is safe: tasks are idempotent, builds and exports are claimed, fetches and
+crawls leased (``assemblage.tasks.jobs.lease``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from assemblage.db import models as m
 from assemblage.db.session import session_scope
 from assemblage.tasks.app import QUEUES
 
-__all__ = ["Sweeper", "requeue_dead_builds", "requeue_dead_exports", "broker_idle", "resend_lost", "queue_depths"]
+__all__ = ["Sweeper", "requeue_dead_builds", "requeue_dead_exports", "requeue_dead_leases", "broker_idle", "resend_lost", "queue_depths"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,33 @@ def requeue_dead_exports(sessions: sessionmaker[Session], dead_after: float, sen
             todo.append(export.id)
     for eid in todo:  # after the commit above
         send("export", eid, None)
+    return todo
+
+
+def requeue_dead_leases(sessions: sessionmaker[Session], dead_after: float, send) -> list[tuple[str, int]]:
+    """Fetches and crawls whose process went silent (kill -9, machine gone) are sent again.
+
+    Their messages sit unacknowledged in Redis until the visibility timeout (hours), and a
+    broker holding them is not idle, so :func:`resend_lost` would not see them.
+    """
+    cutoff = m.utcnow() - timedelta(seconds=dead_after)
+    w = aliased(m.Worker)
+    todo: list[tuple[str, int]] = []
+    with session_scope(sessions) as s:
+        for kind, model, active in (("fetch", m.Source, ("pending",)), ("crawl", m.Crawl, ("pending", "running"))):
+            rows = s.execute(select(model, w.last_seen).outerjoin(w, w.id == model.worker)
+                             .where(model.worker.is_not(None), model.status.in_(active))
+                             .with_for_update(of=model, skip_locked=True)).all()
+            for row, seen in rows:
+                if seen is not None and seen.tzinfo is None:
+                    seen = seen.replace(tzinfo=cutoff.tzinfo)
+                if seen is not None and seen >= cutoff:
+                    continue
+                log.warning("%s %s: worker %s is silent; sending it again", kind, row.id, row.worker)
+                row.worker = None
+                todo.append((kind, row.id))
+    for kind, row_id in todo:  # after the commit above
+        send(kind, row_id, None)
     return todo
 
 
@@ -180,6 +210,7 @@ class Sweeper:
         if now - self._db_ok_since >= self.dead_after:  # workers have had time to beat again
             out["requeued"] = len(requeue_dead_builds(self.sessions, self.dead_after, self.send))
             out["requeued"] += len(requeue_dead_exports(self.sessions, self.dead_after, self.send))
+            out["requeued"] += len(requeue_dead_leases(self.sessions, self.dead_after, self.send))
         try:
             idle = broker_idle(self.broker_url)
         except Exception as exc:  # noqa: BLE001 - the broker is away; try again next time

@@ -11,6 +11,7 @@ network); a compile error is a build status, never an exception.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from typing import Any
 
 import kombu.exceptions
@@ -23,6 +24,7 @@ from assemblage.db.session import session_scope
 from assemblage.errors import AssemblageError
 from assemblage.pipeline.failures import fail_run, fail_source
 from assemblage.pipeline.steps import (
+    complete_crawl,
     crawl_run_source,
     execute_build,
     expand_run,
@@ -145,12 +147,27 @@ def crawl(self, crawl_id: int) -> int:
 
     rt = runtime(_settings())
     ctx = rt.context()
+    verdict = lease(rt, m.Crawl, crawl_id, final=("finished", "failed"))
+    if verdict in ("missing", "busy"):
+        return 0
     try:
-        added = crawl_run_source(ctx, crawl_id, rt.settings)
+        if verdict == "go":
+            with lease_heartbeat(rt):
+                crawl_run_source(ctx, crawl_id, rt.settings)
+        complete_crawl(ctx, crawl_id)  # idempotent: a copy delivered after a crash finishes the job
     except RateLimited as exc:
+        release(rt, m.Crawl, crawl_id)  # waiting for GitHub is not a dead worker: the sweep leaves it
         raise self.retry(countdown=max(1.0, exc.wait), max_retries=None) from None
     except GithubUnavailable:
+        release(rt, m.Crawl, crawl_id)
         raise self.retry(countdown=60, max_retries=None) from None
+    with session_scope(rt.sessions) as s:
+        # every source of the crawl still waiting for its fetch: a crash between adding the
+        # sources and sending their fetches must not leave them unsent (a fetch sent twice is
+        # harmless: it is leased)
+        added = list(s.scalars(select(m.Source.id).join(m.CrawlRepo, m.CrawlRepo.source_id == m.Source.id)
+                               .where(m.CrawlRepo.crawl_id == crawl_id, m.Source.status == "pending")
+                               .order_by(m.Source.id)))
     for sid in added:  # committed by complete_crawl
         send_fetch(sid)
     with session_scope(rt.sessions) as s:
@@ -172,9 +189,13 @@ def fetch(self, source_id: int) -> int:
     """
     rt = runtime(_settings())
     ctx = rt.context()
+    if lease(rt, m.Source, source_id, final=("fetched", "failed")) == "busy":
+        return 0  # a live process is fetching it; if that process dies, the sweep sends it again
     try:
-        fetch_run_source(ctx, source_id)
+        with lease_heartbeat(rt):
+            fetch_run_source(ctx, source_id)
     except TRANSIENT:
+        release(rt, m.Source, source_id)
         raise
     except Exception as exc:  # noqa: BLE001 - see the docstring
         _log_failure(f"source {source_id} cannot be fetched", exc)
@@ -204,6 +225,46 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, AssemblageError):
         return redact(str(exc))
     return redact(f"{type(exc).__name__}: {exc} (a bug of Assemblage; the worker's log has the traceback)")
+
+
+def lease(rt, model, row_id: int, *, final: tuple[str, ...]) -> str:  # noqa: ANN001
+    """Hold a fetch's source or a crawl for this process: "go", "missing", "busy" or its final status.
+
+    The row names this process (``worker``) while the task runs and the process's heartbeat
+    says it is alive; a row whose worker went silent is sent again by the sweep
+    (:func:`assemblage.tasks.coordinator.requeue_dead_leases`). Builds and exports have
+    their own claims (they also move a status).
+    """
+    me = process_id()
+    with session_scope(rt.sessions) as s:
+        row = s.get(model, row_id, with_for_update=True)
+        if row is None:
+            return "missing"
+        if row.status in final:
+            return row.status
+        if row.worker and row.worker != me and is_alive(s, row.worker, rt.settings.worker_dead_after):
+            return "busy"
+        row.worker = me
+        touch(s, wid=me, kind="process")
+        return "go"
+
+
+def release(rt, model, row_id: int) -> None:  # noqa: ANN001
+    """This process lets go of a leased row (a retry comes later; not a dead worker)."""
+    with session_scope(rt.sessions) as s:
+        row = s.get(model, row_id)
+        if row is not None and row.worker == process_id():
+            row.worker = None
+
+
+@contextmanager
+def lease_heartbeat(rt):  # noqa: ANN001
+    """This process's heartbeat while it holds a lease."""
+    hb = Heartbeat(rt.sessions, wid=process_id(), kind="process", interval=rt.settings.heartbeat_interval).start()
+    try:
+        yield
+    finally:
+        hb.stop()
 
 
 def claim_build(rt, build_id: int) -> tuple[str, int | None]:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import select
 
 from assemblage.db import models as m
 from assemblage.db.session import init_schema, make_engine, make_sessionmaker, session_scope
@@ -176,3 +177,35 @@ def test_sweeper_waits_after_a_database_outage_before_declaring_deaths(sessions,
 
     time.sleep(0.35)
     assert sw.sweep()["requeued"] == 1
+
+
+def test_fetches_and_crawls_of_dead_workers_are_sent_again(sessions):
+    """A fetch or crawl whose process died is sent again; live, released and finished ones are not."""
+    from assemblage.pipeline.crawl import create_crawl
+    from assemblage.recipes.models import GithubQuery, GithubSource
+    from assemblage.tasks.coordinator import requeue_dead_leases
+    from assemblage.tasks.jobs import lease, release
+
+    make_run(sessions, n=1, source_status="pending")
+    old = m.utcnow() - timedelta(seconds=120)
+    with session_scope(sessions) as s:
+        run_id = s.scalars(select(m.Run.id)).one()
+        sid = s.scalars(select(m.Source.id)).one()
+        crawls = [create_crawl(s, GithubSource(github=GithubQuery(query=f"q{i}")), run_id=run_id).id for i in range(4)]
+    rt = SimpleNamespace(sessions=sessions, settings=load_settings(worker_dead_after=30))
+    assert lease(rt, m.Source, sid, final=("fetched", "failed")) == "go"
+    for cid in crawls:
+        assert lease(rt, m.Crawl, cid, final=("finished", "failed")) == "go"
+    release(rt, m.Crawl, crawls[1])  # waiting for a retry: not dead
+    with session_scope(sessions) as s:
+        s.get(m.Crawl, crawls[2]).status = "finished"
+        s.get(m.Crawl, crawls[3]).worker = "alive@h/1/9"
+        s.get(m.Worker, process_id()).last_seen = old  # this "process" died
+    beat(sessions, wid="alive@h/1/9", kind="process")
+    assert lease(rt, m.Crawl, crawls[3], final=("finished", "failed")) == "busy"
+    sent = []
+    requeued = requeue_dead_leases(sessions, 30, lambda kind, i, cfg: sent.append((kind, i)))
+    assert sorted(sent) == sorted(requeued) == sorted([("fetch", sid), ("crawl", crawls[0])])
+    with sessions() as s:
+        assert s.get(m.Source, sid).worker is None and s.get(m.Crawl, crawls[0]).worker is None
+    assert requeue_dead_leases(sessions, 30, lambda *a: None) == []  # sent once
