@@ -18,7 +18,8 @@ def crawl_recipe(recipe_path: Path, out: Path | None, *, as_json: bool, console:
 
     ``debian:`` selectors are expanded too (:mod:`assemblage.cli.crawl_debian`), fetching into ``debian_cache``.
     """
-    from assemblage.db.session import init_schema, make_engine, make_sessionmaker, session_scope, sqlite_url
+    from assemblage.db.migrate import prepare_dataset
+    from assemblage.db.session import make_engine, make_sessionmaker, session_scope, sqlite_url
     from assemblage.pipeline.crawl import crawl_report, create_crawl, fail_crawl, make_client, run_crawl
     from assemblage.recipes.load import load_recipe
     from assemblage.recipes.models import GithubSource
@@ -31,7 +32,7 @@ def crawl_recipe(recipe_path: Path, out: Path | None, *, as_json: bool, console:
         folder = Path(out) if out is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         engine = make_engine(sqlite_url(folder / "dataset.sqlite"))
-        init_schema(engine)
+        prepare_dataset(engine)
         sessions = make_sessionmaker(engine)
         reports = []
         for position, spec in searches:

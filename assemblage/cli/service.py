@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from assemblage.db.migrate import alembic_config, upgrade_database  # re-exported: scripts and tests use them here
+
 __all__ = ["register", "alembic_config", "upgrade_database"]
 
 _SettingsFile = Annotated[Optional[Path], typer.Option("--settings", help="A TOML settings file (the environment wins)")]
@@ -23,34 +25,6 @@ def _settings(file: Optional[Path]):
         os.environ["ASSEMBLAGE_SETTINGS_FILE"] = str(file)  # and names it for get_settings in this process
         get_settings.cache_clear()
     return get_settings()
-
-
-def alembic_config(database_url: str):
-    """Alembic's configuration for this checkout's ``migrations/`` and a database URL."""
-    from alembic.config import Config
-
-    from assemblage.errors import StorageError
-
-    root = Path(__file__).resolve().parents[2]
-    ini = root / "alembic.ini"
-    if not (root / "migrations" / "env.py").is_file():
-        raise StorageError(f"no migrations/ next to the package ({root}): run from a source checkout or the image")
-    cfg = Config(str(ini)) if ini.is_file() else Config()
-    cfg.set_main_option("script_location", str(root / "migrations"))
-    cfg.attributes["database_url"] = database_url
-    return cfg
-
-
-def upgrade_database(database_url: str, revision: str = "head") -> None:
-    from alembic import command
-    from sqlalchemy.exc import OperationalError
-
-    from assemblage.errors import StorageError
-
-    try:
-        command.upgrade(alembic_config(database_url), revision)
-    except OperationalError as exc:
-        raise StorageError(f"cannot migrate the database: {exc.orig}") from None
 
 
 def _service_sessions(database_url: str):

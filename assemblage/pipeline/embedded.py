@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from assemblage.builds.runner import allow_builds, kill_all_builds
 from assemblage.db import models as m
-from assemblage.db.session import init_schema, make_engine, make_sessionmaker, sqlite_url
+from assemblage.db.migrate import prepare_dataset
+from assemblage.db.session import make_engine, make_sessionmaker, sqlite_url
 from assemblage.pipeline.steps import (
     Context,
     complete_crawl,
@@ -52,7 +53,7 @@ def open_dataset(out: Path, *, work_root: Path | None = None) -> Dataset:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     engine = make_engine(sqlite_url(out / DATASET_FILE))
-    init_schema(engine)
+    prepare_dataset(engine)  # a new dataset, or an older one brought to this schema
     ctx = Context(
         sessions=make_sessionmaker(engine),
         store=LocalStore(out),

@@ -68,7 +68,7 @@ def test_worker_image_dockerfile():
     text = (REPO / "workers" / "linux" / "Dockerfile").read_text()
     assert "ARG BASE=debian:bookworm-slim" in text and "FROM ${BASE}" in text
     assert "USER assemblage" in text and "HEALTHCHECK" in text
-    assert "COPY migrations" in text
+    assert "COPY assemblage ./assemblage" in text  # the migrations are part of the package
 
 
 def test_upstream_images_are_pinned_and_flower_is_there():
