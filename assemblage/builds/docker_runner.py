@@ -212,10 +212,7 @@ class DockerRunner(LocalRunner):
         finally:
             with _live_lock:
                 _live.discard(container)
-            try:
-                container.remove(force=True)
-            except docker.errors.APIError:
-                pass
+            _remove(container, log)
         duration = time.monotonic() - started
         sig = rc - 128 if rc > 128 else None
         if oom:
@@ -226,3 +223,26 @@ class DockerRunner(LocalRunner):
             log.write(f"\n! killed after the build's time limit ({self.limits.timeout:.0f}s)\n")
         log.write(f"# exit {rc} after {duration:.2f}s\n")
         return StepResult(step=step, returncode=rc, duration=duration, timed_out=timed_out, signal=sig, tail=tail)
+
+
+def _remove(container, log: IO[str], attempts: int = 6) -> None:
+    """Remove a step's container, trying again while the daemon is busy with it.
+
+    Under load the daemon can refuse a forced removal for a moment ("removal already
+    in progress", an overlay file system still busy), which left containers behind.
+    """
+    import docker.errors
+    import requests.exceptions
+
+    for i in range(attempts):
+        try:
+            container.remove(force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            if i == attempts - 1:
+                log.write(f"! could not remove the step's container {container.short_id}: {exc}\n")
+                return
+            time.sleep(0.5 * (i + 1))
+
