@@ -1,0 +1,444 @@
+"""The reference in docs/ covers what the code has.
+
+Every list here is generated from the real objects (the recipe's JSON Schema, the
+SQLAlchemy metadata, the settings model, the Typer app, the error classes), so a key,
+column, setting, command or option added to the code without a line in the docs fails
+this test, and the message names the item and the file (and section) it belongs in.
+
+Conventions the docs follow (and that these tests read):
+
+- docs/recipes.md names every recipe key by its path in backticks: `build.timeout`,
+  `sources[].git`, `sources[].debian.section`, `exclude[].opt`.
+- docs/dataset.md has one heading per table, ``### `binaries` ``, and names each column in
+  backticks inside that table's section.
+- docs/settings.md has one table row per setting holding its variable (`ASSEMBLAGE_API_PORT`),
+  its TOML key (`api_port`) and its default; settings-file-only keys by path (`fleet.groups.*.max`).
+- docs/cli.md has one heading per command, ``### `assemblage recipe check` ``, naming in its
+  section each option (`--json`) and argument (`RECIPE`); a command with ``--json`` shows the
+  shape in a ```json block; the exit codes are a table in the section "Exit codes".
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+
+
+def _read(name: str) -> str:
+    path = DOCS / name
+    assert path.is_file(), f"docs/{name} is missing"
+    return path.read_text(encoding="utf-8")
+
+
+def _spans(text: str) -> set[str]:
+    """Every inline code span (`...`) of a Markdown text."""
+    return set(re.findall(r"`([^`\n]+)`", text))
+
+
+def _sections(text: str) -> dict[str, str]:
+    """Heading whose text starts with a code span -> that span, mapped to the text up to the next heading."""
+    out: dict[str, str] = {}
+    parts = re.split(r"^(#{1,6} .*)$", text, flags=re.M)
+    for heading, body in zip(parts[1::2], parts[2::2]):
+        m = re.match(r"#{1,6} `([^`]+)`", heading)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), "") + body
+    return out
+
+
+def _section_named(text: str, title: str) -> str:
+    parts = re.split(r"^(#{1,6} .*)$", text, flags=re.M)
+    for heading, body in zip(parts[1::2], parts[2::2]):
+        if heading.lstrip("#").strip().lower() == title.lower():
+            return body
+    raise AssertionError(f"no section '{title}'")
+
+
+def schema_keys(schema: dict[str, Any]) -> set[str]:
+    """Every key path of a JSON Schema: objects by `.`, array items by `[]`, free-form maps by `.*`."""
+    defs = schema.get("$defs", {})
+    keys: set[str] = set()
+
+    def walk(node: dict[str, Any], path: str, seen: frozenset[tuple[str, str]]) -> None:
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[-1]
+            if (name, path) not in seen:
+                walk(defs[name], path, seen | {(name, path)})
+        for combo in ("anyOf", "oneOf", "allOf"):
+            for sub in node.get(combo, []):
+                walk(sub, path, seen)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]", seen)
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}.*", seen)
+        for name, sub in node.get("properties", {}).items():
+            key = f"{path}.{name}" if path else name
+            keys.add(key)
+            walk(sub, key, seen)
+
+    walk(schema, "", frozenset())
+    return keys
+
+
+# ---------------------------------------------------------------- recipes
+
+
+def recipe_keys() -> set[str]:
+    from assemblage.recipes.models import Recipe
+
+    return schema_keys(Recipe.model_json_schema())
+
+
+def test_recipe_schema_walk_sees_nested_keys():
+    keys = recipe_keys()
+    # the walk reaches every level: sources by kind, a debian selector, the github query, the matrix
+    for key in ("name", "sources[].git", "sources[].submodules", "sources[].subdir", "sources[].debian.section",
+                "sources[].github.query", "matrix.opt", "exclude[].arch", "build.timeout", "outputs.objects"):
+        assert key in keys, key
+
+
+def test_every_recipe_key_is_in_docs_recipes():
+    spans = _spans(_read("recipes.md"))
+    missing = sorted(k for k in recipe_keys() if k not in spans)
+    assert not missing, "docs/recipes.md does not document these recipe keys (name each as `KEY`): " + ", ".join(
+        f"`{k}`" for k in missing)
+
+
+def test_docs_recipes_names_no_key_the_recipe_lacks():
+    keys = recipe_keys()
+    looks_like_key = re.compile(r"^(sources\[\]|matrix|build|outputs|exclude\[\])\.[a-z_]+(\.[a-z_]+)*$")
+    stale = sorted(s for s in _spans(_read("recipes.md")) if looks_like_key.match(s) and s not in keys)
+    assert not stale, f"docs/recipes.md names keys the recipe format does not have: {stale}"
+
+
+def test_every_source_kind_has_its_section():
+    from assemblage.recipes.models import SOURCE_KINDS
+
+    text = _read("recipes.md")
+    for kind in SOURCE_KINDS:
+        assert re.search(rf"^#+ .*`{kind}`", text, re.M), f"docs/recipes.md: no heading for the source kind `{kind}`"
+
+
+def test_recipe_docs_list_every_toolchain_and_opt_level():
+    from assemblage.recipes.models import ARCHS, OPTS, PLATFORMS
+    from assemblage.toolchains.registry import TOOLCHAINS
+
+    spans = _spans(_read("recipes.md"))
+    missing = [v for v in (*TOOLCHAINS, *OPTS, *ARCHS, *PLATFORMS) if v not in spans]
+    assert not missing, f"docs/recipes.md does not name these matrix values (as `VALUE`): {missing}"
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def dataset_metadata():
+    import assemblage.db.auth  # noqa: F401 - the tokens table lives on the same Base (as in migrations/env.py)
+    from assemblage.db.models import Base
+
+    return Base.metadata
+
+
+def test_every_table_and_column_is_in_docs_dataset():
+    sections = _sections(_read("dataset.md"))
+    problems = []
+    for table in dataset_metadata().sorted_tables:
+        if table.name not in sections:
+            problems.append(f"table `{table.name}` has no section (a heading ### `{table.name}`)")
+            continue
+        spans = _spans(sections[table.name])
+        problems += [f"column `{table.name}.{c.name}` is not named in the section of `{table.name}`"
+                     for c in table.columns if c.name not in spans]
+    assert not problems, "docs/dataset.md: " + "; ".join(problems)
+
+
+def test_docs_dataset_has_no_table_the_models_lack():
+    tables = {t.name for t in dataset_metadata().sorted_tables}
+    text = _read("dataset.md")
+    headed = re.findall(r"^#{2,4} `([a-z_]+)`(.*)$", text, re.M)
+    stale = [name for name, rest in headed if name not in tables and "exports only" not in rest]
+    assert not stale, f"docs/dataset.md has sections for tables the models do not define: {stale}"
+
+
+def test_dataset_docs_name_the_published_schema_columns():
+    """The published Assemblage tables (tests/fixtures/published_schema) are named as such in docs/dataset.md."""
+    import ast
+
+    tree = ast.parse((ROOT / "tests/fixtures/published_schema/read_corpus.py").read_text(encoding="utf-8"))
+    published: dict[str, list[str]] = {}
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        table = next(n.value.value for n in cls.body if isinstance(n, ast.Assign)
+                     and getattr(n.targets[0], "id", "") == "__tablename__")
+        published[table] = [n.targets[0].id for n in cls.body if isinstance(n, ast.Assign)
+                            and isinstance(n.value, ast.Call) and getattr(n.value.func, "id", "") == "Column"]
+    assert set(published) == {"binaries", "functions", "rvas", "lines", "pdbs"}
+    section = _section_named(_read("dataset.md"), "What differs from the published Assemblage schema")
+    missing = [t for t in published if f"`{t}`" not in section]
+    assert not missing, f"docs/dataset.md, 'What differs from the published Assemblage schema': no word on {missing}"
+
+
+# ---------------------------------------------------------------- settings
+
+
+def _default_words(default: Any) -> list[str]:
+    from pydantic import SecretStr
+
+    if default is None:
+        return ["unset"]
+    if isinstance(default, SecretStr):
+        return ["development"]
+    if isinstance(default, bool):
+        return [str(default).lower()]
+    if isinstance(default, float) and default.is_integer():
+        return [str(int(default)), str(default)]
+    if isinstance(default, (tuple, list, dict)) and not default:
+        return ["none", "empty", "unset"]
+    return [str(default)]
+
+
+def settings_rows(text: str) -> dict[str, str]:
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("|"):
+            for span in _spans(line):
+                rows.setdefault(span, line)
+    return rows
+
+
+def test_every_setting_is_in_docs_settings_with_variable_key_and_default():
+    from pydantic_core import PydanticUndefined
+
+    from assemblage.settings import Settings
+
+    text = _read("settings.md")
+    rows = settings_rows(text)
+    problems = []
+    for name, field in Settings.model_fields.items():
+        if name == "fleet":
+            continue
+        var = f"ASSEMBLAGE_{name.upper()}"
+        row = rows.get(var)
+        if row is None:
+            problems.append(f"`{var}` has no table row")
+            continue
+        if f"`{name}`" not in row:
+            problems.append(f"the row of `{var}` lacks its TOML key `{name}`")
+        default = field.default_factory() if field.default_factory else field.default
+        if default is not PydanticUndefined:
+            words = _default_words(default)
+            if not any(w in row for w in words):
+                problems.append(f"the row of `{var}` lacks its default ({' or '.join(words)})")
+    assert not problems, "docs/settings.md: " + "; ".join(problems)
+
+
+def test_every_settings_file_key_is_in_docs_settings():
+    from assemblage.settings import Settings
+
+    spans = _spans(_read("settings.md"))
+    keys = schema_keys(Settings.model_json_schema())
+    missing = sorted(k for k in keys if k not in spans)
+    assert not missing, "docs/settings.md does not name these settings keys (as `KEY`): " + ", ".join(
+        f"`{k}`" for k in missing)
+
+
+def test_every_environment_variable_the_code_reads_is_documented():
+    """ASSEMBLAGE_* names in the package's source (read with os.environ, set for builds) appear in docs/settings.md."""
+    names: dict[str, str] = {}
+    for path in sorted((ROOT / "assemblage").rglob("*.py")):
+        for name in re.findall(r"ASSEMBLAGE_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8")):
+            names.setdefault(name, str(path.relative_to(ROOT)))
+    assert "ASSEMBLAGE_SETTINGS_FILE" in names
+    spans = _spans(_read("settings.md"))
+    missing = sorted(f"`{n}` (used in {p})" for n, p in names.items() if n not in spans)
+    assert not missing, "docs/settings.md does not document: " + ", ".join(missing)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def cli_commands() -> dict[str, Any]:
+    """Every command of the Typer app as its click layer sees it: 'assemblage recipe check' -> the command.
+
+    Duck-typed (``commands``, ``params``, ``param_type_name``): typer ships its own copy of click, whose
+    classes are not the ``click`` package's.
+    """
+    import typer
+
+    from assemblage.cli.main import app
+
+    out: dict[str, Any] = {}
+
+    def walk(cmd: Any, path: str) -> None:
+        out[path] = cmd
+        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            if not sub.hidden:
+                walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "assemblage")
+    return out
+
+
+def _param_words(param: Any) -> list[str]:
+    """How the docs name a parameter: an argument by its metavar (RECIPE), an option by its long names."""
+    if param.param_type_name == "argument":
+        return [(param.metavar or param.name).upper()]
+    if param.hidden:
+        return []
+    longs = [o for o in (*param.opts, *param.secondary_opts) if o.startswith("--") and o != "--help"]
+    return longs or [o for o in param.opts if o != "-h"]
+
+
+def test_cli_walk_sees_subcommands():
+    commands = cli_commands()
+    for path in ("assemblage build", "assemblage recipe check", "assemblage recipe schema", "assemblage token create",
+                 "assemblage fleet user-data", "assemblage db upgrade"):
+        assert path in commands, path
+
+
+def test_every_command_option_and_argument_is_in_docs_cli():
+    text = _read("cli.md")
+    sections = _sections(text)
+    problems = []
+    for path, cmd in cli_commands().items():
+        if path not in sections:
+            problems.append(f"command `{path}` has no section (a heading ### `{path}`)")
+            continue
+        spans = _spans(sections[path])
+        for param in cmd.params:
+            problems += [f"`{path}` lacks `{w}`" for w in _param_words(param) if w not in spans]
+        if any("--json" in p.opts for p in cmd.params) and "```json" not in sections[path]:
+            problems.append(f"`{path}` has --json but no ```json example of its output")
+    assert not problems, "docs/cli.md: " + "; ".join(problems)
+
+
+def test_docs_cli_has_no_command_the_app_lacks():
+    commands = cli_commands()
+    stale = [p for p in _sections(_read("cli.md")) if p.startswith("assemblage") and p not in commands]
+    assert not stale, f"docs/cli.md has sections for commands the CLI does not have: {stale}"
+
+
+def error_classes() -> list[type]:
+    import assemblage.errors as errors
+    import assemblage.settings  # noqa: F401 - every error class, wherever defined, is a subclass of AssemblageError
+
+    found, todo = [], [errors.AssemblageError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return sorted(found, key=lambda c: c.__name__)
+
+
+def test_every_error_class_is_in_the_errors_tree():
+    """errors.py's docstring (the tree) and __all__ name every AssemblageError subclass the package defines."""
+    import assemblage.errors as errors
+
+    tree = errors.__doc__ or ""
+    missing = [c.__name__ for c in error_classes() if c.__module__.startswith("assemblage")
+               and (c.__name__ not in tree or (c is not errors.AssemblageError and c.__name__ not in errors.__all__))]
+    assert not missing, f"assemblage/errors.py: its tree (docstring) or __all__ lacks {missing}"
+
+
+def test_every_exit_code_is_in_docs_cli_and_in_help():
+    from assemblage.cli.main import EXIT_CODES_HELP, EXIT_PARTIAL
+
+    section = _section_named(_read("cli.md"), "Exit codes")
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| *(\d+) *\|.*$", section, re.M)}
+    problems = []
+    codes = {0, 2, EXIT_PARTIAL, 130}
+    for cls in error_classes():
+        if cls.__module__.startswith("assemblage"):
+            codes.add(cls.exit_code)
+            row = rows.get(str(cls.exit_code))
+            if row is None or f"`{cls.__name__}`" not in row:
+                problems.append(f"exit code {cls.exit_code}'s row lacks `{cls.__name__}`")
+    problems += [f"exit code {c} has no row" for c in sorted(codes) if str(c) not in rows]
+    help_text = " ".join(EXIT_CODES_HELP.split())
+    problems += [f"exit code {c} is not in `assemblage --help`" for c in sorted(codes)
+                 if not re.search(rf"(^|[ ;:]){c} ", help_text)]
+    assert not problems, "docs/cli.md, Exit codes: " + "; ".join(problems)
+
+
+# ---------------------------------------------------------------- links
+
+
+def markdown_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's heading slugs, and explicit <a id="..."> anchors."""
+    out = set(re.findall(r'<a (?:id|name)="([^"]+)"', text))
+    for heading in re.findall(r"^#{1,6} (.*)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        out.add(slug)
+    return out
+
+
+@pytest.mark.parametrize("md", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_links_point_at_files_in_the_repo(md: Path):
+    text = md.read_text(encoding="utf-8")
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)  # links inside code blocks are not links
+    problems = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        path_part, _, anchor = target.partition("#")
+        dest = (md.parent / path_part).resolve() if path_part else md
+        if not dest.is_relative_to(ROOT):
+            problems.append(f"{target}: outside the repository")
+        elif not dest.exists():
+            problems.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest.read_text(encoding="utf-8")):
+            problems.append(f"{target}: no heading or anchor #{anchor} in {dest.relative_to(ROOT)}")
+    assert not problems, f"{md.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("md", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_repository_paths_named_in_docs_exist(md: Path):
+    """A path in backticks that starts at a folder of the repository (`recipes/demo.yaml`) names a real file."""
+    tops = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")} - {"build", "out"}
+    problems = []
+    for span in _spans(md.read_text(encoding="utf-8")):
+        first = span.split("/", 1)[0]
+        if "/" not in span or first not in tops or " " in span or re.search(r"[<>*{}…$]|\.\.\.|NNN", span):
+            continue
+        if not (ROOT / span.split("#")[0].split("::")[0]).exists():
+            problems.append(span)
+    assert not problems, f"{md.relative_to(ROOT)} names paths that are not in the repository: {problems}"
+
+
+def test_no_reference_to_a_design_document_outside_the_repository():
+    word = "DESIGN"  # the project's reference is docs/; a document that is not in the repository is no reference
+    hits = []
+    for path in [*markdown_files(), *sorted((ROOT / "assemblage").rglob("*.py")), *sorted((ROOT / "tests").rglob("*.py"))]:
+        if path == Path(__file__).resolve():
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(rf"\b{word}(\.md|'s|:|\b)", line):
+                hits.append(f"{path.relative_to(ROOT)}:{n}")
+    assert not hits, f"references to a {word} document that is not in the repository: {hits}"
+
+
+def test_docs_name_no_environment_variable_that_nothing_reads():
+    """An ASSEMBLAGE_* name in README.md or docs/ is read by the package, a script, the compose files or the tests."""
+    known: set[str] = set()
+    files = [*(ROOT / "assemblage").rglob("*.py"), *(ROOT / "scripts").rglob("*"), *ROOT.glob("docker-compose*.yml"),
+             *(ROOT / "workers").rglob("*"), ROOT / "Makefile", ROOT / "tests" / "conftest.py"]
+    for path in files:
+        if path.is_file():
+            known.update(re.findall(r"ASSEMBLAGE_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8", errors="replace")))
+    from assemblage.settings import Settings
+
+    known.update(f"ASSEMBLAGE_{name.upper()}" for name in Settings.model_fields)
+    problems = []
+    for md in markdown_files():
+        for name in sorted(set(re.findall(r"ASSEMBLAGE_[A-Z0-9_]*[A-Z0-9]", md.read_text(encoding="utf-8")))):
+            if name not in known:
+                problems.append(f"{md.relative_to(ROOT)}: {name}")
+    assert not problems, f"documented environment variables that nothing reads: {problems}"
