@@ -15,6 +15,7 @@ translated into these where they arise and never reach users raw.
     ├── InvalidBinaryError          exit 6  (a file we cannot parse as ELF/PE/PDB)
     │   └── PdbMismatchError        (a PDB that does not belong to the PE)
     ├── StorageError                exit 7  (object store or database unavailable)
+    ├── SettingsError               exit 8  (invalid or unsafe settings: unknown key, bad value, default secret)
     ├── FleetError                  exit 10 (EC2 / Auto Scaling / IAM calls of `assemblage fleet`)
     ├── LockError                   exit 2  (a lock file that does not validate)
     ├── DriftError                  exit 11 (a lock's toolchain, image or source differs here)
@@ -39,6 +40,7 @@ __all__ = [
     "Problem",
     "RecipeError",
     "SelectionError",
+    "SettingsError",
     "SourceError",
     "StorageError",
     "ToolchainError",
@@ -121,6 +123,12 @@ class StorageError(AssemblageError):
     """The object store or the database cannot be reached or refused a write."""
 
     exit_code = 7
+
+
+class SettingsError(AssemblageError):
+    """The settings are invalid or unsafe for this environment (``assemblage.settings``; docs/settings.md)."""
+
+    exit_code = 8
 
 
 class FleetError(AssemblageError):

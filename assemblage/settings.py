@@ -24,19 +24,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from assemblage.errors import AssemblageError
+from assemblage.errors import SettingsError
 
 __all__ = ["Settings", "SettingsError", "FleetSettings", "FleetGroup", "load_settings", "get_settings", "DEFAULT_SECRET"]
 
 DEFAULT_SECRET = "change-this-development-secret"
 SETTINGS_FILE_VAR = "ASSEMBLAGE_SETTINGS_FILE"
 _file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
-
-
-class SettingsError(AssemblageError):
-    """The settings are invalid or unsafe for this environment."""
-
-    exit_code = 8
 
 
 class FleetGroup(BaseModel):
@@ -209,8 +203,11 @@ def _check_file_keys(file: Path) -> None:
     known = set(Settings.model_fields)
     problems = []
     for key in sorted(data):
-        name = key.lower().removeprefix("assemblage_")
-        if name not in known:
+        name = key.lower()
+        bare = name.removeprefix("assemblage_")
+        if name != bare and bare in known:  # the variable's name: the TOML source would ignore it silently
+            problems.append(f"{key}: a settings file names a setting without the ASSEMBLAGE_ prefix (write {bare})")
+        elif name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             problems.append(f"{key}: unknown setting" + (f" (did you mean {close[0]}?)" if close else ""))
     if problems:

@@ -165,7 +165,7 @@ class BinaryAnalysis:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self, *, lines: bool = False) -> dict[str, Any]:
-        """The ``assemblage analyze --json`` object (DESIGN.md contract)."""
+        """The ``assemblage analyze --json`` object (its shape: docs/cli.md, ``assemblage analyze``)."""
         out: dict[str, Any] = {
             "path": self.path,
             "sha256": self.sha256,

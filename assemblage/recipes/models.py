@@ -1,4 +1,4 @@
-"""The recipe format (DESIGN.md, "Recipe"): pydantic models, unknown keys are errors."""
+"""The recipe format (docs/recipes.md): pydantic models, unknown keys are errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every toolchain Assemblage knows, by name (DESIGN.md, "Configuration identifiers")."""
+"""Every toolchain Assemblage knows, by name (docs/recipes.md, "The matrix")."""
 
 from __future__ import annotations
 

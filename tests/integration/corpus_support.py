@@ -85,7 +85,7 @@ def read_table(export: Path, table: str) -> list[dict[str, Any]]:
 
 
 def independent_family(source: str, source_file: str | None, decl_line: int | None, name: str) -> str | None:
-    """The family key, as DESIGN defines it, without using assemblage's code."""
+    """The family key, as docs/export.md defines it, without using assemblage's code."""
     if source_file is None or decl_line is None:
         return None
     return f"{source}|{source_file}|{decl_line}|{name}"

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "elf"
 EXE = Path(sys.executable).parent / "assemblage"  # the console script `pip install -e .` made
 
-# DESIGN's command line, as far as it exists today, plus our own additions. Extend when a command lands.
+# Every command of docs/cli.md (tests/unit/test_docs_complete.py checks the docs against the app). Extend when a command lands.
 COMMANDS = {
     "build": "Build every source of RECIPE",
     "report": "Print the summary of a run",

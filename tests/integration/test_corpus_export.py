@@ -71,7 +71,7 @@ def test_the_corpus_is_what_the_tests_assume(db):
 
 
 def _sql_dedup(db: sqlite3.Connection, where: str = "1=1") -> dict:
-    """The dedup counts in plain SQL, written from DESIGN's definitions."""
+    """The dedup counts in plain SQL, written from the definitions of docs/export.md."""
     sel = f"select id from binaries where {where}"
     nb, nh = db.execute(f"select count(*), count(distinct hash) from binaries where id in ({sel})").fetchone()
     rows, exact, no_exact, pic, no_pic = db.execute(

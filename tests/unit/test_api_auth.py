@@ -32,7 +32,7 @@ DOCS_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/api/v1/openapi.json"
 # public; every other page needs the session cookie (tests/unit/test_ui_security.py covers login and CSRF).
 UI_STATIC = "/ui/static"
 UI_PUBLIC = {("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout")}
-# The least a route may ask for (DESIGN: reads need scope read; writes need submit or admin).
+# The least a route may ask for (docs/service.md, Security: reads need scope read; writes need submit or admin).
 FLOOR = {"get": "read", "head": "read", "post": "submit", "put": "submit", "patch": "submit", "delete": "submit"}
 
 

@@ -69,3 +69,20 @@ def test_bad_values_are_reported(tmp_path, monkeypatch):
         load_settings()
     with pytest.raises(SettingsError, match="no such file"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_settings_file_key_named_like_the_variable_is_an_error_not_ignored(tmp_path):
+    """`ASSEMBLAGE_API_PORT = 9001` in the file used to pass the key check and then be ignored (api_port 8000)."""
+    f = tmp_path / "assemblage.toml"
+    f.write_text("ASSEMBLAGE_API_PORT = 9001\n")
+    with pytest.raises(SettingsError, match=r"ASSEMBLAGE_API_PORT: .*without the ASSEMBLAGE_ prefix \(write api_port\)"):
+        load_settings(f)
+    f.write_text("API_PORT = 9001\n")  # keys are case-insensitive, as the environment's are
+    assert load_settings(f).api_port == 9001
+
+
+def test_settings_error_is_in_the_errors_tree_with_exit_code_8():
+    from assemblage import errors
+
+    assert SettingsError is errors.SettingsError and issubclass(SettingsError, errors.AssemblageError)
+    assert SettingsError.exit_code == 8 and "SettingsError" in errors.__all__

@@ -9,7 +9,7 @@ whatever the formats. Then the objects, the datasheet, ``export.json`` and the
 manifest. The export is written into a hidden sibling folder and renamed to
 ``OUT`` when complete: ``OUT`` either holds a whole export or does not exist.
 
-Layout (DESIGN's, extended)::
+Layout (docs/export.md, docs/dataset.md)::
 
     OUT/
       README.md                 the datasheet (Hugging Face dataset card front matter); charts/*.png
