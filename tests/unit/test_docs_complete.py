@@ -442,3 +442,11 @@ def test_docs_name_no_environment_variable_that_nothing_reads():
             if name not in known:
                 problems.append(f"{md.relative_to(ROOT)}: {name}")
     assert not problems, f"documented environment variables that nothing reads: {problems}"
+
+
+def test_readme_links_every_document_of_docs():
+    """README.md is the front door: every document of docs/ is reachable from it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    linked = {(ROOT / t.split("#")[0]).resolve() for t in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", readme)}
+    missing = [f"docs/{p.name}" for p in sorted(DOCS.glob("*.md")) if p.resolve() not in linked]
+    assert not missing, f"README.md does not link {missing}"
