@@ -295,8 +295,9 @@ def _record_time_limit(rt, build_id: int, exc: BaseException) -> None:
         log.exception("could not record the time limit of build %s", build_id)
 
 
+# retries after transient failures (database, broker, store): ASSEMBLAGE_TASK_MAX_RETRIES
 @celery_app.task(bind=True, name="assemblage.build", acks_late=True, reject_on_worker_lost=True,
-                 max_retries=8, **_RETRY)
+                 max_retries=_settings().task_max_retries, **_RETRY)
 def build(self, build_id: int) -> str:
     """Build, analyse and store one source x configuration (the same step as ``assemblage build``)."""
     rt = runtime(_settings())

@@ -209,3 +209,18 @@ def test_fetches_and_crawls_of_dead_workers_are_sent_again(sessions):
     with sessions() as s:
         assert s.get(m.Source, sid).worker is None and s.get(m.Crawl, crawls[0]).worker is None
     assert requeue_dead_leases(sessions, 30, lambda *a: None) == []  # sent once
+
+
+def test_build_task_retries_as_many_times_as_the_setting_says():
+    """ASSEMBLAGE_TASK_MAX_RETRIES was documented but ignored: the build task hard-coded 8 retries."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from assemblage.tasks.jobs import build; print(build.max_retries)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSEMBLAGE_")}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "ASSEMBLAGE_TASK_MAX_RETRIES": "3"},
+                         capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "3", out.stderr
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "8", out.stderr  # the default
