@@ -6,13 +6,28 @@ BIN := $(VENV)/bin
 OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup setup-test services services-stop docker bench clean
+.PHONY: demo test setup setup-test services services-stop docker bench clean lock
 
-$(BIN)/assemblage: pyproject.toml
+# Every package at the version of constraints.txt (the lock): a new release of a dependency reaches
+# the project only through `make lock`, never by surprise on a fresh machine.
+$(BIN)/assemblage: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV) || (scripts/bootstrap.sh apt demo && $(PYTHON) -m venv $(VENV))
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[service,test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[service,test]'
 	touch $@
+
+# Refresh the lock: install the newest versions pyproject.toml allows into a scratch environment,
+# write their exact versions to constraints.txt, then reinstall .venv from it. Run `make test` next,
+# and commit constraints.txt with the change that needed it.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/pip install -q -e '.[service,test]'
+	$(LOCK_VENV)/bin/python scripts/lock.py --out constraints.txt
+	rm -rf $(LOCK_VENV)
+	$(MAKE) $(BIN)/assemblage
 
 setup:
 	scripts/bootstrap.sh apt demo
