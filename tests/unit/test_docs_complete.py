@@ -450,3 +450,95 @@ def test_readme_links_every_document_of_docs():
     linked = {(ROOT / t.split("#")[0]).resolve() for t in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", readme)}
     missing = [f"docs/{p.name}" for p in sorted(DOCS.glob("*.md")) if p.resolve() not in linked]
     assert not missing, f"README.md does not link {missing}"
+
+
+# ---------------------------------------------------------------- --json shapes
+
+
+def doc_json(command: str) -> Any:
+    """The first ```json example of a command's section in docs/cli.md, parsed."""
+    import json
+
+    body = _sections(_read("cli.md"))[command]
+    m = re.search(r"^```json\n(.*?)^```", body, re.M | re.S)
+    assert m, f"docs/cli.md: `{command}` has no ```json example"
+    return json.loads(m.group(1))
+
+
+def same_keys(where: str, documented: dict, real: dict) -> list[str]:
+    """Keys the docs show that the code does not make, and (unless the docs abbreviate with "...") the reverse."""
+    shown = set(documented) - {"..."}
+    problems = [f"{where}: documents `{k}`, which the output lacks" for k in sorted(shown - set(real))]
+    if "..." not in documented:
+        problems += [f"{where}: lacks `{k}`" for k in sorted(set(real) - shown)]
+    return problems
+
+
+def test_json_shapes_in_docs_cli_are_the_code_s():
+    """The documented --json objects have the keys the code writes (objects made by the code's own types)."""
+    from collections import Counter
+    from dataclasses import asdict, fields
+
+    from assemblage.binaries.model import BinaryAnalysis, Disagreement, Function, Inlining, LineRow, Producer, Range
+    from assemblage.cli.progress import report_json
+    from assemblage.corpus.request import ExportSummary
+    from assemblage.fleet.cost import FamilyCost, RunCost
+    from assemblage.fleet.reconcile import Decision
+    from assemblage.pipeline.rebuild import Drift
+    from assemblage.pipeline.report import Cell, RunReport
+    from assemblage.pipeline.verify import Difference, VerifyReport
+
+    problems: list[str] = []
+
+    report = RunReport(run_id=1, recipe="r", status="finished", notes=[], by_status=Counter(succeeded=1),
+                       cells=[Cell(build_id=1, source="s", config="c", status="succeeded", reason=None, message=None,
+                                   binaries=1, reused=False)])
+    real = report_json(report, Path("out/dataset.sqlite"), 1.0)
+    doc = doc_json("assemblage build")
+    problems += same_keys("assemblage build --json", doc, real)
+    problems += same_keys("assemblage build --json, cells[]", doc["cells"][0], real["cells"][0])
+    problems += same_keys("assemblage report --json", doc_json("assemblage report"), real)
+
+    fn = Function(name="f", start=1, end=2, size=1, ranges=[Range(1, 2)], lines=[LineRow(1, 1, "a.c", 3)])
+    analysis = BinaryAnalysis(path="p", sha256="s", size=1, format="elf", arch="x86_64", bits=64, functions=[fn],
+                              producers=[Producer(raw="GNU C17", compiler="gcc", version="12")],
+                              inlinings=[Inlining(callee="g", caller="f", ranges=(Range(1, 2),))],
+                              disagreements=[Disagreement(kind="k", address=1, detail="d")])
+    real = analysis.to_json(lines=True)
+    doc = doc_json("assemblage analyze")
+    problems += same_keys("assemblage analyze --json", doc, real)
+    for key in ("functions", "producers", "inlinings", "disagreements"):
+        problems += same_keys(f"assemblage analyze --json, {key}[]", doc[key][0], real[key][0])
+    problems += same_keys("assemblage analyze --json, functions[].lines[]", doc["functions"][0]["lines"][0],
+                          real["functions"][0]["lines"][0])
+
+    diff = Difference(source="s", config="c", relpath="r", kind="binary", status="differs", original="a", rebuilt="b",
+                      build_id=1)
+    verify = VerifyReport(verification_id=1, run_id=1, sample=None, seed=0, builds=1, compared=1, identical=0,
+                          differences=[diff], drift=[Drift(what="w", locked="a", here="b")])
+    real = verify.to_dict()
+    doc = doc_json("assemblage verify")
+    problems += same_keys("assemblage verify --json", doc, real)
+    problems += same_keys("assemblage verify --json, differences[]", doc["differences"][0], real["differences"][0])
+    problems += same_keys("assemblage verify --json, drift[]", doc["drift"][0], real["drift"][0])
+
+    problems += same_keys("assemblage export --json", doc_json("assemblage export"), dict.fromkeys(ExportSummary.model_fields))
+
+    doc = doc_json("assemblage fleet cost")
+    problems += same_keys("assemblage fleet cost --json", doc, {f.name: 0 for f in fields(RunCost)})
+    problems += same_keys("assemblage fleet cost --json, families[]", doc["families"][0],
+                          {f.name: 0 for f in fields(FamilyCost)})
+    problems += same_keys("assemblage fleet reconcile --json", doc_json("assemblage fleet reconcile")[0],
+                          asdict(Decision(family="linux", group="g", current=0, desired=0, demand=0, reason="")))
+    assert not problems, "docs/cli.md: " + "; ".join(problems)
+
+
+def test_recipe_check_json_shape_in_docs_cli_is_the_command_s():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "assemblage.cli", "recipe", "check", str(ROOT / "recipes/demo.yaml"),
+                          "--json"], capture_output=True, text=True, timeout=120, check=True)
+    problems = same_keys("assemblage recipe check --json", doc_json("assemblage recipe check"), json.loads(out.stdout))
+    assert not problems, "docs/cli.md: " + "; ".join(problems)
