@@ -542,3 +542,42 @@ def test_recipe_check_json_shape_in_docs_cli_is_the_command_s():
                           "--json"], capture_output=True, text=True, timeout=120, check=True)
     problems = same_keys("assemblage recipe check --json", doc_json("assemblage recipe check"), json.loads(out.stdout))
     assert not problems, "docs/cli.md: " + "; ".join(problems)
+
+
+def test_every_yaml_example_of_docs_recipes_validates(tmp_path: Path):
+    """The examples are real recipes: each one passes the loader (a fragment, inside a minimal recipe)."""
+    from assemblage.errors import RecipeError
+    from assemblage.recipes.load import load_recipe
+
+    (tmp_path / "samples").symlink_to(ROOT / "recipes" / "samples")
+    blocks = re.findall(r"^```yaml\n(.*?)^```", _read("recipes.md"), re.M | re.S)
+    assert len(blocks) >= 4
+    problems = []
+    for n, block in enumerate(blocks, 1):
+        if not re.search(r"^name:", block, re.M):
+            block = "name: fragment\nsources: [{path: samples/calc}]\nmatrix: {toolchain: [gcc-12]}\n" + block
+        path = tmp_path / f"example-{n}.yaml"
+        path.write_text(block, encoding="utf-8")
+        try:
+            load_recipe(path)
+        except RecipeError as exc:
+            problems.append(f"example {n}: {exc}")
+    assert not problems, "docs/recipes.md: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("name", ["settings.md", "operations.md"])
+def test_every_toml_example_of_the_docs_is_valid_settings(name: str, tmp_path: Path, monkeypatch):
+    import os
+
+    from assemblage.settings import load_settings
+
+    for key in list(os.environ):
+        if key.startswith("ASSEMBLAGE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("ASSEMBLAGE_SECRET_KEY", "a-long-random-secret-for-the-example")  # never in a file
+    blocks = re.findall(r"^```toml\n(.*?)^```", _read(name), re.M | re.S)
+    assert blocks, f"docs/{name} has no TOML example"
+    for n, block in enumerate(blocks, 1):
+        path = tmp_path / f"example-{n}.toml"
+        path.write_text(block, encoding="utf-8")
+        load_settings(path)  # raises SettingsError naming the bad key
