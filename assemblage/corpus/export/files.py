@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import tarfile
+import threading
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
@@ -46,10 +47,11 @@ def sha256_of(path: Path) -> str:
 
 
 class Manifest:
-    """Lines of ``sha256sum`` output, appended as files are finished."""
+    """Lines of ``sha256sum`` output, appended as files are finished (by any of the export's threads)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._lock = threading.Lock()
         self._fh = open(root / f".{MANIFEST}.partial", "w", encoding="utf-8")
         self.files = 0
         self.bytes = 0
@@ -59,9 +61,11 @@ class Manifest:
         if "\n" in rel or "\\" in rel:
             raise ExportError(f"cannot list {rel!r} in {MANIFEST}: newline or backslash in the name")
         digest = sha256 or sha256_of(path)
-        self._fh.write(f"{digest}  {rel}\n")
-        self.files += 1
-        self.bytes += path.stat().st_size
+        size = path.stat().st_size
+        with self._lock:
+            self._fh.write(f"{digest}  {rel}\n")
+            self.files += 1
+            self.bytes += size
         return digest
 
     def close(self) -> Path:
