@@ -455,6 +455,7 @@ def _limits(build: dict[str, Any]) -> Limits:
         memory=parse_memory(build.get("memory", "4GiB")),
         processes=int(build.get("processes", 512)),
         file_size=parse_memory(build.get("disk", "8GiB")),
+        disk=parse_memory(build.get("disk", "8GiB")),  # the whole build folder (a watcher), not only each file
     )
 
 
