@@ -23,8 +23,17 @@ def get_build(build_id: IdPath, s: SessionDep, token: ReadToken) -> BuildOut:
         dependencies=list(b.dependencies or []), dependency_image_digest=b.dependency_image_digest,
         attempts=b.attempts, duration=b.duration, analysis_duration=b.analysis_duration,
         reused_from_id=b.reused_from_id, opt_mismatches=b.opt_mismatches, started_at=b.started_at,
-        finished_at=b.finished_at, has_log=bool(b.log_key),
+        finished_at=b.finished_at, has_log=bool(b.log_key), sandbox=sandbox_of(b),
     )
+
+
+def sandbox_of(b: m.Build) -> str | None:
+    """bubblewrap, docker or none (the build ran unsandboxed); None when no step ran."""
+    if b.sandboxed is None:
+        return None
+    if not b.sandboxed:
+        return "none"
+    return "docker" if (b.environment or {}).get("runner") == "docker" else "bubblewrap"
 
 
 @router.get("/{build_id}/log", response_class=PlainTextResponse, summary="The full log of one build",
