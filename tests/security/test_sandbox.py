@@ -140,3 +140,21 @@ def test_a_sandboxed_build_sees_none_of_the_pipelines_environment(tmp_path):
     assert "PATH=/build/bin" in log and "sandbox: bubblewrap" in log
     assert json.loads(r.stdout)["unsandboxed"] == 0
     assert find_in_files(out, [str(canary)]) == []
+
+
+def test_the_worker_image_runs_bubblewrap_with_the_compose_options():
+    """The compose workers' security_opt make bubblewrap work in the worker image; Docker's defaults do not
+    (there, builds now fail with sandbox_unavailable instead of running unsandboxed)."""
+    import yaml
+
+    from tests.conftest import REPO
+    from tests.integration.docker_support import IMAGE, docker, require_image
+
+    require_image()
+    opts = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker-linux"]["security_opt"]
+    probe = ["python3", "-c", "from assemblage.builds.runner import sandbox_available; print(sandbox_available())"]
+    flags = [f for o in opts for f in ("--security-opt", o)]
+    with_opts = docker("run", "--rm", *flags, IMAGE, *probe, timeout=300)
+    assert with_opts.stdout.split()[-1:] == ["True"], with_opts.stdout + with_opts.stderr
+    default = docker("run", "--rm", IMAGE, *probe, timeout=300)
+    assert default.stdout.split()[-1:] == ["False"], default.stdout + default.stderr
