@@ -143,3 +143,39 @@ def test_a_source_folder_replaced_by_a_link_is_refused(tmp_path):
             open_inside(fd, "src/x.exe")
     finally:
         os.close(fd)
+
+
+@pytest.mark.usefixtures("services")
+def test_the_service_stores_none_of_the_host_files_a_build_links_to(tmp_path):
+    """The same hostile build through the API, a Celery worker, PostgreSQL and S3: the worker's environment
+    (its keys, read by a link to /proc/self/environ) and the canary file reach no table, object or answer."""
+    from tests.integration.service_stack import Stack
+    from tests.security.support import assert_nowhere
+
+    _needs()
+    out = Outside(tmp_path)
+    root = tmp_path / "root"
+    hostile_source(root / "hostile", out)
+    recipe = ("name: outputs\nsources:\n  - path: hostile\nmatrix:\n  platform: [windows]\n  arch: [x86_64]\n"
+              "  toolchain: [clang-19]\n  opt: [O0]\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASSEMBLAGE_TEST_ENV_CANARY", str(out.env_canary))  # inherited by the API and the workers
+        with Stack(tmp_path / "stack", source_root=root, sweep_interval=1) as st:
+            st.start_api()
+            submit, reader = st.client(st.token("submit")), st.client(st.token("read"))
+            r = submit.post("/runs", content=recipe, headers={"Content-Type": "application/yaml"})
+            assert r.status_code == 201, r.text
+            run_id = r.json()["id"]
+            st.start_worker("w1", queues="crawl,linux,windows-cross")
+            st.wait_run(reader, run_id, timeout=300)
+            (cell,) = reader.get(f"/runs/{run_id}/coverage").json()["cells"]
+            assert (cell["status"], cell["binaries"]) == ("succeeded", 2), cell
+            build = reader.get(f"/builds/{cell['build_id']}").json()
+            assert build["sandbox"] == "bubblewrap"
+            for name in ("calc.pdb", "tool.pdb", "environ.exe", "stolen.exe", "linked-folder"):
+                assert name in build["message"], (name, build["message"])
+            log = reader.get(f"/builds/{cell['build_id']}/log").text
+            assert "refused output (not stored): environ.exe" in log or "environ.exe: a symbolic link" in log
+            answers = [log, reader.get(f"/builds/{cell['build_id']}").text,
+                       reader.get("/binaries", params={"run": run_id}).text]
+            assert_nowhere(st, [str(out.canary), str(out.env_canary)], answers=answers, skip=[root])
