@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # workers
     cache_dir: Path = Path("assemblage-data/sources")  # fetched sources on this worker
     work_root: Path | None = None  # scratch folders of builds
+    # builds run in bubblewrap (or the docker runner); without it a build fails (sandbox_unavailable) unless this
+    # is on: then it runs with the network and the host's files, and its row and the run's summary say so
+    allow_unsandboxed: bool = False
+    max_log_bytes: int = Field(16 * 1024**2, ge=4096)  # a build log keeps its first and last halves of this
     source_root: Path = Path(".")  # submitted local sources resolve here and must stay inside (API and workers)
     # fetches reach public addresses only; these host names, addresses or networks (CIDR) are allowed
     # although private (mirrors on the local network). The service's own ports stay refused.

@@ -67,6 +67,7 @@ class RunOut(_Out):
     builds: dict[str, int]
     total: int
     binaries: int
+    unsandboxed: int = 0  # builds that ran without a sandbox (allow_unsandboxed): they had the network and the host
 
 
 class CellOut(_Out):
@@ -108,6 +109,8 @@ class BuildOut(_Out):
     started_at: datetime | None
     finished_at: datetime | None
     has_log: bool
+    # how the build's steps were isolated: bubblewrap, docker, or none (allow_unsandboxed); None: no step ran
+    sandbox: str | None = None
 
 
 class BinaryOut(_Out):

@@ -33,6 +33,9 @@ installed as ``libfoo-dev:arm64`` (multiarch) in the dependency image.
 
 from __future__ import annotations
 
+import os
+import stat
+
 from pathlib import Path
 
 from debian.deb822 import Deb822
@@ -60,7 +63,11 @@ def build_profiles(compilers: CompilerSet) -> tuple[str, ...]:
 
 def build_depends(root: Path) -> list[list[dict]]:
     """``Build-Depends`` and ``Build-Depends-Arch`` of ``debian/control`` (parsed relations), implicit ones first."""
-    with open(root / "debian" / "control", encoding="utf-8", errors="replace") as fh:
+    # the repository's file, in the build's copy: never through a link (it could name a file of the host)
+    fd = os.open(root / "debian" / "control", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, encoding="utf-8", errors="replace") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{root / 'debian' / 'control'}: not a regular file")
         source = Deb822(fh)
     text = ", ".join(v for k in ("Build-Depends", "Build-Depends-Arch") if (v := source.get(k)))
     implicit = [[{"name": name, "archqual": "native", "version": None, "arch": None, "restrictions": None}]

@@ -143,7 +143,9 @@ _host_lock = threading.Lock()
 
 
 def _host_install(packages: list[str], log: IO[str], *, foreign_arch: str | None) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+    # apt and the packages' maintainer scripts get what apt needs (a proxy, if any), never the worker's secrets
+    kept = ("PATH", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY")
+    env = {**{k: os.environ[k] for k in kept if k in os.environ}, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
     cmds = []
     if foreign_arch:
         cmds.append(["dpkg", "--add-architecture", foreign_arch])

@@ -8,26 +8,37 @@ says otherwise; ``scripts/docker.sh image`` builds it) with
 
 * the build's scratch folder bind-mounted at ``/build`` (the same path as the
   bubblewrap sandbox, so debug information does not depend on the runner),
-  and nothing else of the host;
+  and its ``tmp`` folder at ``/tmp`` (counted in the disk limit), nothing else
+  of the host;
 * no network (``network_mode=none``), a read-only root file system with a
   private ``/tmp``, no capabilities, no new privileges, the unprivileged user
   ``nobody`` when the service runs as root;
 * the recipe's memory cap as the container's memory limit (the kernel's OOM
   killer ends the step; reported as ``out_of_memory``), its process cap as the
-  pids limit, its disk cap as the file-size limit;
+  pids limit, its disk cap as the file-size limit and, for the whole build
+  folder, the disk watcher of :class:`~assemblage.builds.runner.DiskWatch`;
 * the argument list of the step as the container's command: no shell, so
   nothing from the repository is ever interpreted.
 
-The containers are labelled ``assemblage.build`` and removed after each step;
-:func:`~assemblage.builds.runner.kill_all_builds` (Ctrl-C) kills the running
-ones, and each step runs under coreutils' ``timeout`` so that a container
-outlives a killed coordinator by 30 s at most. The docker SDK (``docker`` package) talks to the daemon.
+The containers are labelled ``assemblage.build`` and ``assemblage.owner``
+(``<host>:<pid>`` of the process running the build) and removed after each
+step; :func:`~assemblage.builds.runner.kill_all_builds` (Ctrl-C) kills the
+running ones. A container does not outlive the process that runs it, even
+one killed with SIGKILL: that process holds the container's standard input
+open (an attached stream; the container is created with ``stdin_once``), and
+the step runs under a small guard (:data:`GUARD`, our text, the step's
+arguments only as ``"$@"``) that kills it as soon as that input closes; the
+container's first process then exits and the kernel ends everything in it.
+coreutils' ``timeout`` bounds each step as a last resort, and a runner
+starting on this host removes the stopped containers of owners that are gone
+(:func:`reap_orphans`). The docker SDK (``docker`` package) talks to the daemon.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -35,11 +46,59 @@ from typing import IO, Any
 
 from assemblage.builds.plan import Step
 from assemblage.builds.runner import (
-    BUILD_GID, BUILD_UID, SANDBOX_ROOT, Limits, LocalRunner, StepResult, _show, on_kill_all,
+    BUILD_GID, BUILD_UID, SANDBOX_ROOT, DiskWatch, Limits, LocalRunner, StepResult, _show, on_kill_all,
 )
 from assemblage.errors import BuildError
 
 DEFAULT_IMAGE = "assemblage-linux:latest"
+OWNER_LABEL = "assemblage.owner"
+
+# The container's command is ``sh -c GUARD assemblage-guard <step argv...>``: the step runs with its own
+# arguments ("$@", never a string made from them); when the standard input (held open by the process that
+# runs the build) closes, the step is killed and the shell, the container's main process, exits.
+GUARD = (
+    'exec 3<&0\n'
+    '"$@" </dev/null 3<&- &\n'
+    'pid=$!\n'
+    '{ cat <&3 >/dev/null 2>&1; kill -KILL "$pid" 2>/dev/null; } &\n'
+    'exec 3<&-\n'
+    'wait "$pid"\n'
+)
+
+
+def owner() -> str:
+    """This process, as the ``assemblage.owner`` label names it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def reap_orphans() -> int:
+    """Remove the build containers of this host whose owner process is gone; returns how many."""
+    host = socket.gethostname()
+    removed = 0
+    try:
+        found = _client().containers.list(all=True, filters={"label": OWNER_LABEL})
+    except Exception:  # noqa: BLE001 - reaping is best effort
+        return 0
+    for c in found:
+        name_host, _, pid = (c.labels.get(OWNER_LABEL) or "").rpartition(":")
+        if name_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            c.remove(force=True)
+            removed += 1
+        except Exception:  # noqa: BLE001 - removed meanwhile
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 _live: set[Any] = set()
 _live_lock = threading.Lock()
@@ -113,6 +172,11 @@ class DockerRunner(LocalRunner):
         super().__init__(limits, sandbox=True)  # the container is the isolation
         self.image = image
         check_image(image)
+        reap_orphans()
+
+    @property
+    def isolation(self) -> str:
+        return "docker"
 
     @property
     def where(self) -> str:
@@ -161,27 +225,40 @@ class DockerRunner(LocalRunner):
         try:
             # coreutils' timeout as PID 1 is a second deadline: if this process dies (kill -9),
             # the container still ends shortly after the build's own time limit
-            guard = ["timeout", "--signal=KILL", f"{int(timeout) + 30}s"]
-            container = _client().containers.create(
-                self.image, [*guard, *step.argv], entrypoint=[], working_dir=cwd, environment=env,
-                user=self._user(), network_mode="none", read_only=True,
-                tmpfs={"/tmp": "rw,exec,nosuid,size=1g"},
-                volumes={str(scratch): {"bind": SANDBOX_ROOT, "mode": "rw"}},
+            deadline = ["timeout", "--signal=KILL", f"{int(timeout) + 30}s"]
+            (scratch / "tmp").mkdir(exist_ok=True)
+            api = _client().api
+            host_config = api.create_host_config(
+                network_mode="none", read_only=True,
+                binds={str(scratch): {"bind": SANDBOX_ROOT, "mode": "rw"},
+                       str(scratch / "tmp"): {"bind": "/tmp", "mode": "rw"}},
                 mem_limit=self.limits.memory, memswap_limit=self.limits.memory,
                 pids_limit=self.limits.processes, cap_drop=["ALL"], security_opt=["no-new-privileges"],
                 ulimits=[Ulimit(name="fsize", soft=self.limits.file_size, hard=self.limits.file_size),
                          Ulimit(name="core", soft=0, hard=0)],
-                labels={"assemblage.build": "1"}, hostname="assemblage-build",
             )
+            # the low-level call: stdin_open without detach sets StdinOnce (stdin closes when our stream does)
+            created = api.create_container(
+                self.image, [*deadline, "sh", "-c", GUARD, "assemblage-guard", *step.argv], entrypoint=[],
+                working_dir=cwd, environment=env, stdin_open=True, detach=False, user=self._user(),
+                host_config=host_config, labels={"assemblage.build": "1", OWNER_LABEL: owner()},
+                hostname="assemblage-build",
+            )
+            container = _client().containers.get(created["Id"])
         except docker.errors.APIError as exc:
             log.write(f"! the Docker daemon refused the step: {exc}\n")
             return StepResult(step=step, returncode=127, duration=0.0, tail=[str(exc)])
         tail: list[str] = []
         timed_out = False
+        watch = None
+        lifeline = None
         with _live_lock:
             _live.add(container)
         try:
+            # the lifeline: the container's standard input, open as long as this process lives
+            lifeline = container.attach_socket(params={"stdin": 1, "stream": 1})
             container.start()
+            watch = DiskWatch(scratch, self.limits.disk_total, container.kill)
 
             def pump() -> None:
                 pending = ""
@@ -210,11 +287,19 @@ class DockerRunner(LocalRunner):
             container.reload()
             oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
         finally:
+            if watch is not None:
+                watch.stop()
+            _close(lifeline)
             with _live_lock:
                 _live.discard(container)
             _remove(container, log)
         duration = time.monotonic() - started
         sig = rc - 128 if rc > 128 else None
+        exceeded = watch is not None and watch.exceeded
+        if exceeded:
+            oom = timed_out = False
+            log.write(f"\n! {watch.message()}\n")
+            tail.append(watch.message())
         if oom:
             tail.append("out of memory: killed by the container's memory limit")
             log.write(f"\n! out of memory: killed by the container's memory limit ({self.limits.memory} bytes)\n")
@@ -222,7 +307,19 @@ class DockerRunner(LocalRunner):
         if timed_out:
             log.write(f"\n! killed after the build's time limit ({self.limits.timeout:.0f}s)\n")
         log.write(f"# exit {rc} after {duration:.2f}s\n")
-        return StepResult(step=step, returncode=rc, duration=duration, timed_out=timed_out, signal=sig, tail=tail)
+        return StepResult(step=step, returncode=rc, duration=duration, timed_out=timed_out, signal=sig, tail=tail,
+                          disk_exceeded=exceeded)
+
+
+def _close(sock: Any) -> None:
+    if sock is None:
+        return
+    for target in (getattr(sock, "_sock", None), sock):
+        try:
+            if target is not None:
+                target.close()
+        except Exception:  # noqa: BLE001 - already closed
+            pass
 
 
 def _remove(container, log: IO[str], attempts: int = 6) -> None:
@@ -245,4 +342,3 @@ def _remove(container, log: IO[str], attempts: int = 6) -> None:
                 log.write(f"! could not remove the step's container {container.short_id}: {exc}\n")
                 return
             time.sleep(0.5 * (i + 1))
-

@@ -18,6 +18,9 @@ of preprocess-only commands, and commands with no source or object file
 
 from __future__ import annotations
 
+import os
+import stat
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,10 +80,14 @@ def read_failures(path: Path, *, limit: int = 1000) -> list[CompilerFailure]:
     compiles. The wrappers record every successful command's output as an
     ``ok`` line for this.
     """
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+    try:  # written by the wrappers inside the build: never through a link, a regular file, capped
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return []
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return []
+        text = fh.read(16 << 20).decode("utf-8", "replace")
     made: set[tuple[str, str]] = set()
     failed: list[CompilerFailure] = []
     for line in text.splitlines():

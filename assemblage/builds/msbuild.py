@@ -32,7 +32,9 @@ project is built on its own.
 from __future__ import annotations
 
 import copy
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,10 +129,23 @@ def _set_child(parent: etree._Element, name: str, value: str, report: list[str],
             child.text = value
 
 
-def _load(path: Path) -> tuple[etree._ElementTree, bool, bool]:
-    raw = path.read_bytes()
+def _read_plain(path: Path) -> bytes:
+    """A project file's bytes: never through a link (the tree is the repository's), a regular file, capped."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise BuildError(f"{path}: cannot open the project file without following links: {exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise BuildError(f"{path}: not a regular file")
+        raw = fh.read(_MAX_PROJECT_BYTES + 1)
     if len(raw) > _MAX_PROJECT_BYTES:
         raise BuildError(f"{path}: project file over {_MAX_PROJECT_BYTES} bytes")
+    return raw
+
+
+def _load(path: Path) -> tuple[etree._ElementTree, bool, bool]:
+    raw = _read_plain(path)
     bom = raw.startswith(_BOM)
     crlf = b"\r\n" in raw
     parser = etree.XMLParser(remove_blank_text=False, resolve_entities=False, no_network=True, huge_tree=False)
@@ -299,7 +314,7 @@ def rewrite_project(path: str | Path, *, toolset: str, configuration: str, platf
     if platform not in ("Win32", "x64"):
         raise BuildError(f"platform must be Win32 or x64, not {platform!r}")
     report = RewriteReport()
-    original = path.read_bytes()
+    original = _read_plain(path)
     tree, bom, crlf = _load(path)
     root = tree.getroot()
     _ensure_pair(root, configuration, platform, report.changes)
@@ -311,7 +326,7 @@ def rewrite_project(path: str | Path, *, toolset: str, configuration: str, platf
     if _save(path, tree, bom, crlf, original):
         report.files.append(path)
     for sheet in _local_property_sheets(path, root, Path(within) if within else path.parent):
-        sheet_original = sheet.read_bytes()
+        sheet_original = _read_plain(sheet)
         stree, sbom, scrlf = _load(sheet)
         _rewrite_tree(stree.getroot(), toolset=toolset, optimization=optimization, where=sheet.name,
                       report=report.changes, project=False)

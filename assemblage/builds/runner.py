@@ -9,6 +9,19 @@ system, only the build's own folder writable, seen at the fixed path
 ``/build`` so that paths recorded in debug information do not depend on where
 the scratch folder happened to be. When the service runs as root, builds run
 as an unprivileged user (``nobody``), which also makes the process cap count.
+
+The sandbox fails closed: when bubblewrap is missing or cannot create
+namespaces, a build is refused (``failed``/``sandbox_unavailable``) unless the
+setting ``allow_unsandboxed`` (``ASSEMBLAGE_ALLOW_UNSANDBOXED``) says
+otherwise; ``ASSEMBLAGE_NO_SANDBOX=1`` (developers, tests) turns the sandbox
+off on purpose and needs that setting too. An unsandboxed build still gets
+only :meth:`LocalRunner.base_env`, never this process's environment.
+
+The ``disk`` limit holds for the whole build: a watcher measures the build's
+folder (its ``/tmp`` is a folder of it, not a tmpfs in memory) while a step
+runs and kills the step's process group past the limit (``disk_limit``).
+The build's output reaches the log through :class:`CappedLog`, which keeps
+the head and the tail of a log past its cap and says how much was cut.
 """
 
 from __future__ import annotations
@@ -30,7 +43,9 @@ from typing import IO
 from assemblage import _spawn
 from assemblage.builds.plan import Step
 
-__all__ = ["BUILD_GID", "BUILD_UID", "Limits", "LocalRunner", "on_kill_all", "StepResult", "allow_builds", "builds_stopped", "kill_all_builds", "sandbox_available", "SANDBOX_ROOT"]
+__all__ = ["BUILD_GID", "BUILD_UID", "CappedLog", "Limits", "LocalRunner", "on_kill_all", "StepResult", "allow_builds",
+           "builds_stopped", "disk_usage", "kill_all_builds", "sandbox_available", "sandbox_refusal", "SANDBOX_ROOT",
+           "unsandboxed_allowed"]
 
 SANDBOX_ROOT = "/build"
 BUILD_UID = 65534  # nobody
@@ -77,7 +92,12 @@ class Limits:
     timeout: float = 600.0  # seconds for the whole build
     memory: int = 4 * 1024**3  # address space per process, bytes
     processes: int = 512
-    file_size: int = 8 * 1024**3
+    file_size: int = 8 * 1024**3  # one file (RLIMIT_FSIZE)
+    disk: int | None = None  # the whole build folder, /tmp included (None: file_size)
+
+    @property
+    def disk_total(self) -> int:
+        return self.disk if self.disk is not None else self.file_size
 
 
 @dataclass(kw_only=True)
@@ -86,18 +106,58 @@ class StepResult:
     returncode: int | None
     duration: float
     timed_out: bool = False
+    disk_exceeded: bool = False  # killed by the disk watcher (the build folder grew past ``Limits.disk``)
     signal: int | None = None
     tail: list[str] = field(default_factory=list)
 
 
-@functools.cache
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _setting(name: str, default):  # noqa: ANN001, ANN202
+    """A field of the service's settings (environment first), or ``default`` when they cannot be read."""
+    try:
+        from assemblage.settings import get_settings
+
+        return getattr(get_settings(), name)
+    except Exception:  # noqa: BLE001 - invalid settings: the safe default
+        return default
+
+
+DEFAULT_LOG_CAP = 16 * 1024**2
+
+
+def log_cap() -> int:
+    """The most a build's log keeps (``max_log_bytes``): its head and its tail, the middle cut."""
+    raw = os.environ.get("ASSEMBLAGE_MAX_LOG_BYTES")
+    if raw is not None and raw.strip().isdigit():
+        return int(raw)
+    return int(_setting("max_log_bytes", DEFAULT_LOG_CAP))
+
+
+def unsandboxed_allowed() -> bool:
+    """Whether the settings allow builds without a sandbox (``allow_unsandboxed``; off unless set)."""
+    raw = os.environ.get("ASSEMBLAGE_ALLOW_UNSANDBOXED")
+    if raw is not None:
+        return raw.strip().lower() in _TRUE
+    return bool(_setting("allow_unsandboxed", False))
+
+
+def sandbox_forced_off() -> bool:
+    """``ASSEMBLAGE_NO_SANDBOX`` asks for builds without bubblewrap (developers, tests)."""
+    return os.environ.get("ASSEMBLAGE_NO_SANDBOX", "").strip().lower() in _TRUE
+
+
 def sandbox_available() -> bool:
-    """bubblewrap is installed and can create namespaces here."""
-    if os.environ.get("ASSEMBLAGE_NO_SANDBOX"):
+    """bubblewrap is installed and can create namespaces here (and ``ASSEMBLAGE_NO_SANDBOX`` is not set)."""
+    if sandbox_forced_off():
         return False
     bwrap = shutil.which("bwrap")
-    if not bwrap:
-        return False
+    return bool(bwrap) and _bwrap_works(bwrap)
+
+
+@functools.cache
+def _bwrap_works(bwrap: str) -> bool:
     try:
         r = _spawn.run(
             [bwrap, *_system_binds(), "--unshare-all", "--die-with-parent", "--", "true"],
@@ -106,6 +166,20 @@ def sandbox_available() -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return r.returncode == 0
+
+
+def sandbox_refusal() -> str:
+    """Why a local build may not run here: the fix, for the build's message."""
+    if sandbox_forced_off():
+        why = "ASSEMBLAGE_NO_SANDBOX is set"
+    elif shutil.which("bwrap") is None:
+        why = "bubblewrap (bwrap) is not installed"
+    else:
+        why = ("bubblewrap cannot create namespaces here (in a container: run it with the seccomp profile and "
+               "user namespaces docker-compose.yml documents, or use the docker runner)")
+    return (f"refusing to build without a sandbox: {why}. Install it (apt-get install bubblewrap), or use "
+            "`runner: docker`; to build without isolation on purpose set allow_unsandboxed = true "
+            "(ASSEMBLAGE_ALLOW_UNSANDBOXED=1): such builds have the network and the host's files")
 
 
 def _drop_user_kwargs() -> dict:
@@ -143,6 +217,15 @@ class LocalRunner:
     def __init__(self, limits: Limits, *, sandbox: bool | None = None) -> None:
         self.limits = limits
         self.sandbox = sandbox_available() if sandbox is None else sandbox
+        # why this runner may not build (None: it may); fail closed without a sandbox unless allowed
+        self.refusal: str | None = None
+        if not self.sandbox and not unsandboxed_allowed():
+            self.refusal = sandbox_refusal()
+
+    @property
+    def isolation(self) -> str:
+        """How steps are isolated, in one word: ``bubblewrap``, ``docker`` or ``none``."""
+        return "bubblewrap" if self.sandbox else "none"
 
     where = "here"  # where the toolchains come from, for messages
 
@@ -166,8 +249,9 @@ class LocalRunner:
     def sandbox_note(self) -> str:
         """How the steps are isolated, for the log."""
         if self.sandbox:
-            return "bubblewrap (no network, read-only system, private /tmp)"
-        return "NONE (bubblewrap missing or unusable): the build has network access"
+            return "bubblewrap (no network, read-only system, /tmp in the build folder)"
+        return ("NONE: UNSANDBOXED BUILD (allow_unsandboxed is on): the build has the network, the host's files "
+                "and this user's rights")
 
     # -- reproducibility (assemblage.builds.reproducible): probing the toolchain where builds run
 
@@ -199,6 +283,8 @@ class LocalRunner:
     def run(self, steps: list[Step], scratch: Path, src_rel: str, env: dict[str, str], log: IO[str],
             *, timeout: float | None = None) -> list[StepResult]:
         """Run steps in order until one fails or the deadline passes. Logs everything to ``log``."""
+        if self.refusal:  # never reached through run_build (it refuses first); a safety net for direct callers
+            raise PermissionError(self.refusal)
         for sub in ("home", "tmp"):
             (scratch / sub).mkdir(exist_ok=True)
         self.prepare(scratch)
@@ -227,8 +313,10 @@ class LocalRunner:
         argv = [
             shutil.which("bwrap") or "bwrap",
             *_system_binds(),
-            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--dev", "/dev", "--proc", "/proc",
             "--bind", str(scratch), SANDBOX_ROOT,
+            # /tmp is the build folder's own: on disk, counted in the disk limit (a tmpfs would take RAM)
+            "--bind", str(scratch / "tmp"), "/tmp",
             "--chdir", cwd_in,
             "--unshare-all", "--die-with-parent", "--new-session",
             "--hostname", "assemblage-build",
@@ -271,34 +359,222 @@ class LocalRunner:
             _live.add(proc)
         if _stopping.is_set():
             _kill_group(proc)
-        timed_out = False
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", "replace")
-                log.write(line)
-                tail.append(line.rstrip("\n"))
-                if len(tail) > 200:
-                    del tail[:100]
-
-        reader = threading.Thread(target=pump, daemon=True)
+        assert proc.stdout is not None
+        reader = threading.Thread(target=pump_output, args=(proc.stdout, log, tail), daemon=True)
         reader.start()
+        watch = DiskWatch(scratch, self.limits.disk_total, lambda: _kill_group(proc))
+        timed_out = False
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
+        finally:
+            watch.stop()
         reader.join(timeout=10)
         with _live_lock:
             _live.discard(proc)
         rc = proc.returncode
         sig = -rc if rc is not None and rc < 0 else None
         duration = time.monotonic() - started
+        if watch.exceeded:
+            timed_out = False
+            log.write(f"\n! {watch.message()}\n")
+            tail.append(watch.message())
         if timed_out:
             log.write(f"\n! killed after the build's time limit ({self.limits.timeout:.0f}s)\n")
         log.write(f"# exit {rc} after {duration:.2f}s\n")
-        return StepResult(step=step, returncode=rc, duration=duration, timed_out=timed_out, signal=sig, tail=tail)
+        return StepResult(step=step, returncode=rc, duration=duration, timed_out=timed_out, signal=sig, tail=tail,
+                          disk_exceeded=watch.exceeded)
+
+
+_TAIL_LINE = 4096  # longest line kept in a step's tail (for failure messages)
+
+
+def pump_output(stream: IO[bytes], log: IO[str], tail: list[str]) -> None:
+    """Copy a step's output to the log in chunks (a line without end cannot fill the memory); keep the tail."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = ""
+    fd = stream.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        text = decoder.decode(chunk)
+        log.write(text)
+        *lines, pending = (pending + text).split("\n")
+        tail.extend(line[:_TAIL_LINE] for line in lines)
+        pending = pending[-_TAIL_LINE:]
+        if len(tail) > 200:
+            del tail[:-100]
+    rest = decoder.decode(b"", final=True)
+    if rest:
+        log.write(rest)
+    if pending or rest:
+        tail.append((pending + rest)[:_TAIL_LINE])
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes the files under ``root`` take on disk (allocated blocks; a hard-linked file once; links not followed).
+
+    A folder the build made unreadable to hide what it holds is opened up again (this
+    process owns it when it is not root; root reads it anyway).
+    """
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [str(root)]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except PermissionError:
+            try:
+                os.chmod(d, 0o755)
+                it = os.scandir(d)
+            except OSError:
+                continue
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_nlink > 1 and not e.is_dir(follow_symlinks=False):
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += max(st.st_blocks * 512, 0)
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+    return total
+
+
+class DiskWatch:
+    """Measures a build folder while a step runs; calls ``kill`` once it holds more than ``limit`` bytes."""
+
+    def __init__(self, root: Path, limit: int, kill: Callable[[], None], *, interval: float = 0.5) -> None:
+        self.root, self.limit, self.kill, self.interval = root, limit, kill, interval
+        self.exceeded = False
+        self.used = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="assemblage-disk-watch")
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            self.used = disk_usage(self.root)
+            if self.used > self.limit:
+                self.exceeded = True
+                self.kill()
+                return
+            # a huge tree is measured less often: at most a fifth of the time goes to measuring
+            self._stop.wait(max(self.interval, 5 * (time.monotonic() - t0)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def message(self) -> str:
+        return (f"killed: the build folder grew past the disk limit ({_size(self.used)} used, "
+                f"limit {_size(self.limit)})")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+class CappedLog:
+    """A build log file that keeps at most ``cap`` bytes: the first half, then the last half.
+
+    What falls between is dropped while the build runs (only the tail is held in memory)
+    and :meth:`finish` writes a marker saying how many bytes were cut, then the tail.
+    Positions (:meth:`tell`, :meth:`text_since`) count every byte written, kept or not.
+    """
+
+    def __init__(self, fh: IO[str], cap: int) -> None:
+        self.fh, self.cap = fh, max(int(cap), 1024)
+        self.head_cap = self.cap // 2
+        self.tail_cap = self.cap - self.head_cap
+        self.written = 0  # characters written, kept or not
+        self.in_head = 0
+        self._tail: list[str] = []
+        self._tail_len = 0
+        self.cut = 0
+        self._lock = threading.Lock()
+        self._finished = False
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            n = len(text)
+            self.written += n
+            room = self.head_cap - self.in_head
+            if room > 0 and not self._finished:
+                part = text[:room]
+                self.fh.write(part)
+                self.in_head += len(part)
+                text = text[room:]
+            if text:
+                if self._finished:
+                    self.fh.write(text)
+                    return n
+                self._tail.append(text)
+                self._tail_len += len(text)
+                if self._tail_len > 2 * self.tail_cap:
+                    self._trim()
+            return n
+
+    def _trim(self) -> None:
+        joined = "".join(self._tail)
+        drop = len(joined) - self.tail_cap
+        if drop > 0:
+            self.cut += drop
+            joined = joined[drop:]
+        self._tail, self._tail_len = [joined], len(joined)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def tell(self) -> int:
+        return self.written
+
+    def text_since(self, offset: int, path: Path) -> str:
+        """What was written from position ``offset`` on, as far as it was kept."""
+        with self._lock:
+            self.fh.flush()
+            head = ""
+            if offset < self.in_head:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    head = fh.read(self.in_head)[offset:]
+            self._trim()
+            tail = "".join(self._tail)
+            start = self.written - len(tail)
+            return head + tail[max(0, offset - start):]
+
+    def finish(self) -> None:
+        """Write the kept tail after a marker (once); later writes go straight to the file."""
+        with self._lock:
+            if self._finished:
+                return
+            self._trim()
+            if self.cut:
+                self.fh.write(f"\n! [log cut: {self.cut} characters of output left out here; the log keeps its "
+                              f"first and last {_size(self.tail_cap)} (max_log_bytes)]\n")
+            self.fh.write("".join(self._tail))
+            self._tail, self._tail_len = [], 0
+            self._finished = True
+            self.fh.flush()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

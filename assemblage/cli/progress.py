@@ -83,6 +83,7 @@ def report_json(rep: RunReport, db_path: Path, elapsed: float | None) -> dict:
         "opt_mismatches": rep.opt_mismatches,
         "analysis_errors": rep.analysis_errors,
         "reused": rep.reused,
+        "unsandboxed": rep.unsandboxed,
         "notes": list(rep.notes),
         "configurations": list(rep.configs),
         "cells": [{"build": c.build_id, "source": c.source, "position": c.position, "config": c.config,
@@ -98,6 +99,9 @@ def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: floa
     console.rule(f"[bold]run {rep.run_id}: {rep.recipe}[/]{took}")
     for note in rep.notes:
         console.print(f"[yellow]note:[/] {note}")
+    if rep.unsandboxed:
+        console.print(f"[bold red]WARNING: {rep.unsandboxed} build(s) ran WITHOUT A SANDBOX (allow_unsandboxed is "
+                      "on): they had the network, the host's files and this user's rights[/]")
     t = Table(title="Builds by status and reason", show_lines=False)
     t.add_column("status")
     t.add_column("reason")

@@ -39,6 +39,7 @@ class RunReport:
     opt_mismatches: int = 0
     analysis_errors: int = 0
     reused: int = 0
+    unsandboxed: int = 0  # builds that ran without a sandbox (allow_unsandboxed)
     sources: list[str] = field(default_factory=list)  # names, in recipe order
     positions: list[int] = field(default_factory=list)  # the recipe position of each of ``sources``
     configs: list[str] = field(default_factory=list)
@@ -91,6 +92,8 @@ def run_report(s: Session, run_id: int) -> RunReport:
             rep.by_reason[(b.status, b.reason)] += 1
         if b.reused_from_id:
             rep.reused += 1
+        if b.sandboxed is False:
+            rep.unsandboxed += 1
         n, functions, mismatches, errors = per_build.get(own, (0, 0, 0, 0))
         if own not in counted:  # two builds of one run may reuse the same earlier build
             counted.add(own)

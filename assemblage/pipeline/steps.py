@@ -393,7 +393,8 @@ def execute_build(ctx: Context, build_id: int) -> str:
         if b is None or b.status in m.FINAL_STATUSES:
             return b.status if b else "missing"  # another attempt finished first
         b.status, b.reason, b.message = outcome.status, outcome.reason, outcome.message
-        b.build_system, b.duration, b.sandboxed = outcome.build_system, outcome.duration, outcome.sandboxed
+        b.build_system, b.duration = outcome.build_system, outcome.duration
+        b.sandboxed = outcome.sandboxed if outcome.sandbox is not None else None  # None: no step ran
         b.runner, b.log_key, b.analysis_duration = "local", log_key, analysis_duration
         b.dependencies = list(outcome.dependencies)  # [h8-debian-deps]
         b.dependency_image, b.dependency_image_digest = outcome.dependency_image, outcome.dependency_image_digest
@@ -455,6 +456,7 @@ def _limits(build: dict[str, Any]) -> Limits:
         memory=parse_memory(build.get("memory", "4GiB")),
         processes=int(build.get("processes", 512)),
         file_size=parse_memory(build.get("disk", "8GiB")),
+        disk=parse_memory(build.get("disk", "8GiB")),  # the whole build folder (a watcher), not only each file
     )
 
 

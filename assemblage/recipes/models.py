@@ -312,7 +312,7 @@ class BuildOptions(_Strict):
     timeout: int = Field(600, ge=1, le=7 * 24 * 3600, description="seconds per build")
     memory: str | int = Field("4GiB", description="memory cap per build")
     processes: int = Field(512, ge=8, le=1_000_000, description="process cap per build")
-    disk: str | int = Field("8GiB", description="largest file a build may write")
+    disk: str | int = Field("8GiB", description="disk cap per build: everything it writes (its folder and /tmp)")
     jobs_per_build: int = Field(1, ge=1, le=64, description="make -j inside one build")
 
     @field_validator("memory", "disk")

@@ -261,7 +261,7 @@ def test_ctrl_c_stops_the_run_kills_builds_and_says_so(tmp_path):
     assert set(con.execute("select status, reason from builds")) == {("skipped", "interrupted")}
 
 
-def test_without_bubblewrap_the_build_still_runs_and_the_log_says_so(tmp_path):
+def test_without_bubblewrap_the_build_runs_only_when_allowed_and_the_log_says_so(tmp_path):
     import sys
 
     code = (
@@ -273,7 +273,10 @@ def test_without_bubblewrap_the_build_still_runs_and_the_log_says_so(tmp_path):
         "print(o.status, o.sandboxed)\n"
         "o.cleanup()\n"
     )
-    env = {**__import__("os").environ, "ASSEMBLAGE_NO_SANDBOX": "1"}
+    env = {**__import__("os").environ, "ASSEMBLAGE_NO_SANDBOX": "1", "ASSEMBLAGE_ALLOW_UNSANDBOXED": "1"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.stdout.split() == ["succeeded", "False"], r.stderr
-    assert "sandbox: NONE" in (tmp_path / "log").read_text()
+    assert "sandbox: NONE: UNSANDBOXED BUILD" in (tmp_path / "log").read_text()
+    env["ASSEMBLAGE_ALLOW_UNSANDBOXED"] = "0"  # fails closed (tests/security/test_sandbox.py has more)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.stdout.split() == ["failed", "False"], r.stderr

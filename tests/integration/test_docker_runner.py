@@ -44,7 +44,10 @@ def build(src: Path, config: str, tmp_path: Path, **kw):
 
 
 def _containers_left() -> list[str]:
-    return docker("ps", "-aq", "--filter", "label=assemblage.build").stdout.split()
+    """The build containers of this process (other tests and helpers share the daemon)."""
+    from assemblage.builds.docker_runner import OWNER_LABEL, owner
+
+    return docker("ps", "-aq", "--filter", "label=assemblage.build", "--filter", f"label={OWNER_LABEL}={owner()}").stdout.split()
 
 
 @pytest.mark.parametrize("sample,config,expected", [
@@ -221,3 +224,52 @@ def test_the_docker_and_the_local_runner_build_the_same_bytes(sample, config, tm
         finally:
             outcome.cleanup()
     assert digests[0] == digests[1]
+
+
+def test_a_killed_coordinator_leaves_no_build_container_running(tmp_path):
+    """SIGKILL the process running a docker build: its container goes within seconds (issue 8)."""
+    import signal
+    import sys
+
+    from assemblage.builds.docker_runner import OWNER_LABEL, reap_orphans
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Makefile").write_text("all:\n\tsleep 1000 & while true; do :; done\n")
+    code = (
+        "from pathlib import Path\n"
+        "from assemblage.builds.engine import BuildRequest, run_build\n"
+        "from assemblage.builds.runner import Limits\n"
+        "from assemblage.recipes.matrix import Config\n"
+        f"run_build(BuildRequest(source_dir=Path({str(src)!r}), config=Config.parse('linux-x86_64-gcc-12-O2'), "
+        f"runner='docker', image={IMAGE!r}, limits=Limits(timeout=600)), Path({str(tmp_path / 'log')!r}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    label = f"label={OWNER_LABEL}={socket.gethostname()}:{proc.pid}"
+
+    def mine(*flags: str) -> list[str]:
+        return docker("ps", "-q", *flags, "--filter", label).stdout.split()
+
+    try:
+        deadline = time.monotonic() + 120
+        while not mine() and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "log").read_text()
+            time.sleep(0.3)
+        assert mine(), "the build's container never started"
+        time.sleep(1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed = time.monotonic()
+        while mine() and time.monotonic() - killed < 15:
+            time.sleep(0.2)
+        assert mine() == [], "the container outlived the process that ran it"
+        gone_after = time.monotonic() - killed
+        assert gone_after < 10, gone_after
+        # the stopped container is removed by the next runner on this host (here: the reaper it calls)
+        assert reap_orphans() >= 1
+        assert mine("-a") == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for cid in docker("ps", "-aq", "--filter", label).stdout.split():
+            docker("rm", "-f", cid)

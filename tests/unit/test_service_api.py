@@ -303,3 +303,40 @@ def test_local_sources_must_stay_inside_the_source_root(env, source):
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["location"].startswith("sources[0].")
     assert env.dispatcher.sent == []
+
+
+def test_the_log_endpoint_streams_from_the_store_without_loading_the_log_whole(env, tmp_path, monkeypatch):
+    """Issue 8, item 6: GET /builds/{id}/log reads the object in chunks (store.get is never called)."""
+    from assemblage.api.routers import builds as builds_router
+
+    seed(env, tmp_path, n=2)
+    with session_scope(env.sessions) as s:
+        b = s.query(m.Build).filter(m.Build.log_key.is_not(None)).one()
+        build_id, key = b.id, b.log_key
+    big = tmp_path / "big.log"
+    with open(big, "wb") as fh:
+        fh.write(b"head\n" + b"x" * (8 << 20) + b"\ntail\n")
+    env.store.store(key, big)
+    reads: list[int] = []
+    real_open = env.store.open
+
+    class Counting:
+        def __init__(self, fh) -> None:
+            self.fh = fh
+
+        def read(self, n: int = -1) -> bytes:
+            assert 0 < n <= builds_router.LOG_CHUNK  # never "read it all"
+            data = self.fh.read(n)
+            reads.append(len(data))
+            return data
+
+        def close(self) -> None:
+            self.fh.close()
+
+    monkeypatch.setattr(env.store, "open", lambda k: Counting(real_open(k)))
+    monkeypatch.setattr(env.store, "get", lambda k: pytest.fail("the log endpoint loaded the whole object"))
+    with env.http.stream("GET", f"/builds/{build_id}/log", headers=env.h("read")) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        body = b"".join(r.iter_bytes())
+    assert body.startswith(b"head\n") and body.endswith(b"\ntail\n") and len(body) == big.stat().st_size
+    assert len(reads) > 100 and max(reads) <= builds_router.LOG_CHUNK

@@ -94,3 +94,12 @@ def test_local_override_builds_the_services_from_the_debian_base():
     for name in ("api", "worker-linux", "migrate", "flower"):
         assert doc[name]["build"]["args"]["BASE"] == "assemblage-base:bookworm"
         assert doc[name]["environment"]["AWS_ACCESS_KEY_ID"] == "test:tester"
+
+
+def test_compose_workers_can_run_bubblewrap():
+    """Issue 8, item 2: the options bubblewrap needs in a container (checked for real in
+    tests/security/test_sandbox.py::test_the_worker_image_runs_bubblewrap_with_the_compose_options)."""
+    doc = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("worker-linux", "worker-windows-cross"):
+        assert set(doc[name]["security_opt"]) == {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"}
+        assert "ASSEMBLAGE_ALLOW_UNSANDBOXED" not in doc[name]["environment"]

@@ -176,9 +176,11 @@ def get_run(run_id: IdPath, s: SessionDep, token: ReadToken) -> RunOut:
     counts = dict(s.execute(select(m.Build.status, func.count()).where(m.Build.run_id == run_id)
                             .group_by(m.Build.status)).all())
     binaries = s.scalar(select(func.count()).select_from(m.Binary).where(m.Binary.run_id == run_id)) or 0
+    unsandboxed = s.scalar(select(func.count()).select_from(m.Build)
+                           .where(m.Build.run_id == run_id, m.Build.sandboxed.is_(False))) or 0
     return RunOut(id=run.id, recipe=run.recipe.name, status=run.status, notes=list(run.notes or []),
                   created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
-                  builds=counts, total=sum(counts.values()), binaries=binaries)
+                  builds=counts, total=sum(counts.values()), binaries=binaries, unsandboxed=unsandboxed)
 
 
 @router.get("/{run_id}/coverage", response_model=CoverageOut,
