@@ -497,11 +497,14 @@ def _analyse_and_store(ctx: Context, outcome: BuildOutcome, config: Config, want
                        tree=None) -> list[_Stored]:  # noqa: ANN001
     """Store each binary, analyse it, and cut its functions' source text from the checkout (``tree``).
 
-    ``tree`` reads each source file once for all the binaries of the build.
+    ``tree`` reads each source file once for all the binaries of the build. A file the build left twice
+    (``lz4`` and ``programs/lz4``) is analysed once: the copy takes the first one's analysis, source text
+    and stripped copy (same bytes and same PDB, so the same results).
     """
     from assemblage.binaries import analyze_file_bounded
 
     records = []
+    done: dict[tuple[str, str | None], _Stored] = {}
     with open(log_path, "a", encoding="utf-8") as log:
         for found in outcome.binaries:
             digest = sha256_file(found.path)
@@ -512,6 +515,13 @@ def _analyse_and_store(ctx: Context, outcome: BuildOutcome, config: Config, want
             if pdb is not None:
                 pdb_sha, pdb_key = ctx.store.store_blob(pdb)
                 rec.pdb = (pdb_sha, pdb_key, pdb.name)
+            same = done.get((digest, rec.pdb[0] if rec.pdb else None))
+            if same is not None:
+                rec.analysis, rec.error, rec.texts, rec.stripped = same.analysis, same.error, same.texts, same.stripped
+                log.write(f"# {found.relpath}: the same bytes as {same.relpath}, analysed once\n")
+                records.append(rec)
+                continue
+            done[(digest, rec.pdb[0] if rec.pdb else None)] = rec
             if found.format in ("elf", "pe"):
                 try:
                     rec.analysis = analyze_file_bounded(

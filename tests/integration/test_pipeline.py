@@ -263,3 +263,27 @@ def test_start_up_symbols_get_their_extent(corpus: Path) -> None:
     assert {"_init", "deregister_tm_clones", "frame_dummy"} <= inferred, inferred
     assert all(r["size"] > 0 and r["hash"] for r in rows if r["size_inferred"])
     assert not [r["name"] for r in rows if r["size"] == 0], "functions left without an extent"
+
+
+def test_a_binary_left_twice_by_a_build_is_analysed_once(tmp_path: Path) -> None:
+    """lz4 leaves ``lz4`` and ``programs/lz4``: the second copy takes the first one's analysis (same rows)."""
+    need("gcc-12", "nm")
+    src = tmp_path / "twice"
+    src.mkdir()
+    (src / "twice.c").write_text("static int sq(int x) { return x * x; }\n"
+                                 "int main(int argc, char **argv) { (void)argv; return sq(argc); }\n")
+    (src / "Makefile").write_text("all:\n\t$(CC) $(CFLAGS) -o twice twice.c\n"
+                                  "\tmkdir -p programs && cp -p twice programs/twice\n")
+    recipe = tmp_path / "twice.yaml"
+    recipe.write_text(f"name: twice\nsources: [{{path: {src}}}]\nmatrix: {{toolchain: [gcc-12], opt: [O0]}}\n")
+    r = assemblage("build", str(recipe), "--out", str(tmp_path / "out"), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    con = sqlite3.connect(tmp_path / "out" / "dataset.sqlite")
+    rows = con.execute("select relpath, hash, function_count from binaries order by relpath").fetchall()
+    assert [r[0] for r in rows] == ["programs/twice", "twice"] and rows[0][1] == rows[1][1]
+    names = [sorted(n for (n,) in con.execute(
+        "select f.name from functions f join binaries b on b.id = f.binary_id where b.relpath = ?", (rel,)))
+        for rel, _, _ in rows]
+    assert names[0] == names[1] and {"main", "sq"} <= set(names[0]) and rows[0][2] == rows[1][2] == len(names[0])
+    (key,) = con.execute("select log_key from builds").fetchone()
+    assert "analysed once" in (tmp_path / "out" / key).read_text()
