@@ -156,11 +156,14 @@ def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progr
             fail_crawl(ctx.sessions, cid, str(exc))
             return complete_crawl(ctx, cid)
 
+    # Fetches and crawls have their own threads, so that the first builds start as soon as their source is
+    # there while the other sources are still coming in (in one queue every fetch went before every build).
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="asm")
+    fetch_pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, 4)), thread_name_prefix="asm-fetch")
     try:
         pending: set[Future] = set()
-        fetches = {pool.submit(fetch_run_source, ctx, sid): sid for sid in source_ids}
-        crawls = {pool.submit(crawl, cid): cid for cid in crawl_ids}
+        fetches = {fetch_pool.submit(fetch_run_source, ctx, sid): sid for sid in source_ids}
+        crawls = {fetch_pool.submit(crawl, cid): cid for cid in crawl_ids}
         pending |= set(fetches) | set(crawls)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -173,7 +176,7 @@ def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progr
                     with lock:
                         progress.grow(sum(len(v) for v in new.values()))
                     for sid in result:
-                        f = pool.submit(fetch_run_source, ctx, sid)
+                        f = fetch_pool.submit(fetch_run_source, ctx, sid)
                         fetches[f] = sid
                         pending.add(f)
                     continue
@@ -183,12 +186,15 @@ def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progr
                         pending.add(pool.submit(build, bid))
     except KeyboardInterrupt:
         # Ctrl-C: stop at once, kill the builds under way, and say so in the dataset
-        pool.shutdown(wait=False, cancel_futures=True)
+        for p in (fetch_pool, pool):
+            p.shutdown(wait=False, cancel_futures=True)
         kill_all_builds()
-        pool.shutdown(wait=True)
+        for p in (fetch_pool, pool):
+            p.shutdown(wait=True)
         progress.stop()
         interrupt_run(ctx, run_id)
         raise
+    fetch_pool.shutdown(wait=True)
     pool.shutdown(wait=True)
     progress.stop()
     finish_run(ctx, run_id)

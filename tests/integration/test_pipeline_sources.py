@@ -77,3 +77,55 @@ def test_git_archive_and_failing_sources(tmp_path: Path, monkeypatch) -> None:
     assert commit in pinned
     sha = con.execute("select sha256 from sources where kind = 'archive' and status = 'fetched'").fetchone()[0]
     assert len(sha) == 64
+
+
+def test_builds_start_while_other_sources_are_still_fetched(tmp_path: Path) -> None:
+    """With one job, the first source's build runs while a slow download of the second goes on (fetches have
+    their own threads: in one queue every fetch went before every build)."""
+    import threading
+    import time
+    from datetime import timezone
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    need("gcc-12")
+    good = tmp_path / "vec.tar.gz"
+    with tarfile.open(good, "w:gz") as tf:
+        tf.add(SAMPLES / "vecmath", arcname="vecmath-1.0")
+    payload = good.read_bytes()
+    served: list[float] = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            time.sleep(8)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            served.append(time.time())
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        recipe = parse_recipe({
+            "name": "overlap",
+            "sources": [{"path": str(SAMPLES / "calc")},
+                        {"archive": f"http://127.0.0.1:{server.server_port}/vec.tar.gz"}],
+            "matrix": {"toolchain": ["gcc-12"], "opt": ["O0"]},
+        })
+        ds = open_dataset(tmp_path / "out")
+        run_id = run_recipe(ds, recipe, "overlap", tmp_path, jobs=1)
+    finally:
+        server.shutdown()
+    with ds.context.sessions() as s:
+        rep = run_report(s, run_id)
+    assert [c.status for c in rep.cells] == ["succeeded", "succeeded"], [c.message for c in rep.cells]
+    con = sqlite3.connect(ds.db_path)
+    started = con.execute("select b.started_at from builds b join sources s on s.id = b.source_id "
+                          "where s.kind = 'path'").fetchone()[0]
+    from datetime import datetime
+
+    started_at = datetime.fromisoformat(started).replace(tzinfo=timezone.utc).timestamp()
+    assert served and started_at < served[0], (started, served)
