@@ -2,7 +2,7 @@
 
 Inner code raises these; the CLI catches them at the top and turns each family
 into its own exit code and a message that says how to fix the problem. Errors
-of third-party libraries (pyelftools, LIEF, botocore, SQLAlchemy, docker) are
+of third-party libraries (pyelftools, pefile, botocore, SQLAlchemy, docker) are
 translated into these where they arise and never reach users raw.
 
     AssemblageError                 exit 1

@@ -8,10 +8,13 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ByteSize,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -41,14 +44,10 @@ _REMOTE_HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")  # git's <transport>:
 ARCHS = ("x86_64", "i686", "aarch64", "armhf")
 OPTS = ("O0", "O1", "O2", "O3", "Os", "Oz", "Og", "Ofast", "Od", "Ox")
 
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|K|M|G|T|KB|MB|GB|TB)?\s*$")
-_MEMORY_UNITS = {
-    None: 1, "B": 1,
-    "K": 1024, "KiB": 1024, "KB": 1000,
-    "M": 1024**2, "MiB": 1024**2, "MB": 1000**2,
-    "G": 1024**3, "GiB": 1024**3, "GB": 1000**3,
-    "T": 1024**4, "TiB": 1024**4, "TB": 1000**4,
-}
+# pydantic's ByteSize reads sizes ("512MiB", "4 GiB", "100MB", plain bytes); bare K, M, G and T stay binary
+# (as docker's --memory and ulimit read them), as recipes have always had them
+_BARE_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT])\s*$")
+_BYTES = TypeAdapter(ByteSize)
 
 
 class _Strict(BaseModel):
@@ -291,18 +290,22 @@ class ExcludeRule(_Strict):
 
 
 def parse_memory(value: str | int, *, minimum: int = 16 * 1024**2) -> int:
-    """``"4GiB"`` -> bytes. Plain integers are bytes."""
+    """``"4GiB"`` -> bytes (pydantic's :class:`~pydantic.ByteSize`; bare ``K``/``M``/``G``/``T`` are binary).
+    Plain integers are bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r} (write e.g. 512MiB or 4GiB)")
     if isinstance(value, int):
         if value <= 0:
             raise ValueError("must be positive")
         return value
-    m = _MEMORY_RE.match(value)
-    if not m:
-        raise ValueError(f"not a size: {value!r} (write e.g. 512MiB or 4GiB)")
-    number = float(m.group(1)) * _MEMORY_UNITS[m.group(2)]
+    bare = _BARE_UNIT.match(value)
+    try:
+        number = int(_BYTES.validate_python(f"{bare.group(1)}{bare.group(2)}iB" if bare else value))
+    except ValidationError:
+        raise ValueError(f"not a size: {value!r} (write e.g. 512MiB or 4GiB)") from None
     if number < minimum:
         raise ValueError(f"{value!r} is below the 16MiB a compiler needs")
-    return int(number)
+    return number
 
 
 class BuildOptions(_Strict):
