@@ -41,9 +41,9 @@ def create_app(
     if sessions is None:
         sessions = make_sessionmaker(make_engine(settings.database_url))
     if store is None:
-        from assemblage.tasks.runtime import open_object_store
+        from assemblage.storage import store_from_settings
 
-        store = open_object_store(settings)
+        store = store_from_settings(settings)
     if dispatcher is None:
         from assemblage.tasks.dispatch import CeleryDispatcher
 

@@ -60,9 +60,9 @@ def register(app: typer.Typer) -> None:
         require_schema(make_engine(settings.database_url))  # refuse to start on an unmigrated database
         store = None
         if settings.storage_url.startswith("s3://"):
-            from assemblage.tasks.runtime import open_object_store
+            from assemblage.storage import store_from_settings
 
-            store = open_object_store(settings)
+            store = store_from_settings(settings)
             store.ensure_bucket()
         from assemblage.monitoring.logs import configure_logging
 

@@ -129,13 +129,7 @@ def open_corpus(target: str, *, database_url: str | None = None, storage_url: st
 
         settings = get_settings()
     db = database_url or settings.database_url
-    url = storage_url or settings.storage_url
-    if url.startswith("s3://"):
-        from assemblage.storage.s3 import S3Store
+    from assemblage.storage import store_from_settings
 
-        store: ObjectStore = S3Store.from_url(url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
-    else:
-        from assemblage.storage import open_store
-
-        store = open_store(url)
+    store = store_from_settings(settings, storage_url)
     return Corpus(database_url=db, store=store, description=f"service {_redacted(db)}")

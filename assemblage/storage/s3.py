@@ -118,11 +118,10 @@ class S3Store:
 
     @classmethod
     def from_url(cls, url: str, *, endpoint_url: str | None = None, region: str | None = None, **kw: Any) -> "S3Store":
-        """``s3://BUCKET/PREFIX``; the endpoint defaults to ``ASSEMBLAGE_S3_ENDPOINT_URL`` (MinIO, Swift)."""
+        """``s3://BUCKET/PREFIX`` at ``endpoint_url`` (MinIO, Swift; None: AWS S3)."""
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise StorageError(f"not an S3 URL: {url!r} (expected s3://BUCKET/PREFIX)")
-        endpoint_url = endpoint_url or os.environ.get("ASSEMBLAGE_S3_ENDPOINT_URL") or None
         return cls(parsed.netloc, parsed.path, endpoint_url=endpoint_url, region=region, **kw)
 
     def __repr__(self) -> str:

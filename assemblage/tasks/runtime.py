@@ -29,10 +29,10 @@ from assemblage.db.session import make_engine, make_sessionmaker, session_scope
 from assemblage.pipeline.steps import Context
 from assemblage.settings import Settings
 from assemblage.sources.policy import FetchPolicy
-from assemblage.storage import ObjectStore
+from assemblage.storage import ObjectStore, store_from_settings
 
 __all__ = ["Runtime", "runtime", "reset_runtime", "set_identity", "node_id", "process_id",
-           "beat", "touch", "Heartbeat", "set_instance_id", "build_heartbeat", "is_alive", "open_object_store"]
+           "beat", "touch", "Heartbeat", "set_instance_id", "build_heartbeat", "is_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,6 @@ def process_id() -> str:
     return f"{node_id()}/{os.getpid()}"
 
 
-def open_object_store(settings: Settings) -> ObjectStore:
-    """The store named by ``ASSEMBLAGE_STORAGE_URL`` (with ``ASSEMBLAGE_S3_ENDPOINT_URL`` for S3)."""
-    url = settings.storage_url
-    if url.startswith("s3://"):
-        from assemblage.storage.s3 import S3Store
-
-        return S3Store.from_url(url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
-    from assemblage.storage import open_store
-
-    return open_store(url)
-
-
 class Runtime:
     """One process's engine, sessions and store (created after a fork, never shared across one)."""
 
@@ -82,7 +70,7 @@ class Runtime:
         self.settings = settings
         self.engine: Engine = make_engine(settings.database_url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
-        self.store = open_object_store(settings)
+        self.store = store_from_settings(settings)
         self.pid = os.getpid()
         self.fetch_policy = FetchPolicy.for_service(settings)  # resolves the service's own hosts once
 
