@@ -31,13 +31,9 @@ def _utcnow():
 
 def sources_counted(spec) -> int:  # noqa: ANN001
     """How many sources a recipe entry may become: a search or a selector counts as its ``limit``."""
-    from assemblage.recipes.models import DebianSource, GithubSource
+    from assemblage.sources import kind_of
 
-    if isinstance(spec, GithubSource):
-        return spec.github.limit
-    if isinstance(spec, DebianSource) and not isinstance(spec.debian, str):
-        return spec.debian.limit
-    return 1
+    return kind_of(spec).at_most(spec)
 
 
 def too_many_builds(sources: int, configs: int, cap: int) -> Problem:

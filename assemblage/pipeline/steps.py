@@ -110,7 +110,7 @@ def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
     """
     from assemblage.pipeline.crawl import create_crawl
     from assemblage.recipes.load import parse_recipe_text
-    from assemblage.recipes.models import DebianSource, GithubSource
+    from assemblage.sources import kind_of
 
     with session_scope(ctx.sessions) as s:
         run = s.get(m.Run, run_id, with_for_update=True)
@@ -124,10 +124,11 @@ def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
                 raise RecipeError([too_many_builds(count, len(configs), ctx.max_builds)])
         selectors = []
         for pos, spec in enumerate(recipe.sources):
-            if isinstance(spec, GithubSource):
+            expands = kind_of(spec).expands(spec)
+            if expands == "crawl":
                 create_crawl(s, spec, run_id=run.id, position=pos)
-            elif isinstance(spec, DebianSource) and not isinstance(spec.debian, str):
-                selectors.append((pos, spec))  # [h8-debian-deps] after the others: it adds many
+            elif expands == "debian-selection":
+                selectors.append((pos, spec))  # after the others: it adds many
             else:
                 _add_source(s, run, pos, spec, list(recipe.matrix.flags), configs=configs)
         for pos, spec in selectors:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from assemblage.errors import SourceError, UnsafeArchiveError
+from assemblage.recipes.models import ArchiveSource
 from assemblage.sources._util import (
     file_sha256,
     key_digest,
@@ -47,10 +48,13 @@ from assemblage.sources._util import (
     temp_dir,
     write_index,
 )
+from assemblage.sources.fetched import FetchedSource, newest_mtime, subdir
+from assemblage.sources.kinds import FetchJob, SourceKind, register
+from assemblage.sources.licenses import detect_license
 from assemblage.sources.policy import DEFAULT_PORTS, FetchPolicy
-from assemblage.urls import redact
+from assemblage.urls import file_url_path, is_file_url, is_url, redact
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_MEMBERS", "archive_name", "fetch_archive", "safe_extract"]
+__all__ = ["ArchiveKind", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_MEMBERS", "archive_name", "fetch_archive", "safe_extract"]
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_MEMBERS = 100_000
@@ -537,3 +541,37 @@ def fetch_archive(
         if url_key:
             write_index(root, url_key, hit)
         return hit
+
+
+@register
+class ArchiveKind(SourceKind):
+    """``archive:`` sources: a tarball or zip (a URL, or a path / ``file://`` URL on this machine)."""
+
+    kind = "archive"
+    model = ArchiveSource
+
+    def label(self, spec: Any) -> str:
+        return redact(spec.archive)
+
+    def short_name(self, spec: Any) -> str:
+        return archive_name(spec.archive)
+
+    def local(self, spec: Any) -> tuple[str, str] | None:
+        if is_file_url(spec.archive):
+            return "archive", file_url_path(spec.archive)
+        return None if is_url(spec.archive) else ("archive", spec.archive)
+
+    def remote(self, spec: Any) -> tuple[str, str] | None:
+        return None if self.local(spec) else ("archive", spec.archive)
+
+    def fetch(self, spec: Any, job: FetchJob) -> FetchedSource:
+        rec = fetch_archive(spec.archive, local=job.local_path, expected_sha256=spec.sha256, name=job.name,
+                            cache=job.cache, timeout=job.timeout, policy=job.policy)
+        root = job.cache / "archive" / rec["path"]
+        return FetchedSource(kind="archive", label=job.label, name=job.name, path=subdir(root, spec, job.label),
+                             sha256=rec["sha256"], license=detect_license(root),
+                             url=redact(spec.archive) if job.local_path is None else None,
+                             last_update=newest_mtime(root))
+
+    def pin(self, spec: Any, fetched: FetchedSource) -> Any:
+        return spec.model_copy(update={"sha256": fetched.sha256}) if fetched.sha256 else spec

@@ -27,14 +27,19 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from assemblage.errors import SourceError
+from assemblage.recipes.models import DebianSource
 from assemblage.sources._util import key_digest, locked, publish, read_index, run, safe_name, temp_dir, write_index
-from assemblage.sources.licenses import debian_copyright_license
+from assemblage.sources.fetched import FetchedSource, parse_date, subdir
+from assemblage.sources.kinds import Expansion, FetchJob, SourceKind, register
+from assemblage.sources.licenses import debian_copyright_license, detect_license
 
 __all__ = [
     "AptEntry",
     "entries_for_suite",
+    "DebianKind",
     "fetch_debian",
     "parse_deb822_sources",
     "parse_dsc",
@@ -360,3 +365,43 @@ def fetch_debian(
     }
     write_index(root, spec_key, record)
     return record
+
+
+@register
+class DebianKind(SourceKind):
+    """``debian:`` sources: a source package by name (fetched with apt), or a selector that expands into
+    packages (:mod:`assemblage.sources.debian_select`)."""
+
+    kind = "debian"
+    model = DebianSource
+
+    def label(self, spec: Any) -> str:
+        if not isinstance(spec.debian, str):  # a selector
+            return "debian:" + spec.debian.model_dump_json(exclude_defaults=True)
+        label = f"debian:{spec.debian}"
+        if spec.version:
+            label += f"={spec.version}"
+        elif spec.suite:
+            label += f"/{spec.suite}"
+        return label
+
+    def short_name(self, spec: Any) -> str:
+        return safe_name(spec.debian, "debian") if isinstance(spec.debian, str) else "debian-selector"
+
+    def expands(self, spec: Any) -> Expansion | None:
+        return None if isinstance(spec.debian, str) else "debian-selection"
+
+    def at_most(self, spec: Any) -> int:
+        return 1 if isinstance(spec.debian, str) else spec.debian.limit
+
+    def fetch(self, spec: Any, job: FetchJob) -> FetchedSource:
+        if not isinstance(spec.debian, str):
+            raise SourceError(f"{job.label}: a debian selector is expanded into packages first (expand_debian)")
+        rec = fetch_debian(spec.debian, suite=spec.suite, version=spec.version, cache=job.cache, timeout=job.timeout)
+        root = job.cache / "debian" / rec["path"]
+        return FetchedSource(kind="debian", label=job.label, name=job.name, path=subdir(root, spec, job.label),
+                             version=rec["version"], license=rec.get("license") or detect_license(root),
+                             url=rec.get("url"), last_update=parse_date(rec.get("last_update")))
+
+    def pin(self, spec: Any, fetched: FetchedSource) -> Any:
+        return spec.model_copy(update={"version": fetched.version}) if fetched.version else spec

@@ -24,8 +24,10 @@ import shutil
 import urllib.parse
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from assemblage.errors import SourceError
+from assemblage.recipes.models import GitSource
 from assemblage.sources._util import (
     StepTimeout,
     key_digest,
@@ -37,10 +39,13 @@ from assemblage.sources._util import (
     temp_dir,
     write_index,
 )
+from assemblage.sources.fetched import FetchedSource, parse_date, subdir
+from assemblage.sources.kinds import FetchJob, SourceKind, register
+from assemblage.sources.licenses import detect_license
 from assemblage.sources.policy import DEFAULT_PORTS, FetchPolicy
 from assemblage.urls import GIT_SCHEMES, check_url, file_url_path, is_file_url, redact
 
-__all__ = ["GIT_ENV", "MAX_SUBMODULE_DEPTH", "fetch_git", "git_name", "is_remote", "submodule_url"]
+__all__ = ["GIT_ENV", "GitKind", "MAX_SUBMODULE_DEPTH", "fetch_git", "git_name", "is_remote", "submodule_url"]
 
 GIT_ENV: dict[str, str | None] = {
     # variables a caller (e.g. a git hook running us) may have set, which would redirect our commands
@@ -452,3 +457,40 @@ def _with_submodules(mirror: Path, sha: str, plain: Path, *, url: str, label: st
         for path, content in parts:
             _place(tree, path, content, label)
         return publish(tree, final), pinned
+
+
+@register
+class GitKind(SourceKind):
+    """``git:`` sources: a repository (a URL, or a path / ``file://`` URL on this machine) at a ref."""
+
+    kind = "git"
+    model = GitSource
+
+    def label(self, spec: Any) -> str:
+        return redact(spec.git)
+
+    def short_name(self, spec: Any) -> str:
+        return safe_name(git_name(spec.git), "git")
+
+    def local(self, spec: Any) -> tuple[str, str] | None:
+        if not is_file_url(spec.git) and is_remote(spec.git):
+            return None
+        return "git", file_url_path(spec.git) if is_file_url(spec.git) else spec.git
+
+    def remote(self, spec: Any) -> tuple[str, str] | None:
+        return None if self.local(spec) else ("git", spec.git)
+
+    def fetch(self, spec: Any, job: FetchJob) -> FetchedSource:
+        if job.local_path is not None:
+            target, url = str(job.local_path), job.local_path.as_uri()
+        else:
+            target, url = spec.git, redact(spec.git)
+        rec = fetch_git(target, spec.ref, label=job.label, name=job.name, cache=job.cache, timeout=job.timeout,
+                        submodules=spec.submodules, policy=job.policy)
+        root = job.cache / "git" / rec["path"]
+        return FetchedSource(kind="git", label=job.label, name=job.name, path=subdir(root, spec, job.label),
+                             commit=rec["commit"], version=rec.get("version"), license=detect_license(root),
+                             url=url, last_update=parse_date(rec.get("last_update")))
+
+    def pin(self, spec: Any, fetched: FetchedSource) -> Any:
+        return spec.model_copy(update={"ref": fetched.commit}) if fetched.commit else spec

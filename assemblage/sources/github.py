@@ -38,9 +38,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from assemblage.errors import SourceError
+from assemblage.recipes.models import GithubSource
+from assemblage.sources.fetched import FetchedSource
+from assemblage.sources.kinds import Expansion, FetchJob, SourceKind, register
 
 __all__ = [
     "DEFAULT_API_URL",
+    "GithubKind",
     "EtagCache",
     "GithubClient",
     "GithubUnavailable",
@@ -368,3 +372,28 @@ def _float(value: str | None, default: float) -> float:
 
 def _path(url: str) -> str:
     return urlsplit(url).path
+
+
+@register
+class GithubKind(SourceKind):
+    """``github:`` searches: never fetched themselves; a crawl (:mod:`assemblage.pipeline.crawl`) turns the
+    repositories it accepts into ``git:`` sources."""
+
+    kind = "github"
+    model = GithubSource
+
+    def label(self, spec: Any) -> str:
+        return f"github:{spec.github.query}"
+
+    def short_name(self, spec: Any) -> str:
+        return "github"
+
+    def expands(self, spec: Any) -> Expansion | None:
+        return "crawl"
+
+    def at_most(self, spec: Any) -> int:
+        return spec.github.limit
+
+    def fetch(self, spec: Any, job: FetchJob) -> FetchedSource:
+        raise SourceError(f"{job.label}: a github search becomes git sources through a crawl "
+                          "(assemblage.pipeline.crawl)")

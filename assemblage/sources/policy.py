@@ -301,25 +301,9 @@ def local_reference(spec: Any) -> tuple[str, str] | None:
     """(field, local path as written) when a source names something on this machine, else None.
 
     ``path:``, an ``archive:`` that is not a network URL, a ``git:`` that is a path,
-    and ``file://`` URLs of either (as the path they name).
+    and ``file://`` URLs of either (as the path they name): each kind says
+    (:meth:`~assemblage.sources.kinds.SourceKind.local`).
     """
-    from assemblage.recipes.models import ArchiveSource, GitSource, PathSource
+    from assemblage.sources.kinds import kind_of
 
-    if isinstance(spec, PathSource):
-        return "path", spec.path
-    if isinstance(spec, ArchiveSource):
-        ref, field = spec.archive, "archive"
-    elif isinstance(spec, GitSource):
-        from assemblage.sources.git import is_remote
-
-        ref, field = spec.git, "git"
-        if not is_file_url(ref) and is_remote(ref):
-            return None
-    else:
-        return None
-    if is_file_url(ref):
-        return field, file_url_path(ref)
-    if is_url(ref):
-        return None
-    return field, ref
-
+    return kind_of(spec).local(spec)

@@ -76,7 +76,7 @@ def check_submitted(recipe, policy, max_builds: int) -> list[Problem]:
     from assemblage.errors import FetchRefusedError
     from assemblage.pipeline.failures import sources_counted, too_many_builds
     from assemblage.recipes.matrix import expand_matrix
-    from assemblage.recipes.models import ArchiveSource, GitSource
+    from assemblage.sources import kind_of
     from assemblage.sources.git import is_remote
     from assemblage.sources.policy import local_reference
     from assemblage.urls import is_url, redact
@@ -92,10 +92,10 @@ def check_submitted(recipe, policy, max_builds: int) -> list[Problem]:
                 problems.append(Problem(f"sources[{i}].{field}",
                                         f"must be inside the service's source root ({redact(ref)})"))
             continue
-        url, field = (src.git, "git") if isinstance(src, GitSource) else (
-            (src.archive, "archive") if isinstance(src, ArchiveSource) else (None, None))
-        if url is None:
+        remote = kind_of(src).remote(src)
+        if remote is None:
             continue
+        field, url = remote
         if field == "git" and is_remote(url) and (not is_url(url) or url.lower().startswith("ssh://")):
             problems.append(Problem(f"sources[{i}].git", "the service does not fetch over ssh (use an https URL)"))
             continue
