@@ -59,8 +59,14 @@ __all__ = [
 # succeeded, failed, timed_out, no_binaries and skipped are final; pending and running are not.
 BUILD_STATUSES = ("pending", "running", "succeeded", "failed", "timed_out", "no_binaries", "skipped")
 FINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "no_binaries", "skipped"})
-# A finished build with one of these outcomes is reused by a later run with the same key.
+# A finished build with one of these outcomes is reused by a later run with the same key: successes, and
+# failures that the same inputs give again (a failed build only with a reason of REUSABLE_FAILURES).
 REUSABLE_STATUSES = frozenset({"succeeded", "failed", "no_binaries"})
+# Deterministic failure classes (builds/engine.py classify_failure). Not reused: internal_error (Assemblage
+# crashed), build_environment (the worker could not prepare the build), crashed (a signal from outside),
+# timed_out (a status of its own, never reused): they say more about the worker at the time than the source.
+REUSABLE_FAILURES = frozenset({"compile_error", "link_error", "configure_failed", "missing_dependency",
+                               "missing_tool", "no_build_system", "build_failed", "out_of_memory"})
 # an export job: pending (queued), running, finished (archive in the store) or failed (error says why)
 EXPORT_STATUSES = ("pending", "running", "finished", "failed")
 
@@ -157,7 +163,8 @@ class Build(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
     configuration_id: Mapped[int] = mapped_column(ForeignKey("configurations.id"))
-    key: Mapped[str | None] = mapped_column(String(64))  # sha256(source pin, config, flags): the idempotency key
+    # sha256(source pin, config, flags, outputs, build options, SOURCE_DATE_EPOCH): the reuse key (steps.build_key)
+    key: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     reason: Mapped[str | None] = mapped_column(String(40))  # failure reason class
     message: Mapped[str | None] = mapped_column(Text)  # one line saying what went wrong
