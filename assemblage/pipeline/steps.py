@@ -10,7 +10,6 @@ database transaction open while compiling.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import tempfile
@@ -192,6 +191,8 @@ def complete_crawl(ctx: Context, crawl_id: int) -> list[int]:
         if crawl is None or crawl.run_id is None or crawl.status not in ("finished", "failed"):
             return []
         run = s.get(m.Run, crawl.run_id)
+        if run.status == "cancelled":
+            return []
         flags = list(parse_recipe_flags(run))
         configs = _run_configs(s, run)
         next_pos = lambda: (s.scalar(select(func.max(m.Source.position)).where(m.Source.run_id == run.id)) or 0) + 1  # noqa: E731
