@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from assemblage.api.docs import mount_docs
 from assemblage.api.params import reject_unknown_query
 from assemblage.api.problems import document_problems, install_problem_handlers
 from assemblage.api.security import Authenticator, TokenAuthenticator
@@ -64,7 +65,8 @@ def create_app(
         title="Assemblage",
         version=_version(),
         description="Submit recipes, follow runs, query and download binaries and their ground truth.",
-        docs_url="/docs",
+        docs_url=None,  # served by mount_docs, with local assets
+        redoc_url=None,  # ReDoc needs a CDN
         openapi_url=f"{API_PREFIX}/openapi.json",
         lifespan=lifespan,
         # refused with 413 while the body streams in: a declared Content-Length past the cap before a byte is
@@ -81,6 +83,7 @@ def create_app(
     app.state.store = store
     app.state.dispatcher = dispatcher
     app.state.auth = auth or TokenAuthenticator(sessions, settings.secret_key.get_secret_value())
+    mount_docs(app, f"{API_PREFIX}/openapi.json")
     for r in (runs.router, locks.router, builds.router, binaries.router, functions.router, exports.router,
               workers.router):
         app.include_router(r, prefix=API_PREFIX)

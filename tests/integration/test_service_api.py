@@ -131,3 +131,24 @@ def test_unknown_parameters_and_errors_are_problem_details(stack):
     assert r.status_code == 404 and r.json()["detail"] == "no run 424242" and r.json()["status"] == 404
     r = stack.reader.get("/runs", params={"limit": 1, "statuss": "finished"})
     assert r.status_code == 422 and r.json()["instance"] == "/api/v1/runs"
+
+
+def test_swagger_ui_renders_from_the_service_alone(stack, tmp_path):
+    """A real browser on /docs: the operations are drawn, and no request left the service."""
+    from tests.integration.browser import Browser, chromium
+
+    if chromium() is None:
+        from tests.conftest import unavailable
+
+        unavailable("chromium is not installed")
+    b = Browser(tmp_path)
+    try:
+        b.goto(stack.base_url.removesuffix("/api/v1") + "/docs")
+        b.wait_for("document.querySelectorAll('.opblock').length >= 15", timeout=60)
+        paths = b.eval("[...document.querySelectorAll('.opblock-summary-path')].map(e => e.textContent)")
+        assert "/api/v1/runs/{run_id}/cancel" in "".join(paths).replace("\u200b", "")
+        hosts = {ev["params"]["request"]["url"].split("/")[2] for ev in b.events
+                 if ev.get("method") == "Network.requestWillBeSent" and "://" in ev["params"]["request"]["url"]}
+        assert hosts == {f"127.0.0.1:{stack.api_port}"}, hosts
+    finally:
+        b.close()

@@ -262,3 +262,22 @@ def test_the_openapi_document_states_the_problem_shape(world):
     assert ops >= 15
     assert "422" in doc["paths"]["/api/v1/binaries"]["get"]["responses"]
     assert "409" in doc["paths"]["/api/v1/runs/{run_id}/cancel"]["post"]["responses"]
+
+
+# ------------------------------------------------------------------ docs
+
+
+def test_docs_work_offline(world):
+    """/docs names no other host: Swagger UI's files are served by the app itself."""
+    page = world.http.get("http://testserver/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assert not re.search(r"(?:src|href)=[\"']?(?:https?:)?//", page.text), page.text
+    assert not re.search(r"https?://", page.text), page.text  # nor in the script (no validator, no CDN)
+    assets = re.findall(r"(?:src|href)=\"([^\"]+)\"", page.text)
+    assert {a.rsplit("/", 1)[-1] for a in assets} >= {"swagger-ui-bundle.js", "swagger-ui.css"}
+    for asset in assets:
+        r = world.http.get("http://testserver" + asset)
+        assert r.status_code == 200 and len(r.content) > 500, asset
+    assert "url: '/api/v1/openapi.json'" in page.text
+    assert world.http.get("http://testserver/docs/oauth2-redirect").status_code == 200
+    assert world.http.get("http://testserver/api/v1/openapi.json").json()["openapi"].startswith("3.1")
