@@ -97,7 +97,8 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     recipe_id: Mapped[int] = mapped_column(ForeignKey("recipes.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, running, finished, failed
+    # pending, running, finished, failed; cancelled (POST /runs/{id}/cancel), interrupted (Ctrl-C, embedded)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # dropped configurations, warnings
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # build/outputs options in force
     expanded: Mapped[bool] = mapped_column(Boolean, default=False)  # sources, builds and crawls were added
@@ -417,7 +418,8 @@ class Crawl(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)  # the github entry's place in the recipe
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the recipe entry (query, licences, created, limit)
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, running, finished, failed
+    # pending, running, finished, failed; cancelled (POST /runs/{id}/cancel), interrupted (Ctrl-C, embedded)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     requests: Mapped[int] = mapped_column(Integer, default=0)
     not_modified: Mapped[int] = mapped_column(Integer, default=0)  # answered 304 from the cache
