@@ -27,7 +27,7 @@ from assemblage.db import models as m
 from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_scope
 from assemblage.errors import AssemblageError, InvalidBinaryError, RecipeError, SourceError
 from assemblage.pipeline.failures import fail_source, sources_counted, too_many_builds, unexpected_fetch_error
-from assemblage.pipeline.reuse import build_key, limits_of, reusable
+from assemblage.pipeline.reuse import build_key, limits_of, reusable, toolchain_identity
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
 from assemblage.sources.policy import FetchPolicy
@@ -331,7 +331,8 @@ def execute_build(ctx: Context, build_id: int) -> str:
             b.finished_at = _utcnow()
             return b.status
         key = build_key(label=src.label, pin=src.pin, config=cfg.identifier, flags=b.flags_requested,
-                        options=run.options, source_date_epoch=src.source_date_epoch)
+                        options=run.options, source_date_epoch=src.source_date_epoch,
+                        toolchain=toolchain_identity(cfg.identifier, b.flags_requested, run.options.get("build", {})))
         b.key = key
         earlier = reusable(s, key, b.id)
         if earlier is not None:

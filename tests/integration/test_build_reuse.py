@@ -6,6 +6,7 @@ large one; an ``internal_error`` (Assemblage crashed) is never reused; docker bu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ def test_every_build_option_is_part_of_the_key() -> None:
     opts = {"build": {"runner": "local", "image": None, "timeout": 600, "memory": "4GiB", "processes": 512,
                       "disk": "8GiB", "jobs_per_build": 1}, "outputs": {"stripped": False}}
     key = steps.build_key(**base, options=opts)
+    assert steps.build_key(**base, options=opts, toolchain={"commands": {"gcc-12": ["/usr/bin/gcc-12", 1, 2]}}) != key
     for field, value in [("runner", "docker"), ("image", "other:1"), ("timeout", 60), ("memory", "16MiB"),
                          ("processes", 64), ("disk", "1GiB"), ("jobs_per_build", 4)]:
         changed = {**opts, "build": {**opts["build"], field: value}}
@@ -100,3 +102,34 @@ def test_docker_builds_record_runner_docker(tmp_path: Path) -> None:
     assert b.status == "succeeded", (b.reason, b.message)
     assert b.runner == "docker"
     assert b.environment["runner"] == "docker"
+
+
+def test_a_changed_compiler_is_built_again(tmp_path: Path, monkeypatch) -> None:
+    """The key covers the toolchain found on this machine: another gcc-12 on PATH is another input."""
+    need("gcc-12")
+    from assemblage.pipeline.reuse import toolchain_identity
+
+    ds = open_dataset(tmp_path / "out")
+    first = run_recipe(ds, _recipe(), "first", tmp_path, jobs=1)
+    [built] = _builds(ds, first)
+    assert built.status == "succeeded", (built.reason, built.message)
+    before = toolchain_identity("linux-x86_64-gcc-12-O0", [], {})
+
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "gcc-12").write_text("#!/bin/sh\nexec /usr/bin/gcc-12 \"$@\"\n")
+    (shim / "gcc-12").chmod(0o755)
+    original = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{shim}:{original}")
+    after = toolchain_identity("linux-x86_64-gcc-12-O0", [], {})
+    assert after["commands"]["gcc-12"][0] == str(shim / "gcc-12") and after != before
+
+    second = run_recipe(ds, _recipe(), "second", tmp_path, jobs=1)
+    [again] = _builds(ds, second)
+    assert again.reused_from_id is None, "a build with another compiler reused the first one"
+    assert again.key != built.key
+
+    monkeypatch.setenv("PATH", original)
+    third = run_recipe(ds, _recipe(), "third", tmp_path, jobs=1)
+    [reused] = _builds(ds, third)
+    assert reused.reused_from_id == built.id  # the original compiler again: the first build's result
