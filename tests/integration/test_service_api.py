@@ -81,6 +81,13 @@ def test_a_resubmitted_recipe_lists_the_binaries_it_reused(stack):
                                                     "linux-x86_64-gcc-12-O2"}).json()["items"]
     assert [b["config"] for b in by_name] == ["linux-x86_64-gcc-12-O2"]
 
+    # the functions of a real binary, with their hashes, line rows and inlined copies
+    funcs = stack.reader.get(f"/binaries/{by_name[0]['id']}/functions", params={"include": "lines,inlines"}).json()
+    main = next(f for f in funcs["items"] if f["name"] == "main")
+    assert main["hash"] and main["pic_hash"] and main["lines"] and main["inlines"] is not None
+    assert all(main["start"] <= ln["rva"] < main["end"] for ln in main["lines"])
+    assert {ln["source_file"].rsplit("/", 1)[-1] for ln in main["lines"]} >= {"main.c"}
+
 
 def test_cancel_stops_the_running_build_and_the_queued_ones_never_start(stack):
     assert _sleeping() == [], "a sleep of the slow sample is running before the test"
