@@ -62,11 +62,13 @@ FINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "no_binaries", "
 # A finished build with one of these outcomes is reused by a later run with the same key: successes, and
 # failures that the same inputs give again (a failed build only with a reason of REUSABLE_FAILURES).
 REUSABLE_STATUSES = frozenset({"succeeded", "failed", "no_binaries"})
-# Deterministic failure classes (builds/engine.py classify_failure). Not reused: internal_error (Assemblage
-# crashed), build_environment (the worker could not prepare the build), crashed (a signal from outside),
-# timed_out (a status of its own, never reused): they say more about the worker at the time than the source.
+# Deterministic failure classes (builds/engine.py classify_failure; the limits are part of the key). Not
+# reused: internal_error (Assemblage crashed), build_environment (the worker could not prepare the build),
+# sandbox_unavailable (this worker cannot sandbox), crashed (a signal from outside), cancelled, and
+# timed_out (a status of its own): they say more about the worker at the time than about the source.
+# A reason not listed here is not reused.
 REUSABLE_FAILURES = frozenset({"compile_error", "link_error", "configure_failed", "missing_dependency",
-                               "missing_tool", "no_build_system", "build_failed", "out_of_memory"})
+                               "missing_tool", "no_build_system", "build_failed", "out_of_memory", "disk_limit"})
 # an export job: pending (queued), running, finished (archive in the store) or failed (error says why)
 EXPORT_STATUSES = ("pending", "running", "finished", "failed")
 
