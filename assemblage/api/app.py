@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from assemblage.api.docs import mount_docs
+from assemblage.api.params import reject_unknown_query
+from assemblage.api.problems import document_problems, install_problem_handlers
 from assemblage.api.security import Authenticator, TokenAuthenticator
-from assemblage.errors import StorageError
 from assemblage.settings import Settings, get_settings
 from assemblage.storage import ObjectStore
 from assemblage.tasks.dispatch import Dispatcher
@@ -19,7 +18,6 @@ from assemblage.tasks.dispatch import Dispatcher
 __all__ = ["create_app", "API_PREFIX"]
 
 API_PREFIX = "/api/v1"
-log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -67,7 +65,8 @@ def create_app(
         title="Assemblage",
         version=_version(),
         description="Submit recipes, follow runs, query and download binaries and their ground truth.",
-        docs_url="/docs",
+        docs_url=None,  # served by mount_docs, with local assets
+        redoc_url=None,  # ReDoc needs a CDN
         openapi_url=f"{API_PREFIX}/openapi.json",
         lifespan=lifespan,
         # refused with 413 while the body streams in: a declared Content-Length past the cap before a byte is
@@ -75,6 +74,8 @@ def create_app(
         # the application receives, and uvicorn stops reading the socket while nobody asks for more).
         # Before, a 400 MB body was buffered whole before the recipe's own size check ran.
         max_body_size=settings.max_request_bytes,
+        # every route: a query parameter the route does not declare is a 422, never silently ignored
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.settings = settings
     app.state.fetch_policy = _fetch_policy(settings)
@@ -82,6 +83,7 @@ def create_app(
     app.state.store = store
     app.state.dispatcher = dispatcher
     app.state.auth = auth or TokenAuthenticator(sessions, settings.secret_key.get_secret_value())
+    mount_docs(app, f"{API_PREFIX}/openapi.json")
     for r in (runs.router, locks.router, builds.router, binaries.router, functions.router, exports.router,
               workers.router):
         app.include_router(r, prefix=API_PREFIX)
@@ -95,20 +97,8 @@ def create_app(
     install_metrics(app, sessions=sessions, depths=dispatcher.depths, ttl=settings.metrics_cache_seconds,
                     dead_after=settings.worker_dead_after)
 
-    @app.exception_handler(StorageError)
-    async def _storage(_req: Request, exc: StorageError) -> JSONResponse:
-        log.warning("object store: %s", exc)
-        return JSONResponse({"detail": "the object store is unavailable"}, status_code=503)
-
-    @app.exception_handler(OperationalError)
-    async def _db_down(_req: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database: %s", exc.__class__.__name__)
-        return JSONResponse({"detail": "the database is unavailable"}, status_code=503)
-
-    @app.exception_handler(SQLAlchemyError)
-    async def _db_error(_req: Request, exc: SQLAlchemyError) -> JSONResponse:
-        log.error("database error: %s", exc)
-        return JSONResponse({"detail": "database error"}, status_code=500)
+    install_problem_handlers(app)  # every error as RFC 9457 problem details
+    document_problems(app)
 
     return app
 

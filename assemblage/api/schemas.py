@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["RunCreated", "RunOut", "Problem", "CoverageOut", "CellOut", "BuildOut", "BinaryOut", "BinaryDetail",
-           "FunctionOut", "RvaOut", "Page", "WorkerOut", "WorkersOut", "HealthOut", "IdPath", "Filter",
+           "FunctionOut", "RvaOut", "LineOut", "InlineOut", "Include", "Page", "WorkerOut", "WorkersOut", "HealthOut", "IdPath", "Filter",
            "encode_cursor", "decode_cursor", "Limit", "Cursor"]
 
 MAX_ID = 2**63 - 1
@@ -21,6 +21,22 @@ Filter = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f]*$")
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[str | None, Query(max_length=100, pattern=r"^[A-Za-z0-9_=-]*$",
                                      description="the `next` of the previous page")]
+INCLUDES = ("lines", "inlines")
+Include = Annotated[list[str] | None, Query(
+    description="more of each function: `lines` (its line table), `inlines` (what was inlined "
+                               "into it); comma-separated or repeated (include=lines,inlines)")]
+
+
+def parse_include(values: list[str] | None) -> frozenset[str]:
+    """``include`` values (repeated or comma-separated) as a set; 422 naming an unknown one."""
+    from fastapi.exceptions import RequestValidationError
+
+    found = {v.strip() for value in (values or [])[:20] for v in value[:200].split(",") if v.strip()}
+    unknown = sorted(found - set(INCLUDES))
+    if unknown:
+        raise RequestValidationError([{"type": "literal_error", "loc": ("query", "include"), "input": unknown[0],
+                                       "msg": f"unknown include {unknown[0]!r} (expected: {', '.join(INCLUDES)})"}])
+    return frozenset(found)
 
 
 def encode_cursor(last_id: int) -> str:
@@ -157,6 +173,23 @@ class RvaOut(_Out):
     end: int
 
 
+class LineOut(_Out):
+    line_number: int
+    rva: int
+    length: int
+    source_file: str | None
+    source_code: str | None
+
+
+class InlineOut(_Out):
+    callee: str
+    caller: str | None
+    start: int
+    end: int
+    call_file: str | None
+    call_line: int | None
+
+
 class FunctionOut(_Out):
     id: int
     binary_id: int
@@ -166,9 +199,16 @@ class FunctionOut(_Out):
     size: int
     source_file: str | None
     decl_line: int | None
-    hash: str | None
+    hash: str | None = Field(None, description="sha256 of the function's bytes")
+    pic_hash: str | None = Field(None, description="sha256 of its bytes with relocated operands masked")
+    linkage_name: str | None = None
+    demangled: str | None = None
+    size_inferred: bool = False
     label_source: str
     rvas: list[RvaOut] = []
+    lines: list[LineOut] | None = Field(None, description="with include=lines: the line table rows, by address")
+    inlines: list[InlineOut] | None = Field(
+        None, description="with include=inlines: the functions inlined into this one (their ranges inside it)")
 
 
 class Page(BaseModel):

@@ -24,9 +24,12 @@ license             an SPDX allow-list: a binary passes when its licence
                     (``MIT OR GPL-2.0`` passes ``license=MIT``; ``MIT AND
                     Zlib`` needs both; case-insensitive; ``-only`` ignored;
                     ``unknown`` admits binaries with no recorded licence)
-source, source_kind the source as the recipe names it, and its kind (``path``,
-                    ``git``, ``archive``, ``debian``)
-run, build          run and build ids
+source, source_kind the source as the recipe names it (a path, a URL,
+                    ``debian:zlib``) or its short name (``calc``), and its kind
+                    (``path``, ``git``, ``archive``, ``debian``)
+run, build          run and build ids; a run's binaries include those of the
+                    builds it reused from earlier runs, and a reused build's
+                    are those of the build it reused
 size, functions     ranges ``LO..HI`` (either end may be left out; both
                     inclusive) of the file size in bytes and the function count
 has_pdb             whether a PDB was stored with the binary
@@ -60,7 +63,7 @@ from sqlalchemy.sql import ColumnElement
 from assemblage.db import models as m
 from assemblage.errors import Problem, SelectionError
 
-__all__ = ["Selection", "license_allows", "parse_where", "pick_sample", "KINDS"]
+__all__ = ["Selection", "in_runs", "license_allows", "parse_where", "pick_sample", "KINDS"]
 
 MAX_ID = 2**63 - 1
 MAX_SAMPLE = 10_000_000
@@ -175,10 +178,15 @@ class Selection(BaseModel):
         conds: list[ColumnElement[bool]] = []
         for column, values in ((b.platform, self.platform), (b.arch, self.arch), (b.toolchain, self.toolchain),
                                (b.optimization, self.opt), (b.config, self.config), (b.format, self.format),
-                               (b.kind, self.kind), (b.source, self.source), (b.source_kind, self.source_kind),
-                               (b.run_id, self.run), (b.build_id, self.build)):
+                               (b.kind, self.kind), (b.source_kind, self.source_kind)):
             if values:
                 conds.append(column.in_(sorted(set(values))))
+        if self.source:
+            conds.append(_source_matches(sorted(set(self.source))))
+        if self.run:
+            conds.append(in_runs(sorted(set(self.run))))
+        if self.build:
+            conds.append(_of_builds(sorted(set(self.build))))
         if self.compiler or self.version:
             names = [t for t in _distinct(bind, b.toolchain) if _toolchain_matches(t, self.compiler, self.version)]
             conds.append(b.toolchain.in_(names) if names else false())
@@ -211,6 +219,29 @@ class Selection(BaseModel):
         q = select(b.id, b.hash, b.config, b.source, b.relpath).where(*conds)
         rows = bind.execute(q.execution_options(yield_per=10_000))
         return pick_sample(rows, n=self.sample, per_config=self.sample_per_config, seed=self.seed)
+
+
+def in_runs(runs: list[int]) -> ColumnElement[bool]:
+    """Binaries of these runs: made by them, or made by an earlier run for a build they reused.
+
+    A reused build (``builds.reused_from_id``) stores no binary of its own; the binaries of the build
+    that did the work belong to every run that reused it as much as to the run that made them.
+    """
+    reused = select(m.Build.reused_from_id).where(m.Build.run_id.in_(runs), m.Build.reused_from_id.is_not(None))
+    return or_(m.Binary.run_id.in_(runs), m.Binary.build_id.in_(reused))
+
+
+def _of_builds(builds: list[int]) -> ColumnElement[bool]:
+    """Binaries of these builds; a reused build's are those of the build it reused."""
+    reused = select(m.Build.reused_from_id).where(m.Build.id.in_(builds), m.Build.reused_from_id.is_not(None))
+    return or_(m.Binary.build_id.in_(builds), m.Binary.build_id.in_(reused))
+
+
+def _source_matches(values: list[str]) -> ColumnElement[bool]:
+    """The source as the recipe names it (``binaries.source``: a path, URL, ``debian:zlib``) or its short
+    name (``sources.name``: ``calc``, ``zlib``)."""
+    named = select(m.Build.id).join(m.Source, m.Build.source_id == m.Source.id).where(m.Source.name.in_(values))
+    return or_(m.Binary.source.in_(values), m.Binary.build_id.in_(named))
 
 
 def _distinct(bind: Any, column) -> list[str]:  # noqa: ANN001

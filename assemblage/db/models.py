@@ -59,8 +59,16 @@ __all__ = [
 # succeeded, failed, timed_out, no_binaries and skipped are final; pending and running are not.
 BUILD_STATUSES = ("pending", "running", "succeeded", "failed", "timed_out", "no_binaries", "skipped")
 FINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "no_binaries", "skipped"})
-# A finished build with one of these outcomes is reused by a later run with the same key.
+# A finished build with one of these outcomes is reused by a later run with the same key: successes, and
+# failures that the same inputs give again (a failed build only with a reason of REUSABLE_FAILURES).
 REUSABLE_STATUSES = frozenset({"succeeded", "failed", "no_binaries"})
+# Deterministic failure classes (builds/engine.py classify_failure; the limits are part of the key). Not
+# reused: internal_error (Assemblage crashed), build_environment (the worker could not prepare the build),
+# sandbox_unavailable (this worker cannot sandbox), crashed (a signal from outside), cancelled, and
+# timed_out (a status of its own): they say more about the worker at the time than about the source.
+# A reason not listed here is not reused.
+REUSABLE_FAILURES = frozenset({"compile_error", "link_error", "configure_failed", "missing_dependency",
+                               "missing_tool", "no_build_system", "build_failed", "out_of_memory", "disk_limit"})
 # an export job: pending (queued), running, finished (archive in the store) or failed (error says why)
 EXPORT_STATUSES = ("pending", "running", "finished", "failed")
 
@@ -91,7 +99,8 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     recipe_id: Mapped[int] = mapped_column(ForeignKey("recipes.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, running, finished, failed
+    # pending, running, finished, failed; cancelled (POST /runs/{id}/cancel), interrupted (Ctrl-C, embedded)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # dropped configurations, warnings
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # build/outputs options in force
     expanded: Mapped[bool] = mapped_column(Boolean, default=False)  # sources, builds and crawls were added
@@ -157,7 +166,8 @@ class Build(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
     configuration_id: Mapped[int] = mapped_column(ForeignKey("configurations.id"))
-    key: Mapped[str | None] = mapped_column(String(64))  # sha256(source pin, config, flags): the idempotency key
+    # sha256(source pin, config, flags, outputs, build options, SOURCE_DATE_EPOCH): the reuse key (steps.build_key)
+    key: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     reason: Mapped[str | None] = mapped_column(String(40))  # failure reason class
     message: Mapped[str | None] = mapped_column(Text)  # one line saying what went wrong
@@ -410,7 +420,8 @@ class Crawl(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)  # the github entry's place in the recipe
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the recipe entry (query, licences, created, limit)
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, running, finished, failed
+    # pending, running, finished, failed; cancelled (POST /runs/{id}/cancel), interrupted (Ctrl-C, embedded)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     requests: Mapped[int] = mapped_column(Integer, default=0)
     not_modified: Mapped[int] = mapped_column(Integer, default=0)  # answered 304 from the cache

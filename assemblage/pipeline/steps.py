@@ -10,7 +10,6 @@ database transaction open while compiling.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import tempfile
@@ -24,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assemblage import _spawn
 from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
-from assemblage.builds.runner import Limits
 from assemblage.db import models as m
 from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_scope
 from assemblage.errors import AssemblageError, InvalidBinaryError, RecipeError, SourceError
 from assemblage.pipeline.failures import fail_source, sources_counted, too_many_builds, unexpected_fetch_error
+from assemblage.pipeline.reuse import build_key, limits_of, reusable, toolchain_identity
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
 from assemblage.sources.policy import FetchPolicy
@@ -193,6 +192,8 @@ def complete_crawl(ctx: Context, crawl_id: int) -> list[int]:
         if crawl is None or crawl.run_id is None or crawl.status not in ("finished", "failed"):
             return []
         run = s.get(m.Run, crawl.run_id)
+        if run.status == "cancelled":
+            return []
         flags = list(parse_recipe_flags(run))
         configs = _run_configs(s, run)
         next_pos = lambda: (s.scalar(select(func.max(m.Source.position)).where(m.Source.run_id == run.id)) or 0) + 1  # noqa: E731
@@ -313,13 +314,6 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
     return True
 
 
-def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: dict[str, Any]) -> str:
-    """The idempotency key of a build: same source content, configuration and options -> same build."""
-    doc = {"label": label, "pin": pin, "config": config, "flags": flags,
-           "outputs": options.get("outputs", {}), "schema": 1}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
 # ---------------------------------------------------------------- builds
 
 
@@ -337,12 +331,11 @@ def execute_build(ctx: Context, build_id: int) -> str:
             b.message = src.error or "the source was not fetched"
             b.finished_at = _utcnow()
             return b.status
-        key = build_key(label=src.label, pin=src.pin, config=cfg.identifier, flags=b.flags_requested, options=run.options)
+        key = build_key(label=src.label, pin=src.pin, config=cfg.identifier, flags=b.flags_requested,
+                        options=run.options, source_date_epoch=src.source_date_epoch,
+                        toolchain=toolchain_identity(cfg.identifier, b.flags_requested, run.options.get("build", {})))
         b.key = key
-        earlier = s.scalar(
-            select(m.Build).where(m.Build.key == key, m.Build.id != b.id, m.Build.status.in_(m.REUSABLE_STATUSES))
-            .order_by(m.Build.id).limit(1)
-        )
+        earlier = reusable(s, key, b.id)
         if earlier is not None:
             origin = earlier.reused_from_id or earlier.id
             for attr in ("status", "reason", "message", "build_system", "duration", "log_key", "sandboxed",
@@ -363,7 +356,7 @@ def execute_build(ctx: Context, build_id: int) -> str:
             source_dir=checkout,
             config=Config.parse(cfg.identifier),
             flags=tuple(b.flags_requested),
-            limits=_limits(run.options.get("build", {})),
+            limits=limits_of(run.options.get("build", {})),
             kinds=_kinds(run.options.get("outputs", {})),
             jobs=int(run.options.get("build", {}).get("jobs_per_build", 1)),
             work_root=ctx.work_root,
@@ -396,7 +389,7 @@ def execute_build(ctx: Context, build_id: int) -> str:
         b.status, b.reason, b.message = outcome.status, outcome.reason, outcome.message
         b.build_system, b.duration = outcome.build_system, outcome.duration
         b.sandboxed = outcome.sandboxed if outcome.sandbox is not None else None  # None: no step ran
-        b.runner, b.log_key, b.analysis_duration = "local", log_key, analysis_duration
+        b.runner, b.log_key, b.analysis_duration = request.runner, log_key, analysis_duration
         b.dependencies = list(outcome.dependencies)  # [h8-debian-deps]
         b.dependency_image, b.dependency_image_digest = outcome.dependency_image, outcome.dependency_image_digest
         b.finished_at = _utcnow()
@@ -447,18 +440,6 @@ def _may_use(ctx: Context, checkout: Path) -> bool:
         return True
     real = checkout.resolve()
     return real.is_relative_to(Path(ctx.cache_dir).resolve()) or real.is_relative_to(root.resolve())
-
-
-def _limits(build: dict[str, Any]) -> Limits:
-    from assemblage.recipes.models import parse_memory
-
-    return Limits(
-        timeout=float(build.get("timeout", 600)),
-        memory=parse_memory(build.get("memory", "4GiB")),
-        processes=int(build.get("processes", 512)),
-        file_size=parse_memory(build.get("disk", "8GiB")),
-        disk=parse_memory(build.get("disk", "8GiB")),  # the whole build folder (a watcher), not only each file
-    )
 
 
 def _kinds(outputs: dict[str, Any]) -> frozenset[str]:

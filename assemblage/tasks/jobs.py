@@ -22,6 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from assemblage.db import models as m
 from assemblage.db.session import session_scope
 from assemblage.errors import AssemblageError
+from assemblage.pipeline.cancel import CancelWatch
 from assemblage.pipeline.failures import fail_run, fail_source
 from assemblage.pipeline.steps import (
     complete_crawl,
@@ -117,7 +118,7 @@ def start_run(self, run_id: int) -> int:
         return 0
     with session_scope(rt.sessions) as s:
         run = s.get(m.Run, run_id)
-        if run is None or run.status in ("finished", "failed"):
+        if run is None or run.status in ("finished", "failed", "cancelled"):
             return 0
         if run.status == "pending":
             run.status, run.started_at = "running", m.utcnow()
@@ -310,7 +311,9 @@ def build(self, build_id: int) -> str:
     ctx = rt.context()
     log.info("build %s started", build_id)
     try:
-        with build_heartbeat(rt, build_id), handback_point():
+        # CancelWatch: a cancelled run (POST /runs/{id}/cancel) kills this build within a heartbeat interval
+        with build_heartbeat(rt, build_id), handback_point(), \
+                CancelWatch(rt.sessions, build_id, interval=rt.settings.heartbeat_interval):
             status = execute_build(ctx, build_id)
     except HandBack:  # this worker is stopping: the build goes back to pending, its message to the queue
         handed = hand_back_build(rt.sessions, build_id, process_id())

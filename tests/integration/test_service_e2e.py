@@ -138,7 +138,7 @@ def test_invalid_recipe_over_http_is_422_with_locations(stack):
     submit = stack.client(stack.token("submit"))
     r = submit.post("/runs", content=RECIPE.replace("[O0, O2]", "[O9]"), headers={"Content-Type": "application/yaml"})
     assert r.status_code == 422
-    assert any(p["location"].startswith("matrix.opt") for p in r.json()["detail"])
+    assert any(p["location"].startswith("matrix.opt") for p in r.json()["errors"])
 
 
 def test_builds_go_to_the_queue_of_their_toolchain_family(stack, finished_run):

@@ -111,7 +111,7 @@ def test_the_api_answers_422_for_an_invalid_url(stack):
     r = submit.post("/runs", content=recipe('path: "recipes/samples/calc"', BAD_URL),
                     headers={"Content-Type": "application/yaml"})
     assert r.status_code == 422, r.text
-    assert r.json()["detail"] == [{"location": "sources[1].archive",
+    assert r.json()["errors"] == [{"location": "sources[1].archive",
                                    "message": "'http://[::1/x.tgz' is not a valid URL (Invalid IPv6 URL)"}]
 
 

@@ -70,7 +70,7 @@ def test_alias_bombs_are_located_errors_and_fast(api, tmp_path):
         r = post_yaml(api, text)
         elapsed = time.monotonic() - started
         assert r.status_code == 422, r.text[:500]
-        [problem] = r.json()["detail"]
+        [problem] = r.json()["errors"]
         assert problem["location"].startswith("line ") and message in problem["message"], problem
         assert elapsed < 5, elapsed
         f = tmp_path / "bomb.yaml"
@@ -87,7 +87,7 @@ def test_sources_times_configurations_is_capped(api):
     matrix = MATRIX.replace("opt: [O0]", "opt: [O0, O1, O2, O3, Os]").replace("[gcc-12]", "[gcc-12, clang-19]")
     r = post_yaml(api, f"name: wide\nsources:\n{sources}{matrix}")
     assert r.status_code == 422, r.text
-    assert r.json()["detail"] == [{"location": "sources", "message": (
+    assert r.json()["errors"] == [{"location": "sources", "message": (
         f"11 source(s) x 10 configuration(s) = 110 builds, more than the {CAP} this service takes in one run "
         "(ASSEMBLAGE_MAX_BUILDS_PER_RUN)")}]
     search = post_yaml(api, "name: search\nsources:\n  - github: {query: 'language:c', limit: 101}\n" + MATRIX)
@@ -180,12 +180,12 @@ def test_a_streamed_body_is_refused_once_past_the_cap(api):
 
 def test_deeply_nested_recipes_are_located_errors(api, tmp_path: Path):
     r = post_yaml(api, deep_yaml())
-    assert r.status_code == 422 and r.json()["detail"][0]["location"].startswith("line 2, column"), r.text
+    assert r.status_code == 422 and r.json()["errors"][0]["location"].startswith("line 2, column"), r.text
     for body, location in (("[" * 100_000 + "]" * 100_000, ""),
                            ('{"name": "x", "description": ' + "[" * 500 + "]" * 500 + "}", "description[0][0][0]...")):
         r = api.submit.post("/runs", content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 422, r.text[:300]
-        assert r.json()["detail"][0]["location"] == location and "nested deeper than" in r.text
+        assert r.json()["errors"][0]["location"] == location and "nested deeper than" in r.text
     nested: list = []
     for _ in range(40):
         nested = [nested]

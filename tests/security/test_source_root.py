@@ -100,7 +100,7 @@ def test_the_api_refuses_every_way_out_of_the_source_root(world):
         r = submit.post("/runs", content=recipe('path: "good"', line), headers={"Content-Type": "application/yaml"})
         answers.append(r.text)
         assert r.status_code == 422, (line, r.status_code, r.text)
-        problems = r.json()["detail"]
+        problems = r.json()["errors"]
         assert [p["location"] for p in problems] == [f"sources[1].{field}"], (line, problems)
         assert "source root" in problems[0]["message"], (line, problems)
     assert_nowhere(world.stack, [str(world.canary), str(world.env_canary)], answers=answers,

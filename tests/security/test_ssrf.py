@@ -282,7 +282,7 @@ def test_the_service_refuses_what_resolves_to_loopback(service):
         r = submit.post("/runs", content=ssrf_recipe("ssrf-literal", *hostile(literal, port)), headers=yaml)
         answers.append(r.text)
         assert r.status_code == 422, (literal, r.text)
-        assert [p["location"] for p in r.json()["detail"]] == ["sources[0].archive", "sources[1].git",
+        assert [p["location"] for p in r.json()["errors"]] == ["sources[0].archive", "sources[1].git",
                                                                "sources[2].git"]
     # names pass the API and are refused by the worker, on the address they resolve to
     r = submit.post("/runs", content=ssrf_recipe("ssrf", *hostile("localhost", web.port)), headers=yaml)

@@ -77,7 +77,7 @@ def test_post_records_the_job_and_sends_it_after_the_commit(env):
 ])
 def test_bad_requests_are_422_and_nothing_is_sent(env, payload, where):
     r = env.http.post("/exports", json=payload, headers=env.h("submit"))
-    assert r.status_code == 422 and where in str(r.json()["detail"][0]["loc"])
+    assert r.status_code == 422 and where in r.json()["errors"][0]["location"]
     assert env.dispatcher.sent == []
 
 

@@ -135,7 +135,7 @@ def test_invalid_recipe_gives_located_errors(env):
     bad = RECIPE.replace("gcc-12", "gcc-99").replace("name: api-test", "name: API Test\nbogus: 1")
     r = env.http.post("/runs", content=bad, headers={**env.h("submit"), "Content-Type": "application/yaml"})
     assert r.status_code == 422
-    problems = r.json()["detail"]
+    problems = r.json()["errors"]
     locations = {p["location"] for p in problems}
     assert {"name", "bogus"} <= locations and any(loc.startswith("matrix.toolchain") for loc in locations)
     assert all(set(p) == {"location", "message"} for p in problems)
@@ -144,7 +144,7 @@ def test_invalid_recipe_gives_located_errors(env):
 
 def test_not_yaml_and_wrong_content_type(env):
     r = env.http.post("/runs", content="name: [unclosed", headers={**env.h("submit"), "Content-Type": "application/yaml"})
-    assert r.status_code == 422 and "YAML" in r.json()["detail"][0]["message"]
+    assert r.status_code == 422 and "YAML" in r.json()["errors"][0]["message"]
     r = env.http.post("/runs", content=RECIPE, headers={**env.h("submit"), "Content-Type": "text/plain"})
     assert r.status_code == 415
 
@@ -301,7 +301,7 @@ def test_local_sources_must_stay_inside_the_source_root(env, source):
     bad = RECIPE.replace("path: recipes/samples/calc", source)
     r = env.http.post("/runs", content=bad, headers={**env.h("submit"), "Content-Type": "application/yaml"})
     assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["location"].startswith("sources[0].")
+    assert r.json()["errors"][0]["location"].startswith("sources[0].")
     assert env.dispatcher.sent == []
 
 

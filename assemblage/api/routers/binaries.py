@@ -16,10 +16,14 @@ from assemblage.api.schemas import (
     Cursor,
     FunctionOut,
     IdPath,
+    Include,
+    InlineOut,
     Limit,
+    LineOut,
     RvaOut,
     decode_cursor,
     encode_cursor,
+    parse_include,
 )
 from assemblage.corpus.select import Selection
 from assemblage.db import models as m
@@ -98,26 +102,61 @@ def get_binary(binary_id: IdPath, s: SessionDep, token: ReadToken) -> BinaryDeta
     return BinaryDetail.model_validate(_binary(s, binary_id))
 
 
-def functions_page(s, q, limit: int, after: str | None) -> FunctionPage:
+def functions_page(s, q, limit: int, after: str | None, include: frozenset[str] = frozenset()) -> FunctionPage:
+    """One page of functions with their ranges, and their lines and inlines when ``include`` asks."""
     q = q.where(m.Function.id > decode_cursor(after)).order_by(m.Function.id).limit(limit + 1)
     funcs = list(s.scalars(q))
     more = len(funcs) > limit
     funcs = funcs[:limit]
+    ids = [f.id for f in funcs]
     ranges: dict[int, list[RvaOut]] = {}
+    lines: dict[int, list[LineOut]] = {}
+    inlines: dict[int, list[InlineOut]] = {}
     if funcs:
-        for r in s.scalars(select(m.Rva).where(m.Rva.function_id.in_([f.id for f in funcs])).order_by(m.Rva.id)):
+        for r in s.scalars(select(m.Rva).where(m.Rva.function_id.in_(ids)).order_by(m.Rva.id)):
             ranges.setdefault(r.function_id, []).append(RvaOut(start=r.start, end=r.end))
+    if funcs and "lines" in include:
+        for ln in s.scalars(select(m.Line).where(m.Line.function_id.in_(ids)).order_by(m.Line.rva, m.Line.id)):
+            lines.setdefault(ln.function_id, []).append(LineOut.model_validate(ln))
+    if funcs and "inlines" in include:
+        inlines = _inlines_of(s, funcs, ranges)
     items = [FunctionOut(id=f.id, binary_id=f.binary_id, name=f.name, start=f.start, end=f.end, size=f.size,
-                         source_file=f.source_file, decl_line=f.decl_line, hash=f.hash, label_source=f.label_source,
-                         rvas=ranges.get(f.id, [])) for f in funcs]
+                         source_file=f.source_file, decl_line=f.decl_line, hash=f.hash, pic_hash=f.pic_hash,
+                         linkage_name=f.linkage_name, demangled=f.demangled, size_inferred=bool(f.size_inferred),
+                         label_source=f.label_source, rvas=ranges.get(f.id, []),
+                         lines=lines.get(f.id, []) if "lines" in include else None,
+                         inlines=inlines.get(f.id, []) if "inlines" in include else None) for f in funcs]
     return FunctionPage(items=items, next=encode_cursor(funcs[-1].id) if more else None)
 
 
-@router.get("/{binary_id}/functions", response_model=FunctionPage, summary="A binary's functions with their ranges")
+def _inlines_of(s, funcs: list[m.Function], ranges: dict[int, list[RvaOut]]) -> dict[int, list[InlineOut]]:
+    """The inlined copies inside each function: same binary, and the copy starts inside one of its ranges
+    (``inlines.caller`` names the function, but two static functions may share a name)."""
+    out: dict[int, list[InlineOut]] = {}
+    by_binary: dict[int, list[m.Function]] = {}
+    for f in funcs:
+        by_binary.setdefault(f.binary_id, []).append(f)
+    for binary_id, group in by_binary.items():
+        names = sorted({f.name for f in group} | {f.linkage_name for f in group if f.linkage_name})
+        for inl in s.scalars(select(m.Inline).where(m.Inline.binary_id == binary_id, m.Inline.caller.in_(names))
+                             .order_by(m.Inline.start, m.Inline.id)):
+            for f in group:
+                if inl.caller not in (f.name, f.linkage_name):
+                    continue
+                spans = ranges.get(f.id) or [RvaOut(start=f.start, end=f.end)]
+                if any(r.start <= inl.start < r.end for r in spans):
+                    out.setdefault(f.id, []).append(InlineOut.model_validate(inl))
+                    break
+    return out
+
+
+@router.get("/{binary_id}/functions", response_model=FunctionPage,
+            summary="A binary's functions with their ranges and hashes (lines and inlines on request)")
 def binary_functions(binary_id: IdPath, s: SessionDep, token: ReadToken, limit: Limit = 1000,
-                     after: Cursor = None) -> FunctionPage:
+                     after: Cursor = None, include: Include = None) -> FunctionPage:
+    wanted = parse_include(include)
     _binary(s, binary_id)
-    return functions_page(s, select(m.Function).where(m.Function.binary_id == binary_id), limit, after)
+    return functions_page(s, select(m.Function).where(m.Function.binary_id == binary_id), limit, after, wanted)
 
 
 @router.get("/{binary_id}/download", summary="The binary's bytes: 307 to a presigned URL, or the bytes",

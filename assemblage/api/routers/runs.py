@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Literal
 
 import anyio
 import anyio.to_process
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from assemblage.api.deps import DispatcherDep, ReadToken, SessionDep, SettingsDep, SubmitToken
-from assemblage.api.schemas import CellOut, CoverageOut, IdPath, RunCreated, RunOut
+from assemblage.api.schemas import (
+    CellOut,
+    CoverageOut,
+    Cursor,
+    Filter,
+    IdPath,
+    Limit,
+    RunCreated,
+    RunOut,
+    decode_cursor,
+    encode_cursor,
+)
 from assemblage.db import models as m
 from assemblage.errors import Problem, RecipeError
 
@@ -30,10 +43,9 @@ _RECIPE_BODY = {
         },
     },
     "responses": {
-        "422": {"description": "The recipe does not validate: every problem with its place in the recipe",
-                "content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {
-                    "type": "array", "items": {"type": "object", "properties": {
-                        "location": {"type": "string"}, "message": {"type": "string"}}}}}}}}},
+        # problem details (assemblage/api/problems.py); `errors` holds each problem with its place in the recipe
+        "422": {"description": "The recipe does not validate: `errors` lists every problem with its place in the "
+                               "recipe (matrix.opt, sources[0].path)"},
         "413": {"description": "The recipe is larger than 1 MiB (or the body than ASSEMBLAGE_MAX_REQUEST_BYTES)"},
         "415": {"description": "Neither YAML nor JSON"},
     },
@@ -168,19 +180,89 @@ async def create_run(request: Request, token: SubmitToken, settings: SettingsDep
     return RunCreated(id=run_id, status="pending")
 
 
+RunStatus = Literal["pending", "running", "finished", "failed", "cancelled", "interrupted"]
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next: str | None
+
+
+def run_outs(s, runs: list[m.Run]) -> list[RunOut]:
+    """The runs with their build counts by status and their binaries (those of the builds they reused too)."""
+    ids = [r.id for r in runs]
+    counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+    binaries: dict[int, int] = {}
+    unsandboxed: dict[int, int] = {}
+    if ids:
+        for rid, st, n in s.execute(select(m.Build.run_id, m.Build.status, func.count())
+                                    .where(m.Build.run_id.in_(ids)).group_by(m.Build.run_id, m.Build.status)):
+            counts[rid][st] = n
+        # a reused build's binaries are those of the build it reused (builds.reused_from_id)
+        owner = func.coalesce(m.Build.reused_from_id, m.Build.id)
+        binaries = dict(s.execute(select(m.Build.run_id, func.count(m.Binary.id.distinct()))
+                                  .join(m.Binary, m.Binary.build_id == owner)
+                                  .where(m.Build.run_id.in_(ids)).group_by(m.Build.run_id)).all())
+        unsandboxed = dict(s.execute(select(m.Build.run_id, func.count())
+                                     .where(m.Build.run_id.in_(ids), m.Build.sandboxed.is_(False))
+                                     .group_by(m.Build.run_id)).all())
+    return [RunOut(id=r.id, recipe=r.recipe.name, status=r.status, notes=list(r.notes or []),
+                   created_at=r.created_at, started_at=r.started_at, finished_at=r.finished_at,
+                   builds=counts[r.id], total=sum(counts[r.id].values()), binaries=binaries.get(r.id, 0),
+                   unsandboxed=unsandboxed.get(r.id, 0))
+            for r in runs]
+
+
+@router.get("", response_model=RunPage, summary="Runs, filtered; ordered by id, paged by cursor")
+def list_runs(s: SessionDep, token: ReadToken,
+              status: Annotated[list[RunStatus] | None, Query(description="repeat for several")] = None,
+              recipe: Annotated[Filter, Query(description="the recipe's name")] = None,
+              limit: Limit = 100, after: Cursor = None) -> RunPage:
+    q = select(m.Run).where(m.Run.id > decode_cursor(after))
+    if status:
+        q = q.where(m.Run.status.in_(sorted(set(status))))
+    if recipe is not None:
+        q = q.join(m.Recipe, m.Run.recipe_id == m.Recipe.id).where(m.Recipe.name == recipe)
+    rows = list(s.scalars(q.order_by(m.Run.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return RunPage(items=run_outs(s, rows), next=encode_cursor(rows[-1].id) if more else None)
+
+
 @router.get("/{run_id}", response_model=RunOut, summary="A run: status and build counts by status")
 def get_run(run_id: IdPath, s: SessionDep, token: ReadToken) -> RunOut:
     run = s.get(m.Run, run_id)
     if run is None:
         raise HTTPException(404, f"no run {run_id}")
-    counts = dict(s.execute(select(m.Build.status, func.count()).where(m.Build.run_id == run_id)
-                            .group_by(m.Build.status)).all())
-    binaries = s.scalar(select(func.count()).select_from(m.Binary).where(m.Binary.run_id == run_id)) or 0
-    unsandboxed = s.scalar(select(func.count()).select_from(m.Build)
-                           .where(m.Build.run_id == run_id, m.Build.sandboxed.is_(False))) or 0
-    return RunOut(id=run.id, recipe=run.recipe.name, status=run.status, notes=list(run.notes or []),
-                  created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
-                  builds=counts, total=sum(counts.values()), binaries=binaries, unsandboxed=unsandboxed)
+    return run_outs(s, [run])[0]
+
+
+class CancelOut(RunOut):
+    queued_cancelled: int  # pending builds that will never start
+    running_stopped: int  # running builds whose workers were told to stop them
+
+
+@router.post("/{run_id}/cancel", response_model=CancelOut,
+             summary="Cancel a run: queued builds never start, running builds are stopped",
+             description="Every pending build becomes `skipped` (reason `cancelled`) and never starts; a running "
+                         "build is killed by its worker within a heartbeat interval and its result dropped; "
+                         "the run ends `cancelled`. Cancelling a cancelled run changes nothing (200).",
+             responses={404: {"description": "No such run"},
+                        409: {"description": "The run has ended (finished, failed or interrupted)"}})
+def cancel(run_id: IdPath, request: Request, token: SubmitToken) -> CancelOut:
+    from assemblage.pipeline.cancel import CANCELLED, cancel_run
+
+    sessions = request.app.state.sessions
+    outcome = cancel_run(sessions, run_id)
+    if outcome is None:
+        raise HTTPException(404, f"no run {run_id}")
+    if outcome.status != CANCELLED:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} has ended ({outcome.status}): nothing to cancel")
+    log.warning("run %s cancelled by token %s (%s): %d queued, %d running build(s) stopped", run_id,
+                token.id, token.name, outcome.queued, outcome.running)
+    with sessions() as s:
+        out = run_outs(s, [s.get(m.Run, run_id)])[0]
+    return CancelOut(**out.model_dump(), queued_cancelled=outcome.queued, running_stopped=outcome.running)
 
 
 @router.get("/{run_id}/coverage", response_model=CoverageOut,

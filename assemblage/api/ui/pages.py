@@ -185,7 +185,9 @@ def binaries_page(request: Request, s: SessionDep, user: UserDep,
                   after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> HTMLResponse:
     q = select(m.Binary).where(m.Binary.id > after)
     if run is not None:
-        q = q.where(m.Binary.run_id == run)
+        from assemblage.corpus.select import in_runs
+
+        q = q.where(in_runs([run]))  # with the binaries of the builds it reused
     rows = list(s.scalars(q.order_by(m.Binary.id).limit(PAGE + 1)))
     more = rows[PAGE - 1].id if len(rows) > PAGE else None
     return _render(request, "binaries.html", user, binaries=rows[:PAGE], run=run, more=more)

@@ -49,8 +49,11 @@ def runs_overview(s: Session, *, limit: int = 50, run_ids: list[int] | None = No
     for rid, status, n in s.execute(select(m.Build.run_id, m.Build.status, func.count())
                                     .where(m.Build.run_id.in_(rows)).group_by(m.Build.run_id, m.Build.status)):
         rows[rid].builds[status] = n
-    for rid, n in s.execute(select(m.Binary.run_id, func.count()).where(m.Binary.run_id.in_(rows))
-                            .group_by(m.Binary.run_id)):
+    # a run's binaries: made by its builds, or by the builds its reused builds point at
+    owner = func.coalesce(m.Build.reused_from_id, m.Build.id)
+    for rid, n in s.execute(select(m.Build.run_id, func.count(m.Binary.id.distinct()))
+                            .join(m.Binary, m.Binary.build_id == owner).where(m.Build.run_id.in_(rows))
+                            .group_by(m.Build.run_id)):
         rows[rid].binaries = n
     return list(rows.values())
 
@@ -60,7 +63,9 @@ def composition(s: Session, run: int | None = None) -> dict[str, list[tuple[str,
     def counts(column, what=None):
         q = select(column, what if what is not None else func.count(m.Binary.id)).group_by(column)
         if run is not None:
-            q = q.where(m.Binary.run_id == run)
+            from assemblage.corpus.select import in_runs
+
+            q = q.where(in_runs([run]))
         return [(str(k) if k is not None else "(unknown)", int(n or 0)) for k, n in s.execute(q)]
 
     return {
