@@ -25,10 +25,26 @@ from assemblage.sources.licenses import classify_license_text, debian_copyright_
 
 
 def test_exports_are_complete() -> None:
-    assert set(sources.__all__) == {"FetchPolicy", "FetchedSource", "fetch_source", "pin_spec", "safe_extract",
-                                    "source_label", "source_name", "source_pin", "tree_pin"}
+    assert set(sources.__all__) == {"FetchPolicy", "FetchedSource", "SourceKind", "fetch_source", "kind_of", "kinds",
+                                    "pin_spec", "safe_extract", "source_label", "source_name", "source_pin",
+                                    "tree_pin"}
     for name in sources.__all__:
         assert hasattr(sources, name)
+
+
+def test_every_recipe_source_model_has_one_registered_kind() -> None:
+    """A source kind is one registered class: every model the recipe accepts has one, and kinds answer for
+    their own model only."""
+    from assemblage.recipes.models import SOURCE_KINDS
+
+    registered = sources.kinds()
+    assert set(registered) == set(SOURCE_KINDS)
+    for name, kind in registered.items():
+        assert kind.model.model_fields["kind"].default == name  # the model the recipe parses into
+    with pytest.raises(SourceError, match="not a source"):
+        sources.kind_of(object())
+    assert sources.kind_of(GithubSource(github=GithubQuery(query="q"))).expands(None) == "crawl"
+    assert sources.kind_of(DebianSource(debian="zlib")).expands(DebianSource(debian="zlib")) is None
 
 
 @pytest.mark.parametrize("spec,label,name", [
