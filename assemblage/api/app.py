@@ -32,7 +32,7 @@ def create_app(
 ) -> FastAPI:
     """The API and the pages (``/ui``). Missing parts are made from the settings; ``sweep`` runs the
     requeue sweeper in this process; ``auth`` decides who a presented token is (default: the token table)."""
-    from assemblage.api.routers import binaries, builds, exports, functions, locks, runs, workers
+    from assemblage.api.routers import binaries, builds, exports, functions, locks, runs, tokens, workers
     from assemblage.db.session import make_engine, make_sessionmaker
 
     settings = settings or get_settings()
@@ -85,7 +85,7 @@ def create_app(
     app.state.auth = auth or TokenAuthenticator(sessions, settings.secret_key.get_secret_value())
     mount_docs(app, f"{API_PREFIX}/openapi.json")
     for r in (runs.router, locks.router, builds.router, binaries.router, functions.router, exports.router,
-              workers.router):
+              workers.router, tokens.router):
         app.include_router(r, prefix=API_PREFIX)
     if ui:
         from assemblage.api.ui import mount_ui

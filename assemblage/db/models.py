@@ -103,6 +103,9 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # dropped configurations, warnings
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # build/outputs options in force
+    # the API token (api_tokens.id) that submitted the run; NULL for runs of the CLI. Only that token, or an
+    # admin token, may cancel the run
+    submitted_by: Mapped[int | None] = mapped_column(Integer)
     expanded: Mapped[bool] = mapped_column(Boolean, default=False)  # sources, builds and crawls were added
     # a run made by `assemblage rebuild`: the lock's sha256, the run it locked, the drift allowed
     lock_origin: Mapped[dict[str, Any] | None] = mapped_column(JSON)

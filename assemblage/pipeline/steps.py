@@ -68,7 +68,8 @@ def _utcnow():
 # ---------------------------------------------------------------- runs
 
 
-def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: bool = True) -> int:
+def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: bool = True,
+               submitted_by: int | None = None) -> int:
     """Record the recipe and the run; with ``expand`` also its sources and builds (see :func:`expand_run`).
 
     The service records the run at once (``expand=False``) and expands it in a task, since
@@ -83,7 +84,7 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: b
         s.add(rec)
         s.flush()
         run = m.Run(
-            recipe_id=rec.id, status="pending", notes=notes,
+            recipe_id=rec.id, status="pending", notes=notes, submitted_by=submitted_by,
             options={
                 "base": str(base),
                 "build": recipe.build.model_dump(mode="json"),

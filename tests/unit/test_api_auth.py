@@ -19,7 +19,7 @@ import re
 import pytest
 
 from assemblage.db import models as m
-from assemblage.db.auth import SCOPES, create_token, scope_allows
+from assemblage.db.auth import SCOPES, create_token, find_token, scope_allows
 from assemblage.db.session import session_scope
 from tests.unit.test_service_api import RECIPE, SECRET, Env, seed
 
@@ -65,8 +65,10 @@ def world(tmp_path):
 
         for t in s.query(ApiToken).filter(ApiToken.hint == revoked[:10]):
             t.revoked_at = m.utcnow()
+            revoked_id = t.id
         other_key = create_token(s, scope="admin", secret="a-different-secret-key-0123456789")
-    env.params = {"run_id": run_id, "build_id": build_id, "binary_id": ids[0]}
+    # DELETE /tokens/{token_id} revokes the token that is revoked already (the others must keep working)
+    env.params = {"run_id": run_id, "build_id": build_id, "binary_id": ids[0], "token_id": revoked_id}
     env.bad_tokens = {
         "no token": {},
         "forged token": {"Authorization": "Bearer asm_" + "A" * 43},
@@ -88,7 +90,8 @@ def call(env, method: str, path: str, headers: dict[str, str]):
 
 
 # a valid body for each write that does not take a recipe (the default: the recipe, as YAML)
-BODIES = {"/api/v1/exports": ("{}", "application/json")}
+BODIES = {"/api/v1/exports": ("{}", "application/json"),
+          "/api/v1/tokens": ('{"scope": "read", "name": "walk"}', "application/json")}
 # routes whose answer, once the token is accepted, depends on the state of what they name:
 # an export posted by the test itself is still pending, so it has nothing to download yet
 STATE_ANSWERS = {("get", "/api/v1/exports/{export_id}/download"): (409,),
@@ -173,6 +176,8 @@ def test_each_scope_is_allowed_exactly_where_the_route_says(world):
     with session_scope(world.sessions) as s:
         for scope in SCOPES:
             tokens[scope] = create_token(s, scope=scope, secret=SECRET)
+        # the seeded run is this submit token's own (another token's run is a 403 for a submit token)
+        s.get(m.Run, world.params["run_id"]).submitted_by = find_token(s, tokens["submit"], SECRET).id
     for method, path, need in operations(world.app):
         for have in SCOPES:
             r = call(world, method, path, {"Authorization": f"Bearer {tokens[have]}"})

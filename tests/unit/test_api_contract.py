@@ -167,8 +167,49 @@ def test_cancel_marks_queued_and_running_builds_and_ends_the_run(world):
     assert {(c["status"], c["reason"]) for c in cov["cells"]} == {("skipped", "cancelled")}
     again = world.http.post(f"/runs/{run_id}/cancel", headers=submit)  # idempotent
     assert again.status_code == 200 and again.json()["queued_cancelled"] == 0
-    _problem(world.http.post(f"/runs/{world.run_id}/cancel", headers=submit), 409)  # finished: nothing to cancel
+    # the seeded run is no token's (a CLI run): a submit token may not cancel it, an admin token may try
+    body = _problem(world.http.post(f"/runs/{world.run_id}/cancel", headers=submit), 403)
+    assert "admin" in body["detail"]
+    _problem(world.http.post(f"/runs/{world.run_id}/cancel", headers=world.h("admin")), 409)  # finished already
     _problem(world.http.post("/runs/999999/cancel", headers=submit), 404)
+
+
+def test_a_submit_token_cancels_its_own_runs_and_an_admin_token_anyones(world):
+    from assemblage.db.auth import create_token
+
+    with session_scope(world.sessions) as s:
+        other = create_token(s, scope="submit", secret=world.settings.secret_key.get_secret_value())
+    mine = world.http.post("/runs", content=RECIPE, headers={**world.h("submit"), "Content-Type": "application/yaml"})
+    run_id = mine.json()["id"]
+    body = _problem(world.http.post(f"/runs/{run_id}/cancel", headers={"Authorization": f"Bearer {other}"}), 403)
+    assert "submitted by another token" in body["detail"]
+    with session_scope(world.sessions) as s:
+        assert s.get(m.Run, run_id).status == "pending"  # the refused cancel changed nothing
+    r = world.http.post(f"/runs/{run_id}/cancel", headers=world.h("admin"))
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+
+
+def test_admin_tokens_manage_tokens_over_the_api(world):
+    admin = world.h("admin")
+    for scope in ("read", "submit"):  # token management is the admin scope's alone
+        _problem(world.http.get("/tokens", headers=world.h(scope)), 403)
+        _problem(world.http.post("/tokens", json={"scope": "read"}, headers=world.h(scope)), 403)
+    r = world.http.post("/tokens", json={"scope": "submit", "name": "ci"}, headers=admin)
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["scope"] == "submit" and made["name"] == "ci" and made["token"].startswith(made["hint"])
+    new = {"Authorization": f"Bearer {made['token']}"}
+    assert world.http.get("/runs", headers=new).status_code == 200  # the new token works at once
+    listed = world.http.get("/tokens", headers=admin).json()
+    row = next(t for t in listed if t["id"] == made["id"])
+    assert "token" not in row and row["revoked_at"] is None and row["last_used_at"] is not None
+    assert all("token" not in t and "token_hash" not in t for t in listed)  # no secret is ever listed
+    _problem(world.http.post("/tokens", json={"scope": "god"}, headers=admin), 422)
+    _problem(world.http.post("/tokens", json={"scope": "read", "extra": 1}, headers=admin), 422)
+    gone = world.http.delete(f"/tokens/{made['id']}", headers=admin)
+    assert gone.status_code == 200 and gone.json()["revoked_at"]
+    _problem(world.http.get("/runs", headers=new), 401)  # revoked: refused from now on
+    _problem(world.http.delete("/tokens/999999", headers=admin), 404)
 
 
 def test_a_run_cancelled_before_it_started_adds_no_builds(world):

@@ -171,7 +171,8 @@ async def create_run(request: Request, token: SubmitToken, settings: SettingsDep
     ctx = Context(sessions=request.app.state.sessions, store=request.app.state.store,
                   cache_dir=settings.cache_dir, worker="api")
     base = settings.source_root.resolve()
-    run_id = await run_in_threadpool(lambda: create(ctx, recipe, text, base, expand=False))  # expanded by a task
+    run_id = await run_in_threadpool(  # expanded by a task
+        lambda: create(ctx, recipe, text, base, expand=False, submitted_by=token.id))
     # create() committed: the workers will find every row
     try:
         await run_in_threadpool(dispatcher.send, "start", run_id)
@@ -246,13 +247,23 @@ class CancelOut(RunOut):
              summary="Cancel a run: queued builds never start, running builds are stopped",
              description="Every pending build becomes `skipped` (reason `cancelled`) and never starts; a running "
                          "build is killed by its worker within a heartbeat interval and its result dropped; "
-                         "the run ends `cancelled`. Cancelling a cancelled run changes nothing (200).",
-             responses={404: {"description": "No such run"},
+                         "the run ends `cancelled`. Cancelling a cancelled run changes nothing (200). A submit "
+                         "token cancels the runs it submitted; an admin token any run.",
+             responses={403: {"description": "The run was submitted by another token (and this one is not admin)"},
+                        404: {"description": "No such run"},
                         409: {"description": "The run has ended (finished, failed or interrupted)"}})
 def cancel(run_id: IdPath, request: Request, token: SubmitToken) -> CancelOut:
     from assemblage.pipeline.cancel import CANCELLED, cancel_run
 
     sessions = request.app.state.sessions
+    with sessions() as s:
+        owner = s.scalar(select(m.Run.submitted_by).where(m.Run.id == run_id))
+        if owner is None and s.get(m.Run, run_id) is None:
+            raise HTTPException(404, f"no run {run_id}")
+    if token.scope != "admin" and owner != token.id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"run {run_id} was submitted by another token: only that token or an admin token "
+                            "may cancel it")
     outcome = cancel_run(sessions, run_id)
     if outcome is None:
         raise HTTPException(404, f"no run {run_id}")
