@@ -5,6 +5,7 @@ Public surface::
     sniff(path) -> "elf" | "pe" | "pdb" | None      # magic bytes only
     analyze_file(path, *, pdb=None, lines=True) -> BinaryAnalysis
     analyze_file_bounded(path, *, pdb=None, timeout=60.0, memory=2 GiB) -> BinaryAnalysis
+    strip_file_bounded(tool, path, out, *, timeout=60.0, memory=2 GiB)  # a stripped copy, same limits
 
 plus the data model (:mod:`.model`). The DWARF reader for any container is
 :func:`assemblage.binaries.dwarf.read_dwarf`. Every failure to analyse a file
@@ -19,7 +20,7 @@ from typing import Literal
 
 from ..errors import InvalidBinaryError
 from ._gc import paused_gc
-from .bounded import analyze_file_bounded
+from .bounded import analyze_file_bounded, strip_file_bounded
 from .model import BinaryAnalysis, Disagreement, Function, Inlining, LineRow, Producer, Range, Section
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "analyze_file",
     "analyze_file_bounded",
     "sniff",
+    "strip_file_bounded",
 ]
 
 PDB_MAGIC = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS\x00\x00\x00"
