@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 from .. import _spawn
 from ..errors import InvalidBinaryError
+from . import dispatch
 from ._gc import paused_gc
 from .model import BinaryAnalysis
 
@@ -113,7 +114,7 @@ def _preload() -> None:
         return
     import importlib
 
-    for name in ("assemblage.binaries.elf", "assemblage.binaries.pe", "capstone", "cxxfilt"):
+    for name in ("assemblage.binaries.elf.analysis", "assemblage.binaries.pe.analysis", "capstone", "cxxfilt"):
         try:
             importlib.import_module(name)
         except ImportError:  # reported by the child when it needs the module
@@ -182,9 +183,7 @@ def run_bounded(
 
 
 def _analyze(path: str, pdb: str | None, lines: bool) -> BinaryAnalysis:
-    from . import analyze_file
-
-    return analyze_file(path, pdb=pdb, lines=lines)
+    return dispatch.analyze_file(path, pdb=pdb, lines=lines)  # looked up when called (tests replace it)
 
 
 def analyze_file_bounded(

@@ -12,7 +12,7 @@ recursion limits. An ``IndexError``, ``KeyError``, ``AttributeError`` or
 ``TypeError`` is a bug and propagates (the hostile-input tests then fail).
 
 Relocatable objects (``.o``) need their DWARF relocated before reading; for
-them pyelftools applies the relocations and :func:`.dwarf.read_dwarf` reads the
+them pyelftools applies the relocations and :func:`..dwarf.read_dwarf` reads the
 result. Linked binaries take the fast path (our own section reader).
 """
 
@@ -23,17 +23,18 @@ import os
 import struct
 from typing import Any
 
-from ..errors import InvalidBinaryError
-from ._forked import Forked, WorkerError
-from ._thirdparty import raised_inside
-from .dwarf import DwarfError, DwarfReader, DwarfResult, DwarfSections, demangle, read_dwarf
-from .elf_file import MACHINES, SHF_ALLOC, SHF_EXECINSTR, ElfError, ElfFile
-from .hashing import FunctionHasher, hash_and_demangle
-from .model import BinaryAnalysis, Function, Section
-from .producer import observed_opt, parse_comment
+from ...errors import InvalidBinaryError
+from .._forked import Forked, WorkerError
+from .._thirdparty import raised_inside
+from ..demangle import demangle
+from ..dwarf import DwarfError, DwarfReader, DwarfResult, DwarfSections, read_dwarf
+from ..hashing import FunctionHasher, hash_and_demangle
+from ..model import BinaryAnalysis, Function, Section
+from ..producer import observed_opt, parse_comment
+from .file import MACHINES, SHF_ALLOC, SHF_EXECINSTR, ElfError, ElfFile
 from .symbols import function_symbols, merge_symbols
 
-__all__ = ["analyze_elf"]
+__all__ = ["analyze_elf", "dwarf_sections"]
 
 _KINDS = {1: "relocatable", 2: "executable", 3: "shared", 4: "core"}
 # Below these sizes a forked helper (about 3 ms) costs more than it saves.
@@ -63,7 +64,7 @@ def _flags(flags: int) -> str:
     return ("W" if flags & 1 else "") + ("A" if flags & SHF_ALLOC else "") + ("X" if flags & SHF_EXECINSTR else "")
 
 
-def _dwarf_sections(elf: ElfFile) -> DwarfSections:
+def dwarf_sections(elf: ElfFile) -> DwarfSections:
     g = elf.debug_section
     return DwarfSections(
         info=g(".debug_info"),
@@ -142,7 +143,7 @@ def _analyze(elf: ElfFile, path: str, lines: bool) -> BinaryAnalysis:
                 dwarf = _relocated_dwarf(path, lines)
                 res.extra["note"] = "relocatable object: addresses are offsets in their own sections and may coincide"
             else:
-                sections = _dwarf_sections(elf)
+                sections = dwarf_sections(elf)
                 reader = DwarfReader(sections, code_ranges=code, lines=lines, parallel=len(sections.info) >= _PARALLEL_DWARF_BYTES)
                 reader.demangle = False  # done by the worker below
                 dwarf = reader.functions()

@@ -17,10 +17,10 @@ turn it into ``InvalidBinaryError`` with their file name. ``DwarfReader`` is
 the same work in steps (``functions()`` then ``finish()``), which the ELF
 backend uses to merge symbols and hash in between.
 
-``read_dwarf`` takes a pyelftools ``DWARFInfo`` built from any container (ELF,
-or a mingw PE whose ``.debug_*`` sections were handed to pyelftools) and reads
-its section bytes with our own fast walker (:mod:`.dwarf_units`,
-:mod:`.dwarf_lines`); ``read_dwarf_sections`` takes the bytes directly.
+``read_dwarf_sections`` takes the section bytes (an ELF's, a mingw PE's) and
+reads them with our own fast walker (:mod:`.units`, :mod:`.lines`);
+``read_dwarf`` takes a pyelftools ``DWARFInfo`` instead, for the one case that
+needs pyelftools: a relocatable object whose DWARF it relocated.
 
 Keywords:
 
@@ -71,14 +71,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._forked import Forked, WorkerError
-from ._gc import paused_gc
-from .dwarf_lines import LineProgram, read_line_program
-from .dwarf_units import AT, CONSTANT_FORMS, TAG, Die, DwarfError, DwarfSections, Unit, decode_lazy, die_at, read_uleb, walk_units
-from .model import Function, Inlining, LineRow, Producer, Range
-from .producer import parse_producer
+from .._forked import Forked, WorkerError
+from .._gc import paused_gc
+from ..demangle import demangle
+from ..model import Function, Inlining, LineRow, Producer, Range
+from ..producer import parse_producer
+from .lines import LineProgram, read_line_program
+from .units import AT, CONSTANT_FORMS, TAG, Die, DwarfError, DwarfSections, Unit, decode_lazy, die_at, read_uleb, walk_units
 
-__all__ = ["DwarfError", "DwarfResult", "DwarfSections", "UnitSummary", "demangle", "read_dwarf", "read_dwarf_sections", "sections_from_dwarfinfo", "DwarfReader"]
+__all__ = ["DwarfError", "DwarfResult", "DwarfSections", "UnitSummary", "read_dwarf", "read_dwarf_sections", "sections_from_dwarfinfo", "DwarfReader"]
 
 _MAX_CHAIN = 16
 _NO_INFO: tuple[Any, ...] = (None, None, None, None, None)  # DwarfReader.info: name, linkage, file, line, external
@@ -91,12 +92,13 @@ _AT_ABSTRACT_ORIGIN, _AT_CALL_FILE, _AT_CALL_LINE = AT.abstract_origin, AT.call_
 
 @dataclass(slots=True)
 class UnitSummary:
-    """One compilation unit: its name, producer and how many functions it defines."""
+    """One compilation unit: its name, producer, how many functions it defines and the code it covers."""
 
     name: str | None
     producer: Producer | None
     language: int | None
     functions: int = 0
+    ranges: tuple[Range, ...] = ()  # its root DIE's low_pc/high_pc or DW_AT_ranges
 
 
 @dataclass(slots=True)
@@ -108,21 +110,6 @@ class DwarfResult:
     units: list[UnitSummary] = field(default_factory=list)
     discarded: int = 0
     problems: list[str] = field(default_factory=list)  # non-fatal: e.g. a broken line table
-
-
-def demangle(name: str | None) -> str | None:
-    """Itanium C++ demangling via cxxfilt (None when not mangled or not demanglable)."""
-    if not name or not name.startswith("_Z") or len(name) > 4096:
-        return None
-    try:
-        import cxxfilt
-    except ImportError:
-        return None
-    try:
-        out = cxxfilt.demangle(name, external_only=False)
-    except cxxfilt.Error:  # InvalidName, or the C++ runtime missing (LibraryNotFound)
-        return None
-    return out if out and out != name else None
 
 
 def sections_from_dwarfinfo(dwarfinfo: Any) -> DwarfSections:
@@ -173,15 +160,15 @@ def read_dwarf_sections(
     """Read the DWARF in ``sections``; raises :class:`DwarfError` when it is malformed.
 
     ``parallel`` runs the line programs and the hashes in forked children
-    while this process walks the DIEs (see :mod:`._forked`).
+    while this process walks the DIEs (see :mod:`.._forked`).
     """
-    with paused_gc():  # see ._gc
+    with paused_gc():  # see .._gc
         reader = DwarfReader(sections, code_ranges=code_ranges, lines=lines, parallel=parallel, relocatable=relocatable)
         hash_job = None
         try:
             res = reader.functions()
             if text_reader is not None:
-                from .hashing import FunctionHasher, hash_all
+                from ..hashing import FunctionHasher, hash_all
 
                 hasher = FunctionHasher(arch or "", text_reader, is_address or (lambda v: False))
                 hash_job = Forked(hash_all, hasher, [f.ranges for f in res.functions], enabled=parallel)
@@ -446,6 +433,13 @@ class DwarfReader:
             out.append(r)
         return out
 
+    def _unit_ranges(self, u: Unit) -> tuple[Range, ...]:
+        try:
+            return tuple(self.ranges(Die(u.offset, u.tag, u, u.attrs, None)))
+        except DwarfError as exc:  # a broken range list does not lose the unit
+            self.problems.append(str(exc))
+            return ()
+
     # -- assembly -------------------------------------------------------------
     def functions(self) -> DwarfResult:
         """Units, producers and functions (no inlinings or lines yet)."""
@@ -459,7 +453,7 @@ class DwarfReader:
                 p = producers.get(raw)
                 if p is None:
                     p = producers[raw] = parse_producer(raw)
-            summaries[u.index] = UnitSummary(u.name, p, u.language)
+            summaries[u.index] = UnitSummary(u.name, p, u.language, ranges=self._unit_ranges(u))
         res.producers = list(producers.values())
         res.units = [summaries[u.index] for u in self.units]
         by_ranges: dict[tuple[int, ...], Function] = {}  # (start, end, start, end, ...) -> function
