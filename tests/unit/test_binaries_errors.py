@@ -74,7 +74,7 @@ def test_a_bug_after_relocating_an_object_propagates_and_a_pyelftools_failure_do
     import assemblage.binaries.elf.analysis as elf
 
     obj = _compile(tmp_path, "-c")
-    monkeypatch.setattr(elf, "read_dwarf", lambda *a, **k: (_ for _ in ()).throw(TypeError("a bug")))
+    monkeypatch.setattr(elf, "sections_from_dwarfinfo", lambda *a, **k: (_ for _ in ()).throw(TypeError("a bug")))
     with pytest.raises(TypeError, match="a bug"):
         analyze_file(obj)
     monkeypatch.undo()

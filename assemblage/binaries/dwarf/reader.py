@@ -14,8 +14,9 @@ Public entry points::
 Addresses are those of the DWARF (virtual addresses; a PE caller rebases).
 Raises :class:`DwarfError` (a ``ValueError``) on malformed DWARF; callers
 turn it into ``InvalidBinaryError`` with their file name. ``DwarfReader`` is
-the same work in steps (``functions()`` then ``finish()``), which the ELF
-backend uses to merge symbols and hash in between.
+the work in steps (``functions()`` then ``finish()``); ``read_dwarf_sections``
+is its one driver, for ELF (which merges its symbols in between, ``merge``)
+and PE alike.
 
 ``read_dwarf_sections`` takes the section bytes (an ELF's, a mingw PE's) and
 reads them with our own fast walker (:mod:`.units`, :mod:`.lines`);
@@ -74,6 +75,7 @@ from typing import Any
 from .._forked import Forked, WorkerError
 from .._gc import paused_gc
 from ..demangle import demangle
+from ..hashing import FunctionHasher, hash_and_demangle
 from ..model import Function, Inlining, LineRow, Producer, Range
 from ..producer import parse_producer
 from .lines import LineProgram, read_line_program
@@ -156,31 +158,70 @@ def read_dwarf_sections(
     lines: bool = True,
     parallel: bool = True,
     relocatable: bool = False,
+    hasher: FunctionHasher | None = None,
+    hash_in_child_from: int | None = 0,
+    merge: Callable[[list[Function]], list[Function]] | None = None,
 ) -> DwarfResult:
     """Read the DWARF in ``sections``; raises :class:`DwarfError` when it is malformed.
 
-    ``parallel`` runs the line programs and the hashes in forked children
-    while this process walks the DIEs (see :mod:`.._forked`).
+    The one driver of :class:`DwarfReader`, for every container. ``parallel`` runs the
+    line programs in a forked child while this process walks the DIEs (see
+    :mod:`.._forked`). ``hasher`` (or ``text_reader`` with ``arch`` and ``is_address``)
+    hashes every function and demangles its linkage name, in a forked child when there
+    are ``hash_in_child_from`` functions or more (None: never), while this process goes
+    on. ``merge(functions) -> functions`` adds what the container knows besides DWARF
+    (the ELF symbol table) between the DIE walk and the inlinings and line rows; those
+    go to the merged functions that do not come from the symbol table alone
+    (``label_source="symtab"``), and ``DwarfResult.functions`` is the merged list.
     """
+    if hasher is None and text_reader is not None:
+        hasher = FunctionHasher(arch or "", text_reader, is_address or (lambda v: False))
     with paused_gc():  # see .._gc
         reader = DwarfReader(sections, code_ranges=code_ranges, lines=lines, parallel=parallel, relocatable=relocatable)
-        hash_job = None
+        reader.demangle = hasher is None  # with a hasher, names are demangled in its worker
+        jobs: list[tuple[list[Function], Forked[Any]]] = []
         try:
             res = reader.functions()
-            if text_reader is not None:
-                from ..hashing import FunctionHasher, hash_all
-
-                hasher = FunctionHasher(arch or "", text_reader, is_address or (lambda v: False))
-                hash_job = Forked(hash_all, hasher, [f.ranges for f in res.functions], enabled=parallel)
-            reader.finish(res, res.functions)
-            if hash_job is not None:
-                for f, (sha, pic, method) in zip(res.functions, hash_job.result(), strict=True):
-                    f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
+            early = list(res.functions)
+            early_names = [f.linkage_name for f in early]
+            if hasher is not None:
+                jobs.append((early, _hash(hasher, early, early_names, hash_in_child_from)))
+            functions = merge(res.functions) if merge is not None else res.functions
+            known = {id(f) for f in early}
+            late = [f for f in functions if id(f) not in known]
+            if hasher is not None:
+                jobs.append((late, _hash(hasher, late, [f.linkage_name for f in late], hash_in_child_from)))
+            reader.finish(res, [f for f in functions if f.label_source != "symtab"])
+            res.functions = functions
+            for fs, job in jobs:
+                _apply_hashes(fs, job)
+            for f, name in zip(early, early_names, strict=True):
+                if f.linkage_name != name:  # named by the merge
+                    f.demangled = f.demangled or demangle(f.linkage_name)
+            if hasher is None:
+                for f in late:
+                    f.demangled = f.demangled or demangle(f.linkage_name)
             return res
         finally:
             reader.close()
-            if hash_job is not None:
-                hash_job.cancel()
+            for _, job in jobs:
+                job.cancel()
+
+
+def _hash(hasher: FunctionHasher, functions: list[Function], names: list[str | None], child_from: int | None) -> Forked[Any]:
+    """Start hashing ``functions`` and demangling ``names`` (in a child when there are ``child_from`` or more)."""
+    enabled = child_from is not None and len(functions) >= child_from
+    return Forked(hash_and_demangle, hasher, [f.ranges for f in functions], names, enabled=enabled)
+
+
+def _apply_hashes(functions: list[Function], job: Forked[Any]) -> None:
+    try:
+        hashes, demangled = job.result()
+    except WorkerError as exc:
+        raise DwarfError(f"hashing failed: {exc}") from None
+    for f, (sha, pic, method), dem in zip(functions, hashes, demangled, strict=True):
+        f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
+        f.demangled = f.demangled or dem
 
 
 def _line_tables(sec: DwarfSections) -> tuple[dict[int, tuple[Any, ...]], list[str]]:

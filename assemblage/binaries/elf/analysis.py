@@ -12,8 +12,9 @@ recursion limits. An ``IndexError``, ``KeyError``, ``AttributeError`` or
 ``TypeError`` is a bug and propagates (the hostile-input tests then fail).
 
 Relocatable objects (``.o``) need their DWARF relocated before reading; for
-them pyelftools applies the relocations and :func:`..dwarf.read_dwarf` reads the
-result. Linked binaries take the fast path (our own section reader).
+them pyelftools applies the relocations; linked binaries take the fast path
+(our own section reader). Either way :func:`..dwarf.read_dwarf_sections`, the one
+DWARF driver, reads the sections, with the symbol table merged in between.
 """
 
 from __future__ import annotations
@@ -21,14 +22,11 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from typing import Any
 
 from ...errors import InvalidBinaryError
-from .._forked import Forked, WorkerError
 from .._thirdparty import raised_inside
-from ..demangle import demangle
-from ..dwarf import DwarfError, DwarfReader, DwarfResult, DwarfSections, read_dwarf
-from ..hashing import FunctionHasher, hash_and_demangle
+from ..dwarf import DwarfError, DwarfSections, read_dwarf_sections, sections_from_dwarfinfo
+from ..hashing import FunctionHasher
 from ..model import BinaryAnalysis, Function, Section
 from ..producer import observed_opt, parse_comment
 from .file import MACHINES, SHF_ALLOC, SHF_EXECINSTR, ElfError, ElfFile
@@ -81,7 +79,8 @@ def dwarf_sections(elf: ElfFile) -> DwarfSections:
     )
 
 
-def _relocated_dwarf(path: str, lines: bool) -> DwarfResult:
+def _relocated_sections(path: str) -> DwarfSections:
+    """The DWARF of a relocatable object with its relocations applied (by pyelftools)."""
     from elftools.common.exceptions import ELFError as PyElfError
     from elftools.elf.elffile import ELFFile
 
@@ -92,22 +91,7 @@ def _relocated_dwarf(path: str, lines: bool) -> DwarfResult:
             if isinstance(exc, (PyElfError, struct.error)) or raised_inside(exc, "elftools", "construct"):
                 raise DwarfError(f"cannot relocate DWARF of a relocatable object ({type(exc).__name__}: {exc})") from None
             raise
-        return read_dwarf(info, lines=lines, relocatable=True)
-
-
-def _hash(hasher: FunctionHasher, functions: list[Function], names: list[str | None]) -> Forked[Any]:
-    """Start hashing ``functions`` and demangling ``names`` (in a child when there are many)."""
-    return Forked(hash_and_demangle, hasher, [f.ranges for f in functions], names, enabled=len(functions) >= _PARALLEL_FUNCTIONS)
-
-
-def _apply_hashes(functions: list[Function], job: Forked[Any]) -> None:
-    try:
-        hashes, demangled = job.result()
-    except WorkerError as exc:
-        raise ElfError(f"hashing failed: {exc}") from None
-    for f, (sha, pic, method), dem in zip(functions, hashes, demangled, strict=True):
-        f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
-        f.demangled = f.demangled or dem
+        return sections_from_dwarfinfo(info)
 
 
 def _analyze(elf: ElfFile, path: str, lines: bool) -> BinaryAnalysis:
@@ -134,54 +118,37 @@ def _analyze(elf: ElfFile, path: str, lines: bool) -> BinaryAnalysis:
     code = elf.code_ranges()
     info = elf.section(".debug_info") or elf.section(".zdebug_info")
     res.has_debug_info = info is not None and info.size > 0
-    dwarf = DwarfResult()
-    reader: DwarfReader | None = None
-    hash_job: Forked[Any] | None = None
-    try:
-        if res.has_debug_info:
-            if kind == "relocatable":
-                dwarf = _relocated_dwarf(path, lines)
-                res.extra["note"] = "relocatable object: addresses are offsets in their own sections and may coincide"
-            else:
-                sections = dwarf_sections(elf)
-                reader = DwarfReader(sections, code_ranges=code, lines=lines, parallel=len(sections.info) >= _PARALLEL_DWARF_BYTES)
-                reader.demangle = False  # done by the worker below
-                dwarf = reader.functions()
-        comment = elf.section(".comment")
-        res.producers = list(dwarf.producers) + (parse_comment(elf.section_bytes(comment)) if comment is not None else [])
-        res.observed_opt, res.observed_flags = observed_opt([(u.producer, u.functions) for u in dwarf.units])
-        # The compiler of the user's code first (the pipeline reads producers[0]), assemblers and .comment after.
-        res.producers.sort(key=lambda p: (p.compiler not in ("gcc", "clang"), p.source != "dwarf", p.opt != res.observed_opt))
-        lo, hi = elf.image_bounds()
-        hasher = FunctionHasher(arch, elf.read_va, lambda v: lo <= v < hi)
-        # The DWARF functions are hashed and demangled in a child while this process merges
-        # the symbols and reads inlinings and lines; what the merge adds (symtab functions)
-        # or names (a linkage name taken from the symbol) is done once it is known.
-        early = list(dwarf.functions)
-        early_names = [f.linkage_name for f in early]
-        hash_job = _hash(hasher, early, early_names)
-        by_addr = function_symbols(elf.symbols() or elf.symbols(dynamic=True), thumb=arch == "armhf")
-        res.functions, res.disagreements = merge_symbols(dwarf.functions, by_addr, has_dwarf=bool(dwarf.functions),
-                                                         code_ranges=code, code_end=hasher.code_end)
-        known = {id(f) for f in early}
-        late = [f for f in res.functions if id(f) not in known]
-        late_job = _hash(hasher, late, [f.linkage_name for f in late])
-        try:
-            if reader is not None:
-                reader.finish(dwarf, [f for f in res.functions if f.label_source != "symtab"])
-            res.inlinings = dwarf.inlinings
-            _apply_hashes(early, hash_job)
-            _apply_hashes(late, late_job)
-        finally:
-            late_job.cancel()
-        for f, name in zip(early, early_names, strict=True):
-            if f.linkage_name != name:  # named by the merge
-                f.demangled = f.demangled or demangle(f.linkage_name)
-    finally:
-        if reader is not None:
-            reader.close()
-        if hash_job is not None:
-            hash_job.cancel()
+    relocatable = kind == "relocatable"
+    if not res.has_debug_info:
+        sections = DwarfSections()
+    elif relocatable:
+        sections = _relocated_sections(path)
+        res.extra["note"] = "relocatable object: addresses are offsets in their own sections and may coincide"
+    else:
+        sections = dwarf_sections(elf)
+    lo, hi = elf.image_bounds()
+    hasher = FunctionHasher(arch, elf.read_va, lambda v: lo <= v < hi)
+    by_addr = function_symbols(elf.symbols() or elf.symbols(dynamic=True), thumb=arch == "armhf")
+
+    def merge(functions: list[Function]) -> list[Function]:
+        merged, res.disagreements = merge_symbols(functions, by_addr, has_dwarf=bool(functions),
+                                                  code_ranges=code, code_end=hasher.code_end)
+        return merged
+
+    # The DWARF functions are hashed and demangled in a child while this process merges
+    # the symbols and reads inlinings and lines (see read_dwarf_sections).
+    dwarf = read_dwarf_sections(
+        sections, code_ranges=None if relocatable else code, lines=lines, relocatable=relocatable,
+        parallel=len(sections.info) >= _PARALLEL_DWARF_BYTES, hasher=hasher,
+        hash_in_child_from=_PARALLEL_FUNCTIONS, merge=merge,
+    )
+    comment = elf.section(".comment")
+    res.producers = list(dwarf.producers) + (parse_comment(elf.section_bytes(comment)) if comment is not None else [])
+    res.observed_opt, res.observed_flags = observed_opt([(u.producer, u.functions) for u in dwarf.units])
+    # The compiler of the user's code first (the pipeline reads producers[0]), assemblers and .comment after.
+    res.producers.sort(key=lambda p: (p.compiler not in ("gcc", "clang"), p.source != "dwarf", p.opt != res.observed_opt))
+    res.functions = dwarf.functions
+    res.inlinings = dwarf.inlinings
     dyn = elf.symbols(dynamic=True)
     res.imports = sorted({s.name for s in dyn if s.shndx == 0 and s.name})
     res.exports = sorted({s.name for s in dyn if s.shndx != 0 and s.bind in (1, 2) and s.name})
