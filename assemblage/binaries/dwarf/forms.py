@@ -13,6 +13,7 @@ of the input that turns its ``IndexError`` into :class:`DwarfError`. No other
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,15 @@ class DwarfSections:
     str_offsets: bytes = b""
     little_endian: bool = True
     default_address_size: int = 8
+
+    @classmethod
+    def of(cls, get: Callable[[str], bytes], *, little_endian: bool, address_size: int) -> DwarfSections:
+        """The sections ``get`` returns by short name (``"info"`` for ``.debug_info``; b"" when absent)."""
+        return cls(**{name: get(name) for name in SECTION_NAMES}, little_endian=little_endian,
+                   default_address_size=address_size)
+
+
+SECTION_NAMES = ("info", "abbrev", "str", "line_str", "line", "ranges", "rnglists", "addr", "str_offsets")
 
 
 # Forms (DWARF 5, section 7.5.6) and the GNU extensions seen in the wild.

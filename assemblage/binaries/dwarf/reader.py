@@ -128,19 +128,8 @@ def sections_from_dwarfinfo(dwarfinfo: Any) -> DwarfSections:
         return bytes(stream.read(sec.size))
 
     cfg = dwarfinfo.config
-    return DwarfSections(
-        info=get("debug_info_sec"),
-        abbrev=get("debug_abbrev_sec"),
-        str=get("debug_str_sec"),
-        line_str=get("debug_line_str_sec"),
-        line=get("debug_line_sec"),
-        ranges=get("debug_ranges_sec"),
-        rnglists=get("debug_rnglists_sec"),
-        addr=get("debug_addr_sec"),
-        str_offsets=get("debug_str_offsets_sec"),
-        little_endian=bool(cfg.little_endian),
-        default_address_size=int(cfg.default_address_size),
-    )
+    return DwarfSections.of(lambda name: get(f"debug_{name}_sec"), little_endian=bool(cfg.little_endian),
+                            address_size=int(cfg.default_address_size))
 
 
 def read_dwarf(dwarfinfo: Any, **kwargs: Any) -> DwarfResult:

@@ -63,20 +63,9 @@ def _flags(flags: int) -> str:
 
 
 def dwarf_sections(elf: ElfFile) -> DwarfSections:
-    g = elf.debug_section
-    return DwarfSections(
-        info=g(".debug_info"),
-        abbrev=g(".debug_abbrev"),
-        str=g(".debug_str"),
-        line_str=g(".debug_line_str"),
-        line=g(".debug_line"),
-        ranges=g(".debug_ranges"),
-        rnglists=g(".debug_rnglists"),
-        addr=g(".debug_addr"),
-        str_offsets=g(".debug_str_offsets"),
-        little_endian=elf.little_endian,
-        default_address_size=elf.bits // 8,
-    )
+    """The ELF's DWARF section bytes (decompressed; ``.zdebug_*`` too)."""
+    return DwarfSections.of(lambda name: elf.debug_section(f".debug_{name}"), little_endian=elf.little_endian,
+                            address_size=elf.bits // 8)
 
 
 def _relocated_sections(path: str) -> DwarfSections:

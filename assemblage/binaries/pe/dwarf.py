@@ -34,17 +34,14 @@ __all__ = ["RUNTIME_UNIT", "dwarf_sections", "fill_from_dwarf"]
 # so the observed optimisation level is read from the other units.
 RUNTIME_UNIT = re.compile(r"(^|/)(mingw-w64-crt|mingw-w64-libraries|libgcc|libstdc\+\+-v3|winpthreads)/")
 
-_READ = ("info", "abbrev", "str", "line_str", "line", "ranges", "rnglists", "addr", "str_offsets")
-
-
 def dwarf_sections(pe: pefile.PE, data: bytes) -> DwarfSections | None:
     """The PE's DWARF section bytes, or None without ``.debug_info``."""
     secs = debug_sections(pe, data)
     if ".debug_info" not in secs:
         return None
     is64 = pe.FILE_HEADER.Machine == 0x8664
-    raw = {name: secs.get(f".debug_{name}", (b"", 0))[0] for name in _READ}
-    return DwarfSections(**raw, little_endian=True, default_address_size=8 if is64 else 4)
+    return DwarfSections.of(lambda name: secs.get(f".debug_{name}", (b"", 0))[0], little_endian=True,
+                            address_size=8 if is64 else 4)
 
 
 def _rebase(f: Function, base: int) -> Function:
