@@ -47,7 +47,8 @@ __all__ = ["analyze_file_bounded", "run_bounded", "run_tool", "strip_file_bounde
 
 T = TypeVar("T")
 
-# The most of a tool's error output kept for its message (a hostile file can make it long).
+# The start of a tool's error output kept for its message (a hostile file can make it long; a crash
+# report puts the reason first and its stack after).
 _TOOL_OUTPUT = 2000
 
 
@@ -214,7 +215,7 @@ def run_tool(argv: Sequence[str], memory: int, path: str) -> str:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
     proc = _spawn.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, preexec_fn=limit)
-    err = proc.stderr.decode("utf-8", "replace").strip()[-_TOOL_OUTPUT:]
+    err = proc.stderr.decode("utf-8", "replace").strip()[:_TOOL_OUTPUT]
     name = os.path.basename(argv[0])
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode).name

@@ -7,8 +7,10 @@ only the analysis process. A build that leaves more binaries than
 
 Item 13: ``llvm-strip`` (the stripped copies) runs on the build's binaries
 under the analysis limits: its own address-space limit, the timeout, and the
-process-group kill. Capstone and the demangler run inside the analysis (the
-bounded child and its forked helpers), so the first test covers them too.
+process-group kill; a 16 KB ELF that makes llvm-strip size its output at
+1 TiB is stopped by the budget. Capstone and the demangler run inside the
+analysis (the bounded child and its forked helpers), so the first test covers
+them too.
 
 Processes are found by a marker: a unique word on the command line of the
 test's own analysis process, which its forked children keep.
@@ -232,6 +234,35 @@ def test_the_strip_tool_runs_under_the_analysis_memory_limit(tmp_path: Path) -> 
     assert not (tmp_path / "small-budget").exists()
     strip_file_bounded("llvm-strip", binary, tmp_path / "stripped", timeout=30, memory=2 * 1024**3)
     assert b".symtab" in binary.read_bytes() and b".symtab" not in (tmp_path / "stripped").read_bytes()
+
+
+def test_a_strip_bomb_is_stopped_by_the_memory_budget(tmp_path: Path) -> None:
+    """A 16 KB ELF whose allocated, unmapped ``.comment`` asks for 1 TiB alignment: llvm-strip sizes its output at 1 TiB."""
+    need("gcc", "llvm-strip")
+    (tmp_path / "a.c").write_text("int main(void) { return 0; }\n")
+    binary = tmp_path / "a"
+    subprocess.run(["gcc", "-o", str(binary), str(tmp_path / "a.c")], check=True)
+    data = bytearray(binary.read_bytes())
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    strings = struct.unpack_from("<IIQQQQIIQQ", data, shoff + shstrndx * shentsize)[4]
+    for i in range(shnum):
+        h = list(struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize))
+        if data[strings + h[0] : data.index(b"\0", strings + h[0])] == b".comment":
+            h[2] |= 0x2  # SHF_ALLOC, in no segment: llvm-objcopy lays it out after the segments
+            h[8] = 1 << 40  # sh_addralign
+            struct.pack_into("<IIQQQQIIQQ", data, shoff + i * shentsize, *h)
+            break
+    else:
+        raise AssertionError("gcc left no .comment section")
+    bomb = tmp_path / "bomb"
+    bomb.write_bytes(bytes(data))
+    t0 = time.monotonic()
+    with pytest.raises(InvalidBinaryError, match="llvm-strip (failed|was killed)") as caught:
+        strip_file_bounded("llvm-strip", bomb, tmp_path / "out", timeout=60, memory=1024**3)
+    assert time.monotonic() - t0 < 30
+    assert "out of memory" in caught.value.problem  # what llvm-strip said, not only our note
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_strip_that_hangs_is_cut_with_everything_it_started(tmp_path: Path) -> None:
