@@ -26,9 +26,12 @@ from pydantic_settings import (
 
 from assemblage.errors import SettingsError
 
-__all__ = ["Settings", "SettingsError", "FleetSettings", "FleetGroup", "load_settings", "get_settings", "DEFAULT_SECRET"]
+__all__ = ["Settings", "SettingsError", "FleetSettings", "FleetGroup", "load_settings", "get_settings", "DEFAULT_SECRET",
+           "MAX_BINARIES_PER_BUILD"]
 
 DEFAULT_SECRET = "change-this-development-secret"
+# The most binaries one build may leave; a build that leaves more fails as ``too_many_binaries``.
+MAX_BINARIES_PER_BUILD = 500
 SETTINGS_FILE_VAR = "ASSEMBLAGE_SETTINGS_FILE"
 _file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
 
@@ -121,6 +124,7 @@ class Settings(BaseSettings):
     worker_dead_after: float = Field(30.0, gt=0)  # no heartbeat for this long: the worker is dead
     task_time_limit: int = Field(4 * 3600, gt=0)  # seconds; hard limit of one build task
     task_max_retries: int = Field(8, ge=0)
+    max_binaries_per_build: int = Field(MAX_BINARIES_PER_BUILD, ge=1)  # past it the build fails (too_many_binaries)
     # stopping: SIGTERM or a spot interruption notice stops taking tasks; builds still running after
     # drain_timeout seconds (or spot_margin seconds before the interruption) are handed back
     drain_timeout: float = Field(90.0, ge=0)

@@ -233,13 +233,13 @@ def time_ours(path: Path) -> tuple[float, float, int, int, int]:
 def time_dwarf_only(path: Path) -> float:
     """Only what llvm-dwarfdump does too: DWARF functions, inlinings and line rows (no symbols, hashes)."""
     from assemblage.binaries.dwarf import read_dwarf_sections
-    from assemblage.binaries.elf import _dwarf_sections
-    from assemblage.binaries.elf_file import ElfFile
+    from assemblage.binaries.elf import dwarf_sections
+    from assemblage.binaries.elf.file import ElfFile
 
     def run() -> str:
         t0 = time.perf_counter()
         with ElfFile(path) as elf:
-            read_dwarf_sections(_dwarf_sections(elf), code_ranges=elf.code_ranges())
+            read_dwarf_sections(dwarf_sections(elf), code_ranges=elf.code_ranges())
         return str(time.perf_counter() - t0)
 
     out = float(_in_child(run)[0])

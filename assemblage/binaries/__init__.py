@@ -5,21 +5,17 @@ Public surface::
     sniff(path) -> "elf" | "pe" | "pdb" | None      # magic bytes only
     analyze_file(path, *, pdb=None, lines=True) -> BinaryAnalysis
     analyze_file_bounded(path, *, pdb=None, timeout=60.0, memory=2 GiB) -> BinaryAnalysis
+    strip_file_bounded(tool, path, out, *, timeout=60.0, memory=2 GiB)  # a stripped copy, same limits
 
-plus the data model (:mod:`.model`). The DWARF reader for any container is
-:func:`assemblage.binaries.dwarf.read_dwarf`. Every failure to analyse a file
-is an :class:`~assemblage.errors.InvalidBinaryError`.
+plus the data model (:mod:`.model`). The formats have a subpackage each
+(:mod:`.elf`, :mod:`.pe`, :mod:`.pdb`), and so has the DWARF reader they share
+(:mod:`.dwarf`); hashing, demangling, the producers and verification stand
+beside them. Every failure to analyse a file is an
+:class:`~assemblage.errors.InvalidBinaryError`.
 """
 
-from __future__ import annotations
-
-import importlib
-import os
-from typing import Literal
-
-from ..errors import InvalidBinaryError
-from ._gc import paused_gc
-from .bounded import analyze_file_bounded
+from .bounded import analyze_file_bounded, strip_file_bounded
+from .dispatch import analyze_file, sniff
 from .model import BinaryAnalysis, Disagreement, Function, Inlining, LineRow, Producer, Range, Section
 
 __all__ = [
@@ -34,53 +30,5 @@ __all__ = [
     "analyze_file",
     "analyze_file_bounded",
     "sniff",
+    "strip_file_bounded",
 ]
-
-PDB_MAGIC = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS\x00\x00\x00"
-
-
-def sniff(path: str | os.PathLike[str]) -> Literal["elf", "pe", "pdb"] | None:
-    """The format of a file from its magic bytes, or None (also for unreadable files)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(64)
-            if head[:4] == b"\x7fELF":
-                return "elf"
-            if head[: len(PDB_MAGIC)] == PDB_MAGIC:
-                return "pdb"
-            if head[:2] == b"MZ" and len(head) >= 64:
-                pe_off = int.from_bytes(head[60:64], "little")
-                fh.seek(pe_off)
-                if fh.read(4) == b"PE\0\0":
-                    return "pe"
-    except OSError:
-        return None
-    return None
-
-
-def analyze_file(path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | None = None, lines: bool = True) -> BinaryAnalysis:
-    """Analyse one binary, dispatching on its format. Raises InvalidBinaryError."""
-    p = os.fspath(path)
-    with paused_gc():  # see ._gc: the collector would only rescan what the analysis keeps
-        return _analyze_file(p, pdb, lines)
-
-
-def _analyze_file(p: str, pdb: str | os.PathLike[str] | None, lines: bool) -> BinaryAnalysis:
-    kind = sniff(p)
-    if kind == "elf":
-        from .elf import analyze_elf
-
-        return analyze_elf(p, lines=lines)
-    if kind == "pe":
-        try:
-            pe = importlib.import_module("assemblage.binaries.pe")
-        except ModuleNotFoundError as exc:
-            if exc.name == "assemblage.binaries.pe":
-                raise InvalidBinaryError(p, "PE analysis is not available") from None
-            raise
-        return pe.analyze_pe(p, pdb=pdb)
-    if kind == "pdb":
-        raise InvalidBinaryError(p, "a PDB alone is not analysed; pass it with --pdb next to its PE")
-    if not os.path.exists(p):
-        raise InvalidBinaryError(p, "no such file")
-    raise InvalidBinaryError(p, "not an ELF or PE file (unknown magic bytes)")

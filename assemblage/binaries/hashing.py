@@ -25,9 +25,10 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 
+from .demangle import demangle
 from .model import Range
 
-__all__ = ["FunctionHasher", "hash_all"]
+__all__ = ["FunctionHasher", "hash_all", "hash_and_demangle"]
 
 _HEX = re.compile(r"(?<![\w])(-?)0x([0-9a-f]+)")
 _RIP = re.compile(r"rip [+-] 0x[0-9a-f]+")
@@ -212,7 +213,5 @@ def hash_and_demangle(
     hasher: FunctionHasher, ranges: Sequence[Sequence[Range]], names: Sequence[str | None]
 ) -> tuple[list[tuple[str | None, str | None, str | None]], list[str | None]]:
     """Hashes and demangled linkage names: the ELF backend's worker job."""
-    from .dwarf import demangle
-
     return hash_all(hasher, ranges), [demangle(n) for n in names]
 

@@ -41,6 +41,7 @@ class BuildRequest:
     source_date_epoch: int | None = None  # SOURCE_DATE_EPOCH (see builds.reproducible); None: the fixed default
     source_kind: str | None = None  # [h8-debian-deps] "debian": build by debian/rules first
     log_cap: int | None = None  # most bytes of build output the log keeps (head and tail); None: max_log_bytes
+    max_binaries: int | None = None  # a build that leaves more fails as too_many_binaries (None: no cap)
 
 
 @dataclass(kw_only=True)
@@ -198,6 +199,13 @@ def _run_build(req: BuildRequest, log: CappedLog, log_path: Path) -> BuildOutcom
             outcome.message = "the build succeeded but left no binary of the kinds the recipe asks for"
             if refusals:
                 outcome.message += f"; {refusals}"
+            log.write(f"! {outcome.message}\n")
+            return outcome
+        if req.max_binaries is not None and len(found) > req.max_binaries:
+            # none is kept: a build is stored whole or not at all, never cut at an arbitrary file
+            outcome.reason = "too_many_binaries"
+            outcome.message = (f"the build left {len(found)} binaries of the kinds the recipe asks for; "
+                               f"a build may leave at most {req.max_binaries} (setting max_binaries_per_build)")
             log.write(f"! {outcome.message}\n")
             return outcome
         outcome.binaries = found

@@ -85,6 +85,7 @@ def verify_labels(
     timeout: Annotated[float, typer.Option(help="analysis seconds per file")] = 300.0,
 ) -> None:
     """Compare our labels with llvm-dwarfdump-19, readelf and c++filt; exit 1 on unexplained differences."""
+    from ..binaries.bounded import run_bounded
     from ..binaries.verify import verify_binary
 
     code = 0
@@ -94,7 +95,9 @@ def verify_labels(
     for b in binaries:
         try:
             a = analyze_file_bounded(b, timeout=timeout)
-            rep = verify_binary(str(b), a)
+            # the oracles (llvm-dwarfdump, readelf, c++filt) and capstone read the file too: same limits
+            rep = run_bounded(verify_binary, str(b), a, path=str(b), what="verification", timeout=timeout,
+                              memory=2 * 1024**3)
         except AssemblageError as exc:
             _fail(exc)
             code = max(code, exc.exit_code)

@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from assemblage import _spawn
 from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.db import models as m
 from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_scope
@@ -30,6 +29,7 @@ from assemblage.pipeline.failures import fail_source, sources_counted, too_many_
 from assemblage.pipeline.reuse import build_key, limits_of, reusable, toolchain_identity
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
+from assemblage.settings import MAX_BINARIES_PER_BUILD
 from assemblage.sources.policy import FetchPolicy
 from assemblage.storage.base import ObjectStore, sha256_file
 from assemblage.urls import redact
@@ -57,6 +57,7 @@ class Context:
     # workers pass FetchPolicy.for_service (source root, public addresses only)
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy.unrestricted)
     max_builds: int | None = None  # sources x configurations of one run (the service's cap; None: no cap)
+    max_binaries: int = MAX_BINARIES_PER_BUILD  # binaries one build may leave (the setting max_binaries_per_build)
     analysis_timeout: float = 300.0
     analysis_memory: int = 4 * 1024**3
 
@@ -365,6 +366,7 @@ def execute_build(ctx: Context, build_id: int) -> str:
             image=run.options.get("build", {}).get("image"),
             source_date_epoch=src.source_date_epoch,
             source_kind=src.kind,
+            max_binaries=ctx.max_binaries,
         )
         want_stripped = bool(run.options.get("outputs", {}).get("stripped"))
         source_info = _source_info(src)
@@ -526,11 +528,14 @@ def _stripped_copy(ctx: Context, path: Path, strip_tool: str | None, log) -> tup
     if tool is None:
         log.write(f"! no strip tool: no stripped copy of {path.name}\n")
         return None
+    from assemblage.binaries import strip_file_bounded
+
     with tempfile.TemporaryDirectory(prefix="asm-strip-") as tmp:
         out = Path(tmp) / path.name
-        r = _spawn.run([tool, "--strip-all", "-o", str(out), str(path)], capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            log.write(f"! {tool} failed on {path.name}: {r.stderr.strip()}\n")
+        try:  # the binary is the repository's: the tool runs under the analysis limits
+            strip_file_bounded(tool, path, out, timeout=ctx.analysis_timeout, memory=ctx.analysis_memory)
+        except InvalidBinaryError as exc:
+            log.write(f"! no stripped copy of {path.name}: {exc.problem}\n")
             return None
         return ctx.store.store_blob(out)
 

@@ -80,7 +80,8 @@ class Runtime:
         return Context(sessions=self.sessions, store=self.store, cache_dir=cache,
                        work_root=self.settings.work_root, worker=process_id(),
                        source_root=Path(self.settings.source_root).resolve(), fetch_policy=self.fetch_policy,
-                       max_builds=self.settings.max_builds_per_run)
+                       max_builds=self.settings.max_builds_per_run,
+                       max_binaries=self.settings.max_binaries_per_build)
 
 
 def runtime(settings: Settings) -> Runtime:

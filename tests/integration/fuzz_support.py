@@ -38,7 +38,7 @@ class Seed:
 
 def elf_seed(name: str, data: bytes, path: str) -> Seed:
     """ELF header, section table, and every .debug*, .rela*, .symtab and .strtab section."""
-    from assemblage.binaries.elf_file import ElfFile
+    from assemblage.binaries.elf.file import ElfFile
 
     with ElfFile(path) as elf:
         regions = [(0, 64), (elf.shoff, elf.shoff + elf.shnum * elf.shentsize)]
@@ -51,12 +51,12 @@ def pe_seed(name: str, data: bytes) -> Seed:
     """The headers and section table (first KiB) and every .debug_* section (long names resolved)."""
     import pefile
 
-    from assemblage.binaries.pe import _string_table_name
+    from assemblage.binaries.pe.image import string_table_name
 
     pe = pefile.PE(data=data, fast_load=True)
     regions = [(0, 1024)]
     for s in pe.sections:
-        if _string_table_name(pe, data, s.Name).startswith(".debug_"):
+        if string_table_name(pe, data, s.Name).startswith(".debug_"):
             regions.append((s.PointerToRawData, s.PointerToRawData + s.SizeOfRawData))
     assert len(regions) > 4, f"{name}: no DWARF sections found to mutate"
     return Seed(name, data, tuple(regions), ".exe")

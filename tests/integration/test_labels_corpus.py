@@ -209,7 +209,7 @@ def test_relocatable_object_keeps_functions_at_offset_zero(tmp_path):
 
 def test_parallel_helpers_give_the_same_result_as_serial(corpus, monkeypatch):
     """Large binaries use forked helpers (line tables, hashes); force them on a small one."""
-    import assemblage.binaries.elf as elf_mod
+    import assemblage.binaries.elf.analysis as elf_mod
 
     path = binary(corpus, "g++-12-O2-cpp")
     serial = analyze_file(path).to_json(lines=True)

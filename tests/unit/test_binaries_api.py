@@ -10,6 +10,7 @@ import time
 import pytest
 
 import assemblage.binaries as binaries
+import assemblage.binaries.dispatch as dispatch
 from assemblage.binaries import analyze_file, analyze_file_bounded, sniff
 from assemblage.errors import InvalidBinaryError
 
@@ -59,7 +60,7 @@ def test_pe_without_backend_is_reported(tmp_path, monkeypatch):
     real = importlib.import_module
 
     def fake(name, *a):
-        if name == "assemblage.binaries.pe":
+        if name == "assemblage.binaries.pe.analysis":
             raise ModuleNotFoundError(name=name)
         return real(name, *a)
 
@@ -78,7 +79,7 @@ def test_bounded_passes_errors_through(tmp_path):
 
 
 def test_bounded_kills_a_run_over_its_time_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(binaries, "analyze_file", lambda *a, **k: time.sleep(30))
+    monkeypatch.setattr(dispatch, "analyze_file", lambda *a, **k: time.sleep(30))
     t0 = time.monotonic()
     with pytest.raises(InvalidBinaryError, match="exceeded its time budget"):
         analyze_file_bounded(write(tmp_path, "x", b"\x7fELF"), timeout=0.5)
@@ -91,13 +92,13 @@ def test_bounded_stops_a_run_over_its_memory_budget(tmp_path, monkeypatch):
         while True:
             blocks.append(bytearray(64 * 1024**2))
 
-    monkeypatch.setattr(binaries, "analyze_file", hog)
+    monkeypatch.setattr(dispatch, "analyze_file", hog)
     with pytest.raises(InvalidBinaryError, match="memory budget"):
         analyze_file_bounded(write(tmp_path, "x", b"\x7fELF"), timeout=30, memory=256 * 1024**2)
 
 
 def test_bounded_reports_a_crash(tmp_path, monkeypatch):
-    monkeypatch.setattr(binaries, "analyze_file", lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
+    monkeypatch.setattr(dispatch, "analyze_file", lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
     with pytest.raises(InvalidBinaryError, match="crashed \\(SIGSEGV\\)"):
         analyze_file_bounded(write(tmp_path, "x", b"\x7fELF"), timeout=10)
 
@@ -106,7 +107,7 @@ def test_bounded_reports_an_unexpected_exception(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise TypeError("bug")
 
-    monkeypatch.setattr(binaries, "analyze_file", boom)
+    monkeypatch.setattr(dispatch, "analyze_file", boom)
     with pytest.raises(InvalidBinaryError, match="unexpectedly \\(TypeError: bug\\)"):
         analyze_file_bounded(write(tmp_path, "x", b"\x7fELF"), timeout=10)
 

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from assemblage.binaries.dwarf import DwarfError, DwarfSections, read_dwarf_sections
-from assemblage.binaries.dwarf_units import read_sleb, read_uleb
+from assemblage.binaries.dwarf.units import read_sleb, read_uleb
 from assemblage.binaries.model import Range
 
 # Abbreviation codes of the little test language below.

@@ -39,7 +39,7 @@ def test_raised_inside_tells_a_library_failing_on_input_from_our_code():
 
 
 def test_a_bug_in_the_elf_analyser_propagates(monkeypatch):
-    import assemblage.binaries.elf as elf
+    import assemblage.binaries.elf.analysis as elf
 
     def broken(*_a, **_k):
         raise KeyError("a bug")
@@ -52,7 +52,7 @@ def test_a_bug_in_the_elf_analyser_propagates(monkeypatch):
 
 @pytest.mark.parametrize("error", [IndexError, KeyError, ValueError, AttributeError, TypeError])
 def test_a_bug_in_the_dwarf_walker_propagates(tmp_path, monkeypatch, error):
-    import assemblage.binaries.dwarf_units as units
+    import assemblage.binaries.dwarf.units as units
 
     exe = _compile(tmp_path)
     analyze_file(exe)  # fine before
@@ -62,7 +62,7 @@ def test_a_bug_in_the_dwarf_walker_propagates(tmp_path, monkeypatch, error):
 
 
 def test_a_bug_in_the_line_reader_propagates(tmp_path, monkeypatch):
-    import assemblage.binaries.dwarf_lines as lines
+    import assemblage.binaries.dwarf.lines as lines
 
     exe = _compile(tmp_path)
     monkeypatch.setattr(lines, "_run", lambda *a: (_ for _ in ()).throw(IndexError("a bug")))
@@ -71,15 +71,15 @@ def test_a_bug_in_the_line_reader_propagates(tmp_path, monkeypatch):
 
 
 def test_a_bug_after_relocating_an_object_propagates_and_a_pyelftools_failure_does_not(tmp_path, monkeypatch):
-    import assemblage.binaries.elf as elf
+    import assemblage.binaries.elf.analysis as elf
 
     obj = _compile(tmp_path, "-c")
-    monkeypatch.setattr(elf, "read_dwarf", lambda *a, **k: (_ for _ in ()).throw(TypeError("a bug")))
+    monkeypatch.setattr(elf, "sections_from_dwarfinfo", lambda *a, **k: (_ for _ in ()).throw(TypeError("a bug")))
     with pytest.raises(TypeError, match="a bug"):
         analyze_file(obj)
     monkeypatch.undo()
     # a relocation section that points outside the symbol table: pyelftools fails inside itself
-    from assemblage.binaries.elf_file import ElfFile
+    from assemblage.binaries.elf.file import ElfFile
 
     data = bytearray(obj.read_bytes())
     with ElfFile(obj) as e:

@@ -7,9 +7,9 @@ import struct
 import pytest
 
 from assemblage.binaries.pdb import CompileRecord
-from assemblage.binaries.pdb_cv import IdStream, inline_site_ranges, parse_c13
-from assemblage.binaries.pdb_msf import CorruptPdb
-from assemblage.binaries.pdb_producers import opt_from_flags, producers_from_compiles, split_command_line
+from assemblage.binaries.pdb.cv import IdStream, inline_site_ranges, parse_c13
+from assemblage.binaries.pdb.msf import CorruptPdb
+from assemblage.binaries.pdb.producers import opt_from_flags, producers_from_compiles, split_command_line
 
 
 def test_inline_ranges_offset_then_length():

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assemblage.binaries.pdb import read_pdb, read_pdb_identity
-from assemblage.binaries.pdb_msf import MSF_MAGIC, MsfFile
+from assemblage.binaries.pdb.msf import MSF_MAGIC, MsfFile
 from assemblage.binaries.pe import analyze_pe
 from assemblage.errors import InvalidBinaryError
 from tests.conftest import unavailable
@@ -142,7 +142,7 @@ def test_not_a_pe(tmp_path):
 
 def test_a_bug_in_the_pe_analyser_propagates(sample, tmp_path, monkeypatch):
     """An AttributeError of ours is not a "corrupt PE": the mutation tests above would fail on it."""
-    import assemblage.binaries.pe as pe_mod
+    import assemblage.binaries.pe.analysis as pe_mod
 
     pe, pdb, d = sample
     analyze_pe(d / "s.exe")  # fine before
@@ -153,7 +153,7 @@ def test_a_bug_in_the_pe_analyser_propagates(sample, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("error", [IndexError, KeyError, ValueError, TypeError])
 def test_a_bug_in_the_pdb_reader_propagates(sample, monkeypatch, error):
-    import assemblage.binaries.pdb as pdb_mod
+    import assemblage.binaries.pdb.reader as pdb_mod
 
     _pe, _pdb, d = sample
     read_pdb(d / "s.pdb")  # fine before

@@ -51,7 +51,7 @@ def test_folded_procedures_become_one_function_with_aliases():
     """Identical-code folding: two procedure records, one code range -> one function."""
     from assemblage.binaries.model import BinaryAnalysis, LineRow
     from assemblage.binaries.pdb import PdbFile, PdbInlineSite, PdbProcedure
-    from assemblage.binaries.pe import _fill_from_pdb
+    from assemblage.binaries.pe.analysis import fill_from_pdb
 
     class Image:
         def read(self, start: int, end: int) -> bytes:
@@ -67,7 +67,7 @@ def test_folded_procedures_become_one_function_with_aliases():
     site = PdbInlineSite("helper", "seven_a", 0x1000, ((0x1006, 0x100A),))
     pdb = PdbFile("x.pdb", "G", 1, "x86_64", 64, procs, [], [site], [], [], [])
     out = BinaryAnalysis(path="x.exe", sha256="", size=0, format="pe", arch="x86_64", bits=64)
-    _fill_from_pdb(out, pdb, Image(), True)
+    fill_from_pdb(out, pdb, Image(), True)
     assert [(f.name, f.aliases, f.start, f.size) for f in out.functions] == [
         ("seven_a", ["seven_b"], 0x1000, 16), ("other", [], 0x1010, 8)]
     f = out.functions[0]
@@ -80,7 +80,7 @@ def test_folded_procedures_become_one_function_with_aliases():
 def test_a_pdb_with_publics_but_no_procedures_is_flagged():
     from assemblage.binaries.model import BinaryAnalysis
     from assemblage.binaries.pdb import PdbFile, PdbPublic
-    from assemblage.binaries.pe import _fill_from_pdb
+    from assemblage.binaries.pe.analysis import fill_from_pdb
 
     class Image:
         def read(self, start: int, end: int) -> bytes:
@@ -91,7 +91,7 @@ def test_a_pdb_with_publics_but_no_procedures_is_flagged():
 
     pdb = PdbFile("fast.pdb", "G", 1, "x86_64", 64, [], [PdbPublic("main", 0x1000, 1, 0, True)], [], [], [], [])
     out = BinaryAnalysis(path="x.exe", sha256="", size=0, format="pe", arch="x86_64", bits=64)
-    _fill_from_pdb(out, pdb, Image(), True)
+    fill_from_pdb(out, pdb, Image(), True)
     assert out.functions == []
     assert [d.kind for d in out.disagreements] == ["pdb_without_procedures"]
     assert "FASTLINK" in out.disagreements[0].detail

@@ -23,8 +23,8 @@ C++ and DLLs) and the 6.5 MB bench PDB (3218 procedures, 35317 line rows,
 
 The parts of the format we need are small and well documented (LLVM's PDB
 pages and Microsoft's public ``cvinfo.h``): the MSF container
-(:mod:`.pdb_msf`), the PDB info, DBI and module streams (here) and the C13
-line subsections, binary annotations and IPI records (:mod:`.pdb_cv`). They
+(:mod:`.msf`), the PDB info, DBI and module streams (here) and the C13
+line subsections, binary annotations and IPI records (:mod:`.cv`). They
 check every length against the file and do only the work we use; reading
 stays under the native tool's time (``bench/pdb.py``: 0.7-0.9x of
 ``llvm-pdbutil-19 dump -symbols -l``). ``llvm-pdbutil-19 dump -symbols -l
@@ -49,11 +49,11 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assemblage.binaries.model import LineRow
-from assemblage.binaries.pdb_cv import IdStream, NameTable, cstring, inline_site_ranges, parse_c13
-from assemblage.binaries.pdb_msf import NIL_STREAM, CorruptPdb, MsfFile
-from assemblage.binaries._io import read_bounded
-from assemblage.errors import InvalidBinaryError
+from ...errors import InvalidBinaryError
+from .._io import read_bounded
+from ..model import LineRow
+from .cv import IdStream, NameTable, cstring, inline_site_ranges, parse_c13
+from .msf import NIL_STREAM, CorruptPdb, MsfFile
 
 __all__ = [
     "CompileRecord",

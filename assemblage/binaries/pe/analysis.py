@@ -10,8 +10,8 @@ Addresses are RVAs, ``end`` exclusive. Where the function labels come from:
   an explicit one with :class:`~assemblage.errors.PdbMismatchError`, a found
   one is skipped and the reason kept in ``extra["pdb_refused"]``.
 * DWARF inside the PE (mingw gcc): ``label_source="dwarf"``, read by the
-  project's one DWARF reader (:mod:`assemblage.binaries.dwarf`) from a
-  pyelftools ``DWARFInfo`` built here (:mod:`.pe_dwarf`).
+  project's one DWARF reader (:mod:`assemblage.binaries.dwarf`) from the
+  section bytes (:mod:`.dwarf`).
 * neither: the x64 ``.pdata`` starts (``"pdata"``), or the exports (``"exports"``).
 
 On x64 the ``.pdata`` runtime functions are checked against the labels:
@@ -34,14 +34,15 @@ from typing import Callable
 
 import pefile
 
-from assemblage.binaries.hashing import FunctionHasher
-from assemblage.binaries.model import BinaryAnalysis, Disagreement, Function, Inlining, Range, Section
-from assemblage.binaries.pdb import PdbFile, pdb_path_candidates, read_pdb, read_pdb_identity
-from assemblage.binaries.pdb_producers import majority_opt, producers_from_compiles
-from assemblage.binaries._io import read_bounded
-from assemblage.errors import InvalidBinaryError, PdbMismatchError
+from ...errors import InvalidBinaryError, PdbMismatchError
+from .._io import read_bounded
+from ..hashing import FunctionHasher
+from ..model import BinaryAnalysis, Disagreement, Function, Inlining, Range, Section
+from ..pdb import PdbFile, majority_opt, pdb_path_candidates, producers_from_compiles, read_pdb, read_pdb_identity
+from .dwarf import fill_from_dwarf
+from .image import ImageReader, string_table_name
 
-__all__ = ["CodeView", "ImageReader", "PdataEntry", "analyze_pe", "classify_pdata", "read_codeview", "read_pdata"]
+__all__ = ["CodeView", "PdataEntry", "analyze_pe", "classify_pdata", "fill_from_pdb", "read_codeview", "read_pdata"]
 
 MAX_PE_BYTES = 1 << 30
 _MACHINES = {0x8664: ("x86_64", 64), 0x14C: ("i686", 32), 0xAA64: ("aarch64", 64), 0x1C4: ("armhf", 32)}
@@ -66,36 +67,6 @@ class PdataEntry:
     start: int
     end: int
     chained: bool
-
-
-class ImageReader:
-    """Reads the mapped image by RVA from the file's section data (fast slices, no pefile lookups)."""
-
-    def __init__(self, pe: pefile.PE, data: bytes) -> None:
-        self._data = data
-        self.base = pe.OPTIONAL_HEADER.ImageBase
-        self.size = pe.OPTIONAL_HEADER.SizeOfImage
-        spans = []
-        for s in pe.sections:
-            raw = min(s.SizeOfRawData, s.Misc_VirtualSize or s.SizeOfRawData)
-            spans.append((s.VirtualAddress, s.VirtualAddress + raw, s.PointerToRawData))
-        spans.sort()
-        self._spans = spans
-        self._starts = [s for s, _, _ in spans]
-
-    def read(self, start: int, end: int) -> bytes | None:
-        """Bytes at RVAs [start, end), or None when they are not all in the file."""
-        i = bisect_right(self._starts, start) - 1
-        if i < 0 or end < start:
-            return None
-        lo, hi, raw = self._spans[i]
-        if end > hi:
-            return None
-        chunk = self._data[raw + start - lo : raw + end - lo]
-        return chunk if len(chunk) == end - start else None
-
-    def is_va(self, v: int) -> bool:
-        return self.base <= v < self.base + self.size
 
 
 def analyze_pe(path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | None = None,
@@ -156,13 +127,13 @@ def _analyze(p: str, data: bytes, pe: pefile.PE, pdb: str | os.PathLike[str] | N
     image = ImageReader(pe, data)
     pdb_file = _pair_pdb(p, cv, pdb, out)
     if pdb_file is not None:
-        _fill_from_pdb(out, pdb_file, image, lines)
+        no_debug_info = fill_from_pdb(out, pdb_file, image, lines)
     else:
-        _fill_from_dwarf_or_fallback(out, pe, data, image, exports, pdata, lines)
+        no_debug_info = _fill_from_dwarf_or_fallback(out, pe, data, image, exports, pdata, lines)
     out.has_debug_info = pdb_file is not None or out.extra.get("dwarf_sections", False)
     out.stripped = not out.has_debug_info
     if pdata:
-        verdicts = classify_pdata(pdata, out.functions, out.extra.get("_no_debug_info"))
+        verdicts = classify_pdata(pdata, out.functions, no_debug_info)
         pdata_starts = {e.start for e in pdata}
         out.extra["pdata"] = {
             "entries": len(pdata), **Counter(v for _, v in verdicts),
@@ -173,32 +144,16 @@ def _analyze(p: str, data: bytes, pe: pefile.PE, pdb: str | os.PathLike[str] | N
             if v == "unexplained":
                 out.disagreements.append(Disagreement(
                     "pdata_not_a_function", e.start, f".pdata entry [{e.start:#x}, {e.end:#x}) is no labelled function"))
-    out.extra.pop("_no_debug_info", None)
     return out
 
 
 # -- headers ---------------------------------------------------------------
-def _string_table_name(pe: pefile.PE, data: bytes, raw: bytes) -> str:
-    """Resolve a ``/123`` long section name through the COFF string table."""
-    name = raw.rstrip(b"\x00").decode("latin-1")
-    digits = name[1:]
-    if not name.startswith("/") or not (digits.isascii() and digits.isdigit()):  # "/3\xb9" is no offset
-        return name
-    fh = pe.FILE_HEADER
-    table = fh.PointerToSymbolTable + fh.NumberOfSymbols * 18
-    at = table + int(name[1:])
-    if fh.PointerToSymbolTable == 0 or at >= len(data):
-        return name
-    end = data.find(b"\x00", at, at + 256)
-    return data[at : end if end > 0 else at + 256].decode("utf-8", "replace")
-
-
 def _sections(pe: pefile.PE, data: bytes) -> list[Section]:
     out = []
     for s in pe.sections:
         c = s.Characteristics
         flags = ("r" if c & 0x40000000 else "") + ("w" if c & 0x80000000 else "") + ("x" if c & 0x20000000 else "")
-        out.append(Section(_string_table_name(pe, data, s.Name), s.VirtualAddress, s.Misc_VirtualSize, flags))
+        out.append(Section(string_table_name(pe, data, s.Name), s.VirtualAddress, s.Misc_VirtualSize, flags))
     return out
 
 
@@ -351,7 +306,8 @@ def _hasher(out: BinaryAnalysis, image: ImageReader) -> FunctionHasher:
     return FunctionHasher(out.arch, image.read, image.is_va)
 
 
-def _fill_from_pdb(out: BinaryAnalysis, pdb: PdbFile, image: ImageReader, lines: bool) -> None:
+def fill_from_pdb(out: BinaryAnalysis, pdb: PdbFile, image: ImageReader, lines: bool) -> Callable[[int], bool]:
+    """Functions, inlinings and producers from the PDB; returns whether an RVA is in a module without debug info."""
     hasher = _hasher(out, image)
     public_by_rva: dict[int, str] = {}
     for pub in pdb.publics:
@@ -406,7 +362,6 @@ def _fill_from_pdb(out: BinaryAnalysis, pdb: PdbFile, image: ImageReader, lines:
         mod = pdb.module_at(rva)
         return mod is not None and mod.name not in with_procs
 
-    out.extra["_no_debug_info"] = no_debug_info
     if not pdb.procedures and pdb.publics:
         out.disagreements.append(Disagreement(
             "pdb_without_procedures", 0,
@@ -417,14 +372,16 @@ def _fill_from_pdb(out: BinaryAnalysis, pdb: PdbFile, image: ImageReader, lines:
         "source_files": pdb.source_files, "publics": len(pdb.publics),
         "thunks": len(pdb.thunks), "opt_counts": dict(opts), "has_omap": pdb.has_omap,
     }
+    return no_debug_info
 
 
 def _fill_from_dwarf_or_fallback(out: BinaryAnalysis, pe: pefile.PE, data: bytes, image: ImageReader,
-                                 exports: list[tuple[str, int]], pdata: list[PdataEntry], lines: bool) -> None:
-    from assemblage.binaries import pe_dwarf
-
-    if pe_dwarf.fill_from_dwarf(out, pe, data, image, lines=lines):
-        return
+                                 exports: list[tuple[str, int]], pdata: list[PdataEntry],
+                                 lines: bool) -> Callable[[int], bool] | None:
+    """From DWARF (returns whether an RVA is outside every unit), else from .pdata or the exports (None)."""
+    no_debug_info = fill_from_dwarf(out, pe, data, image, lines=lines)
+    if no_debug_info is not None:
+        return no_debug_info
     hasher = _hasher(out, image)
     sections = out.sections
     names = {rva: n for n, rva in exports}
@@ -441,3 +398,4 @@ def _fill_from_dwarf_or_fallback(out: BinaryAnalysis, pe: pefile.PE, data: bytes
         for name, rva in sorted(exports, key=lambda t: t[1]):
             if any(s.address <= rva < s.address + s.size and "x" in s.flags for s in sections):
                 out.functions.append(Function(name=name, start=rva, end=rva, size=0, label_source="exports"))
+    return None

@@ -28,8 +28,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 
-from .elf_file import STT_FUNC, STT_GNU_IFUNC, ElfSymbol
-from .model import Disagreement, Function, Range
+from ..model import Disagreement, Function, Range
+from .file import STT_FUNC, STT_GNU_IFUNC, ElfSymbol
 
 __all__ = ["function_symbols", "merge_symbols"]
 

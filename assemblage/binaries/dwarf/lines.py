@@ -6,7 +6,7 @@ Own code rather than pyelftools' ``LineProgram`` for speed: pyelftools builds a
 DWARF 2 to 5; ``max_ops_per_inst`` > 1 (VLIW) is treated as 1.
 
 Every read is bounds-checked and raises
-:class:`~assemblage.binaries.dwarf_units.DwarfError` when the table runs past
+:class:`~assemblage.binaries.dwarf.forms.DwarfError` when the table runs past
 its end; no ``IndexError``/``KeyError``/``ValueError`` is caught (one is a bug).
 """
 
@@ -15,8 +15,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
-from .dwarf_forms import cstring_end
-from .dwarf_units import DwarfError, DwarfSections, read_sleb, read_uleb
+from .forms import DwarfError, DwarfSections, cstring_end, read_sleb, read_uleb
 
 __all__ = ["LineProgram", "read_line_program"]
 

@@ -2,7 +2,7 @@
 binary annotations, the IPI (id) stream, and small string helpers.
 
 Every function here takes ``bytes`` that came out of an untrusted file. They
-check lengths before unpacking and raise :class:`~.pdb_msf.CorruptPdb` for
+check lengths before unpacking and raise :class:`~.msf.CorruptPdb` for
 impossible numbers; an odd-but-harmless record is skipped rather than fatal.
 
 References: https://llvm.org/docs/PDB/ModiStream.html,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from assemblage.binaries.pdb_msf import CorruptPdb
+from .msf import CorruptPdb
 
 __all__ = [
     "IdStream",

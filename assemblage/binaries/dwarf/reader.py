@@ -14,13 +14,14 @@ Public entry points::
 Addresses are those of the DWARF (virtual addresses; a PE caller rebases).
 Raises :class:`DwarfError` (a ``ValueError``) on malformed DWARF; callers
 turn it into ``InvalidBinaryError`` with their file name. ``DwarfReader`` is
-the same work in steps (``functions()`` then ``finish()``), which the ELF
-backend uses to merge symbols and hash in between.
+the work in steps (``functions()`` then ``finish()``); ``read_dwarf_sections``
+is its one driver, for ELF (which merges its symbols in between, ``merge``)
+and PE alike.
 
-``read_dwarf`` takes a pyelftools ``DWARFInfo`` built from any container (ELF,
-or a mingw PE whose ``.debug_*`` sections were handed to pyelftools) and reads
-its section bytes with our own fast walker (:mod:`.dwarf_units`,
-:mod:`.dwarf_lines`); ``read_dwarf_sections`` takes the bytes directly.
+``read_dwarf_sections`` takes the section bytes (an ELF's, a mingw PE's) and
+reads them with our own fast walker (:mod:`.units`, :mod:`.lines`);
+``read_dwarf`` takes a pyelftools ``DWARFInfo`` instead, for the one case that
+needs pyelftools: a relocatable object whose DWARF it relocated.
 
 Keywords:
 
@@ -71,14 +72,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._forked import Forked, WorkerError
-from ._gc import paused_gc
-from .dwarf_lines import LineProgram, read_line_program
-from .dwarf_units import AT, CONSTANT_FORMS, TAG, Die, DwarfError, DwarfSections, Unit, decode_lazy, die_at, read_uleb, walk_units
-from .model import Function, Inlining, LineRow, Producer, Range
-from .producer import parse_producer
+from .._forked import Forked, WorkerError
+from .._gc import paused_gc
+from ..demangle import demangle
+from ..hashing import FunctionHasher, hash_and_demangle
+from ..model import Function, Inlining, LineRow, Producer, Range
+from ..producer import parse_producer
+from .lines import LineProgram, read_line_program
+from .units import AT, CONSTANT_FORMS, TAG, Die, DwarfError, DwarfSections, Unit, decode_lazy, die_at, read_uleb, walk_units
 
-__all__ = ["DwarfError", "DwarfResult", "DwarfSections", "UnitSummary", "demangle", "read_dwarf", "read_dwarf_sections", "sections_from_dwarfinfo", "DwarfReader"]
+__all__ = ["DwarfError", "DwarfResult", "DwarfSections", "UnitSummary", "read_dwarf", "read_dwarf_sections", "sections_from_dwarfinfo", "DwarfReader"]
 
 _MAX_CHAIN = 16
 _NO_INFO: tuple[Any, ...] = (None, None, None, None, None)  # DwarfReader.info: name, linkage, file, line, external
@@ -91,12 +94,13 @@ _AT_ABSTRACT_ORIGIN, _AT_CALL_FILE, _AT_CALL_LINE = AT.abstract_origin, AT.call_
 
 @dataclass(slots=True)
 class UnitSummary:
-    """One compilation unit: its name, producer and how many functions it defines."""
+    """One compilation unit: its name, producer, how many functions it defines and the code it covers."""
 
     name: str | None
     producer: Producer | None
     language: int | None
     functions: int = 0
+    ranges: tuple[Range, ...] = ()  # its root DIE's low_pc/high_pc or DW_AT_ranges
 
 
 @dataclass(slots=True)
@@ -108,21 +112,6 @@ class DwarfResult:
     units: list[UnitSummary] = field(default_factory=list)
     discarded: int = 0
     problems: list[str] = field(default_factory=list)  # non-fatal: e.g. a broken line table
-
-
-def demangle(name: str | None) -> str | None:
-    """Itanium C++ demangling via cxxfilt (None when not mangled or not demanglable)."""
-    if not name or not name.startswith("_Z") or len(name) > 4096:
-        return None
-    try:
-        import cxxfilt
-    except ImportError:
-        return None
-    try:
-        out = cxxfilt.demangle(name, external_only=False)
-    except cxxfilt.Error:  # InvalidName, or the C++ runtime missing (LibraryNotFound)
-        return None
-    return out if out and out != name else None
 
 
 def sections_from_dwarfinfo(dwarfinfo: Any) -> DwarfSections:
@@ -139,19 +128,8 @@ def sections_from_dwarfinfo(dwarfinfo: Any) -> DwarfSections:
         return bytes(stream.read(sec.size))
 
     cfg = dwarfinfo.config
-    return DwarfSections(
-        info=get("debug_info_sec"),
-        abbrev=get("debug_abbrev_sec"),
-        str=get("debug_str_sec"),
-        line_str=get("debug_line_str_sec"),
-        line=get("debug_line_sec"),
-        ranges=get("debug_ranges_sec"),
-        rnglists=get("debug_rnglists_sec"),
-        addr=get("debug_addr_sec"),
-        str_offsets=get("debug_str_offsets_sec"),
-        little_endian=bool(cfg.little_endian),
-        default_address_size=int(cfg.default_address_size),
-    )
+    return DwarfSections.of(lambda name: get(f"debug_{name}_sec"), little_endian=bool(cfg.little_endian),
+                            address_size=int(cfg.default_address_size))
 
 
 def read_dwarf(dwarfinfo: Any, **kwargs: Any) -> DwarfResult:
@@ -169,31 +147,70 @@ def read_dwarf_sections(
     lines: bool = True,
     parallel: bool = True,
     relocatable: bool = False,
+    hasher: FunctionHasher | None = None,
+    hash_in_child_from: int | None = 0,
+    merge: Callable[[list[Function]], list[Function]] | None = None,
 ) -> DwarfResult:
     """Read the DWARF in ``sections``; raises :class:`DwarfError` when it is malformed.
 
-    ``parallel`` runs the line programs and the hashes in forked children
-    while this process walks the DIEs (see :mod:`._forked`).
+    The one driver of :class:`DwarfReader`, for every container. ``parallel`` runs the
+    line programs in a forked child while this process walks the DIEs (see
+    :mod:`.._forked`). ``hasher`` (or ``text_reader`` with ``arch`` and ``is_address``)
+    hashes every function and demangles its linkage name, in a forked child when there
+    are ``hash_in_child_from`` functions or more (None: never), while this process goes
+    on. ``merge(functions) -> functions`` adds what the container knows besides DWARF
+    (the ELF symbol table) between the DIE walk and the inlinings and line rows; those
+    go to the merged functions that do not come from the symbol table alone
+    (``label_source="symtab"``), and ``DwarfResult.functions`` is the merged list.
     """
-    with paused_gc():  # see ._gc
+    if hasher is None and text_reader is not None:
+        hasher = FunctionHasher(arch or "", text_reader, is_address or (lambda v: False))
+    with paused_gc():  # see .._gc
         reader = DwarfReader(sections, code_ranges=code_ranges, lines=lines, parallel=parallel, relocatable=relocatable)
-        hash_job = None
+        reader.demangle = hasher is None  # with a hasher, names are demangled in its worker
+        jobs: list[tuple[list[Function], Forked[Any]]] = []
         try:
             res = reader.functions()
-            if text_reader is not None:
-                from .hashing import FunctionHasher, hash_all
-
-                hasher = FunctionHasher(arch or "", text_reader, is_address or (lambda v: False))
-                hash_job = Forked(hash_all, hasher, [f.ranges for f in res.functions], enabled=parallel)
-            reader.finish(res, res.functions)
-            if hash_job is not None:
-                for f, (sha, pic, method) in zip(res.functions, hash_job.result(), strict=True):
-                    f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
+            early = list(res.functions)
+            early_names = [f.linkage_name for f in early]
+            if hasher is not None:
+                jobs.append((early, _hash(hasher, early, early_names, hash_in_child_from)))
+            functions = merge(res.functions) if merge is not None else res.functions
+            known = {id(f) for f in early}
+            late = [f for f in functions if id(f) not in known]
+            if hasher is not None:
+                jobs.append((late, _hash(hasher, late, [f.linkage_name for f in late], hash_in_child_from)))
+            reader.finish(res, [f for f in functions if f.label_source != "symtab"])
+            res.functions = functions
+            for fs, job in jobs:
+                _apply_hashes(fs, job)
+            for f, name in zip(early, early_names, strict=True):
+                if f.linkage_name != name:  # named by the merge
+                    f.demangled = f.demangled or demangle(f.linkage_name)
+            if hasher is None:
+                for f in late:
+                    f.demangled = f.demangled or demangle(f.linkage_name)
             return res
         finally:
             reader.close()
-            if hash_job is not None:
-                hash_job.cancel()
+            for _, job in jobs:
+                job.cancel()
+
+
+def _hash(hasher: FunctionHasher, functions: list[Function], names: list[str | None], child_from: int | None) -> Forked[Any]:
+    """Start hashing ``functions`` and demangling ``names`` (in a child when there are ``child_from`` or more)."""
+    enabled = child_from is not None and len(functions) >= child_from
+    return Forked(hash_and_demangle, hasher, [f.ranges for f in functions], names, enabled=enabled)
+
+
+def _apply_hashes(functions: list[Function], job: Forked[Any]) -> None:
+    try:
+        hashes, demangled = job.result()
+    except WorkerError as exc:
+        raise DwarfError(f"hashing failed: {exc}") from None
+    for f, (sha, pic, method), dem in zip(functions, hashes, demangled, strict=True):
+        f.sha256, f.pic_hash, f.pic_hash_method = sha, pic, method
+        f.demangled = f.demangled or dem
 
 
 def _line_tables(sec: DwarfSections) -> tuple[dict[int, tuple[Any, ...]], list[str]]:
@@ -446,6 +463,13 @@ class DwarfReader:
             out.append(r)
         return out
 
+    def _unit_ranges(self, u: Unit) -> tuple[Range, ...]:
+        try:
+            return tuple(self.ranges(Die(u.offset, u.tag, u, u.attrs, None)))
+        except DwarfError as exc:  # a broken range list does not lose the unit
+            self.problems.append(str(exc))
+            return ()
+
     # -- assembly -------------------------------------------------------------
     def functions(self) -> DwarfResult:
         """Units, producers and functions (no inlinings or lines yet)."""
@@ -459,7 +483,7 @@ class DwarfReader:
                 p = producers.get(raw)
                 if p is None:
                     p = producers[raw] = parse_producer(raw)
-            summaries[u.index] = UnitSummary(u.name, p, u.language)
+            summaries[u.index] = UnitSummary(u.name, p, u.language, ranges=self._unit_ranges(u))
         res.producers = list(producers.values())
         res.units = [summaries[u.index] for u in self.units]
         by_ranges: dict[tuple[int, ...], Function] = {}  # (start, end, start, end, ...) -> function

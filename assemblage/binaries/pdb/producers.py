@@ -3,7 +3,7 @@
 clang writes the ``-cc1`` command line into ``LF_BUILDINFO`` (quoted
 arguments); MSVC writes its own command line (``-c -Zi -O2 ...``, Windows
 quoting, long lines split into ``LF_SUBSTR_LIST`` pieces that
-:mod:`.pdb_cv` joins). The optimisation level is read from these flags, not
+:mod:`.cv` joins). The optimisation level is read from these flags, not
 from the configuration that asked for it.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from assemblage.binaries.model import Producer
-from assemblage.binaries.pdb import CompileRecord
+from ..model import Producer
+from .reader import CompileRecord
 
 __all__ = ["majority_opt", "opt_from_flags", "producers_from_compiles", "split_command_line"]
 

@@ -21,22 +21,23 @@ Supports DWARF 2 to 5, 32- and 64-bit DWARF, little- and big-endian.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .dwarf_forms import (
+from .forms import (
     CONSTANT_FORMS,
     F_IMPLICIT_CONST,
-    _VARIABLE,
+    VARIABLE_FORMS,
+    AttributeReader,
     DwarfError,
     DwarfSections,
-    _decode_plan,
-    _fixed_size,
-    _Reader,
-    _run_plan,
-    _skip,
+    Unit,
+    decode_plan,
+    fixed_size,
     read_sleb,
     read_uleb,
+    run_plan,
+    skip_attributes,
 )
 
 __all__ = [
@@ -141,37 +142,6 @@ _FUNC_ATTRS = frozenset(
 
 
 @dataclass(slots=True)
-class Unit:
-    """One unit header plus the attributes of its root DIE."""
-
-    index: int
-    offset: int
-    end: int
-    version: int
-    unit_type: int
-    offset_size: int
-    address_size: int
-    abbrev_offset: int
-    first_die: int
-    tag: int = 0
-    attrs: dict[int, tuple[int, Any]] = field(default_factory=dict)
-    name: str | None = None
-    comp_dir: str | None = None
-    producer: str | None = None
-    language: int | None = None
-    low_pc: int = 0
-    stmt_list: int | None = None
-    str_offsets_base: int | None = None
-    addr_base: int | None = None
-    rnglists_base: int | None = None
-    ranges_base: int = 0
-    apple_flags: str | None = None
-    reader: Any = None
-    root_has_children: bool = False
-    table: Any = None  # the unit's compiled abbreviations
-
-
-@dataclass(slots=True)
 class Die:
     """An interesting DIE (subprogram or inlined subroutine) with its raw attributes.
 
@@ -236,9 +206,9 @@ def _compile(raw: dict, offset_size: int, address_size: int, version: int) -> di
         ab = _Abbrev(tag, children, specs)
         plan: list[int] = []
         for _attr, form, _const in specs:
-            size = _fixed_size(form, offset_size, address_size, version)
+            size = fixed_size(form, offset_size, address_size, version)
             if size is None:
-                code_ = _VARIABLE.get(form)
+                code_ = VARIABLE_FORMS.get(form)
                 if code_ is None:
                     raise DwarfError(f"unknown attribute form {form:#x} in abbreviation {code}")
                 plan.append(code_)
@@ -248,7 +218,7 @@ def _compile(raw: dict, offset_size: int, address_size: int, version: int) -> di
                 plan.append(size)
         ab.skip = plan[0] if len(plan) == 1 and plan[0] >= 0 else (0 if not plan else plan)
         if ab.interesting:
-            ab.plan = _decode_plan(specs, _FUNC_ATTRS, offset_size, address_size, version)
+            ab.plan = decode_plan(specs, _FUNC_ATTRS, offset_size, address_size, version)
         out[code] = ab
     return out
 
@@ -299,7 +269,7 @@ def _read_unit_header(data: bytes, pos: int, index: int, order: str) -> Unit:
     return Unit(index, pos, end, version, unit_type, offset_size, address_size, abbrev_offset, p)
 
 
-def _fill_unit(unit: Unit, reader: _Reader) -> None:
+def _fill_unit(unit: Unit, reader: AttributeReader) -> None:
     a = unit.attrs
     get = lambda at: a[at][1] if at in a else None  # noqa: E731
     unit.str_offsets_base = get(AT.str_offsets_base)
@@ -364,7 +334,7 @@ def _walk(sec: DwarfSections, roots_only: bool = False) -> tuple[list[Unit], lis
         unit.table = table
         units.append(unit)
         if roots_only:
-            _read_root(sec, unit, table, _Reader(sec, unit))
+            _read_root(sec, unit, table, AttributeReader(sec, unit))
         else:
             _walk_unit(sec, unit, table, dies)
     return units, dies
@@ -393,11 +363,11 @@ def decode_lazy(sec: DwarfSections, die: Die) -> dict[int, tuple[int, Any]]:
     if die.attrs is not None:
         return die.attrs
     _, pos = read_uleb(sec.info, die.offset)
-    die.attrs, _ = _run_plan(die.unit.reader, die.abbrev.plan, sec.info, pos)
+    die.attrs, _ = run_plan(die.unit.reader, die.abbrev.plan, sec.info, pos)
     return die.attrs
 
 
-def _read_root(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], reader: "_Reader") -> int:
+def _read_root(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], reader: "AttributeReader") -> int:
     """Decode the unit's root DIE (with the generic reader: its bases come last); return the next position."""
     data = sec.info
     pos = unit.first_die
@@ -421,7 +391,7 @@ def _read_root(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], reader
 
 def _walk_unit(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], dies: list[Die]) -> None:
     data = sec.info
-    reader = _Reader(sec, unit)
+    reader = AttributeReader(sec, unit)
     unit.reader = reader
     pos = unit.first_die
     end = unit.end
@@ -454,9 +424,9 @@ def _walk_unit(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], dies: 
                 if skip.__class__ is int:
                     pos += skip
                 else:
-                    pos = _skip(skip, data, pos, osz, asz, ver, order)
+                    pos = skip_attributes(skip, data, pos, osz, asz, ver, order)
             else:
-                attrs, pos = _run_plan(reader, ab.plan, data, pos)
+                attrs, pos = run_plan(reader, ab.plan, data, pos)
                 append(Die(die_offset, ab.tag, unit, attrs, ctx, ab))
             child_ctx = die_offset
         else:
@@ -464,7 +434,7 @@ def _walk_unit(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], dies: 
             if skip.__class__ is int:
                 pos += skip
             else:
-                pos = _skip(skip, data, pos, osz, asz, ver, order)
+                pos = skip_attributes(skip, data, pos, osz, asz, ver, order)
         if ab.children:
             stack.append(ctx)
             ctx = child_ctx

@@ -1,6 +1,7 @@
 """DWARF attribute forms: sizes, LEB128, skipping, and decoding values of one DIE.
 
-Split from :mod:`.dwarf_units` (which walks units and DIEs). A *decode plan*
+Split from :mod:`.units` (which walks units and DIEs); :class:`Unit`, the unit
+header the values are decoded against, lives here. A *decode plan*
 is a DIE's attribute list compiled once per abbreviation: unwanted fixed-size
 attributes merged into one jump, wanted ones tagged with how to finish their
 value (references made absolute, strings looked up, address indexes
@@ -12,13 +13,14 @@ of the input that turns its ``IndexError`` into :class:`DwarfError`. No other
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-if TYPE_CHECKING:
-    from .dwarf_units import Unit
-
-__all__ = ["CONSTANT_FORMS", "DwarfError", "DwarfSections", "cstring_end", "read_sleb", "read_uleb"]
+__all__ = [
+    "CONSTANT_FORMS", "F_IMPLICIT_CONST", "VARIABLE_FORMS", "AttributeReader", "DwarfError", "DwarfSections", "Unit",
+    "cstring_end", "decode_plan", "fixed_size", "read_sleb", "read_uleb", "run_plan", "skip_attributes",
+]
 
 
 class DwarfError(ValueError):
@@ -41,6 +43,15 @@ class DwarfSections:
     little_endian: bool = True
     default_address_size: int = 8
 
+    @classmethod
+    def of(cls, get: Callable[[str], bytes], *, little_endian: bool, address_size: int) -> DwarfSections:
+        """The sections ``get`` returns by short name (``"info"`` for ``.debug_info``; b"" when absent)."""
+        return cls(**{name: get(name) for name in SECTION_NAMES}, little_endian=little_endian,
+                   default_address_size=address_size)
+
+
+SECTION_NAMES = ("info", "abbrev", "str", "line_str", "line", "ranges", "rnglists", "addr", "str_offsets")
+
 
 # Forms (DWARF 5, section 7.5.6) and the GNU extensions seen in the wild.
 F_ADDR, F_BLOCK2, F_BLOCK4, F_DATA2, F_DATA4, F_DATA8 = 0x01, 0x03, 0x04, 0x05, 0x06, 0x07
@@ -57,7 +68,7 @@ CONSTANT_FORMS = frozenset({F_DATA1, F_DATA2, F_DATA4, F_DATA8, F_UDATA, F_SDATA
 
 # Skip codes for variable-size forms (fixed sizes are positive ints).
 _SK_LEB, _SK_CSTR, _SK_BLOCK, _SK_BLOCK1, _SK_BLOCK2, _SK_BLOCK4, _SK_INDIRECT = -1, -2, -3, -4, -5, -6, -7
-_VARIABLE = {
+VARIABLE_FORMS = {
     F_STRING: _SK_CSTR,
     F_BLOCK: _SK_BLOCK,
     F_EXPRLOC: _SK_BLOCK,
@@ -77,7 +88,7 @@ _VARIABLE = {
 }
 
 
-def _fixed_size(form: int, offset_size: int, address_size: int, version: int) -> int | None:
+def fixed_size(form: int, offset_size: int, address_size: int, version: int) -> int | None:
     """Byte size of a fixed-size form, or None for a variable-size one."""
     if form in (F_FLAG_PRESENT, F_IMPLICIT_CONST):
         return 0
@@ -175,14 +186,14 @@ _VAR_POST = {
 }
 
 
-def _decode_plan(specs: list[tuple[int, int, int]], wanted: frozenset[int], osz: int, asz: int, ver: int) -> list[tuple[int, int, int, int, int]]:
+def decode_plan(specs: list[tuple[int, int, int]], wanted: frozenset[int], osz: int, asz: int, ver: int) -> list[tuple[int, int, int, int, int]]:
     """Steps (code, attribute, form, size, constant); unwanted fixed runs merged into one skip."""
     plan: list[tuple[int, int, int, int, int]] = []
     for attr, form, const in specs:
-        size = _fixed_size(form, osz, asz, ver)
+        size = fixed_size(form, osz, asz, ver)
         if attr not in wanted:
             if size is None:
-                plan.append((_P_SKIPVAR, 0, form, _VARIABLE[form], 0))
+                plan.append((_P_SKIPVAR, 0, form, VARIABLE_FORMS[form], 0))
             elif plan and plan[-1][0] == _P_SKIP:
                 plan[-1] = (_P_SKIP, 0, 0, plan[-1][3] + size, 0)
             elif size:
@@ -195,7 +206,7 @@ def _decode_plan(specs: list[tuple[int, int, int]], wanted: frozenset[int], osz:
     return plan
 
 
-def _skip(plan: list[int], data: bytes, pos: int, offset_size: int, address_size: int, version: int, order: str = "little") -> int:
+def skip_attributes(plan: list[int], data: bytes, pos: int, offset_size: int, address_size: int, version: int, order: str = "little") -> int:
     for step in plan:
         if step >= 0:
             pos += step
@@ -221,20 +232,51 @@ def _skip(plan: list[int], data: bytes, pos: int, offset_size: int, address_size
             pos += 4 + int.from_bytes(data[pos : pos + 4], order)
         else:  # indirect: the form is in the data
             form, pos = read_uleb(data, pos)
-            size = _fixed_size(form, offset_size, address_size, version)
+            size = fixed_size(form, offset_size, address_size, version)
             if size is not None:
                 pos += size
             else:
-                sub = _VARIABLE.get(form)
+                sub = VARIABLE_FORMS.get(form)
                 if sub is None or sub == _SK_INDIRECT:
                     raise DwarfError(f"bad indirect form {form:#x}")
-                pos = _skip([sub], data, pos, offset_size, address_size, version, order)
+                pos = skip_attributes([sub], data, pos, offset_size, address_size, version, order)
     return pos
 
 
 
 
-class _Reader:
+@dataclass(slots=True)
+class Unit:
+    """One unit header plus the attributes of its root DIE."""
+
+    index: int
+    offset: int
+    end: int
+    version: int
+    unit_type: int
+    offset_size: int
+    address_size: int
+    abbrev_offset: int
+    first_die: int
+    tag: int = 0
+    attrs: dict[int, tuple[int, Any]] = field(default_factory=dict)
+    name: str | None = None
+    comp_dir: str | None = None
+    producer: str | None = None
+    language: int | None = None
+    low_pc: int = 0
+    stmt_list: int | None = None
+    str_offsets_base: int | None = None
+    addr_base: int | None = None
+    rnglists_base: int | None = None
+    ranges_base: int = 0
+    apple_flags: str | None = None
+    reader: Any = None
+    root_has_children: bool = False
+    table: Any = None  # the unit's compiled abbreviations
+
+
+class AttributeReader:
     """Decodes attribute values for interesting DIEs of one unit."""
 
     def __init__(self, sec: DwarfSections, unit: Unit) -> None:
@@ -275,7 +317,7 @@ class _Reader:
     def value(self, data: bytes, pos: int, form: int, const: int) -> tuple[Any, int]:
         """Decode one attribute value; return (value, next position)."""
         u = self.unit
-        size = _fixed_size(form, u.offset_size, u.address_size, u.version)
+        size = fixed_size(form, u.offset_size, u.address_size, u.version)
         if size is not None:
             if form == F_IMPLICIT_CONST:
                 return const, pos
@@ -315,10 +357,10 @@ class _Reader:
             if real == F_INDIRECT:
                 raise DwarfError("indirect form pointing to itself")
             return self.value(data, pos, real, const)
-        skip = _VARIABLE.get(form)
+        skip = VARIABLE_FORMS.get(form)
         if skip is None:  # only reachable through DW_FORM_indirect: the abbreviations were checked
             raise DwarfError(f"unknown attribute form {form:#x} at {pos:#x}")
-        npos = _skip([skip], data, pos, u.offset_size, u.address_size, u.version, self.order)
+        npos = skip_attributes([skip], data, pos, u.offset_size, u.address_size, u.version, self.order)
         return None, npos  # blocks and expressions: not needed
 
     def resolve(self, v: Any) -> Any:
@@ -335,7 +377,7 @@ class _Index:
         self.index = index
 
 
-def _run_plan(reader: "_Reader", plan: list[tuple[int, int, int, int, int]], data: bytes, pos: int) -> tuple[dict[int, tuple[int, Any]], int]:
+def run_plan(reader: "AttributeReader", plan: list[tuple[int, int, int, int, int]], data: bytes, pos: int) -> tuple[dict[int, tuple[int, Any]], int]:
     """Decode one DIE's wanted attributes with a precompiled plan; return (attrs, next position)."""
     u = reader.unit
     order = reader.order
@@ -356,7 +398,7 @@ def _run_plan(reader: "_Reader", plan: list[tuple[int, int, int, int, int]], dat
             elif size == _SK_CSTR:
                 pos = cstring_end(data, pos) + 1
             else:
-                pos = _skip([size], data, pos, osz, asz, ver, order)
+                pos = skip_attributes([size], data, pos, osz, asz, ver, order)
             continue
         if code <= _P_ADDRX:  # fixed size
             v: Any = int.from_bytes(data[pos : pos + size], order)
