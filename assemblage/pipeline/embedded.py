@@ -20,8 +20,8 @@ from assemblage.builds.runner import allow_builds, kill_all_builds
 from assemblage.db import models as m
 from assemblage.db.migrate import prepare_dataset
 from assemblage.db.session import make_engine, make_sessionmaker, sqlite_url
+from assemblage.pipeline.context import Context
 from assemblage.pipeline.steps import (
-    Context,
     complete_crawl,
     crawl_run_source,
     create_run,

@@ -18,7 +18,7 @@ from assemblage.errors import Problem
 from assemblage.urls import redact
 
 if TYPE_CHECKING:
-    from assemblage.pipeline.steps import Context
+    from assemblage.pipeline.context import Context
 
 __all__ = ["fail_run", "fail_source", "sources_counted", "too_many_builds", "unexpected_fetch_error"]
 

@@ -14,52 +14,29 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.db import models as m
 from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_scope
 from assemblage.errors import AssemblageError, InvalidBinaryError, RecipeError, SourceError
+from assemblage.pipeline.context import Context
 from assemblage.pipeline.failures import fail_source, sources_counted, too_many_builds, unexpected_fetch_error
 from assemblage.pipeline.reuse import build_key, limits_of, reusable, toolchain_identity
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
-from assemblage.settings import MAX_BINARIES_PER_BUILD
-from assemblage.sources.policy import FetchPolicy
-from assemblage.storage.base import ObjectStore, sha256_file
+from assemblage.storage.base import sha256_file
 from assemblage.urls import redact
 
 __all__ = ["Context", "create_run", "expand_run", "complete_crawl", "crawl_run_source", "fetch_run_source",
            "execute_build", "finish_run", "build_key"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Context:
-    """What every step needs: where metadata and objects go, and this worker's folders."""
-
-    sessions: sessionmaker[Session]
-    store: ObjectStore
-    cache_dir: Path  # fetched sources (one checkout per source, reused by its builds)
-    work_root: Path | None = None  # scratch folders of builds (must be reachable by the build user)
-    worker: str = "embedded"
-    # where relative ``path:`` sources resolve on this machine; None: where the run was
-    # created (embedded). Service workers use their own ASSEMBLAGE_SOURCE_ROOT, since the
-    # API's folder need not exist on a worker's machine or in its container.
-    source_root: Path | None = None
-    # what fetches may touch: unrestricted in the embedded mode (the user's own recipe); the service's
-    # workers pass FetchPolicy.for_service (source root, public addresses only)
-    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy.unrestricted)
-    max_builds: int | None = None  # sources x configurations of one run (the service's cap; None: no cap)
-    max_binaries: int = MAX_BINARIES_PER_BUILD  # binaries one build may leave (the setting max_binaries_per_build)
-    analysis_timeout: float = 300.0
-    analysis_memory: int = 4 * 1024**3
 
 
 def _utcnow():

@@ -23,7 +23,10 @@ from assemblage.errors import SourceError
 from assemblage.recipes.models import SourceSpec
 
 # each kind registers itself when its module is imported (assemblage.sources.kinds)
-from assemblage.sources import debian, git, github, path  # noqa: F401 - imported to register their kinds
+from assemblage.sources import debian as _debian  # noqa: F401 - registers DebianKind
+from assemblage.sources import git as _git  # noqa: F401 - registers GitKind
+from assemblage.sources import github as _github  # noqa: F401 - registers GithubKind
+from assemblage.sources import path as _path  # noqa: F401 - registers PathKind
 from assemblage.sources._util import safe_name
 from assemblage.sources.archive import safe_extract
 from assemblage.sources.fetched import FetchedSource

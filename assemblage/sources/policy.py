@@ -55,9 +55,9 @@ from pathlib import Path
 from typing import Any
 
 from assemblage.errors import FetchRefusedError, SourceError
-from assemblage.urls import file_url_path, is_file_url, is_url, redact
+from assemblage.urls import is_url, redact
 
-__all__ = ["FetchPolicy", "local_reference", "DEFAULT_PORTS"]
+__all__ = ["FetchPolicy", "DEFAULT_PORTS"]
 
 log = logging.getLogger(__name__)
 
@@ -295,15 +295,3 @@ class FetchPolicy:
                 line = line.strip()
                 if line and not line.startswith("#"):
                     inside(objects / line, "alternates")
-
-
-def local_reference(spec: Any) -> tuple[str, str] | None:
-    """(field, local path as written) when a source names something on this machine, else None.
-
-    ``path:``, an ``archive:`` that is not a network URL, a ``git:`` that is a path,
-    and ``file://`` URLs of either (as the path they name): each kind says
-    (:meth:`~assemblage.sources.kinds.SourceKind.local`).
-    """
-    from assemblage.sources.kinds import kind_of
-
-    return kind_of(spec).local(spec)

@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assemblage.db import models as m
 from assemblage.db.session import make_engine, make_sessionmaker, session_scope
-from assemblage.pipeline.steps import Context
+from assemblage.pipeline.context import Context
 from assemblage.settings import Settings
 from assemblage.sources.policy import FetchPolicy
-from assemblage.storage import ObjectStore, store_from_settings
+from assemblage.storage import store_from_settings
 
 __all__ = ["Runtime", "runtime", "reset_runtime", "set_identity", "node_id", "process_id",
            "beat", "touch", "Heartbeat", "set_instance_id", "build_heartbeat", "is_alive"]

@@ -90,12 +90,11 @@ def check_submitted(recipe, policy, max_builds: int) -> list[Problem]:
     from assemblage.recipes.matrix import expand_matrix
     from assemblage.sources import kind_of
     from assemblage.sources.git import is_remote
-    from assemblage.sources.policy import local_reference
     from assemblage.urls import is_url, redact
 
     problems = []
     for i, src in enumerate(recipe.sources):
-        local = local_reference(src)
+        local = kind_of(src).local(src)
         if local is not None:
             field, ref = local
             try:
@@ -148,7 +147,7 @@ def _parsers() -> anyio.CapacityLimiter:
 async def create_run(request: Request, token: SubmitToken, settings: SettingsDep, dispatcher: DispatcherDep) -> RunCreated:
     from starlette.concurrency import run_in_threadpool
 
-    from assemblage.pipeline.steps import Context
+    from assemblage.pipeline.context import Context
     from assemblage.pipeline.steps import create_run as create
 
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
