@@ -26,8 +26,8 @@ from pydantic_settings import (
 
 from assemblage.errors import SettingsError
 
-__all__ = ["Settings", "SettingsError", "FleetSettings", "FleetGroup", "load_settings", "get_settings", "DEFAULT_SECRET",
-           "MAX_BINARIES_PER_BUILD"]
+__all__ = ["Settings", "SettingsError", "FleetSettings", "FleetGroup", "load_settings", "get_settings", "read_setting",
+           "DEFAULT_SECRET", "MAX_BINARIES_PER_BUILD"]
 
 DEFAULT_SECRET = "change-this-development-secret"
 # The most binaries one build may leave; a build that leaves more fails as ``too_many_binaries``.
@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # builds run in bubblewrap (or the docker runner); without it a build fails (sandbox_unavailable) unless this
     # is on: then it runs with the network and the host's files, and its row and the run's summary say so
     allow_unsandboxed: bool = False
+    no_sandbox: bool = False  # bubblewrap off on purpose (developers, tests); needs allow_unsandboxed too
+    keep_scratch: bool = False  # keep each build's scratch folder after the build (to look into a failure)
+    install_dependencies: bool = False  # the local runner installs missing Debian packages on the host (root)
+    apt_options: str = ""  # extra apt -o options, whitespace-separated Key=Value (Debian indexes, dependencies)
     max_log_bytes: int = Field(16 * 1024**2, ge=4096)  # a build log keeps its first and last halves of this
     source_root: Path = Path(".")  # submitted local sources resolve here and must stay inside (API and workers)
     # fetches reach public addresses only; these host names, addresses or networks (CIDR) are allowed
@@ -250,3 +254,13 @@ def load_settings(file: Path | None = None, **overrides: Any) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings (read once)."""
     return load_settings()
+
+
+def read_setting(name: str, default: Any) -> Any:
+    """One setting read afresh (the environment, then the settings file), for the build steps that must see
+    a value set after the process started (``--settings`` of a command, a test); ``default`` when the
+    settings do not validate (so a broken file never turns a safety setting on)."""
+    try:
+        return getattr(load_settings(), name)
+    except SettingsError:
+        return default

@@ -24,7 +24,6 @@ the Contents files for every pattern of a build takes about 4 s.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import subprocess
 import threading
@@ -65,12 +64,14 @@ def debian_arch(arch: str) -> str:
 
 
 def apt_options() -> list[str]:
-    """Extra ``-o`` options for apt (``ASSEMBLAGE_APT_OPTIONS``, whitespace-separated ``Key=Value``).
+    """Extra ``-o`` options for apt (the setting ``apt_options``, whitespace-separated ``Key=Value``).
 
     Empty by default: the machine's own apt configuration and lists are used.
     """
     out: list[str] = []
-    for item in os.environ.get("ASSEMBLAGE_APT_OPTIONS", "").split():
+    from assemblage.settings import read_setting
+
+    for item in str(read_setting("apt_options", "")).split():
         out += ["-o", item]
     return out
 

@@ -52,7 +52,9 @@ _PKG = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(?::[a-z0-9]+)?$")
 
 def install_allowed() -> bool:
     """Whether the local runner may install packages on this machine (the setting, and root)."""
-    return os.environ.get(INSTALL_SETTING, "").strip().lower() in ("1", "true", "yes", "on")
+    from assemblage.settings import read_setting
+
+    return bool(read_setting("install_dependencies", False))
 
 
 def _check_names(packages: list[str]) -> list[str]:

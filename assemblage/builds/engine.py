@@ -22,6 +22,7 @@ from assemblage.builds.systems import BuildTools, build_system_candidates, compi
 from assemblage.builds.wrappers import write_wrappers
 from assemblage.errors import BuildError, ToolchainError
 from assemblage.recipes.matrix import Config
+from assemblage.settings import read_setting
 from assemblage.toolchains.registry import get_toolchain
 
 __all__ = ["BuildOutcome", "BuildRequest", "classify_failure", "run_build"]
@@ -70,7 +71,7 @@ class BuildOutcome:
         if self.collected is not None:
             shutil.rmtree(self.collected, ignore_errors=True)
             self.collected = None
-        if self.scratch is not None and not os.environ.get("ASSEMBLAGE_KEEP_SCRATCH"):
+        if self.scratch is not None and not read_setting("keep_scratch", False):
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
 

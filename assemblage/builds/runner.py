@@ -42,6 +42,7 @@ from typing import IO
 
 from assemblage import _spawn
 from assemblage.builds.plan import Step
+from assemblage.settings import read_setting
 
 __all__ = ["BUILD_GID", "BUILD_UID", "CappedLog", "Limits", "LocalRunner", "on_kill_all", "StepResult", "allow_builds",
            "builds_stopped", "disk_usage", "kill_all_builds", "sandbox_available", "sandbox_refusal", "SANDBOX_ROOT",
@@ -111,41 +112,22 @@ class StepResult:
     tail: list[str] = field(default_factory=list)
 
 
-_TRUE = ("1", "true", "yes", "on")
-
-
-def _setting(name: str, default):  # noqa: ANN001, ANN202
-    """A field of the service's settings (environment first), or ``default`` when they cannot be read."""
-    try:
-        from assemblage.settings import get_settings
-
-        return getattr(get_settings(), name)
-    except Exception:  # noqa: BLE001 - invalid settings: the safe default
-        return default
-
-
 DEFAULT_LOG_CAP = 16 * 1024**2
 
 
 def log_cap() -> int:
     """The most a build's log keeps (``max_log_bytes``): its head and its tail, the middle cut."""
-    raw = os.environ.get("ASSEMBLAGE_MAX_LOG_BYTES")
-    if raw is not None and raw.strip().isdigit():
-        return int(raw)
-    return int(_setting("max_log_bytes", DEFAULT_LOG_CAP))
+    return int(read_setting("max_log_bytes", DEFAULT_LOG_CAP))
 
 
 def unsandboxed_allowed() -> bool:
     """Whether the settings allow builds without a sandbox (``allow_unsandboxed``; off unless set)."""
-    raw = os.environ.get("ASSEMBLAGE_ALLOW_UNSANDBOXED")
-    if raw is not None:
-        return raw.strip().lower() in _TRUE
-    return bool(_setting("allow_unsandboxed", False))
+    return bool(read_setting("allow_unsandboxed", False))
 
 
 def sandbox_forced_off() -> bool:
-    """``ASSEMBLAGE_NO_SANDBOX`` asks for builds without bubblewrap (developers, tests)."""
-    return os.environ.get("ASSEMBLAGE_NO_SANDBOX", "").strip().lower() in _TRUE
+    """``no_sandbox`` (``ASSEMBLAGE_NO_SANDBOX``) asks for builds without bubblewrap (developers, tests)."""
+    return bool(read_setting("no_sandbox", False))
 
 
 def sandbox_available() -> bool:

@@ -43,8 +43,7 @@ def register(app: typer.Typer) -> None:
         from assemblage.fleet.userdata import linux_user_data, windows_user_data
 
         # the secret itself is never written into user-data: a stand-in lets production settings validate
-        settings = _load(settings_file, **({} if os.environ.get("ASSEMBLAGE_SECRET_KEY") else
-                                           {"secret_key": _secrets.token_urlsafe(32)}))
+        settings = _load(settings_file, secret_key=_secrets.token_urlsafe(32))
         wanted = [q.strip() for q in queues.split(",") if q.strip()]
         make = windows_user_data if wanted == ["msvc"] else linux_user_data
         typer.echo(make(settings, wanted, concurrency=concurrency), nl=False)

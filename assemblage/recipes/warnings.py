@@ -8,10 +8,10 @@ this machine cannot), so these never fail the check; but a user who runs
 
 from __future__ import annotations
 
-import os
 
 from assemblage.recipes.matrix import Config
-from assemblage.recipes.models import GithubSource, Recipe
+from assemblage.recipes.models import Recipe
+from assemblage.settings import read_setting
 
 __all__ = ["recipe_warnings"]
 
@@ -33,7 +33,7 @@ def recipe_warnings(recipe: Recipe, configs: list[Config]) -> list[str]:
                        else f"install it: assemblage toolchains install {tc}:{platform}-{arch}")
                 out.append(f"{n} configuration(s) of {tc} for {platform}-{arch} would be skipped "
                            f"(toolchain_unavailable): {result.problem}; {fix}")
-    if any(isinstance(s, GithubSource) for s in recipe.sources) and not os.environ.get("ASSEMBLAGE_GITHUB_TOKEN"):
+    if any(s.kind == "github" for s in recipe.sources) and not read_setting("github_token", None):
         out.append("a github source needs ASSEMBLAGE_GITHUB_TOKEN (and network): without it the search "
                    "is recorded as one failed source")
     return out

@@ -86,3 +86,44 @@ def test_settings_error_is_in_the_errors_tree_with_exit_code_8():
 
     assert SettingsError is errors.SettingsError and issubclass(SettingsError, errors.AssemblageError)
     assert SettingsError.exit_code == 8 and "SettingsError" in errors.__all__
+
+
+def test_settings_are_read_only_through_the_settings_module():
+    """No module but assemblage/settings.py reads an ASSEMBLAGE_* variable from the environment (writing one
+    for a child process is fine): every setting is typed, documented and checked in one place."""
+    import ast
+    from pathlib import Path
+
+    import assemblage
+
+    root = Path(assemblage.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "settings.py" and path.parent == root:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        consts = {t.id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                  for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+
+        def name_of(node) -> str:
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                return node.value
+            if isinstance(node, ast.Name):
+                return str(consts.get(node.id, ""))
+            return ""
+
+        for node in ast.walk(tree):
+            key = None
+            if isinstance(node, ast.Call) and node.args and (
+                    (isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "getenv", "pop")
+                     and "environ" in ast.unparse(node.func.value) + node.func.attr)
+                    or ast.unparse(node.func) == "os.getenv"):
+                key = name_of(node.args[0])
+            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and "environ" in ast.unparse(node.value):
+                key = name_of(node.slice)
+            elif isinstance(node, ast.Compare) and any(isinstance(op, ast.In) for op in node.ops) \
+                    and any("environ" in ast.unparse(c) for c in node.comparators):
+                key = name_of(node.left)
+            if key and key.startswith("ASSEMBLAGE_"):
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno} reads {key}")
+    assert not found, "read these through assemblage.settings: " + "; ".join(found)
