@@ -112,9 +112,11 @@ def _compare_toolchain(locked: ToolchainInfo, here: ToolchainInfo) -> list[Drift
 
 def _request(build: LockedBuild, lock: Lock) -> BuildRequest:
     settings = build.settings
-    options = lock.recipe.options.get("build", {})
-    runner = settings.runner if settings else str(options.get("runner") or "local")
-    image = settings.image.name if settings and settings.image else options.get("image")
+    from assemblage.pipeline.plan import RunPlan
+
+    options = RunPlan.model_validate(lock.recipe.options).build
+    runner = settings.runner if settings else options.runner
+    image = settings.image.name if settings and settings.image else options.image
     return BuildRequest(source_dir=Path("."), config=Config.parse(build.config), runner=runner, image=image)
 
 

@@ -19,17 +19,18 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from assemblage.builds.runner import Limits
 from assemblage.db import models as m
+from assemblage.pipeline.plan import RunPlan
+from assemblage.recipes.models import BuildOptions
 
-__all__ = ["build_key", "limits_of", "reusable", "toolchain_identity"]
+__all__ = ["build_key", "reusable", "toolchain_identity"]
 
 _IDENTITY_TTL = 60.0
 _identities: dict[tuple, tuple[float, dict[str, Any]]] = {}
 _identities_lock = threading.Lock()
 
 
-def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: dict[str, Any],
+def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: RunPlan | dict[str, Any],
               source_date_epoch: int | None = None, toolchain: dict[str, Any] | None = None) -> str:
     """The reuse key of a build: every input that can change its result.
 
@@ -40,13 +41,13 @@ def build_key(*, label: str, pin: str | None, config: str, flags: list[str], opt
     (:func:`toolchain_identity`: an upgraded compiler or another image builds again).
     Schema 2: keys of schema 1 (no options) never match again.
     """
-    build = options.get("build", {})
-    limits = limits_of(build)
+    plan = options if isinstance(options, RunPlan) else RunPlan.model_validate(options)
+    b, limits = plan.build, plan.limits()
     doc = {"label": label, "pin": pin, "config": config, "flags": flags,
-           "outputs": options.get("outputs", {}),
-           "build": {"runner": build.get("runner") or "local", "image": build.get("image"),
+           "outputs": plan.outputs.model_dump(mode="json"),
+           "build": {"runner": b.runner, "image": b.image,
                      "timeout": limits.timeout, "memory": limits.memory, "processes": limits.processes,
-                     "disk": limits.file_size, "jobs_per_build": int(build.get("jobs_per_build", 1))},
+                     "disk": limits.file_size, "jobs_per_build": b.jobs_per_build},
            "source_date_epoch": source_date_epoch, "toolchain": toolchain, "schema": 2}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -60,20 +61,7 @@ def reusable(s: Session, key: str, build_id: int) -> m.Build | None:
     )
 
 
-def limits_of(build: dict[str, Any]) -> Limits:
-    """The limits of a build from the run's ``build`` options (sizes in bytes)."""
-    from assemblage.recipes.models import parse_memory
-
-    return Limits(
-        timeout=float(build.get("timeout", 600)),
-        memory=parse_memory(build.get("memory", "4GiB")),
-        processes=int(build.get("processes", 512)),
-        file_size=parse_memory(build.get("disk", "8GiB")),
-        disk=parse_memory(build.get("disk", "8GiB")),  # the whole build folder (a watcher), not only each file
-    )
-
-
-def toolchain_identity(config: str, flags: list[str], build: dict[str, Any]) -> dict[str, Any]:
+def toolchain_identity(config: str, flags: list[str], build: BuildOptions | dict[str, Any]) -> dict[str, Any]:
     """The toolchain a build of ``config`` would use on this machine, found without running anything.
 
     The local runner: each command of the configuration's compiler set (compilers, ``ar``,
@@ -83,14 +71,15 @@ def toolchain_identity(config: str, flags: list[str], build: dict[str, Any]) -> 
     id (the digest of its configuration). Cached for a minute per process. When it cannot be
     told (no docker daemon, an unknown toolchain), a marker that matches only itself.
     """
-    runner = build.get("runner") or "local"
-    cache_key = (config, tuple(flags), runner, build.get("image"), os.environ.get("PATH"))
+    build = build if isinstance(build, BuildOptions) else BuildOptions.model_validate(build)
+    runner, image = build.runner, build.image
+    cache_key = (config, tuple(flags), runner, image, os.environ.get("PATH"))
     now = time.monotonic()
     with _identities_lock:
         hit = _identities.get(cache_key)
         if hit and now - hit[0] < _IDENTITY_TTL:
             return hit[1]
-    identity = _identity(config, flags, runner, build.get("image"))
+    identity = _identity(config, flags, runner, image)
     with _identities_lock:
         _identities[cache_key] = (now, identity)
     return identity

@@ -27,7 +27,8 @@ from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_s
 from assemblage.errors import AssemblageError, InvalidBinaryError, RecipeError, SourceError
 from assemblage.pipeline.context import Context
 from assemblage.pipeline.failures import fail_source, sources_counted, too_many_builds, unexpected_fetch_error
-from assemblage.pipeline.reuse import build_key, limits_of, reusable, toolchain_identity
+from assemblage.pipeline.plan import RunPlan
+from assemblage.pipeline.reuse import build_key, reusable, toolchain_identity
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import Recipe
 from assemblage.storage.base import sha256_file
@@ -61,16 +62,8 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: b
         )
         s.add(rec)
         s.flush()
-        run = m.Run(
-            recipe_id=rec.id, status="pending", notes=notes, submitted_by=submitted_by,
-            options={
-                "base": str(base),
-                "build": recipe.build.model_dump(mode="json"),
-                "outputs": recipe.outputs.model_dump(mode="json"),
-                "flags": list(recipe.matrix.flags),
-                "configs": [c.id for c in configs],  # the matrix, expanded once
-            },
-        )
+        run = m.Run(recipe_id=rec.id, status="pending", notes=notes, submitted_by=submitted_by,
+                    options=RunPlan.of_recipe(recipe, configs, base).stored())
         s.add(run)
         s.flush()
         run_id = run.id
@@ -135,7 +128,7 @@ def _add_debian_selection(ctx: Context, s: Session, run: m.Run, position: int, s
 
 def _run_configs(s: Session, run: m.Run) -> list[m.Configuration]:
     """The run's configurations, as :func:`create_run` expanded them."""
-    return [_config_row(s, Config.parse(c)) for c in run.options["configs"]]
+    return [_config_row(s, Config.parse(c)) for c in RunPlan.of(run).configs]
 
 
 def _add_source(s: Session, run: m.Run, position: int, spec, flags: list[str], *, error: str | None = None,
@@ -216,7 +209,7 @@ def crawl_run_source(ctx: Context, crawl_id: int, settings, *, transport=None,  
 
 
 def parse_recipe_flags(run: m.Run) -> list[str]:
-    return list(run.options.get("flags", []))
+    return list(RunPlan.of(run).flags)
 
 
 def _config_row(s: Session, c: Config) -> m.Configuration:
@@ -268,7 +261,7 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
         if src.status == "failed":
             return False
         run = s.get(m.Run, src.run_id)
-        base = ctx.source_root or Path(run.options.get("base", "."))
+        base = ctx.source_root or Path(RunPlan.of(run).base)
         doc = dict(src.pinned_spec or src.spec)  # a rebuild's sources, or a refetch, use what was pinned
     try:
         spec = _spec_of_doc(doc)
@@ -310,9 +303,10 @@ def execute_build(ctx: Context, build_id: int) -> str:
             b.message = src.error or "the source was not fetched"
             b.finished_at = _utcnow()
             return b.status
+        plan = RunPlan.of(run)
         key = build_key(label=src.label, pin=src.pin, config=cfg.identifier, flags=b.flags_requested,
-                        options=run.options, source_date_epoch=src.source_date_epoch,
-                        toolchain=toolchain_identity(cfg.identifier, b.flags_requested, run.options.get("build", {})))
+                        options=plan, source_date_epoch=src.source_date_epoch,
+                        toolchain=toolchain_identity(cfg.identifier, b.flags_requested, plan.build))
         b.key = key
         earlier = reusable(s, key, b.id)
         if earlier is not None:
@@ -325,7 +319,7 @@ def execute_build(ctx: Context, build_id: int) -> str:
             b.finished_at = _utcnow()
             return b.status
         try:
-            checkout = _ensure_checkout(ctx, src, ctx.source_root or Path(run.options.get("base", ".")))
+            checkout = _ensure_checkout(ctx, src, ctx.source_root or Path(plan.base))
         except AssemblageError as exc:
             b.status, b.reason, b.message = "skipped", "source_unavailable", str(exc)[:2000]
             b.finished_at = _utcnow()
@@ -335,17 +329,17 @@ def execute_build(ctx: Context, build_id: int) -> str:
             source_dir=checkout,
             config=Config.parse(cfg.identifier),
             flags=tuple(b.flags_requested),
-            limits=limits_of(run.options.get("build", {})),
-            kinds=_kinds(run.options.get("outputs", {})),
-            jobs=int(run.options.get("build", {}).get("jobs_per_build", 1)),
+            limits=plan.limits(),
+            kinds=plan.kinds(),
+            jobs=plan.build.jobs_per_build,
             work_root=ctx.work_root,
-            runner=str(run.options.get("build", {}).get("runner") or "local"),
-            image=run.options.get("build", {}).get("image"),
+            runner=plan.build.runner,
+            image=plan.build.image,
             source_date_epoch=src.source_date_epoch,
             source_kind=src.kind,
             max_binaries=ctx.max_binaries,
         )
-        want_stripped = bool(run.options.get("outputs", {}).get("stripped"))
+        want_stripped = plan.outputs.stripped
         source_info = _source_info(src)
         config = Config.parse(cfg.identifier)
 
@@ -420,19 +414,6 @@ def _may_use(ctx: Context, checkout: Path) -> bool:
         return True
     real = checkout.resolve()
     return real.is_relative_to(Path(ctx.cache_dir).resolve()) or real.is_relative_to(root.resolve())
-
-
-def _kinds(outputs: dict[str, Any]) -> frozenset[str]:
-    kinds = set()
-    if outputs.get("executables", True):
-        kinds.add("executable")
-    if outputs.get("shared_libraries", True):
-        kinds.add("shared")
-    if outputs.get("static_libraries"):
-        kinds.add("static")
-    if outputs.get("objects"):
-        kinds.add("object")
-    return frozenset(kinds)
 
 
 def _source_info(src: m.Source) -> dict[str, Any]:
