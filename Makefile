@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup setup-test services services-stop docker bench clean lock
+.PHONY: demo test lint setup setup-test services services-stop docker bench clean lock
 
 # Every package at the version of constraints.txt (the lock): a new release of a dependency reaches
 # the project only through `make lock`, never by surprise on a fresh machine.
@@ -54,8 +54,12 @@ services-stop:
 docker:
 	scripts/docker.sh image compose-images
 
-test: setup-test services docker
+test: setup-test services docker lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff's lint ([tool.ruff] in pyproject.toml): a finding fails `make test`
+lint: $(BIN)/assemblage
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python bench/overhead.py

@@ -49,7 +49,7 @@ class FleetGroup(BaseModel):
     instance_type: str | None = None  # for `fleet cost`, with [fleet.prices]
 
     @model_validator(mode="after")
-    def _order(self) -> "FleetGroup":
+    def _order(self) -> FleetGroup:
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max})")
         return self
@@ -78,7 +78,7 @@ class FleetSettings(BaseModel):
     log_expire_after_days: int = Field(365, gt=0)
 
     @model_validator(mode="after")
-    def _families(self) -> "FleetSettings":
+    def _families(self) -> FleetSettings:
         known = ("linux", "windows-cross", "msvc")
         unknown = sorted(set(self.groups) - set(known))
         if unknown:
@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> "Settings":
+    def _refuse_default_secret(self) -> Settings:
         if self.environment != "development" and self.secret_key.get_secret_value() == DEFAULT_SECRET:
             raise ValueError(
                 "ASSEMBLAGE_SECRET_KEY is the development default; set a long random value "

@@ -42,11 +42,11 @@ class Forked(Generic[T]):
                 try:
                     try:
                         out: tuple[str, Any] = ("ok", fn(*args))
-                    except BaseException as exc:
+                    except BaseException as exc:  # noqa: BLE001 - the child reports every outcome to its parent
                         out = ("err", exc if isinstance(exc, Exception) else WorkerError(repr(exc)))
                     try:
                         data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - any result that cannot be sent is reported as such
                         data = pickle.dumps(("err", WorkerError(f"unpicklable result: {exc!r}")))
                     view = memoryview(data)
                     while view:
@@ -62,7 +62,7 @@ class Forked(Generic[T]):
                 os.close(w)
         try:
             self._value = ("ok", fn(*args))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
             self._value = ("err", exc)
 
     def cancel(self) -> None:
@@ -88,7 +88,7 @@ class Forked(Generic[T]):
                 _, status = os.waitpid(self._pid, 0)
             try:
                 self._value = pickle.loads(b"".join(chunks))
-            except Exception:
+            except Exception:  # noqa: BLE001 - a truncated or garbled result means the worker died
                 self._value = ("err", WorkerError(f"worker process died (status {status})"))
         kind, value = self._value
         if kind == "err":

@@ -80,7 +80,7 @@ def _child(fn: Callable[..., Any], args: Sequence[Any], what: str, memory: int, 
             result = ("invalid", f"{what} exceeded its memory budget")
         except RecursionError:
             result = ("invalid", f"{what} exceeded its recursion budget (deeply nested data)")
-        except BaseException as exc:  # a bug: reported, never a crash of the caller
+        except BaseException as exc:  # noqa: BLE001 - a bug: reported, never a crash of the caller
             result = ("invalid", f"{what} failed unexpectedly ({type(exc).__name__}: {exc})")
         try:
             data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
@@ -176,7 +176,7 @@ def run_bounded(
     try:
         with paused_gc():
             kind, value = pickle.loads(b"".join(chunks))
-    except Exception:
+    except Exception:  # noqa: BLE001 - a child killed mid-write leaves bytes that do not unpickle
         raise InvalidBinaryError(path, f"{what} ended without a result (most likely over its memory budget)") from None
     if kind == "ok":
         return value  # type: ignore[no-any-return]

@@ -124,7 +124,7 @@ class FunctionHasher:
                 # zero bytes pad sections on x86 and AArch64; in Thumb code they end literal pools
                 if mnem not in _PADDING and (raw.strip(b"\0") or self.arch == "armhf"):
                     end = addr + size
-        except Exception:  # capstone failing on odd bytes: keep what the zeros say
+        except Exception:  # noqa: BLE001 - capstone failing on odd bytes: keep what the zeros say
             return start + len(code.rstrip(b"\0"))
         rest = code[offset:]
         if rest.strip(b"\0") or (rest and self.arch == "armhf"):  # bytes it could not decode: not padding
@@ -144,7 +144,7 @@ class FunctionHasher:
             yield addr, size, mnem, ops, code[off : off + size]
             off += size
 
-    def _x86(self, h: "hashlib._Hash", r: Range, code: bytes) -> None:
+    def _x86(self, h: hashlib._Hash, r: Range, code: bytes) -> None:
         done = 0
         out = []
         append = out.append
@@ -167,11 +167,11 @@ class FunctionHasher:
         if done < len(code):
             h.update(b"\0RAW\0" + code[done:])
 
-    def _a64(self, h: "hashlib._Hash", r: Range, code: bytes) -> None:
+    def _a64(self, h: hashlib._Hash, r: Range, code: bytes) -> None:
         done = 0
         out = []
         page_regs: dict[str, int] = {}
-        for i, (addr, size, mnem, ops, _raw) in enumerate(self._insns(code, r.start)):
+        for i, (_addr, size, mnem, ops, _raw) in enumerate(self._insns(code, r.start)):
             done += size
             if "#0x" in ops or "#" in ops:
                 first = ops.split(",", 1)[0].strip()

@@ -102,7 +102,7 @@ def _elf_is_pie_executable(fh, head: bytes) -> bool:
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """(size, mtime_ns) of every regular file, to tell afterwards what the build made."""
     out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         for fn in filenames:
             p = os.path.join(dirpath, fn)
             try:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import stat
-
 from pathlib import Path
 
 from debian.deb822 import Deb822

@@ -46,7 +46,15 @@ from typing import IO, Any
 
 from assemblage.builds.plan import Step
 from assemblage.builds.runner import (
-    BUILD_GID, BUILD_UID, SANDBOX_ROOT, DiskWatch, Limits, LocalRunner, StepResult, _show, on_kill_all,
+    BUILD_GID,
+    BUILD_UID,
+    SANDBOX_ROOT,
+    DiskWatch,
+    Limits,
+    LocalRunner,
+    StepResult,
+    _show,
+    on_kill_all,
 )
 from assemblage.errors import BuildError
 
@@ -127,7 +135,7 @@ def _client() -> Any:
     try:
         client = docker.from_env(timeout=120)
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the daemon
+    except Exception as exc:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         raise BuildError(f"the docker runner cannot reach the Docker daemon at {host}: {exc} "
                          "(start it: scripts/docker.sh start)") from exc

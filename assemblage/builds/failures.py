@@ -19,9 +19,8 @@ of preprocess-only commands, and commands with no source or object file
 from __future__ import annotations
 
 import os
-import stat
-
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -136,7 +136,7 @@ class BuildEnvironment(BuildSettings):
     def settings(self) -> BuildSettings:
         return BuildSettings.model_validate(self.model_dump(exclude={"toolchain"}))
 
-    def with_dependency_images(self, images: list[ImageRef]) -> "BuildEnvironment":
+    def with_dependency_images(self, images: list[ImageRef]) -> BuildEnvironment:
         """The record with the images a build used besides its own (build dependencies), digests and all.
 
         Whoever runs a build in more than its toolchain image records them here; the lock

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -53,7 +53,7 @@ def _summary(rows: list[BinaryAnalysis]) -> Table:
 
 def analyze(
     files: Annotated[list[Path], typer.Argument(help="ELF or PE files to analyse")],
-    pdb: Annotated[Optional[Path], typer.Option("--pdb", help="PDB of the (single) PE file")] = None,
+    pdb: Annotated[Path | None, typer.Option("--pdb", help="PDB of the (single) PE file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file per line")] = False,
     lines: Annotated[bool, typer.Option("--lines", help="include line rows per function in the JSON")] = False,
     timeout: Annotated[float, typer.Option(help="seconds per file")] = 300.0,

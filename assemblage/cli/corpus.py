@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,13 +16,13 @@ _Target = Annotated[str, typer.Argument(
     metavar="DATASET_OR_SERVICE",
     help="A dataset folder (DIR/dataset.sqlite + DIR/objects), or 'service': the service's database and store "
          "from its settings (ASSEMBLAGE_DATABASE_URL, ASSEMBLAGE_STORAGE_URL)")]
-_Where = Annotated[Optional[list[str]], typer.Option(
+_Where = Annotated[list[str] | None, typer.Option(
     "--where", "-w", help="NAME=VALUE filter, repeatable: platform, arch, toolchain, compiler, version, opt, config, "
                           "format, kind, license, source, source_kind, run, build, size=LO..HI, functions=LO..HI, "
                           "has_pdb, opt_mismatch, sample, sample_per_config, seed (docs/export.md)")]
-_DatabaseUrl = Annotated[Optional[str], typer.Option("--database-url", help="Read this database (with 'service')")]
-_StorageUrl = Annotated[Optional[str], typer.Option("--storage-url", help="Read this object store (with 'service')")]
-_Settings = Annotated[Optional[Path], typer.Option("--settings", help="A TOML settings file (the environment wins)")]
+_DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="Read this database (with 'service')")]
+_StorageUrl = Annotated[str | None, typer.Option("--storage-url", help="Read this object store (with 'service')")]
+_Settings = Annotated[Path | None, typer.Option("--settings", help="A TOML settings file (the environment wins)")]
 _Json = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
@@ -122,18 +122,18 @@ def register(app: typer.Typer) -> None:
         formats: Annotated[str, typer.Option("--format", help="Comma-separated: parquet, sqlite, files")]
         = "parquet,sqlite,files",
         where: _Where = None,
-        split: Annotated[Optional[str], typer.Option(help="Sides and shares, e.g. train=0.8,valid=0.1,test=0.1")]
+        split: Annotated[str | None, typer.Option(help="Sides and shares, e.g. train=0.8,valid=0.1,test=0.1")]
         = None,
         by: Annotated[str, typer.Option(help="What no two sides share: source")] = "source",
         seed: Annotated[int, typer.Option(min=0, help="Seed of the split, the pairs and (unless --where seed=) "
                                                       "the sample")] = 0,
-        merge_limit: Annotated[Optional[float], typer.Option(
+        merge_limit: Annotated[float | None, typer.Option(
             help="Largest share a merged split component may reach (default: the smallest side's share)")] = None,
         pairs: Annotated[int, typer.Option(min=0, help="Positive pairs per function family (data/pairs)")] = 0,
         drop_trivial: Annotated[bool, typer.Option(help="Leave out trivial functions (crt start-up, thunks, size 0)")]
         = False,
         unique_binaries: Annotated[bool, typer.Option(help="One binary per sha256")] = False,
-        include: Annotated[Optional[str], typer.Option("--with", help="Also copy: pdbs, stripped")] = None,
+        include: Annotated[str | None, typer.Option("--with", help="Also copy: pdbs, stripped")] = None,
         archive: Annotated[bool, typer.Option(help="The objects as one objects.tar.zst")] = False,
         as_json: _Json = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress")] = False,

@@ -6,17 +6,17 @@ import json
 import os
 import secrets as _secrets
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 __all__ = ["register"]
 
-_SettingsFile = Annotated[Optional[Path], typer.Option("--settings", help="A TOML settings file (the environment wins)")]
+_SettingsFile = Annotated[Path | None, typer.Option("--settings", help="A TOML settings file (the environment wins)")]
 _Json = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
-def _load(file: Optional[Path], **overrides):
+def _load(file: Path | None, **overrides):
     from assemblage.settings import load_settings
 
     return load_settings(file, **overrides)
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
     def user_data(
         queues: Annotated[str, typer.Option("--queues", "-Q", help="linux, windows-cross, crawl (Linux) or msvc")],
         settings_file: _SettingsFile = None,
-        concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", min=1,
+        concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1,
                                                           help="Builds at once (default: the group's)")] = None,
     ) -> None:
         """Print the user-data of a worker instance: cloud-init (Linux) or PowerShell (--queues msvc)."""
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
     def secrets_cmd(
         parameter: Annotated[str, typer.Option(help="The SSM SecureString parameter (KEY=value lines)")],
         out: Annotated[Path, typer.Option(help="The environment file to write (mode 0600)")],
-        region: Annotated[Optional[str], typer.Option(help="The parameter's region")] = None,
+        region: Annotated[str | None, typer.Option(help="The parameter's region")] = None,
     ) -> None:
         """Write an SSM SecureString parameter to an environment file readable by root only; prints nothing of it."""
         from assemblage.fleet.aws import read_secret_parameter

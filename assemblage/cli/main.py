@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -72,7 +72,7 @@ def build(
     recipe: Annotated[Path, typer.Argument(help="The recipe (YAML)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder")] = Path("out"),
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Builds at once")] = max(1, os.cpu_count() or 1),
-    runner: Annotated[Optional[str], typer.Option(help="local or docker (overrides the recipe)")] = None,
+    runner: Annotated[str | None, typer.Option(help="local or docker (overrides the recipe)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (no progress bar)")] = False,
     allow_failures: Annotated[bool, typer.Option(
@@ -129,11 +129,11 @@ def _show_report(report, db_path: Path, elapsed: float | None, *, as_json: bool,
 
 @app.command()
 def crawl(
-    recipe: Annotated[Optional[Path], typer.Argument(help="The recipe (YAML)")] = None,
-    out: Annotated[Optional[Path], typer.Option(
+    recipe: Annotated[Path | None, typer.Argument(help="The recipe (YAML)")] = None,
+    out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="A dataset folder whose answer cache to use and keep (default: a temporary one)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    debian: Annotated[Optional[str], typer.Option(
+    debian: Annotated[str | None, typer.Option(
         "--debian", help="Instead of a recipe, one debian selector (YAML), e.g. '{section: libs, limit: 20}'")] = None,
     cache: Annotated[Path, typer.Option(
         help="Where debian selectors fetch packages (a build with --out DIR uses DIR/sources)")] = Path(
@@ -155,7 +155,7 @@ def crawl(
 @app.command()
 def report(
     dataset: Annotated[Path, typer.Argument(help="A dataset folder (assemblage build --out DIR)")],
-    run: Annotated[Optional[int], typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
+    run: Annotated[int | None, typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object")] = False,
     allow_failures: Annotated[bool, typer.Option(
         "--allow-failures", help=f"Exit 0 even when some builds did not succeed (else {EXIT_PARTIAL})")] = False,
@@ -216,8 +216,8 @@ def recipe_schema() -> None:
 
 @app.command()
 def toolchains(
-    action: Annotated[Optional[str], typer.Argument(help="'install' to install toolchains with apt")] = None,
-    names: Annotated[Optional[list[str]], typer.Argument(help="NAME or NAME:PLATFORM-ARCH, e.g. clang-19:linux-x86_64")] = None,
+    action: Annotated[str | None, typer.Argument(help="'install' to install toolchains with apt")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="NAME or NAME:PLATFORM-ARCH, e.g. clang-19:linux-x86_64")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the targets as JSON")] = False,
 ) -> None:
     """List the toolchains and which targets are installed; or ``toolchains install NAME...``."""

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -54,8 +54,8 @@ def _lock_of(dataset, run: int | None):
 
 def lock(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A dataset folder (assemblage build --out)")],
-    run: Annotated[Optional[int], typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the lock here instead of printing it")] = None,
+    run: Annotated[int | None, typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the lock here instead of printing it")] = None,
 ) -> None:
     """Print the lock of a run: pinned sources, toolchains as probed, flags, environment, binaries' sha256."""
     from assemblage.pipeline.lock import lock_json
@@ -83,7 +83,7 @@ def rebuild(
     out: Annotated[Path, typer.Option("--out", "-o", help="A new dataset folder")],
     allow_drift: Annotated[bool, typer.Option("--allow-drift", help="Rebuild even when a toolchain, image or source "
                                               "differs here; the differences are recorded in the new dataset")] = False,
-    base: Annotated[Optional[Path], typer.Option(help="Where the lock's relative source paths start")] = None,
+    base: Annotated[Path | None, typer.Option(help="Where the lock's relative source paths start")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Builds at once")] = max(1, os.cpu_count() or 1),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
 ) -> None:
@@ -105,13 +105,13 @@ def rebuild(
 
 def verify(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A dataset folder")],
-    run: Annotated[Optional[int], typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
-    sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Rebuild this many builds (default: all)")] = None,
+    run: Annotated[int | None, typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
+    sample: Annotated[int | None, typer.Option("--sample", min=1, help="Rebuild this many builds (default: all)")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of the summary")] = False,
     allow_drift: Annotated[bool, typer.Option("--allow-drift", help="Verify even when a toolchain, image or source "
                                               "differs here (the differences are recorded)")] = False,
-    base: Annotated[Optional[Path], typer.Option(help="Where the lock's relative source paths start")] = None,
+    base: Annotated[Path | None, typer.Option(help="Where the lock's relative source paths start")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Builds at once")] = max(1, os.cpu_count() or 1),
     keep: Annotated[bool, typer.Option("--keep", help="Keep the scratch dataset of the rebuild")] = False,
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,10 +14,10 @@ from assemblage.db.migrate import alembic_config, upgrade_database  # re-exporte
 
 __all__ = ["register", "alembic_config", "upgrade_database"]
 
-_SettingsFile = Annotated[Optional[Path], typer.Option("--settings", help="A TOML settings file (the environment wins)")]
+_SettingsFile = Annotated[Path | None, typer.Option("--settings", help="A TOML settings file (the environment wins)")]
 
 
-def _settings(file: Optional[Path]):
+def _settings(file: Path | None):
     from assemblage.settings import get_settings, load_settings
 
     if file is not None:
@@ -44,8 +44,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def serve(
-        host: Annotated[Optional[str], typer.Option(help="Address to listen on")] = None,
-        port: Annotated[Optional[int], typer.Option(help="Port to listen on")] = None,
+        host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+        port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
         sweep: Annotated[bool, typer.Option(help="Requeue builds of dead workers and resend lost messages")] = True,
         settings_file: _SettingsFile = None,
     ) -> None:
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
             "--queues", "-Q", help="Comma-separated: crawl, linux, windows-cross, msvc")] = "crawl,linux",
         concurrency: Annotated[int, typer.Option(
             "--concurrency", "-c", min=1, help="Tasks at once")] = max(1, os.cpu_count() or 1),
-        name: Annotated[Optional[str], typer.Option("--name", "-n", help="Node name (default linux@HOST)")] = None,
+        name: Annotated[str | None, typer.Option("--name", "-n", help="Node name (default linux@HOST)")] = None,
         pool: Annotated[str, typer.Option(help="prefork, threads or solo")] = "prefork",
         loglevel: Annotated[str, typer.Option(help="Log level")] = "INFO",
         prefetch: Annotated[int, typer.Option(min=1, help="Messages reserved per process (1 suits long builds)")] = 1,
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         unknown = sorted(set(wanted) - set(QUEUES))
         if unknown:
             raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
-        from assemblage.tasks import jobs  # noqa: F401 - registers the tasks and signals
+        from assemblage.tasks import jobs
 
         node = name or f"{wanted[-1]}@{socket.gethostname()}"
         jobs.celery_app.worker_main([

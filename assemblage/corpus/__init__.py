@@ -18,7 +18,7 @@ __all__ = ["Corpus", "DedupReport", "ExportRequest", "ExportSummary", "Selection
            "parse_where", "trivial_clause"]
 
 
-def export_corpus(*args, **kwargs):  # noqa: ANN002, ANN003 - imports pyarrow only when exporting
+def export_corpus(*args, **kwargs):
     """See :func:`assemblage.corpus.export.run.export_corpus`."""
     from assemblage.corpus.export.run import export_corpus as run
 

@@ -135,7 +135,7 @@ def run_export_job(sessions: sessionmaker[Session], store: ObjectStore, database
     return "finished"
 
 
-def _finish(sessions: sessionmaker[Session], export_id: int, **fields) -> None:  # noqa: ANN003
+def _finish(sessions: sessionmaker[Session], export_id: int, **fields) -> None:
     with session_scope(sessions) as s:
         row = s.get(m.Export, export_id, with_for_update=True)
         if row is None or row.status in ("finished", "failed"):

@@ -136,7 +136,7 @@ class Selection(BaseModel):
     seed: int = Field(0, ge=0, le=MAX_ID)
 
     @model_validator(mode="after")
-    def _coherent(self) -> "Selection":
+    def _coherent(self) -> Selection:
         for name in ("size", "functions"):
             lo, hi = self.bounds(name)
             if lo is not None and hi is not None and lo > hi:
@@ -244,7 +244,7 @@ def _source_matches(values: list[str]) -> ColumnElement[bool]:
     return or_(m.Binary.source.in_(values), m.Binary.build_id.in_(named))
 
 
-def _distinct(bind: Any, column) -> list[str]:  # noqa: ANN001
+def _distinct(bind: Any, column) -> list[str]:
     return [v for v in bind.execute(select(column).distinct()).scalars() if v is not None]
 
 

@@ -62,7 +62,7 @@ class Corpus:
                                    connect_args={"timeout": 60})
 
             @event.listens_for(engine, "connect")
-            def _prepare(dbapi_conn, _record) -> None:  # noqa: ANN001
+            def _prepare(dbapi_conn, _record) -> None:
                 dbapi_conn.isolation_level = None  # pysqlite would BEGIN only before writes: no snapshot
                 if attach is not None:  # before BEGIN: SQLite attaches no database inside a transaction
                     from assemblage.corpus.export.sqlite import PRAGMAS
@@ -74,7 +74,7 @@ class Corpus:
                     dbapi_conn.create_function(name, nargs, fn, deterministic=True)
 
             @event.listens_for(engine, "begin")
-            def _begin(conn) -> None:  # noqa: ANN001
+            def _begin(conn) -> None:
                 conn.exec_driver_sql("BEGIN")
 
             return engine
@@ -111,7 +111,7 @@ def _redacted(url: str) -> str:
 
 
 def open_corpus(target: str, *, database_url: str | None = None, storage_url: str | None = None,
-                settings=None) -> Corpus:  # noqa: ANN001
+                settings=None) -> Corpus:
     """A dataset folder, or ``service`` (the settings, overridden by the URLs given)."""
     folder = Path(target).expanduser()
     if (folder / DATASET_FILE).is_file() and not (database_url or storage_url):

@@ -41,7 +41,7 @@ def migrations_folder() -> Path:
     return folder
 
 
-def alembic_config(database_url: str):  # noqa: ANN201 - alembic.config.Config, imported lazily
+def alembic_config(database_url: str):
     """Alembic's configuration for the package's migrations and ``database_url``."""
     from alembic.config import Config
 
@@ -78,7 +78,7 @@ def _current(engine: Engine) -> tuple[str | None, set[str]]:
         return MigrationContext.configure(conn).get_current_revision(), tables
 
 
-def _known(script, revision: str) -> bool:  # noqa: ANN001
+def _known(script, revision: str) -> bool:
     from alembic.util import CommandError
 
     try:

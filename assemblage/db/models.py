@@ -12,7 +12,7 @@ ours sits next to it: ``binaries.repo_last_update`` is Unix seconds (an
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -76,7 +76,7 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -114,7 +114,7 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     recipe: Mapped[Recipe] = relationship()
-    builds: Mapped[list["Build"]] = relationship(back_populates="run")
+    builds: Mapped[list[Build]] = relationship(back_populates="run")
 
 
 class Source(Base):
@@ -260,7 +260,7 @@ class Binary(Base):
     analysis_error: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # disagreements, sections, imports
 
-    functions: Mapped[list["Function"]] = relationship(back_populates="binary")
+    functions: Mapped[list[Function]] = relationship(back_populates="binary")
 
 
 class Function(Base):
@@ -361,7 +361,7 @@ class Verification(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    differences: Mapped[list["VerificationDifference"]] = relationship(back_populates="verification")
+    differences: Mapped[list[VerificationDifference]] = relationship(back_populates="verification")
 
 
 class VerificationDifference(Base):

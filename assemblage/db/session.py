@@ -27,7 +27,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -104,7 +104,7 @@ def reserve_ids(s: Session, table: str, n: int) -> list[int]:
     return list(ids)
 
 
-def copy_rows(s: Session, table: str, columns: list[str], rows) -> None:  # noqa: ANN001
+def copy_rows(s: Session, table: str, columns: list[str], rows) -> None:
     """Append rows with PostgreSQL's COPY, in the session's transaction (several times faster than INSERT)."""
     cols = ", ".join(f'"{c}"' for c in columns)
     raw = s.connection().connection.driver_connection

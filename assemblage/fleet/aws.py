@@ -77,7 +77,7 @@ def log_lifecycle_rules(settings: Settings) -> tuple[str, dict[str, Any]]:
     return bucket, {"Rules": rules}
 
 
-def apply_log_lifecycle(settings: Settings, *, s3=None) -> tuple[str, dict[str, Any]]:  # noqa: ANN001
+def apply_log_lifecycle(settings: Settings, *, s3=None) -> tuple[str, dict[str, Any]]:
     """Put the rules on the bucket (replacing its lifecycle configuration); returns what was put."""
     bucket, config = log_lifecycle_rules(settings)
     s3 = s3 or client("s3", settings)

@@ -28,7 +28,7 @@ import logging
 import math
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -112,7 +112,7 @@ def read_demand(sessions: sessionmaker[Session], depths: dict[str, int] | None, 
     return Demand(waiting=waiting, running=running, busy_instances=busy)
 
 
-def describe_groups(asg, names: list[str]) -> dict[str, GroupState]:  # noqa: ANN001 - a boto3 client
+def describe_groups(asg, names: list[str]) -> dict[str, GroupState]:
     out: dict[str, GroupState] = {}
     with translated("DescribeAutoScalingGroups"):
         pages = asg.get_paginator("describe_auto_scaling_groups").paginate(AutoScalingGroupNames=names)
@@ -132,7 +132,7 @@ def describe_groups(asg, names: list[str]) -> dict[str, GroupState]:  # noqa: AN
 def decide(family: str, group: FleetGroup, state: GroupState, demand: Demand, *, cooldown: float,
            now: datetime | None = None) -> Decision:
     """The desired capacity and the protection changes for one group (pure: no AWS call)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     queues = group_queues(family, group)
     work = sum(demand.waiting.get(q, 0) + demand.running.get(q, 0) for q in queues)
     want = math.ceil(work / group.builds_per_instance)
@@ -154,7 +154,7 @@ def decide(family: str, group: FleetGroup, state: GroupState, demand: Demand, *,
                     reason=reason, protect=protect, unprotect=unprotect)
 
 
-def apply(asg, decision: Decision, *, now: datetime | None = None) -> Decision:  # noqa: ANN001
+def apply(asg, decision: Decision, *, now: datetime | None = None) -> Decision:
     """Protect busy instances, set the capacity (and the last-change tag), release idle instances."""
     name = decision.group
     if decision.protect:
@@ -166,7 +166,7 @@ def apply(asg, decision: Decision, *, now: datetime | None = None) -> Decision: 
             asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=decision.desired, HonorCooldown=False)
             asg.create_or_update_tags(Tags=[{
                 "ResourceId": name, "ResourceType": "auto-scaling-group", "Key": LAST_CHANGE_TAG,
-                "Value": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"), "PropagateAtLaunch": False,
+                "Value": (now or datetime.now(UTC)).isoformat(timespec="seconds"), "PropagateAtLaunch": False,
             }])
         log.info("fleet: %s %d -> %d (%s)", name, decision.current, decision.desired, decision.reason)
     if decision.unprotect:
@@ -177,7 +177,7 @@ def apply(asg, decision: Decision, *, now: datetime | None = None) -> Decision: 
 
 
 def reconcile(settings: Settings, sessions: sessionmaker[Session], depths: dict[str, int] | None, *,
-              dry_run: bool = False, asg=None, now: datetime | None = None) -> list[Decision]:  # noqa: ANN001
+              dry_run: bool = False, asg=None, now: datetime | None = None) -> list[Decision]:
     """One round over every configured group. With ``dry_run`` nothing is changed."""
     groups = settings.fleet.groups
     if not groups:
@@ -209,14 +209,14 @@ class ReconcileLoop:
     _thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ReconcileLoop":
+    def from_settings(cls, settings: Settings) -> ReconcileLoop:
         from assemblage.db.session import make_engine, make_sessionmaker
         from assemblage.tasks.coordinator import queue_depths
 
         return cls(settings=settings, sessions=make_sessionmaker(make_engine(settings.database_url)),
                    depths=lambda: queue_depths(settings.broker_url))
 
-    def start(self) -> "ReconcileLoop":
+    def start(self) -> ReconcileLoop:
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
         self._thread.start()
         return self
@@ -225,7 +225,7 @@ class ReconcileLoop:
         while not self._stop.wait(self.settings.fleet.interval):
             try:
                 reconcile(self.settings, self.sessions, self.depths())
-            except Exception:  # noqa: BLE001 - the loop must outlive one failed round (AWS throttling, a DB blip)
+            except Exception:
                 log.exception("fleet: reconcile failed")
 
     def stop(self) -> None:

@@ -231,13 +231,13 @@ class MetricsMiddleware:
     def __init__(self, app: Any, histogram: Histogram) -> None:
         self.app, self.histogram = app, histogram
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = {"code": 500}
 
-        async def wrapped(message) -> None:  # noqa: ANN001
+        async def wrapped(message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)

@@ -107,7 +107,7 @@ class CancelWatch:
                 log.warning("build %s: its run was cancelled, %d build process(es) killed", self.build_id, killed)
                 return
 
-    def __enter__(self) -> "CancelWatch":
+    def __enter__(self) -> CancelWatch:
         self._thread.start()
         return self
 

@@ -156,7 +156,7 @@ def _finish(crawl: m.Crawl) -> None:
 
 
 def _resolve(sessions, crawl_id: int, todo: tuple[int, str, str], spec: GithubSource, client: GithubClient,
-             bump) -> None:  # noqa: ANN001
+             bump) -> None:
     repo_id, full_name, branch = todo
     status, reason, commit, tree, system = "skipped", None, None, None, None
     head = client.branch(full_name, branch)
@@ -181,7 +181,7 @@ def _resolve(sessions, crawl_id: int, todo: tuple[int, str, str], spec: GithubSo
 
 
 def _page(sessions, crawl_id: int, window: tuple[int, str, int], spec: GithubSource, client: GithubClient,
-          bump) -> None:  # noqa: ANN001
+          bump) -> None:
     window_id, url, pages = window
     page = client.get(url)
     body = page.body if isinstance(page.body, dict) else {}
@@ -291,7 +291,7 @@ def crawl_report(s: Session, crawl_id: int) -> dict:
 
 
 def make_client(settings, sessions: sessionmaker[Session] | None, *, max_wait: float | None = None,
-                transport=None) -> GithubClient:  # noqa: ANN001
+                transport=None) -> GithubClient:
     """A client from the settings' tokens and endpoint, with the database's ETag cache when given."""
     token = settings.github_token.get_secret_value() if settings.github_token is not None else ""
     return GithubClient(_split_tokens(token), settings.github_api_url,

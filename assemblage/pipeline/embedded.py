@@ -141,7 +141,7 @@ def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progr
     def build(bid: int) -> None:
         try:
             status = execute_build(ctx, bid)
-        except Exception as exc:  # a bug or a dead disk must not take the other builds down
+        except Exception as exc:  # noqa: BLE001 - a bug or a dead disk must not take the other builds down
             status = record_internal_error(ctx, bid, exc)
         with lock:
             progress.advance(status, labels.get(bid, ""))

@@ -29,7 +29,7 @@ def _utcnow():
     return m.utcnow()
 
 
-def sources_counted(spec) -> int:  # noqa: ANN001
+def sources_counted(spec) -> int:
     """How many sources a recipe entry may become: a search or a selector counts as its ``limit``."""
     from assemblage.sources import kind_of
 

@@ -189,7 +189,7 @@ def complete_crawl(ctx: Context, crawl_id: int) -> list[int]:
         return added
 
 
-def crawl_run_source(ctx: Context, crawl_id: int, settings, *, transport=None,  # noqa: ANN001
+def crawl_run_source(ctx: Context, crawl_id: int, settings, *, transport=None,
                      max_wait: float | None = None) -> list[int]:
     """Run a crawl to its end in this process and add what it found to its run; returns the new source ids.
 
@@ -437,7 +437,7 @@ class _Stored:
 
 
 def _analyse_and_store(ctx: Context, outcome: BuildOutcome, config: Config, want_stripped: bool, log_path: Path,
-                       tree=None) -> list[_Stored]:  # noqa: ANN001
+                       tree=None) -> list[_Stored]:
     """Store each binary, analyse it, and cut its functions' source text from the checkout (``tree``).
 
     ``tree`` reads each source file once for all the binaries of the build. A file the build left twice

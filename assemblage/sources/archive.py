@@ -344,7 +344,7 @@ def _extract_tar(archive: Path, dest: Path, max_bytes: int, max_members: int) ->
     with tarfile.open(archive, "r:*") as tf:
         members = list(_tar_members(archive, tf, max_members))
 
-        def open_member(m):  # noqa: ANN001, ANN202
+        def open_member(m):
             stream = tf.extractfile(m.ref)
             assert stream is not None
             return stream
@@ -358,7 +358,7 @@ def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_members: int) ->
         _write_members(archive, dest, members, max_bytes, lambda m: zf.open(m.ref))
 
 
-def _write_members(archive: Path, dest: Path, members: list, max_bytes: int, open_member) -> None:  # noqa: ANN001
+def _write_members(archive: Path, dest: Path, members: list, max_bytes: int, open_member) -> None:
     """Check the whole plan, write directories and files (never through links), then the links."""
     _check_plan(archive, members, max_bytes)
     writer = _Writer(archive, dest, max_bytes)
@@ -405,7 +405,7 @@ class _HTTP(urllib.request.HTTPHandler):
         super().__init__()
         self._connection = _guarded(http.client.HTTPConnection, policy)
 
-    def http_open(self, req):  # noqa: ANN001, ANN201
+    def http_open(self, req):
         return self.do_open(self._connection, req)
 
 
@@ -414,7 +414,7 @@ class _HTTPS(urllib.request.HTTPSHandler):
         super().__init__()
         self._connection = _guarded(http.client.HTTPSConnection, policy)
 
-    def https_open(self, req):  # noqa: ANN001, ANN201
+    def https_open(self, req):
         return self.do_open(self._connection, req, context=self._context)
 
 

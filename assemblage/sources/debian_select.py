@@ -197,7 +197,7 @@ def tree_language(root: Path, *, limit: int = 50_000) -> str | None:
     """The main compiled language of a tree by file count: ``c``, ``c++``, ``other``, or None."""
     counts = {"c": 0, "c++": 0, "other": 0}
     n = 0
-    for folder, dirs, files in os.walk(root):
+    for _folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".") and d != "debian"]
         for fn in files:
             ext = os.path.splitext(fn)[1]

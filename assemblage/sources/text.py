@@ -322,7 +322,7 @@ class SourceTree:
         self._files[debug_path] = src
         return src
 
-    def cut_functions(self, functions) -> list[tuple[str | None, str | None, list[str | None]]]:  # noqa: ANN001
+    def cut_functions(self, functions) -> list[tuple[str | None, str | None, list[str | None]]]:
         """For each function (``name``, ``source_file``, ``decl_line``, ``lines`` of ``source_file``/``line``):
         its ``source_codes``, its ``top_comments`` and the text of each of its line rows."""
         out = []

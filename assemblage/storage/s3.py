@@ -117,7 +117,7 @@ class S3Store:
         self.client = client
 
     @classmethod
-    def from_url(cls, url: str, *, endpoint_url: str | None = None, region: str | None = None, **kw: Any) -> "S3Store":
+    def from_url(cls, url: str, *, endpoint_url: str | None = None, region: str | None = None, **kw: Any) -> S3Store:
         """``s3://BUCKET/PREFIX`` at ``endpoint_url`` (MinIO, Swift; None: AWS S3)."""
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:

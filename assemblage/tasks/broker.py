@@ -25,7 +25,7 @@ TRANSPORT = "assemblage.tasks.broker:Transport"
 class Channel(kombu_redis.Channel):
     _sync_client = None
 
-    def _create_client(self, asynchronous: bool = False):  # noqa: ANN202 - kombu's signature
+    def _create_client(self, asynchronous: bool = False):
         if asynchronous:  # the event loop's clients (BRPOP, pub/sub) are kombu's own
             return super()._create_client(asynchronous=True)
         pool = self.pool  # a new pool after a fork or a reconnect: a new client for it

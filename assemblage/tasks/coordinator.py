@@ -222,7 +222,7 @@ class Sweeper:
             self._idle_sweeps = 0
         return out
 
-    def start(self) -> "Sweeper":
+    def start(self) -> Sweeper:
         self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
         self._thread.start()
         return self
@@ -233,7 +233,7 @@ class Sweeper:
                 self.sweep()
             except SQLAlchemyError as exc:
                 log.warning("sweep: database unavailable: %s", exc.__class__.__name__)
-            except Exception:  # noqa: BLE001 - the sweeper must outlive any one failure
+            except Exception:
                 log.exception("sweep failed")
 
     def stop(self) -> None:

@@ -27,7 +27,7 @@ class Dispatcher(Protocol):
 
 
 class CeleryDispatcher:
-    def __init__(self, app=None) -> None:  # noqa: ANN001
+    def __init__(self, app=None) -> None:
         from assemblage.tasks.app import celery_app
 
         self.app = app or celery_app

@@ -73,7 +73,7 @@ def handback_requested() -> bool:
     return _state["requested"]
 
 
-def _on_signal(_signum, _frame) -> None:  # noqa: ANN001 - signal handler
+def _on_signal(_signum, _frame) -> None:
     _state["requested"] = True
     if _state["armed"]:
         _state["armed"] = False

@@ -228,7 +228,7 @@ def _reason(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc} (a bug of Assemblage; the worker's log has the traceback)")
 
 
-def lease(rt, model, row_id: int, *, final: tuple[str, ...]) -> str:  # noqa: ANN001
+def lease(rt, model, row_id: int, *, final: tuple[str, ...]) -> str:
     """Hold a fetch's source or a crawl for this process: "go", "missing", "busy" or its final status.
 
     The row names this process (``worker``) while the task runs and the process's heartbeat
@@ -250,7 +250,7 @@ def lease(rt, model, row_id: int, *, final: tuple[str, ...]) -> str:  # noqa: AN
         return "go"
 
 
-def release(rt, model, row_id: int) -> None:  # noqa: ANN001
+def release(rt, model, row_id: int) -> None:
     """This process lets go of a leased row (a retry comes later; not a dead worker)."""
     with session_scope(rt.sessions) as s:
         row = s.get(model, row_id)
@@ -259,7 +259,7 @@ def release(rt, model, row_id: int) -> None:  # noqa: ANN001
 
 
 @contextmanager
-def lease_heartbeat(rt):  # noqa: ANN001
+def lease_heartbeat(rt):
     """This process's heartbeat while it holds a lease."""
     hb = Heartbeat(rt.sessions, wid=process_id(), kind="process", interval=rt.settings.heartbeat_interval).start()
     try:
@@ -292,7 +292,7 @@ def _record_time_limit(rt, build_id: int, exc: BaseException) -> None:
                 b.status, b.reason = "timed_out", "task_time_limit"
                 b.message = f"the task ran out of time ({type(exc).__name__})"
                 b.finished_at = m.utcnow()
-    except Exception:  # noqa: BLE001 - the original error is what the log needs
+    except Exception:
         log.exception("could not record the time limit of build %s", build_id)
 
 
@@ -326,7 +326,7 @@ def build(self, build_id: int) -> str:
     except SoftTimeLimitExceeded as exc:
         _record_time_limit(rt, build_id, exc)
         status = "timed_out"
-    except Exception as exc:  # a bug of ours, not a compile error: recorded on the build, never retried
+    except Exception as exc:  # noqa: BLE001 - a bug of ours, not a compile error: recorded on the build, never retried
         status = record_internal_error(ctx, build_id, exc)
     log.info("build %s finished: %s", build_id, status)
     finish_run(ctx, run_id)

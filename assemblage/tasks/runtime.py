@@ -37,7 +37,7 @@ __all__ = ["Runtime", "runtime", "reset_runtime", "set_identity", "node_id", "pr
 log = logging.getLogger(__name__)
 
 _identity: dict[str, str] = {"node": f"worker@{socket.gethostname()}", "instance": uuid.uuid4().hex[:8]}
-_runtime: "Runtime | None" = None
+_runtime: Runtime | None = None
 _lock = threading.Lock()
 
 
@@ -155,7 +155,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{kind}", daemon=True)
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         self._thread.start()
         return self
 

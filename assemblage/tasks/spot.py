@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -70,7 +70,7 @@ def parse_notice(text: str) -> tuple[str, datetime]:
     doc = json.loads(text)
     when = datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00"))
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return str(doc["action"]), when
 
 
@@ -82,7 +82,7 @@ class SpotWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spot-watch", daemon=True)
 
-    def start(self) -> "SpotWatcher":
+    def start(self) -> SpotWatcher:
         self._thread.start()
         return self
 
@@ -92,7 +92,7 @@ class SpotWatcher:
         if not text:
             return None
         action, when = parse_notice(text)
-        left = (when - datetime.now(timezone.utc)).total_seconds()
+        left = (when - datetime.now(UTC)).total_seconds()
         log.warning("spot interruption notice: %s at %s (%.0f s from now)", action, when.isoformat(), left)
         return left
 

@@ -150,7 +150,7 @@ class Stack:
         env.update(extra)
         return env
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         import redis
 
         self.root.mkdir(parents=True, exist_ok=True)

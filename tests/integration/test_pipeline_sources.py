@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,6 @@ def test_builds_start_while_other_sources_are_still_fetched(tmp_path: Path) -> N
     their own threads: in one queue every fetch went before every build)."""
     import threading
     import time
-    from datetime import timezone
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     need("gcc-12")
@@ -95,7 +95,7 @@ def test_builds_start_while_other_sources_are_still_fetched(tmp_path: Path) -> N
     served: list[float] = []
 
     class Slow(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             time.sleep(8)
             self.send_response(200)
             self.send_header("Content-Length", str(len(payload)))
@@ -103,7 +103,7 @@ def test_builds_start_while_other_sources_are_still_fetched(tmp_path: Path) -> N
             self.wfile.write(payload)
             served.append(time.time())
 
-        def log_message(self, *args) -> None:  # noqa: ANN002
+        def log_message(self, *args) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
@@ -127,5 +127,5 @@ def test_builds_start_while_other_sources_are_still_fetched(tmp_path: Path) -> N
                           "where s.kind = 'path'").fetchone()[0]
     from datetime import datetime
 
-    started_at = datetime.fromisoformat(started).replace(tzinfo=timezone.utc).timestamp()
+    started_at = datetime.fromisoformat(started).replace(tzinfo=UTC).timestamp()
     assert served and started_at < served[0], (started, served)

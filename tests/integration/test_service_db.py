@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from pathlib import Path
+from datetime import UTC
 from types import SimpleNamespace
 
 import pytest
@@ -113,12 +113,12 @@ _ONE_BINARY = [
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_source_text_migration_moves_repo_last_update_to_unix_seconds(backend, pg_db, tmp_path):
     """0001 kept repo_last_update as a timestamp; the published type is Unix seconds, ours moves beside it."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from assemblage.cli.service import upgrade_database
 
     url = f"sqlite:///{tmp_path}/m.sqlite" if backend == "sqlite" else pg_db
-    when = datetime(2024, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    when = datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
     if backend == "postgresql":  # pg_db is at head: start again from 0001
         from alembic import command
 

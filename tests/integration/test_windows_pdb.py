@@ -226,7 +226,7 @@ def test_lines_equal_llvm_pdbutil(built):
     ours = [(r.source_file, r.line, r.address) for f in a.functions for r in f.lines]
     assert set(ours) == rows
     # lengths: the rows of each line block tile it exactly, ending at the block's end
-    all_rows = sorted(((r.address, r.length) for f in a.functions for r in f.lines))
+    all_rows = sorted((r.address, r.length) for f in a.functions for r in f.lines)
     for start, end in blocks:
         inside = [(addr, n) for addr, n in all_rows if start <= addr < end]
         assert inside and inside[0][0] == start

@@ -10,7 +10,7 @@ import re
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -62,14 +62,14 @@ class FakeMetadata:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
                     outer.token_requests += 1
                     self._send(200, "token-abc")
                 else:
                     self._send(400)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.headers.get("X-aws-ec2-metadata-token") != "token-abc":
                     self._send(401)
                 elif self.path == "/latest/meta-data/instance-id":
@@ -113,7 +113,7 @@ def wait_exit(stack: Stack, key: str, timeout: float) -> float:
     p = stack.procs[key]
     try:
         p.wait(timeout=timeout)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise AssertionError(f"worker {key} did not stop in {timeout}s:\n{stack.log(key)[-3000:]}") from exc
     stack.procs.pop(key)
     return time.monotonic() - started
@@ -215,10 +215,10 @@ def test_spot_notice_hands_back_before_the_interruption(stack, tmp_path):
         assert query(stack.database_url, "SELECT count(*) FROM workers WHERE build_id IS NOT NULL "
                                          "AND instance_id = :i", i=INSTANCE_ID) == [(2,)]
         stack.start_worker("b", queues="linux", concurrency=2)
-        when = datetime.now(timezone.utc) + timedelta(seconds=9)
+        when = datetime.now(UTC) + timedelta(seconds=9)
         imds.notice = {"action": "terminate", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
         wait_exit(stack, "spot", timeout=30)
-        assert datetime.now(timezone.utc) < when + timedelta(seconds=2)  # gone by the interruption
+        assert datetime.now(UTC) < when + timedelta(seconds=2)  # gone by the interruption
         assert imds.token_requests >= 1
         stack.wait_run(stack.client(stack.token("read")), run_id, timeout=120)
         assert_ended_once(stack, run_id, "b", "spot", "b")

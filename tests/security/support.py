@@ -105,7 +105,7 @@ class _HTTPBase(LoopbackServer):
 
 
 class _Static(http.server.SimpleHTTPRequestHandler):
-    server_owner: "StaticServer"
+    server_owner: StaticServer
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, directory=str(self.server_owner.root), **kwargs)
@@ -131,7 +131,7 @@ class StaticServer(_HTTPBase):
 
 
 class _Redirect(http.server.BaseHTTPRequestHandler):
-    server_owner: "RedirectServer"
+    server_owner: RedirectServer
 
     def do_GET(self) -> None:
         self.server_owner.record(self.path)
@@ -152,7 +152,7 @@ class RedirectServer(_HTTPBase):
 
 
 class _Auth(_Static):
-    server_owner: "AuthGitServer"
+    server_owner: AuthGitServer
 
     def do_GET(self) -> None:
         expected = "Basic " + base64.b64encode(self.server_owner.credentials.encode()).decode()

@@ -122,10 +122,10 @@ def test_every_route_is_in_the_document_and_only_the_listed_ones_are_public(worl
 
 def test_every_page_sends_a_visitor_without_a_live_session_to_the_login(world):
     """The pages' routes, walked from their router: no page is shown without a session of a live token."""
+    from fastapi.testclient import TestClient
+
     from assemblage.api.security import SESSION_COOKIE
     from assemblage.api.ui.pages import router
-
-    from fastapi.testclient import TestClient
 
     with session_scope(world.sessions) as s:
         function_id = s.query(m.Function.id).filter(m.Function.binary_id == world.params["binary_id"]).first()[0]

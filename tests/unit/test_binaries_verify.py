@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from assemblage.binaries.model import Range
-from assemblage.binaries.verify import is_discarded, parse_dwarfdump, parse_dwarfdump_lines, parse_readelf_sections, parse_readelf_symbols
+from assemblage.binaries.verify import (
+    is_discarded,
+    parse_dwarfdump,
+    parse_dwarfdump_lines,
+    parse_readelf_sections,
+    parse_readelf_symbols,
+)
 
 DUMP = """\
 0x0000000c: DW_TAG_compile_unit

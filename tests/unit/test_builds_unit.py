@@ -11,7 +11,12 @@ from assemblage.builds.engine import classify_failure
 from assemblage.builds.plan import Step
 from assemblage.builds.runner import Limits, StepResult
 from assemblage.builds.systems import (
-    AutotoolsPlanner, BuildTools, CMakePlanner, MesonPlanner, PlainPlanner, detect_build_system,
+    AutotoolsPlanner,
+    BuildTools,
+    CMakePlanner,
+    MesonPlanner,
+    PlainPlanner,
+    detect_build_system,
 )
 from assemblage.builds.wrappers import write_wrappers
 from assemblage.toolchains.base import CompilerSet

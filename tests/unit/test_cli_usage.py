@@ -58,8 +58,15 @@ def test_version() -> None:
 
 
 def test_help_documents_every_exit_code() -> None:
-    from assemblage.errors import AssemblageError, BuildError, InvalidBinaryError, RecipeError, SourceError
-    from assemblage.errors import StorageError, ToolchainError
+    from assemblage.errors import (
+        AssemblageError,
+        BuildError,
+        InvalidBinaryError,
+        RecipeError,
+        SourceError,
+        StorageError,
+        ToolchainError,
+    )
     from assemblage.settings import SettingsError
 
     r = cli("--help")

@@ -4,7 +4,7 @@ from queue depths and running builds, min/max, the cooldown, scale-in protection
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -101,7 +101,7 @@ def test_scales_out_to_the_work_and_protects_busy_instances(aws, db, tmp_path):
     assert [(d.current, d.desired, d.demand, d.protect) for d in planned] == [(2, 4, 14, (busy,))]
     assert group(aws)["DesiredCapacity"] == 2 and not any(i["ProtectedFromScaleIn"] for i in group(aws)["Instances"])
 
-    now = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
     [d] = reconcile(settings, sessions, depths, now=now)
     assert d.applied and d.desired == 4  # ceil((2 waiting on crawl + 10 on linux + 2 running) / 4)
     g = group(aws)
@@ -114,7 +114,7 @@ def test_scale_in_waits_for_the_cooldown_and_spares_busy_instances(aws, db, tmp_
     url, sessions = db
     (tmp_path / "s.toml").write_text(settings_text(url))
     settings = load_settings(tmp_path / "s.toml")
-    t0 = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
     reconcile(settings, sessions, {"linux": 24}, now=t0)
     assert group(aws)["DesiredCapacity"] == 6  # the group's max in the settings (the ASG allows 10)
     busy = sorted(i["InstanceId"] for i in group(aws)["Instances"])[3]
@@ -138,7 +138,7 @@ def test_idle_instances_lose_their_protection(aws, db, tmp_path):
     settings = load_settings(tmp_path / "s.toml")
     ids = [i["InstanceId"] for i in group(aws)["Instances"]]
     aws.set_instance_protection(AutoScalingGroupName="assemblage-linux", InstanceIds=ids, ProtectedFromScaleIn=True)
-    [d] = reconcile(settings, sessions, {}, now=datetime(2026, 12, 1, tzinfo=timezone.utc))
+    [d] = reconcile(settings, sessions, {}, now=datetime(2026, 12, 1, tzinfo=UTC))
     assert d.desired == 1 and sorted(d.unprotect) == sorted(ids)  # min 1 even with no work
     assert not any(i["ProtectedFromScaleIn"] for i in group(aws)["Instances"] if i["InstanceId"] in ids)
 

@@ -45,7 +45,7 @@ def _structural_offsets(pdb: bytes) -> list[int]:
     bs = msf.block_size
     out = list(range(0, 64))
     for i in range(msf.stream_count):
-        for b in msf._blocks[i][:1]:  # noqa: SLF001 - test reaches in on purpose
+        for b in msf._blocks[i][:1]:
             out.extend(range(b * bs, b * bs + 96))
     map_addr = struct.unpack_from("<I", pdb, 52)[0]
     out.extend(range(map_addr * bs, map_addr * bs + 16))

@@ -105,7 +105,7 @@ def test_settings_are_read_only_through_the_settings_module():
         consts = {t.id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
                   for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
 
-        def name_of(node) -> str:
+        def name_of(node, consts=consts) -> str:
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 return node.value
             if isinstance(node, ast.Name):

@@ -313,7 +313,9 @@ def test_fetch_archive_over_http(tmp_path: Path) -> None:
     served.mkdir()
     a = _tar(served / "web-0.3.tar.xz", [("web-0.3/web.c", "file", "void web(void){}")], mode="w:xz")
     digest = hashlib.sha256(a.read_bytes()).hexdigest()
-    handler = lambda *args, **kw: _Quiet(*args, directory=str(served), **kw)
+    def handler(*args, **kw):
+        return _Quiet(*args, directory=str(served), **kw)
+
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -108,7 +108,7 @@ def get_log(build_id: IdPath, s: SessionDep, store: StoreDep, token: ReadToken) 
 LOG_CHUNK = 1 << 16
 
 
-def _chunks(stream) -> Iterator[bytes]:  # noqa: ANN001 - a file or an S3 body
+def _chunks(stream) -> Iterator[bytes]:
     try:
         while chunk := stream.read(LOG_CHUNK):
             yield chunk

@@ -51,7 +51,7 @@ class ExportPage(BaseModel):
     next: str | None
 
 
-def _out(row: m.Export, request: Request, store, settings) -> ExportOut:  # noqa: ANN001
+def _out(row: m.Export, request: Request, store, settings) -> ExportOut:
     url = download = None
     if row.status == "finished" and row.key:
         download = f"{request.scope.get('root_path', '')}/api/v1/exports/{row.id}/download"
@@ -66,7 +66,7 @@ def _out(row: m.Export, request: Request, store, settings) -> ExportOut:  # noqa
     )
 
 
-def _presign(store, row: m.Export, expires: int) -> str | None:  # noqa: ANN001
+def _presign(store, row: m.Export, expires: int) -> str | None:
     import inspect
 
     filename = f"{archive_name(row.id)}.tar.zst"
@@ -123,7 +123,7 @@ def list_exports(request: Request, s: SessionDep, token: ReadToken, store: Store
                       next=encode_cursor(rows[-1].id) if more else None)
 
 
-def _row(s, export_id: int) -> m.Export:  # noqa: ANN001
+def _row(s, export_id: int) -> m.Export:
     row = s.get(m.Export, export_id)
     if row is None:
         raise HTTPException(404, f"no export {export_id}")

@@ -49,7 +49,7 @@ def local_app(dataset: Path) -> tuple[FastAPI, str]:
     engine = create_engine(f"sqlite:///file:{db}?mode=ro&uri=true", connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
-    def _wait(dbapi_conn, _record) -> None:  # noqa: ANN001
+    def _wait(dbapi_conn, _record) -> None:
         dbapi_conn.execute("PRAGMA busy_timeout=10000")
 
     settings = Settings(environment="development", database_url=f"sqlite:///{db}", storage_url=f"file://{root}",

@@ -377,7 +377,7 @@ class _Index:
         self.index = index
 
 
-def run_plan(reader: "AttributeReader", plan: list[tuple[int, int, int, int, int]], data: bytes, pos: int) -> tuple[dict[int, tuple[int, Any]], int]:
+def run_plan(reader: AttributeReader, plan: list[tuple[int, int, int, int, int]], data: bytes, pos: int) -> tuple[dict[int, tuple[int, Any]], int]:
     """Decode one DIE's wanted attributes with a precompiled plan; return (attrs, next position)."""
     u = reader.unit
     order = reader.order

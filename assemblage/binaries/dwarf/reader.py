@@ -79,7 +79,19 @@ from ..hashing import FunctionHasher, hash_and_demangle
 from ..model import Function, Inlining, LineRow, Producer, Range
 from ..producer import parse_producer
 from .lines import LineProgram, read_line_program
-from .units import AT, CONSTANT_FORMS, TAG, Die, DwarfError, DwarfSections, Unit, decode_lazy, die_at, read_uleb, walk_units
+from .units import (
+    AT,
+    CONSTANT_FORMS,
+    TAG,
+    Die,
+    DwarfError,
+    DwarfSections,
+    Unit,
+    decode_lazy,
+    die_at,
+    read_uleb,
+    walk_units,
+)
 
 __all__ = ["DwarfError", "DwarfResult", "DwarfSections", "UnitSummary", "read_dwarf", "read_dwarf_sections", "sections_from_dwarfinfo", "DwarfReader"]
 

@@ -367,7 +367,7 @@ def decode_lazy(sec: DwarfSections, die: Die) -> dict[int, tuple[int, Any]]:
     return die.attrs
 
 
-def _read_root(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], reader: "AttributeReader") -> int:
+def _read_root(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], reader: AttributeReader) -> int:
     """Decode the unit's root DIE (with the generic reader: its bases come last); return the next position."""
     data = sec.info
     pos = unit.first_die

@@ -83,7 +83,7 @@ class ElfFile:
             self.data.close()  # type: ignore[union-attr]
         self._fh.close()
 
-    def __enter__(self) -> "ElfFile":
+    def __enter__(self) -> ElfFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

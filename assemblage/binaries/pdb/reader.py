@@ -352,7 +352,7 @@ class _Reader:
     # -- module symbols ----------------------------------------------------
     def _walk_symbols(self, module: str, d: bytes, procs: list[PdbProcedure],
                       compiles: list[CompileRecord], thunks: list[tuple[str, int, int]],
-                      seps: list[tuple[int, int, int, int]]) -> None:  # noqa: PLR0912
+                      seps: list[tuple[int, int, int, int]]) -> None:
         """One module's symbol records: procedures, inline sites, blocks, compile records."""
         ids = self.ids
         assert ids is not None

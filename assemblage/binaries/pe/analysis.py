@@ -28,9 +28,9 @@ import struct
 import uuid
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pefile
 

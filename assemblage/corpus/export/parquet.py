@@ -47,7 +47,7 @@ ROWS_PER_FILE = 1_048_576
 
 
 class _Side:
-    def __init__(self, folder: Path, prefix: str, schema: pa.Schema, owner: "TableWriter") -> None:
+    def __init__(self, folder: Path, prefix: str, schema: pa.Schema, owner: TableWriter) -> None:
         self.folder, self.prefix, self.schema, self.owner = folder, prefix, schema, owner
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
@@ -166,7 +166,7 @@ def _cast(array: pa.Array, t: pa.DataType) -> pa.Array:
 
 
 def sqlite_to_parquet(path: Path, columns: list[tuple[str, str]], schema: pa.Schema, from_sql: str,
-                      writer: "TableWriter", *, batch_rows: int = 16_384,
+                      writer: TableWriter, *, batch_rows: int = 16_384,
                       progress: Callable[[int], None] = lambda n: None) -> int:
     """Stream ``SELECT <columns> <from_sql>`` from the SQLite file at ``path`` into ``writer``.
 

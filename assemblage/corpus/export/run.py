@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -141,7 +141,7 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
     charts = charts_job.result()
     tables.close(manifest)
     summary = ExportSummary(
-        assemblage_version=_version(), created_at=datetime.now(timezone.utc), corpus=corpus.description,
+        assemblage_version=_version(), created_at=datetime.now(UTC), corpus=corpus.description,
         request=request, candidates=plan.candidates, binaries=plan.binaries, tables=tables.rows,
         objects=objects.count if objects else 0, object_bytes=objects.bytes if objects else 0,
         dedup=plan.dedup, split=plan.split_report, missing_columns=tables.missing,

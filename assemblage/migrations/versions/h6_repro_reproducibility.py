@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = 'h6_repro_a1'
 down_revision: str | None = 'h7_ops_worker_instance_id'
 branch_labels: str | Sequence[str] | None = None
