@@ -4,8 +4,11 @@ The same sources x configurations, at the same parallelism (``--jobs``), built
 by two sides:
 
 * **bare**: a small Python process that copies each tree and runs the very
-  commands the build-system planners produce, with the real compilers and
-  nothing else (no sandbox, no wrappers, no analysis, no storage);
+  commands the build-system planners produce, with the real compilers behind
+  the same compiler wrappers that force the requested level (without them
+  bzip2's Makefile compiles at its own ``-O2`` whatever level was asked, a
+  different and costlier build), and nothing else: no sandbox, no
+  reproducibility flags, no dependency check, no analysis, no storage;
 * **assemblage**: ``assemblage build RECIPE --out DIR --jobs N`` as a user runs
   it (sandbox, compiler wrappers, the Debian dependency check, binary
   collection, analysis, stripped copies, object store, SQLite).
@@ -86,8 +89,9 @@ def _planner(name: str, root: Path):
 
 
 def bare_build(cell: dict) -> bool:
-    """Copy the tree and run the chosen build system's steps with the real compilers."""
+    """Copy the tree and run the chosen build system's steps with the level-forcing compiler wrappers."""
     from assemblage.builds.systems import BuildTools, compiler_env
+    from assemblage.builds.wrappers import write_wrappers
     from assemblage.recipes.matrix import Config
     from assemblage.toolchains.registry import get_toolchain
 
@@ -95,9 +99,11 @@ def bare_build(cell: dict) -> bool:
     compilers = get_toolchain(cfg.toolchain).compilers(cfg.platform, cfg.arch, cfg.opt)
     root = Path(cell["work"])
     shutil.copytree(cell["tree"], root, symlinks=True)
-    cc, cxx = shutil.which(compilers.cc), shutil.which(compilers.cxx)
+    bin_dir = root.parent / f"{root.name}-bin"
+    cc, cxx = (str(p) for p in write_wrappers(bin_dir, compilers, cfg.id))
     tools = BuildTools(cc=cc, cxx=cxx, src_dir=str(root))
-    env = {**os.environ, **compiler_env(compilers, cc, cxx)}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           **compiler_env(compilers, cc, cxx)}
     for step in _planner(cell["system"], root).plan(root, compilers, tools, jobs=1):
         r = subprocess.run(step.argv, cwd=root / step.cwd, env={**env, **step.env},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
