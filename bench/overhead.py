@@ -25,13 +25,21 @@ How it is kept fair:
   inside both timings. The sources are fetched once beforehand into a cache
   both sides use (the assemblage side finds them in its dataset's source
   cache, so it only checks them), so no download is timed on either side.
-* Rounds alternate which side runs first (bare first in odd rounds,
-  assemblage first in even ones), so warming caches and machine drift do not
-  favour one side.
-* Wall time and CPU time are both reported. CPU time is the user + system time
-  of the child and everything it waited for (the ``RUSAGE_CHILDREN`` delta
-  around each side), so work our side moves to a second core (analysis in a
-  forked child while a build runs) shows up even where wall time hides it.
+* Both sides run each build step in a session of its own, as the sandbox
+  does (``bwrap --new-session``): with the kernel's autogroup scheduling a
+  session is a scheduling group, so on a shared machine steps in their own
+  sessions get a bigger share of the processors than steps sharing one; the
+  bare side doing otherwise made the pipeline look faster than bare builds.
+* Rounds alternate which side runs first (the order rotates each round), so
+  warming caches and machine drift do not favour one side.
+* Wall time and CPU time are both reported, since our side moves work to a
+  second core (analysis in forked children while a build runs) that wall time
+  hides. CPU time is counted by a cpuacct (cgroup v1) or cpu (cgroup v2)
+  control group per side that its child process enters before it starts, so it
+  covers every descendant. ``RUSAGE_CHILDREN`` cannot be used: processes in
+  the sandbox's PID namespace are never counted there (bubblewrap's builds
+  showed ~0 s), which made the pipeline's CPU look a third of the bare
+  builds'. Without a usable cgroup no CPU figure is printed.
 * Each round gives one paired ratio (assemblage / bare, wall and CPU); the
   summary prints the median of those ratios with their spread (min-max), and
   the median of each side's times.
@@ -45,10 +53,13 @@ How it is kept fair:
 The target is at most 1.15 (wall).
 
     .venv/bin/python bench/overhead.py [--jobs 2] [--rounds 3] [--no-debian] [--packages lz4,bzip2]
-                                       [--opts O0,O1,O2] [--pythonpath DIR]
+                                       [--opts O0,O1,O2] [--baseline DIR] [--candidate DIR]
 
-``--pythonpath DIR`` runs the assemblage side with ``DIR`` first on ``PYTHONPATH``
-(an unpacked older version of the package, for before/after figures).
+``--baseline DIR`` adds a third side in every round: ``assemblage build`` with
+``DIR`` first on ``PYTHONPATH`` (an unpacked older version of the package), so
+before/after ratios come from the same rounds; ``--candidate DIR`` runs the
+assemblage side itself from ``DIR`` (a snapshot, so the checkout can change
+while the benchmark runs).
 """
 
 from __future__ import annotations
@@ -56,7 +67,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -105,7 +115,7 @@ def bare_build(cell: dict) -> bool:
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            **compiler_env(compilers, cc, cxx)}
     for step in _planner(cell["system"], root).plan(root, compilers, tools, jobs=1):
-        r = subprocess.run(step.argv, cwd=root / step.cwd, env={**env, **step.env},
+        r = subprocess.run(step.argv, cwd=root / step.cwd, env={**env, **step.env}, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if r.returncode != 0:
             return False
@@ -124,20 +134,59 @@ def bare_side(spec_path: str) -> None:
 # ------------------------------------------------------------------ timing
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> tuple[float, float, int]:
-    """(wall s, CPU s of the child and its descendants, exit status) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = open(log, "wb") if log else subprocess.DEVNULL
+class CpuGroup:
+    """A control group of our own that counts the CPU time of a child process and all its descendants."""
+
+    def __init__(self, name: str) -> None:
+        self.path: Path | None = None
+        for root, usage in (("/sys/fs/cgroup/cpuacct", "cpuacct.usage"), ("/sys/fs/cgroup/unified", "cpu.stat"),
+                            ("/sys/fs/cgroup", "cpu.stat")):
+            path = Path(root) / f"{name}-{os.getpid()}"
+            try:
+                path.mkdir()
+            except OSError:
+                continue
+            if (path / usage).exists() and (path / "cgroup.procs").exists():
+                self.path, self.usage = path, usage
+                break
+            path.rmdir()
+
+    def enter(self) -> None:  # in the child, before exec
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def seconds(self) -> float | None:
+        if self.path is None:
+            return None
+        text = (self.path / self.usage).read_text()
+        if self.usage == "cpuacct.usage":
+            return int(text) / 1e9
+        fields = dict(line.split() for line in text.splitlines() if line.strip())
+        return int(fields["usage_usec"]) / 1e6
+
+    def remove(self) -> None:
+        if self.path is not None:
+            for _ in range(50):  # the last processes may still be leaving it
+                try:
+                    self.path.rmdir()
+                    return
+                except OSError:
+                    time.sleep(0.1)
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, log: Path | None = None
+          ) -> tuple[float, float | None, int]:
+    """(wall s, CPU s of the child and every descendant or None, exit status) of one child process."""
+    group = CpuGroup("bench-overhead")
     try:
-        t0 = time.perf_counter()
-        rc = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
-        wall = time.perf_counter() - t0
+        with open(log or os.devnull, "wb") as out:
+            t0 = time.perf_counter()
+            rc = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
+                                start_new_session=True, preexec_fn=group.enter).returncode
+            wall = time.perf_counter() - t0
+        return wall, group.seconds(), rc
     finally:
-        if log:
-            out.close()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, rc
+        group.remove()
 
 
 # ------------------------------------------------------------------ what each side built
@@ -204,8 +253,18 @@ def differences(bare: dict, asm: dict) -> list[str]:
 # ------------------------------------------------------------------ main
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float | None]) -> str:
+    if any(v is None for v in values):
+        return "n/a (no usable control group to count CPU)"
     return f"{statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a / b
 
 
 def main() -> int:
@@ -215,8 +274,9 @@ def main() -> int:
     ap.add_argument("--no-debian", action="store_true", help="the local samples instead of the Debian packages")
     ap.add_argument("--packages", default="lz4,bzip2", help="Debian source packages (comma-separated)")
     ap.add_argument("--opts", default="O0,O1,O2", help="optimisation levels (comma-separated)")
-    ap.add_argument("--pythonpath", help="run the assemblage side with this folder first on PYTHONPATH")
-    ap.add_argument("--keep", type=Path, help="keep each round's dataset and logs under this folder")
+    ap.add_argument("--baseline", help="also time assemblage with this folder first on PYTHONPATH (an older version)")
+    ap.add_argument("--candidate", help="run the assemblage side with this folder first on PYTHONPATH")
+    ap.add_argument("--keep", type=Path, help="keep each round's datasets and logs under this folder")
     ap.add_argument("--bare-side", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.bare_side:
@@ -247,16 +307,27 @@ def main() -> int:
     names = ", ".join(f"{f.name} {f.version or ''} [{s}]" for f, s in zip(fetched, systems))
     print(f"{len(fetched)} sources ({names}) x {len(configs)} configurations = {len(cells)} builds, jobs={args.jobs}")
     cli = Path(sys.executable).parent / "assemblage"
-    asm_env = dict(os.environ)
-    if args.pythonpath:
-        asm_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(args.pythonpath).resolve()),
-                                                              asm_env.get("PYTHONPATH")]))
-        print(f"assemblage side from {args.pythonpath}")
+    def env_from(folder: str | None) -> dict[str, str]:
+        if folder is None:
+            return dict(os.environ)
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(folder).resolve()),
+                                                                          os.environ.get("PYTHONPATH")]))}
 
-    rounds, invalid = [], 0
+    envs = {"assemblage": env_from(args.candidate)}
+    if args.candidate:
+        print(f"assemblage: assemblage build from {args.candidate}")
+    if args.baseline:
+        envs["baseline"] = env_from(args.baseline)
+        print(f"baseline: assemblage build from {args.baseline}")
+    sides = ["bare", *envs]
+
+    rounds: list[dict[str, tuple[float, float | None]]] = []
+    invalid = 0
     for rnd in range(1, args.rounds + 1):
-        res: dict[str, tuple[float, float]] = {}
-        order = ("bare", "assemblage") if rnd % 2 else ("assemblage", "bare")
+        res: dict[str, tuple[float, float | None]] = {}
+        built: dict[str, dict] = {}
+        order = sides[(rnd - 1) % len(sides):] + sides[:(rnd - 1) % len(sides)]
+        notes = []
         for side in order:
             if side == "bare":
                 scratch = Path(tempfile.mkdtemp(prefix="bare-", dir=work))
@@ -265,40 +336,44 @@ def main() -> int:
                 spec.write_text(json.dumps({"jobs": args.jobs, "cells": mine, "result": str(scratch / "ok.json")}))
                 wall, cpu, _ = timed([sys.executable, str(Path(__file__).resolve()), "--bare-side", str(spec)])
                 ok = json.loads((scratch / "ok.json").read_text())
-                bare_built = bare_binaries(mine, ok)
+                built[side] = bare_binaries(mine, ok)
+                notes.append(f"bare {wall:.2f}s wall {fmt(cpu)}s cpu ({len(built[side])} cells with binaries)")
                 shutil.rmtree(scratch, ignore_errors=True)
             else:
-                out = Path(tempfile.mkdtemp(prefix="asm-", dir=work))
+                out = Path(tempfile.mkdtemp(prefix=f"{side}-", dir=work))
                 (out / "sources").symlink_to(cache, target_is_directory=True)
                 log = out / "cli.log"
                 wall, cpu, rc = timed([str(cli), "build", str(recipe_path), "--out", str(out), "--jobs",
-                                       str(args.jobs), "--json", "--allow-failures"], env=asm_env, log=log)
+                                       str(args.jobs), "--json", "--allow-failures"], env=envs[side], log=log)
                 if rc != 0:
                     print(log.read_text()[-3000:])
-                    raise SystemExit(f"assemblage build exited {rc}")
-                asm_built, figures = dataset_figures(out / "dataset.sqlite")
+                    raise SystemExit(f"assemblage build ({side}) exited {rc}")
+                built[side], figures = dataset_figures(out / "dataset.sqlite")
+                notes.append(f"{side} {wall:.2f}s wall {fmt(cpu)}s cpu ({figures['statuses']}, {len(built[side])} "
+                             f"cells, {figures['functions']} functions; build steps {figures['steps']:.1f}s, "
+                             f"analysis+storage {figures['analysis']:.1f}s summed over builds)")
                 if args.keep:
-                    shutil.copytree(out, args.keep / f"round-{rnd}", symlinks=True, dirs_exist_ok=True)
+                    shutil.copytree(out, args.keep / f"round-{rnd}-{side}", symlinks=True, dirs_exist_ok=True)
                 shutil.rmtree(out, ignore_errors=True)
             res[side] = (wall, cpu)
-        diff = differences(bare_built, asm_built)
-        (bw, bc), (aw, ac) = res["bare"], res["assemblage"]
-        print(f"round {rnd} ({order[0]} first): bare {bw:.2f}s wall {bc:.2f}s cpu ({len(bare_built)} cells with "
-              f"binaries) | assemblage {aw:.2f}s wall {ac:.2f}s cpu ({figures['statuses']}, {len(asm_built)} cells, "
-              f"{figures['functions']} functions; build steps {figures['steps']:.1f}s, analysis+storage "
-              f"{figures['analysis']:.1f}s summed over builds) | ratio wall {aw / bw:.3f} cpu {ac / bc:.3f}", flush=True)
-        if diff:
-            invalid += 1
-            print("the two sides built different things:\n" + "\n".join(diff))
-        rounds.append((bw, bc, aw, ac))
+        ratios = " ".join(f"{side}/bare wall {res[side][0] / res['bare'][0]:.3f} cpu "
+                          f"{fmt(ratio(res[side][1], res['bare'][1]))}" for side in envs)
+        print(f"round {rnd} ({' > '.join(order)}): " + " | ".join(notes) + f" | {ratios}", flush=True)
+        for side in envs:
+            diff = differences(built["bare"], built[side])
+            if diff:
+                invalid += 1
+                print(f"bare and {side} built different things:\n" + "\n".join(diff))
+        rounds.append(res)
     shutil.rmtree(work, ignore_errors=True)
     if invalid:
-        print(f"no ratio: in {invalid} round(s) the two sides built different sets (see above)")
+        print(f"no ratio: in {invalid} comparison(s) the sides built different sets (see above)")
         return 1
-    print(f"bare:       wall {spread([r[0] for r in rounds])} s, cpu {spread([r[1] for r in rounds])} s")
-    print(f"assemblage: wall {spread([r[2] for r in rounds])} s, cpu {spread([r[3] for r in rounds])} s")
-    print(f"ratio assemblage/bare, paired by round: wall {spread([r[2] / r[0] for r in rounds])}, "
-          f"cpu {spread([r[3] / r[1] for r in rounds])}  (target wall <= 1.15)")
+    for side in sides:
+        print(f"{side + ':':<12} wall {spread([r[side][0] for r in rounds])} s, cpu {spread([r[side][1] for r in rounds])} s")
+    for side in envs:
+        print(f"ratio {side}/bare, paired by round: wall {spread([r[side][0] / r['bare'][0] for r in rounds])}, "
+              f"cpu {spread([ratio(r[side][1], r['bare'][1]) for r in rounds])}  (target wall <= 1.15)")
     return 0
 
 
