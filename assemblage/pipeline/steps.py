@@ -13,6 +13,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -378,15 +379,32 @@ def execute_build(ctx: Context, build_id: int) -> str:
     return outcome.status
 
 
+_TEXT_CACHES: dict[str, dict] = {}  # checkout -> its lexed files (sources.text.SourceTree's shared cache)
+_TEXT_CACHES_KEPT = 4
+_text_lock = threading.Lock()
+
+
 def _source_tree(checkout: Path, view: str | None):
-    """The checkout as this build saw it, for cutting the source text of its functions."""
+    """The checkout as this build saw it, for cutting the source text of its functions.
+
+    The builds of one source under every configuration share its lexed files (the last few
+    checkouts' are kept): each build lexing them again cost about as much as the analysis's
+    line tables (lz4 and bzip2, 12 builds: 1.1 s of CPU, 0.2 s shared).
+    """
     import os
 
     from assemblage.sources.text import SourceTree
 
     if view is None:
         return None
-    return SourceTree(checkout, [view, os.path.realpath(view)])
+    with _text_lock:
+        shared = _TEXT_CACHES.pop(str(checkout), None)
+        if shared is None:
+            shared = {}
+        _TEXT_CACHES[str(checkout)] = shared  # the most recent last
+        while len(_TEXT_CACHES) > _TEXT_CACHES_KEPT:
+            del _TEXT_CACHES[next(iter(_TEXT_CACHES))]
+    return SourceTree(checkout, [view, os.path.realpath(view)], shared=shared)
 
 
 def _ensure_checkout(ctx: Context, src: m.Source, base: Path) -> Path:

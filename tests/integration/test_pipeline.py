@@ -338,3 +338,34 @@ def test_ground_truth_goes_straight_to_the_driver_and_finished_at_follows_it(tmp
         assert count("select count(*) from inlines where binary_id = ?") == sum(len(i.ranges) for i in a.inlinings)
         assert count("select count(*) from lines l join functions f on f.id = l.function_id"
                      " where f.binary_id = ? and l.source_code is not null") > 0
+
+
+def test_builds_of_one_source_lex_its_files_once(tmp_path: Path, monkeypatch) -> None:
+    """Every configuration of a source cuts its functions' text from files lexed once, with the same text."""
+    need("gcc-12")
+    from assemblage.pipeline import steps
+    from assemblage.pipeline.embedded import open_dataset, run_recipe
+    from assemblage.recipes import parse_recipe
+    from assemblage.sources import text
+
+    lexed: list[int] = []
+    real_init = text.SourceFile.__init__
+
+    def counting(self, source: str) -> None:
+        lexed.append(1)
+        real_init(self, source)
+
+    monkeypatch.setattr(text.SourceFile, "__init__", counting)
+    monkeypatch.setattr(steps, "_TEXT_CACHES", {})
+    doc = {"name": "lex-once", "sources": [{"path": str(SAMPLES / "calc")}],
+           "matrix": {"toolchain": ["gcc-12"], "opt": ["O0", "O1", "O2"]}}
+    dataset = open_dataset(tmp_path / "out")
+    run_recipe(dataset, parse_recipe(doc), json.dumps(doc), tmp_path, jobs=1)
+    con = sqlite3.connect(dataset.db_path)
+    files = {f for (f,) in con.execute("select distinct source_file from functions where source_codes is not null")}
+    assert files and len(lexed) <= len(files) + 2, (len(lexed), files)  # + headers read for their functions' lines
+    texts: dict[str, set] = {}
+    for name, code in con.execute("select f.name, f.source_codes from functions f where f.name = 'main'"):
+        texts.setdefault(name, set()).add(code)
+    assert texts["main"] and len(texts["main"]) == 1 and None not in texts["main"]
+    assert con.execute("select count(distinct b.config) from binaries b").fetchone()[0] == 3
