@@ -380,14 +380,14 @@ def execute_build(ctx: Context, build_id: int) -> str:
 
 
 _TEXT_CACHES: dict[str, dict] = {}  # checkout -> its lexed files (sources.text.SourceTree's shared cache)
-_TEXT_CACHES_KEPT = 4
+_TEXT_CACHES_KEPT = 2  # a run builds its sources one after another; bounded memory in long-lived workers
 _text_lock = threading.Lock()
 
 
 def _source_tree(checkout: Path, view: str | None):
     """The checkout as this build saw it, for cutting the source text of its functions.
 
-    The builds of one source under every configuration share its lexed files (the last few
+    The builds of one source under every configuration share its lexed files (the last two
     checkouts' are kept): each build lexing them again cost about as much as the analysis's
     line tables (lz4 and bzip2, 12 builds: 1.1 s of CPU, 0.2 s shared).
     """
