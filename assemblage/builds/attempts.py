@@ -215,6 +215,7 @@ def try_build_systems(a: Attempt, candidates: list[Planner]) -> Tried:
     first: Tried | None = None  # the first failure
     empty: Tried | None = None  # the first success that built no binary
     tried = Tried()
+    dirty = False  # whether a step ran in the tree since it was copied (a refused debian-rules runs none)
     for i, planner in enumerate(candidates):
         if i > 0:
             if not tried.failed:
@@ -223,7 +224,9 @@ def try_build_systems(a: Attempt, candidates: list[Planner]) -> Tried:
                 phase = "configure" if tried.last and tried.last.step.phase == "configure" else "build"
                 outcome = f"failed ({tried.verdict[1] if tried.verdict else phase})"
             a.log.write(f"\n# {candidates[i - 1].name} {outcome}; trying {planner.name}\n")
-            _reset(a)
+            if dirty:
+                _reset(a)
+                dirty = False
         a.log.write(f"# build system: {planner.name}\n# compilers: {a.compilers.cc} / {a.compilers.cxx}\n")
         if planner.name == "debian-rules":
             try:
@@ -243,6 +246,7 @@ def try_build_systems(a: Attempt, candidates: list[Planner]) -> Tried:
         retried = False
         while True:
             offset = _log_size(a)
+            dirty = True
             tried = _run_once(a, planner)
             if not tried.failed or (tried.last and tried.last.timed_out) or builds_stopped() or retried:
                 break

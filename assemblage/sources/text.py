@@ -268,13 +268,18 @@ class SourceTree:
     """The checkout of one source as one build saw it: debug paths mapped back, files read once.
 
     ``views`` are the folders the build saw the checkout at (``/build/src`` in the
-    sandbox). Not thread-safe; one per build.
+    sandbox). One per build. ``shared`` is a cache of lexed files that several
+    trees of the same checkout may pass (the builds of one source under every
+    configuration read the same files): keyed by the file's identity, size and
+    modification time, so a changed file is read again. A :class:`SourceFile` does
+    not change once made, so builds on other threads may share them.
     """
 
-    def __init__(self, root: Path, views: list[str]) -> None:
+    def __init__(self, root: Path, views: list[str], *, shared: dict | None = None) -> None:
         self.root = Path(os.path.realpath(root))
         self.views = [posixpath.normpath(v) for v in views if v]
         self._files: dict[str, SourceFile | None] = {}
+        self._shared = shared
 
     def local_path(self, debug_path: str) -> Path | None:
         """Where a path from debug information is in the checkout (None: outside it, or not a regular file)."""
@@ -306,6 +311,16 @@ class SourceTree:
             return self._files[debug_path]
         src = None
         path = self.local_path(debug_path)
+        key = None
+        if path is not None and self._shared is not None:
+            try:
+                st = os.stat(path)
+                key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            except OSError:
+                key = None
+            if key is not None and key in self._shared:
+                src = self._files[debug_path] = self._shared[key]
+                return src
         if path is not None:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -320,6 +335,8 @@ class SourceTree:
                     text = data.decode("latin-1")
                 src = SourceFile(text)
         self._files[debug_path] = src
+        if key is not None:
+            self._shared[key] = src
         return src
 
     def cut_functions(self, functions) -> list[tuple[str | None, str | None, list[str | None]]]:

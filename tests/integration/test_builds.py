@@ -280,3 +280,38 @@ def test_without_bubblewrap_the_build_runs_only_when_allowed_and_the_log_says_so
     env["ASSEMBLAGE_ALLOW_UNSANDBOXED"] = "0"  # fails closed (tests/security/test_sandbox.py has more)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.stdout.split() == ["failed", "False"], r.stderr
+
+
+def test_builds_starting_together_share_one_toolchain_probe(monkeypatch):
+    """Two builds that start at once with the same toolchain run one probe (dpkg-query over the whole package
+    database, ~0.5 s of CPU) and both get its answer."""
+    need("gcc-12")
+    from assemblage.builds import reproducible
+    from assemblage.builds.runner import LocalRunner
+    from assemblage.toolchains.registry import get_toolchain
+
+    queries = []
+
+    class Counting(LocalRunner):
+        def query(self, argv, **kw):
+            queries.append(argv)
+            return super().query(argv, **kw)
+
+    monkeypatch.setattr(reproducible, "_probe_cache", {})
+    tc = get_toolchain("gcc-12")
+    compilers = tc.compilers("linux", "x86_64", "O0")
+    start = threading.Barrier(2)
+    results = []
+
+    def probe() -> None:
+        start.wait()
+        results.append(reproducible.probe_toolchain(Counting(Limits()), tc.name, compilers,
+                                                    tc.packages("linux", "x86_64")))
+
+    threads = [threading.Thread(target=probe) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(results) == 2 and results[0] == results[1] and results[0].tools
+    assert len(queries) == 1, queries

@@ -211,6 +211,56 @@ def test_debian_tree_whose_rules_cannot_be_used_falls_back(tmp_path: Path) -> No
         outcome.cleanup()
 
 
+
+def test_refused_rules_cost_no_second_copy_and_apt_is_asked_once(tmp_path: Path, monkeypatch) -> None:
+    """Rules refused before any step ran leave the copied tree as it was: the next build system uses it without
+    copying the tree again; apt's index targets are asked once for two builds (each call rebuilds apt's cache)."""
+    need("gcc-12", "make")
+    from assemblage import _spawn
+    from assemblage.builds import aptindex, attempts
+
+    resets, asks = [], []
+    real_reset, real_run = attempts._reset, _spawn.run
+    monkeypatch.setattr(attempts, "_reset", lambda a: (resets.append(a.src), real_reset(a))[1])
+    monkeypatch.setattr(_spawn, "run", lambda argv, **kw: (
+        asks.append(argv) if "indextargets" in argv else None, real_run(argv, **kw))[1])
+    monkeypatch.setattr(aptindex, "_index_cache", {}, raising=False)
+    for _ in range(2):
+        outcome, log = _build(FIXTURES / "debian-unusable", tmp_path, kind="debian")
+        outcome.cleanup()
+        assert "debian-rules failed (missing_dependency); trying make" in log
+        assert outcome.status == "succeeded" and outcome.build_system == "make", log[-3000:]
+    assert resets == []
+    assert len(asks) == 1, asks
+
+
+def test_apt_is_asked_again_when_its_lists_change(tmp_path: Path, monkeypatch) -> None:
+    """The remembered index files follow the lists: a changed lists folder (apt-get update) means a new answer."""
+    from assemblage import _spawn
+    from assemblage.builds import aptindex
+
+    real = aptindex.index_files("Packages", architecture="amd64")
+    if not real:
+        unavailable("apt has no package lists here: run apt-get update (scripts/bootstrap.sh does)")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    for f in real:
+        shutil.copy(f, lists / f.name)
+    monkeypatch.setenv("ASSEMBLAGE_APT_OPTIONS", f"Dir::State::Lists={lists}")
+    asks = []
+    real_run = _spawn.run
+    monkeypatch.setattr(_spawn, "run", lambda argv, **kw: (
+        asks.append(argv) if "indextargets" in argv else None, real_run(argv, **kw))[1])
+    first = aptindex.index_files("Packages", architecture="amd64")
+    assert first and all(p.parent == lists for p in first) and len(asks) == 1
+    assert aptindex.index_files("Packages", architecture="amd64") == first and len(asks) == 1
+    st = lists.stat()
+    os.utime(lists, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert aptindex.index_files("Packages", architecture="amd64") == first and len(asks) == 2
+    first[0].unlink()
+    assert aptindex.index_files("Packages", architecture="amd64") == first[1:] and len(asks) == 3
+
+
 def test_environment_has_the_contents_index() -> None:
     """make test runs apt-file update (scripts/bootstrap.sh): the dependency lookup has its index."""
     from assemblage.builds.aptindex import contents_ready

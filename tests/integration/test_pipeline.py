@@ -287,3 +287,85 @@ def test_a_binary_left_twice_by_a_build_is_analysed_once(tmp_path: Path) -> None
     assert names[0] == names[1] and {"main", "sq"} <= set(names[0]) and rows[0][2] == rows[1][2] == len(names[0])
     (key,) = con.execute("select log_key from builds").fetchone()
     assert "analysed once" in (tmp_path / "out" / key).read_text()
+
+
+def test_ground_truth_goes_straight_to_the_driver_and_finished_at_follows_it(tmp_path: Path, monkeypatch) -> None:
+    """The rows of functions, ranges, lines and inlines skip the ORM's per-row bulk path (most of a build's
+    storage time), hold what the analysis found, and ``finished_at`` comes after they are written."""
+    need("gcc-12")
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from assemblage.binaries import analyze_file
+    from assemblage.db import models as m
+    from assemblage.pipeline import steps
+    from assemblage.pipeline.embedded import open_dataset, run_recipe
+    from assemblage.recipes import parse_recipe
+
+    orm_inserts: list[str] = []
+
+    def on_orm(state) -> None:  # noqa: ANN001
+        if state.is_insert:
+            orm_inserts.append(state.statement.table.name)
+
+    written: list = []
+    real_write = steps._write_binaries
+    monkeypatch.setattr(steps, "_write_binaries",
+                        lambda *a, **k: (real_write(*a, **k), written.append(m.utcnow()))[0])
+    doc = {"name": "rows", "sources": [{"path": str(SAMPLES / "shapes")}],
+           "matrix": {"toolchain": ["gcc-12"], "opt": ["O2"]}}
+    dataset = open_dataset(tmp_path / "out")
+    event.listen(Session, "do_orm_execute", on_orm)
+    try:
+        run_recipe(dataset, parse_recipe(doc), json.dumps(doc), tmp_path, jobs=1)
+    finally:
+        event.remove(Session, "do_orm_execute", on_orm)
+    assert not {"functions", "rvas", "lines", "inlines"} & set(orm_inserts), orm_inserts
+    con = sqlite3.connect(dataset.db_path)
+    (status, finished), = con.execute("select status, finished_at from builds").fetchall()
+    assert status == "succeeded" and len(written) == 1
+    assert finished >= written[0].replace(tzinfo=None).isoformat(" "), (finished, written)
+    binaries = con.execute("select id, path from binaries").fetchall()
+    assert binaries
+    for bid, key in binaries:
+        a = analyze_file(tmp_path / "out" / key)
+        count = lambda sql: con.execute(sql, (bid,)).fetchone()[0]  # noqa: E731
+        assert count("select count(*) from functions where binary_id = ?") == len(a.functions)
+        assert count("select count(*) from rvas r join functions f on f.id = r.function_id where f.binary_id = ?") \
+            == sum(len(f.ranges) or 1 for f in a.functions)
+        assert count("select count(*) from lines l join functions f on f.id = l.function_id where f.binary_id = ?") \
+            == sum(len(f.lines) for f in a.functions) > 0
+        assert count("select count(*) from inlines where binary_id = ?") == sum(len(i.ranges) for i in a.inlinings)
+        assert count("select count(*) from lines l join functions f on f.id = l.function_id"
+                     " where f.binary_id = ? and l.source_code is not null") > 0
+
+
+def test_builds_of_one_source_lex_its_files_once(tmp_path: Path, monkeypatch) -> None:
+    """Every configuration of a source cuts its functions' text from files lexed once, with the same text."""
+    need("gcc-12")
+    from assemblage.pipeline import steps
+    from assemblage.pipeline.embedded import open_dataset, run_recipe
+    from assemblage.recipes import parse_recipe
+    from assemblage.sources import text
+
+    lexed: list[int] = []
+    real_init = text.SourceFile.__init__
+
+    def counting(self, source: str) -> None:
+        lexed.append(1)
+        real_init(self, source)
+
+    monkeypatch.setattr(text.SourceFile, "__init__", counting)
+    monkeypatch.setattr(steps, "_TEXT_CACHES", {})
+    doc = {"name": "lex-once", "sources": [{"path": str(SAMPLES / "calc")}],
+           "matrix": {"toolchain": ["gcc-12"], "opt": ["O0", "O1", "O2"]}}
+    dataset = open_dataset(tmp_path / "out")
+    run_recipe(dataset, parse_recipe(doc), json.dumps(doc), tmp_path, jobs=1)
+    con = sqlite3.connect(dataset.db_path)
+    files = {f for (f,) in con.execute("select distinct source_file from functions where source_codes is not null")}
+    assert files and len(lexed) <= len(files) + 2, (len(lexed), files)  # + headers read for their functions' lines
+    texts: dict[str, set] = {}
+    for name, code in con.execute("select f.name, f.source_codes from functions f where f.name = 'main'"):
+        texts.setdefault(name, set()).add(code)
+    assert texts["main"] and len(texts["main"]) == 1 and None not in texts["main"]
+    assert con.execute("select count(distinct b.config) from binaries b").fetchone()[0] == 3

@@ -120,6 +120,27 @@ def test_tree_maps_build_paths_back_and_reads_each_file_once(tmp_path: Path) -> 
     assert tree.file("/build/src/src/a.c") is first  # read once per build
 
 
+
+def test_trees_of_one_checkout_share_lexed_files_until_a_file_changes(tmp_path: Path) -> None:
+    """The builds of one source share its lexed files (one lexing for every configuration); a changed file
+    (size or modification time) is read again, a file of another checkout is never taken."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "a.c").write_text("int a(void) { return 1; }\n")
+    shared: dict = {}
+    first = SourceTree(root, ["/build/src"], shared=shared).file("/build/src/a.c")
+    assert first is not None and len(shared) == 1
+    assert SourceTree(root, ["/build/src"], shared=shared).file("/build/src/a.c") is first
+    assert SourceTree(root, ["/build/src"]).file("/build/src/a.c") is not first  # no cache: read again
+    (root / "a.c").write_text("int a(void) { return 22; }\n")
+    again = SourceTree(root, ["/build/src"], shared=shared).file("/build/src/a.c")
+    assert again is not first and "22" in again.lines[0]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.c").write_text("int a(void) { return 333; }\n")
+    assert "333" in SourceTree(other, ["/build/src"], shared=shared).file("/build/src/a.c").lines[0]
+
+
 def test_tree_never_leaves_the_checkout(tmp_path: Path) -> None:
     secret = tmp_path / "secret.h"
     secret.write_text("int secret(void) { return 42; }\n")
