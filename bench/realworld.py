@@ -17,6 +17,12 @@ is reused like a succeeded one (builds are deterministic); after a change to
 the build code, ``--retry-failed`` builds the failed cells again.
 
     .venv/bin/python bench/realworld.py --jobs 2 --out /var/tmp/realworld > realworld.txt 2>&1
+
+Measured (partial: 80 of 120 cells finished, seed 7, limit 60, --jobs 2, docker runner,
+1800s timeout, before the MAINT_APPEND fix): 77/80 = 96.2% with binaries, all by
+debian-rules; 397 of 399 opt labels match DW_AT_producer, 2 unreadable (qt6-imageformats);
+failures: clfft x2 (compile_error: the rules' -fpermissive was dropped, fixed since),
+libmediainfo gcc-12-O2 (timeout at 1800s).
 """
 
 from __future__ import annotations
