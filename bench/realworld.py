@@ -11,9 +11,18 @@ one requested. The target is at least 95%; the anchor is Debian's own build
 daemons, which built every one of these packages for the archive (so the
 baseline share is 100%, and the ratio printed is ours against it).
 
-Resumable: rerunning with the same ``--out`` reuses every finished build.
+Resumable: rerunning with the same ``--out`` reuses every finished build
+(a timed-out build is not reused, so a rerun builds it again). A failed build
+is reused like a succeeded one (builds are deterministic); after a change to
+the build code, ``--retry-failed`` builds the failed cells again.
 
     .venv/bin/python bench/realworld.py --jobs 2 --out /var/tmp/realworld > realworld.txt 2>&1
+
+Measured (partial: 80 of 120 cells finished, seed 7, limit 60, --jobs 2, docker runner,
+1800s timeout, before the MAINT_APPEND fix): 77/80 = 96.2% with binaries, all by
+debian-rules; 397 of 399 opt labels match DW_AT_producer, 2 unreadable (qt6-imageformats);
+failures: clfft x2 (compile_error: the rules' -fpermissive was dropped, fixed since),
+libmediainfo gcc-12-O2 (timeout at 1800s).
 """
 
 from __future__ import annotations
@@ -66,7 +75,8 @@ def main() -> int:
     ap.add_argument("--sections", default="libs,utils,devel,net,text,misc,science,math,admin,sound,graphics")
     ap.add_argument("--max-size", default="2MiB", help="largest source package to sample")
     ap.add_argument("--runner", default="docker", choices=("docker", "local"))
-    ap.add_argument("--timeout", type=int, default=1800, help="seconds per build")
+    # libmediainfo's gcc -O2 build (C++, make -j1) passed 30 minutes on the shared 2-core machine
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per build")
     ap.add_argument("--report-only", action="store_true", help="print the figures of the newest run in --out")
     ap.add_argument("--retry-failed", action="store_true",
                     help="rebuild the cells that did not succeed in earlier runs into the same --out")

@@ -2,7 +2,7 @@
 
 One step, argument list only::
 
-    dpkg-buildpackage --no-sign --rules-target=build-arch -jN [-a arm64]
+    env -u CFLAGS ... dpkg-buildpackage --no-sign --rules-target=build-arch -jN [-a arm64]
 
 ``--rules-target=build-arch`` sets up the build environment as for a package
 build (``dpkg-architecture`` variables, ``dpkg-checkbuilddeps`` against the
@@ -96,6 +96,9 @@ def debian_env(compilers: CompilerSet, tools: BuildTools, *, jobs: int) -> dict[
     }
 
 
+_BUILDFLAGS = ("CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "OBJCFLAGS", "OBJCXXFLAGS", "FFLAGS", "FCFLAGS")
+
+
 class DebianRulesPlanner:
     name = "debian-rules"
 
@@ -103,7 +106,11 @@ class DebianRulesPlanner:
         return is_debian_tree(root)
 
     def plan(self, root: Path, compilers: CompilerSet, tools: BuildTools, *, jobs: int = 1) -> list[Step]:
-        argv = ["dpkg-buildpackage", "--no-sign", "--rules-target=build-arch", f"-j{jobs}"]
+        # debhelper takes CFLAGS & co. from dpkg-buildflags (our *_SET plus the rules' own
+        # DEB_*_MAINT_APPEND, such as clfft's -fpermissive) only when the environment has none:
+        # the generic build systems' CFLAGS must not reach it
+        unset = [arg for name in _BUILDFLAGS for arg in ("-u", name)]
+        argv = ["env", *unset, "dpkg-buildpackage", "--no-sign", "--rules-target=build-arch", f"-j{jobs}"]
         if compilers.cross:
             argv += [f"--host-arch={debian_arch(compilers.arch)}"]
         argv.append(f"--build-profiles={','.join(build_profiles(compilers))}")

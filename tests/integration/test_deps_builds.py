@@ -184,7 +184,7 @@ def test_debian_package_built_by_its_rules_at_O0(hello: Path, tmp_path: Path) ->
     try:
         assert outcome.status == "succeeded", log[-4000:]
         assert outcome.build_system == "debian-rules"
-        assert "$ dpkg-buildpackage: dpkg-buildpackage --no-sign --rules-target=build-arch" in log
+        assert "$ dpkg-buildpackage: env -u CFLAGS" in log and "dpkg-buildpackage --no-sign --rules-target=build-arch" in log
         assert {"debhelper", "texinfo"} <= set(outcome.dependencies)  # its Build-Depends
         exe = next(b.path for b in outcome.binaries if b.relpath == "hello")
         dump = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(exe)], capture_output=True, text=True,
@@ -194,6 +194,21 @@ def test_debian_package_built_by_its_rules_at_O0(hello: Path, tmp_path: Path) ->
         for p in producers:
             levels = re.findall(r"(?<!\S)-O\w*", p)
             assert levels and levels[-1] == "-O0", p  # Debian's rules would give -O2
+    finally:
+        outcome.cleanup()
+
+
+@skip_without_docker
+def test_debian_rules_flags_of_the_maintainer_reach_the_compiler(tmp_path: Path) -> None:
+    """DEB_CFLAGS_MAINT_APPEND of debian/rules is kept (clfft needs its -fpermissive): debhelper computes
+    CFLAGS from dpkg-buildflags only when the environment has none, so the build step must not pass ours."""
+    require_image()
+    outcome, log = _build(FIXTURES / "debian-maint-flags", tmp_path, runner="docker", kind="debian")
+    try:
+        assert "did not reach the compiler" not in log
+        assert outcome.status == "succeeded", log[-4000:]
+        assert outcome.build_system == "debian-rules" and [b.relpath for b in outcome.binaries] == ["tool"]
+        assert "-DFROM_MAINT_APPEND=1" in log and "-O0" in log
     finally:
         outcome.cleanup()
 

@@ -107,7 +107,11 @@ def test_debian_rules_plan_and_flags(tmp_path: Path) -> None:
     assert env["ASSEMBLAGE_COMPILER_LENIENT"] == "1"
     assert "nocheck" in env["DEB_BUILD_OPTIONS"] and "nostrip" in env["DEB_BUILD_OPTIONS"]
     step, = DebianRulesPlanner().plan(tmp_path, cs, tools, jobs=2)
-    assert step.argv[:3] == ("dpkg-buildpackage", "--no-sign", "--rules-target=build-arch")
+    i = step.argv.index("dpkg-buildpackage")
+    assert step.argv[i:i + 3] == ("dpkg-buildpackage", "--no-sign", "--rules-target=build-arch")
+    # debhelper computes CFLAGS & co. (with the rules' MAINT_APPEND) only when the environment has none
+    assert step.argv[0] == "env" and set(step.argv[1:i:2]) == {"-u"}
+    assert {"CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS"} <= set(step.argv[2:i:2])
     cross = get_toolchain("gcc-12").compilers("linux", "aarch64", "O2")
     step, = DebianRulesPlanner().plan(tmp_path, cross, tools, jobs=1)
     assert "--host-arch=arm64" in step.argv and "--build-profiles=cross,nocheck" in step.argv
