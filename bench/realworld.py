@@ -37,11 +37,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import select
+from sqlalchemy import select  # noqa: E402 - after the path of the checkout is put first
 
-from assemblage.db import models as m
-from assemblage.pipeline.embedded import open_dataset, run_recipe
-from assemblage.recipes.load import parse_recipe_text
+from assemblage.db import models as m  # noqa: E402
+from assemblage.pipeline.embedded import open_dataset, run_recipe  # noqa: E402
+from assemblage.recipes.load import parse_recipe_text  # noqa: E402
 
 CONFIGS = ("linux-x86_64-gcc-12-O2", "linux-x86_64-clang-19-O0")
 

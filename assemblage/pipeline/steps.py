@@ -609,7 +609,7 @@ def _insert_ground_truth_core(s: Session, binary_id: int, funcs, texts: list[Any
                  lines)
 
 
-def _executemany(conn, table, columns: list[str], rows: list[tuple]) -> None:  # noqa: ANN001
+def _executemany(conn, table, columns: list[str], rows: list[tuple]) -> None:
     """Plain tuples straight to the driver (sqlite3's qmark style); Core's executemany elsewhere."""
     if not rows:
         return

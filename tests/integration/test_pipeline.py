@@ -304,7 +304,7 @@ def test_ground_truth_goes_straight_to_the_driver_and_finished_at_follows_it(tmp
 
     orm_inserts: list[str] = []
 
-    def on_orm(state) -> None:  # noqa: ANN001
+    def on_orm(state) -> None:
         if state.is_insert:
             orm_inserts.append(state.statement.table.name)
 
@@ -329,7 +329,7 @@ def test_ground_truth_goes_straight_to_the_driver_and_finished_at_follows_it(tmp
     assert binaries
     for bid, key in binaries:
         a = analyze_file(tmp_path / "out" / key)
-        count = lambda sql: con.execute(sql, (bid,)).fetchone()[0]  # noqa: E731
+        count = lambda sql, bid=bid: con.execute(sql, (bid,)).fetchone()[0]  # noqa: E731
         assert count("select count(*) from functions where binary_id = ?") == len(a.functions)
         assert count("select count(*) from rvas r join functions f on f.id = r.function_id where f.binary_id = ?") \
             == sum(len(f.ranges) or 1 for f in a.functions)
