@@ -29,7 +29,6 @@ from sqlalchemy.engine import Connection
 
 from assemblage.corpus.plan import SEL, Plan
 from assemblage.corpus.request import ExportSummary
-from assemblage.corpus.splits import SplitReport
 from assemblage.db import models as m
 
 __all__ = ["Facts", "collect_facts", "write_datasheet"]
@@ -136,11 +135,9 @@ def _front_matter(summary: ExportSummary, parts: dict[str, list[str]]) -> str:
 
 
 def write_datasheet(root: Path, summary: ExportSummary, facts: Facts, recipes: list[dict[str, Any]], *,
-                    parts: dict[str, list[str]], charts: list[Path] | None = None) -> list[Path]:
-    """README.md (and charts/*.png unless ``charts`` were drawn already by :func:`write_charts`); returns the
-    files written. ``parts``: each Parquet table's file prefixes."""
-    if charts is None:
-        charts = write_charts(root, facts, summary.split)
+                    parts: dict[str, list[str]]) -> list[Path]:
+    """README.md and charts/*.png; returns the files written. ``parts``: each Parquet table's file prefixes."""
+    charts = _charts(root, facts, summary)
     out: list[str] = [_front_matter(summary, parts)] if parts else []
     req = summary.request
     out.append(f"# Assemblage corpus export\n\nExported {summary.created_at:%Y-%m-%d %H:%M} UTC from "
@@ -227,9 +224,8 @@ Binaries are in `objects/<sha256[:2]>/<sha256>` (`binaries.path` is that path); 
 """
 
 
-def write_charts(root: Path, facts: Facts, split: SplitReport | None) -> list[Path]:
-    """charts/*.png: horizontal bar charts (matplotlib's object API and Agg canvas: no pyplot state, safe in a
-    thread; the export draws them while its Parquet files are written)."""
+def _charts(root: Path, facts: Facts, summary: ExportSummary) -> list[Path]:
+    """Horizontal bar charts (matplotlib's object API and Agg canvas: no pyplot state, safe in a worker)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -278,8 +274,8 @@ def write_charts(root: Path, facts: Facts, split: SplitReport | None) -> list[Pa
     statuses = sorted({s for per in outcomes.values() for s in per})
     chart("builds.png", "Build outcomes by configuration", configs,
           [(s, [outcomes[c].get(s, 0) for c in configs]) for s in statuses], "builds")
-    if split is not None:
-        s = split
+    if summary.split is not None:
+        s = summary.split
         chart("splits.png", "Functions by side", list(s.ratios), [("functions", [s.functions.get(n, 0)
                                                                                   for n in s.ratios])], "functions")
     return written

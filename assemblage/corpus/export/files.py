@@ -22,7 +22,6 @@ import hashlib
 import os
 import re
 import tarfile
-import threading
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
@@ -47,11 +46,10 @@ def sha256_of(path: Path) -> str:
 
 
 class Manifest:
-    """Lines of ``sha256sum`` output, appended as files are finished (by any of the export's threads)."""
+    """Lines of ``sha256sum`` output, appended as files are finished."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._lock = threading.Lock()
         self._fh = open(root / f".{MANIFEST}.partial", "w", encoding="utf-8")
         self.files = 0
         self.bytes = 0
@@ -61,11 +59,9 @@ class Manifest:
         if "\n" in rel or "\\" in rel:
             raise ExportError(f"cannot list {rel!r} in {MANIFEST}: newline or backslash in the name")
         digest = sha256 or sha256_of(path)
-        size = path.stat().st_size
-        with self._lock:
-            self._fh.write(f"{digest}  {rel}\n")
-            self.files += 1
-            self.bytes += size
+        self._fh.write(f"{digest}  {rel}\n")
+        self.files += 1
+        self.bytes += path.stat().st_size
         return digest
 
     def close(self) -> Path:

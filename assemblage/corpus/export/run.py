@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
-from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,7 +99,7 @@ def export_corpus(corpus: Corpus, request: ExportRequest, out: Path, *,
 
 
 def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: ExportProgress) -> ExportSummary:
-    from assemblage.corpus.export.datasheet import collect_facts, write_charts, write_datasheet
+    from assemblage.corpus.export.datasheet import collect_facts, write_datasheet
 
     manifest = Manifest(work)
     tables = _Tables(request, work, progress, fast=corpus.is_sqlite)
@@ -115,30 +112,14 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
             tables.copy(conn, plan)
             recipes = _recipes(conn, work, manifest)
             facts = collect_facts(conn, plan)
-        tables.finish()
+        tables.finish(manifest)
     except BaseException:
         tables.db.abort()
         raise
-    # The rest reads the finished tables and writes separate files: the Parquet tables, the objects and the
-    # charts are made at once, in threads. Parquet is read (ADBC) and written (pyarrow) in C and copying
-    # objects is file I/O and hashing, all without the GIL, so the charts (Python, matplotlib) and the two
-    # Parquet writers keep both cores busy (bench/export.py prints the CPU time beside the wall time).
-    objects = ObjectCopier(corpus.store, work, manifest, archive=request.archive) if "files" in request.formats \
-        else None
-    progress.phase("parquet, objects, charts")
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="export") as pool:
-        charts_job = pool.submit(write_charts, work, facts, plan.split_report)
-        jobs = [charts_job, *tables.parquet(pool, manifest)]
-        if objects is not None:
-            jobs.append(pool.submit(_copy_objects, tables.db.path, request, objects))
-        try:
-            for job in as_completed(jobs):
-                job.result()
-        except BaseException:
-            for job in jobs:
-                job.cancel()
-            raise
-    charts = charts_job.result()
+    objects = None
+    if "files" in request.formats:
+        objects = ObjectCopier(corpus.store, work, manifest, archive=request.archive)
+        _copy_objects(tables, request, objects, progress)
     tables.close(manifest)
     summary = ExportSummary(
         assemblage_version=_version(), created_at=datetime.now(UTC), corpus=corpus.description,
@@ -147,7 +128,7 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
         dedup=plan.dedup, split=plan.split_report, missing_columns=tables.missing,
     )
     progress.phase("datasheet")
-    for path in write_datasheet(work, summary, facts, recipes, parts=tables.parts, charts=charts):
+    for path in write_datasheet(work, summary, facts, recipes, parts=tables.parts):
         manifest.add(path)
     progress.phase("manifest")
     # export.json is the summary; it counts itself among the files but not its own bytes
@@ -280,7 +261,7 @@ class _Tables:
 
     # ---------------------------------------------------------- after the snapshot: pairs and Parquet
 
-    def finish(self) -> None:
+    def finish(self, manifest: Manifest) -> None:
         db = self.db.db
         db.execute('INSERT INTO families (family_id, function_id) SELECT family_id, id FROM functions '
                    "WHERE family_id IS NOT NULL ORDER BY id")
@@ -289,6 +270,8 @@ class _Tables:
         self.db.commit()
         for name in self.columns:
             self.rows[name] = self.db.count(name)
+        if "parquet" in self.request.formats:
+            self._parquet(manifest)
 
     def _pairs(self) -> None:
         self.progress.phase("pairs")
@@ -307,10 +290,7 @@ class _Tables:
         if batch:
             self.db.write("pairs", batch)
 
-    def parquet(self, pool: Executor, manifest: Manifest) -> list[Future]:
-        """Each table's Parquet files, written by ``pool`` (largest table first), each from its own connection."""
-        if "parquet" not in self.request.formats:
-            return []
+    def _parquet(self, manifest: Manifest) -> None:
         from assemblage.corpus.export.parquet import TableWriter, sqlite_to_parquet
 
         sides = self.request.split.names if self.request.split else None
@@ -323,8 +303,8 @@ class _Tables:
             "pdbs": "JOIN splits s ON s.binary_id = t.binary_id",
             "pairs": "JOIN functions f ON f.id = t.function_a JOIN splits s ON s.binary_id = f.binary_id",
         }
-
-        def one(name: str, cols: list[Column]) -> None:
+        for name, cols in self.columns.items():
+            self.progress.phase("parquet", self.rows[name])
             split_here = self.split and name != "splits"
             schema_cols = cols + ([derived("split", String(40))] if split_here else [])
             exprs = [(f't."{c.name}"', c.name) for c in cols] + ([("s.split", "split")] if split_here else [])
@@ -334,9 +314,6 @@ class _Tables:
             sqlite_to_parquet(self.db.path, exprs, writer.schema, from_sql, writer, progress=self.progress.advance)
             writer.close()
             self.parts[name] = writer.sides_with_rows()
-
-        order = sorted(self.columns.items(), key=lambda kv: -self.rows[kv[0]])
-        return [pool.submit(one, name, cols) for name, cols in order]
 
     def close(self, manifest: Manifest) -> None:
         keep = "sqlite" in self.request.formats
@@ -360,20 +337,23 @@ def _absent(column: Any) -> Any:
 # ------------------------------------------------------------------ objects and recipes
 
 
-def _copy_objects(db_path: Path, request: ExportRequest, copier: ObjectCopier) -> None:
-    """The binaries (and PDBs, stripped copies) of the exported rows, in sha256 order (a thread of its own:
-    its own read-only connection to the export's tables)."""
+def _copy_objects(tables: _Tables, request: ExportRequest, copier: ObjectCopier, progress: ExportProgress) -> None:
+    """The binaries (and PDBs, stripped copies) of the exported rows, in sha256 order."""
     parts = ["SELECT hash AS sha, path AS key FROM binaries"]
     if "stripped" in request.include:
         parts.append("SELECT stripped_hash, stripped_path FROM binaries WHERE stripped_hash IS NOT NULL "
                      "AND stripped_path IS NOT NULL")
     if "pdbs" in request.include:
         parts.append("SELECT hash, pdb_path FROM pdbs WHERE hash IS NOT NULL")
+    db = tables.db.db
     union = " UNION ".join(parts)
-    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
-        rows = db.execute(f"SELECT sha, min(key) FROM ({union}) GROUP BY sha ORDER BY sha").fetchall()
-    for sha, key in rows:
-        copier.copy(sha, key)
+    total = db.execute(f"SELECT count(DISTINCT sha) FROM ({union})").fetchone()[0]
+    progress.phase("objects", int(total))
+    cur = db.execute(f"SELECT sha, min(key) FROM ({union}) GROUP BY sha ORDER BY sha")
+    for rows in iter(lambda: cur.fetchmany(1000), []):
+        for sha, key in rows:
+            copier.copy(sha, key)
+            progress.advance()
     copier.close()
 
 
