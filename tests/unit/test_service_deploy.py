@@ -101,5 +101,6 @@ def test_compose_workers_can_run_bubblewrap():
     tests/security/test_sandbox.py::test_the_worker_image_runs_bubblewrap_with_the_compose_options)."""
     doc = yaml.safe_load(COMPOSE.read_text())["services"]
     for name in ("worker-linux", "worker-windows-cross"):
-        assert set(doc[name]["security_opt"]) == {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"}
+        # Compose cannot pass systempaths=unconfined (the daemon refuses it; only the docker CLI translates it)
+        assert doc[name]["privileged"] is True and "security_opt" not in doc[name]
         assert "ASSEMBLAGE_ALLOW_UNSANDBOXED" not in doc[name]["environment"]
