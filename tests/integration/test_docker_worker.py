@@ -57,7 +57,11 @@ def stack(tmp_path_factory, image):
         env.pop("ASSEMBLAGE_SOURCE_ROOT")
         env.pop("ASSEMBLAGE_CACHE_DIR", None)
         env_args = [a for k, v in sorted(env.items()) for a in ("-e", f"{k}={v}")]
-        docker("run", "-d", "--rm", "--name", name, "--network", "host", "--memory", "4g", *env_args, image,
+        # the options under which bubblewrap works in a container (docs/service.md, Security): without them the
+        # worker's builds fail as sandbox_unavailable, as they must
+        sandbox = [f for o in ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined")
+                   for f in ("--security-opt", o)]
+        docker("run", "-d", "--rm", "--name", name, "--network", "host", "--memory", "4g", *sandbox, *env_args, image,
                 "assemblage", "worker", "-Q", "crawl,linux", "-c", "2", "-n", "docker@%h", check=True)
         try:
             deadline = time.monotonic() + 90
