@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from assemblage.api.deps import AdminToken, SessionDep, SettingsDep
-from assemblage.api.schemas import IdPath
 from assemblage.db.auth import ApiToken, create_token, find_token, revoke_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 log = logging.getLogger(__name__)
 
 Scope = Literal["read", "submit", "admin"]
+# api_tokens.id is a 32-bit integer column (PostgreSQL INTEGER): a larger id is no token, not a database error
+TokenIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class TokenOut(BaseModel):
@@ -69,7 +70,7 @@ def create(body: TokenCreate, s: SessionDep, settings: SettingsDep, token: Admin
 @router.delete("/{token_id}", response_model=TokenOut,
                summary="Revoke a token (admin): every request that presents it is refused from now on",
                responses={404: {"description": "No such token"}})
-def revoke(token_id: IdPath, s: SessionDep, token: AdminToken) -> TokenOut:
+def revoke(token_id: TokenIdPath, s: SessionDep, token: AdminToken) -> TokenOut:
     try:
         row = revoke_token(s, token_id)
     except LookupError:
