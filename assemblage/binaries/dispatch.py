@@ -22,9 +22,10 @@ HEAD = 64  # bytes read to recognise a format
 class BinaryFormat:
     """One file format: how its magic bytes are recognised, and which function analyses it.
 
-    ``matches(head, fh)`` sees the first :data:`HEAD` bytes and the open file (to seek, as PE's header
-    offset needs). ``analyzer`` is ``"module:function"``, imported when a file of the format is first
-    analysed (a missing optional reader then says so); None with ``refusal`` for a format that is
+    ``matches(head, fh)`` sees the first :data:`HEAD` bytes and the open file, for a matcher that must read
+    elsewhere (PE's header offset): it seeks where it reads. ``analyzer`` is ``"module:function"``, imported
+    when a file of the format is first analysed (a missing optional reader then says so); None with
+    ``refusal`` for a format that is
     recognised but not analysed alone (a PDB).
     """
 
@@ -71,7 +72,6 @@ def sniff(path: str | os.PathLike[str]) -> str | None:
         with open(path, "rb") as fh:
             head = fh.read(HEAD)
             for fmt in _FORMATS.values():
-                fh.seek(HEAD)
                 if fmt.matches(head, fh):
                     return fmt.name
     except OSError:

@@ -30,7 +30,7 @@ _identities: dict[tuple, tuple[float, dict[str, Any]]] = {}
 _identities_lock = threading.Lock()
 
 
-def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: RunPlan | dict[str, Any],
+def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: RunPlan,
               source_date_epoch: int | None = None, toolchain: dict[str, Any] | None = None) -> str:
     """The reuse key of a build: every input that can change its result.
 
@@ -41,10 +41,9 @@ def build_key(*, label: str, pin: str | None, config: str, flags: list[str], opt
     (:func:`toolchain_identity`: an upgraded compiler or another image builds again).
     Schema 2: keys of schema 1 (no options) never match again.
     """
-    plan = options if isinstance(options, RunPlan) else RunPlan.model_validate(options)
-    b, limits = plan.build, plan.limits()
+    b, limits = options.build, options.limits()
     doc = {"label": label, "pin": pin, "config": config, "flags": flags,
-           "outputs": plan.outputs.model_dump(mode="json"),
+           "outputs": options.outputs.model_dump(mode="json"),
            "build": {"runner": b.runner, "image": b.image,
                      "timeout": limits.timeout, "memory": limits.memory, "processes": limits.processes,
                      "disk": limits.file_size, "jobs_per_build": b.jobs_per_build},
@@ -61,7 +60,7 @@ def reusable(s: Session, key: str, build_id: int) -> m.Build | None:
     )
 
 
-def toolchain_identity(config: str, flags: list[str], build: BuildOptions | dict[str, Any]) -> dict[str, Any]:
+def toolchain_identity(config: str, flags: list[str], build: BuildOptions) -> dict[str, Any]:
     """The toolchain a build of ``config`` would use on this machine, found without running anything.
 
     The local runner: each command of the configuration's compiler set (compilers, ``ar``,
@@ -71,7 +70,6 @@ def toolchain_identity(config: str, flags: list[str], build: BuildOptions | dict
     id (the digest of its configuration). Cached for a minute per process. When it cannot be
     told (no docker daemon, an unknown toolchain), a marker that matches only itself.
     """
-    build = build if isinstance(build, BuildOptions) else BuildOptions.model_validate(build)
     runner, image = build.runner, build.image
     cache_key = (config, tuple(flags), runner, image, os.environ.get("PATH"))
     now = time.monotonic()

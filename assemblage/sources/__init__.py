@@ -22,7 +22,7 @@ from pathlib import Path
 from assemblage.errors import SourceError
 from assemblage.recipes.models import SourceSpec
 
-# each kind registers itself when its module is imported (assemblage.sources.kinds)
+# each kind registers itself when its module is imported (assemblage.sources.kinds); ArchiveKind with safe_extract below
 from assemblage.sources import debian as _debian  # noqa: F401 - registers DebianKind
 from assemblage.sources import git as _git  # noqa: F401 - registers GitKind
 from assemblage.sources import github as _github  # noqa: F401 - registers GithubKind

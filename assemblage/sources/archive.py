@@ -549,6 +549,7 @@ class ArchiveKind(SourceKind):
 
     kind = "archive"
     model = ArchiveSource
+    url_field = "archive"
 
     def label(self, spec: Any) -> str:
         return redact(spec.archive)
@@ -560,9 +561,6 @@ class ArchiveKind(SourceKind):
         if is_file_url(spec.archive):
             return "archive", file_url_path(spec.archive)
         return None if is_url(spec.archive) else ("archive", spec.archive)
-
-    def remote(self, spec: Any) -> tuple[str, str] | None:
-        return None if self.local(spec) else ("archive", spec.archive)
 
     def fetch(self, spec: Any, job: FetchJob) -> FetchedSource:
         rec = fetch_archive(spec.archive, local=job.local_path, expected_sha256=spec.sha256, name=job.name,

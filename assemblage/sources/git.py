@@ -465,6 +465,7 @@ class GitKind(SourceKind):
 
     kind = "git"
     model = GitSource
+    url_field = "git"
 
     def label(self, spec: Any) -> str:
         return redact(spec.git)
@@ -476,9 +477,6 @@ class GitKind(SourceKind):
         if not is_file_url(spec.git) and is_remote(spec.git):
             return None
         return "git", file_url_path(spec.git) if is_file_url(spec.git) else spec.git
-
-    def remote(self, spec: Any) -> tuple[str, str] | None:
-        return None if self.local(spec) else ("git", spec.git)
 
     def fetch(self, spec: Any, job: FetchJob) -> FetchedSource:
         if job.local_path is not None:

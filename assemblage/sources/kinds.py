@@ -51,6 +51,7 @@ class SourceKind:
 
     kind: ClassVar[str]
     model: ClassVar[type]
+    url_field: ClassVar[str | None] = None  # the spec's field holding a URL or a local path (git, archive)
 
     def label(self, spec: Any) -> str:
         """The source as the recipe names it, credentials redacted (shown everywhere)."""
@@ -65,8 +66,11 @@ class SourceKind:
         return None
 
     def remote(self, spec: Any) -> tuple[str, str] | None:
-        """(field, URL) when the source is fetched over the network (the API checks it before accepting)."""
-        return None
+        """(field, URL) when the source is fetched over the network (the API checks it before accepting):
+        the ``url_field`` of a spec that does not name something on this machine."""
+        if self.url_field is None or self.local(spec) is not None:
+            return None
+        return self.url_field, getattr(spec, self.url_field)
 
     def expands(self, spec: Any) -> Expansion | None:
         """Not fetched itself: ``crawl`` (a search becomes git sources) or ``debian-selection`` (packages)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-__all__ = ["ObjectStore", "blob_key", "sha256_file"]
+__all__ = ["ObjectStore", "blob_key", "read_chunks", "safe_filename", "sha256_file"]
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
@@ -15,6 +16,20 @@ def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_chunks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes of an opened object, ``size`` at a time, closing it at the end (for streamed responses)."""
+    try:
+        while block := stream.read(size):
+            yield block
+    finally:
+        stream.close()
+
+
+def safe_filename(name: str, default: str = "download") -> str:
+    """``name`` reduced to ``[A-Za-z0-9._-]`` for a Content-Disposition header."""
+    return "".join(c for c in name if c.isalnum() or c in "._-") or default
 
 
 def blob_key(sha256: str) -> str:
@@ -50,6 +65,7 @@ class ObjectStore(Protocol):
         """Metadata given at store time."""
         ...
 
-    def download_url(self, key: str, *, expires: int = 3600) -> str | None:
-        """A time-limited URL for the object, or None when the store serves bytes itself."""
+    def download_url(self, key: str, *, expires: int = 3600, filename: str | None = None) -> str | None:
+        """A time-limited URL for the object (saved as ``filename`` when given), or None when the store
+        serves bytes itself."""
         ...

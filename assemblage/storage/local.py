@@ -71,7 +71,7 @@ class LocalStore:
             raise FileNotFoundError(f"No such key: {key!r}")
         return json.loads(meta.read_text()) if meta.exists() else {}
 
-    def download_url(self, key: str, *, expires: int = 3600) -> str | None:
+    def download_url(self, key: str, *, expires: int = 3600, filename: str | None = None) -> str | None:
         return None
 
     def local_path(self, key: str) -> Path:

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 from assemblage.errors import StorageError
-from assemblage.storage.base import blob_key, sha256_file
+from assemblage.storage.base import blob_key, safe_filename, sha256_file
 
 __all__ = ["S3Store", "TransientStorageError"]
 
@@ -270,7 +270,6 @@ class S3Store:
         """A presigned GET URL valid for ``expires`` seconds."""
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
         if filename:
-            safe = "".join(c for c in filename if c.isalnum() or c in "._-") or "download"
-            params["ResponseContentDisposition"] = f'attachment; filename="{safe}"'
+            params["ResponseContentDisposition"] = f'attachment; filename="{safe_filename(filename)}"'
         with _translated(f"presign {key}"):
             return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires))

@@ -65,6 +65,17 @@ def require_services(*kinds: str) -> None:
         unavailable(f"services not reachable: {', '.join(missing)} (start them: scripts/services.sh start)")
 
 
+def wait_for(predicate, timeout: float = 60, what: str = "a condition", step: float = 0.2):
+    """The first truthy value ``predicate()`` returns within ``timeout`` seconds; AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

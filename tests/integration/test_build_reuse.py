@@ -15,7 +15,9 @@ from sqlalchemy import select
 import assemblage.pipeline.steps as steps
 from assemblage.db import models as m
 from assemblage.pipeline.embedded import open_dataset, run_recipe
+from assemblage.pipeline.plan import RunPlan
 from assemblage.recipes import parse_recipe
+from assemblage.recipes.models import BuildOptions
 from tests.conftest import SAMPLES, need
 from tests.integration.docker_support import IMAGE, require_image, skip_without_docker
 
@@ -58,14 +60,15 @@ def test_every_build_option_is_part_of_the_key() -> None:
             "source_date_epoch": 1}
     opts = {"build": {"runner": "local", "image": None, "timeout": 600, "memory": "4GiB", "processes": 512,
                       "disk": "8GiB", "jobs_per_build": 1}, "outputs": {"stripped": False}}
-    key = steps.build_key(**base, options=opts)
-    assert steps.build_key(**base, options=opts, toolchain={"commands": {"gcc-12": ["/usr/bin/gcc-12", 1, 2]}}) != key
+    key = steps.build_key(**base, options=RunPlan.model_validate(opts))
+    assert steps.build_key(**base, options=RunPlan.model_validate(opts),
+                           toolchain={"commands": {"gcc-12": ["/usr/bin/gcc-12", 1, 2]}}) != key
     for field, value in [("runner", "docker"), ("image", "other:1"), ("timeout", 60), ("memory", "16MiB"),
                          ("processes", 64), ("disk", "1GiB"), ("jobs_per_build", 4)]:
         changed = {**opts, "build": {**opts["build"], field: value}}
-        assert steps.build_key(**base, options=changed) != key, field
-    assert steps.build_key(**{**base, "source_date_epoch": 2}, options=opts) != key
-    assert steps.build_key(**base, options={**opts, "outputs": {"stripped": True}}) != key
+        assert steps.build_key(**base, options=RunPlan.model_validate(changed)) != key, field
+    assert steps.build_key(**{**base, "source_date_epoch": 2}, options=RunPlan.model_validate(opts)) != key
+    assert steps.build_key(**base, options=RunPlan.model_validate({**opts, "outputs": {"stripped": True}})) != key
 
 
 def test_an_internal_error_is_never_reused(tmp_path: Path, monkeypatch) -> None:
@@ -113,7 +116,7 @@ def test_a_changed_compiler_is_built_again(tmp_path: Path, monkeypatch) -> None:
     first = run_recipe(ds, _recipe(), "first", tmp_path, jobs=1)
     [built] = _builds(ds, first)
     assert built.status == "succeeded", (built.reason, built.message)
-    before = toolchain_identity("linux-x86_64-gcc-12-O0", [], {})
+    before = toolchain_identity("linux-x86_64-gcc-12-O0", [], BuildOptions())
 
     shim = tmp_path / "bin"
     shim.mkdir()
@@ -121,7 +124,7 @@ def test_a_changed_compiler_is_built_again(tmp_path: Path, monkeypatch) -> None:
     (shim / "gcc-12").chmod(0o755)
     original = os.environ["PATH"]
     monkeypatch.setenv("PATH", f"{shim}:{original}")
-    after = toolchain_identity("linux-x86_64-gcc-12-O0", [], {})
+    after = toolchain_identity("linux-x86_64-gcc-12-O0", [], BuildOptions())
     assert after["commands"]["gcc-12"][0] == str(shim / "gcc-12") and after != before
 
     second = run_recipe(ds, _recipe(), "second", tmp_path, jobs=1)

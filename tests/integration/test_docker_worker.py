@@ -20,7 +20,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.integration.docker_support import docker, require_image, skip_without_docker
+from tests.integration.docker_support import SANDBOX_FLAGS, docker, require_image, skip_without_docker
 from tests.integration.service_stack import S3_KEYS, Stack
 
 pytestmark = [
@@ -57,12 +57,9 @@ def stack(tmp_path_factory, image):
         env.pop("ASSEMBLAGE_SOURCE_ROOT")
         env.pop("ASSEMBLAGE_CACHE_DIR", None)
         env_args = [a for k, v in sorted(env.items()) for a in ("-e", f"{k}={v}")]
-        # the options under which bubblewrap works in a container (docs/service.md, Security): without them the
-        # worker's builds fail as sandbox_unavailable, as they must
-        sandbox = [f for o in ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined")
-                   for f in ("--security-opt", o)]
-        docker("run", "-d", "--rm", "--name", name, "--network", "host", "--memory", "4g", *sandbox, *env_args, image,
-                "assemblage", "worker", "-Q", "crawl,linux", "-c", "2", "-n", "docker@%h", check=True)
+        # without the flags bubblewrap needs, the worker's builds fail as sandbox_unavailable, as they must
+        docker("run", "-d", "--rm", "--name", name, "--network", "host", "--memory", "4g", *SANDBOX_FLAGS, *env_args,
+               image, "assemblage", "worker", "-Q", "crawl,linux", "-c", "2", "-n", "docker@%h", check=True)
         try:
             deadline = time.monotonic() + 90
             while not st._heartbeat_seen("docker"):

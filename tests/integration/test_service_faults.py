@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import unavailable
-from tests.integration.service_stack import REDIS_URL, Stack, port_open
+from tests.integration.service_stack import REDIS_URL, Stack, port_open, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -55,14 +55,6 @@ def retried(worker_log: str, error: str) -> bool:
     return re.search(rf"Task assemblage\.build\[[0-9a-f-]{{36}}\] retry: Retry in \d+s: {error}\(", worker_log) is not None
 
 
-def wait_for(predicate, timeout: float, what: str, step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def running_build(client, run_id: int):

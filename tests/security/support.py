@@ -19,7 +19,6 @@ import struct
 import subprocess
 import tarfile
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from pathlib import Path
 __all__ = [
     "Canary", "LoopbackServer", "StaticServer", "RedirectServer", "AuthGitServer", "RawServer", "closed_port",
     "git", "make_repo", "bare_for_http", "c_project", "tarball", "find_in_database", "find_in_bucket",
-    "find_in_files", "assert_nowhere", "edit_recipe_text", "query", "servers", "wait_for",
+    "find_in_files", "assert_nowhere", "edit_recipe_text", "query", "servers",
 ]
 
 
@@ -354,14 +353,6 @@ def assert_nowhere(stack, needles: Iterable[str], *, answers: Iterable[str] = ()
     assert not found, "\n".join(found[:20])
 
 
-def wait_for(predicate, timeout: float = 60, interval: float = 0.3, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def edit_recipe_text(stack, run_id: int, text: str) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAMPLES, need
-from tests.integration.service_stack import Stack, assemblage_cmd
-from tests.security.support import RawServer, edit_recipe_text, query, wait_for
+from tests.integration.service_stack import Stack, assemblage_cmd, wait_for
+from tests.security.support import RawServer, edit_recipe_text, query
 
 pytestmark = pytest.mark.integration
 

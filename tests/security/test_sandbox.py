@@ -149,15 +149,13 @@ def test_the_worker_image_runs_bubblewrap_with_the_compose_options():
     import yaml
 
     from tests.conftest import REPO
-    from tests.integration.docker_support import IMAGE, docker, require_image
+    from tests.integration.docker_support import IMAGE, SANDBOX_FLAGS, docker, require_image
 
     require_image()
     worker = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker-linux"]
     assert worker.get("privileged") is True
     probe = ["python3", "-c", "from assemblage.builds.runner import sandbox_available; print(sandbox_available())"]
-    for flags in (["--privileged"],
-                  [f for o in ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined")
-                   for f in ("--security-opt", o)]):
+    for flags in (["--privileged"], SANDBOX_FLAGS):
         ran = docker("run", "--rm", *flags, IMAGE, *probe, timeout=300)
         assert ran.stdout.split()[-1:] == ["True"], (flags, ran.stdout + ran.stderr)
     default = docker("run", "--rm", IMAGE, *probe, timeout=300)

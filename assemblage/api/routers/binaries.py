@@ -27,6 +27,7 @@ from assemblage.api.schemas import (
 )
 from assemblage.corpus.select import Selection
 from assemblage.db import models as m
+from assemblage.storage.base import read_chunks, safe_filename
 
 router = APIRouter(prefix="/binaries", tags=["binaries"])
 
@@ -164,32 +165,15 @@ def binary_functions(binary_id: IdPath, s: SessionDep, token: ReadToken, limit: 
                        200: {"content": {"application/octet-stream": {}}}})
 def download(binary_id: IdPath, request: Request, s: SessionDep, store: StoreDep, settings: SettingsDep, token: ReadToken):
     b = _binary(s, binary_id)
-    url = store.download_url(b.path, expires=settings.presign_expires, filename=b.file_name) \
-        if _takes_filename(store) else store.download_url(b.path, expires=settings.presign_expires)
+    url = store.download_url(b.path, expires=settings.presign_expires, filename=b.file_name)
     if url:
         return RedirectResponse(url, status_code=307)
     try:
         stream = store.open(b.path)
     except FileNotFoundError:
         raise HTTPException(404, f"binary {binary_id} is not in the store") from None
-    safe = "".join(c for c in b.file_name if c.isalnum() or c in "._-") or "binary"
-    return StreamingResponse(_chunks(stream), media_type="application/octet-stream",
-                             headers={"Content-Disposition": f'attachment; filename="{safe}"',
-                                      "X-Checksum-Sha256": b.hash})
+    disposition = f'attachment; filename="{safe_filename(b.file_name, "binary")}"'
+    return StreamingResponse(read_chunks(stream), media_type="application/octet-stream",
+                             headers={"Content-Disposition": disposition, "X-Checksum-Sha256": b.hash})
 
 
-def _takes_filename(store) -> bool:
-    import inspect
-
-    try:
-        return "filename" in inspect.signature(store.download_url).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _chunks(stream, size: int = 1 << 20):
-    try:
-        while block := stream.read(size):
-            yield block
-    finally:
-        stream.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -14,6 +13,7 @@ from sqlalchemy.orm import joinedload
 from assemblage.api.deps import ReadToken, SessionDep, StoreDep
 from assemblage.api.schemas import MAX_ID, BuildOut, Cursor, IdPath, Limit, decode_cursor, encode_cursor
 from assemblage.db import models as m
+from assemblage.storage.base import read_chunks
 
 router = APIRouter(prefix="/builds", tags=["builds"])
 
@@ -102,15 +102,9 @@ def get_log(build_id: IdPath, s: SessionDep, store: StoreDep, token: ReadToken) 
         stream = store.open(b.log_key)
     except FileNotFoundError:
         raise HTTPException(404, f"the log of build {build_id} is not in the store") from None
-    return StreamingResponse(_chunks(stream), media_type="text/plain; charset=utf-8")
+    return StreamingResponse(read_chunks(stream, LOG_CHUNK), media_type="text/plain; charset=utf-8")
 
 
 LOG_CHUNK = 1 << 16
 
 
-def _chunks(stream) -> Iterator[bytes]:
-    try:
-        while chunk := stream.read(LOG_CHUNK):
-            yield chunk
-    finally:
-        stream.close()

@@ -16,6 +16,7 @@ from assemblage.api.schemas import Cursor, IdPath, Limit, decode_cursor, encode_
 from assemblage.corpus.jobs import PHASES, archive_name, create_export
 from assemblage.corpus.request import ExportRequest, ExportSummary
 from assemblage.db import models as m
+from assemblage.storage.base import read_chunks
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 log = logging.getLogger(__name__)
@@ -67,16 +68,7 @@ def _out(row: m.Export, request: Request, store, settings) -> ExportOut:
 
 
 def _presign(store, row: m.Export, expires: int) -> str | None:
-    import inspect
-
-    filename = f"{archive_name(row.id)}.tar.zst"
-    try:
-        takes_name = "filename" in inspect.signature(store.download_url).parameters
-    except (TypeError, ValueError):
-        takes_name = False
-    if takes_name:
-        return store.download_url(row.key, expires=expires, filename=filename)
-    return store.download_url(row.key, expires=expires)
+    return store.download_url(row.key, expires=expires, filename=f"{archive_name(row.id)}.tar.zst")
 
 
 _CREATED = {201: {"description": "The export job was recorded and queued; follow it at `GET /exports/{id}`"},
@@ -153,13 +145,6 @@ def download(export_id: IdPath, s: SessionDep, token: ReadToken, store: StoreDep
     except FileNotFoundError:
         raise HTTPException(404, f"the archive of export {export_id} is not in the store") from None
 
-    def chunks():
-        try:
-            while block := stream.read(1 << 20):
-                yield block
-        finally:
-            stream.close()
-
-    return StreamingResponse(chunks(), media_type="application/zstd", headers={
+    return StreamingResponse(read_chunks(stream), media_type="application/zstd", headers={
         "Content-Disposition": f'attachment; filename="{archive_name(export_id)}.tar.zst"',
         "X-Checksum-Sha256": row.sha256 or ""})

@@ -256,9 +256,10 @@ def cancel(run_id: IdPath, request: Request, token: SubmitToken) -> CancelOut:
 
     sessions = request.app.state.sessions
     with sessions() as s:
-        owner = s.scalar(select(m.Run.submitted_by).where(m.Run.id == run_id))
-        if owner is None and s.get(m.Run, run_id) is None:
+        run = s.get(m.Run, run_id)
+        if run is None:
             raise HTTPException(404, f"no run {run_id}")
+        owner = run.submitted_by
     if token.scope != "admin" and owner != token.id:
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             f"run {run_id} was submitted by another token: only that token or an admin token "
