@@ -57,9 +57,11 @@ docker:
 test: setup-test services docker lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff's lint ([tool.ruff] in pyproject.toml): a finding fails `make test`
+# ruff's lint and format ([tool.ruff] in pyproject.toml): a finding or an unformatted file fails `make test`
+# (`$(BIN)/ruff format .` formats the tree)
 lint: $(BIN)/assemblage
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: setup
 	$(BIN)/python bench/overhead.py

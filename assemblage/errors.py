@@ -148,7 +148,9 @@ class DriftError(AssemblageError):
 
     exit_code = 11  # 8 is invalid settings, 9 a run with failed builds, 10 fleet
 
-    def __init__(self, differences: list, *, hint: str = "pass --allow-drift to rebuild anyway and record them") -> None:
+    def __init__(
+        self, differences: list, *, hint: str = "pass --allow-drift to rebuild anyway and record them"
+    ) -> None:
         self.differences = list(differences)
         lines = "\n".join(f"  {d}" for d in self.differences)
         super().__init__(f"{len(self.differences)} difference(s) between the lock and this machine; {hint}\n{lines}")

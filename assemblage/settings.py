@@ -26,8 +26,17 @@ from pydantic_settings import (
 
 from assemblage.errors import SettingsError
 
-__all__ = ["Settings", "SettingsError", "FleetSettings", "FleetGroup", "load_settings", "get_settings", "read_setting",
-           "DEFAULT_SECRET", "MAX_BINARIES_PER_BUILD"]
+__all__ = [
+    "Settings",
+    "SettingsError",
+    "FleetSettings",
+    "FleetGroup",
+    "load_settings",
+    "get_settings",
+    "read_setting",
+    "DEFAULT_SECRET",
+    "MAX_BINARIES_PER_BUILD",
+]
 
 DEFAULT_SECRET = "change-this-development-secret"
 # The most binaries one build may leave; a build that leaves more fails as ``too_many_binaries``.
@@ -82,8 +91,10 @@ class FleetSettings(BaseModel):
         known = ("linux", "windows-cross", "msvc")
         unknown = sorted(set(self.groups) - set(known))
         if unknown:
-            raise ValueError(f"unknown queue famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
-                             f"known: {', '.join(known)}")
+            raise ValueError(
+                f"unknown queue famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                f"known: {', '.join(known)}"
+            )
         if self.log_expire_after_days <= self.log_infrequent_after_days:
             raise ValueError("log_expire_after_days must be after log_infrequent_after_days")
         return self
@@ -230,7 +241,11 @@ def load_settings(file: Path | None = None, **overrides: Any) -> Settings:
     """Read the settings (environment, then the file); raise :class:`SettingsError` with every problem."""
     if file is not None and not Path(file).is_file():
         raise SettingsError(f"settings file {file}: no such file")
-    named = Path(file) if file is not None else (Path(os.environ[SETTINGS_FILE_VAR]) if os.environ.get(SETTINGS_FILE_VAR) else None)
+    named = (
+        Path(file)
+        if file is not None
+        else (Path(os.environ[SETTINGS_FILE_VAR]) if os.environ.get(SETTINGS_FILE_VAR) else None)
+    )
     if named is not None:
         if not named.is_file():
             raise SettingsError(f"settings file {named} ({SETTINGS_FILE_VAR}): no such file")

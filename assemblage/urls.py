@@ -38,8 +38,10 @@ __all__ = [
 ARCHIVE_SCHEMES = ("https", "http", "file")
 GIT_SCHEMES = ("https", "http", "git", "ssh", "file")
 # a host name as DNS writes it (underscores appear in private zones); IP literals are checked apart
-_HOSTNAME = re.compile(r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-                       r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+)
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@")
 _SECRET_QUERY = re.compile(

@@ -182,7 +182,11 @@ def compile_big(work: Path, units: int, per_unit: int, cxx: str = "g++-12") -> t
 def compile_small(work: Path) -> list[tuple[Path, float]]:
     fixtures = ROOT / "tests" / "fixtures" / "elf"
     out = []
-    for cc, src, opt in [("gcc-12", "labels.c", "-O2"), ("clang++-19", "labels.cpp", "-O2"), ("g++-12", "labels.cpp", "-O0")]:
+    for cc, src, opt in [
+        ("gcc-12", "labels.c", "-O2"),
+        ("clang++-19", "labels.cpp", "-O2"),
+        ("g++-12", "labels.cpp", "-O0"),
+    ]:
         if shutil.which(cc) is None:
             continue
         exe = work / f"{Path(src).stem}-{cc}{opt}"
@@ -221,7 +225,12 @@ def time_ours(path: Path) -> tuple[float, float, int, int, int]:
         t0, c0 = time.perf_counter(), os.times()
         a = analyze_file(path)
         t1, c1 = time.perf_counter(), os.times()
-        cpu = (c1.user - c0.user) + (c1.system - c0.system) + (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
+        cpu = (
+            (c1.user - c0.user)
+            + (c1.system - c0.system)
+            + (c1.children_user - c0.children_user)
+            + (c1.children_system - c0.children_system)
+        )
         return f"{t1 - t0} {cpu} {len(a.functions)} {a.extra.get('line_rows', 0)}"
 
     out, rss = _in_child(run)
@@ -300,7 +309,9 @@ def main() -> int:
     print(f"generating and compiling {args.units} x {args.per_unit} template instantiations in {tmp} ...", flush=True)
     big, big_compile = compile_big(tmp, args.units, args.per_unit)
     binaries = [(big, big_compile), *compile_small(tmp)]
-    print(f"{'binary':<24}{'MiB':>6}{'funcs':>7}{'rows':>8} | {'native':>7}{'cpu':>6}{'MiB':>6} | {'ours':>6}{'cpu':>6}{'MiB':>6}{'ratio':>7} | {'dwarf-only':>10}{'ratio':>7} | {'bounded':>8}{'%compile':>9}")
+    print(
+        f"{'binary':<24}{'MiB':>6}{'funcs':>7}{'rows':>8} | {'native':>7}{'cpu':>6}{'MiB':>6} | {'ours':>6}{'cpu':>6}{'MiB':>6}{'ratio':>7} | {'dwarf-only':>10}{'ratio':>7} | {'bounded':>8}{'%compile':>9}"
+    )
     big_ratio = big_dwarf_ratio = big_ours = 0.0
     _child_cpu(0)  # the compilers' CPU is not the native tool's
     for path, compile_s in binaries:

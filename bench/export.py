@@ -53,34 +53,47 @@ def write_project(root: Path, name: str, functions: int, seed: int) -> None:
             fn = f"{name.replace('-', '_')}_f{i}"
             decls.append(f"long {fn}(long x, const long *v, size_t n);")
             if shape == 0:
-                body.append(f"long {fn}(long x, const long *v, size_t n) {{\n    long acc = {a};\n"
-                            f"    for (size_t k = 0; k < n; k++)\n        acc = acc * {b % 97 + 3} + (v[k] ^ {c});\n"
-                            f"    return acc + x * {d};\n}}\n")
+                body.append(
+                    f"long {fn}(long x, const long *v, size_t n) {{\n    long acc = {a};\n"
+                    f"    for (size_t k = 0; k < n; k++)\n        acc = acc * {b % 97 + 3} + (v[k] ^ {c});\n"
+                    f"    return acc + x * {d};\n}}\n"
+                )
             elif shape == 1:
-                body.append(f"long {fn}(long x, const long *v, size_t n) {{\n    if (x > {a})\n"
-                            f"        return x / {b % 13 + 2} - {c};\n    if (n && v[0] < {d})\n"
-                            f"        return v[0] + {a ^ d};\n    return x * {c % 1000 + 7};\n}}\n")
+                body.append(
+                    f"long {fn}(long x, const long *v, size_t n) {{\n    if (x > {a})\n"
+                    f"        return x / {b % 13 + 2} - {c};\n    if (n && v[0] < {d})\n"
+                    f"        return v[0] + {a ^ d};\n    return x * {c % 1000 + 7};\n}}\n"
+                )
             elif shape == 2:
-                body.append(f"long {fn}(long x, const long *v, size_t n) {{\n    long best = {a};\n"
-                            f"    for (size_t k = 0; k < n; k++) {{\n        long t = v[k] * {b % 31 + 2} - {c};\n"
-                            f"        if (t > best) best = t;\n    }}\n    return best ^ (x + {d});\n}}\n")
+                body.append(
+                    f"long {fn}(long x, const long *v, size_t n) {{\n    long best = {a};\n"
+                    f"    for (size_t k = 0; k < n; k++) {{\n        long t = v[k] * {b % 31 + 2} - {c};\n"
+                    f"        if (t > best) best = t;\n    }}\n    return best ^ (x + {d});\n}}\n"
+                )
             else:
-                body.append(f"long {fn}(long x, const long *v, size_t n) {{\n    switch ((x + {a}) % 5) {{\n"
-                            f"    case 0: return {b} + (long)n;\n    case 1: return x * {c % 500 + 3};\n"
-                            f"    case 2: return n ? v[n - 1] - {d} : {d};\n    default: return x ^ {a ^ b};\n"
-                            f"    }}\n}}\n")
+                body.append(
+                    f"long {fn}(long x, const long *v, size_t n) {{\n    switch ((x + {a}) % 5) {{\n"
+                    f"    case 0: return {b} + (long)n;\n    case 1: return x * {c % 500 + 3};\n"
+                    f"    case 2: return n ? v[n - 1] - {d} : {d};\n    default: return x ^ {a ^ b};\n"
+                    f"    }}\n}}\n"
+                )
         path = src / f"part{start // per_file}.c"
         path.write_text("\n".join(body))
         files.append(path.name)
     (src / "funcs.h").write_text("#include <stddef.h>\n" + "\n".join(decls) + "\n")
     called = decls[:: max(1, len(decls) // 50)]
     calls = "\n".join(f"    total += {d.split('(')[0].split()[-1]}(argc, v, 3);" for d in called)
-    (src / "main.c").write_text('#include "funcs.h"\n#include <stdio.h>\nint main(int argc, char **argv) {\n'
-                                "    long v[3] = {1, 2, 3}, total = 0;\n    (void)argv;\n" + calls +
-                                '\n    printf("%ld\\n", total);\n    return 0;\n}\n')
+    (src / "main.c").write_text(
+        '#include "funcs.h"\n#include <stdio.h>\nint main(int argc, char **argv) {\n'
+        "    long v[3] = {1, 2, 3}, total = 0;\n    (void)argv;\n"
+        + calls
+        + '\n    printf("%ld\\n", total);\n    return 0;\n}\n'
+    )
     objs = " ".join(f.replace(".c", ".o") for f in files)
-    (src / "Makefile").write_text(f"CC ?= cc\nCFLAGS ?= -O2\n{name}: main.o {objs}\n\t$(CC) $(CFLAGS) -o $@ $^\n"
-                                  "%.o: %.c funcs.h\n\t$(CC) $(CFLAGS) -c -o $@ $<\n")
+    (src / "Makefile").write_text(
+        f"CC ?= cc\nCFLAGS ?= -O2\n{name}: main.o {objs}\n\t$(CC) $(CFLAGS) -o $@ $^\n"
+        "%.o: %.c funcs.h\n\t$(CC) $(CFLAGS) -c -o $@ $<\n"
+    )
 
 
 def build_corpus(work: Path, label: str, projects: int, functions: int) -> Path:
@@ -92,13 +105,19 @@ def build_corpus(work: Path, label: str, projects: int, functions: int) -> Path:
     for p in range(projects):
         write_project(src, f"proj{p}", functions, seed=1000 * p + functions)
     recipe = out / "recipe.yaml"
-    recipe.write_text("name: bench-export\nsources:\n" + "".join(f"  - path: src/proj{p}\n" for p in range(projects)) +
-                      "matrix:\n  platform: [linux]\n  arch: [x86_64]\n  toolchain: [gcc-12, clang-19]\n"
-                      "  opt: [O0, O2]\nbuild:\n  timeout: 1800\n")
+    recipe.write_text(
+        "name: bench-export\nsources:\n"
+        + "".join(f"  - path: src/proj{p}\n" for p in range(projects))
+        + "matrix:\n  platform: [linux]\n  arch: [x86_64]\n  toolchain: [gcc-12, clang-19]\n"
+        "  opt: [O0, O2]\nbuild:\n  timeout: 1800\n"
+    )
     print(f"building {label}: {projects} projects x {functions} functions x 4 configurations ...", flush=True)
     t = time.monotonic()
-    subprocess.run([*ASSEMBLAGE, "build", str(recipe), "--out", str(out / "dataset"), "--jobs", "2", "--quiet"],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*ASSEMBLAGE, "build", str(recipe), "--out", str(out / "dataset"), "--jobs", "2", "--quiet"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     print(f"  built in {time.monotonic() - t:.0f} s", flush=True)
     (out / ".built").write_text("ok")
     return out
@@ -107,8 +126,9 @@ def build_corpus(work: Path, label: str, projects: int, functions: int) -> Path:
 def rows(dataset: Path) -> dict[str, int]:
     db = sqlite3.connect(f"file:{dataset / 'dataset.sqlite'}?mode=ro", uri=True)
     try:
-        return {t: db.execute(f"select count(*) from {t}").fetchone()[0]
-                for t in ("binaries", "functions", "rvas", "lines")}
+        return {
+            t: db.execute(f"select count(*) from {t}").fetchone()[0] for t in ("binaries", "functions", "rvas", "lines")
+        }
     finally:
         db.close()
 
@@ -127,8 +147,7 @@ def run_measured(args: list[str], **kw) -> tuple[float, int]:
 
 def ours(dataset: Path, out: Path) -> tuple[float, int]:
     shutil.rmtree(out, ignore_errors=True)
-    return run_measured([*ASSEMBLAGE, "export", str(dataset), "--out", str(out), "--quiet"],
-                        stdout=subprocess.DEVNULL)
+    return run_measured([*ASSEMBLAGE, "export", str(dataset), "--out", str(out), "--quiet"], stdout=subprocess.DEVNULL)
 
 
 def baseline(dataset: Path, out: Path) -> float:
@@ -160,9 +179,11 @@ def main() -> None:
     for label, ds in (("small", small), ("large", large)):
         n = rows(ds)
         size = sum(p.stat().st_size for p in (ds / "objects").rglob("*") if p.is_file())
-        print(f"  {label}: {n['binaries']} binaries, {n['functions']:,} functions, {n['rvas']:,} rvas, "
-              f"{n['lines']:,} lines; objects {size / 2**20:.1f} MiB; dataset.sqlite "
-              f"{(ds / 'dataset.sqlite').stat().st_size / 2**20:.1f} MiB")
+        print(
+            f"  {label}: {n['binaries']} binaries, {n['functions']:,} functions, {n['rvas']:,} rvas, "
+            f"{n['lines']:,} lines; objects {size / 2**20:.1f} MiB; dataset.sqlite "
+            f"{(ds / 'dataset.sqlite').stat().st_size / 2**20:.1f} MiB"
+        )
 
     print("\npeak memory of assemblage export (RSS):")
     peaks = {}
@@ -173,8 +194,10 @@ def main() -> None:
     growth = rows(large)["functions"] / rows(small)["functions"]
     print(f"  corpus x{growth:.1f} -> peak x{peaks['large'] / peaks['small']:.2f}")
 
-    print(f"\ntime on the large corpus ({rows(large)['functions']:,} function rows), {args.repeat} rounds, "
-          "alternating which side runs first:")
+    print(
+        f"\ntime on the large corpus ({rows(large)['functions']:,} function rows), {args.repeat} rounds, "
+        "alternating which side runs first:"
+    )
     ratios = []
     for i in range(args.repeat):
         if i % 2 == 0:
@@ -185,8 +208,9 @@ def main() -> None:
             t_ours, _ = ours(large, scratch / "ours")
         ratios.append(t_ours / t_base)
         print(f"  round {i + 1}: export {t_ours:.2f} s, tar + sqlite3 .dump {t_base:.2f} s, ratio {ratios[-1]:.2f}")
-    print(f"\nmedian ratio {statistics.median(ratios):.2f} (spread {min(ratios):.2f}..{max(ratios):.2f}); "
-          "target <= 1.5")
+    print(
+        f"\nmedian ratio {statistics.median(ratios):.2f} (spread {min(ratios):.2f}..{max(ratios):.2f}); target <= 1.5"
+    )
     shutil.rmtree(scratch, ignore_errors=True)
 
 

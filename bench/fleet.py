@@ -87,26 +87,48 @@ def prepopulate(db_url: str, broker_url: str, builds: int, configs: int = 40) ->
         s.flush()
         cfg_ids = []
         for i in range(configs):
-            c = m.Configuration(identifier=f"linux-x86_64-gcc-12-O{i % 4}-{i}", platform="linux", arch="x86_64",
-                                toolchain="gcc-12", opt=f"O{i % 4}")
+            c = m.Configuration(
+                identifier=f"linux-x86_64-gcc-12-O{i % 4}-{i}",
+                platform="linux",
+                arch="x86_64",
+                toolchain="gcc-12",
+                opt=f"O{i % 4}",
+            )
             s.add(c)
             s.flush()
             cfg_ids.append(c.id)
-        s.execute(insert(m.Source), [{"run_id": 1, "position": p, "spec": {}, "label": f"src{p}", "kind": "path",
-                                      "name": f"src{p}", "status": "fetched", "pin": f"pin{p}"}
-                                     for p in range(sources)])
-        src_ids = [r[0] for r in s.execute(m.Source.__table__.select().with_only_columns(m.Source.id)
-                                           .order_by(m.Source.id))]
-        rows = [{"run_id": 1, "source_id": sid, "configuration_id": cid, "status": "pending", "flags_requested": []}
-                for sid in src_ids for cid in cfg_ids][:builds]
+        s.execute(
+            insert(m.Source),
+            [
+                {
+                    "run_id": 1,
+                    "position": p,
+                    "spec": {},
+                    "label": f"src{p}",
+                    "kind": "path",
+                    "name": f"src{p}",
+                    "status": "fetched",
+                    "pin": f"pin{p}",
+                }
+                for p in range(sources)
+            ],
+        )
+        src_ids = [
+            r[0] for r in s.execute(m.Source.__table__.select().with_only_columns(m.Source.id).order_by(m.Source.id))
+        ]
+        rows = [
+            {"run_id": 1, "source_id": sid, "configuration_id": cid, "status": "pending", "flags_requested": []}
+            for sid in src_ids
+            for cid in cfg_ids
+        ][:builds]
         for i in range(0, len(rows), 5000):
-            s.execute(insert(m.Build), rows[i:i + 5000])
+            s.execute(insert(m.Build), rows[i : i + 5000])
         ids = [r[0] for r in s.execute(m.Build.__table__.select().with_only_columns(m.Build.id).order_by(m.Build.id))]
     engine.dispose()
     r = redis.Redis.from_url(broker_url)
     r.delete(QUEUE)
     for i in range(0, len(ids), 5000):
-        r.lpush(QUEUE, *ids[i:i + 5000])
+        r.lpush(QUEUE, *ids[i : i + 5000])
     r.close()
 
 
@@ -114,13 +136,30 @@ def fake_analysis(functions: int, lines: int) -> SimpleNamespace:
     funcs = []
     for i in range(functions):
         start = 0x1000 + 64 * i
-        funcs.append(SimpleNamespace(
-            name=f"f{i}", sha256=f"{i:064x}", source_file="src/a.c", prototype=None, linkage_name=None,
-            demangled=None, start=start, end=start + 60, size=60, decl_line=i + 1, compilation_unit="src/a.c",
-            is_static=False, label_source="dwarf", pic_hash=f"{i:064x}", size_inferred=False,
-            ranges=[SimpleNamespace(start=start, end=start + 60)],
-            lines=[SimpleNamespace(line=i + k, address=start + 4 * k, length=4, source_file="src/a.c")
-                   for k in range(lines)]))
+        funcs.append(
+            SimpleNamespace(
+                name=f"f{i}",
+                sha256=f"{i:064x}",
+                source_file="src/a.c",
+                prototype=None,
+                linkage_name=None,
+                demangled=None,
+                start=start,
+                end=start + 60,
+                size=60,
+                decl_line=i + 1,
+                compilation_unit="src/a.c",
+                is_static=False,
+                label_source="dwarf",
+                pic_hash=f"{i:064x}",
+                size_inferred=False,
+                ranges=[SimpleNamespace(start=start, end=start + 60)],
+                lines=[
+                    SimpleNamespace(line=i + k, address=start + 4 * k, length=4, source_file="src/a.c")
+                    for k in range(lines)
+                ],
+            )
+        )
     return SimpleNamespace(functions=funcs, inlinings=[])
 
 
@@ -237,15 +276,18 @@ class Simulation:
         with session_scope(self.sessions) as s:  # execute_build: the key and an earlier build with it
             b = s.get(m.Build, bid)
             b.key = f"{bid:064x}"
-            s.scalar(select(m.Build).where(m.Build.key == b.key, m.Build.id != bid,
-                                           m.Build.status.in_(m.REUSABLE_STATUSES)).limit(1))
+            s.scalar(
+                select(m.Build)
+                .where(m.Build.key == b.key, m.Build.id != bid, m.Build.status.in_(m.REUSABLE_STATUSES))
+                .limit(1)
+            )
             b.attempts += 1
         self.building[ev.worker] = bid
         hb = self.args.heartbeat
         self.push(time.monotonic() + hb, "pbeat", ev.worker)
         seconds = self.rng.lognormvariate(math.log(self.args.build_seconds), 0.5)
         if ev.worker not in self.started:  # the first build is already under way: finishes arrive at the
-            self.started.add(ev.worker)    # steady rate from the start, not after one whole build
+            self.started.add(ev.worker)  # steady rate from the start, not after one whole build
             seconds = self.rng.uniform(0, seconds)
         self.push(time.monotonic() + seconds, "finish", ev.worker)
 
@@ -263,11 +305,25 @@ class Simulation:
                 self.lost += 1  # the sweeper gave it to another worker: the heartbeat was too late
             else:
                 b.status, b.duration, b.analysis_duration, b.finished_at = "succeeded", 60.0, 1.0, m.utcnow()
-                row = m.Binary(file_name="a.out", path=f"objects/{bid:064x}", platform="linux", build_mode="Release",
-                               optimization="O2", hash=f"{bid:064x}", size=100_000, build_id=bid, run_id=1,
-                               source="bench", source_kind="path", arch="x86_64", format="elf",
-                               toolchain="gcc-12", config="linux-x86_64-gcc-12-O2", relpath="a.out",
-                               function_count=len(self.analysis.functions))
+                row = m.Binary(
+                    file_name="a.out",
+                    path=f"objects/{bid:064x}",
+                    platform="linux",
+                    build_mode="Release",
+                    optimization="O2",
+                    hash=f"{bid:064x}",
+                    size=100_000,
+                    build_id=bid,
+                    run_id=1,
+                    source="bench",
+                    source_kind="path",
+                    arch="x86_64",
+                    format="elf",
+                    toolchain="gcc-12",
+                    config="linux-x86_64-gcc-12-O2",
+                    relpath="a.out",
+                    function_count=len(self.analysis.functions),
+                )
                 s.add(row)
                 s.flush()
                 insert_ground_truth(s, row.id, self.analysis)
@@ -339,8 +395,13 @@ def coordinator_pids(stack: Stack) -> list[int]:
     try:
         with engine.connect() as c:
             me = c.execute(text("SELECT pg_backend_pid()")).scalar()
-            pids = [r[0] for r in c.execute(text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> :me"), {"me": me})]
+            pids = [
+                r[0]
+                for r in c.execute(
+                    text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> :me"),
+                    {"me": me},
+                )
+            ]
     finally:
         engine.dispose()
     return [stack.procs["api"].pid, *pids]
@@ -355,8 +416,12 @@ def run_level(stack: Stack, token: str, n: int, args: argparse.Namespace) -> dic
     first = 0
     for count in per:
         if count:
-            procs.append(ctx.Process(target=simulate, args=(stack.database_url, stack.broker_url, count,
-                                                            first + args.offset, total, args, out)))
+            procs.append(
+                ctx.Process(
+                    target=simulate,
+                    args=(stack.database_url, stack.broker_url, count, first + args.offset, total, args, out),
+                )
+            )
             first += count
     args.offset += n
     api = ctx.Process(target=load_api, args=(stack.base_url, token, args.api_rate, total, out))
@@ -434,49 +499,79 @@ def main() -> int:
         need = int(sum(levels) * (args.seconds + args.warmup) / args.build_seconds * 2) + 2000
         t = time.monotonic()
         prepopulate(stack.database_url, stack.broker_url, need)
-        print(f"bench/fleet.py: {need} pending builds prepared in {time.monotonic() - t:.1f} s; "
-              f"heartbeat {args.heartbeat:g} s, builds ~{args.build_seconds:g} s, {args.functions} functions x "
-              f"{args.lines} lines per binary, API load {args.api_rate:g} req/s, "
-              f"{args.processes} x {args.db_connections} DB connections for the workers", flush=True)
+        print(
+            f"bench/fleet.py: {need} pending builds prepared in {time.monotonic() - t:.1f} s; "
+            f"heartbeat {args.heartbeat:g} s, builds ~{args.build_seconds:g} s, {args.functions} functions x "
+            f"{args.lines} lines per binary, API load {args.api_rate:g} req/s, "
+            f"{args.processes} x {args.db_connections} DB connections for the workers",
+            flush=True,
+        )
         stack.start_api()
         token = stack.token("read")
-        print(f"  {'workers':>7} {'DB tx/s':>9} {'needed':>7} {'lag p95':>8} {'API p50':>8} {'API p95':>8} "
-              f"{'p95 windows (median, min-max)':>31} {'errors':>7} {'builds':>6} {'w.err':>5} {'lost':>4} {'coord CPU':>9} "
-              f"{'load':>5}", flush=True)
+        print(
+            f"  {'workers':>7} {'DB tx/s':>9} {'needed':>7} {'lag p95':>8} {'API p50':>8} {'API p95':>8} "
+            f"{'p95 windows (median, min-max)':>31} {'errors':>7} {'builds':>6} {'w.err':>5} {'lost':>4} {'coord CPU':>9} "
+            f"{'load':>5}",
+            flush=True,
+        )
         rows = []
         for n in levels:
             r = run_level(stack, token, n, args)
             rows.append(r)
-            print(f"  {n:>7} {r['tx_per_s']:>9.0f} {r['tx_needed']:>7.0f} {r['lag_p95'] * 1000:>6.0f}ms "
-                  f"{r['api_p50'] * 1000:>6.1f}ms {r['api_p95'] * 1000:>6.1f}ms "
-                  f"{r['p95_median'] * 1000:>12.1f} ({r['p95_min'] * 1000:.1f}-{r['p95_max'] * 1000:.1f}) ms "
-                  f"{r['errors'] * 100:>6.2f}% {r['builds']:>6} {r['sim_errors']:>5} {r['lost']:>4} {r['coordinator_cpu']:>8.2f}c "
-                  f"{r['load']:>5.1f}", flush=True)
+            print(
+                f"  {n:>7} {r['tx_per_s']:>9.0f} {r['tx_needed']:>7.0f} {r['lag_p95'] * 1000:>6.0f}ms "
+                f"{r['api_p50'] * 1000:>6.1f}ms {r['api_p95'] * 1000:>6.1f}ms "
+                f"{r['p95_median'] * 1000:>12.1f} ({r['p95_min'] * 1000:.1f}-{r['p95_max'] * 1000:.1f}) ms "
+                f"{r['errors'] * 100:>6.2f}% {r['builds']:>6} {r['sim_errors']:>5} {r['lost']:>4} {r['coordinator_cpu']:>8.2f}c "
+                f"{r['load']:>5.1f}",
+                flush=True,
+            )
         worst = max(rows, key=lambda r: r["workers"])
-        print("  API p95 per endpoint at the largest level: " + ", ".join(
-            f"{ep} {v * 1000:.0f} ms" for ep, v in worst["per_endpoint"].items()))
+        print(
+            "  API p95 per endpoint at the largest level: "
+            + ", ".join(f"{ep} {v * 1000:.0f} ms" for ep, v in worst["per_endpoint"].items())
+        )
         base = rows[0]["api_p95"]
-        print("  ratio of API p95 to the baseline (0 workers, first run): " + ", ".join(
-            f"{r['workers']}: {r['api_p95'] / base:.2f}" for r in rows))
-        ok = [r["workers"] for r in rows if r["api_p95"] < 0.100 and r["errors"] == 0 and r["lost"] == 0
-              and r["sim_errors"] == 0 and r["lag_p95"] < args.heartbeat]
+        print(
+            "  ratio of API p95 to the baseline (0 workers, first run): "
+            + ", ".join(f"{r['workers']}: {r['api_p95'] / base:.2f}" for r in rows)
+        )
+        ok = [
+            r["workers"]
+            for r in rows
+            if r["api_p95"] < 0.100
+            and r["errors"] == 0
+            and r["lost"] == 0
+            and r["sim_errors"] == 0
+            and r["lag_p95"] < args.heartbeat
+        ]
         held = max(ok) if ok else 0
-        print(f"\n  one coordinator held {held} simulated workers with API p95 under 100 ms, no errors and "
-              f"worker heartbeats on time (largest level tried: {max(levels)}; this machine: "
-              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
+        print(
+            f"\n  one coordinator held {held} simulated workers with API p95 under 100 ms, no errors and "
+            f"worker heartbeats on time (largest level tried: {max(levels)}; this machine: "
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
+        )
         # the CPU model: cost per worker above the baseline, from the levels whose load was delivered
         base_cpu = rows[0]["coordinator_cpu"]
         delivered = [r for r in rows if r["workers"] and r["tx_per_s"] >= 0.8 * r["tx_needed"]]
         if delivered:
             top = max(delivered, key=lambda r: r["workers"])
             per_worker = (top["coordinator_cpu"] - base_cpu) / top["workers"]
-            print(f"  coordinator CPU (API + PostgreSQL backends) above the baseline at {top['workers']} workers: "
-                  f"{top['coordinator_cpu'] - base_cpu:.2f} cores, {per_worker * 1000:.2f} ms of CPU per worker "
-                  f"per second" + (f"; half of 4 dedicated cores would serve about {int(2.0 / per_worker)} workers"
-                                   if per_worker > 0 else " (within the noise of this machine)"))
+            print(
+                f"  coordinator CPU (API + PostgreSQL backends) above the baseline at {top['workers']} workers: "
+                f"{top['coordinator_cpu'] - base_cpu:.2f} cores, {per_worker * 1000:.2f} ms of CPU per worker "
+                f"per second"
+                + (
+                    f"; half of 4 dedicated cores would serve about {int(2.0 / per_worker)} workers"
+                    if per_worker > 0
+                    else " (within the noise of this machine)"
+                )
+            )
         else:
-            print("  no level delivered 80% of the database work its workers need: this machine is too busy "
-                  "to simulate them (see the load column)")
+            print(
+                "  no level delivered 80% of the database work its workers need: this machine is too busy "
+                "to simulate them (see the load column)"
+            )
     return 0
 
 

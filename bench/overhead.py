@@ -112,11 +112,20 @@ def bare_build(cell: dict) -> bool:
     bin_dir = root.parent / f"{root.name}-bin"
     cc, cxx = (str(p) for p in write_wrappers(bin_dir, compilers, cfg.id))
     tools = BuildTools(cc=cc, cxx=cxx, src_dir=str(root))
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           **compiler_env(compilers, cc, cxx)}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        **compiler_env(compilers, cc, cxx),
+    }
     for step in _planner(cell["system"], root).plan(root, compilers, tools, jobs=1):
-        r = subprocess.run(step.argv, cwd=root / step.cwd, env={**env, **step.env}, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = subprocess.run(
+            step.argv,
+            cwd=root / step.cwd,
+            env={**env, **step.env},
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if r.returncode != 0:
             return False
     return True
@@ -139,8 +148,11 @@ class CpuGroup:
 
     def __init__(self, name: str) -> None:
         self.path: Path | None = None
-        for root, usage in (("/sys/fs/cgroup/cpuacct", "cpuacct.usage"), ("/sys/fs/cgroup/unified", "cpu.stat"),
-                            ("/sys/fs/cgroup", "cpu.stat")):
+        for root, usage in (
+            ("/sys/fs/cgroup/cpuacct", "cpuacct.usage"),
+            ("/sys/fs/cgroup/unified", "cpu.stat"),
+            ("/sys/fs/cgroup", "cpu.stat"),
+        ):
             path = Path(root) / f"{name}-{os.getpid()}"
             try:
                 path.mkdir()
@@ -174,15 +186,23 @@ class CpuGroup:
                     time.sleep(0.1)
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None, log: Path | None = None
-          ) -> tuple[float, float | None, int]:
+def timed(
+    argv: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> tuple[float, float | None, int]:
     """(wall s, CPU s of the child and every descendant or None, exit status) of one child process."""
     group = CpuGroup("bench-overhead")
     try:
         with open(log or os.devnull, "wb") as out:
             t0 = time.perf_counter()
-            rc = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
-                                start_new_session=True, preexec_fn=group.enter).returncode
+            rc = subprocess.run(
+                argv,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+                start_new_session=True,
+                preexec_fn=group.enter,
+            ).returncode
             wall = time.perf_counter() - t0
         return wall, group.seconds(), rc
     finally:
@@ -204,8 +224,9 @@ def expected_system(tree: Path, kind: str) -> str:
 
         if is_debian_tree(tree):
             compilers = get_toolchain("gcc-12").compilers("linux", "x86_64", "O0")
-            res = BinaryArchive.load().satisfy(build_depends(tree), host_arch="amd64",
-                                               profiles=build_profiles(compilers))
+            res = BinaryArchive.load().satisfy(
+                build_depends(tree), host_arch="amd64", profiles=build_profiles(compilers)
+            )
             if not res.unsatisfiable and (install_allowed() or not Provisioner("local").missing(res.packages)):
                 return "debian-rules"
     return build_system_candidates(tree)[0].name
@@ -229,9 +250,10 @@ def dataset_figures(db: Path) -> tuple[dict, dict]:
     try:
         cells: dict[tuple[int, str], tuple[str, list[str]]] = {}
         for pos, cfg, system, relpath in con.execute(
-                "select s.position, c.identifier, b.build_system, x.relpath from binaries x"
-                " join builds b on x.build_id = b.id join sources s on b.source_id = s.id"
-                " join configurations c on b.configuration_id = c.id"):
+            "select s.position, c.identifier, b.build_system, x.relpath from binaries x"
+            " join builds b on x.build_id = b.id join sources s on b.source_id = s.id"
+            " join configurations c on b.configuration_id = c.id"
+        ):
             cells.setdefault((pos, cfg), (system, []))[1].append(relpath)
         built = {k: (s, tuple(sorted(r))) for k, (s, r) in cells.items()}
         steps, analysis = con.execute("select sum(duration), sum(analysis_duration) from builds").fetchone()
@@ -290,9 +312,12 @@ def main() -> int:
         sources = [{"path": str(SAMPLES / n)} for n in ("calc", "shapes", "wordfreq", "vecmath")]
     else:
         sources = [{"debian": name} for name in args.packages.split(",")]
-    doc = {"name": "bench-overhead", "sources": sources,
-           "matrix": {"toolchain": list(TOOLCHAINS), "opt": args.opts.split(",")},
-           "outputs": {"stripped": True}}
+    doc = {
+        "name": "bench-overhead",
+        "sources": sources,
+        "matrix": {"toolchain": list(TOOLCHAINS), "opt": args.opts.split(",")},
+        "outputs": {"stripped": True},
+    }
     recipe = parse_recipe(doc)
     configs, _ = expand_matrix(recipe)
 
@@ -302,16 +327,22 @@ def main() -> int:
     systems = [expected_system(f.path, f.kind) for f in fetched]
     recipe_path = work / "recipe.yaml"
     recipe_path.write_text(json.dumps(doc))  # JSON is YAML
-    cells = [{"position": pos, "tree": str(f.path), "config": c.id, "system": systems[pos]}
-             for pos, f in enumerate(fetched) for c in configs]
+    cells = [
+        {"position": pos, "tree": str(f.path), "config": c.id, "system": systems[pos]}
+        for pos, f in enumerate(fetched)
+        for c in configs
+    ]
     names = ", ".join(f"{f.name} {f.version or ''} [{s}]" for f, s in zip(fetched, systems))
     print(f"{len(fetched)} sources ({names}) x {len(configs)} configurations = {len(cells)} builds, jobs={args.jobs}")
     cli = Path(sys.executable).parent / "assemblage"
+
     def env_from(folder: str | None) -> dict[str, str]:
         if folder is None:
             return dict(os.environ)
-        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(folder).resolve()),
-                                                                          os.environ.get("PYTHONPATH")]))}
+        return {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(folder).resolve()), os.environ.get("PYTHONPATH")])),
+        }
 
     envs = {"assemblage": env_from(args.candidate)}
     if args.candidate:
@@ -326,7 +357,7 @@ def main() -> int:
     for rnd in range(1, args.rounds + 1):
         res: dict[str, tuple[float, float | None]] = {}
         built: dict[str, dict] = {}
-        order = sides[(rnd - 1) % len(sides):] + sides[:(rnd - 1) % len(sides)]
+        order = sides[(rnd - 1) % len(sides) :] + sides[: (rnd - 1) % len(sides)]
         notes = []
         for side in order:
             if side == "bare":
@@ -343,21 +374,38 @@ def main() -> int:
                 out = Path(tempfile.mkdtemp(prefix=f"{side}-", dir=work))
                 (out / "sources").symlink_to(cache, target_is_directory=True)
                 log = out / "cli.log"
-                wall, cpu, rc = timed([str(cli), "build", str(recipe_path), "--out", str(out), "--jobs",
-                                       str(args.jobs), "--json", "--allow-failures"], env=envs[side], log=log)
+                wall, cpu, rc = timed(
+                    [
+                        str(cli),
+                        "build",
+                        str(recipe_path),
+                        "--out",
+                        str(out),
+                        "--jobs",
+                        str(args.jobs),
+                        "--json",
+                        "--allow-failures",
+                    ],
+                    env=envs[side],
+                    log=log,
+                )
                 if rc != 0:
                     print(log.read_text()[-3000:])
                     raise SystemExit(f"assemblage build ({side}) exited {rc}")
                 built[side], figures = dataset_figures(out / "dataset.sqlite")
-                notes.append(f"{side} {wall:.2f}s wall {fmt(cpu)}s cpu ({figures['statuses']}, {len(built[side])} "
-                             f"cells, {figures['functions']} functions; build steps {figures['steps']:.1f}s, "
-                             f"analysis+storage {figures['analysis']:.1f}s summed over builds)")
+                notes.append(
+                    f"{side} {wall:.2f}s wall {fmt(cpu)}s cpu ({figures['statuses']}, {len(built[side])} "
+                    f"cells, {figures['functions']} functions; build steps {figures['steps']:.1f}s, "
+                    f"analysis+storage {figures['analysis']:.1f}s summed over builds)"
+                )
                 if args.keep:
                     shutil.copytree(out, args.keep / f"round-{rnd}-{side}", symlinks=True, dirs_exist_ok=True)
                 shutil.rmtree(out, ignore_errors=True)
             res[side] = (wall, cpu)
-        ratios = " ".join(f"{side}/bare wall {res[side][0] / res['bare'][0]:.3f} cpu "
-                          f"{fmt(ratio(res[side][1], res['bare'][1]))}" for side in envs)
+        ratios = " ".join(
+            f"{side}/bare wall {res[side][0] / res['bare'][0]:.3f} cpu {fmt(ratio(res[side][1], res['bare'][1]))}"
+            for side in envs
+        )
         print(f"round {rnd} ({' > '.join(order)}): " + " | ".join(notes) + f" | {ratios}", flush=True)
         for side in envs:
             diff = differences(built["bare"], built[side])
@@ -370,10 +418,14 @@ def main() -> int:
         print(f"no ratio: in {invalid} comparison(s) the sides built different sets (see above)")
         return 1
     for side in sides:
-        print(f"{side + ':':<12} wall {spread([r[side][0] for r in rounds])} s, cpu {spread([r[side][1] for r in rounds])} s")
+        print(
+            f"{side + ':':<12} wall {spread([r[side][0] for r in rounds])} s, cpu {spread([r[side][1] for r in rounds])} s"
+        )
     for side in envs:
-        print(f"ratio {side}/bare, paired by round: wall {spread([r[side][0] / r['bare'][0] for r in rounds])}, "
-              f"cpu {spread([ratio(r[side][1], r['bare'][1]) for r in rounds])}  (target wall <= 1.15)")
+        print(
+            f"ratio {side}/bare, paired by round: wall {spread([r[side][0] / r['bare'][0] for r in rounds])}, "
+            f"cpu {spread([ratio(r[side][1], r['bare'][1]) for r in rounds])}  (target wall <= 1.15)"
+        )
     return 0
 
 

@@ -98,8 +98,9 @@ def generate(src: Path, units: int, per_unit: int) -> list[Path]:
     files = []
     for u in range(units):
         classes = "\n".join(CLASS.format(k=k, m=3 + k % 7, s=1 + k % 5) for k in range(per_unit // 4))
-        funcs = "\n".join(FUNC.format(k=k, m=5 + k % 11, s=1 + k % 3, c=k % max(1, per_unit // 4))
-                          for k in range(per_unit))
+        funcs = "\n".join(
+            FUNC.format(k=k, m=5 + k % 11, s=1 + k % 3, c=k % max(1, per_unit // 4)) for k in range(per_unit)
+        )
         calls = "\n".join(f"    total += u{u}::step{k}(x + {k});" for k in range(per_unit))
         f = src / f"unit{u}.cpp"
         f.write_text(UNIT.format(u=u, classes=classes, functions=funcs, calls=calls))
@@ -107,8 +108,10 @@ def generate(src: Path, units: int, per_unit: int) -> list[Path]:
     decls = "\n".join(f"int unit_{u}_entry(int x);" for u in range(units))
     body = "\n".join(f"    t += unit_{u}_entry(argc);" for u in range(units))
     main = src / "main.cpp"
-    main.write_text(f"#include <cstdio>\n{decls}\nint main(int argc, char **) {{\n    int t = 0;\n{body}\n"
-                    f'    std::printf("%d\\n", t);\n    return 0;\n}}\n')
+    main.write_text(
+        f"#include <cstdio>\n{decls}\nint main(int argc, char **) {{\n    int t = 0;\n{body}\n"
+        f'    std::printf("%d\\n", t);\n    return 0;\n}}\n'
+    )
     return [*files, main]
 
 
@@ -124,8 +127,9 @@ def build(src: Path, files: list[Path]) -> tuple[Path, Path, float]:
     with ThreadPoolExecutor(2) as pool:
         objs = list(pool.map(compile_one, files))
     exe, pdb = src / "big.exe", src / "big.pdb"
-    subprocess.run(["clang++-19", target, "-g", "-fuse-ld=lld-19", f"-Wl,--pdb={pdb}", *map(str, objs),
-                    "-o", str(exe)], check=True)
+    subprocess.run(
+        ["clang++-19", target, "-g", "-fuse-ld=lld-19", f"-Wl,--pdb={pdb}", *map(str, objs), "-o", str(exe)], check=True
+    )
     return exe, pdb, time.perf_counter() - t0
 
 
@@ -150,21 +154,28 @@ def main() -> int:
     try:
         files = generate(work, args.units, args.per_unit)
         exe, pdb_path, build_s = build(work, files)
-        native_s, _ = timed(lambda: subprocess.run(["llvm-pdbutil-19", "dump", "-symbols", "-l", str(pdb_path)],
-                                                   stdout=subprocess.DEVNULL, check=True))
+        native_s, _ = timed(
+            lambda: subprocess.run(
+                ["llvm-pdbutil-19", "dump", "-symbols", "-l", str(pdb_path)], stdout=subprocess.DEVNULL, check=True
+            )
+        )
         ours_s, pdb = timed(lambda: read_pdb(pdb_path))
         analyze_s, analysis = timed(lambda: analyze_pe(exe, pdb=pdb_path))
         code = f"from assemblage.binaries.pdb import read_pdb; read_pdb({str(pdb_path)!r})"
         fresh_s, _ = timed(lambda: subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT))
         n_lines = sum(len(p.lines) for p in pdb.procedures)  # type: ignore[attr-defined]
-        print(f"PDB: {pdb_path.stat().st_size / 1e6:.1f} MB, {len(pdb.procedures)} procedures, "  # type: ignore[attr-defined]
-              f"{n_lines} line rows, {len(pdb.inline_sites)} inline sites, {len(pdb.publics)} publics "  # type: ignore[attr-defined]
-              f"(build {build_s:.1f} s)")
+        print(
+            f"PDB: {pdb_path.stat().st_size / 1e6:.1f} MB, {len(pdb.procedures)} procedures, "  # type: ignore[attr-defined]
+            f"{n_lines} line rows, {len(pdb.inline_sites)} inline sites, {len(pdb.publics)} publics "  # type: ignore[attr-defined]
+            f"(build {build_s:.1f} s)"
+        )
         print(f"llvm-pdbutil-19 dump -symbols -l : {native_s:.3f} s")
         print(f"read_pdb (in-process)            : {ours_s:.3f} s   ratio {ours_s / native_s:.2f}x  (target <= 3x)")
         print(f"read_pdb (fresh interpreter)     : {fresh_s:.3f} s   ratio {fresh_s / native_s:.2f}x")
-        print(f"analyze_pe with the PDB          : {analyze_s:.3f} s   ratio {analyze_s / native_s:.2f}x  "
-              f"({len(analysis.functions)} functions, hashes included)")  # type: ignore[attr-defined]
+        print(
+            f"analyze_pe with the PDB          : {analyze_s:.3f} s   ratio {analyze_s / native_s:.2f}x  "
+            f"({len(analysis.functions)} functions, hashes included)"
+        )  # type: ignore[attr-defined]
         return 0
     finally:
         if args.keep is None:

@@ -58,8 +58,7 @@ def recipe_text(args: argparse.Namespace) -> str:
     doc = {
         "name": "bench-realworld",
         "sources": [{"debian": selector}],
-        "matrix": {"platform": ["linux"], "arch": ["x86_64"], "toolchain": ["gcc-12", "clang-19"],
-                   "opt": ["O0", "O2"]},
+        "matrix": {"platform": ["linux"], "arch": ["x86_64"], "toolchain": ["gcc-12", "clang-19"], "opt": ["O0", "O2"]},
         "exclude": [{"toolchain": "gcc-12", "opt": "O0"}, {"toolchain": "clang-19", "opt": "O2"}],
         "build": {"runner": args.runner, "timeout": args.timeout, "memory": "6GiB", "jobs_per_build": 1},
     }
@@ -78,8 +77,11 @@ def main() -> int:
     # libmediainfo's gcc -O2 build (C++, make -j1) passed 30 minutes on the shared 2-core machine
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per build")
     ap.add_argument("--report-only", action="store_true", help="print the figures of the newest run in --out")
-    ap.add_argument("--retry-failed", action="store_true",
-                    help="rebuild the cells that did not succeed in earlier runs into the same --out")
+    ap.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="rebuild the cells that did not succeed in earlier runs into the same --out",
+    )
     args = ap.parse_args()
 
     ap_report = args.report_only
@@ -111,8 +113,9 @@ def report(dataset, run_id: int, args: argparse.Namespace, *, elapsed: float | N
         # a cell reused from an earlier run (same source, configuration and flags) has its binaries there
         origin = [b.reused_from_id or b.id for b, _, _ in rows if b.status == "succeeded"]
         binaries = s.execute(
-            select(m.Binary.config, m.Binary.optimization, m.Binary.opt_observed, m.Binary.build_id)
-            .where(m.Binary.build_id.in_(origin))
+            select(m.Binary.config, m.Binary.optimization, m.Binary.opt_observed, m.Binary.build_id).where(
+                m.Binary.build_id.in_(origin)
+            )
         ).all()
     sources = sorted({label for _, label, _ in rows})
     pending = sum(1 for b, _, _ in rows if b.status in ("pending", "running"))
@@ -121,17 +124,22 @@ def report(dataset, run_id: int, args: argparse.Namespace, *, elapsed: float | N
     with_binaries = {b.id for b, _, _ in rows if b.status == "succeeded"}
     reasons = Counter(f"{b.status}:{b.reason}" for b, _, _ in rows if b.status != "succeeded")
     paths = Counter(b.build_system for b, _, _ in rows if b.status == "succeeded")
-    observed = Counter("match" if o == want else ("unreadable" if o is None else "MISMATCH")
-                       for _, want, o, _ in binaries)
+    observed = Counter(
+        "match" if o == want else ("unreadable" if o is None else "MISMATCH") for _, want, o, _ in binaries
+    )
     share = len(with_binaries) / cells if cells else 0.0
 
     took = f"{elapsed / 60:.1f} min" if elapsed is not None else f"in progress, {pending} cells not finished"
     print(f"# bench/realworld.py  run {run_id} in {args.out}  ({took}, --jobs {args.jobs}, runner {args.runner})")
-    print(f"sources: {len(sources)} Debian source packages, chosen by the selector "
-          f"seed={args.seed} limit={args.limit} sections={args.sections} max_size={args.max_size}")
+    print(
+        f"sources: {len(sources)} Debian source packages, chosen by the selector "
+        f"seed={args.seed} limit={args.limit} sections={args.sections} max_size={args.max_size}"
+    )
     print(f"configurations: {', '.join(CONFIGS)}")
-    print(f"cells with binaries: {len(with_binaries)}/{cells} = {share:.1%}  "
-          f"(baseline: Debian's build daemons 100%; ratio {share:.3f}; target >= 0.95)")
+    print(
+        f"cells with binaries: {len(with_binaries)}/{cells} = {share:.1%}  "
+        f"(baseline: Debian's build daemons 100%; ratio {share:.3f}; target >= 0.95)"
+    )
     print(f"built by: {dict(paths.most_common())}")
     print(f"binaries: {len(binaries)}; opt label read back from DW_AT_producer: {dict(observed)}")
     print("failures:")
@@ -142,8 +150,10 @@ def report(dataset, run_id: int, args: argparse.Namespace, *, elapsed: float | N
             print(f"  - {label} {cfg}: {b.status} {b.reason} [{b.build_system}] {(b.message or '')[:200]}")
     deps = Counter(len(b.dependencies or []) for b, _, _ in rows)
     images = {b.dependency_image for b, _, _ in rows if b.dependency_image}
-    print(f"dependency images: {len(images)} distinct; packages added per build: "
-          f"median {sorted(n for n in deps.elements())[len(rows) // 2] if rows else 0}")
+    print(
+        f"dependency images: {len(images)} distinct; packages added per build: "
+        f"median {sorted(n for n in deps.elements())[len(rows) // 2] if rows else 0}"
+    )
     return 0
 
 

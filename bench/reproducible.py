@@ -43,9 +43,33 @@ ASSEMBLAGE = [sys.executable, "-c", "from assemblage.cli.main import main; main(
 # giflib, libtommath, utf8proc, pugixml, double-conversion and tinyxml did not, and iniparser,
 # argtable2, inih, which, pigz and libconfuse could not be fetched from the mirror).
 CANDIDATES = [
-    "bzip2", "cjson", "cmark", "cmocka", "ed", "jansson", "json-c", "libb2", "libdeflate", "libdivsufsort",
-    "libmd", "libogg", "libyaml", "lunzip", "lz4", "lzip", "lzlib", "lzo2", "mawk", "popt", "tinycdb",
-    "tinyxml2", "tree", "xxhash", "yajl", "zlib", "zopfli",
+    "bzip2",
+    "cjson",
+    "cmark",
+    "cmocka",
+    "ed",
+    "jansson",
+    "json-c",
+    "libb2",
+    "libdeflate",
+    "libdivsufsort",
+    "libmd",
+    "libogg",
+    "libyaml",
+    "lunzip",
+    "lz4",
+    "lzip",
+    "lzlib",
+    "lzo2",
+    "mawk",
+    "popt",
+    "tinycdb",
+    "tinyxml2",
+    "tree",
+    "xxhash",
+    "yajl",
+    "zlib",
+    "zopfli",
 ]
 CONFIGS = {"toolchain": ["gcc-12", "clang-19"], "opt": ["O2", "O0"]}
 
@@ -61,8 +85,9 @@ def run(args: list[str], log: Path) -> tuple[float, int]:
 
 def verify(folder: Path, jobs: int, log: Path) -> tuple[float, dict]:
     t0 = time.monotonic()
-    r = subprocess.run([*ASSEMBLAGE, "verify", str(folder), "--json", "--jobs", str(jobs)], cwd=REPO,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [*ASSEMBLAGE, "verify", str(folder), "--json", "--jobs", str(jobs)], cwd=REPO, capture_output=True, text=True
+    )
     with open(log, "a") as f:
         f.write(r.stderr)
     if r.returncode != 0:
@@ -73,9 +98,18 @@ def verify(folder: Path, jobs: int, log: Path) -> tuple[float, dict]:
 def debian_recipe(packages: list[str]) -> str:
     lines = ["name: bench-reproducible-debian", "sources:"]
     lines += [f"  - debian: {p}\n    suite: bookworm" for p in packages]
-    lines += ["matrix:", "  platform: [linux]", "  arch: [x86_64]", "  toolchain: [gcc-12, clang-19]",
-              "  opt: [O2, O0]", "exclude:", "  - {toolchain: gcc-12, opt: O0}", "  - {toolchain: clang-19, opt: O2}",
-              "build:", "  timeout: 1200"]
+    lines += [
+        "matrix:",
+        "  platform: [linux]",
+        "  arch: [x86_64]",
+        "  toolchain: [gcc-12, clang-19]",
+        "  opt: [O2, O0]",
+        "exclude:",
+        "  - {toolchain: gcc-12, opt: O0}",
+        "  - {toolchain: clang-19, opt: O2}",
+        "build:",
+        "  timeout: 1200",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -128,8 +162,13 @@ def main() -> None:
     deb = out / "debian"
     build_s, rc = run(["build", str(recipe), "--out", str(deb), "--jobs", str(a.jobs), "-q"], log)
     verify_s, result = verify(deb, a.jobs, log)
-    report(f"{len(packages)} Debian packages x linux-x86_64-gcc-12-O2, linux-x86_64-clang-19-O0", deb, build_s,
-           verify_s, result)
+    report(
+        f"{len(packages)} Debian packages x linux-x86_64-gcc-12-O2, linux-x86_64-clang-19-O0",
+        deb,
+        build_s,
+        verify_s,
+        result,
+    )
     totals[0] += result["identical"]
     totals[1] += result["compared"]
     share = 100.0 * totals[0] / totals[1] if totals[1] else 100.0

@@ -69,8 +69,12 @@ def bench_build(tmp: Path) -> None:
     recipe.write_text(RECIPE.replace("path: recipes/", f"path: {REPO}/recipes/"))
     out = tmp / "embedded"
     t0 = time.perf_counter()
-    subprocess.run(assemblage_cmd("build", str(recipe), "--out", str(out), "--jobs", "2", "--quiet", "--allow-failures"),
-                   check=True, capture_output=True, cwd=tmp)
+    subprocess.run(
+        assemblage_cmd("build", str(recipe), "--out", str(out), "--jobs", "2", "--quiet", "--allow-failures"),
+        check=True,
+        capture_output=True,
+        cwd=tmp,
+    )
     embedded = time.perf_counter() - t0
     line("embedded `assemblage build -j 2`", f"{embedded:.1f} s")
 
@@ -120,8 +124,9 @@ def bench_dispatch(tmp: Path, n: int) -> None:
         line("published (no consumer running)", f"{n / t_pub:,.0f} tasks/s")
         # (b) two workers drain the queue
         for key in ("n1", "n2"):
-            st.start_worker(key, queues="crawl", concurrency=1, pool="solo", prefetch=256, loglevel="WARNING",
-                            wait=False)
+            st.start_worker(
+                key, queues="crawl", concurrency=1, pool="solo", prefetch=256, loglevel="WARNING", wait=False
+            )
         while queue_depths(st.broker_url)["crawl"] >= n:
             time.sleep(0.005)
         t0 = time.perf_counter()
@@ -133,8 +138,11 @@ def bench_dispatch(tmp: Path, n: int) -> None:
         publish(app)
         while not drained(st.broker_url):
             time.sleep(0.01)
-        line("published and consumed at once (end to end)", f"{n / (time.perf_counter() - t0):,.0f} tasks/s",
-             "(target 1,000 tasks/s)")
+        line(
+            "published and consumed at once (end to end)",
+            f"{n / (time.perf_counter() - t0):,.0f} tasks/s",
+            "(target 1,000 tasks/s)",
+        )
         # (d) the same with the workers' defaults, made for long builds: prefork, one process per core,
         # one message reserved per process (so each task waits for the previous one's acknowledgement)
         for key in ("n1", "n2"):
@@ -148,21 +156,41 @@ def bench_dispatch(tmp: Path, n: int) -> None:
         publish(app)
         while not drained(st.broker_url):
             time.sleep(0.01)
-        line(f"end to end, worker defaults (prefork -c {cores}, prefetch 1)",
-             f"{n / (time.perf_counter() - t0):,.0f} tasks/s")
+        line(
+            f"end to end, worker defaults (prefork -c {cores}, prefetch 1)",
+            f"{n / (time.perf_counter() - t0):,.0f} tasks/s",
+        )
 
 
 # ------------------------------------------------------------------ 3. insert rate
 
 
 def _synthetic(n_funcs: int, lines_per: int):
-    funcs = [SimpleNamespace(name=f"fn_{i}", sha256="a" * 64, source_file="src/x.c", prototype=None,
-                             linkage_name=None, demangled=None, start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60,
-                             size=60, decl_line=i, compilation_unit="x.c", is_static=False, label_source="dwarf",
-                             pic_hash=None, size_inferred=False, ranges=[SimpleNamespace(start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60)],
-                             lines=[SimpleNamespace(line=i + k, address=0x1000 + 64 * i + 4 * k, length=4,
-                                                    source_file="src/x.c") for k in range(lines_per)])
-             for i in range(n_funcs)]
+    funcs = [
+        SimpleNamespace(
+            name=f"fn_{i}",
+            sha256="a" * 64,
+            source_file="src/x.c",
+            prototype=None,
+            linkage_name=None,
+            demangled=None,
+            start=0x1000 + 64 * i,
+            end=0x1000 + 64 * i + 60,
+            size=60,
+            decl_line=i,
+            compilation_unit="x.c",
+            is_static=False,
+            label_source="dwarf",
+            pic_hash=None,
+            size_inferred=False,
+            ranges=[SimpleNamespace(start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60)],
+            lines=[
+                SimpleNamespace(line=i + k, address=0x1000 + 64 * i + 4 * k, length=4, source_file="src/x.c")
+                for k in range(lines_per)
+            ],
+        )
+        for i in range(n_funcs)
+    ]
     return SimpleNamespace(functions=funcs, inlinings=[])
 
 
@@ -174,8 +202,9 @@ def _base_rows(s, m):
     s.add(run)
     s.flush()
     src = m.Source(run_id=run.id, position=0, spec={}, label="x", kind="path", name="x", status="fetched")
-    cfg = m.Configuration(identifier="linux-x86_64-gcc-12-O0", platform="linux", arch="x86_64", toolchain="gcc-12",
-                          opt="O0")
+    cfg = m.Configuration(
+        identifier="linux-x86_64-gcc-12-O0", platform="linux", arch="x86_64", toolchain="gcc-12", opt="O0"
+    )
     s.add_all([src, cfg])
     s.flush()
     b = m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id, status="succeeded")
@@ -216,10 +245,24 @@ def bench_insert(n_funcs: int, rounds: int = 3) -> None:
             run_id, build_id = _base_rows(s, m)
             ids = []
             for i in range(3 + 3 * rounds):
-                b = m.Binary(file_name=f"b{i}", path="k", platform="linux", build_mode="Debug", optimization="O0",
-                             hash=f"{i:064x}", size=1, build_id=build_id, run_id=run_id, source="x",
-                             source_kind="path", arch="x86_64", format="elf", toolchain="gcc-12",
-                             config="linux-x86_64-gcc-12-O0", relpath=f"b{i}")
+                b = m.Binary(
+                    file_name=f"b{i}",
+                    path="k",
+                    platform="linux",
+                    build_mode="Debug",
+                    optimization="O0",
+                    hash=f"{i:064x}",
+                    size=1,
+                    build_id=build_id,
+                    run_id=run_id,
+                    source="x",
+                    source_kind="path",
+                    arch="x86_64",
+                    format="elf",
+                    toolchain="gcc-12",
+                    config="linux-x86_64-gcc-12-O0",
+                    relpath=f"b{i}",
+                )
                 s.add(b)
                 s.flush()
                 ids.append(b.id)
@@ -230,7 +273,9 @@ def bench_insert(n_funcs: int, rounds: int = 3) -> None:
         full = _synthetic(n_funcs, 3)
         only, pipeline, everything = [], [], []
         for _ in range(rounds):
-            t0 = time.perf_counter()  # the functions table alone: the pipeline's own COPY (ids from the sequence), committed
+            t0 = (
+                time.perf_counter()
+            )  # the functions table alone: the pipeline's own COPY (ids from the sequence), committed
             with session_scope(sessions) as s:
                 _copy_functions(s, ids.pop(), funcs)
             only.append(n_funcs / (time.perf_counter() - t0))
@@ -314,8 +359,16 @@ def bench_query(tmp: Path, n_binaries: int, n_functions: int, requests: int) -> 
         step = 200_000
         with engine.begin() as c:
             for lo in range(1, n_binaries + 1, step):
-                c.execute(text(FILL_BINARIES), {"lo": lo, "hi": min(n_binaries, lo + step - 1),
-                                                "build": build_id, "run": run_id, "nc": len(configs)})
+                c.execute(
+                    text(FILL_BINARIES),
+                    {
+                        "lo": lo,
+                        "hi": min(n_binaries, lo + step - 1),
+                        "build": build_id,
+                        "run": run_id,
+                        "nc": len(configs),
+                    },
+                )
         step = 1_000_000
         for lo in range(1, n_functions + 1, step):
             with engine.begin() as c:
@@ -325,13 +378,16 @@ def bench_query(tmp: Path, n_binaries: int, n_functions: int, requests: int) -> 
             c.execute(text("ANALYZE functions"))
         line("synthetic data loaded in", f"{time.perf_counter() - t0:.0f} s")
         st.start_api()
-        client = httpx.Client(base_url=st.base_url, headers={"Authorization": f"Bearer {st.token('read')}"},
-                              timeout=30)
+        client = httpx.Client(base_url=st.base_url, headers={"Authorization": f"Bearer {st.token('read')}"}, timeout=30)
         rng = random.Random(7)
-        choices = {"platform": ["linux", "windows"], "arch": ["x86_64", "i686", "aarch64"],
-                   "toolchain": ["gcc-11", "gcc-12", "clang-14", "clang-16", "clang-19", "mingw-gcc-12", "msvc-v143"],
-                   "opt": ["O0", "O1", "O2", "O3", "Os"], "format": ["elf", "pe"],
-                   "license": ["mit", "bsd-3-clause", "apache-2.0"]}
+        choices = {
+            "platform": ["linux", "windows"],
+            "arch": ["x86_64", "i686", "aarch64"],
+            "toolchain": ["gcc-11", "gcc-12", "clang-14", "clang-16", "clang-19", "mingw-gcc-12", "msvc-v143"],
+            "opt": ["O0", "O1", "O2", "O3", "Os"],
+            "format": ["elf", "pe"],
+            "license": ["mit", "bsd-3-clause", "apache-2.0"],
+        }
         for _ in range(20):  # warm the connection pools and caches
             client.get("/binaries", params={"platform": "linux", "limit": 100})
         latencies, cursor = [], None

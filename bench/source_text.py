@@ -56,8 +56,9 @@ def main() -> None:
         con = sqlite3.connect(dataset.db_path)
         builds: dict[int, tuple[str, list[Path]]] = defaultdict(lambda: ("", []))
         for build_id, checkout, path, sandboxed in con.execute(
-                "SELECT b.build_id, s.checkout, b.path, bu.sandboxed FROM binaries b JOIN builds bu ON b.build_id = bu.id"
-                " JOIN sources s ON bu.source_id = s.id WHERE b.format IN ('elf', 'pe')"):
+            "SELECT b.build_id, s.checkout, b.path, bu.sandboxed FROM binaries b JOIN builds bu ON b.build_id = bu.id"
+            " JOIN sources s ON bu.source_id = s.id WHERE b.format IN ('elf', 'pe')"
+        ):
             if not sandboxed:
                 sys.exit("builds ran without the sandbox: their debug paths name scratch folders that are gone")
             builds[build_id][1].append(out / path)
@@ -66,8 +67,10 @@ def main() -> None:
         analyses = {p: analyze_file(p, lines=True) for _, paths in builds.values() for p in paths}
         nfunc = sum(len(a.functions) for a in analyses.values())
         nlines = sum(len(f.lines) for a in analyses.values() for f in a.functions)
-        print(f"{len(builds)} builds, {len(analyses)} binaries, {nfunc} functions, {nlines} line rows; "
-              f"pipeline wall time {wall:.1f}s")
+        print(
+            f"{len(builds)} builds, {len(analyses)} binaries, {nfunc} functions, {nlines} line rows; "
+            f"pipeline wall time {wall:.1f}s"
+        )
 
         def analyse() -> float:
             t = time.perf_counter()
@@ -92,8 +95,10 @@ def main() -> None:
         a, c = statistics.median(a_times), statistics.median(c_times)
         print(f"analysis: median {a:.3f}s (spread {min(a_times):.3f}-{max(a_times):.3f})")
         print(f"cutting:  median {c:.3f}s (spread {min(c_times):.3f}-{max(c_times):.3f})")
-        print(f"cutting / analysis: {c / a:.3f}; cutting / pipeline wall time: {c / wall:.4f} "
-              f"(the pipeline runs it inside its builds, two at a time)")
+        print(
+            f"cutting / analysis: {c / a:.3f}; cutting / pipeline wall time: {c / wall:.4f} "
+            f"(the pipeline runs it inside its builds, two at a time)"
+        )
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

@@ -32,9 +32,19 @@ def sha(*parts: str) -> str:
     return hashlib.sha1("\0".join(parts).encode()).hexdigest()
 
 
-def repo(owner: str, name: str, *, license_key: str | None = "mit", created: str = "2021-06-01",
-         files: tuple[str, ...] = ("Makefile", "main.c"), fork: bool = False, mirror: bool = False,
-         commit: str | None = None, clone_url: str | None = None, branch: str = "main") -> dict[str, Any]:
+def repo(
+    owner: str,
+    name: str,
+    *,
+    license_key: str | None = "mit",
+    created: str = "2021-06-01",
+    files: tuple[str, ...] = ("Makefile", "main.c"),
+    fork: bool = False,
+    mirror: bool = False,
+    commit: str | None = None,
+    clone_url: str | None = None,
+    branch: str = "main",
+) -> dict[str, Any]:
     full = f"{owner}/{name}"
     return {
         "full_name": full,
@@ -50,8 +60,9 @@ def repo(owner: str, name: str, *, license_key: str | None = "mit", created: str
 
 
 class FakeGithub:
-    def __init__(self, repos: list[dict], *, tokens: tuple[str, ...] = (TOKEN,),
-                 total_override: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, repos: list[dict], *, tokens: tuple[str, ...] = (TOKEN,), total_override: dict[str, int] | None = None
+    ) -> None:
         self.repos = repos
         self.tokens = set(tokens)
         self.total_override = total_override or {}
@@ -78,8 +89,9 @@ class FakeGithub:
                     time.sleep(fake.delay)
                 auth = self.headers.get("Authorization", "")
                 token = auth.removeprefix("Bearer ")
-                status, body, headers = fake._answer(self.path, token, self.headers.get("If-None-Match"),
-                                                     self.headers.get("Host"))
+                status, body, headers = fake._answer(
+                    self.path, token, self.headers.get("If-None-Match"), self.headers.get("Host")
+                )
                 with fake.lock:
                     fake.log.append((self.path, status, token))
                 data = b"" if status == 304 else json.dumps(body).encode()
@@ -133,8 +145,11 @@ class FakeGithub:
             if left is not None and left <= 0 and now >= self._reset_at.get(token, 0):
                 self.quota[token] = left = self._refill.get(token, 0)
             if left is not None and left <= 0:
-                return 403, {"message": "API rate limit exceeded for user."}, {
-                    "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(self._reset_at[token]) + 1)}
+                return (
+                    403,
+                    {"message": "API rate limit exceeded for user."},
+                    {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(self._reset_at[token]) + 1)},
+                )
         status, body, headers = self._route(path, host)
         if status == 200:
             etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
@@ -168,13 +183,20 @@ class FakeGithub:
             r = self._repo(f"{parts[2]}/{parts[3]}")
             if r is None or parts[5] != r["default_branch"]:
                 return 404, {"message": "Branch not found"}, {}
-            return 200, {"name": parts[5], "commit": {"sha": r["_commit"], "commit": {"tree": {"sha": self._tree(r)}}}}, {}
+            return (
+                200,
+                {"name": parts[5], "commit": {"sha": r["_commit"], "commit": {"tree": {"sha": self._tree(r)}}}},
+                {},
+            )
         if len(parts) == 7 and parts[1] == "repos" and parts[4] == "git" and parts[5] == "trees":
             r = self._repo(f"{parts[2]}/{parts[3]}")
             if r is None or parts[6] != self._tree(r):
                 return 404, {"message": "Not Found"}, {}
-            return 200, {"sha": parts[6], "tree": [{"path": f, "type": "blob"} for f in r["_files"]],
-                         "truncated": False}, {}
+            return (
+                200,
+                {"sha": parts[6], "tree": [{"path": f, "type": "blob"} for f in r["_files"]], "truncated": False},
+                {},
+            )
         return 404, {"message": "Not Found"}, {}
 
     def _repo(self, full: str) -> dict | None:
@@ -199,7 +221,7 @@ class FakeGithub:
             elif term == "error:422":
                 return 422, {"message": "Validation Failed"}, {}
         total = self.total_override.get(q, len(matches))
-        chunk = matches[(page - 1) * per_page: page * per_page]
+        chunk = matches[(page - 1) * per_page : page * per_page]
         headers = {}
         if page * per_page < min(len(matches), 1000):
             nxt = urllib.parse.urlencode({"q": q, "per_page": per_page, "page": page + 1})

@@ -53,8 +53,13 @@ def create_app(
         if sweep:
             from assemblage.tasks.coordinator import Sweeper
 
-            sweeper = Sweeper(sessions=sessions, broker_url=settings.broker_url, dead_after=settings.worker_dead_after,
-                              interval=settings.sweep_interval, send=dispatcher.send).start()
+            sweeper = Sweeper(
+                sessions=sessions,
+                broker_url=settings.broker_url,
+                dead_after=settings.worker_dead_after,
+                interval=settings.sweep_interval,
+                send=dispatcher.send,
+            ).start()
         try:
             yield
         finally:
@@ -84,8 +89,16 @@ def create_app(
     app.state.dispatcher = dispatcher
     app.state.auth = auth or TokenAuthenticator(sessions, settings.secret_key.get_secret_value())
     mount_docs(app, f"{API_PREFIX}/openapi.json")
-    for r in (runs.router, locks.router, builds.router, binaries.router, functions.router, exports.router,
-              workers.router, tokens.router):
+    for r in (
+        runs.router,
+        locks.router,
+        builds.router,
+        binaries.router,
+        functions.router,
+        exports.router,
+        workers.router,
+        tokens.router,
+    ):
         app.include_router(r, prefix=API_PREFIX)
     if ui:
         from assemblage.api.ui import mount_ui
@@ -94,8 +107,13 @@ def create_app(
 
     from assemblage.monitoring.metrics import install_metrics  # GET /metrics and request timing
 
-    install_metrics(app, sessions=sessions, depths=dispatcher.depths, ttl=settings.metrics_cache_seconds,
-                    dead_after=settings.worker_dead_after)
+    install_metrics(
+        app,
+        sessions=sessions,
+        depths=dispatcher.depths,
+        ttl=settings.metrics_cache_seconds,
+        dead_after=settings.worker_dead_after,
+    )
 
     install_problem_handlers(app)  # every error as RFC 9457 problem details
     document_problems(app)

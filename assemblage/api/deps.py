@@ -15,8 +15,16 @@ from assemblage.settings import Settings
 from assemblage.storage import ObjectStore
 from assemblage.tasks.dispatch import Dispatcher
 
-__all__ = ["SessionDep", "StoreDep", "SettingsDep", "DispatcherDep", "ReadToken", "SubmitToken", "AdminToken",
-           "require_scope"]
+__all__ = [
+    "SessionDep",
+    "StoreDep",
+    "SettingsDep",
+    "DispatcherDep",
+    "ReadToken",
+    "SubmitToken",
+    "AdminToken",
+    "require_scope",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `assemblage token create --scope read|submit|admin`")
 
@@ -61,15 +69,21 @@ def require_scope(need: str):
         bearer = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else None
         secret, by_cookie = presented_secret(request, bearer)
         if not secret:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
         principal = request.app.state.auth.authenticate(secret)
         if principal is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"}
+            )
         if by_cookie and request.method not in SAFE_METHODS:
-            check_csrf(request, principal, request.app.state.settings.secret_key.get_secret_value(),
-                       request.headers.get("x-csrf-token"))
+            check_csrf(
+                request,
+                principal,
+                request.app.state.settings.secret_key.get_secret_value(),
+                request.headers.get("x-csrf-token"),
+            )
         if not scope_allows(principal.scope, need):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs a token with scope {need}")
         return principal

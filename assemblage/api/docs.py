@@ -36,8 +36,11 @@ def mount_docs(app: FastAPI, openapi_url: str) -> bool:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=openapi_url, title=f"{app.title} - API", oauth2_redirect_url=redirect,
-            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{ASSETS}/swagger-ui.css",
+            openapi_url=openapi_url,
+            title=f"{app.title} - API",
+            oauth2_redirect_url=redirect,
+            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS}/favicon-32x32.png",
             swagger_ui_parameters={"validatorUrl": None},  # no request to validator.swagger.io
         )

@@ -59,8 +59,14 @@ async def reject_unknown_query(request: Request) -> None:
     unknown = sorted({k for k in request.query_params if k not in known})
     if unknown:
         accepted = ", ".join(sorted(known)) or "none"
-        raise RequestValidationError([
-            {"type": "extra_forbidden", "loc": ("query", name), "input": request.query_params.getlist(name)[0],
-             "msg": f"unknown query parameter {name!r} (this route accepts: {accepted})"}
-            for name in unknown
-        ])
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "input": request.query_params.getlist(name)[0],
+                    "msg": f"unknown query parameter {name!r} (this route accepts: {accepted})",
+                }
+                for name in unknown
+            ]
+        )

@@ -32,8 +32,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "Problem", "ProblemError", "install_problem_handlers", "document_problems",
-           "problem_response"]
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "Problem",
+    "ProblemError",
+    "install_problem_handlers",
+    "document_problems",
+    "problem_response",
+]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 MAX_DETAIL = 2000
@@ -43,8 +49,10 @@ log = logging.getLogger(__name__)
 class ProblemError(BaseModel):
     """One problem with the request, and where it is."""
 
-    location: str = Field(description="where: query.NAME, path.NAME, header.NAME, body, or a place in the recipe "
-                                      "(matrix.opt, sources[0].path)")
+    location: str = Field(
+        description="where: query.NAME, path.NAME, header.NAME, body, or a place in the recipe "
+        "(matrix.opt, sources[0].path)"
+    )
     message: str
 
 
@@ -70,10 +78,21 @@ def _title(status: int) -> str:
         return "Error"
 
 
-def problem_response(request: Request, status: int, detail: str, *, errors: list[dict[str, str]] | None = None,
-                     headers: dict[str, str] | None = None) -> ProblemResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": _title(status), "status": status,
-                            "detail": detail[:MAX_DETAIL], "instance": request.url.path}
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _title(status),
+        "status": status,
+        "detail": detail[:MAX_DETAIL],
+        "instance": request.url.path,
+    }
     if errors is not None:
         body["errors"] = errors
     return ProblemResponse(body, status_code=status, headers=headers)
@@ -120,8 +139,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> ProblemResponse:
-        errors = [{"location": _location(e.get("loc")), "message": str(e.get("msg", "invalid"))}
-                  for e in exc.errors()]
+        errors = [{"location": _location(e.get("loc")), "message": str(e.get("msg", "invalid"))} for e in exc.errors()]
         return problem_response(request, 422, _summary(errors), errors=errors)
 
     @app.exception_handler(StorageError)
@@ -169,9 +187,14 @@ def document_problems(app: FastAPI) -> None:
                     if code == "default" or (code[:1] in "45" and code[:1].isdigit()):
                         resp["content"] = content
                 if "422" in responses:
-                    responses["422"]["description"] = responses["422"].get("description", "Validation Error") \
-                        .replace("Validation Error", "The request does not validate: `errors` lists each problem "
-                                                     "with its location")
+                    responses["422"]["description"] = (
+                        responses["422"]
+                        .get("description", "Validation Error")
+                        .replace(
+                            "Validation Error",
+                            "The request does not validate: `errors` lists each problem with its location",
+                        )
+                    )
                 responses["default"] = {"description": "An error, as RFC 9457 problem details", "content": content}
         for unused in ("HTTPValidationError", "ValidationError"):
             if not _referenced(doc, f"#/components/schemas/{unused}"):

@@ -10,21 +10,48 @@ from typing import Annotated, Any
 from fastapi import HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["RunCreated", "RunOut", "Problem", "CoverageOut", "CellOut", "BuildOut", "BinaryOut", "BinaryDetail",
-           "FunctionOut", "RvaOut", "LineOut", "InlineOut", "Include", "Page", "WorkerOut", "WorkersOut", "HealthOut", "IdPath", "Filter",
-           "encode_cursor", "decode_cursor", "Limit", "Cursor"]
+__all__ = [
+    "RunCreated",
+    "RunOut",
+    "Problem",
+    "CoverageOut",
+    "CellOut",
+    "BuildOut",
+    "BinaryOut",
+    "BinaryDetail",
+    "FunctionOut",
+    "RvaOut",
+    "LineOut",
+    "InlineOut",
+    "Include",
+    "Page",
+    "WorkerOut",
+    "WorkersOut",
+    "HealthOut",
+    "IdPath",
+    "Filter",
+    "encode_cursor",
+    "decode_cursor",
+    "Limit",
+    "Cursor",
+]
 
 MAX_ID = 2**63 - 1
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 # query strings reach SQL: printable, no NUL, bounded
 Filter = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f]*$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Cursor = Annotated[str | None, Query(max_length=100, pattern=r"^[A-Za-z0-9_=-]*$",
-                                     description="the `next` of the previous page")]
+Cursor = Annotated[
+    str | None, Query(max_length=100, pattern=r"^[A-Za-z0-9_=-]*$", description="the `next` of the previous page")
+]
 INCLUDES = ("lines", "inlines")
-Include = Annotated[list[str] | None, Query(
-    description="more of each function: `lines` (its line table), `inlines` (what was inlined "
-                               "into it); comma-separated or repeated (include=lines,inlines)")]
+Include = Annotated[
+    list[str] | None,
+    Query(
+        description="more of each function: `lines` (its line table), `inlines` (what was inlined "
+        "into it); comma-separated or repeated (include=lines,inlines)"
+    ),
+]
 
 
 def parse_include(values: list[str] | None) -> frozenset[str]:
@@ -34,8 +61,16 @@ def parse_include(values: list[str] | None) -> frozenset[str]:
     found = {v.strip() for value in (values or [])[:20] for v in value[:200].split(",") if v.strip()}
     unknown = sorted(found - set(INCLUDES))
     if unknown:
-        raise RequestValidationError([{"type": "literal_error", "loc": ("query", "include"), "input": unknown[0],
-                                       "msg": f"unknown include {unknown[0]!r} (expected: {', '.join(INCLUDES)})"}])
+        raise RequestValidationError(
+            [
+                {
+                    "type": "literal_error",
+                    "loc": ("query", "include"),
+                    "input": unknown[0],
+                    "msg": f"unknown include {unknown[0]!r} (expected: {', '.join(INCLUDES)})",
+                }
+            ]
+        )
     return frozenset(found)
 
 
@@ -208,7 +243,8 @@ class FunctionOut(_Out):
     rvas: list[RvaOut] = []
     lines: list[LineOut] | None = Field(None, description="with include=lines: the line table rows, by address")
     inlines: list[InlineOut] | None = Field(
-        None, description="with include=inlines: the functions inlined into this one (their ranges inside it)")
+        None, description="with include=inlines: the functions inlined into this one (their ranges inside it)"
+    )
 
 
 class Page(BaseModel):

@@ -31,8 +31,19 @@ from typing import Protocol
 from fastapi import HTTPException, Request, status
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Principal", "Authenticator", "TokenAuthenticator", "KeyAuthenticator", "SESSION_COOKIE",
-           "LOGIN_COOKIE", "SAFE_METHODS", "csrf_token", "check_csrf", "check_origin", "presented_secret"]
+__all__ = [
+    "Principal",
+    "Authenticator",
+    "TokenAuthenticator",
+    "KeyAuthenticator",
+    "SESSION_COOKIE",
+    "LOGIN_COOKIE",
+    "SAFE_METHODS",
+    "csrf_token",
+    "check_csrf",
+    "check_origin",
+    "presented_secret",
+]
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "asm_session"

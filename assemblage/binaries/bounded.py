@@ -123,9 +123,7 @@ def _preload() -> None:
     _preloaded = True
 
 
-def run_bounded(
-    fn: Callable[..., T], *args: Any, path: str, what: str = "analysis", timeout: float, memory: int
-) -> T:
+def run_bounded(fn: Callable[..., T], *args: Any, path: str, what: str = "analysis", timeout: float, memory: int) -> T:
     """``fn(*args)`` in a child process group limited to ``timeout`` s and ``memory`` bytes.
 
     ``path`` names the binary in the :class:`InvalidBinaryError` of any outcome but success;
@@ -219,18 +217,27 @@ def run_tool(argv: Sequence[str], memory: int, path: str) -> str:
     name = os.path.basename(argv[0])
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode).name
-        raise InvalidBinaryError(path, f"{name} was killed by {sig} (memory budget {memory} bytes){': ' + err if err else ''}")
+        raise InvalidBinaryError(
+            path, f"{name} was killed by {sig} (memory budget {memory} bytes){': ' + err if err else ''}"
+        )
     if proc.returncode != 0:
         raise InvalidBinaryError(path, f"{name} failed (exit status {proc.returncode}){': ' + err if err else ''}")
     return err
 
 
-def strip_file_bounded(tool: str, path: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                       timeout: float = 60.0, memory: int = 2 * 1024**3) -> None:
+def strip_file_bounded(
+    tool: str,
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    timeout: float = 60.0,
+    memory: int = 2 * 1024**3,
+) -> None:
     """``tool --strip-all -o out path`` under the analysis limits (see :func:`run_bounded`).
 
     A tool that fails, runs over ``timeout`` or over ``memory`` raises :class:`InvalidBinaryError`.
     """
     p, o = os.fspath(path), os.fspath(out)
-    run_bounded(run_tool, [tool, "--strip-all", "-o", o, p], memory, p, path=p, what="stripping",
-                timeout=timeout, memory=memory)
+    run_bounded(
+        run_tool, [tool, "--strip-all", "-o", o, p], memory, p, path=p, what="stripping", timeout=timeout, memory=memory
+    )

@@ -108,8 +108,12 @@ class FileDiff:
         return [c for c in seen if c not in DERIVED_CAUSES] + [c for c in seen if c in DERIVED_CAUSES]
 
     def to_dict(self) -> dict:
-        return {"identical": self.identical, "format": self.format, "causes": self.causes,
-                "sections": [asdict(s) for s in self.sections]}
+        return {
+            "identical": self.identical,
+            "format": self.format,
+            "causes": self.causes,
+            "sections": [asdict(s) for s in self.sections],
+        }
 
 
 @dataclass(frozen=True)
@@ -137,9 +141,11 @@ def _elf_regions(data: bytes) -> list[_Region]:
     try:
         f = ELFFile(io.BytesIO(data))
         h = f.header
-        regions = [_Region("ELF header", 0, h.e_ehsize),
-                   _Region("program headers", h.e_phoff, h.e_phnum * h.e_phentsize, h.e_phentsize),
-                   _Region("section headers", h.e_shoff, h.e_shnum * h.e_shentsize, h.e_shentsize)]
+        regions = [
+            _Region("ELF header", 0, h.e_ehsize),
+            _Region("program headers", h.e_phoff, h.e_phnum * h.e_phentsize, h.e_phentsize),
+            _Region("section headers", h.e_shoff, h.e_shnum * h.e_shentsize, h.e_shentsize),
+        ]
         for sec in f.iter_sections():
             if sec["sh_type"] == "SHT_NOBITS" or not sec.name:
                 continue
@@ -193,7 +199,7 @@ def _diff_positions(a: bytes, b: bytes, limit: int = 100_000) -> list[int]:
     n = min(len(a), len(b))
     step = 4096
     for start in range(0, n, step):
-        ca, cb = a[start:start + step], b[start:start + step]
+        ca, cb = a[start : start + step], b[start : start + step]
         if ca == cb:
             continue
         out.extend(start + i for i, (x, y) in enumerate(zip(ca, cb)) if x != y)
@@ -242,8 +248,11 @@ def _classify(region: _Region, a: bytes, b: bytes, known: dict[str, list[tuple[i
         # several known fields at once (time stamp + GUID + checksum in the headers)
         every = [r for ranges in known.values() for r in ranges]
         if every and all(any(o <= region.offset + p < o + n for o, n in every) for p in positions):
-            hit = [c for c, ranges in known.items()
-                   if any(any(o <= region.offset + p < o + n for o, n in ranges) for p in positions)]
+            hit = [
+                c
+                for c, ranges in known.items()
+                if any(any(o <= region.offset + p < o + n for o, n in ranges) for p in positions)
+            ]
             primary = [c for c in hit if c not in DERIVED_CAUSES] or hit
             return primary[0], "also " + ", ".join(c for c in hit if c != primary[0]) if len(hit) > 1 else ""
     sa, sb = _strings(a), _strings(b)
@@ -267,10 +276,15 @@ def _classify(region: _Region, a: bytes, b: bytes, known: dict[str, list[tuple[i
         return "ordering", "the same bytes in another order"
     if region.entsize and len(a) == len(b) and len(a) % region.entsize == 0:
         e = region.entsize
-        if Counter(a[i:i + e] for i in range(0, len(a), e)) == Counter(b[i:i + e] for i in range(0, len(b), e)):
+        if Counter(a[i : i + e] for i in range(0, len(a), e)) == Counter(b[i : i + e] for i in range(0, len(b), e)):
             return "ordering", f"the same {len(a) // e} records of {e} bytes in another order"
-    if not changed and sa and sa == sb and len(a) == len(b) and region.name.startswith((".debug_str", ".strtab",
-                                                                                       ".dynstr", ".shstrtab")):
+    if (
+        not changed
+        and sa
+        and sa == sb
+        and len(a) == len(b)
+        and region.name.startswith((".debug_str", ".strtab", ".dynstr", ".shstrtab"))
+    ):
         return "ordering", "the same strings in another order"
     if len(a) == len(b) and _timestamps(a, b, positions):
         return "timestamp", f"{len(positions)} byte(s) that read as times in both files"
@@ -299,7 +313,7 @@ def compare_bytes(a: bytes, b: bytes) -> FileDiff:
         if rb is None:
             pending.append((name, "only in the first file", ra.size, 0))
             continue
-        da, db = a[ra.offset:ra.offset + ra.size], b[rb.offset:rb.offset + rb.size]
+        da, db = a[ra.offset : ra.offset + ra.size], b[rb.offset : rb.offset + rb.size]
         if da == db:
             continue
         cause, detail = _classify(ra, da, db, known_a if ra.offset == rb.offset else {})
@@ -315,8 +329,9 @@ def compare_bytes(a: bytes, b: bytes) -> FileDiff:
     fallback = "layout" if any(s.cause not in DERIVED_CAUSES for s in out) else "unknown"
     out += [SectionDiff(name, fallback, detail, sa, sb) for name, detail, sa, sb in pending]
     if not out:  # bytes outside every region (padding between sections)
-        out.append(SectionDiff("(between sections)", "unknown", f"{len(_diff_positions(a, b))} byte(s) differ",
-                               len(a), len(b)))
+        out.append(
+            SectionDiff("(between sections)", "unknown", f"{len(_diff_positions(a, b))} byte(s) differ", len(a), len(b))
+        )
     return FileDiff(identical=False, format=fmt, sections=out)
 
 

@@ -58,12 +58,24 @@ def _is_pe(head: bytes, fh: BinaryIO) -> bool:
     return fh.read(4) == b"PE\0\0"
 
 
-register_format(BinaryFormat(name="elf", matches=lambda head, fh: head[:4] == b"\x7fELF",
-                             analyzer="assemblage.binaries.elf.analysis:analyze_elf", takes=("lines",)))
-register_format(BinaryFormat(name="pdb", matches=lambda head, fh: head[:len(PDB_MAGIC)] == PDB_MAGIC,
-                             refusal="a PDB alone is not analysed; pass it with --pdb next to its PE"))
-register_format(BinaryFormat(name="pe", matches=_is_pe, analyzer="assemblage.binaries.pe.analysis:analyze_pe",
-                             takes=("pdb",)))
+register_format(
+    BinaryFormat(
+        name="elf",
+        matches=lambda head, fh: head[:4] == b"\x7fELF",
+        analyzer="assemblage.binaries.elf.analysis:analyze_elf",
+        takes=("lines",),
+    )
+)
+register_format(
+    BinaryFormat(
+        name="pdb",
+        matches=lambda head, fh: head[: len(PDB_MAGIC)] == PDB_MAGIC,
+        refusal="a PDB alone is not analysed; pass it with --pdb next to its PE",
+    )
+)
+register_format(
+    BinaryFormat(name="pe", matches=_is_pe, analyzer="assemblage.binaries.pe.analysis:analyze_pe", takes=("pdb",))
+)
 
 
 def sniff(path: str | os.PathLike[str]) -> str | None:
@@ -79,7 +91,9 @@ def sniff(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def analyze_file(path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | None = None, lines: bool = True) -> BinaryAnalysis:
+def analyze_file(
+    path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | None = None, lines: bool = True
+) -> BinaryAnalysis:
     """Analyse one binary, dispatching on its format. Raises InvalidBinaryError."""
     p = os.fspath(path)
     with paused_gc():  # see ._gc: the collector would only rescan what the analysis keeps

@@ -119,7 +119,7 @@ class FunctionHasher:
         offset = 0
         try:
             for addr, size, mnem, _ops in self._extent_md.disasm_lite(code, start):
-                raw = code[offset:offset + size]
+                raw = code[offset : offset + size]
                 offset += size
                 # zero bytes pad sections on x86 and AArch64; in Thumb code they end literal pools
                 if mnem not in _PADDING and (raw.strip(b"\0") or self.arch == "armhf"):
@@ -190,7 +190,9 @@ class FunctionHasher:
                 elif mnem.startswith("ldr") and "[" not in ops:  # literal load
                     ops = f"{first}, LIT"
                 else:
-                    used = [reg for reg, at in page_regs.items() if i - at <= 8 and (f"[{reg}" in ops or f", {reg}," in ops)]
+                    used = [
+                        reg for reg, at in page_regs.items() if i - at <= 8 and (f"[{reg}" in ops or f", {reg}," in ops)
+                    ]
                     if used:
                         ops = re.sub(r"#(0x[0-9a-f]+|\d+)", "LO12", ops)
                         for reg in used:
@@ -204,7 +206,9 @@ class FunctionHasher:
 _PADDING = frozenset({"nop", "int3", "nopw", "nopl", "xchg ax, ax"})
 
 
-def hash_all(hasher: FunctionHasher, ranges: Sequence[Sequence[Range]]) -> list[tuple[str | None, str | None, str | None]]:
+def hash_all(
+    hasher: FunctionHasher, ranges: Sequence[Sequence[Range]]
+) -> list[tuple[str | None, str | None, str | None]]:
     """(sha256, pic_hash, method) for each function's ranges (empty ranges: no hash)."""
     return [hasher.hash(r) if r else (None, None, None) for r in ranges]
 
@@ -214,4 +218,3 @@ def hash_and_demangle(
 ) -> tuple[list[tuple[str | None, str | None, str | None]], list[str | None]]:
     """Hashes and demangled linkage names: the ELF backend's worker job."""
     return hash_all(hasher, ranges), [demangle(n) for n in names]
-

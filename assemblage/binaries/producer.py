@@ -22,7 +22,10 @@ from .model import Producer
 
 __all__ = ["opt_from_flags", "parse_comment", "parse_producer", "observed_opt"]
 
-_GCC = re.compile(r"^GNU (?:C|C\+\+|Fortran|Objective-C|Objective-C\+\+|D|Go|Ada|GIMPLE|Modula-2|Rust)\S*\s+(\d+(?:\.\d+)*)\S*\s*(.*)$", re.S)
+_GCC = re.compile(
+    r"^GNU (?:C|C\+\+|Fortran|Objective-C|Objective-C\+\+|D|Go|Ada|GIMPLE|Modula-2|Rust)\S*\s+(\d+(?:\.\d+)*)\S*\s*(.*)$",
+    re.S,
+)
 _GAS = re.compile(r"^GNU AS\s+(\S+)")
 _CLANG = re.compile(r"clang version (\d+(?:\.\d+)*)")
 _OPT = re.compile(r"^-O(\d+|s|z|g|fast|)$")
@@ -50,9 +53,29 @@ def opt_from_flags(flags: Sequence[str]) -> str | None:
 
 # Switches whose value may follow as the next word (``-D FOO=1``, ``-I /usr/include``): kept with it.
 _JOINED = frozenset({"-D", "-U", "-I", "-L", "-l"})  # written back as one word: -DFOO=1
-_WITH_VALUE = frozenset({"-include", "-imacros", "-isystem", "-iquote", "-idirafter", "-isysroot", "-iprefix",
-                         "-iwithprefix", "-iwithprefixbefore", "--sysroot", "-Xclang", "-mllvm", "-Xlinker",
-                         "-Xassembler", "-Xpreprocessor", "-target", "-arch", "-aux-info", "-wrapper"})
+_WITH_VALUE = frozenset(
+    {
+        "-include",
+        "-imacros",
+        "-isystem",
+        "-iquote",
+        "-idirafter",
+        "-isysroot",
+        "-iprefix",
+        "-iwithprefix",
+        "-iwithprefixbefore",
+        "--sysroot",
+        "-Xclang",
+        "-mllvm",
+        "-Xlinker",
+        "-Xassembler",
+        "-Xpreprocessor",
+        "-target",
+        "-arch",
+        "-aux-info",
+        "-wrapper",
+    }
+)
 
 
 def _clean(tokens: Iterable[str]) -> tuple[str, ...]:
@@ -124,7 +147,9 @@ def parse_comment(data: bytes) -> list[Producer]:
             out.append(Producer(text, "gcc", gcc.group(2), (), None, source="comment"))
         elif text.startswith("Linker: "):
             m = re.search(r"(\d+(?:\.\d+)+)", text)
-            out.append(Producer(text, text[8:].split()[0].lower(), m.group(1) if m else None, (), None, source="comment"))
+            out.append(
+                Producer(text, text[8:].split()[0].lower(), m.group(1) if m else None, (), None, source="comment")
+            )
         else:
             out.append(parse_producer(text, source="comment"))
     return out

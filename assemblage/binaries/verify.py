@@ -44,7 +44,17 @@ from .. import _spawn
 from ..errors import AssemblageError
 from .model import BinaryAnalysis, Function, Range
 
-__all__ = ["DUMP_TOOL", "OracleFunction", "Report", "is_discarded", "parse_dwarfdump", "parse_dwarfdump_lines", "parse_readelf_sections", "parse_readelf_symbols", "verify_binary"]
+__all__ = [
+    "DUMP_TOOL",
+    "OracleFunction",
+    "Report",
+    "is_discarded",
+    "parse_dwarfdump",
+    "parse_dwarfdump_lines",
+    "parse_readelf_sections",
+    "parse_readelf_symbols",
+    "verify_binary",
+]
 
 DUMP_TOOL = "llvm-dwarfdump-19"
 
@@ -73,7 +83,13 @@ class Report:
         return not self.unexplained
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "ok": self.ok, "counts": self.counts, "explained": self.explained, "unexplained": self.unexplained}
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "counts": self.counts,
+            "explained": self.explained,
+            "unexplained": self.unexplained,
+        }
 
     def explain(self, rule: str) -> None:
         self.explained[rule] = self.explained.get(rule, 0) + 1
@@ -178,7 +194,9 @@ def parse_readelf_sections(text: str) -> list[tuple[int, int]]:
     """Executable (flag X) section address ranges from ``readelf -SW``."""
     out = []
     for line in text.splitlines():
-        m = re.match(r"^\s*\[\s*\d+\]\s+(\S+)\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+[0-9a-f]+\s+(\S*)", line)
+        m = re.match(
+            r"^\s*\[\s*\d+\]\s+(\S+)\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+[0-9a-f]+\s+(\S*)", line
+        )
         if m and "X" in m.group(6) and m.group(2) != "NOBITS":
             addr, size = int(m.group(3), 16), int(m.group(5), 16)
             if size:
@@ -242,7 +260,9 @@ def verify_binary(path: str, analysis: BinaryAnalysis, *, lines: bool = True) ->
     # 1. DWARF subprograms.
     if analysis.has_debug_info:
         oracle = parse_dwarfdump(_run([DUMP_TOOL, "--debug-info", path]).splitlines())
-        dwarf_ours = {tuple(sorted(f.ranges, key=lambda r: r.start)): f for f in ours if f.label_source in ("dwarf", "both")}
+        dwarf_ours = {
+            tuple(sorted(f.ranges, key=lambda r: r.start)): f for f in ours if f.label_source in ("dwarf", "both")
+        }
         matched: set[int] = set()
         seen_keys: set[tuple[Range, ...]] = set()
         rep.counts["dwarf_oracle_subprograms"] = len(oracle)
@@ -332,8 +352,15 @@ _OBJDUMP_INSN = re.compile(r"^\s*([0-9a-f]+):\s+((?:[0-9a-f]{2,8} )+)\s*(\S*)")
 _PADDING_MNEMONICS = ("nop", "int3")
 
 
-def _verify_inferred_sizes(rep: Report, path: str, ours: list[Function], sym_addrs: list[int],
-                           code: Sequence[tuple[int, int]], *, thumb: bool = False) -> None:
+def _verify_inferred_sizes(
+    rep: Report,
+    path: str,
+    ours: list[Function],
+    sym_addrs: list[int],
+    code: Sequence[tuple[int, int]],
+    *,
+    thumb: bool = False,
+) -> None:
     """Each inferred extent ends where llvm-objdump's last non-padding instruction ends.
 
     Zero bytes count as padding, except in Thumb code, where they end literal pools.
@@ -342,8 +369,7 @@ def _verify_inferred_sizes(rep: Report, path: str, ours: list[Function], sym_add
         section_end = next((hi for lo, hi in code if lo <= f.start < hi), None)
         k = bisect_right(sym_addrs, f.start)
         limit = min(x for x in (sym_addrs[k] if k < len(sym_addrs) else None, section_end) if x is not None)
-        out = _run(["llvm-objdump-19", "-d",
-                    f"--start-address={f.start:#x}", f"--stop-address={limit:#x}", path])
+        out = _run(["llvm-objdump-19", "-d", f"--start-address={f.start:#x}", f"--stop-address={limit:#x}", path])
         end = f.start
         for line in out.splitlines():
             m = _OBJDUMP_INSN.match(line)
@@ -356,8 +382,10 @@ def _verify_inferred_sizes(rep: Report, path: str, ours: list[Function], sym_add
         if end == f.end:
             rep.counts["inferred_sizes_matched"] = rep.counts.get("inferred_sizes_matched", 0) + 1
         else:
-            rep.unexplained.append(f"extent: our {f.name} ends at {f.end:#x}, llvm-objdump's last instruction "
-                                   f"before {limit:#x} ends at {end:#x}")
+            rep.unexplained.append(
+                f"extent: our {f.name} ends at {f.end:#x}, llvm-objdump's last instruction "
+                f"before {limit:#x} ends at {end:#x}"
+            )
 
 
 def _verify_lines(rep: Report, path: str, ours: list[Function]) -> None:
@@ -368,7 +396,11 @@ def _verify_lines(rep: Report, path: str, ours: list[Function]) -> None:
         k = bisect_right(starts, a) - 1
         return k >= 0 and a < spans[k][1]
 
-    oracle = {(a, ln, n) for a, ln, n in parse_dwarfdump_lines(_run([DUMP_TOOL, "--debug-line", path]).splitlines()) if inside(a)}
+    oracle = {
+        (a, ln, n)
+        for a, ln, n in parse_dwarfdump_lines(_run([DUMP_TOOL, "--debug-line", path]).splitlines())
+        if inside(a)
+    }
     mine = {(r.address, r.line, r.length) for f in ours for r in f.lines}
     rep.counts["lines_oracle"] = len(oracle)
     rep.counts["lines_matched"] = len(oracle & mine)

@@ -115,8 +115,12 @@ def _index_files(identifier: str, *, architecture: str | None = None) -> list[Pa
     if architecture:
         query.append(f"Architecture: {architecture}")
     try:
-        r = _spawn.run(["apt-get", *apt_options(), "indextargets", "--format", "$(FILENAME)", *query],
-                       capture_output=True, text=True, timeout=60)
+        r = _spawn.run(
+            ["apt-get", *apt_options(), "indextargets", "--format", "$(FILENAME)", *query],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise BuildError(f"apt-get indextargets failed: {exc}") from exc
     return [Path(line) for line in r.stdout.split() if line and Path(line).is_file()]
@@ -181,14 +185,24 @@ def _parse_packages(text: str) -> Iterable[BinaryPackage]:
             m = _PROVIDE.match(item)
             if m:
                 provides.append((m.group(1), m.group(2)))
-        yield BinaryPackage(name=name, version=fields["Version"], architecture=fields.get("Architecture", ""),
-                            multi_arch=fields.get("Multi-Arch", "no"), provides=tuple(provides),
-                            section=fields.get("Section", ""))
+        yield BinaryPackage(
+            name=name,
+            version=fields["Version"],
+            architecture=fields.get("Architecture", ""),
+            multi_arch=fields.get("Multi-Arch", "no"),
+            provides=tuple(provides),
+            section=fields.get("Section", ""),
+        )
 
 
 _OPS = {
-    "<<": lambda a, b: a < b, "<=": lambda a, b: a <= b, "=": lambda a, b: a == b,
-    ">=": lambda a, b: a >= b, ">>": lambda a, b: a > b, "<": lambda a, b: a <= b, ">": lambda a, b: a >= b,
+    "<<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    "=": lambda a, b: a == b,
+    ">=": lambda a, b: a >= b,
+    ">>": lambda a, b: a > b,
+    "<": lambda a, b: a <= b,
+    ">": lambda a, b: a >= b,
 }
 
 
@@ -252,8 +266,7 @@ class BinaryArchive:
         """The archive from apt's lists on this machine (cached per process and list files)."""
         files = tuple(sorted(index_files("Packages", architecture=arch)))
         if not files:
-            raise BuildError(f"apt has no package lists for {arch}: run apt-get update "
-                             "(scripts/bootstrap.sh does)")
+            raise BuildError(f"apt has no package lists for {arch}: run apt-get update (scripts/bootstrap.sh does)")
         stamp = tuple(f.stat().st_mtime_ns for f in files)
         return _load(files, stamp, arch)
 
@@ -268,8 +281,9 @@ class BinaryArchive:
                 return provider.name
         return None
 
-    def satisfy(self, relations: Sequence[Sequence[dict]], *, host_arch: str | None = None,
-                profiles: Iterable[str] = ()) -> Resolution:
+    def satisfy(
+        self, relations: Sequence[Sequence[dict]], *, host_arch: str | None = None, profiles: Iterable[str] = ()
+    ) -> Resolution:
         """Resolve parsed relations (``debian.deb822.PkgRelation.parse_relations``) to packages.
 
         Restrictions are evaluated against ``host_arch`` (the architecture the
@@ -347,8 +361,10 @@ def search_contents(patterns: Sequence[str], *, timeout: float = 300) -> list[tu
         return []
     files = index_files("Contents-deb")
     if not files:
-        raise BuildError("no Contents index on this machine: apt-get install apt-file && apt-file update "
-                         "(scripts/bootstrap.sh apt test does both)")
+        raise BuildError(
+            "no Contents index on this machine: apt-get install apt-file && apt-file update "
+            "(scripts/bootstrap.sh apt test does both)"
+        )
     grep_args: list[str] = []
     for p in patterns:
         grep_args += ["-e", p.removesuffix("$") + "[[:space:]]"]
@@ -356,10 +372,14 @@ def search_contents(patterns: Sequence[str], *, timeout: float = 300) -> list[tu
     with _contents_lock:  # two scans at once only slow each other down on 2 cores
         for f in files:
             try:
-                cat = _spawn.popen([APT_HELPER, "cat-file", str(f)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL)
-                grep = _spawn.popen(["grep", "-E", *grep_args], stdin=cat.stdout, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+                cat = _spawn.popen([APT_HELPER, "cat-file", str(f)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                grep = _spawn.popen(
+                    ["grep", "-E", *grep_args],
+                    stdin=cat.stdout,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
                 assert cat.stdout is not None
                 cat.stdout.close()
                 found, err = grep.communicate(timeout=timeout)

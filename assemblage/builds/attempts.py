@@ -139,20 +139,25 @@ def _debian_packages(a: Attempt) -> tuple[list[str], list[str]]:
     from assemblage.builds.debian import build_depends, build_profiles
 
     archive = BinaryArchive.load()
-    res = archive.satisfy(build_depends(a.src), host_arch=debian_arch(a.compilers.arch),
-                          profiles=build_profiles(a.compilers))
+    res = archive.satisfy(
+        build_depends(a.src), host_arch=debian_arch(a.compilers.arch), profiles=build_profiles(a.compilers)
+    )
     if a.compilers.cross:
         triple = {"arm64": "aarch64-linux-gnu", "armhf": "arm-linux-gnueabihf"}[debian_arch(a.compilers.arch)]
-        res.packages = sorted(set(res.packages) | {f"crossbuild-essential-{debian_arch(a.compilers.arch)}",
-                                                   f"binutils-{triple}"})
+        res.packages = sorted(
+            set(res.packages) | {f"crossbuild-essential-{debian_arch(a.compilers.arch)}", f"binutils-{triple}"}
+        )
     return res.packages, res.unsatisfiable
 
 
 def _mark_configure(steps: list[Step], failures: str) -> list[Step]:
     """Configure steps probe the compiler on purpose: their failures are not recorded."""
-    return [dataclasses.replace(s, env={**s.env, "ASSEMBLAGE_COMPILER_FAILURES": ""}) if s.phase == "configure"
-            else dataclasses.replace(s, env={"ASSEMBLAGE_COMPILER_FAILURES": failures, **s.env})
-            for s in steps]
+    return [
+        dataclasses.replace(s, env={**s.env, "ASSEMBLAGE_COMPILER_FAILURES": ""})
+        if s.phase == "configure"
+        else dataclasses.replace(s, env={"ASSEMBLAGE_COMPILER_FAILURES": failures, **s.env})
+        for s in steps
+    ]
 
 
 def _run_once(a: Attempt, planner: Planner) -> Tried:
@@ -171,7 +176,7 @@ def _run_once(a: Attempt, planner: Planner) -> Tried:
         if ignored:
             first = ignored[0]
             reason = "link_error" if first.links else "compile_error"
-            msg = (f"{len(ignored)} compiler/linker command(s) failed but the build went on; first: {first}")
+            msg = f"{len(ignored)} compiler/linker command(s) failed but the build went on; first: {first}"
             a.log.write(f"\n! {msg}\n")
             tried.failed, tried.verdict = True, ("failed", reason, msg)
     return tried
@@ -234,11 +239,19 @@ def try_build_systems(a: Attempt, candidates: list[Planner]) -> Tried:
             except BuildError as exc:
                 packages, unsatisfiable = [], [str(exc)]
             a.log.write(f"# Build-Depends: {' '.join(packages) or '(none)'}\n")
-            res = deps.add(packages) if not unsatisfiable else ProvisionResult(
-                ok=False, message=f"Build-Depends not satisfiable from the archive: {'; '.join(unsatisfiable)}")
+            res = (
+                deps.add(packages)
+                if not unsatisfiable
+                else ProvisionResult(
+                    ok=False, message=f"Build-Depends not satisfiable from the archive: {'; '.join(unsatisfiable)}"
+                )
+            )
             if not res.ok:
-                tried = Tried(planner=planner.name, failed=True,
-                              verdict=("failed", "missing_dependency", f"debian/rules not used: {res.message}"))
+                tried = Tried(
+                    planner=planner.name,
+                    failed=True,
+                    verdict=("failed", "missing_dependency", f"debian/rules not used: {res.message}"),
+                )
                 a.log.write(f"! {tried.verdict[2]}\n")
                 first = first or tried
                 continue

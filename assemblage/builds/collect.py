@@ -17,8 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["Collected", "FoundBinary", "RefusedOutput", "classify", "collect_binaries", "copy_out", "find_binaries",
-           "open_inside", "snapshot"]
+__all__ = [
+    "Collected",
+    "FoundBinary",
+    "RefusedOutput",
+    "classify",
+    "collect_binaries",
+    "copy_out",
+    "find_binaries",
+    "open_inside",
+    "snapshot",
+]
 
 # Trees that hold the build system's own probes, not the project's outputs.
 _IGNORED_DIRS = {"CMakeFiles", "meson-private", "meson-logs", ".git", "conftest.dir", "autom4te.cache"}
@@ -82,12 +91,12 @@ def _elf_is_pie_executable(fh, head: bytes) -> bool:
         if is64:
             fh.seek(0)
             hdr = fh.read(64)
-            phoff, = struct.unpack(end + "Q", hdr[32:40])
+            (phoff,) = struct.unpack(end + "Q", hdr[32:40])
             phentsize, phnum = struct.unpack(end + "HH", hdr[54:58])
         else:
             fh.seek(0)
             hdr = fh.read(52)
-            phoff, = struct.unpack(end + "I", hdr[28:32])
+            (phoff,) = struct.unpack(end + "I", hdr[28:32])
             phentsize, phnum = struct.unpack(end + "HH", hdr[42:46])
         for i in range(min(phnum, 256)):
             fh.seek(phoff + i * phentsize)
@@ -135,8 +144,16 @@ class Collected:
     refused: list[str] = field(default_factory=list)
 
 
-def collect_binaries(build_fd: int, src_rel: str, before: dict[str, tuple[int, int]], *, kinds: set[str],
-                     dest: Path, view: str, pdbs: bool = False) -> Collected:
+def collect_binaries(
+    build_fd: int,
+    src_rel: str,
+    before: dict[str, tuple[int, int]],
+    *,
+    kinds: set[str],
+    dest: Path,
+    view: str,
+    pdbs: bool = False,
+) -> Collected:
     """Copy the new binaries of the tree ``src_rel`` of the build folder (open at ``build_fd``) into ``dest``.
 
     Each file is opened relative to its folder's descriptor without following a link
@@ -269,8 +286,9 @@ def _link_leaves(target: str, where: str, view: str) -> bool:
     return not (full == root or full.startswith(root + "/"))
 
 
-def _walk(top_fd: int, before: dict[str, tuple[int, int]], kinds: set[str], *, dest: Path | None,
-          view: str = "") -> tuple[list[FoundBinary], list[str]]:
+def _walk(
+    top_fd: int, before: dict[str, tuple[int, int]], kinds: set[str], *, dest: Path | None, view: str = ""
+) -> tuple[list[FoundBinary], list[str]]:
     found: list[FoundBinary] = []
     refused: list[str] = []
     for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top_fd, follow_symlinks=False):

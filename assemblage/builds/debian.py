@@ -69,8 +69,9 @@ def build_depends(root: Path) -> list[list[dict]]:
             raise OSError(f"{root / 'debian' / 'control'}: not a regular file")
         source = Deb822(fh)
     text = ", ".join(v for k in ("Build-Depends", "Build-Depends-Arch") if (v := source.get(k)))
-    implicit = [[{"name": name, "archqual": "native", "version": None, "arch": None, "restrictions": None}]
-                for name in IMPLICIT]
+    implicit = [
+        [{"name": name, "archqual": "native", "version": None, "arch": None, "restrictions": None}] for name in IMPLICIT
+    ]
     return [*implicit, *parse_relations(text)]
 
 

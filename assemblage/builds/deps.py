@@ -100,14 +100,24 @@ class Provisioner:
             return ProvisionResult(ok=True, added=need, image=tag, digest=digest)
         if not install_allowed():
             cmd = "apt-get install " + " ".join(need)
-            return ProvisionResult(ok=False, added=need, message=(
-                f"needs Debian packages not installed here: {', '.join(need)} "
-                f"(run: {cmd}; or let Assemblage install them: {INSTALL_SETTING}=1 or "
-                "assemblage build --install-dependencies)"))
+            return ProvisionResult(
+                ok=False,
+                added=need,
+                message=(
+                    f"needs Debian packages not installed here: {', '.join(need)} "
+                    f"(run: {cmd}; or let Assemblage install them: {INSTALL_SETTING}=1 or "
+                    "assemblage build --install-dependencies)"
+                ),
+            )
         if os.geteuid() != 0:
-            return ProvisionResult(ok=False, added=need, message=(
-                f"needs Debian packages not installed here: {', '.join(need)}; "
-                f"{INSTALL_SETTING}=1 installs them only when Assemblage runs as root"))
+            return ProvisionResult(
+                ok=False,
+                added=need,
+                message=(
+                    f"needs Debian packages not installed here: {', '.join(need)}; "
+                    f"{INSTALL_SETTING}=1 installs them only when Assemblage runs as root"
+                ),
+            )
         _host_install(need, log, foreign_arch=self.foreign_arch)
         _host_packages.cache_clear()
         still = self.missing(need)
@@ -124,8 +134,12 @@ _NATIVE = "amd64"
 
 @functools.cache
 def _host_packages() -> frozenset[str]:
-    r = _spawn.run(["dpkg-query", "-W", "-f", "${Package} ${Architecture} ${db:Status-Status}\n"],
-                   capture_output=True, text=True, timeout=120)
+    r = _spawn.run(
+        ["dpkg-query", "-W", "-f", "${Package} ${Architecture} ${db:Status-Status}\n"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return _package_set(r.stdout)
 
 
@@ -152,8 +166,9 @@ def _host_install(packages: list[str], log: IO[str], *, foreign_arch: str | None
     if foreign_arch:
         cmds.append(["dpkg", "--add-architecture", foreign_arch])
         cmds.append(["apt-get", "update", "-q"])
-    cmds.append(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                 "-o", "DPkg::Lock::Timeout=600", "--", *packages])
+    cmds.append(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=600", "--", *packages]
+    )
     with _host_lock:
         for argv in cmds:
             log.write(f"\n# installing dependencies on this machine: {' '.join(argv)}\n")
@@ -192,8 +207,14 @@ def _image_id(image: str | None) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _image_packages(image_id: str) -> frozenset[str]:
-    out = _docker().containers.run(image_id, ["dpkg-query", "-W", "-f", "${Package} ${Architecture} ${db:Status-Status}\n"],
-                                   remove=True, network_mode="none", entrypoint=[], user="0:0")
+    out = _docker().containers.run(
+        image_id,
+        ["dpkg-query", "-W", "-f", "${Package} ${Architecture} ${db:Status-Status}\n"],
+        remove=True,
+        network_mode="none",
+        entrypoint=[],
+        user="0:0",
+    )
     return _package_set(out.decode("utf-8", "replace"))
 
 
@@ -214,8 +235,9 @@ def _apt_sources() -> str:
     return render_deb822(system_deb_src_entries(), types="deb")
 
 
-def dependency_image(base: str | None, packages: list[str], log: IO[str], *,
-                     foreign_arch: str | None = None) -> tuple[str, str]:
+def dependency_image(
+    base: str | None, packages: list[str], log: IO[str], *, foreign_arch: str | None = None
+) -> tuple[str, str]:
     """(tag, image id) of the base image plus ``packages``: found, or built once.
 
     Another process may rebuild the toolchain image (``scripts/docker.sh image``
@@ -231,8 +253,9 @@ def dependency_image(base: str | None, packages: list[str], log: IO[str], *,
         return _dependency_image(base, packages, log, foreign_arch=foreign_arch)
 
 
-def _dependency_image(base: str | None, packages: list[str], log: IO[str], *,
-                      foreign_arch: str | None = None) -> tuple[str, str]:
+def _dependency_image(
+    base: str | None, packages: list[str], log: IO[str], *, foreign_arch: str | None = None
+) -> tuple[str, str]:
     import docker.errors
 
     packages = _check_names(packages)
@@ -248,21 +271,29 @@ def _dependency_image(base: str | None, packages: list[str], log: IO[str], *,
         except docker.errors.ImageNotFound:
             pass
         user = _docker().images.get(base_id).attrs.get("Config", {}).get("User") or "root"
-        script = ("set -e; " + ("dpkg --add-architecture \"$ARCH\"; " if foreign_arch else "")
-                  + "apt-get update -q; apt-get install -y -q --no-install-recommends -- \"$@\"; "
-                  "rm -rf /var/lib/apt/lists/*")
-        dockerfile = "\n".join([
-            f"FROM {base_id}",
-            "USER root",
-            "COPY host.sources /etc/apt/sources.list.d/assemblage-host.sources",
-            f"ENV DEBIAN_FRONTEND=noninteractive ARCH={foreign_arch or ''}",
-            "RUN " + json.dumps(["sh", "-c", script, "install-deps", *packages]),
-            "HEALTHCHECK NONE",  # the toolchain image's service health check means nothing in a build
-            f"USER {user}",
-            "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in (
-                ("assemblage.dependencies", " ".join(packages)), ("assemblage.base", base_id))),
-            "",
-        ])
+        script = (
+            "set -e; "
+            + ('dpkg --add-architecture "$ARCH"; ' if foreign_arch else "")
+            + 'apt-get update -q; apt-get install -y -q --no-install-recommends -- "$@"; '
+            "rm -rf /var/lib/apt/lists/*"
+        )
+        dockerfile = "\n".join(
+            [
+                f"FROM {base_id}",
+                "USER root",
+                "COPY host.sources /etc/apt/sources.list.d/assemblage-host.sources",
+                f"ENV DEBIAN_FRONTEND=noninteractive ARCH={foreign_arch or ''}",
+                "RUN " + json.dumps(["sh", "-c", script, "install-deps", *packages]),
+                "HEALTHCHECK NONE",  # the toolchain image's service health check means nothing in a build
+                f"USER {user}",
+                "LABEL "
+                + " ".join(
+                    f"{k}={json.dumps(v)}"
+                    for k, v in (("assemblage.dependencies", " ".join(packages)), ("assemblage.base", base_id))
+                ),
+                "",
+            ]
+        )
         context = io.BytesIO()
         with tarfile.open(fileobj=context, mode="w") as tar:
             for name, text in (("Dockerfile", dockerfile), ("host.sources", _apt_sources())):
@@ -276,15 +307,18 @@ def _dependency_image(base: str | None, packages: list[str], log: IO[str], *,
         started = time.monotonic()
         tail: list[str] = []
         try:
-            for chunk in _docker().api.build(fileobj=context, custom_context=True, tag=tag, rm=True,
-                                             forcerm=True, decode=True, pull=False):
+            for chunk in _docker().api.build(
+                fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True, pull=False
+            ):
                 if "stream" in chunk:
                     text = chunk["stream"]
                     log.write(text)
                     tail = (tail + text.splitlines())[-20:]
                 if "error" in chunk:
-                    raise BuildError(f"the dependency image for {' '.join(packages)} failed to build: "
-                                     f"{chunk['error'].strip()} ({' / '.join(tail[-3:])})")
+                    raise BuildError(
+                        f"the dependency image for {' '.join(packages)} failed to build: "
+                        f"{chunk['error'].strip()} ({' / '.join(tail[-3:])})"
+                    )
         except docker.errors.APIError as exc:
             raise BuildError(f"the Docker daemon refused the dependency image: {exc}") from exc
         image = _docker().images.get(tag)

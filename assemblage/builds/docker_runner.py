@@ -65,11 +65,11 @@ OWNER_LABEL = "assemblage.owner"
 # arguments ("$@", never a string made from them); when the standard input (held open by the process that
 # runs the build) closes, the step is killed and the shell, the container's main process, exits.
 GUARD = (
-    'exec 3<&0\n'
+    "exec 3<&0\n"
     '"$@" </dev/null 3<&- &\n'
-    'pid=$!\n'
+    "pid=$!\n"
     '{ cat <&3 >/dev/null 2>&1; kill -KILL "$pid" 2>/dev/null; } &\n'
-    'exec 3<&-\n'
+    "exec 3<&-\n"
     'wait "$pid"\n'
 )
 
@@ -108,6 +108,7 @@ def _alive(pid: int) -> bool:
         return True
     return True
 
+
 _live: set[Any] = set()
 _live_lock = threading.Lock()
 
@@ -137,8 +138,9 @@ def _client() -> Any:
         client.ping()
     except Exception as exc:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise BuildError(f"the docker runner cannot reach the Docker daemon at {host}: {exc} "
-                         "(start it: scripts/docker.sh start)") from exc
+        raise BuildError(
+            f"the docker runner cannot reach the Docker daemon at {host}: {exc} (start it: scripts/docker.sh start)"
+        ) from exc
     return client
 
 
@@ -149,8 +151,9 @@ def check_image(image: str) -> None:
     try:
         _client().images.get(image)
     except docker.errors.ImageNotFound:
-        raise BuildError(f"the docker runner's image {image!r} does not exist here "
-                         "(build it: scripts/docker.sh image)") from None
+        raise BuildError(
+            f"the docker runner's image {image!r} does not exist here (build it: scripts/docker.sh image)"
+        ) from None
     except docker.errors.APIError as exc:
         raise BuildError(f"the Docker daemon refused to describe the image {image!r}: {exc}") from exc
 
@@ -159,8 +162,9 @@ def check_image(image: str) -> None:
 def _which_in(image: str, name: str) -> str | None:
     if "/" in name:
         return name
-    out = _client().containers.run(image, ["sh", "-c", 'command -v "$1" || true', "which", name],
-                                   remove=True, network_mode="none", entrypoint=[])
+    out = _client().containers.run(
+        image, ["sh", "-c", 'command -v "$1" || true', "which", name], remove=True, network_mode="none", entrypoint=[]
+    )
     path = out.decode("utf-8", "replace").strip()
     return path or None
 
@@ -204,8 +208,9 @@ class DockerRunner(LocalRunner):
         import docker.errors
 
         try:
-            out = _client().containers.run(self.image, argv, remove=True, network_mode="none", entrypoint=[],
-                                           environment={"LC_ALL": "C.UTF-8"})
+            out = _client().containers.run(
+                self.image, argv, remove=True, network_mode="none", entrypoint=[], environment={"LC_ALL": "C.UTF-8"}
+            )
         except docker.errors.DockerException as exc:
             raise BuildError(f"cannot query the image {self.image!r}: {exc}") from exc
         return out.decode("utf-8", "replace")
@@ -220,8 +225,9 @@ class DockerRunner(LocalRunner):
     def sandbox_note(self) -> str:
         return f"docker image {self.image} (no network, read-only system, memory limit)"
 
-    def _run_step(self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: IO[str],
-                  timeout: float) -> StepResult:
+    def _run_step(
+        self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: IO[str], timeout: float
+    ) -> StepResult:
         import docker.errors
         import requests.exceptions
         from docker.types import Ulimit
@@ -237,19 +243,34 @@ class DockerRunner(LocalRunner):
             (scratch / "tmp").mkdir(exist_ok=True)
             api = _client().api
             host_config = api.create_host_config(
-                network_mode="none", read_only=True,
-                binds={str(scratch): {"bind": SANDBOX_ROOT, "mode": "rw"},
-                       str(scratch / "tmp"): {"bind": "/tmp", "mode": "rw"}},
-                mem_limit=self.limits.memory, memswap_limit=self.limits.memory,
-                pids_limit=self.limits.processes, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-                ulimits=[Ulimit(name="fsize", soft=self.limits.file_size, hard=self.limits.file_size),
-                         Ulimit(name="core", soft=0, hard=0)],
+                network_mode="none",
+                read_only=True,
+                binds={
+                    str(scratch): {"bind": SANDBOX_ROOT, "mode": "rw"},
+                    str(scratch / "tmp"): {"bind": "/tmp", "mode": "rw"},
+                },
+                mem_limit=self.limits.memory,
+                memswap_limit=self.limits.memory,
+                pids_limit=self.limits.processes,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                ulimits=[
+                    Ulimit(name="fsize", soft=self.limits.file_size, hard=self.limits.file_size),
+                    Ulimit(name="core", soft=0, hard=0),
+                ],
             )
             # the low-level call: stdin_open without detach sets StdinOnce (stdin closes when our stream does)
             created = api.create_container(
-                self.image, [*deadline, "sh", "-c", GUARD, "assemblage-guard", *step.argv], entrypoint=[],
-                working_dir=cwd, environment=env, stdin_open=True, detach=False, user=self._user(),
-                host_config=host_config, labels={"assemblage.build": "1", OWNER_LABEL: owner()},
+                self.image,
+                [*deadline, "sh", "-c", GUARD, "assemblage-guard", *step.argv],
+                entrypoint=[],
+                working_dir=cwd,
+                environment=env,
+                stdin_open=True,
+                detach=False,
+                user=self._user(),
+                host_config=host_config,
+                labels={"assemblage.build": "1", OWNER_LABEL: owner()},
                 hostname="assemblage-build",
             )
             container = _client().containers.get(created["Id"])
@@ -315,8 +336,15 @@ class DockerRunner(LocalRunner):
         if timed_out:
             log.write(f"\n! killed after the build's time limit ({self.limits.timeout:.0f}s)\n")
         log.write(f"# exit {rc} after {duration:.2f}s\n")
-        return StepResult(step=step, returncode=rc, duration=duration, timed_out=timed_out, signal=sig, tail=tail,
-                          disk_exceeded=exceeded)
+        return StepResult(
+            step=step,
+            returncode=rc,
+            duration=duration,
+            timed_out=timed_out,
+            signal=sig,
+            tail=tail,
+            disk_exceeded=exceeded,
+        )
 
 
 def _close(sock: Any) -> None:

@@ -131,19 +131,28 @@ def _run_build(req: BuildRequest, log: CappedLog, log_path: Path) -> BuildOutcom
     scratch = Path(tempfile.mkdtemp(prefix="asm-build-", dir=req.work_root))
     # held from now on: what is collected is read through it, even if the build renames its folder
     scratch_fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    outcome = BuildOutcome(status="failed", scratch=scratch, sandboxed=runner.sandbox, sandbox=runner.isolation,
-                           strip_tool=compilers.strip)
+    outcome = BuildOutcome(
+        status="failed", scratch=scratch, sandboxed=runner.sandbox, sandbox=runner.isolation, strip_tool=compilers.strip
+    )
     if not runner.sandbox:
-        log.write("! UNSANDBOXED BUILD: allow_unsandboxed is on and there is no sandbox here; the build has the "
-                  "network and the host's files\n")
+        log.write(
+            "! UNSANDBOXED BUILD: allow_unsandboxed is on and there is no sandbox here; the build has the "
+            "network and the host's files\n"
+        )
     try:
         src = scratch / "src"
         shutil.copytree(req.source_dir, src, symlinks=True, copy_function=copy_file)
         view = runner.view(scratch)
         repro = reproducible.prepare(runner, tc, compilers, view=view, epoch=req.source_date_epoch)
         outcome.source_view = f"{repro.debug_root(view)}/src"  # the prefix map writes /build there
-        cc, cxx = write_wrappers(scratch / "bin", compilers, cfg.id, which=runner.which,
-                                 extra_flags=repro.flags, random_seed=repro.random_seed)
+        cc, cxx = write_wrappers(
+            scratch / "bin",
+            compilers,
+            cfg.id,
+            which=runner.which,
+            extra_flags=repro.flags,
+            random_seed=repro.random_seed,
+        )
         repro.write_files(scratch / "bin")
         tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
         candidates = build_system_candidates(src)
@@ -151,22 +160,39 @@ def _run_build(req: BuildRequest, log: CappedLog, log_path: Path) -> BuildOutcom
         if req.source_kind == "debian" and is_debian_tree(src):
             candidates = [DebianRulesPlanner(), *candidates]
         if not candidates:
-            outcome.reason, outcome.message = "no_build_system", "no Makefile, CMakeLists.txt, configure, meson.build or C/C++ file found"
+            outcome.reason, outcome.message = (
+                "no_build_system",
+                "no Makefile, CMakeLists.txt, configure, meson.build or C/C++ file found",
+            )
             log.write(f"! {outcome.message}\n")
             return outcome
         env = {**runner.base_env(scratch), **compiler_env(compilers, tools.cc, tools.cxx), **repro.env}
-        outcome.environment = repro.describe(runner=runner, compilers=compilers, env=env,
-                                             build_path=tools.src_dir, limits=req.limits)
+        outcome.environment = repro.describe(
+            runner=runner, compilers=compilers, env=env, build_path=tools.src_dir, limits=req.limits
+        )
         log.write(f"# reproducible: SOURCE_DATE_EPOCH={repro.epoch}, wrapper flags {' '.join(repro.flags)}\n")
         if repro.problem:
             log.write(f"! {repro.problem}\n")
         started = time.monotonic()
         # [h8-debian-deps] build systems in turn, dependencies installed first (builds/attempts.py)
-        tried = try_build_systems(Attempt(
-            source_dir=req.source_dir, src=src, scratch=scratch, runner=runner, compilers=compilers,
-            tools=tools, env=env, log=log, log_path=log_path, jobs=req.jobs, kinds=req.kinds,
-            timeout=req.limits.timeout,
-            started=started), candidates)
+        tried = try_build_systems(
+            Attempt(
+                source_dir=req.source_dir,
+                src=src,
+                scratch=scratch,
+                runner=runner,
+                compilers=compilers,
+                tools=tools,
+                env=env,
+                log=log,
+                log_path=log_path,
+                jobs=req.jobs,
+                kinds=req.kinds,
+                timeout=req.limits.timeout,
+                started=started,
+            ),
+            candidates,
+        )
         outcome.build_system, last, failed, before = tried.planner, tried.last, tried.failed, tried.before
         outcome.dependencies, outcome.dependency_image = tried.dependencies, tried.image
         outcome.dependency_image_digest = tried.digest
@@ -182,8 +208,15 @@ def _run_build(req: BuildRequest, log: CappedLog, log_path: Path) -> BuildOutcom
         outcome.collected = Path(tempfile.mkdtemp(prefix="asm-out-", dir=req.work_root))
         outcome.collected.chmod(0o755)  # readable (analysis may run as the build user), never writable by it
         try:
-            got = collect_binaries(scratch_fd, "src", before, kinds=set(req.kinds), dest=outcome.collected,
-                                   view=view, pdbs=bool(compilers.pdb))
+            got = collect_binaries(
+                scratch_fd,
+                "src",
+                before,
+                kinds=set(req.kinds),
+                dest=outcome.collected,
+                view=view,
+                pdbs=bool(compilers.pdb),
+            )
         except RefusedOutput as exc:  # the build replaced its own source folder by a link
             outcome.reason, outcome.message = "refused_output", f"src: {exc}"
             log.write(f"! refused: {outcome.message}\n")
@@ -192,9 +225,14 @@ def _run_build(req: BuildRequest, log: CappedLog, log_path: Path) -> BuildOutcom
         for line in got.refused:
             log.write(f"! refused output (not stored): {line}\n")
         names = [r.split(": ", 1)[0] for r in got.refused]
-        refusals = (f"refused {len(names)} output file(s), not stored (links out of the build, special files or "
-                    f"files not the build's; see the log): {', '.join(names[:20])}"
-                    + (" ..." if len(names) > 20 else "")) if names else None
+        refusals = (
+            (
+                f"refused {len(names)} output file(s), not stored (links out of the build, special files or "
+                f"files not the build's; see the log): {', '.join(names[:20])}" + (" ..." if len(names) > 20 else "")
+            )
+            if names
+            else None
+        )
         if not found:
             outcome.status, outcome.reason = "no_binaries", "no_binaries"
             outcome.message = "the build succeeded but left no binary of the kinds the recipe asks for"
@@ -205,8 +243,10 @@ def _run_build(req: BuildRequest, log: CappedLog, log_path: Path) -> BuildOutcom
         if req.max_binaries is not None and len(found) > req.max_binaries:
             # none is kept: a build is stored whole or not at all, never cut at an arbitrary file
             outcome.reason = "too_many_binaries"
-            outcome.message = (f"the build left {len(found)} binaries of the kinds the recipe asks for; "
-                               f"a build may leave at most {req.max_binaries} (setting max_binaries_per_build)")
+            outcome.message = (
+                f"the build left {len(found)} binaries of the kinds the recipe asks for; "
+                f"a build may leave at most {req.max_binaries} (setting max_binaries_per_build)"
+            )
             log.write(f"! {outcome.message}\n")
             return outcome
         outcome.binaries = found
@@ -215,7 +255,11 @@ def _run_build(req: BuildRequest, log: CappedLog, log_path: Path) -> BuildOutcom
         log.write(f"# {len(found)} binar{'y' if len(found) == 1 else 'ies'}: {', '.join(b.relpath for b in found)}\n")
         return outcome
     except OSError as exc:
-        outcome.status, outcome.reason, outcome.message = "failed", "build_environment", f"cannot prepare the build: {exc}"
+        outcome.status, outcome.reason, outcome.message = (
+            "failed",
+            "build_environment",
+            f"cannot prepare the build: {exc}",
+        )
         log.write(f"! {outcome.message}\n")
         return outcome
     finally:
@@ -229,12 +273,16 @@ _MISSING_DEP = re.compile(
     r"|Dependency \"?[^\s\"]+\"? not found"
     r"|cannot find -l\S+"
     r"|command not found|: not found$"
-    r"|configure: error: .*(?:not found|required|missing|[Cc]annot find)"
-    , re.MULTILINE,
+    r"|configure: error: .*(?:not found|required|missing|[Cc]annot find)",
+    re.MULTILINE,
 )
-_LINK = re.compile(r"undefined reference to|ld returned \d+ exit status|linker command failed|multiple definition of|lld: error:")
+_LINK = re.compile(
+    r"undefined reference to|ld returned \d+ exit status|linker command failed|multiple definition of|lld: error:"
+)
 _COMPILE = re.compile(r"\berror:|\berror [A-Z]+\d+:")
-_OOM = re.compile(r"out of memory|Cannot allocate memory|std::bad_alloc|virtual memory exhausted|memory exhausted", re.I)
+_OOM = re.compile(
+    r"out of memory|Cannot allocate memory|std::bad_alloc|virtual memory exhausted|memory exhausted", re.I
+)
 
 
 def classify_failure(last: StepResult, limits: Limits) -> tuple[str, str, str]:
@@ -247,8 +295,10 @@ def classify_failure(last: StepResult, limits: Limits) -> tuple[str, str, str]:
     if last.signal == signal.SIGXFSZ:
         return "failed", "disk_limit", f"{step.name} wrote a file past the disk limit ({limits.file_size} bytes)"
     text = "\n".join(last.tail[-120:])
-    first_error = (next((ln.strip() for ln in last.tail if _COMPILE.search(ln)), None)  # not a -Werror flag
-                   or next((ln.strip() for ln in last.tail if "error" in ln.lower()), None))
+    first_error = (
+        next((ln.strip() for ln in last.tail if _COMPILE.search(ln)), None)  # not a -Werror flag
+        or next((ln.strip() for ln in last.tail if "error" in ln.lower()), None)
+    )
     if last.returncode == 127 and not last.tail:
         return "failed", "missing_tool", f"cannot run {step.argv[0]!r}"
     if _OOM.search(text) or last.signal == 9:

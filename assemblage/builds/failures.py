@@ -28,10 +28,27 @@ __all__ = ["FAILURES_FILE", "CompilerFailure", "read_failures"]
 
 FAILURES_FILE = "compiler-failures.log"  # in the scratch root, outside the source tree
 
-_PROBE_PLACE = re.compile(r"conftest|CMakeFiles|CMakeScratch|TryCompile|meson-private|\.conf_check|"
-                          r"config\.log|/_configs\.sed|scons_conf|\.sconf_temp")
-_PROBE_ARGS = {"-E", "-M", "-MM", "--version", "-v", "-V", "-dumpversion", "-dumpmachine", "-dumpfullversion",
-               "-print-search-dirs", "-print-libgcc-file-name", "-fsyntax-only", "-", "/dev/null", "-###"}
+_PROBE_PLACE = re.compile(
+    r"conftest|CMakeFiles|CMakeScratch|TryCompile|meson-private|\.conf_check|"
+    r"config\.log|/_configs\.sed|scons_conf|\.sconf_temp"
+)
+_PROBE_ARGS = {
+    "-E",
+    "-M",
+    "-MM",
+    "--version",
+    "-v",
+    "-V",
+    "-dumpversion",
+    "-dumpmachine",
+    "-dumpfullversion",
+    "-print-search-dirs",
+    "-print-libgcc-file-name",
+    "-fsyntax-only",
+    "-",
+    "/dev/null",
+    "-###",
+}
 
 
 @dataclass(frozen=True)

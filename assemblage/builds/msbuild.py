@@ -165,8 +165,12 @@ def _save(path: Path, tree: etree._ElementTree, bom: bool, crlf: bool, original:
     text = original.removeprefix(_BOM)
     old_start = re.search(rb"<Project\b[^>]*>", text)
     new_start = re.search(rb"<Project\b[^>]*>", body)
-    if old_start and new_start and sorted(re.findall(rb'\S+="[^"]*"', old_start.group(0))) == sorted(
-            re.findall(rb'\S+="[^"]*"', new_start.group(0))):
+    if (
+        old_start
+        and new_start
+        and sorted(re.findall(rb'\S+="[^"]*"', old_start.group(0)))
+        == sorted(re.findall(rb'\S+="[^"]*"', new_start.group(0)))
+    ):
         body = body[: new_start.start()] + old_start.group(0) + body[new_start.end() :]
     if text.startswith(b"<?xml"):  # keep the declaration exactly as it was written
         end = text.index(b"?>") + 2
@@ -193,7 +197,8 @@ def _ensure_pair(root: etree._Element, configuration: str, platform: str, report
     if not pairs or want in pairs:
         return
     source = next((p for p in pairs if p.split("|")[0] == configuration), None) or next(
-        (p for p in pairs if p.split("|")[-1] == platform), pairs[0])
+        (p for p in pairs if p.split("|")[-1] == platform), pairs[0]
+    )
     src_cfg, _, src_plat = source.partition("|")
     for el in list(root.iter(_q(root, "ProjectConfiguration"))):
         if el.get("Include") == source:
@@ -216,8 +221,16 @@ def _ensure_pair(root: etree._Element, configuration: str, platform: str, report
     report.append(f"added configuration {want} cloned from {source}")
 
 
-def _rewrite_tree(root: etree._Element, *, toolset: str, optimization: str, where: str,
-                  report: list[str], project: bool, extra_options: str = "") -> None:
+def _rewrite_tree(
+    root: etree._Element,
+    *,
+    toolset: str,
+    optimization: str,
+    where: str,
+    report: list[str],
+    project: bool,
+    extra_options: str = "",
+) -> None:
     q = lambda n: _q(root, n)  # noqa: E731
     for name in _EVENTS:
         for el in list(root.iter(q(name))):
@@ -252,8 +265,10 @@ def _rewrite_tree(root: etree._Element, *, toolset: str, optimization: str, wher
     for item in root.iter(q("ClCompile")):
         if item.get("Include") is None:
             continue
-        for meta, value in (("Optimization", OPTIMIZATION[optimization]),
-                            ("DebugInformationFormat", "ProgramDatabase")):
+        for meta, value in (
+            ("Optimization", OPTIMIZATION[optimization]),
+            ("DebugInformationFormat", "ProgramDatabase"),
+        ):
             for el in _children(item, meta):
                 if el.text != value:
                     report.append(f"{where}: {item.get('Include')}: {meta} {el.text!r} -> {value!r}")
@@ -294,9 +309,17 @@ def _local_property_sheets(path: Path, root: etree._Element, within: Path) -> li
     return out
 
 
-def rewrite_project(path: str | Path, *, toolset: str, configuration: str, platform: str, optimization: str,
-                    extra_options: str = "", windows_sdk: str | None = None,
-                    within: str | Path | None = None) -> RewriteReport:
+def rewrite_project(
+    path: str | Path,
+    *,
+    toolset: str,
+    configuration: str,
+    platform: str,
+    optimization: str,
+    extra_options: str = "",
+    windows_sdk: str | None = None,
+    within: str | Path | None = None,
+) -> RewriteReport:
     """Rewrite one ``.vcxproj`` (and its local ``.props`` sheets) in place; see the module docstring.
 
     Property sheets are rewritten only when they lie inside ``within`` (the
@@ -318,8 +341,15 @@ def rewrite_project(path: str | Path, *, toolset: str, configuration: str, platf
     tree, bom, crlf = _load(path)
     root = tree.getroot()
     _ensure_pair(root, configuration, platform, report.changes)
-    _rewrite_tree(root, toolset=toolset, optimization=optimization, where=path.name, report=report.changes,
-                  project=True, extra_options=extra_options)
+    _rewrite_tree(
+        root,
+        toolset=toolset,
+        optimization=optimization,
+        where=path.name,
+        report=report.changes,
+        project=True,
+        extra_options=extra_options,
+    )
     if windows_sdk:
         for el in root.iter(_q(root, "WindowsTargetPlatformVersion")):
             el.text = windows_sdk
@@ -328,8 +358,14 @@ def rewrite_project(path: str | Path, *, toolset: str, configuration: str, platf
     for sheet in _local_property_sheets(path, root, Path(within) if within else path.parent):
         sheet_original = _read_plain(sheet)
         stree, sbom, scrlf = _load(sheet)
-        _rewrite_tree(stree.getroot(), toolset=toolset, optimization=optimization, where=sheet.name,
-                      report=report.changes, project=False)
+        _rewrite_tree(
+            stree.getroot(),
+            toolset=toolset,
+            optimization=optimization,
+            where=sheet.name,
+            report=report.changes,
+            project=False,
+        )
         if _save(sheet, stree, sbom, scrlf, sheet_original):
             report.files.append(sheet)
     return report
@@ -394,8 +430,15 @@ class MsbuildPlanner:
         if not projects:
             raise BuildError(f"no .vcxproj under {root}")
         for p in projects:
-            rewrite_project(p, toolset=toolset, configuration=configuration, platform=platform,
-                            optimization=opt, extra_options=extra, within=root)
+            rewrite_project(
+                p,
+                toolset=toolset,
+                configuration=configuration,
+                platform=platform,
+                optimization=opt,
+                extra_options=extra,
+                within=root,
+            )
         targets: list[tuple[Path, str]] = []
         for sln in _find(root, ".sln", 1):
             _, pairs = solution_platforms(sln)
@@ -407,13 +450,24 @@ class MsbuildPlanner:
         if not targets:
             targets = [(p, platform) for p in projects]
         common = (
-            "/nologo", "/nr:false", f"/m:{max(1, jobs)}", "/t:Build", "/v:minimal",
-            f"/p:Configuration={configuration}", f"/p:PlatformToolset={toolset}",
-            "/p:PreBuildEventUseInBuild=false", "/p:PreLinkEventUseInBuild=false",
-            "/p:PostBuildEventUseInBuild=false", "/p:RunCodeAnalysis=false",
+            "/nologo",
+            "/nr:false",
+            f"/m:{max(1, jobs)}",
+            "/t:Build",
+            "/v:minimal",
+            f"/p:Configuration={configuration}",
+            f"/p:PlatformToolset={toolset}",
+            "/p:PreBuildEventUseInBuild=false",
+            "/p:PreLinkEventUseInBuild=false",
+            "/p:PostBuildEventUseInBuild=false",
+            "/p:RunCodeAnalysis=false",
         )
         return [
-            Step(name=f"msbuild {t.name}", argv=("msbuild", str(t.relative_to(root)), *common, f"/p:Platform={plat}"),
-                 cwd=".", phase="build")
+            Step(
+                name=f"msbuild {t.name}",
+                argv=("msbuild", str(t.relative_to(root)), *common, f"/p:Platform={plat}"),
+                cwd=".",
+                phase="build",
+            )
             for t, plat in targets
         ]

@@ -32,21 +32,51 @@ from assemblage.builds.aptindex import BinaryArchive, parse_relations, search_co
 __all__ = ["Need", "needs_from_log", "resolve"]
 
 # tools whose command is an alternative (not a file any package ships under that name)
-_TOOL_ALIASES = {"yacc": "bison", "lex": "flex", "awk": "gawk", "makeinfo": "texinfo", "texi2any": "texinfo",
-                 "pod2man": "perl", "python": "python3", "ninja": "ninja-build"}
+_TOOL_ALIASES = {
+    "yacc": "bison",
+    "lex": "flex",
+    "awk": "gawk",
+    "makeinfo": "texinfo",
+    "texi2any": "texinfo",
+    "pod2man": "perl",
+    "python": "python3",
+    "ninja": "ninja-build",
+}
 # CMake's own Find modules (shipped by cmake itself) -> a pkg-config module, header or package
 _CMAKE_FIND = {
-    "zlib": ("package", "zlib1g-dev"), "bzip2": ("package", "libbz2-dev"), "openssl": ("package", "libssl-dev"),
-    "png": ("pkgconfig", "libpng"), "jpeg": ("package", "libjpeg-dev"), "curl": ("pkgconfig", "libcurl"),
-    "libxml2": ("pkgconfig", "libxml-2.0"), "expat": ("pkgconfig", "expat"), "pkgconfig": ("tool", "pkg-config"),
-    "bison": ("tool", "bison"), "flex": ("tool", "flex"), "doxygen": ("tool", "doxygen"),
-    "perl": ("tool", "perl"), "python3": ("tool", "python3"), "pythoninterp": ("tool", "python3"),
-    "liblzma": ("pkgconfig", "liblzma"), "gettext": ("tool", "msgfmt"), "intl": ("package", "libc6-dev"),
-    "iconv": ("package", "libc6-dev"), "threads": ("package", "libc6-dev"), "boost": ("package", "libboost-dev"),
-    "gtest": ("package", "libgtest-dev"), "sqlite3": ("pkgconfig", "sqlite3"), "readline": ("package", "libreadline-dev"),
-    "curses": ("package", "libncurses-dev"), "lua": ("package", "liblua5.3-dev"), "zstd": ("pkgconfig", "libzstd"),
-    "freetype": ("pkgconfig", "freetype2"), "gif": ("package", "libgif-dev"), "tiff": ("pkgconfig", "libtiff-4"),
-    "x11": ("pkgconfig", "x11"), "opengl": ("package", "libgl-dev"), "glib": ("pkgconfig", "glib-2.0"),
+    "zlib": ("package", "zlib1g-dev"),
+    "bzip2": ("package", "libbz2-dev"),
+    "openssl": ("package", "libssl-dev"),
+    "png": ("pkgconfig", "libpng"),
+    "jpeg": ("package", "libjpeg-dev"),
+    "curl": ("pkgconfig", "libcurl"),
+    "libxml2": ("pkgconfig", "libxml-2.0"),
+    "expat": ("pkgconfig", "expat"),
+    "pkgconfig": ("tool", "pkg-config"),
+    "bison": ("tool", "bison"),
+    "flex": ("tool", "flex"),
+    "doxygen": ("tool", "doxygen"),
+    "perl": ("tool", "perl"),
+    "python3": ("tool", "python3"),
+    "pythoninterp": ("tool", "python3"),
+    "liblzma": ("pkgconfig", "liblzma"),
+    "gettext": ("tool", "msgfmt"),
+    "intl": ("package", "libc6-dev"),
+    "iconv": ("package", "libc6-dev"),
+    "threads": ("package", "libc6-dev"),
+    "boost": ("package", "libboost-dev"),
+    "gtest": ("package", "libgtest-dev"),
+    "sqlite3": ("pkgconfig", "sqlite3"),
+    "readline": ("package", "libreadline-dev"),
+    "curses": ("package", "libncurses-dev"),
+    "lua": ("package", "liblua5.3-dev"),
+    "zstd": ("pkgconfig", "libzstd"),
+    "freetype": ("pkgconfig", "freetype2"),
+    "gif": ("package", "libgif-dev"),
+    "tiff": ("pkgconfig", "libtiff-4"),
+    "x11": ("pkgconfig", "x11"),
+    "opengl": ("package", "libgl-dev"),
+    "glib": ("pkgconfig", "glib-2.0"),
 }
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*"
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -69,8 +99,33 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("pkgconfig-list", re.compile(r"Package requirements \((.+?)\) were not met")),
 )
 # names that show up in those messages but are no dependency (our own wrappers, shell builtins)
-_NOT_TOOLS = {"cc", "c++", "gcc", "g++", "clang", "clang++", "ld", "make", "sh", "bash", "exec", "test", "true",
-              "false", "echo", "cd", "set", "export", "then", "else", "fi", "do", "done", "if", "for"}
+_NOT_TOOLS = {
+    "cc",
+    "c++",
+    "gcc",
+    "g++",
+    "clang",
+    "clang++",
+    "ld",
+    "make",
+    "sh",
+    "bash",
+    "exec",
+    "test",
+    "true",
+    "false",
+    "echo",
+    "cd",
+    "set",
+    "export",
+    "then",
+    "else",
+    "fi",
+    "do",
+    "done",
+    "if",
+    "for",
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -162,8 +217,10 @@ def _patterns(need: Need) -> list[str]:
     return []
 
 
-_FOREIGN = re.compile(r"(?:^|/)(?:lib32|libx32|lib64|i386-linux-gnu|aarch64-linux-gnu|arm-linux-gnueabihf|"
-                      r"[a-z0-9_]+-w64-mingw32|powerpc[^/]*|s390x[^/]*|mips[^/]*|riscv64[^/]*)(?:/|$)")
+_FOREIGN = re.compile(
+    r"(?:^|/)(?:lib32|libx32|lib64|i386-linux-gnu|aarch64-linux-gnu|arm-linux-gnueabihf|"
+    r"[a-z0-9_]+-w64-mingw32|powerpc[^/]*|s390x[^/]*|mips[^/]*|riscv64[^/]*)(?:/|$)"
+)
 
 
 def _score(need: Need, path: str, pkg: str) -> tuple:
@@ -215,8 +272,11 @@ def resolve(needs: Iterable[Need], *, archive: BinaryArchive | None = None) -> t
         lookups[need] = [re.compile(p) for p in _patterns(need)]
     hits = search_contents([p.pattern for ps in lookups.values() for p in ps]) if lookups else []
     for need in rest:
-        cands = [(pkg, path) for pkg, path in hits
-                 if any(p.search(path[1:]) for p in lookups[need]) and _ok_package(pkg, path)]
+        cands = [
+            (pkg, path)
+            for pkg, path in hits
+            if any(p.search(path[1:]) for p in lookups[need]) and _ok_package(pkg, path)
+        ]
         if need.kind == "header" and "/" not in need.name:
             # a bare header name in a sub-folder (/usr/include/foo/x.h) only when one package has it
             exact = [c for c in cands if c[1].count("/") == 3 or "/x86_64-linux-gnu/" in c[1]]

@@ -182,8 +182,10 @@ def date_header(epoch: int) -> str:
     prints producers quoted (llvm-dwarfdump's output, and our label checks against it).
     """
     t = datetime.fromtimestamp(epoch, tz=UTC)
-    return (f"/* written by assemblage: SOURCE_DATE_EPOCH={epoch} */\n"
-            f'#define __DATE__ "{t:%b} {t.day:2d} {t:%Y}"\n#define __TIME__ "{t:%H:%M:%S}"\n')
+    return (
+        f"/* written by assemblage: SOURCE_DATE_EPOCH={epoch} */\n"
+        f'#define __DATE__ "{t:%b} {t.day:2d} {t:%Y}"\n#define __TIME__ "{t:%H:%M:%S}"\n'
+    )
 
 
 def repro_flags(family: str, version: str, compilers: CompilerSet, *, view: str, epoch: int) -> tuple[str, ...]:
@@ -274,8 +276,15 @@ def probe_toolchain(runner: ProbeRunner, toolchain: str, compilers: CompilerSet,
         return _probe(runner, toolchain, compilers, packages, image, target, key)
 
 
-def _probe(runner: ProbeRunner, toolchain: str, compilers: CompilerSet, packages: list[str], image: dict | None,
-           target: str, key: tuple) -> ToolchainInfo:
+def _probe(
+    runner: ProbeRunner,
+    toolchain: str,
+    compilers: CompilerSet,
+    packages: list[str],
+    image: dict | None,
+    target: str,
+    key: tuple,
+) -> ToolchainInfo:
     out = runner.query(["sh", "-c", _PROBE_SCRIPT, "probe", compilers.cc, compilers.cxx, target, *packages])
     tools: list[ToolVersion] = []
     pkgs: dict[str, str | None] = {p: None for p in packages}
@@ -288,8 +297,13 @@ def _probe(runner: ProbeRunner, toolchain: str, compilers: CompilerSet, packages
             if installed or parts[1] not in pkgs:
                 pkgs[parts[1]] = parts[3] if installed else None
     info = ToolchainInfo(
-        toolchain=toolchain, platform=compilers.platform, arch=compilers.arch, runner=runner.name,
-        image=ImageRef(**image) if image else None, tools=tools, packages=dict(sorted(pkgs.items())),
+        toolchain=toolchain,
+        platform=compilers.platform,
+        arch=compilers.arch,
+        runner=runner.name,
+        image=ImageRef(**image) if image else None,
+        tools=tools,
+        packages=dict(sorted(pkgs.items())),
     )
     with _probe_lock:
         _probe_cache[key] = (time.monotonic(), info)
@@ -299,9 +313,17 @@ def _probe(runner: ProbeRunner, toolchain: str, compilers: CompilerSet, packages
 class ReproPlan:
     """What :func:`prepare` decided for one build: the wrapper's flags, the variables, the record."""
 
-    def __init__(self, *, flags: tuple[str, ...], random_seed: bool, env: dict[str, str], epoch: int,
-                 toolchain: ToolchainInfo | None, files: dict[str, str] | None = None,
-                 problem: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        flags: tuple[str, ...],
+        random_seed: bool,
+        env: dict[str, str],
+        epoch: int,
+        toolchain: ToolchainInfo | None,
+        files: dict[str, str] | None = None,
+        problem: str | None = None,
+    ) -> None:
         self.files = files or {}  # name -> text, written next to the compiler wrappers
         self.problem = problem  # why the toolchain could not be probed (then nothing is recorded)
         self.flags = flags
@@ -320,25 +342,39 @@ class ReproPlan:
         for name, text in self.files.items():
             (bin_dir / name).write_text(text, encoding="utf-8")
 
-    def describe(self, *, runner, compilers: CompilerSet, env: dict[str, str], build_path: str,
-                 limits) -> BuildEnvironment | None:
+    def describe(
+        self, *, runner, compilers: CompilerSet, env: dict[str, str], build_path: str, limits
+    ) -> BuildEnvironment | None:
         """The record of the build (None when the toolchain could not be probed)."""
         if self.toolchain is None:
             return None
         image = runner.image_ref()
         return BuildEnvironment(
-            runner=runner.name, sandboxed=runner.sandbox, sandbox=runner.sandbox_note(),
-            image=ImageRef(**image) if image else None, build_path=build_path, umask=f"{UMASK:04o}",
-            source_date_epoch=self.epoch, env=dict(sorted(env.items())), cflags=list(compilers.cflags),
-            ldflags=list(compilers.ldflags), wrapper_flags=list(self.flags), random_seed=self.random_seed,
-            limits={"timeout": float(limits.timeout), "memory": int(limits.memory),
-                    "processes": int(limits.processes), "file_size": int(limits.file_size)},
+            runner=runner.name,
+            sandboxed=runner.sandbox,
+            sandbox=runner.sandbox_note(),
+            image=ImageRef(**image) if image else None,
+            build_path=build_path,
+            umask=f"{UMASK:04o}",
+            source_date_epoch=self.epoch,
+            env=dict(sorted(env.items())),
+            cflags=list(compilers.cflags),
+            ldflags=list(compilers.ldflags),
+            wrapper_flags=list(self.flags),
+            random_seed=self.random_seed,
+            limits={
+                "timeout": float(limits.timeout),
+                "memory": int(limits.memory),
+                "processes": int(limits.processes),
+                "file_size": int(limits.file_size),
+            },
             toolchain=self.toolchain,
         )
 
 
-def prepare(runner: ProbeRunner, tc, compilers: CompilerSet, *, view: str, epoch: int | None,
-            probe: bool = True) -> ReproPlan:
+def prepare(
+    runner: ProbeRunner, tc, compilers: CompilerSet, *, view: str, epoch: int | None, probe: bool = True
+) -> ReproPlan:
     """The reproducibility settings of one build of toolchain ``tc`` (and its probed toolchain)."""
     from assemblage.errors import AssemblageError
 
@@ -351,7 +387,11 @@ def prepare(runner: ProbeRunner, tc, compilers: CompilerSet, *, view: str, epoch
             problem = f"cannot probe the toolchain: {exc}"
     flags = repro_flags(tc.family, tc.version, compilers, view=view, epoch=epoch)
     return ReproPlan(
-        flags=flags, random_seed=tc.family in ("gcc", "mingw-gcc"), env=repro_env(epoch), epoch=epoch,
-        toolchain=info, files={DATE_HEADER: date_header(epoch)} if f"{view}/bin/{DATE_HEADER}" in flags else {},
+        flags=flags,
+        random_seed=tc.family in ("gcc", "mingw-gcc"),
+        env=repro_env(epoch),
+        epoch=epoch,
+        toolchain=info,
+        files={DATE_HEADER: date_header(epoch)} if f"{view}/bin/{DATE_HEADER}" in flags else {},
         problem=problem,
     )

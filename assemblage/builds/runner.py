@@ -44,9 +44,23 @@ from assemblage import _spawn
 from assemblage.builds.plan import Step
 from assemblage.settings import read_setting
 
-__all__ = ["BUILD_GID", "BUILD_UID", "CappedLog", "Limits", "LocalRunner", "on_kill_all", "StepResult", "allow_builds",
-           "builds_stopped", "disk_usage", "kill_all_builds", "sandbox_available", "sandbox_refusal", "SANDBOX_ROOT",
-           "unsandboxed_allowed"]
+__all__ = [
+    "BUILD_GID",
+    "BUILD_UID",
+    "CappedLog",
+    "Limits",
+    "LocalRunner",
+    "on_kill_all",
+    "StepResult",
+    "allow_builds",
+    "builds_stopped",
+    "disk_usage",
+    "kill_all_builds",
+    "sandbox_available",
+    "sandbox_refusal",
+    "SANDBOX_ROOT",
+    "unsandboxed_allowed",
+]
 
 SANDBOX_ROOT = "/build"
 BUILD_UID = 65534  # nobody
@@ -143,7 +157,9 @@ def _bwrap_works(bwrap: str) -> bool:
     try:
         r = _spawn.run(
             [bwrap, *_system_binds(), "--unshare-all", "--die-with-parent", "--", "true"],
-            capture_output=True, timeout=20, **_drop_user_kwargs(),
+            capture_output=True,
+            timeout=20,
+            **_drop_user_kwargs(),
         )
     except (OSError, subprocess.SubprocessError):
         return False
@@ -157,11 +173,15 @@ def sandbox_refusal() -> str:
     elif shutil.which("bwrap") is None:
         why = "bubblewrap (bwrap) is not installed"
     else:
-        why = ("bubblewrap cannot create namespaces here (in a container: run it with the seccomp profile and "
-               "user namespaces docker-compose.yml documents, or use the docker runner)")
-    return (f"refusing to build without a sandbox: {why}. Install it (apt-get install bubblewrap), or use "
-            "`runner: docker`; to build without isolation on purpose set allow_unsandboxed = true "
-            "(ASSEMBLAGE_ALLOW_UNSANDBOXED=1): such builds have the network and the host's files")
+        why = (
+            "bubblewrap cannot create namespaces here (in a container: run it with the seccomp profile and "
+            "user namespaces docker-compose.yml documents, or use the docker runner)"
+        )
+    return (
+        f"refusing to build without a sandbox: {why}. Install it (apt-get install bubblewrap), or use "
+        "`runner: docker`; to build without isolation on purpose set allow_unsandboxed = true "
+        "(ASSEMBLAGE_ALLOW_UNSANDBOXED=1): such builds have the network and the host's files"
+    )
 
 
 def _drop_user_kwargs() -> dict:
@@ -227,21 +247,23 @@ class LocalRunner:
         if self.sandbox or os.geteuid() == 0:
             hand_to_build_user(scratch)
 
-
     def sandbox_note(self) -> str:
         """How the steps are isolated, for the log."""
         if self.sandbox:
             return "bubblewrap (no network, read-only system, /tmp in the build folder)"
-        return ("NONE: UNSANDBOXED BUILD (allow_unsandboxed is on): the build has the network, the host's files "
-                "and this user's rights")
+        return (
+            "NONE: UNSANDBOXED BUILD (allow_unsandboxed is on): the build has the network, the host's files "
+            "and this user's rights"
+        )
 
     # -- reproducibility (assemblage.builds.reproducible): probing the toolchain where builds run
 
     def query(self, argv: list[str], *, timeout: float = 120) -> str:
         """The output of a command of ours run where builds run (here), for probing toolchains."""
         try:
-            r = _spawn.run(argv, capture_output=True, text=True, timeout=timeout,
-                           env={"PATH": _SYSTEM_PATH, "LC_ALL": "C.UTF-8"})
+            r = _spawn.run(
+                argv, capture_output=True, text=True, timeout=timeout, env={"PATH": _SYSTEM_PATH, "LC_ALL": "C.UTF-8"}
+            )
         except (OSError, subprocess.SubprocessError):
             return ""  # recorded as "not found"
         return r.stdout
@@ -262,8 +284,16 @@ class LocalRunner:
             "TERM": "dumb",
         }
 
-    def run(self, steps: list[Step], scratch: Path, src_rel: str, env: dict[str, str], log: IO[str],
-            *, timeout: float | None = None) -> list[StepResult]:
+    def run(
+        self,
+        steps: list[Step],
+        scratch: Path,
+        src_rel: str,
+        env: dict[str, str],
+        log: IO[str],
+        *,
+        timeout: float | None = None,
+    ) -> list[StepResult]:
         """Run steps in order until one fails or the deadline passes. Logs everything to ``log``."""
         if self.refusal:  # never reached through run_build (it refuses first); a safety net for direct callers
             raise PermissionError(self.refusal)
@@ -295,13 +325,24 @@ class LocalRunner:
         argv = [
             shutil.which("bwrap") or "bwrap",
             *_system_binds(),
-            "--dev", "/dev", "--proc", "/proc",
-            "--bind", str(scratch), SANDBOX_ROOT,
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--bind",
+            str(scratch),
+            SANDBOX_ROOT,
             # /tmp is the build folder's own: on disk, counted in the disk limit (a tmpfs would take RAM)
-            "--bind", str(scratch / "tmp"), "/tmp",
-            "--chdir", cwd_in,
-            "--unshare-all", "--die-with-parent", "--new-session",
-            "--hostname", "assemblage-build",
+            "--bind",
+            str(scratch / "tmp"),
+            "/tmp",
+            "--chdir",
+            cwd_in,
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "assemblage-build",
             "--",
             *step.argv,
         ]
@@ -322,7 +363,9 @@ class LocalRunner:
             except (ValueError, OSError):
                 pass
 
-    def _run_step(self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: IO[str], timeout: float) -> StepResult:
+    def _run_step(
+        self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: IO[str], timeout: float
+    ) -> StepResult:
         argv, cwd = self._argv(step, scratch, src_rel)
         log.write(f"\n$ {step.name}: {' '.join(_show(a) for a in step.argv)}\n")
         log.flush()
@@ -330,9 +373,15 @@ class LocalRunner:
         tail: list[str] = []
         try:
             proc = _spawn.popen(
-                argv, cwd=cwd, env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                preexec_fn=self._limits, close_fds=True, **_drop_user_kwargs(),
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                preexec_fn=self._limits,
+                close_fds=True,
+                **_drop_user_kwargs(),
             )
         except OSError as exc:
             log.write(f"! cannot start {step.argv[0]!r}: {exc}\n")
@@ -366,8 +415,15 @@ class LocalRunner:
         if timed_out:
             log.write(f"\n! killed after the build's time limit ({self.limits.timeout:.0f}s)\n")
         log.write(f"# exit {rc} after {duration:.2f}s\n")
-        return StepResult(step=step, returncode=rc, duration=duration, timed_out=timed_out, signal=sig, tail=tail,
-                          disk_exceeded=watch.exceeded)
+        return StepResult(
+            step=step,
+            returncode=rc,
+            duration=duration,
+            timed_out=timed_out,
+            signal=sig,
+            tail=tail,
+            disk_exceeded=watch.exceeded,
+        )
 
 
 _TAIL_LINE = 4096  # longest line kept in a step's tail (for failure messages)
@@ -465,8 +521,7 @@ class DiskWatch:
         self._thread.join(timeout=30)
 
     def message(self) -> str:
-        return (f"killed: the build folder grew past the disk limit ({_size(self.used)} used, "
-                f"limit {_size(self.limit)})")
+        return f"killed: the build folder grew past the disk limit ({_size(self.used)} used, limit {_size(self.limit)})"
 
 
 def _size(n: int) -> str:
@@ -542,7 +597,7 @@ class CappedLog:
             self._trim()
             tail = "".join(self._tail)
             start = self.written - len(tail)
-            return head + tail[max(0, offset - start):]
+            return head + tail[max(0, offset - start) :]
 
     def finish(self) -> None:
         """Write the kept tail after a marker (once); later writes go straight to the file."""
@@ -551,8 +606,10 @@ class CappedLog:
                 return
             self._trim()
             if self.cut:
-                self.fh.write(f"\n! [log cut: {self.cut} characters of output left out here; the log keeps its "
-                              f"first and last {_size(self.tail_cap)} (max_log_bytes)]\n")
+                self.fh.write(
+                    f"\n! [log cut: {self.cut} characters of output left out here; the log keeps its "
+                    f"first and last {_size(self.tail_cap)} (max_log_bytes)]\n"
+                )
             self.fh.write("".join(self._tail))
             self._tail, self._tail_len = [], 0
             self._finished = True

@@ -68,8 +68,12 @@ class MakePlanner:
 
 def make_step(compilers: CompilerSet, tools: BuildTools, *, jobs: int, cwd: str = ".") -> Step:
     argv = [
-        "make", f"-j{jobs}",
-        f"CC={tools.cc}", f"CXX={tools.cxx}", f"AR={compilers.ar}", f"RANLIB={compilers.ranlib}",
+        "make",
+        f"-j{jobs}",
+        f"CC={tools.cc}",
+        f"CXX={tools.cxx}",
+        f"AR={compilers.ar}",
+        f"RANLIB={compilers.ranlib}",
     ]
     if compilers.windres:
         argv.append(f"WINDRES={compilers.windres}")
@@ -127,7 +131,11 @@ class CMakePlanner:
                 lines.append(f'set(CMAKE_RC_COMPILER "{_which(compilers.windres)}")')
         (root / BUILD_DIR / "toolchain.cmake").write_text("\n".join(lines) + "\n")
         configure = [
-            "cmake", "-S", ".", "-B", BUILD_DIR,
+            "cmake",
+            "-S",
+            ".",
+            "-B",
+            BUILD_DIR,
             f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}",
             "-DCMAKE_BUILD_TYPE=",
             f"-DCMAKE_C_FLAGS={flags}",
@@ -207,8 +215,9 @@ class PlainPlanner:
         skip_aux = has_build_system_marker(root)
         found = []
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != BUILD_DIR
-                                 and not (skip_aux and _AUX_DIR.match(d)))
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and d != BUILD_DIR and not (skip_aux and _AUX_DIR.match(d))
+            )
             for fn in sorted(filenames):
                 p = Path(dirpath, fn)
                 if skip_aux and _AUX_FILE.search(p.stem):
@@ -252,13 +261,33 @@ class PlainPlanner:
 
 
 # [h8-debian-deps] the plain fallback next to a real build system: no tests, fuzz targets, examples
-_AUX_DIR = re.compile(r"^(?:tests?|testing|testsuite|unittests?|fuzz\w*|oss-fuzz|examples?|samples?|demos?|"
-                      r"bench\w*|docs?|contrib|debian)$", re.IGNORECASE)
-_AUX_FILE = re.compile(r"(?:^|[_\-.])(?:test|tests|fuzz|fuzzer|example|demo|bench)(?:$|[_\-.])|^fuzz|fuzz$",
-                       re.IGNORECASE)
-_MARKERS = ("SConstruct", "wscript", "Makefile.am", "Makefile.in", "build.ninja", "BUILD.bazel", "BUILD",
-            "WORKSPACE", "Jamroot", "premake5.lua", "meson.build", "CMakeLists.txt", "configure.ac", "Makefile",
-            "makefile", "GNUmakefile", "debian/rules")
+_AUX_DIR = re.compile(
+    r"^(?:tests?|testing|testsuite|unittests?|fuzz\w*|oss-fuzz|examples?|samples?|demos?|"
+    r"bench\w*|docs?|contrib|debian)$",
+    re.IGNORECASE,
+)
+_AUX_FILE = re.compile(
+    r"(?:^|[_\-.])(?:test|tests|fuzz|fuzzer|example|demo|bench)(?:$|[_\-.])|^fuzz|fuzz$", re.IGNORECASE
+)
+_MARKERS = (
+    "SConstruct",
+    "wscript",
+    "Makefile.am",
+    "Makefile.in",
+    "build.ninja",
+    "BUILD.bazel",
+    "BUILD",
+    "WORKSPACE",
+    "Jamroot",
+    "premake5.lua",
+    "meson.build",
+    "CMakeLists.txt",
+    "configure.ac",
+    "Makefile",
+    "makefile",
+    "GNUmakefile",
+    "debian/rules",
+)
 
 
 def has_build_system_marker(root: Path) -> bool:
@@ -282,7 +311,13 @@ def _which(cmd: str) -> str:
 
 # Order matters: a tree with both CMakeLists.txt and a generated Makefile is a CMake project;
 # a tree with configure and a Makefile.in is autotools; Meson before make.
-PLANNERS: Final[tuple[Planner, ...]] = (CMakePlanner(), MesonPlanner(), AutotoolsPlanner(), MakePlanner(), PlainPlanner())
+PLANNERS: Final[tuple[Planner, ...]] = (
+    CMakePlanner(),
+    MesonPlanner(),
+    AutotoolsPlanner(),
+    MakePlanner(),
+    PlainPlanner(),
+)
 
 
 def build_system_candidates(root: Path) -> list[Planner]:

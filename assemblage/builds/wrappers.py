@@ -71,10 +71,16 @@ _SEED_NOTE = "\n# Seeds gcc's random names with the output file, so they are the
 # change no code generated. Through the wrapper because many rules files ignore DEB_CFLAGS_SET
 # (st's config.mk, pbzip2's Makefile). Seen here: nagios-plugins-contrib (implicit int), st
 # (implicit declaration of _getshort), pbzip2 (a macro glued to a string literal), libbraiding (register).
-CLANG_LENIENCE = ("-Wno-error=implicit-int", "-Wno-error=implicit-function-declaration",
-                  "-Wno-error=int-conversion", "-Wno-error=incompatible-function-pointer-types",
-                  "-Wno-error=reserved-user-defined-literal", "-Wno-error=c++11-narrowing",
-                  "-Wno-error=register", "-Wno-error=enum-constexpr-conversion")
+CLANG_LENIENCE = (
+    "-Wno-error=implicit-int",
+    "-Wno-error=implicit-function-declaration",
+    "-Wno-error=int-conversion",
+    "-Wno-error=incompatible-function-pointer-types",
+    "-Wno-error=reserved-user-defined-literal",
+    "-Wno-error=c++11-narrowing",
+    "-Wno-error=register",
+    "-Wno-error=enum-constexpr-conversion",
+)
 
 
 def _names(compilers: CompilerSet, lang: str) -> list[str]:
@@ -98,9 +104,15 @@ def _names(compilers: CompilerSet, lang: str) -> list[str]:
     return sorted({Path(n).name for n in names})
 
 
-def write_wrappers(bin_dir: Path, compilers: CompilerSet, config_id: str,
-                   which: Callable[[str], str | None] = shutil.which, *,
-                   extra_flags: tuple[str, ...] = (), random_seed: bool = False) -> tuple[Path, Path]:
+def write_wrappers(
+    bin_dir: Path,
+    compilers: CompilerSet,
+    config_id: str,
+    which: Callable[[str], str | None] = shutil.which,
+    *,
+    extra_flags: tuple[str, ...] = (),
+    random_seed: bool = False,
+) -> tuple[Path, Path]:
     """Write the wrappers; return the paths of the C and C++ wrappers to use as CC/CXX.
 
     ``which`` finds the real compilers where the build runs (the host, or a runner's image).
@@ -115,8 +127,14 @@ def write_wrappers(bin_dir: Path, compilers: CompilerSet, config_id: str,
         real = which(real_name) or real_name
         if Path(real).resolve().parent == bin_dir.resolve():
             raise BuildError(f"the compiler {real_name!r} would be replaced by its own wrapper")
-        text = _TEMPLATE.format(config=config_id, real=shlex.quote(real), flags=flags, lenient=lenient,
-                                seed=_SEED.format() if random_seed else "", seed_note=_SEED_NOTE if random_seed else "")
+        text = _TEMPLATE.format(
+            config=config_id,
+            real=shlex.quote(real),
+            flags=flags,
+            lenient=lenient,
+            seed=_SEED.format() if random_seed else "",
+            seed_note=_SEED_NOTE if random_seed else "",
+        )
         for name in _names(compilers, lang):
             p = bin_dir / name
             write_executable(p, text)

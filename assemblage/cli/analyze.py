@@ -31,7 +31,18 @@ def _fail(exc: AssemblageError) -> None:
 
 def _summary(rows: list[BinaryAnalysis]) -> Table:
     t = Table(title="Binary analysis")
-    for col in ("file", "format", "arch", "kind", "functions", "dwarf/symtab/both", "inlinings", "opt", "producer", "disagreements"):
+    for col in (
+        "file",
+        "format",
+        "arch",
+        "kind",
+        "functions",
+        "dwarf/symtab/both",
+        "inlinings",
+        "opt",
+        "producer",
+        "disagreements",
+    ):
         t.add_column(col)
     for a in rows:
         by = {k: sum(1 for f in a.functions if f.label_source == k) for k in ("dwarf", "symtab", "both")}
@@ -96,8 +107,9 @@ def verify_labels(
         try:
             a = analyze_file_bounded(b, timeout=timeout)
             # the oracles (llvm-dwarfdump, readelf, c++filt) and capstone read the file too: same limits
-            rep = run_bounded(verify_binary, str(b), a, path=str(b), what="verification", timeout=timeout,
-                              memory=2 * 1024**3)
+            rep = run_bounded(
+                verify_binary, str(b), a, path=str(b), what="verification", timeout=timeout, memory=2 * 1024**3
+            )
         except AssemblageError as exc:
             _fail(exc)
             code = max(code, exc.exit_code)

@@ -12,14 +12,24 @@ from rich.table import Table
 
 __all__ = ["register"]
 
-_Target = Annotated[str, typer.Argument(
-    metavar="DATASET_OR_SERVICE",
-    help="A dataset folder (DIR/dataset.sqlite + DIR/objects), or 'service': the service's database and store "
-         "from its settings (ASSEMBLAGE_DATABASE_URL, ASSEMBLAGE_STORAGE_URL)")]
-_Where = Annotated[list[str] | None, typer.Option(
-    "--where", "-w", help="NAME=VALUE filter, repeatable: platform, arch, toolchain, compiler, version, opt, config, "
-                          "format, kind, license, source, source_kind, run, build, size=LO..HI, functions=LO..HI, "
-                          "has_pdb, opt_mismatch, sample, sample_per_config, seed (docs/export.md)")]
+_Target = Annotated[
+    str,
+    typer.Argument(
+        metavar="DATASET_OR_SERVICE",
+        help="A dataset folder (DIR/dataset.sqlite + DIR/objects), or 'service': the service's database and store "
+        "from its settings (ASSEMBLAGE_DATABASE_URL, ASSEMBLAGE_STORAGE_URL)",
+    ),
+]
+_Where = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        "-w",
+        help="NAME=VALUE filter, repeatable: platform, arch, toolchain, compiler, version, opt, config, "
+        "format, kind, license, source, source_kind, run, build, size=LO..HI, functions=LO..HI, "
+        "has_pdb, opt_mismatch, sample, sample_per_config, seed (docs/export.md)",
+    ),
+]
 _DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="Read this database (with 'service')")]
 _StorageUrl = Annotated[str | None, typer.Option("--storage-url", help="Read this object store (with 'service')")]
 _Settings = Annotated[Path | None, typer.Option("--settings", help="A TOML settings file (the environment wins)")]
@@ -87,51 +97,74 @@ def register(app: typer.Typer) -> None:
         with corpus.snapshot() as conn:
             summary = describe_selection(conn, selection, rows=rows)
         if as_json:
-            doc = {"corpus": corpus.description, "where": selection.filters(), "candidates": summary.candidates,
-                   "binaries": summary.binaries, "functions": summary.functions, "by_config": summary.by_config,
-                   "dedup": summary.dedup.model_dump(), "rows": summary.rows}
+            doc = {
+                "corpus": corpus.description,
+                "where": selection.filters(),
+                "candidates": summary.candidates,
+                "binaries": summary.binaries,
+                "functions": summary.functions,
+                "by_config": summary.by_config,
+                "dedup": summary.dedup.model_dump(),
+                "rows": summary.rows,
+            }
             typer.echo(json.dumps(doc, indent=2, default=str))
             return
         console = Console()
-        console.print(f"{corpus.description}: [bold]{summary.binaries}[/] binaries "
-                      f"({summary.candidates} match the filters), [bold]{summary.functions}[/] functions",
-                      highlight=False)
+        console.print(
+            f"{corpus.description}: [bold]{summary.binaries}[/] binaries "
+            f"({summary.candidates} match the filters), [bold]{summary.functions}[/] functions",
+            highlight=False,
+        )
         t = Table("configuration", "binaries", "functions", title="By configuration")
         for config, c in summary.by_config.items():
             t.add_row(config, str(c["binaries"]), str(c["functions"]))
         console.print(t)
         d = summary.dedup
         t = Table("duplicates", "before", "after", title="Deduplication")
-        for label, counts in (("binaries by sha256", d.binaries), ("functions by exact bytes", d.functions_exact),
-                              ("functions by pic hash", d.functions_pic),
-                              ("non-trivial functions by pic hash", d.functions_nontrivial_pic)):
+        for label, counts in (
+            ("binaries by sha256", d.binaries),
+            ("functions by exact bytes", d.functions_exact),
+            ("functions by pic hash", d.functions_pic),
+            ("non-trivial functions by pic hash", d.functions_nontrivial_pic),
+        ):
             t.add_row(label, str(counts.before), str(counts.after))
         console.print(t)
         console.print(f"{d.trivial} trivial functions (crt start-up, thunks, size 0)")
         if summary.rows:
             t = Table("id", "configuration", "source", "file", "sha256", "functions", "size")
             for r in summary.rows:
-                t.add_row(str(r["id"]), r["config"], r["source"], r["file_name"], r["hash"][:12],
-                          str(r["function_count"]), str(r["size"]))
+                t.add_row(
+                    str(r["id"]),
+                    r["config"],
+                    r["source"],
+                    r["file_name"],
+                    r["hash"][:12],
+                    str(r["function_count"]),
+                    str(r["size"]),
+                )
             console.print(t)
 
     @app.command("export")
     def export_cmd(
         target: _Target,
         out: Annotated[Path, typer.Option("--out", "-o", help="A new folder for the export")],
-        formats: Annotated[str, typer.Option("--format", help="Comma-separated: parquet, sqlite, files")]
-        = "parquet,sqlite,files",
+        formats: Annotated[
+            str, typer.Option("--format", help="Comma-separated: parquet, sqlite, files")
+        ] = "parquet,sqlite,files",
         where: _Where = None,
-        split: Annotated[str | None, typer.Option(help="Sides and shares, e.g. train=0.8,valid=0.1,test=0.1")]
-        = None,
+        split: Annotated[str | None, typer.Option(help="Sides and shares, e.g. train=0.8,valid=0.1,test=0.1")] = None,
         by: Annotated[str, typer.Option(help="What no two sides share: source")] = "source",
-        seed: Annotated[int, typer.Option(min=0, help="Seed of the split, the pairs and (unless --where seed=) "
-                                                      "the sample")] = 0,
-        merge_limit: Annotated[float | None, typer.Option(
-            help="Largest share a merged split component may reach (default: the smallest side's share)")] = None,
+        seed: Annotated[
+            int, typer.Option(min=0, help="Seed of the split, the pairs and (unless --where seed=) the sample")
+        ] = 0,
+        merge_limit: Annotated[
+            float | None,
+            typer.Option(help="Largest share a merged split component may reach (default: the smallest side's share)"),
+        ] = None,
         pairs: Annotated[int, typer.Option(min=0, help="Positive pairs per function family (data/pairs)")] = 0,
-        drop_trivial: Annotated[bool, typer.Option(help="Leave out trivial functions (crt start-up, thunks, size 0)")]
-        = False,
+        drop_trivial: Annotated[
+            bool, typer.Option(help="Leave out trivial functions (crt start-up, thunks, size 0)")
+        ] = False,
         unique_binaries: Annotated[bool, typer.Option(help="One binary per sha256")] = False,
         include: Annotated[str | None, typer.Option("--with", help="Also copy: pdbs, stripped")] = None,
         archive: Annotated[bool, typer.Option(help="The objects as one objects.tar.zst")] = False,
@@ -155,16 +188,27 @@ def register(app: typer.Typer) -> None:
         spec = parse_split(split, by=by, merge_limit=merge_limit) if split else None
         if split is None and (by != "source" or merge_limit is not None):
             raise SelectionError([Problem("--by/--merge-limit", "only with --split")])
-        data: dict[str, Any] = {"where": selection, "formats": _csv(formats), "split": spec, "seed": seed,
-                                "pairs": pairs, "drop_trivial": drop_trivial, "unique_binaries": unique_binaries,
-                                "include": _csv(include), "archive": archive}
+        data: dict[str, Any] = {
+            "where": selection,
+            "formats": _csv(formats),
+            "split": spec,
+            "seed": seed,
+            "pairs": pairs,
+            "drop_trivial": drop_trivial,
+            "unique_binaries": unique_binaries,
+            "include": _csv(include),
+            "archive": archive,
+        }
         try:
             request = ExportRequest.model_validate(data)
         except ValidationError as exc:
             names = {"formats": "--format", "include": "--with"}
-            raise SelectionError([Problem(names.get(str(e["loc"][0]), f"--{e['loc'][0]}"),
-                                          e["msg"].removeprefix("Value error, "))
-                                  for e in exc.errors(include_url=False)]) from None
+            raise SelectionError(
+                [
+                    Problem(names.get(str(e["loc"][0]), f"--{e['loc'][0]}"), e["msg"].removeprefix("Value error, "))
+                    for e in exc.errors(include_url=False)
+                ]
+            ) from None
         corpus = _corpus(target, database_url, storage_url, settings_file)
         err = Console(stderr=True)
         progress = _RichProgress(err, enabled=not quiet and not as_json and err.is_terminal)
@@ -175,11 +219,17 @@ def register(app: typer.Typer) -> None:
             return
         console = Console()
         t = ", ".join(f"{name} {n}" for name, n in summary.tables.items())
-        console.print(f"[green]exported[/] {summary.binaries} binaries to {out}: {t}; {summary.objects} objects "
-                      f"({summary.object_bytes} bytes); {summary.files} files in MANIFEST.sha256", highlight=False)
+        console.print(
+            f"[green]exported[/] {summary.binaries} binaries to {out}: {t}; {summary.objects} objects "
+            f"({summary.object_bytes} bytes); {summary.files} files in MANIFEST.sha256",
+            highlight=False,
+        )
         if summary.split is not None:
             s = summary.split
             sides = ", ".join(f"{n} {s.achieved.get(n, 0):.1%} ({s.functions.get(n, 0)} functions)" for n in s.ratios)
             dropped = sum(s.dropped_functions.values())
-            console.print(f"split by {s.by}: {sides}; {s.components} components from {s.sources} sources, "
-                          f"{dropped} functions dropped to keep the sides disjoint", highlight=False)
+            console.print(
+                f"split by {s.by}: {sides}; {s.components} components from {s.sources} sources, "
+                f"{dropped} functions dropped to keep the sides disjoint",
+                highlight=False,
+            )

@@ -12,8 +12,15 @@ from rich.table import Table
 __all__ = ["crawl_recipe"]
 
 
-def crawl_recipe(recipe_path: Path, out: Path | None, *, as_json: bool, console: Console,
-                 debian_cache: Path | None = None, show_all: bool = False) -> None:
+def crawl_recipe(
+    recipe_path: Path,
+    out: Path | None,
+    *,
+    as_json: bool,
+    console: Console,
+    debian_cache: Path | None = None,
+    show_all: bool = False,
+) -> None:
     """Crawl every ``github:`` source of the recipe (resumable, with the answer cache of ``out`` when given).
 
     ``debian:`` selectors are expanded too (:mod:`assemblage.cli.crawl_debian`), fetching into ``debian_cache``.
@@ -59,8 +66,11 @@ def crawl_recipe(recipe_path: Path, out: Path | None, *, as_json: bool, console:
     if not reports and not debian:
         console.print("the recipe has no search to crawl (github: sources or debian: selectors)")
     for rep in reports:
-        console.print(f"[bold]sources[{rep['position']}] github: {rep['query']}[/]: {rep['status']}"
-                      f" ({rep['requests']} requests, {rep['not_modified']} unchanged)", highlight=False)
+        console.print(
+            f"[bold]sources[{rep['position']}] github: {rep['query']}[/]: {rep['status']}"
+            f" ({rep['requests']} requests, {rep['not_modified']} unchanged)",
+            highlight=False,
+        )
         if rep["error"]:
             console.print(f"  [red]{rep['error']}[/]", highlight=False, markup=False)
         t = Table("repository", "commit", "build system", "licence")

@@ -36,8 +36,12 @@ def _selector_spec(text: str):
     try:
         return DebianSource.model_validate({"debian": doc})
     except ValidationError as exc:
-        raise RecipeError([Problem("--debian" + "".join(f".{p}" for p in e["loc"][1:]), e["msg"])
-                           for e in exc.errors(include_url=False)]) from None
+        raise RecipeError(
+            [
+                Problem("--debian" + "".join(f".{p}" for p in e["loc"][1:]), e["msg"])
+                for e in exc.errors(include_url=False)
+            ]
+        ) from None
 
 
 def debian_reports(sources: list, cache: Path, *, show_all: bool) -> list[dict]:
@@ -56,19 +60,37 @@ def debian_reports(sources: list, cache: Path, *, show_all: bool) -> list[dict]:
             (kept if s.kept else left).append(asdict(s))
 
         expand_debian(spec, cache=cache, report=note)
-        reports.append({"position": position, "kind": "debian", "selector": spec.debian.model_dump(mode="json"),
-                        "packages": kept, "left_out": left if show_all else [], "looked_at": len(kept) + len(left)})
+        reports.append(
+            {
+                "position": position,
+                "kind": "debian",
+                "selector": spec.debian.model_dump(mode="json"),
+                "packages": kept,
+                "left_out": left if show_all else [],
+                "looked_at": len(kept) + len(left),
+            }
+        )
     return reports
 
 
 def print_debian_report(console: Console, rep: dict) -> None:
     sel = ", ".join(f"{k}: {v}" for k, v in rep["selector"].items() if v not in (None, [], ""))
-    console.print(f"[bold]sources[{rep['position']}] debian: {{{sel}}}[/]: {len(rep['packages'])} package(s), "
-                  f"{rep['looked_at']} looked at", highlight=False)
+    console.print(
+        f"[bold]sources[{rep['position']}] debian: {{{sel}}}[/]: {len(rep['packages'])} package(s), "
+        f"{rep['looked_at']} looked at",
+        highlight=False,
+    )
     table = Table("package", "version", "section", "size", "licence", "language", "left out because")
     for p in rep["packages"] + rep["left_out"]:
-        table.add_row(p["package"], p["version"], p["section"], f"{p['size'] / 1024:.0f} KiB" if p["size"] else "",
-                      p["license"] or "", p["language"] or "", "" if p["kept"] else p["why"])
+        table.add_row(
+            p["package"],
+            p["version"],
+            p["section"],
+            f"{p['size'] / 1024:.0f} KiB" if p["size"] else "",
+            p["license"] or "",
+            p["language"] or "",
+            "" if p["kept"] else p["why"],
+        )
     console.print(table)
 
 

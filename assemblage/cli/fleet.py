@@ -36,8 +36,9 @@ def register(app: typer.Typer) -> None:
     def user_data(
         queues: Annotated[str, typer.Option("--queues", "-Q", help="linux, windows-cross, crawl (Linux) or msvc")],
         settings_file: _SettingsFile = None,
-        concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1,
-                                                          help="Builds at once (default: the group's)")] = None,
+        concurrency: Annotated[
+            int | None, typer.Option("--concurrency", "-c", min=1, help="Builds at once (default: the group's)")
+        ] = None,
     ) -> None:
         """Print the user-data of a worker instance: cloud-init (Linux) or PowerShell (--queues msvc)."""
         from assemblage.fleet.userdata import linux_user_data, windows_user_data
@@ -68,8 +69,10 @@ def register(app: typer.Typer) -> None:
         for d in decisions:
             verb = "would set" if dry_run else "set"
             change = f"{d.current} -> {d.desired}" if d.desired != d.current else f"stays at {d.current}"
-            typer.echo(f"{d.family}: {d.group} {change} ({d.reason}); {verb} protection on "
-                       f"{len(d.protect)}, lifted on {len(d.unprotect)}")
+            typer.echo(
+                f"{d.family}: {d.group} {change} ({d.reason}); {verb} protection on "
+                f"{len(d.protect)}, lifted on {len(d.unprotect)}"
+            )
 
     @fleet.command("cost")
     def cost(
@@ -90,9 +93,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(report.to_json(), indent=2))
             return
         for f in report.families:
-            typer.echo(f"{f.family}: {f.builds} builds, {f.build_hours:.2f} build-hours / {f.builds_per_instance} "
-                       f"per instance = {f.instance_hours:.2f} h of {f.instance_type} at ${f.price_per_hour:.4f}/h "
-                       f"= ${f.dollars:.4f}")
+            typer.echo(
+                f"{f.family}: {f.builds} builds, {f.build_hours:.2f} build-hours / {f.builds_per_instance} "
+                f"per instance = {f.instance_hours:.2f} h of {f.instance_type} at ${f.price_per_hour:.4f}/h "
+                f"= ${f.dollars:.4f}"
+            )
         per = f"${report.per_1000_binaries:.2f}" if report.per_1000_binaries is not None else "n/a (no binaries)"
         typer.echo(f"run {run_id}: {report.binaries} binaries, ${report.dollars:.4f} in all, {per} per 1,000 binaries")
 

@@ -61,8 +61,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
-                                          help="Print the version and exit")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit")
+    ] = False,
 ) -> None:
     """Build large, labelled corpora of compiled binaries."""
 
@@ -74,13 +75,21 @@ def build(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Builds at once")] = max(1, os.cpu_count() or 1),
     runner: Annotated[str | None, typer.Option(help="local or docker (overrides the recipe)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (no progress bar)")] = False,
-    allow_failures: Annotated[bool, typer.Option(
-        "--allow-failures", help=f"Exit 0 even when some builds did not succeed (else {EXIT_PARTIAL})")] = False,
-    install_dependencies: Annotated[bool, typer.Option(
-        "--install-dependencies",
-        help="local runner: install missing Debian packages on this machine with apt-get (needs root; "
-             "same as ASSEMBLAGE_INSTALL_DEPENDENCIES=1)")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object (no progress bar)")
+    ] = False,
+    allow_failures: Annotated[
+        bool,
+        typer.Option("--allow-failures", help=f"Exit 0 even when some builds did not succeed (else {EXIT_PARTIAL})"),
+    ] = False,
+    install_dependencies: Annotated[
+        bool,
+        typer.Option(
+            "--install-dependencies",
+            help="local runner: install missing Debian packages on this machine with apt-get (needs root; "
+            "same as ASSEMBLAGE_INSTALL_DEPENDENCIES=1)",
+        ),
+    ] = False,
 ) -> None:
     """Build every source of RECIPE under every configuration of its matrix into OUT.
 
@@ -130,14 +139,22 @@ def _show_report(report, db_path: Path, elapsed: float | None, *, as_json: bool,
 @app.command()
 def crawl(
     recipe: Annotated[Path | None, typer.Argument(help="The recipe (YAML)")] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="A dataset folder whose answer cache to use and keep (default: a temporary one)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="A dataset folder whose answer cache to use and keep (default: a temporary one)"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    debian: Annotated[str | None, typer.Option(
-        "--debian", help="Instead of a recipe, one debian selector (YAML), e.g. '{section: libs, limit: 20}'")] = None,
-    cache: Annotated[Path, typer.Option(
-        help="Where debian selectors fetch packages (a build with --out DIR uses DIR/sources)")] = Path(
-        "assemblage-data/sources"),
+    debian: Annotated[
+        str | None,
+        typer.Option(
+            "--debian", help="Instead of a recipe, one debian selector (YAML), e.g. '{section: libs, limit: 20}'"
+        ),
+    ] = None,
+    cache: Annotated[
+        Path, typer.Option(help="Where debian selectors fetch packages (a build with --out DIR uses DIR/sources)")
+    ] = Path("assemblage-data/sources"),
     show_all: Annotated[bool, typer.Option("--all", help="Also the Debian packages looked at and left out")] = False,
 ) -> None:
     """Print what the recipe's searches would add (GitHub repositories, packages of debian: selectors), building nothing."""
@@ -157,16 +174,19 @@ def report(
     dataset: Annotated[Path, typer.Argument(help="A dataset folder (assemblage build --out DIR)")],
     run: Annotated[int | None, typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object")] = False,
-    allow_failures: Annotated[bool, typer.Option(
-        "--allow-failures", help=f"Exit 0 even when some builds did not succeed (else {EXIT_PARTIAL})")] = False,
+    allow_failures: Annotated[
+        bool,
+        typer.Option("--allow-failures", help=f"Exit 0 even when some builds did not succeed (else {EXIT_PARTIAL})"),
+    ] = False,
 ) -> None:
     """Print the summary of a run of DATASET again (builds by status, coverage, binaries, labels)."""
     from assemblage.pipeline.embedded import find_run, open_existing_dataset
     from assemblage.pipeline.report import run_report
 
     if not (dataset / "dataset.sqlite").is_file():
-        raise typer.BadParameter(f"{dataset}: no dataset here (assemblage build RECIPE --out {dataset} makes one)",
-                                 param_hint="DATASET")
+        raise typer.BadParameter(
+            f"{dataset}: no dataset here (assemblage build RECIPE --out {dataset} makes one)", param_hint="DATASET"
+        )
     ds = open_existing_dataset(dataset)
     with ds.context.sessions() as s:
         run_id = find_run(s, run)
@@ -192,12 +212,23 @@ def recipe_check(
     configs, notes = expand_matrix(rec)
     warnings = recipe_warnings(rec, configs)
     if as_json:
-        typer.echo(json.dumps({"ok": True, "recipe": str(recipe), "sources": len(rec.sources),
-                               "configurations": [c.id for c in configs], "notes": notes, "warnings": warnings},
-                              indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "recipe": str(recipe),
+                    "sources": len(rec.sources),
+                    "configurations": [c.id for c in configs],
+                    "notes": notes,
+                    "warnings": warnings,
+                },
+                indent=2,
+            )
+        )
         return
-    console.print(f"[green]ok[/] {recipe}: {len(rec.sources)} source(s) x {len(configs)} configuration(s)",
-                  highlight=False)
+    console.print(
+        f"[green]ok[/] {recipe}: {len(rec.sources)} source(s) x {len(configs)} configuration(s)", highlight=False
+    )
     for c in configs:
         console.print(f"  {c.id}", highlight=False)
     for n in notes:
@@ -217,7 +248,9 @@ def recipe_schema() -> None:
 @app.command()
 def toolchains(
     action: Annotated[str | None, typer.Argument(help="'install' to install toolchains with apt")] = None,
-    names: Annotated[list[str] | None, typer.Argument(help="NAME or NAME:PLATFORM-ARCH, e.g. clang-19:linux-x86_64")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="NAME or NAME:PLATFORM-ARCH, e.g. clang-19:linux-x86_64")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the targets as JSON")] = False,
 ) -> None:
     """List the toolchains and which targets are installed; or ``toolchains install NAME...``."""

@@ -45,9 +45,15 @@ class RichProgress(BaseProgress):
         if not self.enabled:
             return
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
-            console=self.console, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=self.console,
+            transient=False,
         )
         self._progress.start()
         self._task = self._progress.add_task(self._description(), total=total, last="")
@@ -61,8 +67,9 @@ class RichProgress(BaseProgress):
         self.counts[status] += 1
         if self._progress is not None:
             icon, style = STATUS_STYLE.get(status, ("?", "white"))
-            self._progress.update(self._task, advance=1, description=self._description(),
-                                  last=f"[{style}]{icon}[/] {label}")
+            self._progress.update(
+                self._task, advance=1, description=self._description(), last=f"[{style}]{icon}[/] {label}"
+            )
 
     def stop(self) -> None:
         if self._progress is not None:
@@ -86,9 +93,20 @@ def report_json(rep: RunReport, db_path: Path, elapsed: float | None) -> dict:
         "unsandboxed": rep.unsandboxed,
         "notes": list(rep.notes),
         "configurations": list(rep.configs),
-        "cells": [{"build": c.build_id, "source": c.source, "position": c.position, "config": c.config,
-                   "status": c.status, "reason": c.reason, "message": c.message, "binaries": c.binaries,
-                   "reused": c.reused} for c in rep.cells],
+        "cells": [
+            {
+                "build": c.build_id,
+                "source": c.source,
+                "position": c.position,
+                "config": c.config,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "binaries": c.binaries,
+                "reused": c.reused,
+            }
+            for c in rep.cells
+        ],
         "dataset": str(db_path),
     }
 
@@ -100,8 +118,10 @@ def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: floa
     for note in rep.notes:
         console.print(f"[yellow]note:[/] {note}")
     if rep.unsandboxed:
-        console.print(f"[bold red]WARNING: {rep.unsandboxed} build(s) ran WITHOUT A SANDBOX (allow_unsandboxed is "
-                      "on): they had the network, the host's files and this user's rights[/]")
+        console.print(
+            f"[bold red]WARNING: {rep.unsandboxed} build(s) ran WITHOUT A SANDBOX (allow_unsandboxed is "
+            "on): they had the network, the host's files and this user's rights[/]"
+        )
     t = Table(title="Builds by status and reason", show_lines=False)
     t.add_column("status")
     t.add_column("reason")
@@ -126,7 +146,7 @@ def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: floa
     cov = Table(title=title, show_lines=False)
     cov.add_column("source")
     for c in configs:
-        label = c[len(common) + 1:] if common else c
+        label = c[len(common) + 1 :] if common else c
         tc, _, opt = label.rpartition("-")
         cov.add_column(f"{tc}\n{opt}", justify="center")
     for pos, src in zip(rep.positions, rep.sources):
@@ -147,7 +167,11 @@ def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: floa
         console.print(f"  ... and {len(failures) - 10} more (see the builds table)")
     console.print(
         f"[bold]{rep.binaries}[/] binaries, [bold]{rep.functions}[/] functions"
-        + (f", [yellow]{rep.opt_mismatches} optimisation label mismatch(es)[/]" if rep.opt_mismatches else ", labels verified")
+        + (
+            f", [yellow]{rep.opt_mismatches} optimisation label mismatch(es)[/]"
+            if rep.opt_mismatches
+            else ", labels verified"
+        )
         + (f", {rep.analysis_errors} analysis error(s)" if rep.analysis_errors else "")
         + (f", {rep.reused} build(s) reused from earlier runs" if rep.reused else "")
     )

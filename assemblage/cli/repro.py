@@ -32,8 +32,9 @@ def _dataset(folder: Path):
     from assemblage.pipeline.embedded import DATASET_FILE, open_existing_dataset
 
     if not (Path(folder) / DATASET_FILE).is_file():
-        raise typer.BadParameter(f"{folder}: no dataset here (assemblage build RECIPE --out {folder} makes one)",
-                                 param_hint="DIR")
+        raise typer.BadParameter(
+            f"{folder}: no dataset here (assemblage build RECIPE --out {folder} makes one)", param_hint="DIR"
+        )
     return open_existing_dataset(folder)
 
 
@@ -81,8 +82,14 @@ def _read_lock(path: Path):
 def rebuild(
     lock_file: Annotated[Path, typer.Argument(metavar="LOCK", help="A lock (assemblage lock DIR > run.lock.json)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="A new dataset folder")],
-    allow_drift: Annotated[bool, typer.Option("--allow-drift", help="Rebuild even when a toolchain, image or source "
-                                              "differs here; the differences are recorded in the new dataset")] = False,
+    allow_drift: Annotated[
+        bool,
+        typer.Option(
+            "--allow-drift",
+            help="Rebuild even when a toolchain, image or source "
+            "differs here; the differences are recorded in the new dataset",
+        ),
+    ] = False,
     base: Annotated[Path | None, typer.Option(help="Where the lock's relative source paths start")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Builds at once")] = max(1, os.cpu_count() or 1),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
@@ -106,11 +113,18 @@ def rebuild(
 def verify(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A dataset folder")],
     run: Annotated[int | None, typer.Option("--run", min=1, help="The run (default: the latest)")] = None,
-    sample: Annotated[int | None, typer.Option("--sample", min=1, help="Rebuild this many builds (default: all)")] = None,
+    sample: Annotated[
+        int | None, typer.Option("--sample", min=1, help="Rebuild this many builds (default: all)")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of the summary")] = False,
-    allow_drift: Annotated[bool, typer.Option("--allow-drift", help="Verify even when a toolchain, image or source "
-                                              "differs here (the differences are recorded)")] = False,
+    allow_drift: Annotated[
+        bool,
+        typer.Option(
+            "--allow-drift",
+            help="Verify even when a toolchain, image or source differs here (the differences are recorded)",
+        ),
+    ] = False,
     base: Annotated[Path | None, typer.Option(help="Where the lock's relative source paths start")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Builds at once")] = max(1, os.cpu_count() or 1),
     keep: Annotated[bool, typer.Option("--keep", help="Keep the scratch dataset of the rebuild")] = False,
@@ -121,8 +135,17 @@ def verify(
 
     dataset = _dataset(folder)
     progress = RichProgress(err, enabled=not as_json and err.is_terminal)
-    report = verify_run(dataset, run_id=_run(dataset, run), sample=sample, seed=seed, jobs=jobs,
-                        allow_drift=allow_drift, progress=progress, base=base, keep=keep)
+    report = verify_run(
+        dataset,
+        run_id=_run(dataset, run),
+        sample=sample,
+        seed=seed,
+        jobs=jobs,
+        allow_drift=allow_drift,
+        progress=progress,
+        base=base,
+        keep=keep,
+    )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -133,8 +156,11 @@ def _print_report(report) -> None:
     from assemblage.pipeline.verify import describe_cause
 
     what = f"all {report.builds}" if report.sample is None else f"a sample of {report.builds} (seed {report.seed})"
-    console.print(f"verify run {report.run_id}: {what} build(s) rebuilt from the run's lock, "
-                  f"{report.compared} binaries compared (verification {report.verification_id})", highlight=False)
+    console.print(
+        f"verify run {report.run_id}: {what} build(s) rebuilt from the run's lock, "
+        f"{report.compared} binaries compared (verification {report.verification_id})",
+        highlight=False,
+    )
     for d in report.drift:
         console.print(f"[yellow]drift (allowed):[/] {d}", highlight=False)
     for d in report.differences:
@@ -146,10 +172,12 @@ def _print_report(report) -> None:
             detail = f": {s['detail']}" if s.get("detail") else ""
             console.print(f"    {s['name']}: {s['cause']}{detail}", highlight=False, markup=False)
         if d.causes:
-            console.print("    likely cause: " + "; ".join(describe_cause(c) for c in d.causes), highlight=False,
-                          markup=False)
-    console.print(f"{report.identical} of {report.compared} binaries bit-identical ({report.share_text()})",
-                  highlight=False)
+            console.print(
+                "    likely cause: " + "; ".join(describe_cause(c) for c in d.causes), highlight=False, markup=False
+            )
+    console.print(
+        f"{report.identical} of {report.compared} binaries bit-identical ({report.share_text()})", highlight=False
+    )
 
 
 def register(app: typer.Typer) -> None:

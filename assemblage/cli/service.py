@@ -74,8 +74,14 @@ def register(app: typer.Typer) -> None:
 
             fleet = ReconcileLoop.from_settings(settings).start()
         try:
-            uvicorn.run(api, host=host or settings.api_host, port=port or settings.api_port,
-                        log_level=settings.log_level.lower(), log_config=None, proxy_headers=True)
+            uvicorn.run(
+                api,
+                host=host or settings.api_host,
+                port=port or settings.api_port,
+                log_level=settings.log_level.lower(),
+                log_config=None,
+                proxy_headers=True,
+            )
         finally:
             if fleet is not None:
                 fleet.stop()
@@ -101,10 +107,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def worker(
-        queues: Annotated[str, typer.Option(
-            "--queues", "-Q", help="Comma-separated: crawl, linux, windows-cross, msvc")] = "crawl,linux",
-        concurrency: Annotated[int, typer.Option(
-            "--concurrency", "-c", min=1, help="Tasks at once")] = max(1, os.cpu_count() or 1),
+        queues: Annotated[
+            str, typer.Option("--queues", "-Q", help="Comma-separated: crawl, linux, windows-cross, msvc")
+        ] = "crawl,linux",
+        concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Tasks at once")] = max(
+            1, os.cpu_count() or 1
+        ),
         name: Annotated[str | None, typer.Option("--name", "-n", help="Node name (default linux@HOST)")] = None,
         pool: Annotated[str, typer.Option(help="prefork, threads or solo")] = "prefork",
         loglevel: Annotated[str, typer.Option(help="Log level")] = "INFO",
@@ -122,10 +130,25 @@ def register(app: typer.Typer) -> None:
         from assemblage.tasks import jobs
 
         node = name or f"{wanted[-1]}@{socket.gethostname()}"
-        jobs.celery_app.worker_main([
-            "worker", "-Q", ",".join(wanted), "-c", str(concurrency), "-n", node, "--pool", pool,
-            "--loglevel", loglevel, "--prefetch-multiplier", str(prefetch), "--without-gossip", "--without-mingle",
-        ])
+        jobs.celery_app.worker_main(
+            [
+                "worker",
+                "-Q",
+                ",".join(wanted),
+                "-c",
+                str(concurrency),
+                "-n",
+                node,
+                "--pool",
+                pool,
+                "--loglevel",
+                loglevel,
+                "--prefetch-multiplier",
+                str(prefetch),
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
 
     @db_app.command("upgrade")
     def db_upgrade(
@@ -168,8 +191,19 @@ def register(app: typer.Typer) -> None:
         with session_scope(sessions) as s:
             for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
                 when = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ") if d else "-"  # noqa: E731
-                typer.echo("\t".join([str(t.id), t.scope, t.name or "-", t.hint + "...", when(t.created_at),
-                                      when(t.last_used_at), "revoked " + when(t.revoked_at) if t.revoked_at else "live"]))
+                typer.echo(
+                    "\t".join(
+                        [
+                            str(t.id),
+                            t.scope,
+                            t.name or "-",
+                            t.hint + "...",
+                            when(t.created_at),
+                            when(t.last_used_at),
+                            "revoked " + when(t.revoked_at) if t.revoked_at else "live",
+                        ]
+                    )
+                )
 
     @token_app.command("revoke")
     def token_revoke(

@@ -27,13 +27,26 @@ def toolchain_targets() -> list[dict]:
     for tc in TOOLCHAINS.values():
         for platform, arch in tc.targets:
             if tc.remote_only:
-                rows.append({"toolchain": tc.name, "target": f"{platform}-{arch}", "installed": False,
-                             "problem": "runs on Windows workers (queue msvc)", "install": None})
+                rows.append(
+                    {
+                        "toolchain": tc.name,
+                        "target": f"{platform}-{arch}",
+                        "installed": False,
+                        "problem": "runs on Windows workers (queue msvc)",
+                        "install": None,
+                    }
+                )
                 continue
             result = probe_target(tc.name, platform, arch)
-            rows.append({"toolchain": tc.name, "target": f"{platform}-{arch}", "installed": result.ok,
-                         "problem": result.problem,
-                         "install": None if result.ok else f"assemblage toolchains install {tc.name}:{platform}-{arch}"})
+            rows.append(
+                {
+                    "toolchain": tc.name,
+                    "target": f"{platform}-{arch}",
+                    "installed": result.ok,
+                    "problem": result.problem,
+                    "install": None if result.ok else f"assemblage toolchains install {tc.name}:{platform}-{arch}",
+                }
+            )
     return rows
 
 
@@ -62,8 +75,12 @@ def list_toolchains(console: Console, *, as_json: bool = False) -> None:
         t.add_row(tc.name, "  ".join(cells), " ".join(tc.opts))
     console.print(t)
     for row in problems:
-        console.print(Text.assemble(("✘", "red"), f" {row['toolchain']} {row['target']}: {row['problem']} "
-                                    f"(fix: {row['install']})"), highlight=False)
+        console.print(
+            Text.assemble(
+                ("✘", "red"), f" {row['toolchain']} {row['target']}: {row['problem']} (fix: {row['install']})"
+            ),
+            highlight=False,
+        )
 
 
 def install(console: Console, names: list[str]) -> None:

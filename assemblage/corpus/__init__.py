@@ -13,9 +13,23 @@ from assemblage.corpus.select import Selection, license_allows, parse_where
 from assemblage.corpus.source import Corpus, open_corpus
 from assemblage.corpus.splits import SplitReport, SplitSpec, parse_split
 
-__all__ = ["Corpus", "DedupReport", "ExportRequest", "ExportSummary", "Selection", "SplitReport", "SplitSpec",
-           "export_corpus", "family_id", "is_trivial", "license_allows", "open_corpus", "parse_split",
-           "parse_where", "trivial_clause"]
+__all__ = [
+    "Corpus",
+    "DedupReport",
+    "ExportRequest",
+    "ExportSummary",
+    "Selection",
+    "SplitReport",
+    "SplitSpec",
+    "export_corpus",
+    "family_id",
+    "is_trivial",
+    "license_allows",
+    "open_corpus",
+    "parse_split",
+    "parse_where",
+    "trivial_clause",
+]
 
 
 def export_corpus(*args, **kwargs):

@@ -46,20 +46,50 @@ from pydantic import BaseModel
 from sqlalchemy import Boolean, case, func, or_, select, type_coerce
 from sqlalchemy.sql import ColumnElement
 
-__all__ = ["CRT_NAMES", "THUNK_PREFIXES", "THUNK_SUFFIXES", "trivial_clause", "trivial_column", "is_trivial",
-           "Counts", "DedupReport", "dedup_report"]
+__all__ = [
+    "CRT_NAMES",
+    "THUNK_PREFIXES",
+    "THUNK_SUFFIXES",
+    "trivial_clause",
+    "trivial_column",
+    "is_trivial",
+    "Counts",
+    "DedupReport",
+    "dedup_report",
+]
 
-CRT_NAMES = frozenset({
-    # glibc / gcc (ELF)
-    "_start", "_init", "_fini", "deregister_tm_clones", "register_tm_clones", "__do_global_dtors_aux",
-    "frame_dummy", "__libc_csu_init", "__libc_csu_fini", "_dl_relocate_static_pie",
-    # mingw-w64 (PE)
-    "mainCRTStartup", "WinMainCRTStartup", "__tmainCRTStartup", "_DllMainCRTStartup", "DllMainCRTStartup",
-    "__main", "__do_global_ctors", "__do_global_dtors", "_pei386_runtime_relocator", "__gcc_register_frame",
-    "__gcc_deregister_frame", "pre_c_init", "pre_cpp_init",
-    # MSVC's vcruntime start-up
-    "__scrt_common_main_seh", "__scrt_common_main",
-})
+CRT_NAMES = frozenset(
+    {
+        # glibc / gcc (ELF)
+        "_start",
+        "_init",
+        "_fini",
+        "deregister_tm_clones",
+        "register_tm_clones",
+        "__do_global_dtors_aux",
+        "frame_dummy",
+        "__libc_csu_init",
+        "__libc_csu_fini",
+        "_dl_relocate_static_pie",
+        # mingw-w64 (PE)
+        "mainCRTStartup",
+        "WinMainCRTStartup",
+        "__tmainCRTStartup",
+        "_DllMainCRTStartup",
+        "DllMainCRTStartup",
+        "__main",
+        "__do_global_ctors",
+        "__do_global_dtors",
+        "_pei386_runtime_relocator",
+        "__gcc_register_frame",
+        "__gcc_deregister_frame",
+        "pre_c_init",
+        "pre_cpp_init",
+        # MSVC's vcruntime start-up
+        "__scrt_common_main_seh",
+        "__scrt_common_main",
+    }
+)
 THUNK_PREFIXES = ("_ZThn", "_ZTv", "_ZTc", "__x86.get_pc_thunk.", "__imp_", "_RTC_")
 THUNK_SUFFIXES = ("@plt",)
 
@@ -81,7 +111,7 @@ def trivial_column(f: Any) -> ColumnElement[bool]:
 
 def is_trivial(name: str, size: int) -> bool:
     """The same rule in Python."""
-    return (size == 0 or name in CRT_NAMES or name.startswith(THUNK_PREFIXES) or name.endswith(THUNK_SUFFIXES))
+    return size == 0 or name in CRT_NAMES or name.startswith(THUNK_PREFIXES) or name.endswith(THUNK_SUFFIXES)
 
 
 class Counts(BaseModel):

@@ -54,13 +54,16 @@ def family_ids(rows: Iterable[tuple[Any, Any, Any, Any]]) -> list[int | None]:
         if source_file is None or decl_line is None:
             append(None)
         else:
-            append(int.from_bytes(sha(f"{source}\x1f{source_file}\x1f{decl_line}\x1f{name}".encode())
-                                  .digest()[:8], "big") & _MASK)
+            append(
+                int.from_bytes(sha(f"{source}\x1f{source_file}\x1f{decl_line}\x1f{name}".encode()).digest()[:8], "big")
+                & _MASK
+            )
     return out
 
 
-def sample_pairs(members: Iterable[tuple[Any, ...]], *, per_family: int, seed: int
-                 ) -> Iterator[tuple[int, tuple[Any, ...], tuple[Any, ...]]]:
+def sample_pairs(
+    members: Iterable[tuple[Any, ...]], *, per_family: int, seed: int
+) -> Iterator[tuple[int, tuple[Any, ...], tuple[Any, ...]]]:
     """(family_id, member_a, member_b) for sampled pairs of members.
 
     ``members`` are rows (source, source_file, decl_line, name, function_id, binary_id, sort_key, ...)
@@ -79,8 +82,9 @@ def sample_pairs(members: Iterable[tuple[Any, ...]], *, per_family: int, seed: i
         yield from _pairs_of(key, group, per_family, seed)
 
 
-def _pairs_of(key: tuple[Any, ...], group: list[tuple[Any, ...]], k: int, seed: int
-              ) -> Iterator[tuple[int, tuple[Any, ...], tuple[Any, ...]]]:
+def _pairs_of(
+    key: tuple[Any, ...], group: list[tuple[Any, ...]], k: int, seed: int
+) -> Iterator[tuple[int, tuple[Any, ...], tuple[Any, ...]]]:
     fam = family_id(*key)
     if fam is None or len(group) < 2:
         return

@@ -42,8 +42,24 @@ from assemblage.storage import ObjectStore
 __all__ = ["create_export", "run_export_job", "RowProgress", "PHASES", "archive_key"]
 
 # the phases in the order an export goes through them (GET /exports/{id} reports step/steps)
-PHASES = ("queued", "select", "binaries", "functions", "rvas", "lines", "pdbs", "pairs", "parquet", "objects",
-          "sqlite indexes", "datasheet", "manifest", "pack", "upload", "finished")
+PHASES = (
+    "queued",
+    "select",
+    "binaries",
+    "functions",
+    "rvas",
+    "lines",
+    "pdbs",
+    "pairs",
+    "parquet",
+    "objects",
+    "sqlite indexes",
+    "datasheet",
+    "manifest",
+    "pack",
+    "upload",
+    "finished",
+)
 
 
 def archive_name(export_id: int) -> str:
@@ -57,8 +73,16 @@ def archive_key(export_id: int) -> str:
 def create_export(sessions: sessionmaker[Session], request: ExportRequest, *, token_id: int | None = None) -> int:
     """Record a pending export (commit before sending its task)."""
     with session_scope(sessions) as s:
-        row = m.Export(status="pending", request=request.model_dump(mode="json"), phase="queued", done=0,
-                       phases_done=0, attempts=0, token_id=token_id, updated_at=m.utcnow())
+        row = m.Export(
+            status="pending",
+            request=request.model_dump(mode="json"),
+            phase="queued",
+            done=0,
+            phases_done=0,
+            attempts=0,
+            token_id=token_id,
+            updated_at=m.utcnow(),
+        )
         s.add(row)
         s.flush()
         return row.id
@@ -94,8 +118,15 @@ class RowProgress:
         self._written = time.monotonic()
 
 
-def run_export_job(sessions: sessionmaker[Session], store: ObjectStore, database_url: str, export_id: int, *,
-                   work_root: Path | None = None, description: str = "service") -> str:
+def run_export_job(
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    database_url: str,
+    export_id: int,
+    *,
+    work_root: Path | None = None,
+    description: str = "service",
+) -> str:
     """Export, pack and store one claimed export; returns its final status (see the module)."""
     from assemblage.corpus.export.files import pack_folder
     from assemblage.corpus.export.run import export_corpus
@@ -129,9 +160,19 @@ def run_export_job(sessions: sessionmaker[Session], store: ObjectStore, database
         except AssemblageError as exc:
             _finish(sessions, export_id, status="failed", error=str(exc))
             return "failed"
-    _finish(sessions, export_id, status="finished", key=key, size=size, sha256=sha,
-            result=summary.model_dump(mode="json"), phase="finished", phases_done=PHASES.index("finished"),
-            done=1, total=1)
+    _finish(
+        sessions,
+        export_id,
+        status="finished",
+        key=key,
+        size=size,
+        sha256=sha,
+        result=summary.model_dump(mode="json"),
+        phase="finished",
+        phases_done=PHASES.index("finished"),
+        done=1,
+        total=1,
+    )
     return "finished"
 
 

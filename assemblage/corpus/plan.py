@@ -53,13 +53,29 @@ __all__ = ["Plan", "make_plan", "SEL", "DROP"]
 _Id = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid: no second index
 _md = MetaData()
 _TEMP = {"prefixes": ["TEMPORARY"], "postgresql_on_commit": "DROP"}
-SEL = Table("asm_export_sel", _md, Column("binary_id", _Id, primary_key=True), Column("source", Text, nullable=False),
-            Column("split", String(40)), **_TEMP)
+SEL = Table(
+    "asm_export_sel",
+    _md,
+    Column("binary_id", _Id, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("split", String(40)),
+    **_TEMP,
+)
 PICK = Table("asm_export_pick", _md, Column("binary_id", _Id, primary_key=True), **_TEMP)
-SIDE = Table("asm_export_side", _md, Column("source", Text, primary_key=True),
-             Column("split", String(40), nullable=False), **_TEMP)
-DROP = Table("asm_export_drop", _md, Column("pic_hash", String(64), primary_key=True),
-             Column("keep", String(40), nullable=False), **_TEMP)
+SIDE = Table(
+    "asm_export_side",
+    _md,
+    Column("source", Text, primary_key=True),
+    Column("split", String(40), nullable=False),
+    **_TEMP,
+)
+DROP = Table(
+    "asm_export_drop",
+    _md,
+    Column("pic_hash", String(64), primary_key=True),
+    Column("keep", String(40), nullable=False),
+    **_TEMP,
+)
 
 B = m.Binary.__table__
 F = m.Function.__table__
@@ -92,8 +108,9 @@ class Plan:
         if self.drop_trivial:
             conds.append(~trivial_clause(f))
         if self.has_drops:
-            conds.append(~exists(select(DROP.c.pic_hash).where(DROP.c.pic_hash == f.c.pic_hash,
-                                                                DROP.c.keep != s.c.split)))
+            conds.append(
+                ~exists(select(DROP.c.pic_hash).where(DROP.c.pic_hash == f.c.pic_hash, DROP.c.keep != s.c.split))
+            )
         return conds
 
     def functions_from(self) -> Any:
@@ -101,31 +118,45 @@ class Plan:
         return F.join(SEL, SEL.c.binary_id == F.c.binary_id)
 
     def count_functions(self) -> int:
-        return int(self.conn.scalar(select(func.count()).select_from(self.functions_from())
-                                    .where(*self.function_conditions())) or 0)
+        return int(
+            self.conn.scalar(select(func.count()).select_from(self.functions_from()).where(*self.function_conditions()))
+            or 0
+        )
 
 
-def make_plan(conn: Connection, selection: Selection, *, drop_trivial: bool = False, unique_binaries: bool = False,
-              split: SplitSpec | None = None, seed: int = 0) -> Plan:
+def make_plan(
+    conn: Connection,
+    selection: Selection,
+    *,
+    drop_trivial: bool = False,
+    unique_binaries: bool = False,
+    split: SplitSpec | None = None,
+    seed: int = 0,
+) -> Plan:
     """Materialise the selection (filters, then one binary per sha256, then the sample) and the split."""
-    plan = Plan(conn=conn, selection=selection, drop_trivial=drop_trivial, unique_binaries=unique_binaries,
-                split=split)
+    plan = Plan(conn=conn, selection=selection, drop_trivial=drop_trivial, unique_binaries=unique_binaries, split=split)
     for table in (SEL, PICK, SIDE, DROP):
         table.create(conn)
     conds = selection.conditions(conn)
     conn.execute(insert(SEL).from_select(["binary_id", "source"], select(B.c.id, B.c.source).where(*conds)))
     plan.candidates = _count(conn, SEL)
     if unique_binaries:
-        rank = func.row_number().over(partition_by=B.c.hash,
-                                      order_by=(B.c.config, B.c.source, B.c.relpath, B.c.id)).label("rank")
+        rank = (
+            func.row_number()
+            .over(partition_by=B.c.hash, order_by=(B.c.config, B.c.source, B.c.relpath, B.c.id))
+            .label("rank")
+        )
         ranked = select(B.c.id, rank).join(SEL, SEL.c.binary_id == B.c.id).subquery()
         conn.execute(delete(SEL).where(SEL.c.binary_id.in_(select(ranked.c.id).where(ranked.c.rank > 1))))
     if selection.sampled:
-        rows = conn.execute(select(B.c.id, B.c.hash, B.c.config, B.c.source, B.c.relpath)
-                            .join(SEL, SEL.c.binary_id == B.c.id).execution_options(yield_per=10_000))
+        rows = conn.execute(
+            select(B.c.id, B.c.hash, B.c.config, B.c.source, B.c.relpath)
+            .join(SEL, SEL.c.binary_id == B.c.id)
+            .execution_options(yield_per=10_000)
+        )
         picked = pick_sample(rows, n=selection.sample, per_config=selection.sample_per_config, seed=selection.seed)
         for i in range(0, len(picked), BATCH):
-            conn.execute(insert(PICK), [{"binary_id": x} for x in picked[i:i + BATCH]])
+            conn.execute(insert(PICK), [{"binary_id": x} for x in picked[i : i + BATCH]])
         conn.execute(delete(SEL).where(SEL.c.binary_id.not_in(select(PICK.c.binary_id))))
     plan.binaries = _count(conn, SEL)
     plan.dedup = dedup_report(conn, SEL, F, B)
@@ -143,18 +174,24 @@ def _split(plan: Plan, spec: SplitSpec, seed: int) -> SplitReport:
     report = SplitReport(ratios=spec.ratios, by=spec.by, seed=seed, merge_limit=spec.limit)
     base = [] if not plan.drop_trivial else [~trivial_clause(F)]
     weights: dict[str, int] = {src: 0 for src in conn.execute(select(SEL.c.source).distinct()).scalars()}
-    for src, n in conn.execute(select(SEL.c.source, func.count(F.c.id)).select_from(plan.functions_from())
-                               .where(*base).group_by(SEL.c.source)):
+    for src, n in conn.execute(
+        select(SEL.c.source, func.count(F.c.id)).select_from(plan.functions_from()).where(*base).group_by(SEL.c.source)
+    ):
         weights[src] = int(n)
     if not any(weights.values()):  # no functions at all: weigh sources by their binaries
-        weights.update({src: int(n) for src, n in conn.execute(
-            select(SEL.c.source, func.count()).group_by(SEL.c.source))})
+        weights.update(
+            {src: int(n) for src, n in conn.execute(select(SEL.c.source, func.count()).group_by(SEL.c.source))}
+        )
     # links: pic hashes of non-trivial functions shared by two or more sources
     links: Counter = Counter()
     rows = conn.execute(
-        select(F.c.pic_hash, SEL.c.source).select_from(plan.functions_from())
-        .where(F.c.pic_hash.is_not(None), ~trivial_clause(F)).distinct()
-        .order_by(F.c.pic_hash, SEL.c.source).execution_options(yield_per=20_000))
+        select(F.c.pic_hash, SEL.c.source)
+        .select_from(plan.functions_from())
+        .where(F.c.pic_hash.is_not(None), ~trivial_clause(F))
+        .distinct()
+        .order_by(F.c.pic_hash, SEL.c.source)
+        .execution_options(yield_per=20_000)
+    )
     current, members = None, []
     for pic, src in rows:
         if pic != current:
@@ -168,8 +205,7 @@ def _split(plan: Plan, spec: SplitSpec, seed: int) -> SplitReport:
     sides = assign(uf, weights, spec, seed)
     for items in _chunks(sorted(sides.items()), BATCH):
         conn.execute(insert(SIDE), [{"source": s, "split": side} for s, side in items])
-    conn.execute(update(SEL).values(split=select(SIDE.c.split).where(SIDE.c.source == SEL.c.source)
-                                    .scalar_subquery()))
+    conn.execute(update(SEL).values(split=select(SIDE.c.split).where(SIDE.c.source == SEL.c.source).scalar_subquery()))
     report.sources = len(weights)
     components: dict[str, list[str]] = {}
     for s in sorted(weights):
@@ -186,13 +222,21 @@ def _drops(plan: Plan, spec: SplitSpec, report: SplitReport, base: list[ColumnEl
     """Pic hashes on more than one side: kept where most of their rows are, dropped elsewhere."""
     conn = plan.conn
     f2, s2 = F.alias("f2"), SEL.alias("s2")
-    crossing = (select(f2.c.pic_hash).select_from(f2.join(s2, s2.c.binary_id == f2.c.binary_id))
-                .where(f2.c.pic_hash.is_not(None), *([~trivial_clause(f2)] if plan.drop_trivial else []))
-                .group_by(f2.c.pic_hash).having(func.count(distinct(s2.c.split)) > 1))
+    crossing = (
+        select(f2.c.pic_hash)
+        .select_from(f2.join(s2, s2.c.binary_id == f2.c.binary_id))
+        .where(f2.c.pic_hash.is_not(None), *([~trivial_clause(f2)] if plan.drop_trivial else []))
+        .group_by(f2.c.pic_hash)
+        .having(func.count(distinct(s2.c.split)) > 1)
+    )
     rows = conn.execute(
-        select(F.c.pic_hash, SEL.c.split, func.count()).select_from(plan.functions_from())
+        select(F.c.pic_hash, SEL.c.split, func.count())
+        .select_from(plan.functions_from())
         .where(F.c.pic_hash.in_(crossing), *base)
-        .group_by(F.c.pic_hash, SEL.c.split).order_by(F.c.pic_hash).execution_options(yield_per=20_000))
+        .group_by(F.c.pic_hash, SEL.c.split)
+        .order_by(F.c.pic_hash)
+        .execution_options(yield_per=20_000)
+    )
     dropped: Counter = Counter()
     pending: list[dict[str, str]] = []
     order = {name: i for i, name in enumerate(spec.names)}
@@ -228,8 +272,14 @@ def _drops(plan: Plan, spec: SplitSpec, report: SplitReport, base: list[ColumnEl
 def _achieved(plan: Plan, spec: SplitSpec, report: SplitReport) -> None:
     conn = plan.conn
     binaries = dict(conn.execute(select(SEL.c.split, func.count()).group_by(SEL.c.split)).all())
-    functions = dict(conn.execute(select(SEL.c.split, func.count()).select_from(plan.functions_from())
-                                  .where(*plan.function_conditions()).group_by(SEL.c.split)).all())
+    functions = dict(
+        conn.execute(
+            select(SEL.c.split, func.count())
+            .select_from(plan.functions_from())
+            .where(*plan.function_conditions())
+            .group_by(SEL.c.split)
+        ).all()
+    )
     report.binaries = {n: int(binaries.get(n, 0)) for n in spec.names}
     report.functions = {n: int(functions.get(n, 0)) for n in spec.names}
     nb, nf = sum(report.binaries.values()) or 1, sum(report.functions.values()) or 1
@@ -239,7 +289,7 @@ def _achieved(plan: Plan, spec: SplitSpec, report: SplitReport) -> None:
 
 def _chunks(items: list[Any], n: int):
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
 @dataclass
@@ -259,14 +309,37 @@ def describe_selection(conn: Connection, selection: Selection, *, rows: int = 0)
     plan = make_plan(conn, selection)
     joined = B.join(SEL, SEL.c.binary_id == B.c.id)
     per_config: dict[str, dict[str, int]] = {}
-    for config, n, funcs in conn.execute(select(B.c.config, func.count(), func.sum(B.c.function_count))
-                                         .select_from(joined).group_by(B.c.config).order_by(B.c.config)):
+    for config, n, funcs in conn.execute(
+        select(B.c.config, func.count(), func.sum(B.c.function_count))
+        .select_from(joined)
+        .group_by(B.c.config)
+        .order_by(B.c.config)
+    ):
         per_config[config] = {"binaries": int(n), "functions": int(funcs or 0)}
     listed = []
     if rows:
-        for r in conn.execute(select(B.c.id, B.c.config, B.c.source, B.c.file_name, B.c.hash, B.c.size,
-                                     B.c.function_count, B.c.kind, B.c.license)
-                              .select_from(joined).order_by(B.c.id).limit(rows)):
+        for r in conn.execute(
+            select(
+                B.c.id,
+                B.c.config,
+                B.c.source,
+                B.c.file_name,
+                B.c.hash,
+                B.c.size,
+                B.c.function_count,
+                B.c.kind,
+                B.c.license,
+            )
+            .select_from(joined)
+            .order_by(B.c.id)
+            .limit(rows)
+        ):
             listed.append(dict(r._mapping))
-    return SelectionSummary(candidates=plan.candidates, binaries=plan.binaries, functions=plan.count_functions(),
-                            by_config=per_config, dedup=plan.dedup, rows=listed)
+    return SelectionSummary(
+        candidates=plan.candidates,
+        binaries=plan.binaries,
+        functions=plan.count_functions(),
+        by_config=per_config,
+        dedup=plan.dedup,
+        rows=listed,
+    )

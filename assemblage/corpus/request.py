@@ -31,15 +31,18 @@ class ExportRequest(BaseModel):
     where: Selection = Field(default_factory=Selection, description="the binaries (see GET /binaries' filters)")
     formats: list[Literal["parquet", "sqlite", "files"]] = Field(
         default_factory=lambda: list(FORMATS),
-        description="parquet: data/<table>/*.parquet; sqlite: dataset.sqlite; files: objects/<sha256[:2]>/<sha256>")
-    split: SplitSpec | None = Field(None, description="leak-free sides by source, e.g. "
-                                                      '{"ratios": {"train": 0.8, "valid": 0.1, "test": 0.1}}')
+        description="parquet: data/<table>/*.parquet; sqlite: dataset.sqlite; files: objects/<sha256[:2]>/<sha256>",
+    )
+    split: SplitSpec | None = Field(
+        None, description='leak-free sides by source, e.g. {"ratios": {"train": 0.8, "valid": 0.1, "test": 0.1}}'
+    )
     seed: int = Field(0, ge=0, le=MAX_ID, description="seed of the split and of the pairs")
     pairs: int = Field(0, ge=0, le=10_000, description="positive pairs per family in data/pairs (0: none)")
     drop_trivial: bool = Field(False, description="leave out trivial functions (crt start-up code, thunks, size 0)")
     unique_binaries: bool = Field(False, description="one binary per sha256 (the first by config, source, path)")
-    include: list[Literal["pdbs", "stripped"]] = Field(default_factory=list,
-                                                       description="also copy PDBs and stripped copies (files)")
+    include: list[Literal["pdbs", "stripped"]] = Field(
+        default_factory=list, description="also copy PDBs and stripped copies (files)"
+    )
     archive: bool = Field(False, description="the objects as one objects.tar.zst instead of a folder")
 
     @field_validator("formats")
@@ -71,7 +74,8 @@ class ExportSummary(BaseModel):
     dedup: DedupReport
     split: SplitReport | None = None
     missing_columns: dict[str, list[str]] = Field(
-        default_factory=dict, description="model columns the corpus's database lacks (built by an older "
-                                          "assemblage): exported empty")
+        default_factory=dict,
+        description="model columns the corpus's database lacks (built by an older assemblage): exported empty",
+    )
     files: int = Field(0, description="files listed in MANIFEST.sha256")
     bytes: int = Field(0, description="bytes of those files, export.json excepted")

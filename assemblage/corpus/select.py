@@ -70,8 +70,15 @@ MAX_SAMPLE = 10_000_000
 # values reach SQL as bound parameters; still: printable, bounded (PostgreSQL refuses NUL in text)
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 _RANGE = re.compile(r"^(\d{0,18})\.\.(\d{0,18})$|^(\d{1,18})$")
-KINDS = {"executable": "executable", "exe": "executable", "shared": "shared", "so": "shared", "dll": "shared",
-         "static": "static", "object": "object"}
+KINDS = {
+    "executable": "executable",
+    "exe": "executable",
+    "shared": "shared",
+    "so": "shared",
+    "dll": "shared",
+    "static": "static",
+    "object": "object",
+}
 
 
 def _listify(value: Any) -> Any:
@@ -100,10 +107,16 @@ def _kinds(value: Any) -> Any:
 
 Text = Annotated[str, Field(min_length=1, max_length=1000, pattern=_PRINTABLE)]
 Values = Annotated[Annotated[list[Text], Field(max_length=500)] | None, BeforeValidator(_listify)]
-Ids = Annotated[Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Field(max_length=10_000)] | None,
-                BeforeValidator(_listify)]
-Range = Annotated[str | None, Field(pattern=r"^\d{0,18}\.\.\d{0,18}$|^\d{1,18}$",
-                                    description="LO..HI, either end optional, both inclusive (e.g. 1000..50000)")]
+Ids = Annotated[
+    Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Field(max_length=10_000)] | None, BeforeValidator(_listify)
+]
+Range = Annotated[
+    str | None,
+    Field(
+        pattern=r"^\d{0,18}\.\.\d{0,18}$|^\d{1,18}$",
+        description="LO..HI, either end optional, both inclusive (e.g. 1000..50000)",
+    ),
+]
 
 
 class Selection(BaseModel):
@@ -119,8 +132,7 @@ class Selection(BaseModel):
     opt: Values = None
     config: Values = None
     format: Annotated[list[Literal["elf", "pe"]] | None, BeforeValidator(_listify)] = None
-    kind: Annotated[list[Literal["executable", "shared", "static", "object"]] | None,
-                    BeforeValidator(_kinds)] = None
+    kind: Annotated[list[Literal["executable", "shared", "static", "object"]] | None, BeforeValidator(_kinds)] = None
     license: Values = Field(None, description="SPDX allow-list; 'unknown' admits binaries with no licence")
     source: Values = None
     source_kind: Values = None
@@ -131,8 +143,9 @@ class Selection(BaseModel):
     has_pdb: bool | None = None
     opt_mismatch: bool | None = None
     sample: int | None = Field(None, ge=1, le=MAX_SAMPLE, description="a sample of N binaries (see seed)")
-    sample_per_config: int | None = Field(None, ge=1, le=MAX_SAMPLE,
-                                          description="N binaries per configuration (balanced sampling)")
+    sample_per_config: int | None = Field(
+        None, ge=1, le=MAX_SAMPLE, description="N binaries per configuration (balanced sampling)"
+    )
     seed: int = Field(0, ge=0, le=MAX_ID)
 
     @model_validator(mode="after")
@@ -176,9 +189,16 @@ class Selection(BaseModel):
         licence, compiler and version filters against the few distinct values the corpus holds."""
         b = m.Binary
         conds: list[ColumnElement[bool]] = []
-        for column, values in ((b.platform, self.platform), (b.arch, self.arch), (b.toolchain, self.toolchain),
-                               (b.optimization, self.opt), (b.config, self.config), (b.format, self.format),
-                               (b.kind, self.kind), (b.source_kind, self.source_kind)):
+        for column, values in (
+            (b.platform, self.platform),
+            (b.arch, self.arch),
+            (b.toolchain, self.toolchain),
+            (b.optimization, self.opt),
+            (b.config, self.config),
+            (b.format, self.format),
+            (b.kind, self.kind),
+            (b.source_kind, self.source_kind),
+        ):
             if values:
                 conds.append(column.in_(sorted(set(values))))
         if self.source:
@@ -382,8 +402,9 @@ def parse_where(items: Iterable[str], *, base: dict[str, Any] | None = None, ori
 
 def base_lists() -> set[str]:
     """The list-valued filters."""
-    return {name for name, f in Selection.model_fields.items()
-            if name not in _RANGE_ALIASES and "list" in str(f.annotation)}
+    return {
+        name for name, f in Selection.model_fields.items() if name not in _RANGE_ALIASES and "list" in str(f.annotation)
+    }
 
 
 def validate_selection(data: dict[str, Any], *, origin: str = "where") -> Selection:
@@ -391,8 +412,12 @@ def validate_selection(data: dict[str, Any], *, origin: str = "where") -> Select
     try:
         return Selection.model_validate(data)
     except ValidationError as exc:
-        raise SelectionError([
-            Problem(f"{origin} {'.'.join(str(p) for p in e['loc'] if not isinstance(p, int))}".strip(),
-                    e["msg"].removeprefix("Value error, "))
-            for e in exc.errors(include_url=False)
-        ]) from None
+        raise SelectionError(
+            [
+                Problem(
+                    f"{origin} {'.'.join(str(p) for p in e['loc'] if not isinstance(p, int))}".strip(),
+                    e["msg"].removeprefix("Value error, "),
+                )
+                for e in exc.errors(include_url=False)
+            ]
+        ) from None

@@ -58,8 +58,9 @@ class Corpus:
     def _engine(self, attach: Path | None = None, functions: dict[str, tuple[int, Any]] | None = None) -> Engine:
         if self.is_sqlite:
             path = make_url(self.database_url).database or ""
-            engine = create_engine(f"sqlite:///file:{quote(path)}?mode=ro&uri=true", poolclass=NullPool,
-                                   connect_args={"timeout": 60})
+            engine = create_engine(
+                f"sqlite:///file:{quote(path)}?mode=ro&uri=true", poolclass=NullPool, connect_args={"timeout": 60}
+            )
 
             @event.listens_for(engine, "connect")
             def _prepare(dbapi_conn, _record) -> None:
@@ -81,8 +82,9 @@ class Corpus:
         return create_engine(self.database_url, poolclass=NullPool)
 
     @contextmanager
-    def snapshot(self, *, attach: Path | None = None,
-                 functions: dict[str, tuple[int, Any]] | None = None) -> Iterator[Connection]:
+    def snapshot(
+        self, *, attach: Path | None = None, functions: dict[str, tuple[int, Any]] | None = None
+    ) -> Iterator[Connection]:
         """One connection in one transaction over a consistent state of the corpus (see the module).
 
         On SQLite, ``attach`` is a SQLite file attached as ``out`` (writable: the export copies rows into
@@ -110,20 +112,25 @@ def _redacted(url: str) -> str:
         return "the configured database"
 
 
-def open_corpus(target: str, *, database_url: str | None = None, storage_url: str | None = None,
-                settings=None) -> Corpus:
+def open_corpus(
+    target: str, *, database_url: str | None = None, storage_url: str | None = None, settings=None
+) -> Corpus:
     """A dataset folder, or ``service`` (the settings, overridden by the URLs given)."""
     folder = Path(target).expanduser()
     if (folder / DATASET_FILE).is_file() and not (database_url or storage_url):
         from assemblage.storage.local import LocalStore
 
         folder = folder.resolve()
-        return Corpus(database_url=f"sqlite:///{folder / DATASET_FILE}", store=LocalStore(folder),
-                      description=f"dataset {folder.name}")
+        return Corpus(
+            database_url=f"sqlite:///{folder / DATASET_FILE}",
+            store=LocalStore(folder),
+            description=f"dataset {folder.name}",
+        )
     if target != "service":
         hint = "" if not folder.exists() else f" ({folder} has no {DATASET_FILE})"
-        raise SelectionError([Problem("DATASET_OR_SERVICE",
-                                      f"{target!r} is neither a dataset folder nor 'service'{hint}")])
+        raise SelectionError(
+            [Problem("DATASET_OR_SERVICE", f"{target!r} is neither a dataset folder nor 'service'{hint}")]
+        )
     if settings is None:
         from assemblage.settings import get_settings
 

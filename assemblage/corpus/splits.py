@@ -59,8 +59,9 @@ class SplitSpec(BaseModel):
 
     ratios: dict[str, float] = Field(description="side name -> share; names [a-z][a-z0-9_]*, shares sum to 1")
     by: Literal["source"] = Field("source", description="what may not be on two sides: source projects")
-    merge_limit: float | None = Field(None, gt=0, le=1, description="the largest share a merged component may "
-                                                                     "reach (default: the smallest ratio)")
+    merge_limit: float | None = Field(
+        None, gt=0, le=1, description="the largest share a merged component may reach (default: the smallest ratio)"
+    )
 
     @field_validator("ratios")
     @classmethod
@@ -107,9 +108,14 @@ def parse_split(text: str, *, by: str = "source", merge_limit: float | None = No
         return SplitSpec(ratios=ratios, by=by, merge_limit=merge_limit)  # type: ignore[arg-type]
     except ValidationError as exc:
         where = {"ratios": "--split", "by": "--by", "merge_limit": "--merge-limit"}
-        raise SelectionError([Problem(where.get(str(e["loc"][0]) if e["loc"] else "", "--split"),
-                                      e["msg"].removeprefix("Value error, "))
-                              for e in exc.errors(include_url=False)]) from None
+        raise SelectionError(
+            [
+                Problem(
+                    where.get(str(e["loc"][0]) if e["loc"] else "", "--split"), e["msg"].removeprefix("Value error, ")
+                )
+                for e in exc.errors(include_url=False)
+            ]
+        ) from None
 
 
 class UnionFind:

@@ -25,8 +25,17 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from assemblage.db.models import Base, utcnow
 
-__all__ = ["ApiToken", "SCOPES", "USE_RESOLUTION", "create_token", "find_token", "hash_token", "note_use",
-           "revoke_token", "scope_allows"]
+__all__ = [
+    "ApiToken",
+    "SCOPES",
+    "USE_RESOLUTION",
+    "create_token",
+    "find_token",
+    "hash_token",
+    "note_use",
+    "revoke_token",
+    "scope_allows",
+]
 
 SCOPES = ("read", "submit", "admin")
 TOKEN_PREFIX = "asm_"
@@ -89,9 +98,12 @@ def note_use(s: Session, row: ApiToken, now: datetime | None = None) -> bool:
     if last is not None and now - last < USE_RESOLUTION:
         return False
     stale = now - USE_RESOLUTION
-    done = s.execute(update(ApiToken)
-                     .where(ApiToken.id == row.id, or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < stale))
-                     .values(last_used_at=now).execution_options(synchronize_session=False))
+    done = s.execute(
+        update(ApiToken)
+        .where(ApiToken.id == row.id, or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < stale))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
     return bool(done.rowcount)
 
 

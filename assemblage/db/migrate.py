@@ -105,8 +105,10 @@ def prepare_dataset(engine: Engine) -> None:
             command.stamp(alembic_config(url), head)
             return
         if current is not None and not _known(ScriptDirectory.from_config(alembic_config(url)), current):
-            raise StorageError(f"the dataset at {engine.url.database} has schema revision {current}, which this "
-                               "version of Assemblage does not know (made by a newer version?)")
+            raise StorageError(
+                f"the dataset at {engine.url.database} has schema revision {current}, which this "
+                "version of Assemblage does not know (made by a newer version?)"
+            )
         if current is None:
             command.stamp(alembic_config(url), LEGACY_REVISION)
         engine.dispose()  # Alembic opens its own connection; SQLite must not see ours mid-migration

@@ -67,8 +67,19 @@ REUSABLE_STATUSES = frozenset({"succeeded", "failed", "no_binaries"})
 # sandbox_unavailable (this worker cannot sandbox), crashed (a signal from outside), cancelled, and
 # timed_out (a status of its own): they say more about the worker at the time than about the source.
 # A reason not listed here is not reused.
-REUSABLE_FAILURES = frozenset({"compile_error", "link_error", "configure_failed", "missing_dependency",
-                               "missing_tool", "no_build_system", "build_failed", "out_of_memory", "disk_limit"})
+REUSABLE_FAILURES = frozenset(
+    {
+        "compile_error",
+        "link_error",
+        "configure_failed",
+        "missing_dependency",
+        "missing_tool",
+        "no_build_system",
+        "build_failed",
+        "out_of_memory",
+        "disk_limit",
+    }
+)
 # an export job: pending (queued), running, finished (archive in the store) or failed (error says why)
 EXPORT_STATUSES = ("pending", "running", "finished", "failed")
 
@@ -456,7 +467,10 @@ class CrawlRepo(Base):
     """A repository a crawl found, and what it decided (accepted, or skipped with a reason)."""
 
     __tablename__ = "crawl_repos"
-    __table_args__ = (UniqueConstraint("crawl_id", "full_name"), Index("ix_crawl_repos_todo", "crawl_id", "status", "id"))
+    __table_args__ = (
+        UniqueConstraint("crawl_id", "full_name"),
+        Index("ix_crawl_repos_todo", "crawl_id", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))

@@ -14,8 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from assemblage.db.models import Base
 from assemblage.errors import StorageError
 
-__all__ = ["make_engine", "make_sessionmaker", "sqlite_url", "init_schema", "session_scope", "is_postgres",
-           "reserve_ids", "copy_rows", "require_schema"]
+__all__ = [
+    "make_engine",
+    "make_sessionmaker",
+    "sqlite_url",
+    "init_schema",
+    "session_scope",
+    "is_postgres",
+    "reserve_ids",
+    "copy_rows",
+    "require_schema",
+]
 
 
 def sqlite_url(path: Path) -> str:
@@ -64,8 +73,10 @@ def require_schema(engine: Engine) -> None:
         raise StorageError(f"cannot reach the database at {where}: {reason}") from None
     missing = {"alembic_version", "runs", "builds", "api_tokens"} - tables
     if missing:
-        raise StorageError(f"the database at {where} has no Assemblage schema yet "
-                           f"(missing {', '.join(sorted(missing))}): run `assemblage db upgrade`")
+        raise StorageError(
+            f"the database at {where} has no Assemblage schema yet "
+            f"(missing {', '.join(sorted(missing))}): run `assemblage db upgrade`"
+        )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -99,8 +110,9 @@ def reserve_ids(s: Session, table: str, n: int) -> list[int]:
     # the sequence is looked up once: pg_get_serial_sequence() in the select list would run once
     # per row, which made this query cost more than COPYing the rows it numbers
     seq = s.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table})
-    ids = s.scalar(text("SELECT array_agg(nextval(CAST(:seq AS regclass))) FROM generate_series(1, :n)"),
-                   {"seq": seq, "n": n})
+    ids = s.scalar(
+        text("SELECT array_agg(nextval(CAST(:seq AS regclass))) FROM generate_series(1, :n)"), {"seq": seq, "n": n}
+    )
     return list(ids)
 
 

@@ -56,11 +56,21 @@ def estimate_run_cost(sessions: sessionmaker[Session], run_id: int, fleet: Fleet
         if s.get(m.Run, run_id) is None:
             raise LookupError(f"run {run_id} does not exist")
         rows = s.execute(
-            select(m.Configuration.identifier, m.Build.started_at, m.Build.finished_at, m.Build.duration,
-                   m.Build.analysis_duration)
+            select(
+                m.Configuration.identifier,
+                m.Build.started_at,
+                m.Build.finished_at,
+                m.Build.duration,
+                m.Build.analysis_duration,
+            )
             .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
-            .where(m.Build.run_id == run_id, m.Build.status.in_(m.FINAL_STATUSES), m.Build.reused_from_id.is_(None),
-                   m.Build.duration.is_not(None)))
+            .where(
+                m.Build.run_id == run_id,
+                m.Build.status.in_(m.FINAL_STATUSES),
+                m.Build.reused_from_id.is_(None),
+                m.Build.duration.is_not(None),
+            )
+        )
         for config, started, finished, duration, analysis in rows:
             if started is not None and finished is not None:
                 wall = (finished - started).total_seconds()
@@ -81,14 +91,29 @@ def estimate_run_cost(sessions: sessionmaker[Session], run_id: int, fleet: Fleet
             continue
         hours = seconds[family] / 3600
         inst_hours = hours / group.builds_per_instance
-        families.append(FamilyCost(family=family, builds=counts[family], build_hours=hours, instance_type=itype,
-                                   price_per_hour=price, builds_per_instance=group.builds_per_instance,
-                                   instance_hours=inst_hours, dollars=inst_hours * price))
+        families.append(
+            FamilyCost(
+                family=family,
+                builds=counts[family],
+                build_hours=hours,
+                instance_type=itype,
+                price_per_hour=price,
+                builds_per_instance=group.builds_per_instance,
+                instance_hours=inst_hours,
+                dollars=inst_hours * price,
+            )
+        )
     if missing:
         raise SettingsError(
             f"no price for the {', '.join(missing)} builds of run {run_id}: give each family a group with an "
-            "instance_type ([fleet.groups.NAME] instance_type = \"c6i.2xlarge\") and that type a price "
-            "([fleet.prices] \"c6i.2xlarge\" = 0.34, USD per hour)")
+            'instance_type ([fleet.groups.NAME] instance_type = "c6i.2xlarge") and that type a price '
+            '([fleet.prices] "c6i.2xlarge" = 0.34, USD per hour)'
+        )
     dollars = sum(f.dollars for f in families)
-    return RunCost(run_id=run_id, binaries=binaries, dollars=dollars,
-                   per_1000_binaries=dollars / binaries * 1000 if binaries else None, families=families)
+    return RunCost(
+        run_id=run_id,
+        binaries=binaries,
+        dollars=dollars,
+        per_1000_binaries=dollars / binaries * 1000 if binaries else None,
+        families=families,
+    )

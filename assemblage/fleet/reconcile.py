@@ -38,8 +38,18 @@ from assemblage.db import models as m
 from assemblage.fleet.aws import client, translated
 from assemblage.settings import FleetGroup, Settings
 
-__all__ = ["Demand", "GroupState", "Decision", "read_demand", "describe_groups", "decide", "apply", "reconcile",
-           "ReconcileLoop", "LAST_CHANGE_TAG"]
+__all__ = [
+    "Demand",
+    "GroupState",
+    "Decision",
+    "read_demand",
+    "describe_groups",
+    "decide",
+    "apply",
+    "reconcile",
+    "ReconcileLoop",
+    "LAST_CHANGE_TAG",
+]
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +110,25 @@ def read_demand(sessions: sessionmaker[Session], depths: dict[str, int] | None, 
     cutoff = m.utcnow() - timedelta(seconds=dead_after)
     with sessions() as s:
         for config, n in s.execute(
-                select(m.Configuration.identifier, func.count())
-                .join(m.Build, m.Build.configuration_id == m.Configuration.id)
-                .where(m.Build.status == "running").group_by(m.Configuration.identifier)):
+            select(m.Configuration.identifier, func.count())
+            .join(m.Build, m.Build.configuration_id == m.Configuration.id)
+            .where(m.Build.status == "running")
+            .group_by(m.Configuration.identifier)
+        ):
             q = queue_for(config)
             running[q] = running.get(q, 0) + int(n)
-        busy = frozenset(s.scalars(select(m.Worker.instance_id).distinct().where(
-            m.Worker.kind == "process", m.Worker.build_id.is_not(None), m.Worker.instance_id.is_not(None),
-            m.Worker.last_seen >= cutoff)))
+        busy = frozenset(
+            s.scalars(
+                select(m.Worker.instance_id)
+                .distinct()
+                .where(
+                    m.Worker.kind == "process",
+                    m.Worker.build_id.is_not(None),
+                    m.Worker.instance_id.is_not(None),
+                    m.Worker.last_seen >= cutoff,
+                )
+            )
+        )
     waiting = {q: n for q, n in (depths or {}).items() if q != "unacked"}
     return Demand(waiting=waiting, running=running, busy_instances=busy)
 
@@ -121,16 +142,22 @@ def describe_groups(asg, names: list[str]) -> dict[str, GroupState]:
                 tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
                 last = tags.get(LAST_CHANGE_TAG)
                 out[g["AutoScalingGroupName"]] = GroupState(
-                    name=g["AutoScalingGroupName"], desired=int(g["DesiredCapacity"]), min_size=int(g["MinSize"]),
+                    name=g["AutoScalingGroupName"],
+                    desired=int(g["DesiredCapacity"]),
+                    min_size=int(g["MinSize"]),
                     max_size=int(g["MaxSize"]),
-                    instances=tuple(Instance(i["InstanceId"], bool(i.get("ProtectedFromScaleIn")),
-                                             i.get("LifecycleState", "")) for i in g.get("Instances", [])),
-                    last_change=datetime.fromisoformat(last) if last else None)
+                    instances=tuple(
+                        Instance(i["InstanceId"], bool(i.get("ProtectedFromScaleIn")), i.get("LifecycleState", ""))
+                        for i in g.get("Instances", [])
+                    ),
+                    last_change=datetime.fromisoformat(last) if last else None,
+                )
     return out
 
 
-def decide(family: str, group: FleetGroup, state: GroupState, demand: Demand, *, cooldown: float,
-           now: datetime | None = None) -> Decision:
+def decide(
+    family: str, group: FleetGroup, state: GroupState, demand: Demand, *, cooldown: float, now: datetime | None = None
+) -> Decision:
     """The desired capacity and the protection changes for one group (pure: no AWS call)."""
     now = now or datetime.now(UTC)
     queues = group_queues(family, group)
@@ -146,12 +173,23 @@ def decide(family: str, group: FleetGroup, state: GroupState, demand: Demand, *,
         if since < cooldown:
             reason += f"; shrinking waits for the cooldown ({cooldown - since:.0f} s left)"
             desired = state.desired
-    members = {i.id: i for i in state.instances if i.state not in ("Terminating", "Terminating:Wait",
-                                                                    "Terminating:Proceed", "Terminated")}
+    members = {
+        i.id: i
+        for i in state.instances
+        if i.state not in ("Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated")
+    }
     protect = tuple(sorted(i for i, inst in members.items() if i in demand.busy_instances and not inst.protected))
     unprotect = tuple(sorted(i for i, inst in members.items() if i not in demand.busy_instances and inst.protected))
-    return Decision(family=family, group=group.name, current=state.desired, desired=desired, demand=work,
-                    reason=reason, protect=protect, unprotect=unprotect)
+    return Decision(
+        family=family,
+        group=group.name,
+        current=state.desired,
+        desired=desired,
+        demand=work,
+        reason=reason,
+        protect=protect,
+        unprotect=unprotect,
+    )
 
 
 def apply(asg, decision: Decision, *, now: datetime | None = None) -> Decision:
@@ -159,25 +197,41 @@ def apply(asg, decision: Decision, *, now: datetime | None = None) -> Decision:
     name = decision.group
     if decision.protect:
         with translated(f"SetInstanceProtection on {name}"):
-            asg.set_instance_protection(AutoScalingGroupName=name, InstanceIds=list(decision.protect),
-                                        ProtectedFromScaleIn=True)
+            asg.set_instance_protection(
+                AutoScalingGroupName=name, InstanceIds=list(decision.protect), ProtectedFromScaleIn=True
+            )
     if decision.desired != decision.current:
         with translated(f"SetDesiredCapacity on {name}"):
             asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=decision.desired, HonorCooldown=False)
-            asg.create_or_update_tags(Tags=[{
-                "ResourceId": name, "ResourceType": "auto-scaling-group", "Key": LAST_CHANGE_TAG,
-                "Value": (now or datetime.now(UTC)).isoformat(timespec="seconds"), "PropagateAtLaunch": False,
-            }])
+            asg.create_or_update_tags(
+                Tags=[
+                    {
+                        "ResourceId": name,
+                        "ResourceType": "auto-scaling-group",
+                        "Key": LAST_CHANGE_TAG,
+                        "Value": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+                        "PropagateAtLaunch": False,
+                    }
+                ]
+            )
         log.info("fleet: %s %d -> %d (%s)", name, decision.current, decision.desired, decision.reason)
     if decision.unprotect:
         with translated(f"SetInstanceProtection on {name}"):
-            asg.set_instance_protection(AutoScalingGroupName=name, InstanceIds=list(decision.unprotect),
-                                        ProtectedFromScaleIn=False)
+            asg.set_instance_protection(
+                AutoScalingGroupName=name, InstanceIds=list(decision.unprotect), ProtectedFromScaleIn=False
+            )
     return Decision(**{**asdict(decision), "applied": True})
 
 
-def reconcile(settings: Settings, sessions: sessionmaker[Session], depths: dict[str, int] | None, *,
-              dry_run: bool = False, asg=None, now: datetime | None = None) -> list[Decision]:
+def reconcile(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    depths: dict[str, int] | None,
+    *,
+    dry_run: bool = False,
+    asg=None,
+    now: datetime | None = None,
+) -> list[Decision]:
     """One round over every configured group. With ``dry_run`` nothing is changed."""
     groups = settings.fleet.groups
     if not groups:
@@ -191,8 +245,10 @@ def reconcile(settings: Settings, sessions: sessionmaker[Session], depths: dict[
         if state is None:
             from assemblage.errors import FleetError
 
-            raise FleetError(f"[fleet.groups.{family}] names the Auto Scaling group {group.name!r}, which does not "
-                             "exist in this account and region")
+            raise FleetError(
+                f"[fleet.groups.{family}] names the Auto Scaling group {group.name!r}, which does not "
+                "exist in this account and region"
+            )
         d = decide(family, group, state, demand, cooldown=settings.fleet.cooldown, now=now)
         out.append(d if dry_run else apply(asg, d, now=now))
     return out
@@ -213,8 +269,11 @@ class ReconcileLoop:
         from assemblage.db.session import make_engine, make_sessionmaker
         from assemblage.tasks.coordinator import queue_depths
 
-        return cls(settings=settings, sessions=make_sessionmaker(make_engine(settings.database_url)),
-                   depths=lambda: queue_depths(settings.broker_url))
+        return cls(
+            settings=settings,
+            sessions=make_sessionmaker(make_engine(settings.database_url)),
+            depths=lambda: queue_depths(settings.broker_url),
+        )
 
     def start(self) -> ReconcileLoop:
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)

@@ -41,14 +41,49 @@ UNIT_PATH = "/etc/systemd/system/assemblage-worker.service"
 METADATA_URL = "http://169.254.169.254"
 
 # Debian packages per queue (the same as scripts/bootstrap.sh and workers/linux/Dockerfile)
-_BASE = ["python3", "python3-venv", "git", "ca-certificates", "bubblewrap", "docker.io", "curl", "xz-utils",
-         "bzip2", "unzip", "dpkg-dev", "binutils", "file", "make", "cmake", "ninja-build", "meson", "pkg-config",
-         "autoconf", "automake", "libtool"]
+_BASE = [
+    "python3",
+    "python3-venv",
+    "git",
+    "ca-certificates",
+    "bubblewrap",
+    "docker.io",
+    "curl",
+    "xz-utils",
+    "bzip2",
+    "unzip",
+    "dpkg-dev",
+    "binutils",
+    "file",
+    "make",
+    "cmake",
+    "ninja-build",
+    "meson",
+    "pkg-config",
+    "autoconf",
+    "automake",
+    "libtool",
+]
 _PACKAGES = {
     "crawl": [],
-    "linux": ["build-essential", "gcc-12", "g++-12", "gcc-11", "g++-11", "clang-14", "clang-16", "clang-19",
-              "lld-19", "llvm-19", "gcc-aarch64-linux-gnu", "g++-aarch64-linux-gnu", "libc6-dev-arm64-cross",
-              "gcc-arm-linux-gnueabihf", "g++-arm-linux-gnueabihf", "libc6-dev-armhf-cross"],
+    "linux": [
+        "build-essential",
+        "gcc-12",
+        "g++-12",
+        "gcc-11",
+        "g++-11",
+        "clang-14",
+        "clang-16",
+        "clang-19",
+        "lld-19",
+        "llvm-19",
+        "gcc-aarch64-linux-gnu",
+        "g++-aarch64-linux-gnu",
+        "libc6-dev-arm64-cross",
+        "gcc-arm-linux-gnueabihf",
+        "g++-arm-linux-gnueabihf",
+        "libc6-dev-armhf-cross",
+    ],
     "windows-cross": ["clang-19", "lld-19", "llvm-19", "gcc-mingw-w64", "g++-mingw-w64"],
 }
 
@@ -58,8 +93,10 @@ def _check_queues(queues: list[str], *, windows: bool) -> None:
     if unknown or not queues:
         raise FleetError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; known: {', '.join(QUEUES)}")
     if windows != (queues == ["msvc"]):
-        raise FleetError("msvc workers run on Windows hosts: give --queues msvc alone for a Windows instance, "
-                         "and Linux queues (crawl, linux, windows-cross) for a Linux one")
+        raise FleetError(
+            "msvc workers run on Windows hosts: give --queues msvc alone for a Windows instance, "
+            "and Linux queues (crawl, linux, windows-cross) for a Linux one"
+        )
 
 
 def _has_password(url: str | None) -> bool:
@@ -87,8 +124,10 @@ def worker_environment(settings: Settings) -> tuple[dict[str, str], list[str]]:
     if settings.fleet.region:
         env["AWS_DEFAULT_REGION"] = settings.fleet.region
     secret = ["ASSEMBLAGE_SECRET_KEY"] if settings.environment != "development" else []
-    for name, url in (("ASSEMBLAGE_DATABASE_URL", settings.database_url),
-                      ("ASSEMBLAGE_BROKER_URL", settings.broker_url)):
+    for name, url in (
+        ("ASSEMBLAGE_DATABASE_URL", settings.database_url),
+        ("ASSEMBLAGE_BROKER_URL", settings.broker_url),
+    ):
         if _has_password(url):
             secret.append(name)
         else:
@@ -97,7 +136,8 @@ def worker_environment(settings: Settings) -> tuple[dict[str, str], list[str]]:
         raise FleetError(
             f"{', '.join(secret)} must not go into user-data (readable through the EC2 API and on the instance): "
             "store them as KEY=value lines in an SSM SecureString parameter and name it in the settings "
-            "([fleet] secrets_parameter = \"/assemblage/worker\")")
+            '([fleet] secrets_parameter = "/assemblage/worker")'
+        )
     return env, secret
 
 
@@ -109,10 +149,18 @@ def _env_file(env: dict[str, str]) -> str:
 
 
 def _unit(queues: list[str], concurrency: int, drain: float) -> str:
-    argv = ["/opt/assemblage/venv/bin/assemblage", "worker", "-Q", ",".join(queues), "-c", str(concurrency),
-            "-n", f"{queues[-1]}@%H"]
+    argv = [
+        "/opt/assemblage/venv/bin/assemblage",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{queues[-1]}@%H",
+    ]
     return f"""[Unit]
-Description=Assemblage worker ({', '.join(queues)})
+Description=Assemblage worker ({", ".join(queues)})
 Wants=network-online.target docker.service
 After=network-online.target docker.service
 
@@ -121,7 +169,7 @@ User=assemblage
 SupplementaryGroups=docker
 EnvironmentFile={ENV_PATH}
 EnvironmentFile=-{SECRETS_PATH}
-ExecStart={' '.join(argv)}
+ExecStart={" ".join(argv)}
 # SIGTERM to the worker alone: it stops taking tasks and drains (hands back what cannot finish)
 KillMode=mixed
 KillSignal=SIGTERM
@@ -164,7 +212,7 @@ def setup_script(settings: Settings, queues: list[str]) -> str:
         "",
         "# secrets: from SSM into a file only root and the unit read (never echoed)",
         'if [ -n "$SECRETS_PARAMETER" ]; then',
-        '  install -d -m 0700 /etc/assemblage',
+        "  install -d -m 0700 /etc/assemblage",
         '  /opt/assemblage/venv/bin/assemblage fleet secrets --parameter "$SECRETS_PARAMETER" \\',
         f'    ${{REGION:+--region "$REGION"}} --out {SECRETS_PATH}',
         "fi",
@@ -205,10 +253,18 @@ def linux_user_data(settings: Settings, queues: list[str], *, concurrency: int |
     doc = {
         "write_files": [
             {"path": ENV_PATH, "permissions": "0640", "owner": "root:root", "content": _Literal(_env_file(env))},
-            {"path": UNIT_PATH, "permissions": "0644", "owner": "root:root",
-             "content": _Literal(_unit(queues, concurrency, settings.drain_timeout))},
-            {"path": SETUP_PATH, "permissions": "0700", "owner": "root:root",
-             "content": _Literal(setup_script(settings, queues))},
+            {
+                "path": UNIT_PATH,
+                "permissions": "0644",
+                "owner": "root:root",
+                "content": _Literal(_unit(queues, concurrency, settings.drain_timeout)),
+            },
+            {
+                "path": SETUP_PATH,
+                "permissions": "0700",
+                "owner": "root:root",
+                "content": _Literal(setup_script(settings, queues)),
+            },
         ],
         "runcmd": [[SETUP_PATH]],
     }
@@ -244,7 +300,7 @@ $envFile = Join-Path $dir 'worker.env'
 $lines = @(
 {env_lines}
 )
-$parameter = {_ps(f.secrets_parameter or '')}
+$parameter = {_ps(f.secrets_parameter or "")}
 if ($parameter) {{
   $secret = (Get-SSMParameterValue -Name $parameter -WithDecryption $true).Parameters[0].Value
   $lines += ($secret -split "`r?`n" | Where-Object {{ $_ -match '^[A-Z_][A-Z0-9_]*=' }})
@@ -252,7 +308,7 @@ if ($parameter) {{
 Set-Content -Path $envFile -Value $lines -Encoding ascii
 
 $image = {_ps(f.image or f.msvc_image)}
-if ({_ps(f.image or '')}) {{
+if ({_ps(f.image or "")}) {{
   docker pull $image
 }} elseif (-not (docker images -q $image)) {{
   git clone --quiet --depth 1 --branch {_ps(f.source_ref)} {_ps(f.source_url)} C:\\assemblage-src
@@ -265,7 +321,7 @@ for ($i = 1; $i -le {int(slots)}; $i++) {{
   docker rm -f $name 2>$null | Out-Null
   docker run -d --name $name --restart unless-stopped --isolation=process --memory 8g `
     --env-file $envFile -v "C:\\assemblage-work\\$($i):C:\\work" `
-    --entrypoint assemblage $image worker -Q {_ps(','.join(queues))} --pool solo -c 1 -n "msvc-$i@$env:COMPUTERNAME"
+    --entrypoint assemblage $image worker -Q {_ps(",".join(queues))} --pool solo -c 1 -n "msvc-$i@$env:COMPUTERNAME"
 }}
 </powershell>
 <persist>false</persist>

@@ -32,8 +32,13 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
-                      dialect_opts={"paramstyle": "named"}, compare_type=True)
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        compare_type=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -49,8 +54,12 @@ def run_migrations_online() -> None:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
             conn.commit()  # the settings and the lock belong to the session, not to a transaction
         try:
-            context.configure(connection=conn, target_metadata=target_metadata, compare_type=True,
-                              render_as_batch=engine.dialect.name == "sqlite")
+            context.configure(
+                connection=conn,
+                target_metadata=target_metadata,
+                compare_type=True,
+                render_as_batch=engine.dialect.name == "sqlite",
+            )
             with context.begin_transaction():
                 context.run_migrations()
             conn.commit()

@@ -29,8 +29,17 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import IO, Any
 
-__all__ = ["ContextFilter", "JsonFormatter", "TextFormatter", "configure_logging", "log_context",
-           "bind_log_context", "reset_log_context", "current_log_context", "CONTEXT_FIELDS"]
+__all__ = [
+    "ContextFilter",
+    "JsonFormatter",
+    "TextFormatter",
+    "configure_logging",
+    "log_context",
+    "bind_log_context",
+    "reset_log_context",
+    "current_log_context",
+    "CONTEXT_FIELDS",
+]
 
 CONTEXT_FIELDS = ("run_id", "build_id", "source_id", "task", "task_id")
 _context: ContextVar[dict[str, Any] | None] = ContextVar("assemblage_log_context", default=None)

@@ -63,8 +63,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assemblage.db import models as m
 
-__all__ = ["BUILD_BUCKETS", "ANALYSIS_BUCKETS", "CorpusCollector", "Snapshot", "read_snapshot", "install_metrics",
-           "MetricsMiddleware", "route_template"]
+__all__ = [
+    "BUILD_BUCKETS",
+    "ANALYSIS_BUCKETS",
+    "CorpusCollector",
+    "Snapshot",
+    "read_snapshot",
+    "install_metrics",
+    "MetricsMiddleware",
+    "route_template",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +99,10 @@ class Snapshot:
 
 def _histogram(s: Session, column, buckets: tuple[float, ...], *where) -> tuple[list[int], int, float]:
     cols = [func.sum(case((column <= b, 1), else_=0)) for b in buckets]
-    row = s.execute(select(*cols, func.count(column), func.coalesce(func.sum(column), 0.0)).where(
-        column.is_not(None), *where)).one()
-    counts = [int(v or 0) for v in row[:len(buckets)]]
+    row = s.execute(
+        select(*cols, func.count(column), func.coalesce(func.sum(column), 0.0)).where(column.is_not(None), *where)
+    ).one()
+    counts = [int(v or 0) for v in row[: len(buckets)]]
     return counts, int(row[len(buckets)] or 0), float(row[len(buckets) + 1] or 0.0)
 
 
@@ -103,17 +112,25 @@ def read_snapshot(sessions: sessionmaker[Session]) -> Snapshot:
     now = m.utcnow()
     with sessions() as s:
         for status, reason, n in s.execute(
-                select(m.Build.status, m.Build.reason, func.count()).group_by(m.Build.status, m.Build.reason)):
+            select(m.Build.status, m.Build.reason, func.count()).group_by(m.Build.status, m.Build.reason)
+        ):
             key = (status, reason or "")
             snap.builds[key] = snap.builds.get(key, 0) + int(n)
-        snap.runs = {status: int(n) for status, n in
-                     s.execute(select(m.Run.status, func.count()).group_by(m.Run.status))}
+        snap.runs = {
+            status: int(n) for status, n in s.execute(select(m.Run.status, func.count()).group_by(m.Run.status))
+        }
         # only builds that compiled here: a reused build copies its origin's duration
         snap.build_hist = _histogram(s, m.Build.duration, BUILD_BUCKETS, m.Build.reused_from_id.is_(None))
-        snap.analysis_hist = _histogram(s, m.Build.analysis_duration, ANALYSIS_BUCKETS,
-                                        m.Build.reused_from_id.is_(None))
-        n, size, funcs = s.execute(select(func.count(m.Binary.id), func.coalesce(func.sum(m.Binary.size), 0),
-                                          func.coalesce(func.sum(m.Binary.function_count), 0))).one()
+        snap.analysis_hist = _histogram(
+            s, m.Build.analysis_duration, ANALYSIS_BUCKETS, m.Build.reused_from_id.is_(None)
+        )
+        n, size, funcs = s.execute(
+            select(
+                func.count(m.Binary.id),
+                func.coalesce(func.sum(m.Binary.size), 0),
+                func.coalesce(func.sum(m.Binary.function_count), 0),
+            )
+        ).one()
         snap.binaries, snap.binary_bytes, snap.functions = int(n), int(size), int(funcs)
         for w in s.scalars(select(m.Worker).where(m.Worker.kind == "node")):
             seen = w.last_seen if w.last_seen.tzinfo else w.last_seen.replace(tzinfo=now.tzinfo)
@@ -132,8 +149,14 @@ def _hist_family(name: str, doc: str, buckets: tuple[float, ...], data: tuple[li
 class CorpusCollector(Collector):
     """Collects the corpus figures (database, cached ``ttl`` seconds) and queue depths (Redis, each scrape)."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, depths: Callable[[], dict[str, int] | None],
-                 ttl: float = 10.0, dead_after: float = 30.0) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        depths: Callable[[], dict[str, int] | None],
+        ttl: float = 10.0,
+        dead_after: float = 30.0,
+    ) -> None:
         self.sessions, self.depths, self.ttl, self.dead_after = sessions, depths, ttl, dead_after
         self._lock = threading.Lock()
         self._cached: tuple[float, Snapshot] | None = None
@@ -163,10 +186,12 @@ class CorpusCollector(Collector):
         yield from self._queues()
 
     def _corpus(self, snap: Snapshot) -> Iterable[Metric]:
-        builds = GaugeMetricFamily("assemblage_builds", "Builds by status and failure reason",
-                                   labels=["status", "reason"])
-        finished = CounterMetricFamily("assemblage_builds_finished", "Builds that reached a final status",
-                                       labels=["status", "reason"])
+        builds = GaugeMetricFamily(
+            "assemblage_builds", "Builds by status and failure reason", labels=["status", "reason"]
+        )
+        finished = CounterMetricFamily(
+            "assemblage_builds_finished", "Builds that reached a final status", labels=["status", "reason"]
+        )
         for (status, reason), n in sorted(snap.builds.items()):
             builds.add_metric([status, reason], n)
             if status in m.FINAL_STATUSES:
@@ -177,10 +202,15 @@ class CorpusCollector(Collector):
         for status, n in sorted(snap.runs.items()):
             runs.add_metric([status], n)
         yield runs
-        yield _hist_family("assemblage_build_duration_seconds", "Time spent compiling, per build",
-                           BUILD_BUCKETS, snap.build_hist)
-        yield _hist_family("assemblage_analysis_duration_seconds", "Time spent analysing and storing, per build",
-                           ANALYSIS_BUCKETS, snap.analysis_hist)
+        yield _hist_family(
+            "assemblage_build_duration_seconds", "Time spent compiling, per build", BUILD_BUCKETS, snap.build_hist
+        )
+        yield _hist_family(
+            "assemblage_analysis_duration_seconds",
+            "Time spent analysing and storing, per build",
+            ANALYSIS_BUCKETS,
+            snap.analysis_hist,
+        )
         for name, doc, value in (
             ("assemblage_binaries_stored", "Binaries recorded in the database", snap.binaries),
             ("assemblage_binary_bytes_stored", "Bytes of the recorded binaries", snap.binary_bytes),
@@ -189,8 +219,11 @@ class CorpusCollector(Collector):
             g = GaugeMetricFamily(name, doc)
             g.add_metric([], value)
             yield g
-        age = GaugeMetricFamily("assemblage_worker_heartbeat_age_seconds", "Seconds since a worker's last heartbeat",
-                                labels=["worker", "node", "hostname", "instance_id"])
+        age = GaugeMetricFamily(
+            "assemblage_worker_heartbeat_age_seconds",
+            "Seconds since a worker's last heartbeat",
+            labels=["worker", "node", "hostname", "instance_id"],
+        )
         states = {"alive": 0, "dead": 0}
         for wid, node, host, instance, seconds in snap.workers:
             age.add_metric([wid, node, host, instance], max(0.0, seconds))
@@ -214,8 +247,9 @@ class CorpusCollector(Collector):
         yield up
         if not depths:
             return
-        q = GaugeMetricFamily("assemblage_queue_depth", "Messages waiting per queue (unacked: delivered, not done)",
-                              labels=["queue"])
+        q = GaugeMetricFamily(
+            "assemblage_queue_depth", "Messages waiting per queue (unacked: delivered, not done)", labels=["queue"]
+        )
         for name, n in sorted(depths.items()):
             q.add_metric([name], n)
         yield q
@@ -247,7 +281,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, wrapped)
         finally:
             self.histogram.labels(scope.get("method", ""), route_template(scope), str(status["code"])).observe(
-                time.perf_counter() - started)
+                time.perf_counter() - started
+            )
 
 
 def route_template(scope: dict) -> str:
@@ -261,8 +296,14 @@ def route_template(scope: dict) -> str:
     return path if path.startswith(prefix) and prefix and path.startswith(prefix + "/") else prefix + path
 
 
-def install_metrics(app: Any, *, sessions: sessionmaker[Session], depths: Callable[[], dict[str, int] | None],
-                    ttl: float, dead_after: float) -> CollectorRegistry:
+def install_metrics(
+    app: Any,
+    *,
+    sessions: sessionmaker[Session],
+    depths: Callable[[], dict[str, int] | None],
+    ttl: float,
+    dead_after: float,
+) -> CollectorRegistry:
     """Add the timing middleware and ``GET /metrics`` (outside /api/v1, no token) to a FastAPI app."""
     from fastapi import Response
 
@@ -270,9 +311,13 @@ def install_metrics(app: Any, *, sessions: sessionmaker[Session], depths: Callab
     registry = CollectorRegistry()
     corpus = CorpusCollector(sessions, depths=depths, ttl=ttl, dead_after=dead_after)
     registry.register(corpus)
-    histogram = Histogram("assemblage_http_request_duration_seconds", "API request latency",
-                          ["method", "route", "status"], buckets=HTTP_BUCKETS,
-                          registry=None if multiproc else registry)
+    histogram = Histogram(
+        "assemblage_http_request_duration_seconds",
+        "API request latency",
+        ["method", "route", "status"],
+        buckets=HTTP_BUCKETS,
+        registry=None if multiproc else registry,
+    )
     app.add_middleware(MetricsMiddleware, histogram=histogram)
 
     @app.get("/metrics", include_in_schema=False)

@@ -54,15 +54,19 @@ def cancel_run(sessions: sessionmaker[Session], run_id: int) -> CancelOutcome | 
             return CancelOutcome(run.status)
         now = m.utcnow()
         queued = running = 0
-        for b in s.scalars(select(m.Build).where(m.Build.run_id == run_id, m.Build.status.in_(("pending", "running")))
-                           .with_for_update()):
+        for b in s.scalars(
+            select(m.Build)
+            .where(m.Build.run_id == run_id, m.Build.status.in_(("pending", "running")))
+            .with_for_update()
+        ):
             queued += b.status == "pending"
             running += b.status == "running"
             b.status, b.reason, b.message, b.finished_at = "skipped", CANCELLED, MESSAGE, now
         for src in s.scalars(select(m.Source).where(m.Source.run_id == run_id, m.Source.status == "pending")):
             src.status, src.error = "failed", MESSAGE
-        for crawl in s.scalars(select(m.Crawl).where(m.Crawl.run_id == run_id,
-                                                     m.Crawl.status.in_(("pending", "running")))):
+        for crawl in s.scalars(
+            select(m.Crawl).where(m.Crawl.run_id == run_id, m.Crawl.status.in_(("pending", "running")))
+        ):
             crawl.status, crawl.error = "failed", MESSAGE
         run.expanded = True  # a start task delivered later adds nothing
         run.status, run.finished_at = CANCELLED, now

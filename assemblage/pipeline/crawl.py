@@ -53,8 +53,16 @@ from assemblage.sources.github import (
     split_range,
 )
 
-__all__ = ["CrawlOutcome", "DbEtagCache", "create_crawl", "crawl_step", "run_crawl", "crawl_report",
-           "RateLimited", "GithubUnavailable"]
+__all__ = [
+    "CrawlOutcome",
+    "DbEtagCache",
+    "create_crawl",
+    "crawl_step",
+    "run_crawl",
+    "crawl_report",
+    "RateLimited",
+    "GithubUnavailable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +126,33 @@ def crawl_step(sessions: sessionmaker[Session], crawl_id: int, client: GithubCli
         spec = _spec(crawl)
         if crawl.status == "pending":
             crawl.status = "running"
-        accepted = s.scalar(select(func.count()).select_from(m.CrawlRepo)
-                            .where(m.CrawlRepo.crawl_id == crawl_id, m.CrawlRepo.status == "accepted")) or 0
+        accepted = (
+            s.scalar(
+                select(func.count())
+                .select_from(m.CrawlRepo)
+                .where(m.CrawlRepo.crawl_id == crawl_id, m.CrawlRepo.status == "accepted")
+            )
+            or 0
+        )
         crawl.accepted = accepted
         if accepted >= spec.github.limit:
             _finish(crawl)
             return False
-        repo = s.scalars(select(m.CrawlRepo).where(m.CrawlRepo.crawl_id == crawl_id, m.CrawlRepo.status == "candidate")
-                         .order_by(m.CrawlRepo.id).limit(1)).first()
+        repo = s.scalars(
+            select(m.CrawlRepo)
+            .where(m.CrawlRepo.crawl_id == crawl_id, m.CrawlRepo.status == "candidate")
+            .order_by(m.CrawlRepo.id)
+            .limit(1)
+        ).first()
         todo = (repo.id, repo.full_name, repo.default_branch) if repo is not None else None
         window = None
         if todo is None:
-            w = s.scalars(select(m.CrawlWindow).where(m.CrawlWindow.crawl_id == crawl_id, m.CrawlWindow.status == "pending")
-                          .order_by(m.CrawlWindow.id).limit(1)).first()
+            w = s.scalars(
+                select(m.CrawlWindow)
+                .where(m.CrawlWindow.crawl_id == crawl_id, m.CrawlWindow.status == "pending")
+                .order_by(m.CrawlWindow.id)
+                .limit(1)
+            ).first()
             if w is None:
                 _finish(crawl)
                 return False
@@ -155,8 +177,9 @@ def _finish(crawl: m.Crawl) -> None:
     crawl.status, crawl.finished_at = "finished", m.utcnow()
 
 
-def _resolve(sessions, crawl_id: int, todo: tuple[int, str, str], spec: GithubSource, client: GithubClient,
-             bump) -> None:
+def _resolve(
+    sessions, crawl_id: int, todo: tuple[int, str, str], spec: GithubSource, client: GithubClient, bump
+) -> None:
     repo_id, full_name, branch = todo
     status, reason, commit, tree, system = "skipped", None, None, None, None
     head = client.branch(full_name, branch)
@@ -172,16 +195,23 @@ def _resolve(sessions, crawl_id: int, todo: tuple[int, str, str], spec: GithubSo
         if repo is None or repo.status != "candidate":
             return  # another delivery of this step got there first
         if reason is None:
-            twin = s.scalars(select(m.CrawlRepo.full_name).where(
-                m.CrawlRepo.crawl_id == crawl_id, m.CrawlRepo.status == "accepted",
-                (m.CrawlRepo.commit == commit) | (m.CrawlRepo.tree == tree)).limit(1)).first()
+            twin = s.scalars(
+                select(m.CrawlRepo.full_name)
+                .where(
+                    m.CrawlRepo.crawl_id == crawl_id,
+                    m.CrawlRepo.status == "accepted",
+                    (m.CrawlRepo.commit == commit) | (m.CrawlRepo.tree == tree),
+                )
+                .limit(1)
+            ).first()
             reason = "duplicate" if twin else None
         repo.commit, repo.tree, repo.build_system = commit, tree, system
         repo.status, repo.reason = ("accepted", None) if reason is None else (status, reason)
 
 
-def _page(sessions, crawl_id: int, window: tuple[int, str, int], spec: GithubSource, client: GithubClient,
-          bump) -> None:
+def _page(
+    sessions, crawl_id: int, window: tuple[int, str, int], spec: GithubSource, client: GithubClient, bump
+) -> None:
     window_id, url, pages = window
     page = client.get(url)
     body = page.body if isinstance(page.body, dict) else {}
@@ -198,8 +228,14 @@ def _page(sessions, crawl_id: int, window: tuple[int, str, int], spec: GithubSou
             for half in halves:
                 s.add(_window(crawl_id, w.base, half))
             return
-        known = set(s.scalars(select(m.CrawlRepo.full_name).where(
-            m.CrawlRepo.crawl_id == crawl_id, m.CrawlRepo.full_name.in_([str(i.get("full_name")) for i in items]))))
+        known = set(
+            s.scalars(
+                select(m.CrawlRepo.full_name).where(
+                    m.CrawlRepo.crawl_id == crawl_id,
+                    m.CrawlRepo.full_name.in_([str(i.get("full_name")) for i in items]),
+                )
+            )
+        )
         for item in items:
             full = item.get("full_name")
             if not isinstance(full, str) or "/" not in full or full in known:
@@ -207,14 +243,28 @@ def _page(sessions, crawl_id: int, window: tuple[int, str, int], spec: GithubSou
             known.add(full)
             lic = ((item.get("license") or {}).get("key") or "").lower() or None
             clone_url = str(item.get("clone_url") or f"https://github.com/{full}.git")[:1000]
-            reason = ("fork" if item.get("fork") else "mirror" if item.get("mirror_url")
-                      else "licence" if wanted and lic not in wanted
-                      else "clone_url" if not clone_url.startswith(client.clone_prefix) else None)
-            s.add(m.CrawlRepo(
-                crawl_id=crawl_id, full_name=full[:300], clone_url=clone_url,
-                default_branch=str(item.get("default_branch") or "main")[:300], license=lic,
-                status="skipped" if reason else "candidate", reason=reason,
-            ))
+            reason = (
+                "fork"
+                if item.get("fork")
+                else "mirror"
+                if item.get("mirror_url")
+                else "licence"
+                if wanted and lic not in wanted
+                else "clone_url"
+                if not clone_url.startswith(client.clone_prefix)
+                else None
+            )
+            s.add(
+                m.CrawlRepo(
+                    crawl_id=crawl_id,
+                    full_name=full[:300],
+                    clone_url=clone_url,
+                    default_branch=str(item.get("default_branch") or "main")[:300],
+                    license=lic,
+                    status="skipped" if reason else "candidate",
+                    reason=reason,
+                )
+            )
         w.pages, w.total = pages + 1, total
         w.next_url = page.next_url if items else None
         if w.next_url is None:
@@ -226,20 +276,30 @@ def accepted_sources(s: Session, crawl_id: int) -> list[tuple[m.CrawlRepo, GitSo
     crawl = s.get(m.Crawl, crawl_id)
     spec = _spec(crawl)
     out = []
-    for repo in s.scalars(select(m.CrawlRepo).where(m.CrawlRepo.crawl_id == crawl_id, m.CrawlRepo.status == "accepted")
-                          .order_by(m.CrawlRepo.id).limit(spec.github.limit)):
+    for repo in s.scalars(
+        select(m.CrawlRepo)
+        .where(m.CrawlRepo.crawl_id == crawl_id, m.CrawlRepo.status == "accepted")
+        .order_by(m.CrawlRepo.id)
+        .limit(spec.github.limit)
+    ):
         try:
-            src = GitSource.model_validate({"git": repo.clone_url, "ref": repo.commit,
-                                            "name": safe_name(repo.full_name.replace("/", "."), "repo"),
-                                            "subdir": spec.subdir})
+            src = GitSource.model_validate(
+                {
+                    "git": repo.clone_url,
+                    "ref": repo.commit,
+                    "name": safe_name(repo.full_name.replace("/", "."), "repo"),
+                    "subdir": spec.subdir,
+                }
+            )
         except ValueError:
             continue  # a clone URL we would not hand to git
         out.append((repo, src))
     return out
 
 
-def run_crawl(sessions: sessionmaker[Session], crawl_id: int, client: GithubClient, *,
-              max_steps: int | None = None) -> CrawlOutcome:
+def run_crawl(
+    sessions: sessionmaker[Session], crawl_id: int, client: GithubClient, *, max_steps: int | None = None
+) -> CrawlOutcome:
     """Step a crawl until it is finished (or ``max_steps``); a permanent failure is recorded on the crawl.
 
     :class:`RateLimited` and :class:`GithubUnavailable` are raised as they are: the crawl's state is
@@ -271,11 +331,20 @@ def fail_crawl(sessions: sessionmaker[Session], crawl_id: int, error: str) -> No
 def crawl_report(s: Session, crawl_id: int) -> dict:
     """What a crawl did: requests, 304s, windows, repositories by verdict (``assemblage crawl --json``)."""
     crawl = s.get(m.Crawl, crawl_id)
-    verdicts = dict(s.execute(
-        select(func.coalesce(m.CrawlRepo.reason, m.CrawlRepo.status), func.count())
-        .where(m.CrawlRepo.crawl_id == crawl_id).group_by(func.coalesce(m.CrawlRepo.reason, m.CrawlRepo.status))).all())
-    windows = dict(s.execute(select(m.CrawlWindow.status, func.count()).where(m.CrawlWindow.crawl_id == crawl_id)
-                             .group_by(m.CrawlWindow.status)).all())
+    verdicts = dict(
+        s.execute(
+            select(func.coalesce(m.CrawlRepo.reason, m.CrawlRepo.status), func.count())
+            .where(m.CrawlRepo.crawl_id == crawl_id)
+            .group_by(func.coalesce(m.CrawlRepo.reason, m.CrawlRepo.status))
+        ).all()
+    )
+    windows = dict(
+        s.execute(
+            select(m.CrawlWindow.status, func.count())
+            .where(m.CrawlWindow.crawl_id == crawl_id)
+            .group_by(m.CrawlWindow.status)
+        ).all()
+    )
     return {
         "query": crawl.spec.get("github", {}).get("query"),
         "status": crawl.status,
@@ -284,20 +353,32 @@ def crawl_report(s: Session, crawl_id: int) -> dict:
         "not_modified": crawl.not_modified,
         "windows": windows,
         "repositories": verdicts,
-        "accepted": [{"repository": repo.full_name, "git": src.git, "commit": repo.commit,
-                      "build_system": repo.build_system, "license": repo.license}
-                     for repo, src in accepted_sources(s, crawl_id)],
+        "accepted": [
+            {
+                "repository": repo.full_name,
+                "git": src.git,
+                "commit": repo.commit,
+                "build_system": repo.build_system,
+                "license": repo.license,
+            }
+            for repo, src in accepted_sources(s, crawl_id)
+        ],
     }
 
 
-def make_client(settings, sessions: sessionmaker[Session] | None, *, max_wait: float | None = None,
-                transport=None) -> GithubClient:
+def make_client(
+    settings, sessions: sessionmaker[Session] | None, *, max_wait: float | None = None, transport=None
+) -> GithubClient:
     """A client from the settings' tokens and endpoint, with the database's ETag cache when given."""
     token = settings.github_token.get_secret_value() if settings.github_token is not None else ""
-    return GithubClient(_split_tokens(token), settings.github_api_url,
-                        cache=DbEtagCache(sessions) if sessions is not None else None,
-                        max_wait=settings.github_max_wait if max_wait is None else max_wait, transport=transport,
-                        clone_prefix=settings.github_clone_prefix)
+    return GithubClient(
+        _split_tokens(token),
+        settings.github_api_url,
+        cache=DbEtagCache(sessions) if sessions is not None else None,
+        max_wait=settings.github_max_wait if max_wait is None else max_wait,
+        transport=transport,
+        clone_prefix=settings.github_clone_prefix,
+    )
 
 
 def _split_tokens(raw: str) -> Iterable[str]:

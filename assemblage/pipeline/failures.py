@@ -38,16 +38,23 @@ def sources_counted(spec) -> int:
 
 def too_many_builds(sources: int, configs: int, cap: int) -> Problem:
     """The problem of a run past the service's cap, with the numbers."""
-    return Problem("sources", f"{sources} source(s) x {configs} configuration(s) = {sources * configs} builds, "
-                              f"more than the {cap} this service takes in one run (ASSEMBLAGE_MAX_BUILDS_PER_RUN)")
+    return Problem(
+        "sources",
+        f"{sources} source(s) x {configs} configuration(s) = {sources * configs} builds, "
+        f"more than the {cap} this service takes in one run (ASSEMBLAGE_MAX_BUILDS_PER_RUN)",
+    )
 
 
 def unexpected_fetch_error(source_id: int, exc: BaseException) -> str:
     """Log an exception a fetch should not have raised (traceback redacted); the reason to record."""
     import traceback
 
-    log.error("source %s: fetching raised %s\n%s", source_id, type(exc).__name__,
-              redact("".join(traceback.format_exception(exc))))
+    log.error(
+        "source %s: fetching raised %s\n%s",
+        source_id,
+        type(exc).__name__,
+        redact("".join(traceback.format_exception(exc))),
+    )
     return redact(f"fetching failed unexpectedly ({type(exc).__name__}: {exc}); the worker's log has the details")
 
 

@@ -48,8 +48,18 @@ from assemblage.db import models as m
 from assemblage.errors import LockError
 from assemblage.urls import redact, redact_document
 
-__all__ = ["LOCK_VERSION", "Lock", "LockedBinary", "LockedBuild", "LockedSource", "comparable", "lock_for_run", "lock_json",
-           "lock_sha256", "parse_lock"]
+__all__ = [
+    "LOCK_VERSION",
+    "Lock",
+    "LockedBinary",
+    "LockedBuild",
+    "LockedSource",
+    "comparable",
+    "lock_for_run",
+    "lock_json",
+    "lock_sha256",
+    "parse_lock",
+]
 
 LOCK_VERSION = 1
 
@@ -166,24 +176,41 @@ def lock_for_run(s: Session, run_id: int | None = None) -> Lock:
     sources = list(s.scalars(select(m.Source).where(m.Source.run_id == run_id).order_by(m.Source.position)))
     positions = {src.id: src.position for src in sources}
     locked_sources = [
-        LockedSource(position=src.position, label=src.label, kind=src.kind, name=src.name, status=src.status,
-                     spec=redact_document(src.spec), pinned=redact_document(src.pinned_spec), pin=src.pin,
-                     commit=src.commit, sha256=src.sha256,
-                     version=src.version, source_date_epoch=src.source_date_epoch)
+        LockedSource(
+            position=src.position,
+            label=src.label,
+            kind=src.kind,
+            name=src.name,
+            status=src.status,
+            spec=redact_document(src.spec),
+            pinned=redact_document(src.pinned_spec),
+            pin=src.pin,
+            commit=src.commit,
+            sha256=src.sha256,
+            version=src.version,
+            source_date_epoch=src.source_date_epoch,
+        )
         for src in sources
     ]
     rows = s.execute(
-        select(m.Build, m.Configuration.identifier).join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
+        select(m.Build, m.Configuration.identifier)
+        .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
         .where(m.Build.run_id == run_id)
     ).all()
     origin_ids = {b.reused_from_id or b.id for b, _ in rows}
     binaries: dict[int, list[LockedBinary]] = {}
     if origin_ids:
-        pdbs = dict(s.execute(select(m.Pdb.binary_id, m.Pdb.hash).join(m.Binary, m.Pdb.binary_id == m.Binary.id)
-                              .where(m.Binary.build_id.in_(origin_ids))).all())
+        pdbs = dict(
+            s.execute(
+                select(m.Pdb.binary_id, m.Pdb.hash)
+                .join(m.Binary, m.Pdb.binary_id == m.Binary.id)
+                .where(m.Binary.build_id.in_(origin_ids))
+            ).all()
+        )
         for b in s.scalars(select(m.Binary).where(m.Binary.build_id.in_(origin_ids))):
-            binaries.setdefault(b.build_id, []).append(LockedBinary(
-                relpath=b.relpath, sha256=b.hash, size=b.size, format=b.format, pdb_sha256=pdbs.get(b.id)))
+            binaries.setdefault(b.build_id, []).append(
+                LockedBinary(relpath=b.relpath, sha256=b.hash, size=b.size, format=b.format, pdb_sha256=pdbs.get(b.id))
+            )
     toolchains: list[ToolchainInfo] = []
     index: dict[str, int] = {}
     builds = []
@@ -196,24 +223,46 @@ def lock_for_run(s: Session, run_id: int | None = None) -> Lock:
                 index[key] = len(toolchains)
                 toolchains.append(toolchain)
             tc_index = index[key]
-        builds.append(LockedBuild(
-            source=positions[b.source_id], config=config, flags_requested=list(b.flags_requested or []),
-            status=b.status, reason=b.reason, build_system=b.build_system, toolchain=tc_index, settings=settings,
-            binaries=sorted(binaries.get(b.reused_from_id or b.id, []), key=lambda x: x.relpath),
-        ))
+        builds.append(
+            LockedBuild(
+                source=positions[b.source_id],
+                config=config,
+                flags_requested=list(b.flags_requested or []),
+                status=b.status,
+                reason=b.reason,
+                build_system=b.build_system,
+                toolchain=tc_index,
+                settings=settings,
+                binaries=sorted(binaries.get(b.reused_from_id or b.id, []), key=lambda x: x.relpath),
+            )
+        )
     builds.sort(key=lambda x: (x.source, x.config))
     # toolchains in a stable order (by first use), so equal runs give equal documents
-    order = sorted(range(len(toolchains)), key=lambda i: (toolchains[i].toolchain, toolchains[i].platform,
-                                                          toolchains[i].arch, toolchains[i].model_dump_json()))
+    order = sorted(
+        range(len(toolchains)),
+        key=lambda i: (
+            toolchains[i].toolchain,
+            toolchains[i].platform,
+            toolchains[i].arch,
+            toolchains[i].model_dump_json(),
+        ),
+    )
     renumber = {old: new for new, old in enumerate(order)}
-    builds = [b.model_copy(update={"toolchain": renumber[b.toolchain]}) if b.toolchain is not None else b
-              for b in builds]
+    builds = [
+        b.model_copy(update={"toolchain": renumber[b.toolchain]}) if b.toolchain is not None else b for b in builds
+    ]
     return Lock(
         assemblage=_assemblage_version(),
-        run=LockedRun(id=run.id, status=run.status, created_at=run.created_at, finished_at=run.finished_at,
-                      base=(run.options or {}).get("base")),
-        recipe=LockedRecipe(name=run.recipe.name, sha256=run.recipe.sha256, text=redact(run.recipe.text),
-                            options=options),
+        run=LockedRun(
+            id=run.id,
+            status=run.status,
+            created_at=run.created_at,
+            finished_at=run.finished_at,
+            base=(run.options or {}).get("base"),
+        ),
+        recipe=LockedRecipe(
+            name=run.recipe.name, sha256=run.recipe.sha256, text=redact(run.recipe.text), options=options
+        ),
         sources=locked_sources,
         toolchains=[toolchains[i] for i in order],
         builds=builds,

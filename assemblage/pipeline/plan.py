@@ -34,8 +34,13 @@ class RunPlan(BaseModel):
 
     @classmethod
     def of_recipe(cls, recipe: Recipe, configs: list[Config], base: Path) -> RunPlan:
-        return cls(base=str(base), build=recipe.build, outputs=recipe.outputs, flags=list(recipe.matrix.flags),
-                   configs=[c.id for c in configs])
+        return cls(
+            base=str(base),
+            build=recipe.build,
+            outputs=recipe.outputs,
+            flags=list(recipe.matrix.flags),
+            configs=[c.id for c in configs],
+        )
 
     @classmethod
     def of(cls, run: Any) -> RunPlan:
@@ -49,12 +54,21 @@ class RunPlan(BaseModel):
     def limits(self) -> Limits:
         """The limits of each build (sizes in bytes)."""
         b = self.build
-        return Limits(timeout=float(b.timeout), memory=b.memory_bytes, processes=b.processes,
-                      file_size=b.disk_bytes, disk=b.disk_bytes)  # disk: the whole build folder, not only each file
+        return Limits(
+            timeout=float(b.timeout),
+            memory=b.memory_bytes,
+            processes=b.processes,
+            file_size=b.disk_bytes,
+            disk=b.disk_bytes,
+        )  # disk: the whole build folder, not only each file
 
     def kinds(self) -> frozenset[str]:
         """The kinds of binaries the recipe asks for."""
         o = self.outputs
-        wanted = {"executable": o.executables, "shared": o.shared_libraries, "static": o.static_libraries,
-                  "object": o.objects}
+        wanted = {
+            "executable": o.executables,
+            "shared": o.shared_libraries,
+            "static": o.static_libraries,
+            "object": o.objects,
+        }
         return frozenset(k for k, on in wanted.items() if on)

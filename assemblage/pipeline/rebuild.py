@@ -96,8 +96,13 @@ def _compare_toolchain(locked: ToolchainInfo, here: ToolchainInfo) -> list[Drift
     where = f"toolchain {locked.toolchain} ({locked.platform}-{locked.arch}, {locked.runner})"
     out = []
     if (locked.image and locked.image.id) != (here.image and here.image.id):
-        out.append(Drift(f"{where}: image {locked.image.name if locked.image else ''} id",
-                         locked.image.id if locked.image else None, here.image.id if here.image else None))
+        out.append(
+            Drift(
+                f"{where}: image {locked.image.name if locked.image else ''} id",
+                locked.image.id if locked.image else None,
+                here.image.id if here.image else None,
+            )
+        )
     here_tools = {t.command: t for t in here.tools}
     for t in locked.tools:
         h = here_tools.get(t.command)
@@ -125,13 +130,19 @@ def _dependency_image_drift(builds: list[LockedBuild]) -> list[Drift]:
     out: list[Drift] = []
     seen: set[tuple[str, str | None]] = set()
     for b in builds:
-        for dep in (b.settings.dependency_images if b.settings else []):
+        for dep in b.settings.dependency_images if b.settings else []:
             if (dep.name, dep.id) in seen:
                 continue
             seen.add((dep.name, dep.id))
             try:
-                here = make_runner(BuildRequest(source_dir=Path("."), config=Config.parse(b.config), runner="docker",
-                                                image=dep.name)).image_ref() or {}
+                here = (
+                    make_runner(
+                        BuildRequest(
+                            source_dir=Path("."), config=Config.parse(b.config), runner="docker", image=dep.name
+                        )
+                    ).image_ref()
+                    or {}
+                )
             except AssemblageError as exc:
                 out.append(Drift(f"dependency image {dep.name} id", dep.id, f"unavailable: {exc}"))
                 continue
@@ -173,8 +184,9 @@ def _toolchain_drift(lock: Lock, builds: list[LockedBuild]) -> list[Drift]:
         flag_checked.add(key)
         where = f"build {b.config}"
         if s.sandboxed != runner.sandbox:
-            out.append(Drift(f"{where}: sandboxed (fixed build path {FIXED_PREFIX})", str(s.sandboxed),
-                             str(runner.sandbox)))
+            out.append(
+                Drift(f"{where}: sandboxed (fixed build path {FIXED_PREFIX})", str(s.sandboxed), str(runner.sandbox))
+            )
             continue
         if list(compilers.cflags) != s.cflags:
             out.append(Drift(f"{where}: cflags", " ".join(s.cflags), " ".join(compilers.cflags)))
@@ -204,9 +216,18 @@ def _base(lock: Lock, base: Path | None) -> Path:
     return Path.cwd()
 
 
-def rebuild(lock: Lock, out: Path, *, base: Path | None = None, allow_drift: bool = False, jobs: int = 1,
-            progress: Progress | None = None, cache_dir: Path | None = None,
-            only: set[tuple[int, str]] | None = None, work_root: Path | None = None) -> RebuildResult:
+def rebuild(
+    lock: Lock,
+    out: Path,
+    *,
+    base: Path | None = None,
+    allow_drift: bool = False,
+    jobs: int = 1,
+    progress: Progress | None = None,
+    cache_dir: Path | None = None,
+    only: set[tuple[int, str]] | None = None,
+    work_root: Path | None = None,
+) -> RebuildResult:
     """Rebuild the lock's builds (``only`` those (source position, configuration) when given) into ``out``.
 
     ``out`` must not hold a dataset yet. ``cache_dir`` is where sources are fetched (default
@@ -238,17 +259,26 @@ def _with_cache(ctx, cache: Path):
     return replace(ctx, cache_dir=cache)
 
 
-def _create_rows(dataset: Dataset, lock: Lock, builds: list[LockedBuild], *, base: Path, drift: list[Drift],
-                 allow_drift: bool) -> int:
+def _create_rows(
+    dataset: Dataset, lock: Lock, builds: list[LockedBuild], *, base: Path, drift: list[Drift], allow_drift: bool
+) -> int:
     positions = {b.source for b in builds}
     with session_scope(dataset.context.sessions) as s:
         rec = m.Recipe(name=lock.recipe.name, text=lock.recipe.text, sha256=lock.recipe.sha256)
         s.add(rec)
         s.flush()
         run = m.Run(
-            recipe_id=rec.id, status="pending", notes=[], options={**lock.recipe.options, "base": str(base)},
-            lock_origin={"lock_sha256": lock_sha256(lock), "run": lock.run.id, "assemblage": lock.assemblage,
-                         "allow_drift": allow_drift, "drift": [d.to_dict() for d in drift]},
+            recipe_id=rec.id,
+            status="pending",
+            notes=[],
+            options={**lock.recipe.options, "base": str(base)},
+            lock_origin={
+                "lock_sha256": lock_sha256(lock),
+                "run": lock.run.id,
+                "assemblage": lock.assemblage,
+                "allow_drift": allow_drift,
+                "drift": [d.to_dict() for d in drift],
+            },
         )
         s.add(run)
         s.flush()
@@ -256,8 +286,16 @@ def _create_rows(dataset: Dataset, lock: Lock, builds: list[LockedBuild], *, bas
         for src in lock.sources:
             if src.position not in positions:
                 continue
-            row = m.Source(run_id=run.id, position=src.position, spec=src.spec, pinned_spec=src.pinned,
-                           label=src.label, kind=src.kind, name=src.name, source_date_epoch=src.source_date_epoch)
+            row = m.Source(
+                run_id=run.id,
+                position=src.position,
+                spec=src.spec,
+                pinned_spec=src.pinned,
+                label=src.label,
+                kind=src.kind,
+                name=src.name,
+                source_date_epoch=src.source_date_epoch,
+            )
             if not src.pinned:
                 row.status, row.error = "failed", "the lock does not pin this source (its fetch had failed)"
             s.add(row)

@@ -30,8 +30,16 @@ _identities: dict[tuple, tuple[float, dict[str, Any]]] = {}
 _identities_lock = threading.Lock()
 
 
-def build_key(*, label: str, pin: str | None, config: str, flags: list[str], options: RunPlan,
-              source_date_epoch: int | None = None, toolchain: dict[str, Any] | None = None) -> str:
+def build_key(
+    *,
+    label: str,
+    pin: str | None,
+    config: str,
+    flags: list[str],
+    options: RunPlan,
+    source_date_epoch: int | None = None,
+    toolchain: dict[str, Any] | None = None,
+) -> str:
     """The reuse key of a build: every input that can change its result.
 
     The source's content (label and pin), the configuration, the flags, the outputs asked for, the
@@ -42,21 +50,40 @@ def build_key(*, label: str, pin: str | None, config: str, flags: list[str], opt
     Schema 2: keys of schema 1 (no options) never match again.
     """
     b, limits = options.build, options.limits()
-    doc = {"label": label, "pin": pin, "config": config, "flags": flags,
-           "outputs": options.outputs.model_dump(mode="json"),
-           "build": {"runner": b.runner, "image": b.image,
-                     "timeout": limits.timeout, "memory": limits.memory, "processes": limits.processes,
-                     "disk": limits.file_size, "jobs_per_build": b.jobs_per_build},
-           "source_date_epoch": source_date_epoch, "toolchain": toolchain, "schema": 2}
+    doc = {
+        "label": label,
+        "pin": pin,
+        "config": config,
+        "flags": flags,
+        "outputs": options.outputs.model_dump(mode="json"),
+        "build": {
+            "runner": b.runner,
+            "image": b.image,
+            "timeout": limits.timeout,
+            "memory": limits.memory,
+            "processes": limits.processes,
+            "disk": limits.file_size,
+            "jobs_per_build": b.jobs_per_build,
+        },
+        "source_date_epoch": source_date_epoch,
+        "toolchain": toolchain,
+        "schema": 2,
+    }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def reusable(s: Session, key: str, build_id: int) -> m.Build | None:
     """The earliest finished build with ``key`` whose outcome the same inputs give again (or None)."""
     return s.scalar(
-        select(m.Build).where(m.Build.key == key, m.Build.id != build_id, m.Build.status.in_(m.REUSABLE_STATUSES),
-                              or_(m.Build.status != "failed", m.Build.reason.in_(m.REUSABLE_FAILURES)))
-        .order_by(m.Build.id).limit(1)
+        select(m.Build)
+        .where(
+            m.Build.key == key,
+            m.Build.id != build_id,
+            m.Build.status.in_(m.REUSABLE_STATUSES),
+            or_(m.Build.status != "failed", m.Build.reason.in_(m.REUSABLE_FAILURES)),
+        )
+        .order_by(m.Build.id)
+        .limit(1)
     )
 
 

@@ -35,8 +35,17 @@ from assemblage.recipes.models import Recipe
 from assemblage.storage.base import sha256_file
 from assemblage.urls import redact
 
-__all__ = ["Context", "create_run", "expand_run", "complete_crawl", "crawl_run_source", "fetch_run_source",
-           "execute_build", "finish_run", "build_key"]
+__all__ = [
+    "Context",
+    "create_run",
+    "expand_run",
+    "complete_crawl",
+    "crawl_run_source",
+    "fetch_run_source",
+    "execute_build",
+    "finish_run",
+    "build_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +57,9 @@ def _utcnow():
 # ---------------------------------------------------------------- runs
 
 
-def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: bool = True,
-               submitted_by: int | None = None) -> int:
+def create_run(
+    ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: bool = True, submitted_by: int | None = None
+) -> int:
     """Record the recipe and the run; with ``expand`` also its sources and builds (see :func:`expand_run`).
 
     The service records the run at once (``expand=False``) and expands it in a task, since
@@ -58,13 +68,20 @@ def create_run(ctx: Context, recipe: Recipe, text: str, base: Path, *, expand: b
     configs, notes = expand_matrix(recipe)
     with session_scope(ctx.sessions) as s:
         rec = m.Recipe(
-            name=recipe.name, description=recipe.description, text=text,
+            name=recipe.name,
+            description=recipe.description,
+            text=text,
             sha256=hashlib.sha256(text.encode()).hexdigest(),
         )
         s.add(rec)
         s.flush()
-        run = m.Run(recipe_id=rec.id, status="pending", notes=notes, submitted_by=submitted_by,
-                    options=RunPlan.of_recipe(recipe, configs, base).stored())
+        run = m.Run(
+            recipe_id=rec.id,
+            status="pending",
+            notes=notes,
+            submitted_by=submitted_by,
+            options=RunPlan.of_recipe(recipe, configs, base).stored(),
+        )
         s.add(run)
         s.flush()
         run_id = run.id
@@ -109,8 +126,9 @@ def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
         return True
 
 
-def _add_debian_selection(ctx: Context, s: Session, run: m.Run, position: int, spec, flags: list[str],
-                          configs: list[m.Configuration]) -> None:
+def _add_debian_selection(
+    ctx: Context, s: Session, run: m.Run, position: int, spec, flags: list[str], configs: list[m.Configuration]
+) -> None:
     """[h8-debian-deps] The packages a ``debian:`` selector picks, each a source of the run.
 
     A selector that cannot run (no apt lists, no mirror) stays as one failed source at its position.
@@ -132,13 +150,27 @@ def _run_configs(s: Session, run: m.Run) -> list[m.Configuration]:
     return [_config_row(s, Config.parse(c)) for c in RunPlan.of(run).configs]
 
 
-def _add_source(s: Session, run: m.Run, position: int, spec, flags: list[str], *, error: str | None = None,
-                configs: list[m.Configuration] | None = None) -> m.Source:
+def _add_source(
+    s: Session,
+    run: m.Run,
+    position: int,
+    spec,
+    flags: list[str],
+    *,
+    error: str | None = None,
+    configs: list[m.Configuration] | None = None,
+) -> m.Source:
     """One source of the run and its pending builds (skipped at once when ``error`` says it cannot be had)."""
     from assemblage.sources import source_label, source_name
 
-    src = m.Source(run_id=run.id, position=position, spec=spec.model_dump(mode="json", exclude_none=True),
-                   label=source_label(spec), kind=spec.kind, name=source_name(spec))
+    src = m.Source(
+        run_id=run.id,
+        position=position,
+        spec=spec.model_dump(mode="json", exclude_none=True),
+        label=source_label(spec),
+        kind=spec.kind,
+        name=source_name(spec),
+    )
     if error:
         error = redact(error)
         src.status, src.error = "failed", error
@@ -172,10 +204,22 @@ def complete_crawl(ctx: Context, crawl_id: int) -> list[int]:
         next_pos = lambda: (s.scalar(select(func.max(m.Source.position)).where(m.Source.run_id == run.id)) or 0) + 1  # noqa: E731
         added = []
         if crawl.status == "failed":
-            if not s.scalar(select(m.Source.id).where(m.Source.run_id == run.id, m.Source.kind == "github",
-                                                      m.Source.label == f"github:{crawl.spec['github']['query']}")):
-                _add_source(s, run, next_pos(), GithubSource.model_validate(crawl.spec), flags,
-                            error=crawl.error or "the GitHub crawl failed", configs=configs)
+            if not s.scalar(
+                select(m.Source.id).where(
+                    m.Source.run_id == run.id,
+                    m.Source.kind == "github",
+                    m.Source.label == f"github:{crawl.spec['github']['query']}",
+                )
+            ):
+                _add_source(
+                    s,
+                    run,
+                    next_pos(),
+                    GithubSource.model_validate(crawl.spec),
+                    flags,
+                    error=crawl.error or "the GitHub crawl failed",
+                    configs=configs,
+                )
             return []
         for repo, spec in accepted_sources(s, crawl_id):
             if repo.source_id is not None:
@@ -190,8 +234,9 @@ def complete_crawl(ctx: Context, crawl_id: int) -> list[int]:
         return added
 
 
-def crawl_run_source(ctx: Context, crawl_id: int, settings, *, transport=None,
-                     max_wait: float | None = None) -> list[int]:
+def crawl_run_source(
+    ctx: Context, crawl_id: int, settings, *, transport=None, max_wait: float | None = None
+) -> list[int]:
     """Run a crawl to its end in this process and add what it found to its run; returns the new source ids.
 
     :class:`~assemblage.sources.github.RateLimited` and ``GithubUnavailable`` propagate (the
@@ -236,8 +281,10 @@ def _spec_of_doc(doc: dict[str, Any]):
     try:
         return TypeAdapter(SourceSpec).validate_python(doc)
     except ValidationError as exc:
-        problems = "; ".join(f"{format_location(e['loc']) or 'source'}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors(include_url=False))
+        problems = "; ".join(
+            f"{format_location(e['loc']) or 'source'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        )
         raise SourceError(f"the stored source does not validate: {problems}") from None
 
 
@@ -305,16 +352,35 @@ def execute_build(ctx: Context, build_id: int) -> str:
             b.finished_at = _utcnow()
             return b.status
         plan = RunPlan.of(run)
-        key = build_key(label=src.label, pin=src.pin, config=cfg.identifier, flags=b.flags_requested,
-                        options=plan, source_date_epoch=src.source_date_epoch,
-                        toolchain=toolchain_identity(cfg.identifier, b.flags_requested, plan.build))
+        key = build_key(
+            label=src.label,
+            pin=src.pin,
+            config=cfg.identifier,
+            flags=b.flags_requested,
+            options=plan,
+            source_date_epoch=src.source_date_epoch,
+            toolchain=toolchain_identity(cfg.identifier, b.flags_requested, plan.build),
+        )
         b.key = key
         earlier = reusable(s, key, b.id)
         if earlier is not None:
             origin = earlier.reused_from_id or earlier.id
-            for attr in ("status", "reason", "message", "build_system", "duration", "log_key", "sandboxed",
-                         "runner", "opt_mismatches", "analysis_duration", "environment",
-                         "dependencies", "dependency_image", "dependency_image_digest"):
+            for attr in (
+                "status",
+                "reason",
+                "message",
+                "build_system",
+                "duration",
+                "log_key",
+                "sandboxed",
+                "runner",
+                "opt_mismatches",
+                "analysis_duration",
+                "environment",
+                "dependencies",
+                "dependency_image",
+                "dependency_image_digest",
+            ):
                 setattr(b, attr, getattr(earlier, attr))
             b.reused_from_id = origin
             b.finished_at = _utcnow()
@@ -435,8 +501,15 @@ def _may_use(ctx: Context, checkout: Path) -> bool:
 
 
 def _source_info(src: m.Source) -> dict[str, Any]:
-    return {"label": src.label, "kind": src.kind, "license": src.license, "url": src.url,
-            "commit": src.commit, "last_update": src.last_update, "version": src.version}
+    return {
+        "label": src.label,
+        "kind": src.kind,
+        "license": src.license,
+        "url": src.url,
+        "commit": src.commit,
+        "last_update": src.last_update,
+        "version": src.version,
+    }
 
 
 @dataclass
@@ -454,8 +527,9 @@ class _Stored:
     texts: list[Any] | None = None  # per function: (source_codes, top_comments, [text of each line row])
 
 
-def _analyse_and_store(ctx: Context, outcome: BuildOutcome, config: Config, want_stripped: bool, log_path: Path,
-                       tree=None) -> list[_Stored]:
+def _analyse_and_store(
+    ctx: Context, outcome: BuildOutcome, config: Config, want_stripped: bool, log_path: Path, tree=None
+) -> list[_Stored]:
     """Store each binary, analyse it, and cut its functions' source text from the checkout (``tree``).
 
     ``tree`` reads each source file once for all the binaries of the build. A file the build left twice
@@ -470,8 +544,14 @@ def _analyse_and_store(ctx: Context, outcome: BuildOutcome, config: Config, want
         for found in outcome.binaries:
             digest = sha256_file(found.path)
             _, key = ctx.store.store_blob(found.path, sha256=digest)
-            rec = _Stored(relpath=found.relpath, sha256=digest, key=key, size=found.path.stat().st_size,
-                          kind=found.kind, format=found.format)
+            rec = _Stored(
+                relpath=found.relpath,
+                sha256=digest,
+                key=key,
+                size=found.path.stat().st_size,
+                kind=found.kind,
+                format=found.format,
+            )
             pdb = outcome.pdbs.get(found.relpath)
             if pdb is not None:
                 pdb_sha, pdb_key = ctx.store.store_blob(pdb)
@@ -526,20 +606,40 @@ def _write_binaries(s: Session, b: m.Build, records: list[_Stored], config: Conf
         mismatches += mismatch
         producer = a.producers[0] if a is not None and a.producers else None
         row = m.Binary(
-            file_name=Path(rec.relpath).name, path=rec.key, platform=config.platform,
+            file_name=Path(rec.relpath).name,
+            path=rec.key,
+            platform=config.platform,
             build_mode="Debug" if config.opt in ("O0", "Od") else "Release",
-            toolset_version=(f"{producer.compiler} {producer.version}" if producer and producer.version else config.toolchain),
-            github_url=info["url"], optimization=config.opt, hash=rec.sha256, size=rec.size,
-            license=info["license"], repo_commit_hash=info["commit"],
+            toolset_version=(
+                f"{producer.compiler} {producer.version}" if producer and producer.version else config.toolchain
+            ),
+            github_url=info["url"],
+            optimization=config.opt,
+            hash=rec.sha256,
+            size=rec.size,
+            license=info["license"],
+            repo_commit_hash=info["commit"],
             repo_last_update=int(info["last_update"].timestamp()) if info["last_update"] else None,
             repo_last_update_at=info["last_update"],
-            build_id=b.id, run_id=b.run_id, source=info["label"], source_kind=info["kind"],
-            source_version=info["version"], arch=a.arch if a is not None else config.arch, format=rec.format,
-            bits=getattr(a, "bits", None), kind=rec.kind, toolchain=config.toolchain, config=config.id,
-            relpath=rec.relpath, flags_requested=list(b.flags_requested),
+            build_id=b.id,
+            run_id=b.run_id,
+            source=info["label"],
+            source_kind=info["kind"],
+            source_version=info["version"],
+            arch=a.arch if a is not None else config.arch,
+            format=rec.format,
+            bits=getattr(a, "bits", None),
+            kind=rec.kind,
+            toolchain=config.toolchain,
+            config=config.id,
+            relpath=rec.relpath,
+            flags_requested=list(b.flags_requested),
             flags_observed=list(a.observed_flags) if a is not None else None,
-            opt_observed=observed, opt_mismatch=mismatch, producer=producer.raw if producer else None,
-            elf_build_id=getattr(a, "build_id", None), text_sha256=getattr(a, "text_sha256", None),
+            opt_observed=observed,
+            opt_mismatch=mismatch,
+            producer=producer.raw if producer else None,
+            elf_build_id=getattr(a, "build_id", None),
+            text_sha256=getattr(a, "text_sha256", None),
             stripped_hash=rec.stripped[0] if rec.stripped else None,
             stripped_path=rec.stripped[1] if rec.stripped else None,
             function_count=len(a.functions) if a is not None else 0,
@@ -552,8 +652,16 @@ def _write_binaries(s: Session, b: m.Build, records: list[_Stored], config: Conf
             # the PDB path the PE names (its CodeView record), not where the analysis found the file: that is a
             # scratch folder, different on every build of the same bytes
             codeview = (a.extra.get("codeview_path") or a.pdb_path) if a is not None else None
-            s.add(m.Pdb(binary_id=row.id, pdb_path=rec.pdb[1], hash=rec.pdb[0], guid=getattr(a, "pdb_guid", None),
-                        age=getattr(a, "pdb_age", None), codeview_path=codeview))
+            s.add(
+                m.Pdb(
+                    binary_id=row.id,
+                    pdb_path=rec.pdb[1],
+                    hash=rec.pdb[0],
+                    guid=getattr(a, "pdb_guid", None),
+                    age=getattr(a, "pdb_age", None),
+                    codeview_path=codeview,
+                )
+            )
         if a is not None:
             insert_ground_truth(s, row.id, a, rec.texts)
     return mismatches
@@ -575,10 +683,16 @@ def insert_ground_truth(s: Session, binary_id: int, a, texts: list[Any] | None =
     elif funcs:
         _insert_ground_truth_core(s, binary_id, funcs, texts)
     if a.inlinings:
-        _executemany(s.connection(), m.Inline.__table__,
-                     ["binary_id", "callee", "caller", "start", "end", "call_file", "call_line"],
-                     [(binary_id, i.callee, i.caller, r.start, r.end, i.call_file, i.call_line)
-                      for i in a.inlinings for r in i.ranges])
+        _executemany(
+            s.connection(),
+            m.Inline.__table__,
+            ["binary_id", "callee", "caller", "start", "end", "call_file", "call_line"],
+            [
+                (binary_id, i.callee, i.caller, r.start, r.end, i.call_file, i.call_line)
+                for i in a.inlinings
+                for r in i.ranges
+            ],
+        )
 
 
 def _insert_ground_truth_core(s: Session, binary_id: int, funcs, texts: list[Any]) -> None:
@@ -590,23 +704,42 @@ def _insert_ground_truth_core(s: Session, binary_id: int, funcs, texts: list[Any
     """
     conn = s.connection()
     rows = [
-        {"binary_id": binary_id, "name": f.name, "hash": f.sha256, "source_file": f.source_file,
-         "prototype": f.prototype, "top_comments": t[1], "source_codes": t[0],
-         "linkage_name": f.linkage_name, "demangled": f.demangled,
-         "start": f.start, "end": f.end, "size": f.size, "decl_line": f.decl_line,
-         "compilation_unit": f.compilation_unit, "is_static": f.is_static,
-         "label_source": f.label_source, "pic_hash": f.pic_hash, "size_inferred": f.size_inferred}
+        {
+            "binary_id": binary_id,
+            "name": f.name,
+            "hash": f.sha256,
+            "source_file": f.source_file,
+            "prototype": f.prototype,
+            "top_comments": t[1],
+            "source_codes": t[0],
+            "linkage_name": f.linkage_name,
+            "demangled": f.demangled,
+            "start": f.start,
+            "end": f.end,
+            "size": f.size,
+            "decl_line": f.decl_line,
+            "compilation_unit": f.compilation_unit,
+            "is_static": f.is_static,
+            "label_source": f.label_source,
+            "pic_hash": f.pic_hash,
+            "size_inferred": f.size_inferred,
+        }
         for f, t in zip(funcs, texts, strict=True)
     ]
     table = m.Function.__table__
     ids = list(conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
-    rvas = [(fid, r.start, r.end) for fid, f in zip(ids, funcs)
-            for r in (f.ranges or [f])]  # a function without ranges is its own one range
-    lines = [(fid, ln.line, ln.address, ln.length, ln.source_file, text)
-             for fid, f, t in zip(ids, funcs, texts) for ln, text in zip(f.lines, t[2] or (None,) * len(f.lines))]
+    rvas = [
+        (fid, r.start, r.end) for fid, f in zip(ids, funcs) for r in (f.ranges or [f])
+    ]  # a function without ranges is its own one range
+    lines = [
+        (fid, ln.line, ln.address, ln.length, ln.source_file, text)
+        for fid, f, t in zip(ids, funcs, texts)
+        for ln, text in zip(f.lines, t[2] or (None,) * len(f.lines))
+    ]
     _executemany(conn, m.Rva.__table__, ["function_id", "start", "end"], rvas)
-    _executemany(conn, m.Line.__table__, ["function_id", "line_number", "rva", "length", "source_file", "source_code"],
-                 lines)
+    _executemany(
+        conn, m.Line.__table__, ["function_id", "line_number", "rva", "length", "source_file", "source_code"], lines
+    )
 
 
 def _executemany(conn, table, columns: list[str], rows: list[tuple]) -> None:
@@ -619,35 +752,90 @@ def _executemany(conn, table, columns: list[str], rows: list[tuple]) -> None:
     names = ", ".join(f'"{c}"' for c in columns)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
     for i in range(0, len(rows), 50_000):
-        conn.exec_driver_sql(sql, rows[i:i + 50_000])
+        conn.exec_driver_sql(sql, rows[i : i + 50_000])
 
 
-_FUNCTION_COLUMNS = ["id", "binary_id", "name", "hash", "source_file", "prototype", "top_comments", "source_codes",
-                     "linkage_name", "demangled", "start", "end", "size", "decl_line", "compilation_unit", "is_static",
-                     "label_source", "pic_hash", "size_inferred"]
+_FUNCTION_COLUMNS = [
+    "id",
+    "binary_id",
+    "name",
+    "hash",
+    "source_file",
+    "prototype",
+    "top_comments",
+    "source_codes",
+    "linkage_name",
+    "demangled",
+    "start",
+    "end",
+    "size",
+    "decl_line",
+    "compilation_unit",
+    "is_static",
+    "label_source",
+    "pic_hash",
+    "size_inferred",
+]
 
 
 def _copy_ground_truth(s: Session, binary_id: int, funcs, texts: list[Any]) -> None:
     """PostgreSQL: ids from the sequence, then COPY functions, ranges and lines (tens of thousands of rows)."""
     ids = _copy_functions(s, binary_id, funcs, texts)
-    copy_rows(s, "rvas", ["function_id", "start", "end"], (
-        row for fid, f in zip(ids, funcs)
-        for row in ([(fid, r.start, r.end) for r in f.ranges] if f.ranges else [(fid, f.start, f.end)])))
-    copy_rows(s, "lines", ["function_id", "line_number", "rva", "length", "source_file", "source_code"], (
-        (fid, ln.line, ln.address, ln.length, ln.source_file, text)
-        for fid, f, t in zip(ids, funcs, texts)
-        for ln, text in zip(f.lines, t[2] or (None,) * len(f.lines))))
+    copy_rows(
+        s,
+        "rvas",
+        ["function_id", "start", "end"],
+        (
+            row
+            for fid, f in zip(ids, funcs)
+            for row in ([(fid, r.start, r.end) for r in f.ranges] if f.ranges else [(fid, f.start, f.end)])
+        ),
+    )
+    copy_rows(
+        s,
+        "lines",
+        ["function_id", "line_number", "rva", "length", "source_file", "source_code"],
+        (
+            (fid, ln.line, ln.address, ln.length, ln.source_file, text)
+            for fid, f, t in zip(ids, funcs, texts)
+            for ln, text in zip(f.lines, t[2] or (None,) * len(f.lines))
+        ),
+    )
 
 
 def _copy_functions(s: Session, binary_id: int, funcs, texts: list[Any] | None = None) -> list[int]:
     """PostgreSQL: COPY the ``functions`` rows of one binary with ids taken from the sequence; returns the ids."""
     ids = reserve_ids(s, "functions", len(funcs))
     texts = texts if texts is not None else [_NO_TEXT] * len(funcs)
-    copy_rows(s, "functions", _FUNCTION_COLUMNS, (
-        (fid, binary_id, f.name, f.sha256, f.source_file, f.prototype, t[1], t[0], f.linkage_name, f.demangled,
-         f.start, f.end, f.size, f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash,
-         f.size_inferred)
-        for fid, f, t in zip(ids, funcs, texts, strict=True)))
+    copy_rows(
+        s,
+        "functions",
+        _FUNCTION_COLUMNS,
+        (
+            (
+                fid,
+                binary_id,
+                f.name,
+                f.sha256,
+                f.source_file,
+                f.prototype,
+                t[1],
+                t[0],
+                f.linkage_name,
+                f.demangled,
+                f.start,
+                f.end,
+                f.size,
+                f.decl_line,
+                f.compilation_unit,
+                f.is_static,
+                f.label_source,
+                f.pic_hash,
+                f.size_inferred,
+            )
+            for fid, f, t in zip(ids, funcs, texts, strict=True)
+        ),
+    )
     return ids
 
 
@@ -672,7 +860,12 @@ def interrupt_run(ctx: Context, run_id: int) -> int:
     with session_scope(ctx.sessions) as s:
         n = 0
         for b in s.scalars(select(m.Build).where(m.Build.run_id == run_id, m.Build.status.in_(("pending", "running")))):
-            b.status, b.reason, b.message, b.finished_at = "skipped", "interrupted", "the run was interrupted", _utcnow()
+            b.status, b.reason, b.message, b.finished_at = (
+                "skipped",
+                "interrupted",
+                "the run was interrupted",
+                _utcnow(),
+            )
             n += 1
         run = s.get(m.Run, run_id)
         run.status, run.finished_at = "interrupted", _utcnow()
@@ -685,16 +878,35 @@ def interrupt_run(ctx: Context, run_id: int) -> int:
 def finish_run(ctx: Context, run_id: int) -> dict[str, int]:
     """Close a run once no build is pending or running. Returns build counts by status."""
     with session_scope(ctx.sessions) as s:
-        counts = dict(s.execute(
-            select(m.Build.status, func.count()).where(m.Build.run_id == run_id).group_by(m.Build.status)
-        ).all())
+        counts = dict(
+            s.execute(
+                select(m.Build.status, func.count()).where(m.Build.run_id == run_id).group_by(m.Build.status)
+            ).all()
+        )
         run = s.get(m.Run, run_id)
-        crawling = s.scalar(select(func.count()).select_from(m.Crawl)
-                            .where(m.Crawl.run_id == run_id, m.Crawl.status.in_(("pending", "running"))))
-        unplaced = s.scalar(select(func.count()).select_from(m.CrawlRepo).join(m.Crawl, m.CrawlRepo.crawl_id == m.Crawl.id)
-                            .where(m.Crawl.run_id == run_id, m.Crawl.status == "finished",
-                                   m.CrawlRepo.status == "accepted", m.CrawlRepo.source_id.is_(None)))
-        if (not counts.get("pending") and not counts.get("running") and not crawling and not unplaced
-                and run.expanded and run.status not in ("finished", "interrupted", "cancelled")):
+        crawling = s.scalar(
+            select(func.count())
+            .select_from(m.Crawl)
+            .where(m.Crawl.run_id == run_id, m.Crawl.status.in_(("pending", "running")))
+        )
+        unplaced = s.scalar(
+            select(func.count())
+            .select_from(m.CrawlRepo)
+            .join(m.Crawl, m.CrawlRepo.crawl_id == m.Crawl.id)
+            .where(
+                m.Crawl.run_id == run_id,
+                m.Crawl.status == "finished",
+                m.CrawlRepo.status == "accepted",
+                m.CrawlRepo.source_id.is_(None),
+            )
+        )
+        if (
+            not counts.get("pending")
+            and not counts.get("running")
+            and not crawling
+            and not unplaced
+            and run.expanded
+            and run.status not in ("finished", "interrupted", "cancelled")
+        ):
             run.status, run.finished_at = "finished", _utcnow()
         return counts

@@ -91,8 +91,9 @@ def source_name(spec) -> str:
     return kind_of(spec).short_name(spec)
 
 
-def fetch_source(spec, *, base: Path, cache: Path, timeout: float | None = None,
-                 policy: FetchPolicy | None = None) -> FetchedSource:
+def fetch_source(
+    spec, *, base: Path, cache: Path, timeout: float | None = None, policy: FetchPolicy | None = None
+) -> FetchedSource:
     """Fetch (or reuse from ``cache``) the source ``spec`` names and pin it.
 
     ``base`` is the folder relative paths start from (then the working
@@ -130,6 +131,7 @@ def _fetch(spec, *, base: Path, cache: Path, timeout: float, policy: FetchPolicy
         local_path = policy.local(local[1], base) if local else None
     except ValueError as exc:
         raise SourceError(f"{label}: {exc}") from None
-    job = FetchJob(label=label, name=source_name(spec), cache=cache, timeout=timeout, policy=policy,
-                   local_path=local_path)
+    job = FetchJob(
+        label=label, name=source_name(spec), cache=cache, timeout=timeout, policy=policy, local_path=local_path
+    )
     return kind.fetch(spec, job)

@@ -425,8 +425,12 @@ def _opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
     """
     opener = urllib.request.OpenerDirector()
     handlers: list[urllib.request.BaseHandler] = [
-        _HTTP(policy), _HTTPS(policy), urllib.request.HTTPDefaultErrorHandler(),
-        urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor(), urllib.request.UnknownHandler(),
+        _HTTP(policy),
+        _HTTPS(policy),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+        urllib.request.UnknownHandler(),
     ]
     if not policy.restricts_network:
         handlers.append(urllib.request.ProxyHandler())
@@ -451,8 +455,9 @@ def _download(url: str, target: Path, *, timeout: float, max_bytes: int, policy:
         # urllib takes user:password@ for part of the host name: send it as basic authentication instead,
         # on this request only (an unredirected header is not copied to where a redirect leads)
         netloc = parts.netloc.rpartition("@")[2]
-        request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)),
-                                         headers={"User-Agent": "assemblage"})
+        request = urllib.request.Request(
+            urllib.parse.urlunsplit(parts._replace(netloc=netloc)), headers={"User-Agent": "assemblage"}
+        )
         if "@" in parts.netloc:
             user = urllib.parse.unquote(parts.username or "")
             password = urllib.parse.unquote(parts.password or "")
@@ -563,13 +568,26 @@ class ArchiveKind(SourceKind):
         return None if is_url(spec.archive) else ("archive", spec.archive)
 
     def fetch(self, spec: Any, job: FetchJob) -> FetchedSource:
-        rec = fetch_archive(spec.archive, local=job.local_path, expected_sha256=spec.sha256, name=job.name,
-                            cache=job.cache, timeout=job.timeout, policy=job.policy)
+        rec = fetch_archive(
+            spec.archive,
+            local=job.local_path,
+            expected_sha256=spec.sha256,
+            name=job.name,
+            cache=job.cache,
+            timeout=job.timeout,
+            policy=job.policy,
+        )
         root = job.cache / "archive" / rec["path"]
-        return FetchedSource(kind="archive", label=job.label, name=job.name, path=subdir(root, spec, job.label),
-                             sha256=rec["sha256"], license=detect_license(root),
-                             url=redact(spec.archive) if job.local_path is None else None,
-                             last_update=newest_mtime(root))
+        return FetchedSource(
+            kind="archive",
+            label=job.label,
+            name=job.name,
+            path=subdir(root, spec, job.label),
+            sha256=rec["sha256"],
+            license=detect_license(root),
+            url=redact(spec.archive) if job.local_path is None else None,
+            last_update=newest_mtime(root),
+        )
 
     def pin(self, spec: Any, fetched: FetchedSource) -> Any:
         return spec.model_copy(update={"sha256": fetched.sha256}) if fetched.sha256 else spec

@@ -62,8 +62,13 @@ class AptEntry:
     options: tuple[tuple[str, str], ...] = field(default=())  # e.g. (("Signed-By", "/usr/share/keyrings/x.gpg"),)
 
 
-_KEEP_OPTIONS = {"signed-by": "Signed-By", "trusted": "Trusted", "check-valid-until": "Check-Valid-Until",
-                 "allow-insecure": "Allow-Insecure", "allow-weak": "Allow-Weak"}
+_KEEP_OPTIONS = {
+    "signed-by": "Signed-By",
+    "trusted": "Trusted",
+    "check-valid-until": "Check-Valid-Until",
+    "allow-insecure": "Allow-Insecure",
+    "allow-weak": "Allow-Weak",
+}
 
 
 def parse_one_line_sources(text: str) -> list[AptEntry]:
@@ -122,7 +127,9 @@ def _codename(os_release: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def system_deb_src_entries(etc_apt: Path = Path("/etc/apt"), os_release: Path = Path("/etc/os-release")) -> list[AptEntry]:
+def system_deb_src_entries(
+    etc_apt: Path = Path("/etc/apt"), os_release: Path = Path("/etc/os-release")
+) -> list[AptEntry]:
     """The machine's configured mirrors for this release, de-duplicated, in configuration order."""
     entries: list[AptEntry] = []
     main = etc_apt / "sources.list"
@@ -166,7 +173,7 @@ def entries_for_suite(entries: list[AptEntry], suite: str) -> list[AptEntry]:
     if not bases:
         return []
     base = bases[0]
-    suffix = suite[len(suite.split("-", 1)[0]):]  # "", "-backports", "-security", "-updates"
+    suffix = suite[len(suite.split("-", 1)[0]) :]  # "", "-backports", "-security", "-updates"
     same = [e for e in entries if e.suite == base + suffix] or [e for e in entries if e.suite == base]
     return [AptEntry(e.uri, suite, e.components, e.options) for e in same]
 
@@ -198,12 +205,18 @@ class _Apt:
 
     def options(self) -> list[str]:
         opts = [
-            "-o", f"Dir::Etc::sourcelist={self.sources}",
-            "-o", "Dir::Etc::sourceparts=-",
-            "-o", f"Dir::State::Lists={self.lists}",
-            "-o", f"Dir::Cache={self.cache}",
-            "-o", "APT::Get::List-Cleanup=false",
-            "-o", "Acquire::Retries=1",
+            "-o",
+            f"Dir::Etc::sourcelist={self.sources}",
+            "-o",
+            "Dir::Etc::sourceparts=-",
+            "-o",
+            f"Dir::State::Lists={self.lists}",
+            "-o",
+            f"Dir::Cache={self.cache}",
+            "-o",
+            "APT::Get::List-Cleanup=false",
+            "-o",
+            "Acquire::Retries=1",
             "-q",
         ]
         if os.geteuid() == 0:
@@ -216,9 +229,7 @@ class _Apt:
 
     def ensure_updated(self, *, force: bool = False) -> None:
         if not self.entries:
-            raise SourceError(
-                "debian sources need apt mirrors, but /etc/apt/sources.list and sources.list.d name none"
-            )
+            raise SourceError("debian sources need apt mirrors, but /etc/apt/sources.list and sources.list.d name none")
         text = render_deb822(self.entries)
         with locked(self.root / "update.lock"):
             (self.lists / "partial").mkdir(parents=True, exist_ok=True)
@@ -229,17 +240,27 @@ class _Apt:
             if not force and not changed and fresh and self._has_lists():
                 return
             self.sources.write_text(text, encoding="utf-8")
-            result = run(["apt-get", *self.options(), "update"], what="apt-get update (private deb-src lists)",
-                         timeout=self.timeout, check=False, env={"LC_ALL": "C"})
+            result = run(
+                ["apt-get", *self.options(), "update"],
+                what="apt-get update (private deb-src lists)",
+                timeout=self.timeout,
+                check=False,
+                env={"LC_ALL": "C"},
+            )
             if not self._has_lists():
                 detail = (result.stderr or result.stdout).strip()[-1500:]
                 raise SourceError(f"apt-get update found no deb-src indexes for {self.sources}: {detail}")
             stamp.touch()
 
     def download(self, target: str, where: Path) -> subprocess.CompletedProcess[str]:
-        return run(["apt-get", *self.options(), "source", "--download-only", "--", target],
-                   what=f"apt-get source {target}", timeout=self.timeout, cwd=where, check=False,
-                   env={"LC_ALL": "C"})
+        return run(
+            ["apt-get", *self.options(), "source", "--download-only", "--", target],
+            what=f"apt-get source {target}",
+            timeout=self.timeout,
+            cwd=where,
+            check=False,
+            env={"LC_ALL": "C"},
+        )
 
 
 def parse_dsc(text: str) -> dict[str, str]:
@@ -346,9 +367,13 @@ def fetch_debian(
         with locked(root / "locks" / f"{final.name}.lock"):
             if not final.is_dir():
                 tree = dsc.parent / "tree"
-                run(["dpkg-source", "--no-copy", "-x", dsc.name, tree.name],
-                    what=f"dpkg-source -x {dsc.name}", timeout=timeout, cwd=dsc.parent,
-                    env={"LC_ALL": "C"})
+                run(
+                    ["dpkg-source", "--no-copy", "-x", dsc.name, tree.name],
+                    what=f"dpkg-source -x {dsc.name}",
+                    timeout=timeout,
+                    cwd=dsc.parent,
+                    env={"LC_ALL": "C"},
+                )
                 publish(tree, final)
     copyright_file = final / "debian" / "copyright"
     try:
@@ -399,9 +424,16 @@ class DebianKind(SourceKind):
             raise SourceError(f"{job.label}: a debian selector is expanded into packages first (expand_debian)")
         rec = fetch_debian(spec.debian, suite=spec.suite, version=spec.version, cache=job.cache, timeout=job.timeout)
         root = job.cache / "debian" / rec["path"]
-        return FetchedSource(kind="debian", label=job.label, name=job.name, path=subdir(root, spec, job.label),
-                             version=rec["version"], license=rec.get("license") or detect_license(root),
-                             url=rec.get("url"), last_update=parse_date(rec.get("last_update")))
+        return FetchedSource(
+            kind="debian",
+            label=job.label,
+            name=job.name,
+            path=subdir(root, spec, job.label),
+            version=rec["version"],
+            license=rec.get("license") or detect_license(root),
+            url=rec.get("url"),
+            last_update=parse_date(rec.get("last_update")),
+        )
 
     def pin(self, spec: Any, fetched: FetchedSource) -> Any:
         return spec.model_copy(update={"version": fetched.version}) if fetched.version else spec

@@ -47,17 +47,52 @@ _OTHER_TOOLCHAINS = re.compile(
     r"^(?:dh-golang|golang-.*|gccgo.*|cargo|rustc|dh-cargo|librust-.*|default-jdk.*|openjdk-.*|javahelper|"
     r"maven-debian-helper|gradle-debian-helper|ant|dh-nodejs|nodejs|node-.*|ghc|haskell-devscripts.*|"
     r"ocaml.*|dh-ocaml|gfortran.*|fp-compiler|fpc|gnat.*|erlang.*|elixir|dh-elpa|dh-r|r-base-dev|"
-    r"mono-.*|dotnet.*|valac|dh-lisp|sbcl|ruby-.*|gem2deb|dh-ruby|julia|nim|ldc|gdc.*|dub|swi-prolog.*)$")
+    r"mono-.*|dotnet.*|valac|dh-lisp|sbcl|ruby-.*|gem2deb|dh-ruby|julia|nim|ldc|gdc.*|dub|swi-prolog.*)$"
+)
 _OTHER_TESTSUITES = re.compile(r"autopkgtest-pkg-(?!c\b)(python|perl|go|r|nodejs|ruby|elpa|dkms|haskell|ocaml)")
 _LANG_EXT = {
     "c": {".c"},
     "c++": {".cc", ".cpp", ".cxx", ".c++", ".C", ".hh", ".hpp", ".hxx"},
-    "other": {".rs", ".go", ".java", ".kt", ".f", ".f90", ".f95", ".for", ".pas", ".pp", ".adb", ".ads", ".hs",
-              ".ml", ".d", ".cs", ".vala", ".swift", ".scala", ".zig", ".nim", ".m", ".mm"},
+    "other": {
+        ".rs",
+        ".go",
+        ".java",
+        ".kt",
+        ".f",
+        ".f90",
+        ".f95",
+        ".for",
+        ".pas",
+        ".pp",
+        ".adb",
+        ".ads",
+        ".hs",
+        ".ml",
+        ".d",
+        ".cs",
+        ".vala",
+        ".swift",
+        ".scala",
+        ".zig",
+        ".nim",
+        ".m",
+        ".mm",
+    },
 }
-_LICENSE_ALIASES = {"expat": "mit", "mit/x11": "mit", "x11": "mit", "bsd-3": "bsd-3-clause", "bsd-2": "bsd-2-clause",
-                    "bsd-4": "bsd-4-clause", "zlib/libpng": "zlib", "apache-2": "apache-2.0", "isc": "isc",
-                    "public-domain": "public-domain", "bsl-1.0": "bsl-1.0", "boost-1.0": "bsl-1.0"}
+_LICENSE_ALIASES = {
+    "expat": "mit",
+    "mit/x11": "mit",
+    "x11": "mit",
+    "bsd-3": "bsd-3-clause",
+    "bsd-2": "bsd-2-clause",
+    "bsd-4": "bsd-4-clause",
+    "zlib/libpng": "zlib",
+    "apache-2": "apache-2.0",
+    "isc": "isc",
+    "public-domain": "public-domain",
+    "bsl-1.0": "bsl-1.0",
+    "boost-1.0": "bsl-1.0",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,9 +152,15 @@ def parse_sources(text: str) -> list[Candidate]:
     best: dict[str, Candidate] = {}
     for f in _stanzas(text):
         deps = ", ".join(v for k in ("Build-Depends", "Build-Depends-Arch") if (v := f.get(k)))
-        c = Candidate(package=f["Package"], version=f.get("Version", ""), section=f.get("Section", ""),
-                      architecture=f.get("Architecture", ""), size=_size(f.get("Files", "")),
-                      build_depends=deps.replace("\n", " "), testsuite=f.get("Testsuite", ""))
+        c = Candidate(
+            package=f["Package"],
+            version=f.get("Version", ""),
+            section=f.get("Section", ""),
+            architecture=f.get("Architecture", ""),
+            size=_size(f.get("Files", "")),
+            build_depends=deps.replace("\n", " "),
+            testsuite=f.get("Testsuite", ""),
+        )
         old = best.get(c.package)
         if old is None or Version(c.version) > Version(old.version):
             best[c.package] = c
@@ -147,8 +188,9 @@ def _other_language(c: Candidate) -> str | None:
     return None
 
 
-def index_candidates(candidates: list[Candidate], sel: DebianSelector, *,
-                     satisfiable: Callable[[Candidate], bool] | None = None) -> list[Candidate]:
+def index_candidates(
+    candidates: list[Candidate], sel: DebianSelector, *, satisfiable: Callable[[Candidate], bool] | None = None
+) -> list[Candidate]:
     """Pass 1: what the index alone can decide."""
     sections = {sel.section} if isinstance(sel.section, str) else set(sel.section or ())
     max_size = parse_memory(sel.max_size, minimum=1) if sel.max_size is not None else None
@@ -219,9 +261,14 @@ def _cached_verdict(folder: Path, c: Candidate) -> dict | None:
         return None
 
 
-def expand_debian(spec: DebianSource, *, cache: Path, timeout: float = 600,
-                  fetch: Callable[..., dict] | None = None, report: Callable[[Selected], None] | None = None,
-                  ) -> list[DebianSource]:
+def expand_debian(
+    spec: DebianSource,
+    *,
+    cache: Path,
+    timeout: float = 600,
+    fetch: Callable[..., dict] | None = None,
+    report: Callable[[Selected], None] | None = None,
+) -> list[DebianSource]:
     """The packages a selector picks, as ``debian: NAME`` sources (pass 1, then pass 2 lazily)."""
     from assemblage.builds.aptindex import BinaryArchive, cat_index
     from assemblage.errors import BuildError
@@ -259,19 +306,32 @@ def expand_debian(spec: DebianSource, *, cache: Path, timeout: float = 600,
             except AssemblageError as exc:
                 verdict = {"license": None, "language": None, "error": str(exc)[:300]}
             else:
-                verdict = {"license": rec.get("license"), "version": rec.get("version"),
-                           "language": tree_language(cache / "debian" / rec["path"])}
+                verdict = {
+                    "license": rec.get("license"),
+                    "version": rec.get("version"),
+                    "language": tree_language(cache / "debian" / rec["path"]),
+                }
             (verdicts / f"{safe_name(c.package)}_{safe_name(c.version)}.json").write_text(json.dumps(verdict))
         why = ""
         if verdict.get("error"):
             err = verdict["error"]
-            why = "cannot fetch: " + ("the mirror lacks its files (404)" if " 404 " in err else err.splitlines()[0][:120])
+            why = "cannot fetch: " + (
+                "the mirror lacks its files (404)" if " 404 " in err else err.splitlines()[0][:120]
+            )
         elif verdict["language"] not in languages:
             why = f"main language {verdict['language']}"
         elif not license_allowed(verdict["license"], sel.licenses):
             why = f"licence {verdict['license']} not allowed"
-        pick = Selected(package=c.package, version=verdict.get("version") or c.version, section=c.section,
-                        size=c.size, license=verdict["license"], language=verdict["language"], kept=not why, why=why)
+        pick = Selected(
+            package=c.package,
+            version=verdict.get("version") or c.version,
+            section=c.section,
+            size=c.size,
+            license=verdict["license"],
+            language=verdict["language"],
+            kept=not why,
+            why=why,
+        )
         if report:
             report(pick)
         if not why:

@@ -49,8 +49,13 @@ __all__ = ["GIT_ENV", "GitKind", "MAX_SUBMODULE_DEPTH", "fetch_git", "git_name",
 
 GIT_ENV: dict[str, str | None] = {
     # variables a caller (e.g. a git hook running us) may have set, which would redirect our commands
-    "GIT_DIR": None, "GIT_WORK_TREE": None, "GIT_INDEX_FILE": None, "GIT_OBJECT_DIRECTORY": None,
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES": None, "GIT_NAMESPACE": None, "GIT_CEILING_DIRECTORIES": None,
+    "GIT_DIR": None,
+    "GIT_WORK_TREE": None,
+    "GIT_INDEX_FILE": None,
+    "GIT_OBJECT_DIRECTORY": None,
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES": None,
+    "GIT_NAMESPACE": None,
+    "GIT_CEILING_DIRECTORIES": None,
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
     "GIT_LFS_SKIP_SMUDGE": "1",
@@ -58,13 +63,20 @@ GIT_ENV: dict[str, str | None] = {
     "LC_ALL": "C",
 }
 _GIT_CONFIG = (
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "protocol.ext.allow=never",
-    "-c", "core.fsmonitor=false",
-    "-c", "submodule.recurse=false",
-    "-c", "core.symlinks=true",
-    "-c", "core.autocrlf=false",
-    "-c", "advice.detachedHead=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "protocol.ext.allow=never",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "submodule.recurse=false",
+    "-c",
+    "core.symlinks=true",
+    "-c",
+    "core.autocrlf=false",
+    "-c",
+    "advice.detachedHead=false",
 )
 _SCHEMES = GIT_SCHEMES
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:")
@@ -86,8 +98,15 @@ def git_name(ref: str) -> str:
     return tail
 
 
-def _git(*args: str, what: str, timeout: float, git_dir: Path | None = None,
-         env: dict[str, str | None] | None = None, check: bool = True, opts: tuple[str, ...] = ()):
+def _git(
+    *args: str,
+    what: str,
+    timeout: float,
+    git_dir: Path | None = None,
+    env: dict[str, str | None] | None = None,
+    check: bool = True,
+    opts: tuple[str, ...] = (),
+):
     cmd = ["git", *_GIT_CONFIG, *opts]
     if git_dir is not None:
         cmd.append(f"--git-dir={git_dir}")
@@ -135,8 +154,7 @@ class _Remote:
 
     def git(self, *args: str, what: str, timeout: float, git_dir: Path | None = None, check: bool = True):
         try:
-            done = _git(*args, what=what, timeout=timeout, git_dir=git_dir, env=self.env, check=False,
-                        opts=self.opts)
+            done = _git(*args, what=what, timeout=timeout, git_dir=git_dir, env=self.env, check=False, opts=self.opts)
         except StepTimeout:
             if self.restricted:
                 raise SourceError(f"{what} failed: no usable git answer from {self.where}") from None
@@ -157,19 +175,22 @@ class _Remote:
             return f"{self.where} answered HTTP {code}"
         if re.search(r"(?i)redirect", output):
             return f"{self.where} answered with a redirect; redirects are not followed"
-        if re.search(r"(?i)repository .*not found|not a git repository|does not appear to be a git repository"
-                     r"|repository not exported", output):
+        if re.search(
+            r"(?i)repository .*not found|not a git repository|does not appear to be a git repository"
+            r"|repository not exported",
+            output,
+        ):
             return f"no git repository there ({self.where})"
-        if re.search(r"(?i)authentication failed|could not read (username|password)|terminal prompts disabled",
-                     output):
+        if re.search(r"(?i)authentication failed|could not read (username|password)|terminal prompts disabled", output):
             return f"{self.where} wants credentials, or refused the ones given"
         return f"no usable git answer from {self.where}"
 
 
 def _ls_remote(remote: _Remote, timeout: float) -> tuple[dict[str, str], str | None]:
     """Advertised refs (name -> SHA, peeled tags as ``refs/tags/X^{}``) and HEAD's branch."""
-    out = remote.git("ls-remote", "--symref", "--", remote.given, what=f"git ls-remote {remote.label}",
-                     timeout=timeout).stdout
+    out = remote.git(
+        "ls-remote", "--symref", "--", remote.given, what=f"git ls-remote {remote.label}", timeout=timeout
+    ).stdout
     refs: dict[str, str] = {}
     head_branch = None
     for line in out.splitlines():
@@ -209,8 +230,8 @@ def _resolve(ref: str | None, refs: dict[str, str], label: str) -> tuple[str | N
         if len(matches) == 1:
             return matches.pop(), None
         return None, None
-    branches = sorted(r[len("refs/heads/"):] for r in refs if r.startswith("refs/heads/"))
-    tags = sorted(r[len("refs/tags/"):] for r in refs if r.startswith("refs/tags/") and not r.endswith("^{}"))
+    branches = sorted(r[len("refs/heads/") :] for r in refs if r.startswith("refs/heads/"))
+    tags = sorted(r[len("refs/tags/") :] for r in refs if r.startswith("refs/tags/") and not r.endswith("^{}"))
     raise SourceError(
         f"{label}: no branch, tag or commit named {ref!r} "
         f"(branches: {', '.join(branches[:10]) or 'none'}; tags: {', '.join(tags[-10:]) or 'none'})"
@@ -218,8 +239,9 @@ def _resolve(ref: str | None, refs: dict[str, str], label: str) -> tuple[str | N
 
 
 def _has_commit(mirror: Path, sha: str, timeout: float) -> bool:
-    probe = _git("cat-file", "-e", f"{sha}^{{commit}}", git_dir=mirror, what="git cat-file",
-                 timeout=timeout, check=False)
+    probe = _git(
+        "cat-file", "-e", f"{sha}^{{commit}}", git_dir=mirror, what="git cat-file", timeout=timeout, check=False
+    )
     return probe.returncode == 0
 
 
@@ -232,20 +254,47 @@ def _fetch_into(mirror: Path, remote: _Remote, sha: str | None, ref: str | None,
     if sha and _has_commit(mirror, sha, timeout):
         return sha
     if sha:
-        shallow = remote.git("fetch", "--quiet", "--no-tags", "--depth=1", "--", remote.given, sha, git_dir=mirror,
-                             what=f"git fetch {label}", timeout=timeout, check=False)
+        shallow = remote.git(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--depth=1",
+            "--",
+            remote.given,
+            sha,
+            git_dir=mirror,
+            what=f"git fetch {label}",
+            timeout=timeout,
+            check=False,
+        )
         if shallow.returncode == 0 and _has_commit(mirror, sha, timeout):
             return sha
     # the server would not hand out one commit by SHA, or the ref was an abbreviated SHA: fetch everything
     full = ["fetch", "--quiet", "--tags", "--force"]
     if (mirror / "shallow").exists():
         full.append("--unshallow")
-    remote.git(*full, "--", remote.given, "+refs/heads/*:refs/heads/*", git_dir=mirror, what=f"git fetch {label}",
-               timeout=timeout)
+    remote.git(
+        *full,
+        "--",
+        remote.given,
+        "+refs/heads/*:refs/heads/*",
+        git_dir=mirror,
+        what=f"git fetch {label}",
+        timeout=timeout,
+    )
     wanted = sha or ref
     assert wanted is not None
-    found = _git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{wanted}^{{commit}}", git_dir=mirror,
-                 what="git rev-parse", timeout=timeout, check=False)
+    found = _git(
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        f"{wanted}^{{commit}}",
+        git_dir=mirror,
+        what="git rev-parse",
+        timeout=timeout,
+        check=False,
+    )
     if found.returncode != 0:
         raise SourceError(f"{label}: commit {wanted!r} is not in the repository")
     return found.stdout.strip()
@@ -259,16 +308,22 @@ def _export(mirror: Path, sha: str, trees: Path, name: str, timeout: float) -> P
         tree = tmp / "tree"
         tree.mkdir()
         env = {"GIT_INDEX_FILE": str(tmp / "index")}
-        _git(f"--work-tree={tree}", "read-tree", sha, git_dir=mirror, env=env, what="git read-tree",
-             timeout=timeout)
-        _git(f"--work-tree={tree}", "checkout-index", "--all", "--force", git_dir=mirror, env=env,
-             what="git checkout-index", timeout=timeout)
+        _git(f"--work-tree={tree}", "read-tree", sha, git_dir=mirror, env=env, what="git read-tree", timeout=timeout)
+        _git(
+            f"--work-tree={tree}",
+            "checkout-index",
+            "--all",
+            "--force",
+            git_dir=mirror,
+            env=env,
+            what="git checkout-index",
+            timeout=timeout,
+        )
         return publish(tree, final)
 
 
 def _commit_date(mirror: Path, sha: str, timeout: float) -> str | None:
-    out = _git("log", "-1", "--format=%cI", sha, git_dir=mirror, what="git log", timeout=timeout,
-               check=False)
+    out = _git("log", "-1", "--format=%cI", sha, git_dir=mirror, what="git log", timeout=timeout, check=False)
     text = out.stdout.strip()
     try:
         return datetime.fromisoformat(text).isoformat() if text else None
@@ -280,7 +335,7 @@ def _tag_at(refs: dict[str, str], sha: str) -> str | None:
     tags = set()
     for name, value in refs.items():
         if value == sha and name.startswith("refs/tags/"):
-            tags.add(name[len("refs/tags/"):].removesuffix("^{}"))
+            tags.add(name[len("refs/tags/") :].removesuffix("^{}"))
     return min(tags) if tags else None
 
 
@@ -341,8 +396,18 @@ def fetch_git(
             "last_update": _commit_date(mirror, sha, timeout),
         }
     if submodules:
-        tree, pinned = _with_submodules(mirror, sha, tree, url=url, label=label, name=name, cache=cache,
-                                        timeout=timeout, depth=_depth, policy=policy)
+        tree, pinned = _with_submodules(
+            mirror,
+            sha,
+            tree,
+            url=url,
+            label=label,
+            name=name,
+            cache=cache,
+            timeout=timeout,
+            depth=_depth,
+            policy=policy,
+        )
         record["path"] = f"trees/{tree.name}"
         record["submodules"] = pinned
     write_index(root, spec_key, record)
@@ -394,22 +459,30 @@ def _gitlinks(mirror: Path, sha: str, timeout: float) -> list[tuple[str, str]]:
 
 def _gitmodules(mirror: Path, sha: str, scratch: Path, timeout: float) -> dict[str, str]:
     """path -> url from the commit's ``.gitmodules`` (read from git's objects, never from the tree)."""
-    blob = _git("cat-file", "blob", f"{sha}:.gitmodules", git_dir=mirror, what="git cat-file .gitmodules",
-                timeout=timeout, check=False)
+    blob = _git(
+        "cat-file",
+        "blob",
+        f"{sha}:.gitmodules",
+        git_dir=mirror,
+        what="git cat-file .gitmodules",
+        timeout=timeout,
+        check=False,
+    )
     if blob.returncode != 0:
         return {}
     config = scratch / "gitmodules"
     config.write_text(blob.stdout, encoding="utf-8")
-    listed = _git("config", "--file", str(config), "--null", "--list", what="git config .gitmodules",
-                  timeout=timeout, check=False).stdout
+    listed = _git(
+        "config", "--file", str(config), "--null", "--list", what="git config .gitmodules", timeout=timeout, check=False
+    ).stdout
     paths: dict[str, str] = {}
     urls: dict[str, str] = {}
     for item in listed.split("\0"):
         key, _, value = item.partition("\n")
         if key.startswith("submodule.") and key.endswith(".path"):
-            paths[key[len("submodule."):-len(".path")]] = value
+            paths[key[len("submodule.") : -len(".path")]] = value
         elif key.startswith("submodule.") and key.endswith(".url"):
-            urls[key[len("submodule."):-len(".url")]] = value
+            urls[key[len("submodule.") : -len(".url")]] = value
     return {path: urls[name] for name, path in paths.items() if name in urls}
 
 
@@ -430,8 +503,19 @@ def _place(tree: Path, rel: str, content: Path, label: str) -> None:
     shutil.copytree(content, dest, symlinks=True)
 
 
-def _with_submodules(mirror: Path, sha: str, plain: Path, *, url: str, label: str, name: str, cache: Path,
-                     timeout: float, depth: int, policy: FetchPolicy) -> tuple[Path, dict[str, str]]:
+def _with_submodules(
+    mirror: Path,
+    sha: str,
+    plain: Path,
+    *,
+    url: str,
+    label: str,
+    name: str,
+    cache: Path,
+    timeout: float,
+    depth: int,
+    policy: FetchPolicy,
+) -> tuple[Path, dict[str, str]]:
     links = _gitlinks(mirror, sha, timeout)
     if not links:
         return plain, {}
@@ -448,9 +532,17 @@ def _with_submodules(mirror: Path, sha: str, plain: Path, *, url: str, label: st
                 raise SourceError(f"{label}: submodule {path!r} has no URL in .gitmodules")
             sub_url = submodule_url(url, modules[path])
             _check_submodule_url(url, sub_url, label)
-            sub = fetch_git(sub_url, sub_sha, label=f"{label} (submodule {path})", name=safe_name(git_name(sub_url)),
-                            cache=cache, timeout=timeout, submodules=depth + 1 < MAX_SUBMODULE_DEPTH,
-                            policy=policy, _depth=depth + 1)
+            sub = fetch_git(
+                sub_url,
+                sub_sha,
+                label=f"{label} (submodule {path})",
+                name=safe_name(git_name(sub_url)),
+                cache=cache,
+                timeout=timeout,
+                submodules=depth + 1 < MAX_SUBMODULE_DEPTH,
+                policy=policy,
+                _depth=depth + 1,
+            )
             parts.append((path, cache / "git" / sub["path"]))
         tree = tmp / "tree"
         shutil.copytree(plain, tree, symlinks=True)
@@ -483,12 +575,28 @@ class GitKind(SourceKind):
             target, url = str(job.local_path), job.local_path.as_uri()
         else:
             target, url = spec.git, redact(spec.git)
-        rec = fetch_git(target, spec.ref, label=job.label, name=job.name, cache=job.cache, timeout=job.timeout,
-                        submodules=spec.submodules, policy=job.policy)
+        rec = fetch_git(
+            target,
+            spec.ref,
+            label=job.label,
+            name=job.name,
+            cache=job.cache,
+            timeout=job.timeout,
+            submodules=spec.submodules,
+            policy=job.policy,
+        )
         root = job.cache / "git" / rec["path"]
-        return FetchedSource(kind="git", label=job.label, name=job.name, path=subdir(root, spec, job.label),
-                             commit=rec["commit"], version=rec.get("version"), license=detect_license(root),
-                             url=url, last_update=parse_date(rec.get("last_update")))
+        return FetchedSource(
+            kind="git",
+            label=job.label,
+            name=job.name,
+            path=subdir(root, spec, job.label),
+            commit=rec["commit"],
+            version=rec.get("version"),
+            license=detect_license(root),
+            url=url,
+            last_update=parse_date(rec.get("last_update")),
+        )
 
     def pin(self, spec: Any, fetched: FetchedSource) -> Any:
         return spec.model_copy(update={"ref": fetched.commit}) if fetched.commit else spec

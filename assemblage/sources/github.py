@@ -145,9 +145,16 @@ class GithubClient:
         self.max_wait = max_wait
         self.stats = ClientStats()
         self._sleep = sleep
-        self._http = httpx.Client(timeout=timeout, follow_redirects=False, transport=transport,
-                                  headers={"Accept": "application/vnd.github+json", "User-Agent": "assemblage",
-                                           "X-GitHub-Api-Version": "2022-11-28"})
+        self._http = httpx.Client(
+            timeout=timeout,
+            follow_redirects=False,
+            transport=transport,
+            headers={
+                "Accept": "application/vnd.github+json",
+                "User-Agent": "assemblage",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -177,8 +184,11 @@ class GithubClient:
 
     def _wait(self, seconds: float, why: str) -> None:
         if self.stats.waited + seconds > self.max_wait:
-            raise RateLimited(f"GitHub API: {why} lasts {seconds:.0f} s more (waited {self.stats.waited:.0f} s of "
-                              f"at most {self.max_wait:.0f} s here); add tokens or retry later", wait=seconds)
+            raise RateLimited(
+                f"GitHub API: {why} lasts {seconds:.0f} s more (waited {self.stats.waited:.0f} s of "
+                f"at most {self.max_wait:.0f} s here); add tokens or retry later",
+                wait=seconds,
+            )
         self._sleep(seconds)
         self.stats.waited += seconds
 
@@ -200,9 +210,11 @@ class GithubClient:
             except httpx.TransportError as exc:
                 server_errors += 1
                 if server_errors > SERVER_RETRIES:
-                    raise GithubUnavailable(f"cannot reach the GitHub API at {self.api_url} "
-                                            f"({type(exc).__name__}); GitHub search needs network access "
-                                            "(ASSEMBLAGE_GITHUB_API_URL sets another endpoint)") from None
+                    raise GithubUnavailable(
+                        f"cannot reach the GitHub API at {self.api_url} "
+                        f"({type(exc).__name__}); GitHub search needs network access "
+                        "(ASSEMBLAGE_GITHUB_API_URL sets another endpoint)"
+                    ) from None
                 self.stats.retries += 1
                 self._sleep(0.5 * 2 ** (server_errors - 1))
                 continue
@@ -239,8 +251,9 @@ class GithubClient:
             if resp.status_code >= 500:
                 server_errors += 1
                 if server_errors > SERVER_RETRIES:
-                    raise GithubUnavailable(f"GitHub API {_path(url)}: HTTP {resp.status_code} "
-                                            f"{SERVER_RETRIES + 1} times: {message}")
+                    raise GithubUnavailable(
+                        f"GitHub API {_path(url)}: HTTP {resp.status_code} {SERVER_RETRIES + 1} times: {message}"
+                    )
                 self.stats.retries += 1
                 self._sleep(0.5 * 2 ** (server_errors - 1))
                 continue
@@ -270,8 +283,10 @@ class GithubClient:
     def tree(self, full_name: str, tree_sha: str) -> list[dict]:
         """The entries of a repository's tree, recursively (GitHub may truncate a huge one)."""
         owner, _, repo = full_name.partition("/")
-        url = (f"{self.api_url}/repos/{quote(owner, safe='')}/{quote(repo, safe='')}/git/trees/"
-               f"{quote(tree_sha, safe='')}?recursive=1")
+        url = (
+            f"{self.api_url}/repos/{quote(owner, safe='')}/{quote(repo, safe='')}/git/trees/"
+            f"{quote(tree_sha, safe='')}?recursive=1"
+        )
         try:
             body = self.get(url).body
         except RepositoryGone:
@@ -286,8 +301,9 @@ class RepositoryGone(SourceError):
 
 def search_url(api_url: str, query: str) -> str:
     """The first page of a repository search."""
-    return str(httpx.URL(f"{api_url.rstrip('/')}/search/repositories",
-                         params={"q": query, "per_page": PER_PAGE, "page": 1}))
+    return str(
+        httpx.URL(f"{api_url.rstrip('/')}/search/repositories", params={"q": query, "per_page": PER_PAGE, "page": 1})
+    )
 
 
 def split_range(created: str) -> tuple[str, str] | None:
@@ -302,8 +318,13 @@ def split_range(created: str) -> tuple[str, str] | None:
 
 
 _BUILD_FILES = {
-    "Makefile": "make", "makefile": "make", "GNUmakefile": "make",
-    "CMakeLists.txt": "cmake", "configure": "autotools", "configure.ac": "autotools", "configure.in": "autotools",
+    "Makefile": "make",
+    "makefile": "make",
+    "GNUmakefile": "make",
+    "CMakeLists.txt": "cmake",
+    "configure": "autotools",
+    "configure.ac": "autotools",
+    "configure.in": "autotools",
     "meson.build": "meson",
 }
 _SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".c++")
@@ -327,7 +348,7 @@ def build_system_in_tree(entries: list[dict], subdir: str | None = None) -> str 
         path = e["path"]
         if e.get("type") != "blob" or (prefix and not path.startswith(prefix)):
             continue
-        rel = path[len(prefix):]
+        rel = path[len(prefix) :]
         if "/" not in rel:
             if rel in _BUILD_FILES:
                 found.add(_BUILD_FILES[rel])
@@ -395,5 +416,6 @@ class GithubKind(SourceKind):
         return spec.github.limit
 
     def fetch(self, spec: Any, job: FetchJob) -> FetchedSource:
-        raise SourceError(f"{job.label}: a github search becomes git sources through a crawl "
-                          "(assemblage.pipeline.crawl)")
+        raise SourceError(
+            f"{job.label}: a github search becomes git sources through a crawl (assemblage.pipeline.crawl)"
+        )

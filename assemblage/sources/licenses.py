@@ -62,19 +62,28 @@ def classify_license_text(text: str) -> str | None:
         return "BSL-1.0"
     if "this is free and unencumbered software released into the public domain" in t:
         return "Unlicense"
-    if re.search(r"permission to use, copy, modify, (and/or|and) distribute this software for any purpose "
-                 r"with or without fee is hereby granted", t):
+    if re.search(
+        r"permission to use, copy, modify, (and/or|and) distribute this software for any purpose "
+        r"with or without fee is hereby granted",
+        t,
+    ):
         return "ISC"
     if "permission is hereby granted, free of charge, to any person obtaining a copy" in t:
         return "MIT"
-    if _has(t, "provided 'as-is', without any express or implied warranty",
-            "the origin of this software must not be misrepresented"):
+    if _has(
+        t,
+        "provided 'as-is', without any express or implied warranty",
+        "the origin of this software must not be misrepresented",
+    ):
         return "Zlib"
     if "redistribution and use in source and binary forms" in t:
         if "all advertising materials mentioning features" in t:
             return "BSD-4-Clause"
-        if re.search(r"(neither the name|the names? of (its|the) (contributors|authors|copyright holders?)"
-                     r"|may not be used to endorse or promote)", t):
+        if re.search(
+            r"(neither the name|the names? of (its|the) (contributors|authors|copyright holders?)"
+            r"|may not be used to endorse or promote)",
+            t,
+        ):
             return "BSD-3-Clause"
         return "BSD-2-Clause"
     return None
@@ -97,7 +106,10 @@ def _candidates(root: Path) -> list[Path]:
 
 def detect_license(root: Path) -> str | None:
     """Look for LICENSE/LICENCE/COPYING files at the top of ``root`` (then in one level of folders)."""
-    for folder in (root, *sorted(p for p in _safe_dirs(root) if p.name.lower() in {"doc", "docs", "license", "licenses"})):
+    for folder in (
+        root,
+        *sorted(p for p in _safe_dirs(root) if p.name.lower() in {"doc", "docs", "license", "licenses"}),
+    ):
         for path in _candidates(folder):
             try:
                 with open(path, "rb") as f:

@@ -34,5 +34,11 @@ class PathKind(SourceKind):
         assert folder is not None  # the policy resolved local() before
         if not folder.is_dir():
             raise SourceError(f"{job.label}: no such folder ({folder})")
-        return FetchedSource(kind="path", label=job.label, name=job.name, path=subdir(folder, spec, job.label),
-                             license=detect_license(folder), last_update=path_mtime(folder))
+        return FetchedSource(
+            kind="path",
+            label=job.label,
+            name=job.name,
+            path=subdir(folder, spec, job.label),
+            license=detect_license(folder),
+            last_update=path_mtime(folder),
+        )

@@ -61,10 +61,30 @@ __all__ = ["FetchPolicy", "DEFAULT_PORTS"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"http": 80, "https": 443, "git": 9418, "ssh": 22, "postgresql": 5432, "postgres": 5432,
-                 "redis": 6379, "rediss": 6379, "amqp": 5672}
-_PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                    "no_proxy", "NO_PROXY", "GIT_PROXY_COMMAND", "GIT_SSH", "GIT_SSH_COMMAND")
+DEFAULT_PORTS = {
+    "http": 80,
+    "https": 443,
+    "git": 9418,
+    "ssh": 22,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "redis": 6379,
+    "rediss": 6379,
+    "amqp": 5672,
+}
+_PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "GIT_PROXY_COMMAND",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
@@ -142,9 +162,14 @@ class FetchPolicy:
                     addresses.add(str(_inner(ipaddress.ip_address(info[4][0].split("%", 1)[0]))))
             except (OSError, UnicodeError, ValueError):
                 continue
-        return cls(source_root=Path(settings.source_root).resolve(), deny_private=True,
-                   allow=tuple(settings.fetch_allow), own_ports=frozenset(ports),
-                   own_addresses=frozenset(addresses), timeout=float(settings.fetch_timeout))
+        return cls(
+            source_root=Path(settings.source_root).resolve(),
+            deny_private=True,
+            allow=tuple(settings.fetch_allow),
+            own_ports=frozenset(ports),
+            own_addresses=frozenset(addresses),
+            timeout=float(settings.fetch_timeout),
+        )
 
     # ------------------------------------------------------------ network
 
@@ -171,14 +196,17 @@ class FetchPolicy:
         return FetchRefusedError(
             f"{host}:{port} is refused by the service's fetch policy (it resolves to a loopback, private, "
             "link-local or otherwise non-public address, or to one of the service's own endpoints; "
-            "ASSEMBLAGE_FETCH_ALLOW lists allowed mirrors)")
+            "ASSEMBLAGE_FETCH_ALLOW lists allowed mirrors)"
+        )
 
     def addresses(self, host: str, port: int) -> list[tuple[int, tuple]]:
         """``host`` resolved, each address checked: [(family, sockaddr)]. Raises when any is refused."""
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
-            raise SourceError(f"{host}: cannot resolve the host name ({getattr(exc, 'strerror', None) or exc})") from None
+            raise SourceError(
+                f"{host}: cannot resolve the host name ({getattr(exc, 'strerror', None) or exc})"
+            ) from None
         out = []
         for family, _type, _proto, _name, sockaddr in infos:
             why = self.refusal(host, sockaddr[0], port)
@@ -216,7 +244,8 @@ class FetchPolicy:
             return None
         return self.refusal(host or "", str(ip), port) and (
             f"{host} is an address the service does not fetch from (loopback, private, link-local or otherwise "
-            "non-public, or one of the service's own endpoints; ASSEMBLAGE_FETCH_ALLOW lists allowed mirrors)")
+            "non-public, or one of the service's own endpoints; ASSEMBLAGE_FETCH_ALLOW lists allowed mirrors)"
+        )
 
     def git_remote(self, url: str) -> tuple[str, tuple[str, ...], dict[str, str | None]]:
         """For a remote git URL: (the URL git is given, ``-c`` options, environment changes).
@@ -238,8 +267,14 @@ class FetchPolicy:
         env["GIT_ALLOW_PROTOCOL"] = scheme
         if scheme in ("http", "https"):
             pinned = ",".join(f"[{a}]" if ":" in a else a for a in dict.fromkeys(checked))
-            opts = ("-c", f"http.curloptResolve={host}:{port}:{pinned}", "-c", "http.followRedirects=false",
-                    "-c", "http.proxy=")
+            opts = (
+                "-c",
+                f"http.curloptResolve={host}:{port}:{pinned}",
+                "-c",
+                "http.followRedirects=false",
+                "-c",
+                "http.proxy=",
+            )
             return url, opts, env
         address = checked[0]
         netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

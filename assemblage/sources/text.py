@@ -202,9 +202,10 @@ class SourceFile:
             close = self._matching_body(name_at, reach)
             if close is not None:
                 end, rule = close, "braces"
-        code = "\n".join(self.lines[start - 1:end])
-        return FunctionText(source_code=code, top_comment=self._comment_above(start),
-                            first_line=start, last_line=end, rule=rule)
+        code = "\n".join(self.lines[start - 1 : end])
+        return FunctionText(
+            source_code=code, top_comment=self._comment_above(start), first_line=start, last_line=end, rule=rule
+        )
 
     def _name_offset(self, line: int, name: str) -> int | None:
         base = name.strip()
@@ -261,7 +262,7 @@ class SourceFile:
             first, ln = top, top - 1
         if first is None:
             return None
-        return "\n".join(self.lines[first - 1:start - 1])
+        return "\n".join(self.lines[first - 1 : start - 1])
 
 
 class SourceTree:
@@ -288,7 +289,7 @@ class SourceTree:
         norm = posixpath.normpath(debug_path.replace("\\", "/"))
         for view in self.views:
             if norm.startswith(view + "/"):
-                rel = norm[len(view) + 1:]
+                rel = norm[len(view) + 1 :]
                 break
         else:
             return None

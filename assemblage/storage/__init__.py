@@ -23,7 +23,7 @@ def open_store(url: str, *, endpoint_url: str | None = None, region: str | None 
 
         return S3Store.from_url(url, endpoint_url=endpoint_url, region=region)
     if url.startswith("file://"):
-        url = url[len("file://"):]
+        url = url[len("file://") :]
     return LocalStore(Path(url))
 
 

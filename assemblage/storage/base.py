@@ -45,7 +45,9 @@ class ObjectStore(Protocol):
         """Upload ``file_path`` under ``key`` (overwrites)."""
         ...
 
-    def store_blob(self, file_path: Path, *, sha256: str | None = None, meta: dict[str, str] | None = None) -> tuple[str, str]:
+    def store_blob(
+        self, file_path: Path, *, sha256: str | None = None, meta: dict[str, str] | None = None
+    ) -> tuple[str, str]:
         """Store content-addressed once per sha256; returns (sha256, key). A second store is a no-op."""
         ...
 

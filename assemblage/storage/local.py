@@ -42,7 +42,9 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"cannot store {key!r} in {self.root}: {exc}") from None
 
-    def store_blob(self, file_path: Path, *, sha256: str | None = None, meta: dict[str, str] | None = None) -> tuple[str, str]:
+    def store_blob(
+        self, file_path: Path, *, sha256: str | None = None, meta: dict[str, str] | None = None
+    ) -> tuple[str, str]:
         digest = sha256 or sha256_file(file_path)
         key = blob_key(digest)
         if not self._path(key).exists():

@@ -111,7 +111,9 @@ class S3Store:
                 response_checksum_validation="when_required",
             )
             client = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint_url, region_name=region or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
                 config=config,
             )
         self.client = client
@@ -183,8 +185,13 @@ class S3Store:
             md5 = md5s[0] if md5s else hashlib.md5(b"", usedforsecurity=False).digest()
             with _translated(f"put {key}"), open(path, "rb") as fh:
                 resp = self.client.put_object(
-                    Bucket=self.bucket, Key=full, Body=fh, ContentLength=size, ContentType=content_type,
-                    ContentMD5=base64.b64encode(md5).decode(), Metadata=metadata,
+                    Bucket=self.bucket,
+                    Key=full,
+                    Body=fh,
+                    ContentLength=size,
+                    ContentType=content_type,
+                    ContentMD5=base64.b64encode(md5).decode(),
+                    Metadata=metadata,
                 )
             etag = resp.get("ETag", "").strip('"')
             if etag and etag != md5.hex():
@@ -193,8 +200,16 @@ class S3Store:
         self._multipart(key, full, path, part_size, md5s, metadata, content_type)
         return sha
 
-    def _multipart(self, key: str, full: str, path: Path, part_size: int, md5s: list[bytes],
-                   metadata: dict[str, str], content_type: str) -> None:
+    def _multipart(
+        self,
+        key: str,
+        full: str,
+        path: Path,
+        part_size: int,
+        md5s: list[bytes],
+        metadata: dict[str, str],
+        content_type: str,
+    ) -> None:
         with _translated(f"start multipart {key}"):
             upload_id = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=full, Metadata=metadata, ContentType=content_type
@@ -206,7 +221,11 @@ class S3Store:
                     block = fh.read(part_size)
                     with _translated(f"upload part {number} of {key}"):
                         resp = self.client.upload_part(
-                            Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=block,
+                            Bucket=self.bucket,
+                            Key=full,
+                            UploadId=upload_id,
+                            PartNumber=number,
+                            Body=block,
                             ContentMD5=base64.b64encode(md5).decode(),
                         )
                     parts.append({"ETag": resp["ETag"], "PartNumber": number})
@@ -225,7 +244,9 @@ class S3Store:
                 pass
             raise
 
-    def store_blob(self, file_path: Path, *, sha256: str | None = None, meta: dict[str, str] | None = None) -> tuple[str, str]:
+    def store_blob(
+        self, file_path: Path, *, sha256: str | None = None, meta: dict[str, str] | None = None
+    ) -> tuple[str, str]:
         """Store once per sha256 under ``objects/ab/<sha256>``; a second store is a no-op."""
         digest = sha256 or sha256_file(file_path)
         key = blob_key(digest)

@@ -75,9 +75,13 @@ celery_app = make_celery()
 
 # exports run on the crawl queue: every deployment has crawl workers, and an export is database and
 # store I/O like a fetch (assemblage/corpus/jobs.py)
-_TASKS = {"start": ("assemblage.start_run", None), "fetch": ("assemblage.fetch", CRAWL_QUEUE),
-          "crawl": ("assemblage.crawl", CRAWL_QUEUE), "build": ("assemblage.build", None),
-          "export": ("assemblage.export", CRAWL_QUEUE)}
+_TASKS = {
+    "start": ("assemblage.start_run", None),
+    "fetch": ("assemblage.fetch", CRAWL_QUEUE),
+    "crawl": ("assemblage.crawl", CRAWL_QUEUE),
+    "build": ("assemblage.build", None),
+    "export": ("assemblage.export", CRAWL_QUEUE),
+}
 
 
 def send(kind: str, obj_id: int, config: str | None = None, *, app: Celery | None = None) -> None:

@@ -32,7 +32,15 @@ from assemblage.db import models as m
 from assemblage.db.session import session_scope
 from assemblage.tasks.app import QUEUES
 
-__all__ = ["Sweeper", "requeue_dead_builds", "requeue_dead_exports", "requeue_dead_leases", "broker_idle", "resend_lost", "queue_depths"]
+__all__ = [
+    "Sweeper",
+    "requeue_dead_builds",
+    "requeue_dead_exports",
+    "requeue_dead_leases",
+    "broker_idle",
+    "resend_lost",
+    "queue_depths",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +63,11 @@ def requeue_dead_builds(sessions: sessionmaker[Session], dead_after: float, send
                 seen = seen.replace(tzinfo=cutoff.tzinfo)
             if seen is not None and seen >= cutoff:
                 continue
-            started = b.started_at.replace(tzinfo=cutoff.tzinfo) if b.started_at and b.started_at.tzinfo is None else b.started_at
+            started = (
+                b.started_at.replace(tzinfo=cutoff.tzinfo)
+                if b.started_at and b.started_at.tzinfo is None
+                else b.started_at
+            )
             if seen is None and started is not None and started >= cutoff:
                 continue  # just claimed; its heartbeat row may not be visible yet
             log.warning("build %s: worker %s is silent; sending it again", b.id, b.worker)
@@ -63,10 +75,16 @@ def requeue_dead_builds(sessions: sessionmaker[Session], dead_after: float, send
             todo.append((b.id, config))
         # forget heartbeats of processes long gone, and of workers silent for an hour
         # (GET /workers shows them as dead until then)
-        s.execute(delete(m.Worker).where(m.Worker.kind == "process",
-                                         m.Worker.last_seen < m.utcnow() - timedelta(seconds=10 * dead_after)))
-        s.execute(delete(m.Worker).where(m.Worker.kind == "node",
-                                         m.Worker.last_seen < m.utcnow() - timedelta(seconds=max(3600, 10 * dead_after))))
+        s.execute(
+            delete(m.Worker).where(
+                m.Worker.kind == "process", m.Worker.last_seen < m.utcnow() - timedelta(seconds=10 * dead_after)
+            )
+        )
+        s.execute(
+            delete(m.Worker).where(
+                m.Worker.kind == "node", m.Worker.last_seen < m.utcnow() - timedelta(seconds=max(3600, 10 * dead_after))
+            )
+        )
     for bid, config in todo:  # after the commit above
         send("build", bid, config)
     return [bid for bid, _ in todo]
@@ -78,8 +96,12 @@ def requeue_dead_exports(sessions: sessionmaker[Session], dead_after: float, sen
     w = aliased(m.Worker)
     todo = []
     with session_scope(sessions) as s:
-        rows = s.execute(select(m.Export, w.last_seen).outerjoin(w, w.id == m.Export.worker)
-                         .where(m.Export.status == "running").with_for_update(of=m.Export, skip_locked=True)).all()
+        rows = s.execute(
+            select(m.Export, w.last_seen)
+            .outerjoin(w, w.id == m.Export.worker)
+            .where(m.Export.status == "running")
+            .with_for_update(of=m.Export, skip_locked=True)
+        ).all()
         for export, seen in rows:
             if seen is not None and seen.tzinfo is None:
                 seen = seen.replace(tzinfo=cutoff.tzinfo)
@@ -109,9 +131,12 @@ def requeue_dead_leases(sessions: sessionmaker[Session], dead_after: float, send
     todo: list[tuple[str, int]] = []
     with session_scope(sessions) as s:
         for kind, model, active in (("fetch", m.Source, ("pending",)), ("crawl", m.Crawl, ("pending", "running"))):
-            rows = s.execute(select(model, w.last_seen).outerjoin(w, w.id == model.worker)
-                             .where(model.worker.is_not(None), model.status.in_(active))
-                             .with_for_update(of=model, skip_locked=True)).all()
+            rows = s.execute(
+                select(model, w.last_seen)
+                .outerjoin(w, w.id == model.worker)
+                .where(model.worker.is_not(None), model.status.in_(active))
+                .with_for_update(of=model, skip_locked=True)
+            ).all()
             for row, seen in rows:
                 if seen is not None and seen.tzinfo is None:
                     seen = seen.replace(tzinfo=cutoff.tzinfo)
@@ -156,16 +181,30 @@ def resend_lost(sessions: sessionmaker[Session], send) -> int:
         exports = list(s.scalars(select(m.Export.id).where(m.Export.status == "pending").order_by(m.Export.id)))
         runs = list(s.scalars(select(m.Run.id).where(m.Run.status.in_(("pending", "running")))))
         starts = list(s.scalars(select(m.Run.id).where(m.Run.id.in_(runs), m.Run.status == "pending"))) if runs else []
-        fetches = list(s.scalars(select(m.Source.id).where(m.Source.run_id.in_(runs), m.Source.status == "pending"))) \
-            if runs else []
-        crawls = list(s.scalars(select(m.Crawl.id).where(m.Crawl.run_id.in_(runs),
-                                                         m.Crawl.status.in_(("pending", "running"))))) if runs else []
-        builds = s.execute(
-            select(m.Build.id, m.Configuration.identifier)
-            .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
-            .join(m.Source, m.Build.source_id == m.Source.id)
-            .where(m.Build.run_id.in_(runs), m.Build.status == "pending", m.Source.status == "fetched")
-        ).all() if runs else []
+        fetches = (
+            list(s.scalars(select(m.Source.id).where(m.Source.run_id.in_(runs), m.Source.status == "pending")))
+            if runs
+            else []
+        )
+        crawls = (
+            list(
+                s.scalars(
+                    select(m.Crawl.id).where(m.Crawl.run_id.in_(runs), m.Crawl.status.in_(("pending", "running")))
+                )
+            )
+            if runs
+            else []
+        )
+        builds = (
+            s.execute(
+                select(m.Build.id, m.Configuration.identifier)
+                .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
+                .join(m.Source, m.Build.source_id == m.Source.id)
+                .where(m.Build.run_id.in_(runs), m.Build.status == "pending", m.Source.status == "fetched")
+            ).all()
+            if runs
+            else []
+        )
     for rid in starts:
         send("start", rid, None)
     for sid in fetches:

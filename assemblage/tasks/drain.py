@@ -52,8 +52,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from assemblage.db import models as m
 from assemblage.db.session import session_scope
 
-__all__ = ["HANDBACK_SIGNAL", "HandBack", "Drainer", "hand_back_build", "handback_point",
-           "install_handback_handler", "handback_requested"]
+__all__ = [
+    "HANDBACK_SIGNAL",
+    "HandBack",
+    "Drainer",
+    "hand_back_build",
+    "handback_point",
+    "install_handback_handler",
+    "handback_requested",
+]
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +140,9 @@ class Drainer:
             if self._started:
                 return deadline
             self._started = True
-        log.warning("stopping (%s): builds still running in %.0f s are handed back",
-                    why, max(0.0, deadline - time.monotonic()))
+        log.warning(
+            "stopping (%s): builds still running in %.0f s are handed back", why, max(0.0, deadline - time.monotonic())
+        )
         threading.Thread(target=self._run, args=(deadline,), name="drain", daemon=True).start()
         return deadline
 

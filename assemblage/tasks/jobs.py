@@ -39,8 +39,21 @@ from assemblage.tasks.drain import HandBack, hand_back_build, handback_point
 from assemblage.tasks.runtime import Heartbeat, build_heartbeat, is_alive, process_id, runtime, touch
 from assemblage.urls import redact
 
-__all__ = ["start_run", "fetch", "crawl", "build", "export", "noop", "TRANSIENT", "claim_build", "claim_export",
-           "send_build", "send_crawl", "send_fetch", "send_start"]
+__all__ = [
+    "start_run",
+    "fetch",
+    "crawl",
+    "build",
+    "export",
+    "noop",
+    "TRANSIENT",
+    "claim_build",
+    "claim_export",
+    "send_build",
+    "send_crawl",
+    "send_fetch",
+    "send_start",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +99,28 @@ def send_build(build_id: int, config: str) -> None:
 
 
 def _pending_builds(s, source_id: int) -> list[tuple[int, str]]:
-    return list(s.execute(
-        select(m.Build.id, m.Configuration.identifier)
-        .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
-        .where(m.Build.source_id == source_id, m.Build.status == "pending")
-        .order_by(m.Build.id)
-    ).all())
+    return list(
+        s.execute(
+            select(m.Build.id, m.Configuration.identifier)
+            .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
+            .where(m.Build.source_id == source_id, m.Build.status == "pending")
+            .order_by(m.Build.id)
+        ).all()
+    )
 
 
 # ------------------------------------------------------------------ tasks
 
 
-@celery_app.task(bind=True, name="assemblage.start_run", acks_late=True, reject_on_worker_lost=True,
-                 max_retries=None, time_limit=300, **_RETRY)
+@celery_app.task(
+    bind=True,
+    name="assemblage.start_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    time_limit=300,
+    **_RETRY,
+)
 def start_run(self, run_id: int) -> int:
     """Expand a run into sources and builds, mark it running, send one fetch per source. Returns fetches sent.
 
@@ -122,11 +144,20 @@ def start_run(self, run_id: int) -> int:
             return 0
         if run.status == "pending":
             run.status, run.started_at = "running", m.utcnow()
-        sources = list(s.scalars(select(m.Source.id).where(m.Source.run_id == run_id, m.Source.status != "failed")
-                                 .order_by(m.Source.position)))
-        crawls = list(s.scalars(select(m.Crawl.id).where(m.Crawl.run_id == run_id,
-                                                         m.Crawl.status.in_(("pending", "running")))
-                                .order_by(m.Crawl.id)))
+        sources = list(
+            s.scalars(
+                select(m.Source.id)
+                .where(m.Source.run_id == run_id, m.Source.status != "failed")
+                .order_by(m.Source.position)
+            )
+        )
+        crawls = list(
+            s.scalars(
+                select(m.Crawl.id)
+                .where(m.Crawl.run_id == run_id, m.Crawl.status.in_(("pending", "running")))
+                .order_by(m.Crawl.id)
+            )
+        )
     for sid in sources:  # committed above: the fetches will find the run running
         send_fetch(sid)
     for cid in crawls:
@@ -136,8 +167,15 @@ def start_run(self, run_id: int) -> int:
     return len(sources) + len(crawls)
 
 
-@celery_app.task(bind=True, name="assemblage.crawl", acks_late=True, reject_on_worker_lost=True,
-                 max_retries=None, time_limit=6 * 3600, **_RETRY)
+@celery_app.task(
+    bind=True,
+    name="assemblage.crawl",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    time_limit=6 * 3600,
+    **_RETRY,
+)
 def crawl(self, crawl_id: int) -> int:
     """Run a GitHub crawl (resumable) and send a fetch for every repository it added. Returns sources added.
 
@@ -166,9 +204,14 @@ def crawl(self, crawl_id: int) -> int:
         # every source of the crawl still waiting for its fetch: a crash between adding the
         # sources and sending their fetches must not leave them unsent (a fetch sent twice is
         # harmless: it is leased)
-        added = list(s.scalars(select(m.Source.id).join(m.CrawlRepo, m.CrawlRepo.source_id == m.Source.id)
-                               .where(m.CrawlRepo.crawl_id == crawl_id, m.Source.status == "pending")
-                               .order_by(m.Source.id)))
+        added = list(
+            s.scalars(
+                select(m.Source.id)
+                .join(m.CrawlRepo, m.CrawlRepo.source_id == m.Source.id)
+                .where(m.CrawlRepo.crawl_id == crawl_id, m.Source.status == "pending")
+                .order_by(m.Source.id)
+            )
+        )
     for sid in added:  # committed by complete_crawl
         send_fetch(sid)
     with session_scope(rt.sessions) as s:
@@ -179,8 +222,15 @@ def crawl(self, crawl_id: int) -> int:
     return len(added)
 
 
-@celery_app.task(bind=True, name="assemblage.fetch", acks_late=True, reject_on_worker_lost=True,
-                 max_retries=None, time_limit=3600, **_RETRY)
+@celery_app.task(
+    bind=True,
+    name="assemblage.fetch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    time_limit=3600,
+    **_RETRY,
+)
 def fetch(self, source_id: int) -> int:
     """Fetch and pin one source, then send its pending builds. Returns how many builds were sent.
 
@@ -297,8 +347,14 @@ def _record_time_limit(rt, build_id: int, exc: BaseException) -> None:
 
 
 # retries after transient failures (database, broker, store): ASSEMBLAGE_TASK_MAX_RETRIES
-@celery_app.task(bind=True, name="assemblage.build", acks_late=True, reject_on_worker_lost=True,
-                 max_retries=_settings().task_max_retries, **_RETRY)
+@celery_app.task(
+    bind=True,
+    name="assemblage.build",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=_settings().task_max_retries,
+    **_RETRY,
+)
 def build(self, build_id: int) -> str:
     """Build, analyse and store one source x configuration (the same step as ``assemblage build``)."""
     rt = runtime(_settings())
@@ -312,8 +368,11 @@ def build(self, build_id: int) -> str:
     log.info("build %s started", build_id)
     try:
         # CancelWatch: a cancelled run (POST /runs/{id}/cancel) kills this build within a heartbeat interval
-        with build_heartbeat(rt, build_id), handback_point(), \
-                CancelWatch(rt.sessions, build_id, interval=rt.settings.heartbeat_interval):
+        with (
+            build_heartbeat(rt, build_id),
+            handback_point(),
+            CancelWatch(rt.sessions, build_id, interval=rt.settings.heartbeat_interval),
+        ):
             status = execute_build(ctx, build_id)
     except HandBack:  # this worker is stopping: the build goes back to pending, its message to the queue
         handed = hand_back_build(rt.sessions, build_id, process_id())
@@ -351,8 +410,9 @@ def claim_export(rt, export_id: int) -> str:
         return "go"
 
 
-@celery_app.task(bind=True, name="assemblage.export", acks_late=True, reject_on_worker_lost=True,
-                 max_retries=8, **_RETRY)
+@celery_app.task(
+    bind=True, name="assemblage.export", acks_late=True, reject_on_worker_lost=True, max_retries=8, **_RETRY
+)
 def export(self, export_id: int) -> str:
     """Run one export job (the same export as ``assemblage export``), pack it and store it."""
     from assemblage.corpus.jobs import run_export_job
@@ -363,8 +423,9 @@ def export(self, export_id: int) -> str:
         return verdict
     hb = Heartbeat(rt.sessions, wid=process_id(), kind="process", interval=rt.settings.heartbeat_interval).start()
     try:
-        return run_export_job(rt.sessions, rt.store, rt.settings.database_url, export_id,
-                              work_root=rt.settings.work_root)
+        return run_export_job(
+            rt.sessions, rt.store, rt.settings.database_url, export_id, work_root=rt.settings.work_root
+        )
     except TRANSIENT:
         raise  # retried with backoff; the heartbeat row goes with this attempt, so the retry may claim it
     except SoftTimeLimitExceeded:

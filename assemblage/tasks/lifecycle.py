@@ -93,8 +93,9 @@ def _on_worker_ready(sender: Any = None, **_kw: Any) -> None:
             os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown, as for any other stop
 
         _node["spot"] = SpotWatcher(metadata, on_notice, interval=settings.spot_poll_interval).start()
-    _node["heartbeat"] = Heartbeat(rt.sessions, wid=node_id(), kind="node", queues=queues,
-                                   interval=settings.heartbeat_interval).start()
+    _node["heartbeat"] = Heartbeat(
+        rt.sessions, wid=node_id(), kind="node", queues=queues, interval=settings.heartbeat_interval
+    ).start()
 
 
 @signals.worker_shutting_down.connect

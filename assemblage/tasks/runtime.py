@@ -31,8 +31,20 @@ from assemblage.settings import Settings
 from assemblage.sources.policy import FetchPolicy
 from assemblage.storage import store_from_settings
 
-__all__ = ["Runtime", "runtime", "reset_runtime", "set_identity", "node_id", "process_id",
-           "beat", "touch", "Heartbeat", "set_instance_id", "build_heartbeat", "is_alive"]
+__all__ = [
+    "Runtime",
+    "runtime",
+    "reset_runtime",
+    "set_identity",
+    "node_id",
+    "process_id",
+    "beat",
+    "touch",
+    "Heartbeat",
+    "set_instance_id",
+    "build_heartbeat",
+    "is_alive",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +89,17 @@ class Runtime:
     def context(self) -> Context:
         cache = Path(self.settings.cache_dir).resolve()
         cache.mkdir(parents=True, exist_ok=True)
-        return Context(sessions=self.sessions, store=self.store, cache_dir=cache,
-                       work_root=self.settings.work_root, worker=process_id(),
-                       source_root=Path(self.settings.source_root).resolve(), fetch_policy=self.fetch_policy,
-                       max_builds=self.settings.max_builds_per_run,
-                       max_binaries=self.settings.max_binaries_per_build)
+        return Context(
+            sessions=self.sessions,
+            store=self.store,
+            cache_dir=cache,
+            work_root=self.settings.work_root,
+            worker=process_id(),
+            source_root=Path(self.settings.source_root).resolve(),
+            fetch_policy=self.fetch_policy,
+            max_builds=self.settings.max_builds_per_run,
+            max_binaries=self.settings.max_binaries_per_build,
+        )
 
 
 def runtime(settings: Settings) -> Runtime:
@@ -104,15 +122,29 @@ def reset_runtime() -> None:
 # ------------------------------------------------------------------ heartbeats
 
 
-def beat(sessions: sessionmaker[Session], *, wid: str, kind: str, queues: list[str] | None = None,
-         build_id: int | None = None, instance_id: str | None = None) -> None:
+def beat(
+    sessions: sessionmaker[Session],
+    *,
+    wid: str,
+    kind: str,
+    queues: list[str] | None = None,
+    build_id: int | None = None,
+    instance_id: str | None = None,
+) -> None:
     """Insert or refresh one heartbeat row."""
     with session_scope(sessions) as s:
         touch(s, wid=wid, kind=kind, queues=queues, build_id=build_id, instance_id=instance_id)
 
 
-def touch(s: Session, *, wid: str, kind: str, queues: list[str] | None = None, build_id: int | None = None,
-          instance_id: str | None = None) -> None:
+def touch(
+    s: Session,
+    *,
+    wid: str,
+    kind: str,
+    queues: list[str] | None = None,
+    build_id: int | None = None,
+    instance_id: str | None = None,
+) -> None:
     """Insert or refresh one heartbeat row in the caller's transaction.
 
     ``instance_id`` (the EC2 instance, from the instance metadata) is what the fleet
@@ -122,9 +154,20 @@ def touch(s: Session, *, wid: str, kind: str, queues: list[str] | None = None, b
     instance_id = instance_id or _identity.get("instance_id")
     n = s.execute(update(m.Worker).where(m.Worker.id == wid).values(last_seen=now, build_id=build_id)).rowcount
     if not n:
-        s.add(m.Worker(id=wid, kind=kind, node=_identity["node"], hostname=socket.gethostname(), pid=os.getpid(),
-                       queues=list(queues or []), build_id=build_id, instance_id=instance_id,
-                       started_at=now, last_seen=now))
+        s.add(
+            m.Worker(
+                id=wid,
+                kind=kind,
+                node=_identity["node"],
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=list(queues or []),
+                build_id=build_id,
+                instance_id=instance_id,
+                started_at=now,
+                last_seen=now,
+            )
+        )
         s.flush()
 
 
@@ -148,8 +191,16 @@ def is_alive(s: Session, wid: str | None, dead_after: float) -> bool:
 class Heartbeat:
     """A daemon thread refreshing one heartbeat row every ``interval`` seconds until stopped."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, wid: str, kind: str, interval: float,
-                 queues: list[str] | None = None, build_id: int | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        wid: str,
+        kind: str,
+        interval: float,
+        queues: list[str] | None = None,
+        build_id: int | None = None,
+    ) -> None:
         self.sessions, self.wid, self.kind = sessions, wid, kind
         self.interval, self.queues, self.build_id = interval, queues, build_id
         self._stop = threading.Event()
@@ -180,8 +231,9 @@ class Heartbeat:
 @contextmanager
 def build_heartbeat(rt: Runtime, build_id: int) -> Iterator[None]:
     """Heartbeats of this process while it works on ``build_id``."""
-    hb = Heartbeat(rt.sessions, wid=process_id(), kind="process", interval=rt.settings.heartbeat_interval,
-                   build_id=build_id).start()
+    hb = Heartbeat(
+        rt.sessions, wid=process_id(), kind="process", interval=rt.settings.heartbeat_interval, build_id=build_id
+    ).start()
     try:
         yield
     finally:

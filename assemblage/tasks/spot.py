@@ -37,8 +37,9 @@ class Metadata:
 
     def _headers(self) -> dict[str, str]:
         if self._token is None or self._token[1] < time.monotonic():
-            r = self.client.put(f"{self.base}/latest/api/token",
-                                headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL)})
+            r = self.client.put(
+                f"{self.base}/latest/api/token", headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL)}
+            )
             r.raise_for_status()
             self._token = (r.text.strip(), time.monotonic() + TOKEN_TTL - 60)
         return {"X-aws-ec2-metadata-token": self._token[0]}

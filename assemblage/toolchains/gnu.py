@@ -19,15 +19,31 @@ class Gcc(BaseToolchain):
         cpu, family = CPU[arch]
         if arch == "x86_64":
             return CompilerSet(
-                toolchain=self.name, platform=platform, arch=arch,
-                cc=f"gcc-{v}", cxx=f"g++-{v}", ar=f"gcc-ar-{v}", ranlib=f"gcc-ranlib-{v}",
-                cflags=cflags, cpu=cpu, cpu_family=family,
+                toolchain=self.name,
+                platform=platform,
+                arch=arch,
+                cc=f"gcc-{v}",
+                cxx=f"g++-{v}",
+                ar=f"gcc-ar-{v}",
+                ranlib=f"gcc-ranlib-{v}",
+                cflags=cflags,
+                cpu=cpu,
+                cpu_family=family,
             )
         t = LINUX_TRIPLES[arch]
         return CompilerSet(
-            toolchain=self.name, platform=platform, arch=arch,
-            cc=f"{t}-gcc-{v}", cxx=f"{t}-g++-{v}", ar=f"{t}-ar", ranlib=f"{t}-ranlib", strip=f"{t}-strip",
-            cflags=cflags, host_triple=t, cpu=cpu, cpu_family=family,
+            toolchain=self.name,
+            platform=platform,
+            arch=arch,
+            cc=f"{t}-gcc-{v}",
+            cxx=f"{t}-g++-{v}",
+            ar=f"{t}-ar",
+            ranlib=f"{t}-ranlib",
+            strip=f"{t}-strip",
+            cflags=cflags,
+            host_triple=t,
+            cpu=cpu,
+            cpu_family=family,
         )
 
     def packages(self, platform: str, arch: str) -> list[str]:
@@ -47,11 +63,20 @@ class MingwGcc(BaseToolchain):
         t = WINDOWS_TRIPLES[arch]
         cpu, family = CPU[arch]
         return CompilerSet(
-            toolchain=self.name, platform=platform, arch=arch,
-            cc=f"{t}-gcc", cxx=f"{t}-g++", ar=f"{t}-ar", ranlib=f"{t}-ranlib", strip=f"{t}-strip",
+            toolchain=self.name,
+            platform=platform,
+            arch=arch,
+            cc=f"{t}-gcc",
+            cxx=f"{t}-g++",
+            ar=f"{t}-ar",
+            ranlib=f"{t}-ranlib",
+            strip=f"{t}-strip",
             windres=f"{t}-windres",
             cflags=(self.opt_flag(opt), *DEBUG_FLAGS, *flags),
-            host_triple=t, cmake_system_name="Windows", cpu=cpu, cpu_family=family,
+            host_triple=t,
+            cmake_system_name="Windows",
+            cpu=cpu,
+            cpu_family=family,
         )
 
     def packages(self, platform: str, arch: str) -> list[str]:

@@ -18,26 +18,50 @@ class Clang(BaseToolchain):
             t = WINDOWS_TRIPLES[arch]
             target = (f"--target={t}",)
             return CompilerSet(
-                toolchain=self.name, platform=platform, arch=arch,
-                cc=f"clang-{v}", cxx=f"clang++-{v}", ar=f"llvm-ar-{v}", ranlib=f"llvm-ranlib-{v}",
-                strip=f"llvm-strip-{v}", windres=f"llvm-windres-{v}",
+                toolchain=self.name,
+                platform=platform,
+                arch=arch,
+                cc=f"clang-{v}",
+                cxx=f"clang++-{v}",
+                ar=f"llvm-ar-{v}",
+                ranlib=f"llvm-ranlib-{v}",
+                strip=f"llvm-strip-{v}",
+                windres=f"llvm-windres-{v}",
                 cflags=(*target, self.opt_flag(opt), "-g", "-gcodeview", *flags),
                 ldflags=(*target, f"-fuse-ld=lld-{v}", "-g", "-Wl,--pdb="),
-                host_triple=t, cmake_system_name="Windows", cpu=cpu, cpu_family=family, pdb=True,
+                host_triple=t,
+                cmake_system_name="Windows",
+                cpu=cpu,
+                cpu_family=family,
+                pdb=True,
             )
         if arch == "x86_64":
             return CompilerSet(
-                toolchain=self.name, platform=platform, arch=arch,
-                cc=f"clang-{v}", cxx=f"clang++-{v}",
-                cflags=(self.opt_flag(opt), *DEBUG_FLAGS, *flags), cpu=cpu, cpu_family=family,
+                toolchain=self.name,
+                platform=platform,
+                arch=arch,
+                cc=f"clang-{v}",
+                cxx=f"clang++-{v}",
+                cflags=(self.opt_flag(opt), *DEBUG_FLAGS, *flags),
+                cpu=cpu,
+                cpu_family=family,
             )
         t = LINUX_TRIPLES[arch]
         target = (f"--target={t}",)
         return CompilerSet(
-            toolchain=self.name, platform=platform, arch=arch,
-            cc=f"clang-{v}", cxx=f"clang++-{v}", ar=f"{t}-ar", ranlib=f"{t}-ranlib", strip=f"{t}-strip",
-            cflags=(*target, self.opt_flag(opt), *DEBUG_FLAGS, *flags), ldflags=target,
-            host_triple=t, cpu=cpu, cpu_family=family,
+            toolchain=self.name,
+            platform=platform,
+            arch=arch,
+            cc=f"clang-{v}",
+            cxx=f"clang++-{v}",
+            ar=f"{t}-ar",
+            ranlib=f"{t}-ranlib",
+            strip=f"{t}-strip",
+            cflags=(*target, self.opt_flag(opt), *DEBUG_FLAGS, *flags),
+            ldflags=target,
+            host_triple=t,
+            cpu=cpu,
+            cpu_family=family,
         )
 
     def packages(self, platform: str, arch: str) -> list[str]:
@@ -61,9 +85,17 @@ class Msvc(BaseToolchain):
 
     def compilers(self, platform: str, arch: str, opt: str, flags: tuple[str, ...] = ()) -> CompilerSet:
         return CompilerSet(
-            toolchain=self.name, platform=platform, arch=arch, cc="cl.exe", cxx="cl.exe",
-            ar="lib.exe", ranlib="", strip="", cflags=(self.opt_flag(opt), "/Zi", *flags),
-            cmake_system_name="Windows", pdb=True,
+            toolchain=self.name,
+            platform=platform,
+            arch=arch,
+            cc="cl.exe",
+            cxx="cl.exe",
+            ar="lib.exe",
+            ranlib="",
+            strip="",
+            cflags=(self.opt_flag(opt), "/Zi", *flags),
+            cmake_system_name="Windows",
+            pdb=True,
         )
 
     def packages(self, platform: str, arch: str) -> list[str]:

@@ -50,8 +50,11 @@ def probe_compilers(compilers: CompilerSet, *, timeout: float = 60) -> ProbeResu
             return ProbeResult(False, f"{compilers.cc} could not run: {exc}")
         if r.returncode != 0 or not (Path(tmp) / exe).is_file():
             first = next((ln.strip() for ln in (r.stderr or "").splitlines() if "error" in ln.lower()), None)
-            return ProbeResult(False, f"{compilers.cc} cannot compile and link for "
-                                      f"{compilers.platform}-{compilers.arch}: {first or f'exit {r.returncode}'}")
+            return ProbeResult(
+                False,
+                f"{compilers.cc} cannot compile and link for "
+                f"{compilers.platform}-{compilers.arch}: {first or f'exit {r.returncode}'}",
+            )
     return ProbeResult(True)
 
 

@@ -26,8 +26,9 @@ def _registry() -> dict[str, BaseToolchain]:
         MingwGcc(name="mingw-gcc-12", family="mingw-gcc", version="12", opts=GCC_OPTS, targets=_WINDOWS),
     ]
     for v in ("140", "141", "142", "143"):
-        tcs.append(Msvc(name=f"msvc-v{v}", family="msvc", version=v, opts=_MSVC_OPTS, targets=_WINDOWS,
-                        remote_only=True))
+        tcs.append(
+            Msvc(name=f"msvc-v{v}", family="msvc", version=v, opts=_MSVC_OPTS, targets=_WINDOWS, remote_only=True)
+        )
     return {t.name: t for t in tcs}
 
 

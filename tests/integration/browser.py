@@ -35,11 +35,25 @@ class Browser:
         self.width, self.height = width, height
         self.profile = workdir / "chromium-profile"
         self.profile.mkdir(parents=True, exist_ok=True)
-        args = [chromium(), "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-default-apps", "--disable-extensions", "--mute-audio", "--hide-scrollbars",
-                f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-                f"--window-size={width},{height}", "about:blank"]
+        args = [
+            chromium(),
+            "--headless",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--disable-extensions",
+            "--mute-audio",
+            "--hide-scrollbars",
+            f"--user-data-dir={self.profile}",
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+            f"--window-size={width},{height}",
+            "about:blank",
+        ]
         if os.geteuid() == 0:
             args.insert(1, "--no-sandbox")
         self.log = open(workdir / "chromium.log", "wb")
@@ -100,8 +114,9 @@ class Browser:
         self._wait_event("Page.loadEventFired", timeout, mark)
 
     def eval(self, expression: str, timeout: float = 60) -> Any:
-        res = self.call("Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True,
-                        awaitPromise=True)
+        res = self.call(
+            "Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in res:
             raise RuntimeError(f"{expression}: {res['exceptionDetails']}")
         return res["result"].get("value")

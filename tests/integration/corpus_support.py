@@ -50,8 +50,13 @@ def make_sources(root: Path) -> Path:
     src = root / "src"
     if src.exists():
         return root
-    for name, sample in (("calc", "calc"), ("calc-fork", "calc"), ("vecmath", "vecmath"), ("wordfreq", "wordfreq"),
-                         ("shapes", "shapes")):
+    for name, sample in (
+        ("calc", "calc"),
+        ("calc-fork", "calc"),
+        ("vecmath", "vecmath"),
+        ("wordfreq", "wordfreq"),
+        ("shapes", "shapes"),
+    ):
         shutil.copytree(SAMPLES / sample, src / name)
         if name in LICENSES:
             (src / name / "LICENSE").write_text(f"SPDX-License-Identifier: {LICENSES[name]}\n")
@@ -132,8 +137,9 @@ def canonical_tables(export: Path) -> dict[str, list[tuple]]:
     if (export / "data" / "splits").exists():
         out["splits"] = sorted((bkey[r["binary_id"]], r["split"]) for r in read_table(export, "splits"))
     if (export / "data" / "pairs").exists():
-        out["pairs"] = sorted((r["family_id"], fkey[r["function_a"]], fkey[r["function_b"]])
-                              for r in read_table(export, "pairs"))
+        out["pairs"] = sorted(
+            (r["family_id"], fkey[r["function_a"]], fkey[r["function_b"]]) for r in read_table(export, "pairs")
+        )
     return out
 
 

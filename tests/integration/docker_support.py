@@ -17,11 +17,13 @@ from tests.conftest import REPO
 
 IMAGE = os.environ.get("ASSEMBLAGE_IMAGE", "assemblage-linux:latest")
 # `docker run` flags under which bubblewrap works in a container (docs/service.md, Security)
-SANDBOX_FLAGS = [f for o in ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined")
-                 for f in ("--security-opt", o)]
+SANDBOX_FLAGS = [
+    f for o in ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined") for f in ("--security-opt", o)
+]
 
-skip_without_docker = pytest.mark.skipif(os.environ.get("ASSEMBLAGE_SKIP_DOCKER") == "1",
-                                         reason="ASSEMBLAGE_SKIP_DOCKER=1")
+skip_without_docker = pytest.mark.skipif(
+    os.environ.get("ASSEMBLAGE_SKIP_DOCKER") == "1", reason="ASSEMBLAGE_SKIP_DOCKER=1"
+)
 
 
 def docker(*args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:

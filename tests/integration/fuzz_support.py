@@ -42,8 +42,11 @@ def elf_seed(name: str, data: bytes, path: str) -> Seed:
 
     with ElfFile(path) as elf:
         regions = [(0, 64), (elf.shoff, elf.shoff + elf.shnum * elf.shentsize)]
-        regions += [(s.offset, s.offset + s.size) for s in elf.sections
-                    if s.size and s.name.startswith((".debug", ".rela", ".symtab", ".strtab"))]
+        regions += [
+            (s.offset, s.offset + s.size)
+            for s in elf.sections
+            if s.size and s.name.startswith((".debug", ".rela", ".symtab", ".strtab"))
+        ]
     return Seed(name, data, tuple(regions), ".o" if path.endswith(".o") else "")
 
 
@@ -132,8 +135,13 @@ def check_bounded(case: Case) -> None:
         else:
             assert isinstance(res, BinaryAnalysis)
             for f in res.functions:  # the entry inside the function (a PE's DWARF entry was once left a VA)
-                assert f.start <= (f.entry if f.entry is not None else f.start) <= max(f.end, f.start), \
-                    (seed.name, f.name, f.start, f.end, f.entry)
+                assert f.start <= (f.entry if f.entry is not None else f.start) <= max(f.end, f.start), (
+                    seed.name,
+                    f.name,
+                    f.start,
+                    f.end,
+                    f.entry,
+                )
     finally:
         os.unlink(name)
 

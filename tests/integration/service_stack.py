@@ -145,19 +145,21 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(S3_KEYS)
-        env.update({
-            "ASSEMBLAGE_ENVIRONMENT": "test",
-            "ASSEMBLAGE_SECRET_KEY": "test-secret-key-0123456789",
-            "ASSEMBLAGE_DATABASE_URL": self.database_url,
-            "ASSEMBLAGE_BROKER_URL": self.broker_url,
-            "ASSEMBLAGE_STORAGE_URL": f"s3://{self.bucket}/corpus",
-            "ASSEMBLAGE_S3_ENDPOINT_URL": S3_ENDPOINT,
-            "ASSEMBLAGE_SOURCE_ROOT": str(self.source_root),
-            "ASSEMBLAGE_HEARTBEAT_INTERVAL": str(self.heartbeat),
-            "ASSEMBLAGE_WORKER_DEAD_AFTER": str(self.dead_after),
-            "ASSEMBLAGE_SWEEP_INTERVAL": str(self.sweep_interval),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "ASSEMBLAGE_ENVIRONMENT": "test",
+                "ASSEMBLAGE_SECRET_KEY": "test-secret-key-0123456789",
+                "ASSEMBLAGE_DATABASE_URL": self.database_url,
+                "ASSEMBLAGE_BROKER_URL": self.broker_url,
+                "ASSEMBLAGE_STORAGE_URL": f"s3://{self.bucket}/corpus",
+                "ASSEMBLAGE_S3_ENDPOINT_URL": S3_ENDPOINT,
+                "ASSEMBLAGE_SOURCE_ROOT": str(self.source_root),
+                "ASSEMBLAGE_HEARTBEAT_INTERVAL": str(self.heartbeat),
+                "ASSEMBLAGE_WORKER_DEAD_AFTER": str(self.dead_after),
+                "ASSEMBLAGE_SWEEP_INTERVAL": str(self.sweep_interval),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(extra)
         return env
 
@@ -186,8 +188,14 @@ class Stack:
 
     def _spawn(self, key: str, args: list[str], **env: str) -> subprocess.Popen:
         log = open(self.root / f"{key}.log", "ab")
-        p = subprocess.Popen(assemblage_cmd(*args), env=self.env(**env), cwd=self.root, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+        p = subprocess.Popen(
+            assemblage_cmd(*args),
+            env=self.env(**env),
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs[key] = p
         return p
 
@@ -206,14 +214,39 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError(f"the API did not become healthy: {self.log('api')[-3000:]}")
 
-    def start_worker(self, key: str, *, queues: str = "crawl,linux", concurrency: int = 1,
-                     pool: str = "prefork", wait: bool = True, prefetch: int = 1,
-                     loglevel: str = "INFO", **env: str) -> subprocess.Popen:
+    def start_worker(
+        self,
+        key: str,
+        *,
+        queues: str = "crawl,linux",
+        concurrency: int = 1,
+        pool: str = "prefork",
+        wait: bool = True,
+        prefetch: int = 1,
+        loglevel: str = "INFO",
+        **env: str,
+    ) -> subprocess.Popen:
         wdir = self.root / key
         wdir.mkdir(exist_ok=True)
-        p = self._spawn(key, ["worker", "-Q", queues, "-c", str(concurrency), "-n", f"{key}@%h", "--pool", pool,
-                              "--loglevel", loglevel, "--prefetch", str(prefetch)],
-                        **{"ASSEMBLAGE_CACHE_DIR": str(wdir / "cache"), **env})
+        p = self._spawn(
+            key,
+            [
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "-n",
+                f"{key}@%h",
+                "--pool",
+                pool,
+                "--loglevel",
+                loglevel,
+                "--prefetch",
+                str(prefetch),
+            ],
+            **{"ASSEMBLAGE_CACHE_DIR": str(wdir / "cache"), **env},
+        )
         if wait:
             self.wait_worker(key)
         return p
@@ -234,8 +267,11 @@ class Stack:
         engine = create_engine(self.database_url)
         try:
             with engine.connect() as c:
-                return bool(c.execute(text("SELECT count(*) FROM workers WHERE kind = 'node' AND node LIKE :k"),
-                                      {"k": f"{key}@%"}).scalar())
+                return bool(
+                    c.execute(
+                        text("SELECT count(*) FROM workers WHERE kind = 'node' AND node LIKE :k"), {"k": f"{key}@%"}
+                    ).scalar()
+                )
         finally:
             engine.dispose()
 
@@ -273,8 +309,14 @@ class Stack:
     # ------------------------------------------------------------ API
 
     def token(self, scope: str) -> str:
-        out = subprocess.run(assemblage_cmd("token", "create", "--scope", scope), env=self.env(), cwd=self.root,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            assemblage_cmd("token", "create", "--scope", scope),
+            env=self.env(),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return out.stdout.strip().splitlines()[-1]
 
     def client(self, token: str | None) -> httpx.Client:
@@ -291,5 +333,7 @@ class Stack:
                 if body["status"] == "finished":
                     return body
             time.sleep(0.5)
-        raise AssertionError(f"run {run_id} did not finish in {timeout}s: {body}\n"
-                             + "\n".join(f"--- {k}\n{self.log(k)[-2000:]}" for k in self.procs))
+        raise AssertionError(
+            f"run {run_id} did not finish in {timeout}s: {body}\n"
+            + "\n".join(f"--- {k}\n{self.log(k)[-2000:]}" for k in self.procs)
+        )

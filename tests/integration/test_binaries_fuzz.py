@@ -27,8 +27,9 @@ TESTS = Path(__file__).resolve().parents[1]
 ELF_FIXTURES = TESTS / "fixtures" / "elf"
 WIN_FIXTURES = TESTS / "fixtures" / "windows"
 # about 0.6 s per example in process and 1 s in the bounded child on this machine's seeds
-IN_PROCESS = settings(max_examples=50, deadline=None,
-                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+IN_PROCESS = settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 BOUNDED = settings(IN_PROCESS, max_examples=30)
 
 _PE: list[Seed] = []

@@ -25,8 +25,14 @@ pytestmark = pytest.mark.integration
 
 
 def _recipe(build: dict | None = None, *, opts=("O0",)):
-    return parse_recipe({"name": "reuse", "sources": [{"path": str(SAMPLES / "calc")}],
-                         "matrix": {"toolchain": ["gcc-12"], "opt": list(opts)}, "build": build or {}})
+    return parse_recipe(
+        {
+            "name": "reuse",
+            "sources": [{"path": str(SAMPLES / "calc")}],
+            "matrix": {"toolchain": ["gcc-12"], "opt": list(opts)},
+            "build": build or {},
+        }
+    )
 
 
 def _builds(ds, run_id: int) -> list[m.Build]:
@@ -56,15 +62,35 @@ def test_a_failure_under_a_tiny_memory_cap_is_not_reused_under_a_large_one(tmp_p
 
 
 def test_every_build_option_is_part_of_the_key() -> None:
-    base = {"label": "path:x", "pin": "tree:1", "config": "linux-x86_64-gcc-12-O0", "flags": [],
-            "source_date_epoch": 1}
-    opts = {"build": {"runner": "local", "image": None, "timeout": 600, "memory": "4GiB", "processes": 512,
-                      "disk": "8GiB", "jobs_per_build": 1}, "outputs": {"stripped": False}}
+    base = {"label": "path:x", "pin": "tree:1", "config": "linux-x86_64-gcc-12-O0", "flags": [], "source_date_epoch": 1}
+    opts = {
+        "build": {
+            "runner": "local",
+            "image": None,
+            "timeout": 600,
+            "memory": "4GiB",
+            "processes": 512,
+            "disk": "8GiB",
+            "jobs_per_build": 1,
+        },
+        "outputs": {"stripped": False},
+    }
     key = steps.build_key(**base, options=RunPlan.model_validate(opts))
-    assert steps.build_key(**base, options=RunPlan.model_validate(opts),
-                           toolchain={"commands": {"gcc-12": ["/usr/bin/gcc-12", 1, 2]}}) != key
-    for field, value in [("runner", "docker"), ("image", "other:1"), ("timeout", 60), ("memory", "16MiB"),
-                         ("processes", 64), ("disk", "1GiB"), ("jobs_per_build", 4)]:
+    assert (
+        steps.build_key(
+            **base, options=RunPlan.model_validate(opts), toolchain={"commands": {"gcc-12": ["/usr/bin/gcc-12", 1, 2]}}
+        )
+        != key
+    )
+    for field, value in [
+        ("runner", "docker"),
+        ("image", "other:1"),
+        ("timeout", 60),
+        ("memory", "16MiB"),
+        ("processes", 64),
+        ("disk", "1GiB"),
+        ("jobs_per_build", 4),
+    ]:
         changed = {**opts, "build": {**opts["build"], field: value}}
         assert steps.build_key(**base, options=RunPlan.model_validate(changed)) != key, field
     assert steps.build_key(**{**base, "source_date_epoch": 2}, options=RunPlan.model_validate(opts)) != key
@@ -120,7 +146,7 @@ def test_a_changed_compiler_is_built_again(tmp_path: Path, monkeypatch) -> None:
 
     shim = tmp_path / "bin"
     shim.mkdir()
-    (shim / "gcc-12").write_text("#!/bin/sh\nexec /usr/bin/gcc-12 \"$@\"\n")
+    (shim / "gcc-12").write_text('#!/bin/sh\nexec /usr/bin/gcc-12 "$@"\n')
     (shim / "gcc-12").chmod(0o755)
     original = os.environ["PATH"]
     monkeypatch.setenv("PATH", f"{shim}:{original}")

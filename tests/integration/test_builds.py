@@ -24,8 +24,10 @@ pytestmark = pytest.mark.integration
 def sandbox() -> None:
     """bubblewrap can create namespaces here (else the isolation tests cannot run: unavailable)."""
     if not sandbox_available():
-        unavailable("bubblewrap cannot create namespaces here (apt-get install bubblewrap; inside a container it "
-                    "needs a seccomp profile that allows user namespaces)")
+        unavailable(
+            "bubblewrap cannot create namespaces here (apt-get install bubblewrap; inside a container it "
+            "needs a seccomp profile that allows user namespaces)"
+        )
 
 
 def build(src: Path, config: str, tmp_path: Path, **kw):
@@ -36,16 +38,21 @@ def build(src: Path, config: str, tmp_path: Path, **kw):
 
 def producers(binary: Path) -> list[str]:
     """DW_AT_producer strings, read by llvm-dwarfdump (an independent tool)."""
-    out = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(binary)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["llvm-dwarfdump-19", "--debug-info", str(binary)], capture_output=True, text=True, check=True
+    ).stdout
     return re.findall(r'DW_AT_producer\s+\("([^"]*)"\)', out)
 
 
-@pytest.mark.parametrize("sample,system,toolchain,expected", [
-    ("calc", "make", "gcc-12", {"calc"}),
-    ("shapes", "cmake", "clang-19", {"libgeometry.so", "shapes"}),
-    ("wordfreq", "autotools", "gcc-11", {"wordfreq"}),
-    ("vecmath", "meson", "clang-14", {"libvecmath.so", "vecdemo"}),
-])
+@pytest.mark.parametrize(
+    "sample,system,toolchain,expected",
+    [
+        ("calc", "make", "gcc-12", {"calc"}),
+        ("shapes", "cmake", "clang-19", {"libgeometry.so", "shapes"}),
+        ("wordfreq", "autotools", "gcc-11", {"wordfreq"}),
+        ("vecmath", "meson", "clang-14", {"libvecmath.so", "vecdemo"}),
+    ],
+)
 def test_build_systems_get_the_configured_level(sample, system, toolchain, expected, tmp_path):
     need("llvm-dwarfdump-19", toolchain.replace("gcc-", "gcc-"))
     outcome, log = build(SAMPLES / sample, f"linux-x86_64-{toolchain}-O1", tmp_path)
@@ -94,11 +101,14 @@ def test_compile_error_is_classified(tmp_path):
     assert "undeclared_variable" in log
 
 
-@pytest.mark.parametrize("name,text,expected", [
-    ("main.c", "#include <no_such_library.h>\nint main(void){return 0;}\n", "missing_dependency"),
-    ("main.c", "int missing(void);\nint main(void){return missing();}\n", "link_error"),
-    ("README", "nothing to build", "no_build_system"),
-])
+@pytest.mark.parametrize(
+    "name,text,expected",
+    [
+        ("main.c", "#include <no_such_library.h>\nint main(void){return 0;}\n", "missing_dependency"),
+        ("main.c", "int missing(void);\nint main(void){return missing();}\n", "link_error"),
+        ("README", "nothing to build", "no_build_system"),
+    ],
+)
 def test_failures_are_classified(tmp_path, name, text, expected):
     src = tmp_path / "src"
     src.mkdir()
@@ -178,6 +188,7 @@ def test_builds_have_no_network(sandbox, tmp_path):
     server.listen(1)
     port = server.getsockname()[1]
     hits = []
+
     def accept() -> None:
         try:
             hits.append(server.accept())
@@ -219,8 +230,9 @@ def test_template_is_never_modified(tmp_path):
 def test_falls_back_to_the_next_build_system_when_configure_fails(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    (src / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.13)\nproject(x C)\n"
-                                         "add_executable(x missing_file.c)\n")
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(x C)\nadd_executable(x missing_file.c)\n"
+    )
     (src / "main.c").write_text("int main(void){return 0;}\n")
     (src / "Makefile").write_text("prog: main.c\n\t$(CC) $(CFLAGS) -o prog main.c\n")
     outcome, log = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
@@ -243,8 +255,11 @@ def test_ctrl_c_stops_the_run_kills_builds_and_says_so(tmp_path):
     (src / "Makefile").write_text("all:\n\tsleep 777\n")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: slow\nsources: [{{path: {src}}}]\nmatrix: {{toolchain: [gcc-12], opt: [O0, O1, O2]}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "assemblage.cli", "build", str(recipe), "--out", str(tmp_path / "out"),
-                             "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assemblage.cli", "build", str(recipe), "--out", str(tmp_path / "out"), "--jobs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not subprocess.run(["pgrep", "-f", "sleep 777"], capture_output=True).stdout:
         time.sleep(0.2)
@@ -305,8 +320,9 @@ def test_builds_starting_together_share_one_toolchain_probe(monkeypatch):
 
     def probe() -> None:
         start.wait()
-        results.append(reproducible.probe_toolchain(Counting(Limits()), tc.name, compilers,
-                                                    tc.packages("linux", "x86_64")))
+        results.append(
+            reproducible.probe_toolchain(Counting(Limits()), tc.name, compilers, tc.packages("linux", "x86_64"))
+        )
 
     threads = [threading.Thread(target=probe) for _ in range(2)]
     for t in threads:

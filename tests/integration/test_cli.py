@@ -45,8 +45,12 @@ COMMANDS = {
     "select": "Count (and list) the binaries a selection picks",
     "export": "Export a curated corpus",
 }
-SUBCOMMANDS = {"recipe": {"check", "schema"}, "db": {"upgrade"}, "token": {"create", "list", "revoke"},
-               "fleet": {"user-data", "reconcile", "cost", "lifecycle", "secrets"}}
+SUBCOMMANDS = {
+    "recipe": {"check", "schema"},
+    "db": {"upgrade"},
+    "token": {"create", "list", "revoke"},
+    "fleet": {"user-data", "reconcile", "cost", "lifecycle", "secrets"},
+}
 
 
 def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:

@@ -58,12 +58,18 @@ class Compose:
             "FLOWER_PORT": str(self.flower_port),
             "COMPOSE_HTTP_TIMEOUT": "300",
         }
-        self.argv = [*compose_command(), "-p", self.project, "-f", str(REPO / "docker-compose.yml"),
-                     "-f", str(REPO / "docker-compose.local.yml")]
+        self.argv = [
+            *compose_command(),
+            "-p",
+            self.project,
+            "-f",
+            str(REPO / "docker-compose.yml"),
+            "-f",
+            str(REPO / "docker-compose.local.yml"),
+        ]
 
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-        r = subprocess.run([*self.argv, *args], env=self.env, cwd=REPO, capture_output=True, text=True,
-                           timeout=timeout)
+        r = subprocess.run([*self.argv, *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(args)}: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
         return r
@@ -125,13 +131,21 @@ def test_compose_stack_builds_a_recipe_and_serves_the_binary(stack, finished_run
     url = r.headers["location"]
     assert url.startswith("http://minio:9000/")  # ASSEMBLAGE_S3_ENDPOINT_URL of the compose file
     # from this host the S3 server is the published port; the signature covers the Host header, so send it
-    data = httpx.get(url.replace("http://minio:9000", f"http://127.0.0.1:{stack.s3_port}"),
-                     headers={"Host": "minio:9000"}, timeout=30)
+    data = httpx.get(
+        url.replace("http://minio:9000", f"http://127.0.0.1:{stack.s3_port}"),
+        headers={"Host": "minio:9000"},
+        timeout=30,
+    )
     assert data.status_code == 200, data.text
     assert hashlib.sha256(data.content).hexdigest() == binary["hash"]
     assert data.content[:4] == b"\x7fELF"
-    tampered = httpx.get(url.replace("http://minio:9000", f"http://127.0.0.1:{stack.s3_port}").replace(
-        "X-Amz-Signature=", "X-Amz-Signature=0"), headers={"Host": "minio:9000"}, timeout=30)
+    tampered = httpx.get(
+        url.replace("http://minio:9000", f"http://127.0.0.1:{stack.s3_port}").replace(
+            "X-Amz-Signature=", "X-Amz-Signature=0"
+        ),
+        headers={"Host": "minio:9000"},
+        timeout=30,
+    )
     assert tampered.status_code == 403
 
     metrics = httpx.get(f"http://127.0.0.1:{stack.api_port}/metrics", timeout=10).text

@@ -25,18 +25,19 @@ from tests.integration.service_stack import assemblage_cmd
 
 pytestmark = pytest.mark.integration
 
-CRT = ("_start", "_init", "_fini", "deregister_tm_clones", "register_tm_clones", "__do_global_dtors_aux",
-       "frame_dummy")
+CRT = ("_start", "_init", "_fini", "deregister_tm_clones", "register_tm_clones", "__do_global_dtors_aux", "frame_dummy")
 # docs/export.md's rule for trivial functions, restated as SQL: size 0, the crt names, thunks
-TRIVIAL_SQL = ("(size = 0 or name in ('_start', '_init', '_fini', 'deregister_tm_clones', 'register_tm_clones', "
-               "'__do_global_dtors_aux', 'frame_dummy', '__libc_csu_init', '__libc_csu_fini', "
-               "'_dl_relocate_static_pie', 'mainCRTStartup', 'WinMainCRTStartup', '__tmainCRTStartup', "
-               "'_DllMainCRTStartup', 'DllMainCRTStartup', '__main', '__do_global_ctors', '__do_global_dtors', "
-               "'_pei386_runtime_relocator', '__gcc_register_frame', '__gcc_deregister_frame', 'pre_c_init', "
-               "'pre_cpp_init', '__scrt_common_main_seh', '__scrt_common_main') "
-               "or substr(name, 1, 5) in ('_ZThn', '_RTC_') or substr(name, 1, 4) in ('_ZTv', '_ZTc') "
-               "or substr(name, 1, 19) = '__x86.get_pc_thunk.' or substr(name, 1, 6) = '__imp_' "
-               "or name like '%@plt')")
+TRIVIAL_SQL = (
+    "(size = 0 or name in ('_start', '_init', '_fini', 'deregister_tm_clones', 'register_tm_clones', "
+    "'__do_global_dtors_aux', 'frame_dummy', '__libc_csu_init', '__libc_csu_fini', "
+    "'_dl_relocate_static_pie', 'mainCRTStartup', 'WinMainCRTStartup', '__tmainCRTStartup', "
+    "'_DllMainCRTStartup', 'DllMainCRTStartup', '__main', '__do_global_ctors', '__do_global_dtors', "
+    "'_pei386_runtime_relocator', '__gcc_register_frame', '__gcc_deregister_frame', 'pre_c_init', "
+    "'pre_cpp_init', '__scrt_common_main_seh', '__scrt_common_main') "
+    "or substr(name, 1, 5) in ('_ZThn', '_RTC_') or substr(name, 1, 4) in ('_ZTv', '_ZTc') "
+    "or substr(name, 1, 19) = '__x86.get_pc_thunk.' or substr(name, 1, 6) = '__imp_' "
+    "or name like '%@plt')"
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,8 @@ def _sql_dedup(db: sqlite3.Connection, where: str = "1=1") -> dict:
     nb, nh = db.execute(f"select count(*), count(distinct hash) from binaries where id in ({sel})").fetchone()
     rows, exact, no_exact, pic, no_pic = db.execute(
         f"select count(*), count(distinct hash), sum(hash is null), count(distinct pic_hash), sum(pic_hash is null) "
-        f"from functions where binary_id in ({sel})").fetchone()
+        f"from functions where binary_id in ({sel})"
+    ).fetchone()
     trivial = db.execute(f"select count(*) from functions where binary_id in ({sel}) and {TRIVIAL_SQL}").fetchone()[0]
     return {"binaries": (nb, nh), "exact": (rows, exact + no_exact), "pic": (rows, pic + no_pic), "trivial": trivial}
 
@@ -85,8 +87,11 @@ def _sql_dedup(db: sqlite3.Connection, where: str = "1=1") -> dict:
 def test_dedup_counts_equal_plain_sql(dataset, db, where):
     args = [a for w in where for a in ("--where", w)]
     out = json.loads(run_cli("select", str(dataset), *args, "--json").stdout)
-    cond = {(): "1=1", ("opt=O2",): "optimization = 'O2'",
-            ("platform=linux", "compiler=clang"): "platform = 'linux' and toolchain like 'clang-%'"}[tuple(where)]
+    cond = {
+        (): "1=1",
+        ("opt=O2",): "optimization = 'O2'",
+        ("platform=linux", "compiler=clang"): "platform = 'linux' and toolchain like 'clang-%'",
+    }[tuple(where)]
     expect = _sql_dedup(db, cond)
     d = out["dedup"]
     assert (d["binaries"]["before"], d["binaries"]["after"]) == expect["binaries"]
@@ -114,27 +119,31 @@ def test_trivial_flag_covers_crt_code_and_nothing_from_the_projects(db):
 # ------------------------------------------------------------------ selection
 
 
-@pytest.mark.parametrize("where,sql", [
-    (["platform=windows"], "platform = 'windows'"),
-    (["compiler=gcc", "version=12"], "toolchain = 'gcc-12'"),
-    (["opt=O0,O2", "arch=x86_64"], "optimization in ('O0','O2') and arch = 'x86_64'"),
-    (["kind=shared"], "kind = 'shared'"),
-    (["kind=exe"], "kind = 'executable'"),
-    (["format=pe"], "format = 'pe'"),
-    (["license=mit"], "license in ('MIT', 'MIT OR Apache-2.0')"),
-    (["license=Apache-2.0,GPL-2.0"], "license in ('MIT OR Apache-2.0', 'GPL-2.0')"),
-    (["license=unknown"], "license is null"),
-    (["source=src/calc,src/vecmath"], "source in ('src/calc', 'src/vecmath')"),
-    (["source_kind=path"], "source_kind = 'path'"),
-    (["size=20000..60000"], "size between 20000 and 60000"),
-    (["functions=..15"], "function_count <= 15"),
-    (["has_pdb=true"], "id in (select binary_id from pdbs)"),
-    (["has_pdb=false", "opt_mismatch=false"], "id not in (select binary_id from pdbs) and not opt_mismatch"),
-    (["config=linux-x86_64-clang-19-O0"], "config = 'linux-x86_64-clang-19-O0'"),
-])
+@pytest.mark.parametrize(
+    "where,sql",
+    [
+        (["platform=windows"], "platform = 'windows'"),
+        (["compiler=gcc", "version=12"], "toolchain = 'gcc-12'"),
+        (["opt=O0,O2", "arch=x86_64"], "optimization in ('O0','O2') and arch = 'x86_64'"),
+        (["kind=shared"], "kind = 'shared'"),
+        (["kind=exe"], "kind = 'executable'"),
+        (["format=pe"], "format = 'pe'"),
+        (["license=mit"], "license in ('MIT', 'MIT OR Apache-2.0')"),
+        (["license=Apache-2.0,GPL-2.0"], "license in ('MIT OR Apache-2.0', 'GPL-2.0')"),
+        (["license=unknown"], "license is null"),
+        (["source=src/calc,src/vecmath"], "source in ('src/calc', 'src/vecmath')"),
+        (["source_kind=path"], "source_kind = 'path'"),
+        (["size=20000..60000"], "size between 20000 and 60000"),
+        (["functions=..15"], "function_count <= 15"),
+        (["has_pdb=true"], "id in (select binary_id from pdbs)"),
+        (["has_pdb=false", "opt_mismatch=false"], "id not in (select binary_id from pdbs) and not opt_mismatch"),
+        (["config=linux-x86_64-clang-19-O0"], "config = 'linux-x86_64-clang-19-O0'"),
+    ],
+)
 def test_selection_filters_match_plain_sql(dataset, db, where, sql):
-    out = json.loads(run_cli("select", str(dataset), *[a for w in where for a in ("--where", w)], "--json",
-                             "--rows", "1000").stdout)
+    out = json.loads(
+        run_cli("select", str(dataset), *[a for w in where for a in ("--where", w)], "--json", "--rows", "1000").stdout
+    )
     expect = [i for (i,) in db.execute(f"select id from binaries where {sql} order by id")]
     assert expect, f"the corpus has binaries for {where}"
     assert [r["id"] for r in out["rows"]] == expect
@@ -156,8 +165,11 @@ def test_unknown_or_bad_filters_are_errors(dataset):
 
 def test_sampling_is_seeded_balanced_and_content_addressed(dataset, db):
     def sample(*where: str) -> list[int]:
-        out = json.loads(run_cli("select", str(dataset), *[a for w in where for a in ("--where", w)], "--json",
-                                 "--rows", "1000").stdout)
+        out = json.loads(
+            run_cli(
+                "select", str(dataset), *[a for w in where for a in ("--where", w)], "--json", "--rows", "1000"
+            ).stdout
+        )
         return [r["id"] for r in out["rows"]]
 
     a, b, c = sample("sample=6", "seed=1"), sample("sample=6", "seed=1"), sample("sample=6", "seed=2")
@@ -171,8 +183,10 @@ def test_sampling_is_seeded_balanced_and_content_addressed(dataset, db):
     # the sample is the 6 smallest content keys: recompute them from the table, without our code
     import hashlib
 
-    keys = sorted((hashlib.sha256(f"1\x00{h}\x00{cfg}\x00{src}\x00{rel}".encode()).digest()[:16], i)
-                  for i, h, cfg, src, rel in db.execute("select id, hash, config, source, relpath from binaries"))
+    keys = sorted(
+        (hashlib.sha256(f"1\x00{h}\x00{cfg}\x00{src}\x00{rel}".encode()).digest()[:16], i)
+        for i, h, cfg, src, rel in db.execute("select id, hash, config, source, relpath from binaries")
+    )
     assert sorted(i for _, i in keys[:6]) == a
 
 
@@ -182,8 +196,21 @@ def test_sampling_is_seeded_balanced_and_content_addressed(dataset, db):
 @pytest.fixture(scope="module")
 def export(dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exports") / "split"
-    run_cli("export", str(dataset), "--out", str(out), "--split", "train=0.6,valid=0.2,test=0.2", "--seed", "7",
-            "--pairs", "3", "--with", "pdbs,stripped", "--quiet")
+    run_cli(
+        "export",
+        str(dataset),
+        "--out",
+        str(out),
+        "--split",
+        "train=0.6,valid=0.2,test=0.2",
+        "--seed",
+        "7",
+        "--pairs",
+        "3",
+        "--with",
+        "pdbs,stripped",
+        "--quiet",
+    )
     return out
 
 
@@ -216,13 +243,15 @@ def test_tables_round_trip_with_counts_and_bytes_of_the_database(export, db):
     by_id = {r[0]: dict(zip(cols, r)) for r in db.execute("select * from functions")}
     for f in functions:
         row = by_id[f["id"]]
-        assert {k: f[k] for k in cols} == {k: (bool(v) if k == "is_static" and v is not None else v)
-                                           for k, v in row.items()}
+        assert {k: f[k] for k in cols} == {
+            k: (bool(v) if k == "is_static" and v is not None else v) for k, v in row.items()
+        }
     kept = {f["id"] for f in functions}
     for table in ("rvas", "lines"):
         rows = read_table(export, table)
-        expect = db.execute(f"select count(*) from {table} where function_id in "
-                            f"({','.join(map(str, kept))})").fetchone()[0]
+        expect = db.execute(
+            f"select count(*) from {table} where function_id in ({','.join(map(str, kept))})"
+        ).fetchone()[0]
         assert len(rows) == expect and {r["function_id"] for r in rows} <= kept
     # the binaries: objects/ holds exactly the selected files, PDBs and stripped copies, each with its sha256
     hashes = {b["hash"] for b in binaries} | {b["stripped_hash"] for b in binaries if b["stripped_hash"]}
@@ -237,9 +266,29 @@ def test_tables_round_trip_with_counts_and_bytes_of_the_database(export, db):
 def test_dataset_sqlite_has_the_assemblage_schema_and_the_same_rows(export):
     out = sqlite3.connect(export / "dataset.sqlite")
     for table, columns in {
-        "binaries": {"id", "file_name", "path", "platform", "build_mode", "toolset_version", "github_url",
-                     "optimization", "hash", "size", "license", "repo_commit_hash", "repo_last_update", "source",
-                     "source_kind", "arch", "format", "toolchain", "config", "flags_requested", "flags_observed"},
+        "binaries": {
+            "id",
+            "file_name",
+            "path",
+            "platform",
+            "build_mode",
+            "toolset_version",
+            "github_url",
+            "optimization",
+            "hash",
+            "size",
+            "license",
+            "repo_commit_hash",
+            "repo_last_update",
+            "source",
+            "source_kind",
+            "arch",
+            "format",
+            "toolchain",
+            "config",
+            "flags_requested",
+            "flags_observed",
+        },
         "functions": {"id", "binary_id", "name", "hash", "source_file", "prototype", "pic_hash", "family_id"},
         "rvas": {"id", "function_id", "start", "end"},
         "lines": {"id", "function_id", "line_number", "rva", "length", "source_file"},
@@ -270,18 +319,28 @@ def test_a_script_written_for_the_published_assemblage_schema_runs_unchanged(exp
     # the script's join agrees with the source dataset's own tables: every range, and the lines of each function
     from collections import Counter
 
-    expect = Counter(db.execute(
-        "select b.hash, f.name, r.start, r.end from binaries b join functions f on f.binary_id = b.id "
-        "join rvas r on r.function_id = f.id"))
+    expect = Counter(
+        db.execute(
+            "select b.hash, f.name, r.start, r.end from binaries b join functions f on f.binary_id = b.id "
+            "join rvas r on r.function_id = f.id"
+        )
+    )
     exported_functions = {f["id"] for f in read_table(export, "functions")}
-    dropped = Counter(db.execute(
-        "select b.hash, f.name, r.start, r.end from binaries b join functions f on f.binary_id = b.id "
-        f"join rvas r on r.function_id = f.id where f.id not in ({','.join(map(str, exported_functions))})"))
+    dropped = Counter(
+        db.execute(
+            "select b.hash, f.name, r.start, r.end from binaries b join functions f on f.binary_id = b.id "
+            f"join rvas r on r.function_id = f.id where f.id not in ({','.join(map(str, exported_functions))})"
+        )
+    )
     assert Counter((r["sha256"], r["function"], r["start"], r["end"]) for r in rows) == expect - dropped
-    lines = Counter(db.execute("select b.hash, f.name, count(l.id) from binaries b join functions f on "
-                               "f.binary_id = b.id join rvas r on r.function_id = f.id left join lines l on "
-                               f"l.function_id = f.id where f.id in ({','.join(map(str, exported_functions))}) "
-                               "group by r.id"))
+    lines = Counter(
+        db.execute(
+            "select b.hash, f.name, count(l.id) from binaries b join functions f on "
+            "f.binary_id = b.id join rvas r on r.function_id = f.id left join lines l on "
+            f"l.function_id = f.id where f.id in ({','.join(map(str, exported_functions))}) "
+            "group by r.id"
+        )
+    )
     assert Counter((r["sha256"], r["function"], r["lines"]) for r in rows) == lines
     assert any(row["lines"] > 0 for row in rows)
     if with_source:  # SOURCE TEXT (see above)
@@ -297,8 +356,9 @@ def test_hugging_face_datasets_loads_the_tables_and_the_splits(export, monkeypat
     by_side = defaultdict(int)
     for f in functions:
         by_side[f["split"]] += 1
-    loaded = datasets.load_dataset("parquet", data_dir=str(export / "data" / "functions"),
-                                   cache_dir=str(tmp_path / "c1"))
+    loaded = datasets.load_dataset(
+        "parquet", data_dir=str(export / "data" / "functions"), cache_dir=str(tmp_path / "c1")
+    )
     assert sum(len(d) for d in loaded.values()) == len(functions)
     assert len(loaded["train"]) == by_side["train"]
     card = datasets.load_dataset(str(export), "functions", cache_dir=str(tmp_path / "c2"))
@@ -350,8 +410,20 @@ def test_no_source_family_or_pic_hash_on_two_sides(export):
 @pytest.mark.parametrize("options,merged", [(["--merge-limit", "0.9"], True), (["--merge-limit", "0.05"], False)])
 def test_merge_or_drop_both_keep_the_sides_disjoint(dataset, tmp_path, options, merged):
     out = tmp_path / "x"
-    run_cli("export", str(dataset), "--out", str(out), "--format", "parquet", "--split", "a=0.5,b=0.5",
-            "--seed", "3", "--quiet", *options)
+    run_cli(
+        "export",
+        str(dataset),
+        "--out",
+        str(out),
+        "--format",
+        "parquet",
+        "--split",
+        "a=0.5,b=0.5",
+        "--seed",
+        "3",
+        "--quiet",
+        *options,
+    )
     sides = _assert_leak_free(out)
     report = json.loads((out / "export.json").read_text())["split"]
     together = sides["source"]["src/calc"] == sides["source"]["src/calc-fork"]
@@ -365,8 +437,19 @@ def test_merge_or_drop_both_keep_the_sides_disjoint(dataset, tmp_path, options, 
 def test_splits_are_seeded(dataset, tmp_path):
     def sides(seed: int, name: str) -> dict:
         out = tmp_path / name
-        run_cli("export", str(dataset), "--out", str(out), "--format", "parquet", "--split",
-                "train=0.5,test=0.5", "--seed", str(seed), "--quiet")
+        run_cli(
+            "export",
+            str(dataset),
+            "--out",
+            str(out),
+            "--format",
+            "parquet",
+            "--split",
+            "train=0.5,test=0.5",
+            "--seed",
+            str(seed),
+            "--quiet",
+        )
         return json.loads((out / "export.json").read_text())["split"]["sides"]
 
     first, again = sides(1, "a"), sides(1, "b")
@@ -407,8 +490,21 @@ def test_pairs_are_positive_seeded_and_cross_binary(export, dataset, tmp_path):
         per_family[p["family_id"]] += 1
     assert max(per_family.values()) == 3  # --pairs 3
     again = tmp_path / "again"
-    run_cli("export", str(dataset), "--out", str(again), "--format", "parquet", "--split",
-            "train=0.6,valid=0.2,test=0.2", "--seed", "7", "--pairs", "3", "--quiet")
+    run_cli(
+        "export",
+        str(dataset),
+        "--out",
+        str(again),
+        "--format",
+        "parquet",
+        "--split",
+        "train=0.6,valid=0.2,test=0.2",
+        "--seed",
+        "7",
+        "--pairs",
+        "3",
+        "--quiet",
+    )
     assert read_table(again, "pairs") == pairs
 
 
@@ -417,8 +513,17 @@ def test_pairs_are_positive_seeded_and_cross_binary(export, dataset, tmp_path):
 
 def test_unique_binaries_and_drop_trivial(dataset, db, tmp_path):
     out = tmp_path / "u"
-    run_cli("export", str(dataset), "--out", str(out), "--format", "parquet,sqlite", "--unique-binaries",
-            "--drop-trivial", "--quiet")
+    run_cli(
+        "export",
+        str(dataset),
+        "--out",
+        str(out),
+        "--format",
+        "parquet,sqlite",
+        "--unique-binaries",
+        "--drop-trivial",
+        "--quiet",
+    )
     binaries = read_table(out, "binaries")
     assert len(binaries) == db.execute("select count(distinct hash) from binaries").fetchone()[0]
     assert len({b["hash"] for b in binaries}) == len(binaries)
@@ -454,8 +559,11 @@ def test_archive_holds_the_objects(dataset, tmp_path):
     out = tmp_path / "a"
     run_cli("export", str(dataset), "--out", str(out), "--archive", "--where", "platform=windows", "--quiet")
     assert not (out / "objects").exists()
-    with open(out / "objects.tar.zst", "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as z, \
-            tarfile.open(fileobj=z, mode="r|") as tar:
+    with (
+        open(out / "objects.tar.zst", "rb") as fh,
+        zstandard.ZstdDecompressor().stream_reader(fh) as z,
+        tarfile.open(fileobj=z, mode="r|") as tar,
+    ):
         names = {}
         for member in tar:
             data = tar.extractfile(member).read()

@@ -26,8 +26,12 @@ pytestmark = [
     pytest.mark.skipif(bool(_missing), reason=f"services not reachable: {', '.join(_missing)} (make services)"),
 ]
 
-REQUEST = {"split": {"ratios": {"train": 0.6, "valid": 0.2, "test": 0.2}}, "seed": 7, "pairs": 3,
-           "include": ["pdbs", "stripped"]}
+REQUEST = {
+    "split": {"ratios": {"train": 0.6, "valid": 0.2, "test": 0.2}},
+    "seed": 7,
+    "pairs": 3,
+    "include": ["pdbs", "stripped"],
+}
 CLI_REQUEST = ["--split", "train=0.6,valid=0.2,test=0.2", "--seed", "7", "--pairs", "3", "--with", "pdbs,stripped"]
 
 
@@ -79,8 +83,9 @@ def job(service, tmp_path_factory):
     out = tmp_path_factory.mktemp("service-export")
     import zstandard
 
-    with tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)),
-                      mode="r:") as tar:
+    with tarfile.open(
+        fileobj=io.BytesIO(zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)), mode="r:"
+    ) as tar:
         tar.extractall(out, filter="data")
     return body, seen, data, out / f"assemblage-export-{body['id']}"
 
@@ -113,15 +118,20 @@ def test_service_and_embedded_exports_have_identical_tables(job, embedded_export
     _, _, _, export = job
     service_tables = canonical_tables(export)
     embedded_tables = canonical_tables(embedded_export)
-    assert set(service_tables) == set(embedded_tables) == {"binaries", "functions", "rvas", "lines", "pdbs",
-                                                           "families", "splits", "pairs"}
+    assert (
+        set(service_tables)
+        == set(embedded_tables)
+        == {"binaries", "functions", "rvas", "lines", "pdbs", "families", "splits", "pairs"}
+    )
     for table in service_tables:
         assert service_tables[table] == embedded_tables[table], table
     assert len(service_tables["functions"]) > 500 and service_tables["pairs"]
+
     # the objects too: same names, same bytes
     def objects(root: Path) -> dict[str, str]:
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (root / "objects").rglob("*")
-                if p.is_file()}
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (root / "objects").rglob("*") if p.is_file()
+        }
 
     assert objects(export) == objects(embedded_export)
 
@@ -130,18 +140,37 @@ def test_the_cli_exports_the_service_too(service, job, tmp_path):
     st, _, _ = service
     out = tmp_path / "cli"
     env = st.env()
-    r = subprocess.run(assemblage_cmd("export", "service", "--out", str(out), *CLI_REQUEST, "--quiet"),
-                       env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        assemblage_cmd("export", "service", "--out", str(out), *CLI_REQUEST, "--quiet"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert canonical_tables(out) == canonical_tables(job[3])
     # and names the database and store explicitly
-    r = subprocess.run(assemblage_cmd("select", "service", "--database-url", st.database_url, "--storage-url",
-                                      f"s3://{st.bucket}/corpus", "--where", "license=MIT", "--json"),
-                       env={k: v for k, v in env.items() if k != "ASSEMBLAGE_DATABASE_URL"} | S3_KEYS,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        assemblage_cmd(
+            "select",
+            "service",
+            "--database-url",
+            st.database_url,
+            "--storage-url",
+            f"s3://{st.bucket}/corpus",
+            "--where",
+            "license=MIT",
+            "--json",
+        ),
+        env={k: v for k, v in env.items() if k != "ASSEMBLAGE_DATABASE_URL"} | S3_KEYS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["binaries"] == len([b for b in read_table(out, "binaries")
-                                                    if b["source"] in ("src/calc", "src/calc-fork")])
+    assert json.loads(r.stdout)["binaries"] == len(
+        [b for b in read_table(out, "binaries") if b["source"] in ("src/calc", "src/calc-fork")]
+    )
 
 
 def test_dedup_counts_on_postgresql_equal_plain_sql(service, job):
@@ -152,7 +181,8 @@ def test_dedup_counts_on_postgresql_equal_plain_sql(service, job):
         nb, nh = conn.execute("select count(*), count(distinct hash) from binaries").fetchone()
         rows, exact, no_exact, pic, no_pic = conn.execute(
             "select count(*), count(distinct hash), count(*) filter (where hash is null), count(distinct pic_hash), "
-            "count(*) filter (where pic_hash is null) from functions").fetchone()
+            "count(*) filter (where pic_hash is null) from functions"
+        ).fetchone()
     d = job[0]["result"]["dedup"]
     assert (d["binaries"]["before"], d["binaries"]["after"]) == (nb, nh)
     assert (d["functions_exact"]["before"], d["functions_exact"]["after"]) == (rows, exact + no_exact)
@@ -163,8 +193,9 @@ def test_binaries_listing_takes_the_selection(service):
     _, _, reader = service
     mit = reader.get("/binaries", params={"license": "mit", "limit": 1000}).json()["items"]
     assert mit and {b["source"] for b in mit} == {"src/calc", "src/calc-fork"}
-    both = reader.get("/binaries", params=[("source", "src/vecmath"), ("source", "src/shapes"), ("kind", "shared"),
-                                           ("limit", 1000)]).json()["items"]
+    both = reader.get(
+        "/binaries", params=[("source", "src/vecmath"), ("source", "src/shapes"), ("kind", "shared"), ("limit", 1000)]
+    ).json()["items"]
     assert both and all(b["source"] in ("src/vecmath", "src/shapes") for b in both)
     pdb = reader.get("/binaries", params={"has_pdb": "true", "compiler": "clang", "limit": 1000}).json()["items"]
     assert pdb and {b["format"] for b in pdb} == {"pe"}

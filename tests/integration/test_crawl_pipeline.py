@@ -24,8 +24,13 @@ pytestmark = pytest.mark.integration
 
 
 def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=cwd,
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def local_repo(root: Path, sample: str) -> tuple[Path, str]:
@@ -56,16 +61,25 @@ def test_embedded_build_of_a_github_search(tmp_path: Path, monkeypatch) -> None:
         monkeypatch.setenv("ASSEMBLAGE_GITHUB_API_URL", gh.url)
         monkeypatch.setenv("ASSEMBLAGE_GITHUB_CLONE_PREFIX", str(tmp_path / "clones") + "/")
         recipe = tmp_path / "gh.yaml"
-        recipe.write_text("name: gh\nsources:\n  - path: " + str(SAMPLES / "wordfreq") + "\n"
-                          "  - github: {query: 'language:c', limit: 10}\n"
-                          "matrix: {toolchain: [gcc-12], opt: [O1]}\n")
+        recipe.write_text(
+            "name: gh\nsources:\n  - path: " + str(SAMPLES / "wordfreq") + "\n"
+            "  - github: {query: 'language:c', limit: 10}\n"
+            "matrix: {toolchain: [gcc-12], opt: [O1]}\n"
+        )
         exe = Path(sys.executable).with_name("assemblage")
-        r = subprocess.run([str(exe), "build", str(recipe), "--out", str(tmp_path / "out"), "--json", "-j", "2"],
-                           capture_output=True, text=True, timeout=900)
+        r = subprocess.run(
+            [str(exe), "build", str(recipe), "--out", str(tmp_path / "out"), "--json", "-j", "2"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         doc = json.loads(r.stdout)
         assert {c["source"]: c["status"] for c in doc["cells"]} == {
-            "wordfreq": "succeeded", "alice.calc": "succeeded", "carol.vecmath": "succeeded"}
+            "wordfreq": "succeeded",
+            "alice.calc": "succeeded",
+            "carol.vecmath": "succeeded",
+        }
         assert TOKEN not in r.stdout + r.stderr
         assert gh.requests("/repos/bob/docs/git/trees/")  # resolved, then skipped for what its tree holds
         assert not gh.requests("/repos/dave/")  # a refused clone URL costs no request
@@ -73,11 +87,21 @@ def test_embedded_build_of_a_github_search(tmp_path: Path, monkeypatch) -> None:
     pins = dict(con.execute("select name, \"commit\" from sources where kind = 'git'").fetchall())
     assert pins == {"alice.calc": repos[0]["_commit"], "carol.vecmath": repos[2]["_commit"]}
     verdicts = dict(con.execute("select full_name, coalesce(reason, status) from crawl_repos").fetchall())
-    assert verdicts == {"alice/calc": "accepted", "bob/docs": "no_build_system", "carol/vecmath": "accepted",
-                        "dave/elsewhere": "clone_url"}
-    assert con.execute("select count(*) from binaries where repo_commit_hash = ?", (repos[0]["_commit"],)).fetchone()[0] >= 1
-    dump = "\n".join(str(r) for t in ("crawls", "crawl_repos", "http_cache", "sources", "builds")
-                     for r in con.execute(f"select * from {t}"))
+    assert verdicts == {
+        "alice/calc": "accepted",
+        "bob/docs": "no_build_system",
+        "carol/vecmath": "accepted",
+        "dave/elsewhere": "clone_url",
+    }
+    assert (
+        con.execute("select count(*) from binaries where repo_commit_hash = ?", (repos[0]["_commit"],)).fetchone()[0]
+        >= 1
+    )
+    dump = "\n".join(
+        str(r)
+        for t in ("crawls", "crawl_repos", "http_cache", "sources", "builds")
+        for r in con.execute(f"select * from {t}")
+    )
     assert TOKEN not in dump
 
 
@@ -89,8 +113,9 @@ def test_crawl_command_prints_what_a_search_would_add(tmp_path: Path, monkeypatc
         monkeypatch.setenv("ASSEMBLAGE_GITHUB_API_URL", gh.url)
         monkeypatch.setenv("ASSEMBLAGE_GITHUB_CLONE_PREFIX", str(tmp_path / "clones") + "/")
         recipe = tmp_path / "gh.yaml"
-        recipe.write_text("name: gh\nsources:\n  - github: {query: 'language:c', limit: 10}\n"
-                          "matrix: {toolchain: [gcc-12]}\n")
+        recipe.write_text(
+            "name: gh\nsources:\n  - github: {query: 'language:c', limit: 10}\nmatrix: {toolchain: [gcc-12]}\n"
+        )
         exe = Path(sys.executable).with_name("assemblage")
         r = subprocess.run([str(exe), "crawl", str(recipe), "--json"], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
@@ -111,20 +136,27 @@ def test_service_crawl_survives_a_killed_worker(tmp_path: Path, monkeypatch) -> 
         pytest.fail(f"services not running: {missing_services()} (make test starts them)")
     repos = fake_repos(tmp_path)
     # many more candidates without a build system, so that the crawl takes a while to kill
-    repos += [repo("zed", f"empty{i:03d}", files=("README",), clone_url=str(tmp_path / "clones" / f"e{i}"))
-              for i in range(60)]
+    repos += [
+        repo("zed", f"empty{i:03d}", files=("README",), clone_url=str(tmp_path / "clones" / f"e{i}")) for i in range(60)
+    ]
     with FakeGithub(repos) as gh:
         gh.delay = 0.05
-        for k, v in {"ASSEMBLAGE_GITHUB_TOKEN": TOKEN, "ASSEMBLAGE_GITHUB_API_URL": gh.url,
-                     "ASSEMBLAGE_GITHUB_CLONE_PREFIX": str(tmp_path / "clones") + "/"}.items():
+        for k, v in {
+            "ASSEMBLAGE_GITHUB_TOKEN": TOKEN,
+            "ASSEMBLAGE_GITHUB_API_URL": gh.url,
+            "ASSEMBLAGE_GITHUB_CLONE_PREFIX": str(tmp_path / "clones") + "/",
+        }.items():
             monkeypatch.setenv(k, v)  # the stack's processes inherit them
         with Stack(root=tmp_path / "stack", source_root=tmp_path) as stack:
             stack.start_api()
             stack.start_worker("w1", queues="crawl,linux")
             submit = stack.client(stack.token("submit"))
-            r = submit.post("/runs", content="name: gh\nsources:\n  - github: {query: 'language:c', limit: 10}\n"
-                                             "matrix: {toolchain: [gcc-12], opt: [O1]}\n",
-                            headers={"Content-Type": "application/yaml"})
+            r = submit.post(
+                "/runs",
+                content="name: gh\nsources:\n  - github: {query: 'language:c', limit: 10}\n"
+                "matrix: {toolchain: [gcc-12], opt: [O1]}\n",
+                headers={"Content-Type": "application/yaml"},
+            )
             assert r.status_code == 201, r.text
             run = r.json()["id"]
             deadline = time.monotonic() + 120

@@ -31,11 +31,27 @@ pytestmark = pytest.mark.integration
 FIXTURES = REPO / "tests" / "fixtures" / "deps"
 
 
-def _build(src: Path, tmp_path: Path, *, config: str = "linux-x86_64-gcc-12-O0", runner: str = "local",
-           kind: str | None = None, timeout: float = 1800) -> tuple[BuildOutcome, str]:
+def _build(
+    src: Path,
+    tmp_path: Path,
+    *,
+    config: str = "linux-x86_64-gcc-12-O0",
+    runner: str = "local",
+    kind: str | None = None,
+    timeout: float = 1800,
+) -> tuple[BuildOutcome, str]:
     log = tmp_path / f"build-{len(list(tmp_path.glob('build-*.log')))}.log"
-    outcome = run_build(BuildRequest(source_dir=src, config=Config.parse(config), runner=runner, image=IMAGE,
-                                     source_kind=kind, limits=Limits(timeout=timeout)), log)
+    outcome = run_build(
+        BuildRequest(
+            source_dir=src,
+            config=Config.parse(config),
+            runner=runner,
+            image=IMAGE,
+            source_kind=kind,
+            limits=Limits(timeout=timeout),
+        ),
+        log,
+    )
     return outcome, log.read_text(errors="replace")
 
 
@@ -118,8 +134,12 @@ def test_local_runner_installs_when_allowed(tmp_path: Path, monkeypatch) -> None
             outcome.cleanup()
     finally:
         purge = ["libjansson-dev"] + ([] if runtime_before else ["libjansson4"])
-        subprocess.run(["apt-get", "purge", "-y", "-q", *purge], capture_output=True, timeout=600,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "purge", "-y", "-q", *purge],
+            capture_output=True,
+            timeout=600,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
         from assemblage.builds import deps
 
         deps._host_packages.cache_clear()
@@ -132,8 +152,17 @@ def test_local_runner_installs_when_allowed(tmp_path: Path, monkeypatch) -> None
 @skip_without_docker
 def test_docker_resolves_a_missing_library_and_reuses_the_image(tmp_path: Path) -> None:
     require_image()
-    r = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", IMAGE, "-c",
-               "test -e /usr/include/jansson.h && echo present || echo absent")
+    r = docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        IMAGE,
+        "-c",
+        "test -e /usr/include/jansson.h && echo present || echo absent",
+    )
     assert r.stdout.strip() == "absent", "the toolchain image must not have libjansson-dev for this test"
     first, log1 = _build(FIXTURES / "needs-jansson", tmp_path, runner="docker")
     try:
@@ -172,8 +201,9 @@ def hello(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from assemblage.sources import fetch_source
 
     need("apt-get", "dpkg-source")
-    return fetch_source(DebianSource(debian="hello"), base=Path.cwd(),
-                        cache=tmp_path_factory.mktemp("debian-cache")).path
+    return fetch_source(
+        DebianSource(debian="hello"), base=Path.cwd(), cache=tmp_path_factory.mktemp("debian-cache")
+    ).path
 
 
 @skip_without_docker
@@ -184,11 +214,15 @@ def test_debian_package_built_by_its_rules_at_O0(hello: Path, tmp_path: Path) ->
     try:
         assert outcome.status == "succeeded", log[-4000:]
         assert outcome.build_system == "debian-rules"
-        assert "$ dpkg-buildpackage: env -u CFLAGS" in log and "dpkg-buildpackage --no-sign --rules-target=build-arch" in log
+        assert (
+            "$ dpkg-buildpackage: env -u CFLAGS" in log
+            and "dpkg-buildpackage --no-sign --rules-target=build-arch" in log
+        )
         assert {"debhelper", "texinfo"} <= set(outcome.dependencies)  # its Build-Depends
         exe = next(b.path for b in outcome.binaries if b.relpath == "hello")
-        dump = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(exe)], capture_output=True, text=True,
-                              check=True).stdout
+        dump = subprocess.run(
+            ["llvm-dwarfdump-19", "--debug-info", str(exe)], capture_output=True, text=True, check=True
+        ).stdout
         producers = re.findall(r'DW_AT_producer\s+\("([^"]*)"\)', dump)
         assert producers, "no DW_AT_producer: the build did not get our -g"
         for p in producers:
@@ -226,7 +260,6 @@ def test_debian_tree_whose_rules_cannot_be_used_falls_back(tmp_path: Path) -> No
         outcome.cleanup()
 
 
-
 def test_refused_rules_cost_no_second_copy_and_apt_is_asked_once(tmp_path: Path, monkeypatch) -> None:
     """Rules refused before any step ran leave the copied tree as it was: the next build system uses it without
     copying the tree again; apt's index targets are asked once for two builds (each call rebuilds apt's cache)."""
@@ -237,8 +270,11 @@ def test_refused_rules_cost_no_second_copy_and_apt_is_asked_once(tmp_path: Path,
     resets, asks = [], []
     real_reset, real_run = attempts._reset, _spawn.run
     monkeypatch.setattr(attempts, "_reset", lambda a: (resets.append(a.src), real_reset(a))[1])
-    monkeypatch.setattr(_spawn, "run", lambda argv, **kw: (
-        asks.append(argv) if "indextargets" in argv else None, real_run(argv, **kw))[1])
+    monkeypatch.setattr(
+        _spawn,
+        "run",
+        lambda argv, **kw: (asks.append(argv) if "indextargets" in argv else None, real_run(argv, **kw))[1],
+    )
     monkeypatch.setattr(aptindex, "_index_cache", {}, raising=False)
     for _ in range(2):
         outcome, log = _build(FIXTURES / "debian-unusable", tmp_path, kind="debian")
@@ -264,8 +300,11 @@ def test_apt_is_asked_again_when_its_lists_change(tmp_path: Path, monkeypatch) -
     monkeypatch.setenv("ASSEMBLAGE_APT_OPTIONS", f"Dir::State::Lists={lists}")
     asks = []
     real_run = _spawn.run
-    monkeypatch.setattr(_spawn, "run", lambda argv, **kw: (
-        asks.append(argv) if "indextargets" in argv else None, real_run(argv, **kw))[1])
+    monkeypatch.setattr(
+        _spawn,
+        "run",
+        lambda argv, **kw: (asks.append(argv) if "indextargets" in argv else None, real_run(argv, **kw))[1],
+    )
     first = aptindex.index_files("Packages", architecture="amd64")
     assert first and all(p.parent == lists for p in first) and len(asks) == 1
     assert aptindex.index_files("Packages", architecture="amd64") == first and len(asks) == 1
@@ -297,8 +336,12 @@ def test_crawl_a_debian_selector(tmp_path: Path) -> None:
     selector = "{section: libs, language: c, max_size: 1MiB, limit: 2, seed: 7}"
     runs = []
     for _ in range(2):
-        r = subprocess.run(assemblage_cmd("crawl", "--debian", selector, "--json", "--cache", str(tmp_path)),
-                           capture_output=True, text=True, timeout=1200)
+        r = subprocess.run(
+            assemblage_cmd("crawl", "--debian", selector, "--json", "--cache", str(tmp_path)),
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         (report,) = json.loads(r.stdout)["sources"]
         assert report["kind"] == "debian" and report["selector"]["seed"] == 7

@@ -47,17 +47,22 @@ def _containers_left() -> list[str]:
     """The build containers of this process (other tests and helpers share the daemon)."""
     from assemblage.builds.docker_runner import OWNER_LABEL, owner
 
-    return docker("ps", "-aq", "--filter", "label=assemblage.build", "--filter", f"label={OWNER_LABEL}={owner()}").stdout.split()
+    return docker(
+        "ps", "-aq", "--filter", "label=assemblage.build", "--filter", f"label={OWNER_LABEL}={owner()}"
+    ).stdout.split()
 
 
-@pytest.mark.parametrize("sample,config,expected", [
-    ("calc", "linux-x86_64-gcc-12-O2", {"calc"}),
-    ("shapes", "linux-x86_64-clang-19-O2", {"libgeometry.so", "shapes"}),
-    ("wordfreq", "linux-x86_64-gcc-11-O2", {"wordfreq"}),
-    ("vecmath", "linux-x86_64-clang-14-O2", {"libvecmath.so", "vecdemo"}),
-    ("calc", "linux-x86_64-clang-16-O2", {"calc"}),
-    ("calc", "linux-aarch64-gcc-12-O2", {"calc"}),
-])
+@pytest.mark.parametrize(
+    "sample,config,expected",
+    [
+        ("calc", "linux-x86_64-gcc-12-O2", {"calc"}),
+        ("shapes", "linux-x86_64-clang-19-O2", {"libgeometry.so", "shapes"}),
+        ("wordfreq", "linux-x86_64-gcc-11-O2", {"wordfreq"}),
+        ("vecmath", "linux-x86_64-clang-14-O2", {"libvecmath.so", "vecdemo"}),
+        ("calc", "linux-x86_64-clang-16-O2", {"calc"}),
+        ("calc", "linux-aarch64-gcc-12-O2", {"calc"}),
+    ],
+)
 def test_builds_with_the_image_compilers_and_labels_check_out(sample, config, expected, tmp_path):
     outcome, log = build(SAMPLES / sample, config, tmp_path)
     try:
@@ -65,8 +70,9 @@ def test_builds_with_the_image_compilers_and_labels_check_out(sample, config, ex
         assert "# sandbox: docker image" in log
         assert {b.path.name for b in outcome.binaries} == expected
         for b in outcome.binaries:
-            dump = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(b.path)], capture_output=True,
-                                  text=True, check=True).stdout
+            dump = subprocess.run(
+                ["llvm-dwarfdump-19", "--debug-info", str(b.path)], capture_output=True, text=True, check=True
+            ).stdout
             prods = [p for p in re.findall(r'DW_AT_producer\s+\("([^"]*)"\)', dump) if "-O" in p]
             assert prods and all(re.findall(r"-O\S*", p)[-1] == "-O2" for p in prods), prods
             # the paths in the debug information are the fixed /build, not the host's scratch folder
@@ -145,7 +151,8 @@ def test_the_build_cannot_touch_the_host_or_the_image(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "Makefile").write_text(
-        f"all:\n\t-echo overwritten > {victim}\n\t-@touch /usr/pwned && echo WROTE-USR\n\tfalse\n")
+        f"all:\n\t-echo overwritten > {victim}\n\t-@touch /usr/pwned && echo WROTE-USR\n\tfalse\n"
+    )
     outcome, log = build(src, "linux-x86_64-gcc-12-O2", tmp_path)
     assert outcome.status == "failed"
     assert victim.read_text() == "intact"
@@ -193,8 +200,23 @@ def test_assemblage_build_runner_docker_end_to_end(tmp_path):
         "matrix:\n  platform: [linux]\n  arch: [x86_64]\n  toolchain: [gcc-12, clang-19]\n  opt: [O0, O2]\n"
     )
     exe = Path(os.sys.executable).parent / "assemblage"
-    r = subprocess.run([str(exe), "build", str(recipe), "--out", str(tmp_path / "out"), "--runner", "docker",
-                        "--jobs", "2", "--quiet"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            str(exe),
+            "build",
+            str(recipe),
+            "--out",
+            str(tmp_path / "out"),
+            "--runner",
+            "docker",
+            "--jobs",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     import sqlite3
 
     con = sqlite3.connect(tmp_path / "out" / "dataset.sqlite")
@@ -216,8 +238,10 @@ def test_the_docker_and_the_local_runner_build_the_same_bytes(sample, config, tm
     digests = []
     for runner in ("local", "docker"):
         extra = {"image": IMAGE} if runner == "docker" else {}
-        outcome = run_build(BuildRequest(source_dir=SAMPLES / sample, config=Config.parse(config), runner=runner, **extra),
-                            tmp_path / f"{runner}.log")
+        outcome = run_build(
+            BuildRequest(source_dir=SAMPLES / sample, config=Config.parse(config), runner=runner, **extra),
+            tmp_path / f"{runner}.log",
+        )
         try:
             assert outcome.status == "succeeded", (tmp_path / f"{runner}.log").read_text()[-3000:]
             digests.append({b.relpath: hashlib.sha256(b.path.read_bytes()).hexdigest() for b in outcome.binaries})

@@ -58,15 +58,38 @@ def stack(tmp_path_factory, image):
         env.pop("ASSEMBLAGE_CACHE_DIR", None)
         env_args = [a for k, v in sorted(env.items()) for a in ("-e", f"{k}={v}")]
         # without the flags bubblewrap needs, the worker's builds fail as sandbox_unavailable, as they must
-        docker("run", "-d", "--rm", "--name", name, "--network", "host", "--memory", "4g", *SANDBOX_FLAGS, *env_args,
-               image, "assemblage", "worker", "-Q", "crawl,linux", "-c", "2", "-n", "docker@%h", check=True)
+        docker(
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--memory",
+            "4g",
+            *SANDBOX_FLAGS,
+            *env_args,
+            image,
+            "assemblage",
+            "worker",
+            "-Q",
+            "crawl,linux",
+            "-c",
+            "2",
+            "-n",
+            "docker@%h",
+            check=True,
+        )
         try:
             deadline = time.monotonic() + 90
             while not st._heartbeat_seen("docker"):
                 running = docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip()
                 if running != "true" or time.monotonic() > deadline:
                     logs = docker("logs", name)
-                    raise AssertionError(f"the container worker did not start:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+                    raise AssertionError(
+                        f"the container worker did not start:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}"
+                    )
                 time.sleep(0.5)
             st.container = name  # type: ignore[attr-defined]
             yield st
@@ -96,7 +119,9 @@ def test_the_container_built_every_configuration(stack, finished_run):
 def test_labels_from_the_container_match_the_configuration(finished_run):
     run, client = finished_run
     items = client.get("/binaries", params={"run": run["id"], "limit": 100}).json()["items"]
-    assert {b["config"] for b in items} == {f"linux-x86_64-{tc}-{o}" for tc in ("gcc-12", "clang-19") for o in ("O0", "O2")}
+    assert {b["config"] for b in items} == {
+        f"linux-x86_64-{tc}-{o}" for tc in ("gcc-12", "clang-19") for o in ("O0", "O2")
+    }
     with_main = set()
     for b in items:
         detail = client.get(f"/binaries/{b['id']}").json()
@@ -128,7 +153,17 @@ def test_the_build_log_says_which_compiler_ran(finished_run):
 
 def test_the_compose_health_check_command_answers_in_the_container(stack):
     """docker-compose.yml's worker health check (celery inspect ping of the node) works in the image."""
-    r = subprocess.run(["docker", "exec", stack.container, "sh", "-c",
-                        "celery -A assemblage.tasks.jobs inspect ping -d docker@$(hostname) --timeout 10"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            "docker",
+            "exec",
+            stack.container,
+            "sh",
+            "-c",
+            "celery -A assemblage.tasks.jobs inspect ping -d docker@$(hostname) --timeout 10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and "pong" in r.stdout, (r.stdout, r.stderr)

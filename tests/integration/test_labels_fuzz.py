@@ -33,11 +33,14 @@ def seeds() -> list[Seed]:
     if not _SEEDS:
         need("gcc-12", "clang++-19")
         with tempfile.TemporaryDirectory() as d:
-            for cc, srcs, extra in (("gcc-12", ["labels.c"], []),
-                                    ("clang++-19", ["labels.cpp", "second.cpp"], ["-gdwarf-5"])):
+            for cc, srcs, extra in (
+                ("gcc-12", ["labels.c"], []),
+                ("clang++-19", ["labels.cpp", "second.cpp"], ["-gdwarf-5"]),
+            ):
                 exe = Path(d) / cc
-                subprocess.run([cc, "-g", "-O2", *extra, "-o", str(exe), *(str(FIXTURES / s) for s in srcs)],
-                               check=True)
+                subprocess.run(
+                    [cc, "-g", "-O2", *extra, "-o", str(exe), *(str(FIXTURES / s) for s in srcs)], check=True
+                )
                 _SEEDS.append(elf_seed(cc, exe.read_bytes(), str(exe)))
     return _SEEDS
 

@@ -19,8 +19,9 @@ CONFIGS = [f"linux-x86_64-{tc}-{opt}" for tc in ("gcc-12", "clang-19") for opt i
 
 
 def assemblage(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assemblage.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "assemblage.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=900
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +32,9 @@ def corpus(tmp_path_factory) -> Path:
     recipe.write_text(f"""
 name: spine-test
 sources:
-  - path: {SAMPLES / 'calc'}
-  - path: {SAMPLES / 'shapes'}
-  - path: {SAMPLES / 'broken'}
+  - path: {SAMPLES / "calc"}
+  - path: {SAMPLES / "shapes"}
+  - path: {SAMPLES / "broken"}
 matrix:
   toolchain: [gcc-12, clang-19]
   opt: [O0, O2]
@@ -106,8 +107,9 @@ def test_function_boundaries_and_names_match_nm(corpus: Path) -> None:
     for b in con.execute("select id, path, config from binaries").fetchall():
         binary = corpus / "out" / b["path"]
         truth = nm_functions(binary)
-        ours = con.execute("select name, linkage_name, start, end, size from functions where binary_id = ?",
-                           (b["id"],)).fetchall()
+        ours = con.execute(
+            "select name, linkage_name, start, end, size from functions where binary_id = ?", (b["id"],)
+        ).fetchall()
         assert ours, b["config"]
         matched = 0
         for f in ours:
@@ -121,7 +123,9 @@ def test_function_boundaries_and_names_match_nm(corpus: Path) -> None:
                     assert f["size"] == size, (b["config"], f["name"])
                 matched += 1
         # every function of our own sources with a symbol is found
-        own = {n for a, (n, s) in truth.items() if n in {"main", "evaluate", "fibonacci", "parse_expression", "free_tree"}}
+        own = {
+            n for a, (n, s) in truth.items() if n in {"main", "evaluate", "fibonacci", "parse_expression", "free_tree"}
+        }
         ours_names = {f["name"] for f in ours}
         assert own <= ours_names, (b["config"], own - ours_names)
         assert matched >= len(own)
@@ -129,9 +133,13 @@ def test_function_boundaries_and_names_match_nm(corpus: Path) -> None:
 
 def test_static_and_recursive_functions_are_labelled(corpus: Path) -> None:
     con = db(corpus)
-    names = {r[0] for r in con.execute(
-        "select f.name from functions f join binaries b on b.id = f.binary_id "
-        "where b.file_name = 'calc' and b.optimization = 'O0'")}
+    names = {
+        r[0]
+        for r in con.execute(
+            "select f.name from functions f join binaries b on b.id = f.binary_id "
+            "where b.file_name = 'calc' and b.optimization = 'O0'"
+        )
+    }
     assert {"parse_sum", "parse_primary", "skip_spaces", "apply", "fibonacci", "evaluate", "main"} <= names
 
 
@@ -139,7 +147,8 @@ def test_cpp_methods_and_templates_are_labelled(corpus: Path) -> None:
     con = db(corpus)
     rows = con.execute(
         "select f.name, f.linkage_name, f.demangled from functions f join binaries b on b.id = f.binary_id "
-        "where b.file_name = 'libgeometry.so' and b.optimization = 'O0'").fetchall()
+        "where b.file_name = 'libgeometry.so' and b.optimization = 'O0'"
+    ).fetchall()
     demangled = " ".join(r["demangled"] or r["name"] for r in rows)
     assert "geo::Circle::area" in demangled
     assert "geo::Registry::total_area" in demangled
@@ -153,8 +162,12 @@ def test_lines_and_rvas_belong_to_functions(corpus: Path) -> None:
         where l.rva < f.start or l.rva >= f.end""").fetchone()[0]
     assert bad == 0
     assert con.execute("select count(*) from lines").fetchone()[0] > 100
-    assert con.execute("select count(*) from functions f left join rvas r on r.function_id = f.id "
-                       "where r.id is null").fetchone()[0] == 0
+    assert (
+        con.execute(
+            "select count(*) from functions f left join rvas r on r.function_id = f.id where r.id is null"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_binaries_are_stored_once_by_sha256_with_stripped_copies(corpus: Path) -> None:
@@ -198,7 +211,9 @@ def test_rerun_reuses_finished_builds(corpus: Path) -> None:
 
 def test_recipe_check_exit_code(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nsources:\n  - git: https://example.invalid/r\n    ref: -x\nmatrix: {toolchain: [gcc-12]}\n")
+    bad.write_text(
+        "name: x\nsources:\n  - git: https://example.invalid/r\n    ref: -x\nmatrix: {toolchain: [gcc-12]}\n"
+    )
     r = assemblage("recipe", "check", str(bad))
     assert r.returncode == 2
     assert "sources[0].ref" in r.stderr
@@ -216,11 +231,16 @@ def test_summary_as_json_and_again_by_report(corpus: Path) -> None:
     assert {k: v for k, v in doc["builds"].items() if k != "total"} == by_status
     assert doc["builds"]["total"] == 3 * len(CONFIGS)
     assert doc["binaries"] == con.execute("select count(*) from binaries where run_id = 1").fetchone()[0]
-    assert doc["functions"] == con.execute(
-        "select count(*) from functions f join binaries b on b.id = f.binary_id where b.run_id = 1").fetchone()[0]
+    assert (
+        doc["functions"]
+        == con.execute(
+            "select count(*) from functions f join binaries b on b.id = f.binary_id where b.run_id = 1"
+        ).fetchone()[0]
+    )
     assert {"status": "failed", "reason": "compile_error", "builds": len(CONFIGS)} in doc["reasons"]
     assert {(c["source"], c["config"]) for c in doc["cells"]} == {
-        (s, c) for s in ("calc", "shapes", "broken") for c in CONFIGS}
+        (s, c) for s in ("calc", "shapes", "broken") for c in CONFIGS
+    }
     assert doc["dataset"].endswith("dataset.sqlite")
     # --allow-failures: a script that accepts partial runs gets 0
     ok = assemblage("report", str(out), "--run", "1", "--allow-failures")
@@ -232,7 +252,9 @@ def test_summary_as_json_and_again_by_report(corpus: Path) -> None:
 def test_build_json_of_a_clean_run_exits_0(tmp_path: Path) -> None:
     need("gcc-12")
     recipe = tmp_path / "ok.yaml"
-    recipe.write_text(f"name: ok\nsources: [{{path: {SAMPLES / 'calc'}}}]\nmatrix: {{toolchain: [gcc-12], opt: [O1]}}\n")
+    recipe.write_text(
+        f"name: ok\nsources: [{{path: {SAMPLES / 'calc'}}}]\nmatrix: {{toolchain: [gcc-12], opt: [O1]}}\n"
+    )
     r = assemblage("build", str(recipe), "--out", str(tmp_path / "out"), "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)  # stdout is the JSON object and nothing else
@@ -257,8 +279,10 @@ def test_observed_flags_are_clean(corpus: Path) -> None:
 def test_start_up_symbols_get_their_extent(corpus: Path) -> None:
     """crt code whose symbols say size 0 gets a real extent and hashes; nothing is left at size 0."""
     con = db(corpus)
-    rows = con.execute("select f.name, f.size, f.hash, f.size_inferred from functions f"
-                       " join binaries b on b.id = f.binary_id where b.format = 'elf'").fetchall()
+    rows = con.execute(
+        "select f.name, f.size, f.hash, f.size_inferred from functions f"
+        " join binaries b on b.id = f.binary_id where b.format = 'elf'"
+    ).fetchall()
     inferred = {r["name"] for r in rows if r["size_inferred"]}
     assert {"_init", "deregister_tm_clones", "frame_dummy"} <= inferred, inferred
     assert all(r["size"] > 0 and r["hash"] for r in rows if r["size_inferred"])
@@ -270,10 +294,12 @@ def test_a_binary_left_twice_by_a_build_is_analysed_once(tmp_path: Path) -> None
     need("gcc-12", "nm")
     src = tmp_path / "twice"
     src.mkdir()
-    (src / "twice.c").write_text("static int sq(int x) { return x * x; }\n"
-                                 "int main(int argc, char **argv) { (void)argv; return sq(argc); }\n")
-    (src / "Makefile").write_text("all:\n\t$(CC) $(CFLAGS) -o twice twice.c\n"
-                                  "\tmkdir -p programs && cp -p twice programs/twice\n")
+    (src / "twice.c").write_text(
+        "static int sq(int x) { return x * x; }\nint main(int argc, char **argv) { (void)argv; return sq(argc); }\n"
+    )
+    (src / "Makefile").write_text(
+        "all:\n\t$(CC) $(CFLAGS) -o twice twice.c\n\tmkdir -p programs && cp -p twice programs/twice\n"
+    )
     recipe = tmp_path / "twice.yaml"
     recipe.write_text(f"name: twice\nsources: [{{path: {src}}}]\nmatrix: {{toolchain: [gcc-12], opt: [O0]}}\n")
     r = assemblage("build", str(recipe), "--out", str(tmp_path / "out"), "--json")
@@ -281,9 +307,15 @@ def test_a_binary_left_twice_by_a_build_is_analysed_once(tmp_path: Path) -> None
     con = sqlite3.connect(tmp_path / "out" / "dataset.sqlite")
     rows = con.execute("select relpath, hash, function_count from binaries order by relpath").fetchall()
     assert [r[0] for r in rows] == ["programs/twice", "twice"] and rows[0][1] == rows[1][1]
-    names = [sorted(n for (n,) in con.execute(
-        "select f.name from functions f join binaries b on b.id = f.binary_id where b.relpath = ?", (rel,)))
-        for rel, _, _ in rows]
+    names = [
+        sorted(
+            n
+            for (n,) in con.execute(
+                "select f.name from functions f join binaries b on b.id = f.binary_id where b.relpath = ?", (rel,)
+            )
+        )
+        for rel, _, _ in rows
+    ]
     assert names[0] == names[1] and {"main", "sq"} <= set(names[0]) and rows[0][2] == rows[1][2] == len(names[0])
     (key,) = con.execute("select log_key from builds").fetchone()
     assert "analysed once" in (tmp_path / "out" / key).read_text()
@@ -310,10 +342,12 @@ def test_ground_truth_goes_straight_to_the_driver_and_finished_at_follows_it(tmp
 
     written: list = []
     real_write = steps._write_binaries
-    monkeypatch.setattr(steps, "_write_binaries",
-                        lambda *a, **k: (real_write(*a, **k), written.append(m.utcnow()))[0])
-    doc = {"name": "rows", "sources": [{"path": str(SAMPLES / "shapes")}],
-           "matrix": {"toolchain": ["gcc-12"], "opt": ["O2"]}}
+    monkeypatch.setattr(steps, "_write_binaries", lambda *a, **k: (real_write(*a, **k), written.append(m.utcnow()))[0])
+    doc = {
+        "name": "rows",
+        "sources": [{"path": str(SAMPLES / "shapes")}],
+        "matrix": {"toolchain": ["gcc-12"], "opt": ["O2"]},
+    }
     dataset = open_dataset(tmp_path / "out")
     event.listen(Session, "do_orm_execute", on_orm)
     try:
@@ -322,7 +356,7 @@ def test_ground_truth_goes_straight_to_the_driver_and_finished_at_follows_it(tmp
         event.remove(Session, "do_orm_execute", on_orm)
     assert not {"functions", "rvas", "lines", "inlines"} & set(orm_inserts), orm_inserts
     con = sqlite3.connect(dataset.db_path)
-    (status, finished), = con.execute("select status, finished_at from builds").fetchall()
+    ((status, finished),) = con.execute("select status, finished_at from builds").fetchall()
     assert status == "succeeded" and len(written) == 1
     assert finished >= written[0].replace(tzinfo=None).isoformat(" "), (finished, written)
     binaries = con.execute("select id, path from binaries").fetchall()
@@ -331,13 +365,22 @@ def test_ground_truth_goes_straight_to_the_driver_and_finished_at_follows_it(tmp
         a = analyze_file(tmp_path / "out" / key)
         count = lambda sql, bid=bid: con.execute(sql, (bid,)).fetchone()[0]  # noqa: E731
         assert count("select count(*) from functions where binary_id = ?") == len(a.functions)
-        assert count("select count(*) from rvas r join functions f on f.id = r.function_id where f.binary_id = ?") \
-            == sum(len(f.ranges) or 1 for f in a.functions)
-        assert count("select count(*) from lines l join functions f on f.id = l.function_id where f.binary_id = ?") \
-            == sum(len(f.lines) for f in a.functions) > 0
+        assert count(
+            "select count(*) from rvas r join functions f on f.id = r.function_id where f.binary_id = ?"
+        ) == sum(len(f.ranges) or 1 for f in a.functions)
+        assert (
+            count("select count(*) from lines l join functions f on f.id = l.function_id where f.binary_id = ?")
+            == sum(len(f.lines) for f in a.functions)
+            > 0
+        )
         assert count("select count(*) from inlines where binary_id = ?") == sum(len(i.ranges) for i in a.inlinings)
-        assert count("select count(*) from lines l join functions f on f.id = l.function_id"
-                     " where f.binary_id = ? and l.source_code is not null") > 0
+        assert (
+            count(
+                "select count(*) from lines l join functions f on f.id = l.function_id"
+                " where f.binary_id = ? and l.source_code is not null"
+            )
+            > 0
+        )
 
 
 def test_builds_of_one_source_lex_its_files_once(tmp_path: Path, monkeypatch) -> None:
@@ -357,8 +400,11 @@ def test_builds_of_one_source_lex_its_files_once(tmp_path: Path, monkeypatch) ->
 
     monkeypatch.setattr(text.SourceFile, "__init__", counting)
     monkeypatch.setattr(steps, "_TEXT_CACHES", {})
-    doc = {"name": "lex-once", "sources": [{"path": str(SAMPLES / "calc")}],
-           "matrix": {"toolchain": ["gcc-12"], "opt": ["O0", "O1", "O2"]}}
+    doc = {
+        "name": "lex-once",
+        "sources": [{"path": str(SAMPLES / "calc")}],
+        "matrix": {"toolchain": ["gcc-12"], "opt": ["O0", "O1", "O2"]},
+    }
     dataset = open_dataset(tmp_path / "out")
     run_recipe(dataset, parse_recipe(doc), json.dumps(doc), tmp_path, jobs=1)
     con = sqlite3.connect(dataset.db_path)

@@ -20,8 +20,9 @@ def test_a_crashing_build_is_recorded_and_the_run_goes_on(tmp_path: Path, monkey
     src = tmp_path / "p"
     src.mkdir()
     (src / "main.c").write_text("int main(void){return 0;}\n")
-    recipe = parse_recipe({"name": "r", "sources": [{"path": str(src)}],
-                           "matrix": {"toolchain": ["gcc-12"], "opt": ["O0", "O1", "O2"]}})
+    recipe = parse_recipe(
+        {"name": "r", "sources": [{"path": str(src)}], "matrix": {"toolchain": ["gcc-12"], "opt": ["O0", "O1", "O2"]}}
+    )
     real = embedded.execute_build
     calls = []
 

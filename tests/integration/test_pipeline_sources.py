@@ -21,8 +21,13 @@ pytestmark = pytest.mark.integration
 
 
 def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=cwd,
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def test_git_archive_and_failing_sources(tmp_path: Path, monkeypatch) -> None:
@@ -47,16 +52,18 @@ def test_git_archive_and_failing_sources(tmp_path: Path, monkeypatch) -> None:
     with tarfile.open(good, "w:gz") as tf:
         tf.add(SAMPLES / "vecmath", arcname="vecmath-1.0")
 
-    recipe = parse_recipe({
-        "name": "sources",
-        "sources": [
-            {"git": str(repo), "ref": "v1.0"},
-            {"archive": str(good)},
-            {"archive": str(evil)},
-            {"github": {"query": "language:c", "limit": 5}},
-        ],
-        "matrix": {"toolchain": ["gcc-12"], "opt": ["O1"]},
-    })
+    recipe = parse_recipe(
+        {
+            "name": "sources",
+            "sources": [
+                {"git": str(repo), "ref": "v1.0"},
+                {"archive": str(good)},
+                {"archive": str(evil)},
+                {"github": {"query": "language:c", "limit": 5}},
+            ],
+            "matrix": {"toolchain": ["gcc-12"], "opt": ["O1"]},
+        }
+    )
     ds = open_dataset(tmp_path / "out")
     run_id = run_recipe(ds, recipe, "sources", tmp_path, jobs=2)
     assert not (tmp_path / "escaped.c").exists()
@@ -109,12 +116,16 @@ def test_builds_start_while_other_sources_are_still_fetched(tmp_path: Path) -> N
     server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        recipe = parse_recipe({
-            "name": "overlap",
-            "sources": [{"path": str(SAMPLES / "calc")},
-                        {"archive": f"http://127.0.0.1:{server.server_port}/vec.tar.gz"}],
-            "matrix": {"toolchain": ["gcc-12"], "opt": ["O0"]},
-        })
+        recipe = parse_recipe(
+            {
+                "name": "overlap",
+                "sources": [
+                    {"path": str(SAMPLES / "calc")},
+                    {"archive": f"http://127.0.0.1:{server.server_port}/vec.tar.gz"},
+                ],
+                "matrix": {"toolchain": ["gcc-12"], "opt": ["O0"]},
+            }
+        )
         ds = open_dataset(tmp_path / "out")
         run_id = run_recipe(ds, recipe, "overlap", tmp_path, jobs=1)
     finally:
@@ -123,8 +134,9 @@ def test_builds_start_while_other_sources_are_still_fetched(tmp_path: Path) -> N
         rep = run_report(s, run_id)
     assert [c.status for c in rep.cells] == ["succeeded", "succeeded"], [c.message for c in rep.cells]
     con = sqlite3.connect(ds.db_path)
-    started = con.execute("select b.started_at from builds b join sources s on s.id = b.source_id "
-                          "where s.kind = 'path'").fetchone()[0]
+    started = con.execute(
+        "select b.started_at from builds b join sources s on s.id = b.source_id where s.kind = 'path'"
+    ).fetchone()[0]
     from datetime import datetime
 
     started_at = datetime.fromisoformat(started).replace(tzinfo=UTC).timestamp()

@@ -55,7 +55,7 @@ def test_build_paths_are_named(tmp_path):
     need("gcc-12")
     for d in ("one", "two"):
         (tmp_path / d).mkdir()
-        (tmp_path / d / "d.c").write_text(DATED.replace("__DATE__ \" \" __TIME__", '"x"'))
+        (tmp_path / d / "d.c").write_text(DATED.replace('__DATE__ " " __TIME__', '"x"'))
         cc("gcc-12", "-O2", "-g", "d.c", "-o", "../" + d + ".bin", cwd=tmp_path / d)
     diff = compare_files(tmp_path / "one.bin", tmp_path / "two.bin")
     causes = sections(diff)
@@ -80,8 +80,18 @@ def _calc_objects(tmp_path: Path) -> None:
     for f in ("main.c", "eval.c", "parser.c", "calc.h"):
         shutil.copy(SAMPLES / "calc" / f, tmp_path)
     for f in ("main", "eval", "parser"):
-        cc("clang-19", "--target=x86_64-w64-mingw32", "-O2", "-g", "-gcodeview", "-c", f"{f}.c", "-o", f"{f}.o",
-           cwd=tmp_path)
+        cc(
+            "clang-19",
+            "--target=x86_64-w64-mingw32",
+            "-O2",
+            "-g",
+            "-gcodeview",
+            "-c",
+            f"{f}.c",
+            "-o",
+            f"{f}.o",
+            cwd=tmp_path,
+        )
 
 
 def test_the_pe_time_stamp_is_named_and_brepro_removes_it(tmp_path):
@@ -91,8 +101,20 @@ def test_the_pe_time_stamp_is_named_and_brepro_removes_it(tmp_path):
     for brepro in (False, True):
         for i in (1, 2):
             extra = ["-Wl,-Xlink=-Brepro"] if brepro else []
-            cc("clang-19", "--target=x86_64-w64-mingw32", "-fuse-ld=lld-19", "-g", "-Wl,--pdb=", *extra,
-               "main.o", "eval.o", "parser.o", "-o", "c.exe", cwd=tmp_path)
+            cc(
+                "clang-19",
+                "--target=x86_64-w64-mingw32",
+                "-fuse-ld=lld-19",
+                "-g",
+                "-Wl,--pdb=",
+                *extra,
+                "main.o",
+                "eval.o",
+                "parser.o",
+                "-o",
+                "c.exe",
+                cwd=tmp_path,
+            )
             out[(brepro, i)] = (tmp_path / "c.exe").read_bytes()
             time.sleep(1.1)  # a new second: a new time stamp
     a, b = tmp_path / "a.exe", tmp_path / "b.exe"
@@ -109,8 +131,21 @@ def test_clang_temporary_object_names_in_a_pdb_are_randomised_names(tmp_path):
     _calc_objects(tmp_path)
     pdbs = []
     for i in (1, 2):  # compile and link in one call: the objects get random temporary names
-        cc("clang-19", "--target=x86_64-w64-mingw32", "-fuse-ld=lld-19", "-g", "-gcodeview", "-Wl,--pdb=",
-           "-Wl,-Xlink=-Brepro", "main.c", "eval.c", "parser.c", "-o", "c.exe", cwd=tmp_path)
+        cc(
+            "clang-19",
+            "--target=x86_64-w64-mingw32",
+            "-fuse-ld=lld-19",
+            "-g",
+            "-gcodeview",
+            "-Wl,--pdb=",
+            "-Wl,-Xlink=-Brepro",
+            "main.c",
+            "eval.c",
+            "parser.c",
+            "-o",
+            "c.exe",
+            cwd=tmp_path,
+        )
         pdbs.append(tmp_path / f"c{i}.pdb")
         shutil.copy(tmp_path / "c.pdb", pdbs[-1])
     diff = compare_files(*pdbs)
@@ -121,8 +156,10 @@ def test_clang_temporary_object_names_in_a_pdb_are_randomised_names(tmp_path):
 def _build_twice(config: str, src: Path, tmp_path: Path, epoch: int = 1700000000) -> list[dict[str, str]]:
     out = []
     for i in (1, 2):
-        outcome = run_build(BuildRequest(source_dir=src, config=Config.parse(config), source_date_epoch=epoch),
-                            tmp_path / f"{config}-{i}.log")
+        outcome = run_build(
+            BuildRequest(source_dir=src, config=Config.parse(config), source_date_epoch=epoch),
+            tmp_path / f"{config}-{i}.log",
+        )
         try:
             assert outcome.status == "succeeded", (tmp_path / f"{config}-{i}.log").read_text()[-3000:]
             files = {b.relpath: hashlib.sha256(b.path.read_bytes()).hexdigest() for b in outcome.binaries}
@@ -134,11 +171,14 @@ def _build_twice(config: str, src: Path, tmp_path: Path, epoch: int = 1700000000
     return out
 
 
-@pytest.mark.parametrize("config,tools", [
-    ("windows-x86_64-clang-19-O2", ("clang-19", "lld-19", "x86_64-w64-mingw32-gcc")),
-    ("windows-i686-mingw-gcc-12-O2", ("i686-w64-mingw32-gcc",)),
-    ("linux-x86_64-clang-14-O2", ("clang-14",)),
-])
+@pytest.mark.parametrize(
+    "config,tools",
+    [
+        ("windows-x86_64-clang-19-O2", ("clang-19", "lld-19", "x86_64-w64-mingw32-gcc")),
+        ("windows-i686-mingw-gcc-12-O2", ("i686-w64-mingw32-gcc",)),
+        ("linux-x86_64-clang-14-O2", ("clang-14",)),
+    ],
+)
 def test_our_builds_of_dated_windows_and_clang_14_programs_are_identical(config, tools, tmp_path):
     need(*tools)
     src = tmp_path / "src"
@@ -148,8 +188,10 @@ def test_our_builds_of_dated_windows_and_clang_14_programs_are_identical(config,
     first, second = _build_twice(config, src, tmp_path)
     assert first and first == second
     if "clang-14" in config:  # it ignores SOURCE_DATE_EPOCH: the wrapper's macros carry the date
-        run = run_build(BuildRequest(source_dir=src, config=Config.parse(config), source_date_epoch=1700000000),
-                        tmp_path / "again.log")
+        run = run_build(
+            BuildRequest(source_dir=src, config=Config.parse(config), source_date_epoch=1700000000),
+            tmp_path / "again.log",
+        )
         try:
             assert b"Nov 14 2023 22:13:20" in run.binaries[0].path.read_bytes()
         finally:
@@ -164,15 +206,21 @@ def test_without_the_sandbox_the_prefix_map_still_gives_gcc_builds_one_path(tmp_
     try:
         first, second = [], []
         for out in (first, second):
-            outcome = run_build(BuildRequest(source_dir=SAMPLES / "calc", config=Config.parse("linux-x86_64-gcc-12-O2")),
-                                tmp_path / "b.log")
+            outcome = run_build(
+                BuildRequest(source_dir=SAMPLES / "calc", config=Config.parse("linux-x86_64-gcc-12-O2")),
+                tmp_path / "b.log",
+            )
             try:
                 assert outcome.status == "succeeded" and not outcome.sandboxed
                 assert outcome.environment.wrapper_flags[0].startswith("-ffile-prefix-map=/")
                 assert outcome.environment.wrapper_flags[0].endswith("=/build")
                 out.append(outcome.binaries[0].path.read_bytes())
-                dump = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(outcome.binaries[0].path)],
-                                      capture_output=True, text=True, check=True).stdout
+                dump = subprocess.run(
+                    ["llvm-dwarfdump-19", "--debug-info", str(outcome.binaries[0].path)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
                 dirs = set(re.findall(r'DW_AT_comp_dir\s+\("([^"]*)"\)', dump))
                 assert dirs == {"/build/src"}, dirs
                 assert "asm-build-" not in dump.split("\n", 1)[1]  # the first line names the file dumped

@@ -22,8 +22,10 @@ pytestmark = [pytest.mark.integration, skip_without_docker]
 @pytest.fixture(scope="module")
 def docker_run(tmp_path_factory):
     require_image()
-    text = (f"name: repro-docker\nsources:\n  - path: recipes/samples/calc\nmatrix:\n  toolchain: [gcc-12, clang-19]\n"
-            f"  opt: [O2]\nbuild:\n  runner: docker\n  image: {IMAGE}\n")
+    text = (
+        f"name: repro-docker\nsources:\n  - path: recipes/samples/calc\nmatrix:\n  toolchain: [gcc-12, clang-19]\n"
+        f"  opt: [O2]\nbuild:\n  runner: docker\n  image: {IMAGE}\n"
+    )
     dataset = open_dataset(tmp_path_factory.mktemp("repro-docker") / "out")
     run_id = run_recipe(dataset, parse_recipe_text(text), text, REPO, jobs=2)
     with dataset.context.sessions() as s:
@@ -39,10 +41,23 @@ def test_the_lock_records_the_image_digest_and_the_image_compilers(docker_run):
         tc = lock.toolchains[b.toolchain]
         assert tc.runner == "docker" and tc.image.id == image_id
     gcc = next(t for t in lock.toolchains if t.toolchain == "gcc-12")
-    in_image = docker("run", "--rm", "--network", "none", "--entrypoint", "", IMAGE, "gcc-12", "--version",
-                      check=True).stdout.splitlines()[0]
-    pkg = docker("run", "--rm", "--network", "none", "--entrypoint", "", IMAGE, "dpkg-query", "-W", "-f=${Version}",
-                 "gcc-12", check=True).stdout
+    in_image = docker(
+        "run", "--rm", "--network", "none", "--entrypoint", "", IMAGE, "gcc-12", "--version", check=True
+    ).stdout.splitlines()[0]
+    pkg = docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "",
+        IMAGE,
+        "dpkg-query",
+        "-W",
+        "-f=${Version}",
+        "gcc-12",
+        check=True,
+    ).stdout
     assert gcc.tools[0].version == in_image and gcc.packages["gcc-12"] == pkg
 
 
@@ -74,10 +89,18 @@ def test_dependency_images_recorded_on_a_build_are_checked_by_id(docker_run, tmp
     assert deps.dependency_images[0].id == base_id
     same = lock.model_copy(update={"builds": [lock.builds[0].model_copy(update={"settings": deps})]})
     assert check_drift(same, same.builds, base=REPO, cache=tmp_path / "cache") == []
-    gone = deps.model_copy(update={"dependency_images": [ImageRef(name="assemblage-base:bookworm", id="sha256:" + "1" * 64),
-                                                         ImageRef(name="assemblage-h6-repro-missing:x", id="sha256:2")]})
+    gone = deps.model_copy(
+        update={
+            "dependency_images": [
+                ImageRef(name="assemblage-base:bookworm", id="sha256:" + "1" * 64),
+                ImageRef(name="assemblage-h6-repro-missing:x", id="sha256:2"),
+            ]
+        }
+    )
     other = lock.model_copy(update={"builds": [lock.builds[0].model_copy(update={"settings": gone})]})
     drift = check_drift(other, other.builds, base=REPO, cache=tmp_path / "cache")
-    assert [d.what for d in drift] == ["dependency image assemblage-base:bookworm id",
-                                       "dependency image assemblage-h6-repro-missing:x id"]
+    assert [d.what for d in drift] == [
+        "dependency image assemblage-base:bookworm id",
+        "dependency image assemblage-h6-repro-missing:x id",
+    ]
     assert drift[0].here == base_id and drift[1].here.startswith("unavailable")

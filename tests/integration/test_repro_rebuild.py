@@ -25,8 +25,15 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_COMMITTER_DATE": COMMIT_DATE, "GIT_AUTHOR_DATE": COMMIT_DATE}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+        "GIT_COMMITTER_DATE": COMMIT_DATE,
+        "GIT_AUTHOR_DATE": COMMIT_DATE,
+    }
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -51,8 +58,9 @@ def locked(tmp_path_factory):
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "calc")
     first = git(repo, "rev-parse", "HEAD")
-    (root / "r.yaml").write_text("name: rebuild-git\nsources:\n  - git: calc\n    ref: main\n"
-                                 "matrix:\n  toolchain: [gcc-12]\n  opt: [O0, O2]\n")
+    (root / "r.yaml").write_text(
+        "name: rebuild-git\nsources:\n  - git: calc\n    ref: main\nmatrix:\n  toolchain: [gcc-12]\n  opt: [O0, O2]\n"
+    )
     r = cli("build", "r.yaml", "--out", "first", "-q", "-j", "2", cwd=root)
     assert r.returncode == 0, r.stderr
     lock = cli("lock", "first", cwd=root)
@@ -113,5 +121,9 @@ def test_rebuild_refuses_a_toolchain_that_differs_unless_told_and_records_it(loc
     drift = json.loads(origin)["drift"]
     assert json.loads(origin)["allow_drift"] is True
     assert [d for d in drift if d["what"].endswith("gcc-12 --version")] == [
-        {"what": "toolchain gcc-12 (linux-x86_64, local): gcc-12 --version",
-         "locked": "gcc-12 (Debian 12.1.0-1) 12.1.0", "here": real}]
+        {
+            "what": "toolchain gcc-12 (linux-x86_64, local): gcc-12 --version",
+            "locked": "gcc-12 (Debian 12.1.0-1) 12.1.0",
+            "here": real,
+        }
+    ]

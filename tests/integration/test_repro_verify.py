@@ -55,7 +55,7 @@ all: stamp
 stamp: stamp.c
 \t$(CC) -DWHEN="\\"$$(date -u +%H:%M:%S.%N)\\"" -DTMP="\\"$$(mktemp -u /tmp/ccXXXXXX)\\"" -o stamp stamp.c
 """
-NONDET_C = '#include <stdio.h>\nint main(void) { puts(WHEN); puts(TMP); return 0; }\n'
+NONDET_C = "#include <stdio.h>\nint main(void) { puts(WHEN); puts(TMP); return 0; }\n"
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -110,8 +110,12 @@ def test_verify_rebuilds_every_build_bit_for_bit(built):
     assert report.identical == report.compared, [d.to_dict() for d in report.differences]
     with dataset.context.sessions() as s:
         v = s.get(m.Verification, report.verification_id)
-        assert (v.run_id, v.compared, v.identical, v.builds) == (run_id, report.compared, report.identical,
-                                                                  report.builds)
+        assert (v.run_id, v.compared, v.identical, v.builds) == (
+            run_id,
+            report.compared,
+            report.identical,
+            report.builds,
+        )
 
 
 def test_cli_verify_sample_ends_with_the_share_and_json_has_the_contract(built):
@@ -139,8 +143,11 @@ def test_a_project_that_is_not_reproducible_gets_its_differences_named_and_store
     src.mkdir()
     (src / "Makefile").write_text(NONDET_MAKEFILE)
     (src / "stamp.c").write_text(NONDET_C)
-    text = ("name: nondet\nsources:\n  - path: nondet\n  - path: " + str(REPO / "recipes/samples/calc") +
-            "\nmatrix:\n  toolchain: [gcc-12]\n  opt: [O2]\n")
+    text = (
+        "name: nondet\nsources:\n  - path: nondet\n  - path: "
+        + str(REPO / "recipes/samples/calc")
+        + "\nmatrix:\n  toolchain: [gcc-12]\n  opt: [O2]\n"
+    )
     dataset = open_dataset(tmp_path / "out")
     run_recipe(dataset, parse_recipe_text(text), text, tmp_path, jobs=2)
     r = cli("verify", str(dataset.root), "--json", "-j", "2")
@@ -162,9 +169,11 @@ def test_a_project_that_is_not_reproducible_gets_its_differences_named_and_store
 
 def test_windows_pe_and_pdb_builds_verify_bit_identical(tmp_path):
     need("clang-19", "lld-19", "x86_64-w64-mingw32-gcc", "i686-w64-mingw32-gcc")
-    text = ("name: repro-windows\nsources:\n  - path: recipes/samples/calc\n  - path: recipes/samples/shapes\n"
-            "matrix:\n  platform: [windows]\n  arch: [x86_64, i686]\n  toolchain: [clang-19, mingw-gcc-12]\n"
-            "  opt: [O2]\nexclude:\n  - {arch: i686, toolchain: clang-19}\n")
+    text = (
+        "name: repro-windows\nsources:\n  - path: recipes/samples/calc\n  - path: recipes/samples/shapes\n"
+        "matrix:\n  platform: [windows]\n  arch: [x86_64, i686]\n  toolchain: [clang-19, mingw-gcc-12]\n"
+        "  opt: [O2]\nexclude:\n  - {arch: i686, toolchain: clang-19}\n"
+    )
     dataset = open_dataset(tmp_path / "out")
     run_id = run_recipe(dataset, parse_recipe_text(text), text, REPO, jobs=2)
     with dataset.context.sessions() as s:

@@ -33,8 +33,11 @@ slow: main.c
 
 
 def _recipe(name: str, path: str, opts: list[str]) -> dict:
-    return {"name": name, "sources": [{"path": path}],
-            "matrix": {"platform": ["linux"], "arch": ["x86_64"], "toolchain": ["gcc-12"], "opt": opts}}
+    return {
+        "name": name,
+        "sources": [{"path": path}],
+        "matrix": {"platform": ["linux"], "arch": ["x86_64"], "toolchain": ["gcc-12"], "opt": opts},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +79,9 @@ def test_a_resubmitted_recipe_lists_the_binaries_it_reused(stack):
     assert two["binaries"] == one["binaries"] == 2
     listed = {r["id"]: r for r in stack.reader.get("/runs", params={"recipe": "again"}).json()["items"]}
     assert set(listed) == {one["id"], two["id"]} and listed[two["id"]]["binaries"] == 2
-    by_name = stack.reader.get("/binaries", params={"source": "calc", "run": two["id"], "config":
-                                                    "linux-x86_64-gcc-12-O2"}).json()["items"]
+    by_name = stack.reader.get(
+        "/binaries", params={"source": "calc", "run": two["id"], "config": "linux-x86_64-gcc-12-O2"}
+    ).json()["items"]
     assert [b["config"] for b in by_name] == ["linux-x86_64-gcc-12-O2"]
 
     # the functions of a real binary, with their hashes, line rows and inlined copies
@@ -153,8 +157,11 @@ def test_swagger_ui_renders_from_the_service_alone(stack, tmp_path):
         b.wait_for("document.querySelectorAll('.opblock').length >= 15", timeout=60)
         paths = b.eval("[...document.querySelectorAll('.opblock-summary-path')].map(e => e.textContent)")
         assert "/api/v1/runs/{run_id}/cancel" in "".join(paths).replace("\u200b", "")
-        hosts = {ev["params"]["request"]["url"].split("/")[2] for ev in b.events
-                 if ev.get("method") == "Network.requestWillBeSent" and "://" in ev["params"]["request"]["url"]}
+        hosts = {
+            ev["params"]["request"]["url"].split("/")[2]
+            for ev in b.events
+            if ev.get("method") == "Network.requestWillBeSent" and "://" in ev["params"]["request"]["url"]
+        }
         assert hosts == {f"127.0.0.1:{stack.api_port}"}, hosts
     finally:
         b.close()

@@ -61,8 +61,12 @@ def test_upgrade_is_idempotent_and_concurrent_upgrades_wait_for_each_other(tmp_p
         import os
 
         env = {**os.environ, **env}
-        procs = [subprocess.Popen(assemblage_cmd("db", "upgrade"), env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                assemblage_cmd("db", "upgrade"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            for _ in range(2)
+        ]
         outs = [p.communicate(timeout=120)[0] for p in procs]
         assert [p.returncode for p in procs] == [0, 0], outs
         again = subprocess.run(assemblage_cmd("db", "upgrade"), env=env, capture_output=True, text=True, timeout=120)
@@ -154,13 +158,31 @@ def test_indexes_serve_the_api_queries(pg_db):
 
 
 def synthetic_analysis(n_funcs: int, lines_per: int):
-    f = [SimpleNamespace(name=f"fn_{i}", sha256="a" * 64, source_file="src/x.c", prototype=None, linkage_name=None,
-                         demangled=None, start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60, size=60, decl_line=i,
-                         compilation_unit="x.c", is_static=False, label_source="dwarf", pic_hash=None, size_inferred=False,
-                         ranges=[SimpleNamespace(start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60)],
-                         lines=[SimpleNamespace(line=i + k, address=0x1000 + 64 * i + 4 * k, length=4,
-                                                source_file="src/x.c") for k in range(lines_per)])
-         for i in range(n_funcs)]
+    f = [
+        SimpleNamespace(
+            name=f"fn_{i}",
+            sha256="a" * 64,
+            source_file="src/x.c",
+            prototype=None,
+            linkage_name=None,
+            demangled=None,
+            start=0x1000 + 64 * i,
+            end=0x1000 + 64 * i + 60,
+            size=60,
+            decl_line=i,
+            compilation_unit="x.c",
+            is_static=False,
+            label_source="dwarf",
+            pic_hash=None,
+            size_inferred=False,
+            ranges=[SimpleNamespace(start=0x1000 + 64 * i, end=0x1000 + 64 * i + 60)],
+            lines=[
+                SimpleNamespace(line=i + k, address=0x1000 + 64 * i + 4 * k, length=4, source_file="src/x.c")
+                for k in range(lines_per)
+            ],
+        )
+        for i in range(n_funcs)
+    ]
     return SimpleNamespace(functions=f, inlinings=[])
 
 
@@ -180,12 +202,19 @@ def test_bulk_insert_of_ground_truth_is_fast(pg_db):
     with sessions() as s:
         assert s.scalar(text("SELECT count(*) FROM functions WHERE binary_id = :b"), {"b": bid}) == 10_000
         assert s.scalar(text("SELECT count(*) FROM lines")) == 30_000
-        first = s.execute(text("SELECT f.name, r.start FROM functions f JOIN rvas r ON r.function_id = f.id"
-                               " WHERE f.binary_id = :b ORDER BY f.id LIMIT 1"), {"b": bid}).one()
+        first = s.execute(
+            text(
+                "SELECT f.name, r.start FROM functions f JOIN rvas r ON r.function_id = f.id"
+                " WHERE f.binary_id = :b ORDER BY f.id LIMIT 1"
+            ),
+            {"b": bid},
+        ).one()
     assert tuple(first) == ("fn_0", 0x1000)
     rate = 50_000 / elapsed
     print(f"ground truth insert: 50,000 rows in {elapsed:.2f}s = {rate:,.0f} rows/s")
-    assert rate > 8_000, f"{rate:,.0f} rows/s"  # a regression guard on a shared 2-core machine; bench/service.py measures
+    assert rate > 8_000, (
+        f"{rate:,.0f} rows/s"
+    )  # a regression guard on a shared 2-core machine; bench/service.py measures
 
 
 def _binary_row(s, m) -> int:
@@ -197,16 +226,32 @@ def _binary_row(s, m) -> int:
     s.add(run)
     s.flush()
     src = m.Source(run_id=run.id, position=0, spec={}, label="x", kind="path", name="x")
-    cfg = m.Configuration(identifier="linux-x86_64-gcc-12-O0", platform="linux", arch="x86_64",
-                          toolchain="gcc-12", opt="O0")
+    cfg = m.Configuration(
+        identifier="linux-x86_64-gcc-12-O0", platform="linux", arch="x86_64", toolchain="gcc-12", opt="O0"
+    )
     s.add_all([src, cfg])
     s.flush()
     b = m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id)
     s.add(b)
     s.flush()
-    binary = m.Binary(file_name="x", path="k", platform="linux", build_mode="Debug", optimization="O0",
-                      hash="0" * 64, size=1, build_id=b.id, run_id=run.id, source="x", source_kind="path",
-                      arch="x86_64", format="elf", toolchain="gcc-12", config=cfg.identifier, relpath="x")
+    binary = m.Binary(
+        file_name="x",
+        path="k",
+        platform="linux",
+        build_mode="Debug",
+        optimization="O0",
+        hash="0" * 64,
+        size=1,
+        build_id=b.id,
+        run_id=run.id,
+        source="x",
+        source_kind="path",
+        arch="x86_64",
+        format="elf",
+        toolchain="gcc-12",
+        config=cfg.identifier,
+        relpath="x",
+    )
     s.add(binary)
     s.flush()
     return binary.id
@@ -217,40 +262,91 @@ def _awkward_analysis():
     names = ["plain", "tab\there", "new\nline", "back\\slash", "cr\rhere", "\\N", "ünïcødé", "operator<<(a, b)", ""]
     fs = []
     for i, name in enumerate(names):
-        ranges = [] if i % 3 == 0 else [SimpleNamespace(start=0x2000 + 256 * i + 16 * k, end=0x2000 + 256 * i + 16 * k + 8)
-                                        for k in range(i % 3)]
-        fs.append(SimpleNamespace(
-            name=name, sha256=None if i % 2 else f"{i:064x}", source_file=None if i == 1 else f"src/{name}.c",
-            prototype=f"int {name}(void)\t// {i}" if i % 2 else None, linkage_name=f"_Z{i}{name}" if i % 4 else None,
-            demangled=None if i % 4 else name, start=0x2000 + 256 * i, end=0x2000 + 256 * i + 200 + i, size=200 + i,
-            decl_line=None if i == 2 else i * 10, compilation_unit=None if i == 3 else "cu\\1.c",
-            is_static=None if i == 4 else bool(i % 2), label_source="dwarf" if i % 2 else "symtab",
-            pic_hash=f"{i + 7:064x}" if i % 2 else None, ranges=ranges, size_inferred=i == 6,
-            lines=[SimpleNamespace(line=i + k, address=0x2000 + 256 * i + 4 * k, length=4 + k,
-                                   source_file=None if k == 1 else f"src/{name}.c") for k in range(i % 4)]))
+        ranges = (
+            []
+            if i % 3 == 0
+            else [
+                SimpleNamespace(start=0x2000 + 256 * i + 16 * k, end=0x2000 + 256 * i + 16 * k + 8)
+                for k in range(i % 3)
+            ]
+        )
+        fs.append(
+            SimpleNamespace(
+                name=name,
+                sha256=None if i % 2 else f"{i:064x}",
+                source_file=None if i == 1 else f"src/{name}.c",
+                prototype=f"int {name}(void)\t// {i}" if i % 2 else None,
+                linkage_name=f"_Z{i}{name}" if i % 4 else None,
+                demangled=None if i % 4 else name,
+                start=0x2000 + 256 * i,
+                end=0x2000 + 256 * i + 200 + i,
+                size=200 + i,
+                decl_line=None if i == 2 else i * 10,
+                compilation_unit=None if i == 3 else "cu\\1.c",
+                is_static=None if i == 4 else bool(i % 2),
+                label_source="dwarf" if i % 2 else "symtab",
+                pic_hash=f"{i + 7:064x}" if i % 2 else None,
+                ranges=ranges,
+                size_inferred=i == 6,
+                lines=[
+                    SimpleNamespace(
+                        line=i + k,
+                        address=0x2000 + 256 * i + 4 * k,
+                        length=4 + k,
+                        source_file=None if k == 1 else f"src/{name}.c",
+                    )
+                    for k in range(i % 4)
+                ],
+            )
+        )
     return SimpleNamespace(functions=fs, inlinings=[])
 
 
 def _stored(s, bid: int):
-    funcs = s.execute(text(
-        'SELECT id, name, hash, source_file, prototype, linkage_name, demangled, start, "end", size, decl_line,'
-        " compilation_unit, is_static, label_source, pic_hash, size_inferred FROM functions WHERE binary_id = :b"
-        " ORDER BY id"),
-        {"b": bid}).all()
+    funcs = s.execute(
+        text(
+            'SELECT id, name, hash, source_file, prototype, linkage_name, demangled, start, "end", size, decl_line,'
+            " compilation_unit, is_static, label_source, pic_hash, size_inferred FROM functions WHERE binary_id = :b"
+            " ORDER BY id"
+        ),
+        {"b": bid},
+    ).all()
     out = []
     for fid, *cols in funcs:
         rvas = s.execute(text('SELECT start, "end" FROM rvas WHERE function_id = :f ORDER BY id'), {"f": fid}).all()
-        lines = s.execute(text("SELECT line_number, rva, length, source_file FROM lines WHERE function_id = :f"
-                               " ORDER BY id"), {"f": fid}).all()
+        lines = s.execute(
+            text("SELECT line_number, rva, length, source_file FROM lines WHERE function_id = :f ORDER BY id"),
+            {"f": fid},
+        ).all()
         out.append((tuple(cols), [tuple(r) for r in rvas], [tuple(r) for r in lines]))
     return out
 
 
 def _expected(a):
-    return [((f.name, f.sha256, f.source_file, f.prototype, f.linkage_name, f.demangled, f.start, f.end, f.size,
-              f.decl_line, f.compilation_unit, f.is_static, f.label_source, f.pic_hash, f.size_inferred),
-             [(r.start, r.end) for r in f.ranges] or [(f.start, f.end)],
-             [(ln.line, ln.address, ln.length, ln.source_file) for ln in f.lines]) for f in a.functions]
+    return [
+        (
+            (
+                f.name,
+                f.sha256,
+                f.source_file,
+                f.prototype,
+                f.linkage_name,
+                f.demangled,
+                f.start,
+                f.end,
+                f.size,
+                f.decl_line,
+                f.compilation_unit,
+                f.is_static,
+                f.label_source,
+                f.pic_hash,
+                f.size_inferred,
+            ),
+            [(r.start, r.end) for r in f.ranges] or [(f.start, f.end)],
+            [(ln.line, ln.address, ln.length, ln.source_file) for ln in f.lines],
+        )
+        for f in a.functions
+    ]
 
 
 def test_stored_ground_truth_equals_the_analysis_on_postgres_and_sqlite(pg_db, tmp_path):

@@ -72,7 +72,8 @@ def test_both_workers_took_work_and_report_heartbeats(stack, finished_run):
     cov = client.get(f"/runs/{run['id']}/coverage").json()
     # the full set of builds (2 sources x 2 levels), each done by one of the two workers, and each worker took work
     assert sorted((c["source"], c["config"]) for c in cov["cells"]) == sorted(
-        (src, f"linux-x86_64-gcc-12-{o}") for src in ("broken", "calc") for o in ("O0", "O2"))
+        (src, f"linux-x86_64-gcc-12-{o}") for src in ("broken", "calc") for o in ("O0", "O2")
+    )
     by_worker: dict[str, list[int]] = {}
     for c in cov["cells"]:
         b = client.get(f"/builds/{c['build_id']}").json()
@@ -83,8 +84,17 @@ def test_both_workers_took_work_and_report_heartbeats(stack, finished_run):
 
 def test_query_binaries_functions_and_download(stack, finished_run):
     run, client = finished_run
-    page = client.get("/binaries", params={"run": run["id"], "toolchain": "gcc-12", "opt": "O2",
-                                           "platform": "linux", "arch": "x86_64", "format": "elf"}).json()
+    page = client.get(
+        "/binaries",
+        params={
+            "run": run["id"],
+            "toolchain": "gcc-12",
+            "opt": "O2",
+            "platform": "linux",
+            "arch": "x86_64",
+            "format": "elf",
+        },
+    ).json()
     assert len(page["items"]) == 1 and page["next"] is None
     b = page["items"][0]
     assert (b["file_name"], b["optimization"], b["config"]) == ("calc", "O2", "linux-x86_64-gcc-12-O2")
@@ -122,9 +132,14 @@ def test_build_log_comes_from_the_store(finished_run):
 def test_resubmitting_reuses_builds_and_stores_nothing_twice(stack, finished_run):
     run, client = finished_run
     submit = stack.client(stack.token("submit"))
-    r = submit.post("/runs", json={"name": "service-e2e", "sources": [{"path": "recipes/samples/calc"}],
-                                   "matrix": {"platform": ["linux"], "arch": ["x86_64"], "toolchain": ["gcc-12"],
-                                              "opt": ["O0", "O2"]}})
+    r = submit.post(
+        "/runs",
+        json={
+            "name": "service-e2e",
+            "sources": [{"path": "recipes/samples/calc"}],
+            "matrix": {"platform": ["linux"], "arch": ["x86_64"], "toolchain": ["gcc-12"], "opt": ["O0", "O2"]},
+        },
+    )
     assert r.status_code == 201, r.text
     again = stack.wait_run(client, r.json()["id"], timeout=120)
     assert again["builds"] == {"succeeded": 2}
@@ -147,8 +162,9 @@ def test_builds_go_to_the_queue_of_their_toolchain_family(stack, finished_run):
 
     _, reader = finished_run
     submit = stack.client(stack.token("submit"))
-    recipe = RECIPE.replace("platform: [linux]", "platform: [windows]").replace("toolchain: [gcc-12]",
-                                                                                  "toolchain: [mingw-gcc-12]")
+    recipe = RECIPE.replace("platform: [linux]", "platform: [windows]").replace(
+        "toolchain: [gcc-12]", "toolchain: [mingw-gcc-12]"
+    )
     recipe = recipe.replace("  - path: recipes/samples/broken\n", "").replace("[O0, O2]", "[O0]")
     r = submit.post("/runs", content=recipe, headers={"Content-Type": "application/yaml"})
     assert r.status_code == 201, r.text

@@ -38,23 +38,29 @@ def slow_project(root: Path, seconds: int) -> str:
     """A make project whose build takes ``seconds`` (so a fault can land in the middle of it)."""
     p = root / f"slow{seconds}"
     p.mkdir(parents=True, exist_ok=True)
-    (p / "slow.c").write_text('#include <stdio.h>\nint work(int x) { return x * 3; }\n'
-                              'int main(void) { printf("%d\\n", work(14)); return 0; }\n')
-    (p / "Makefile").write_text(f"CC ?= cc\nCFLAGS ?= -O2\nslow: slow.c\n\tsleep {seconds}\n\t$(CC) $(CFLAGS) -o slow slow.c\n")
+    (p / "slow.c").write_text(
+        "#include <stdio.h>\nint work(int x) { return x * 3; }\n"
+        'int main(void) { printf("%d\\n", work(14)); return 0; }\n'
+    )
+    (p / "Makefile").write_text(
+        f"CC ?= cc\nCFLAGS ?= -O2\nslow: slow.c\n\tsleep {seconds}\n\t$(CC) $(CFLAGS) -o slow slow.c\n"
+    )
     return p.name
 
 
 def recipe(*paths: str, opts=("O0",)) -> str:
     srcs = "\n".join(f"  - path: {p}" for p in paths)
-    return (f"name: faults\nsources:\n{srcs}\nmatrix:\n  platform: [linux]\n  arch: [x86_64]\n"
-            f"  toolchain: [gcc-12]\n  opt: [{', '.join(opts)}]\n")
+    return (
+        f"name: faults\nsources:\n{srcs}\nmatrix:\n  platform: [linux]\n  arch: [x86_64]\n"
+        f"  toolchain: [gcc-12]\n  opt: [{', '.join(opts)}]\n"
+    )
 
 
 def retried(worker_log: str, error: str) -> bool:
     """Celery's own line for a build task retried on ``error`` (celery.app.trace.LOG_RETRY)."""
-    return re.search(rf"Task assemblage\.build\[[0-9a-f-]{{36}}\] retry: Retry in \d+s: {error}\(", worker_log) is not None
-
-
+    return (
+        re.search(rf"Task assemblage\.build\[[0-9a-f-]{{36}}\] retry: Retry in \d+s: {error}\(", worker_log) is not None
+    )
 
 
 def running_build(client, run_id: int):
@@ -70,6 +76,7 @@ def running_build(client, run_id: int):
             if b["status"] == "running" and b["source"].endswith(("slow8", "slow4", "slow5")):
                 return b
         return None
+
     return find
 
 
@@ -77,12 +84,21 @@ def assert_nothing_doubled(stack: Stack, run_id: int, expected_binaries: int) ->
     engine = create_engine(stack.database_url)
     with engine.connect() as c:
         n = c.execute(text("SELECT count(*) FROM binaries WHERE run_id = :r"), {"r": run_id}).scalar()
-        dup = c.execute(text("SELECT count(*) FROM (SELECT build_id, relpath FROM binaries GROUP BY build_id, relpath"
-                             " HAVING count(*) > 1) d")).scalar()
-        funcs = c.execute(text("SELECT count(*) FROM (SELECT binary_id, name, start FROM functions"
-                               " GROUP BY binary_id, name, start HAVING count(*) > 1) d")).scalar()
-        open_builds = c.execute(text("SELECT count(*) FROM builds WHERE run_id = :r AND status IN"
-                                     " ('pending', 'running')"), {"r": run_id}).scalar()
+        dup = c.execute(
+            text(
+                "SELECT count(*) FROM (SELECT build_id, relpath FROM binaries GROUP BY build_id, relpath"
+                " HAVING count(*) > 1) d"
+            )
+        ).scalar()
+        funcs = c.execute(
+            text(
+                "SELECT count(*) FROM (SELECT binary_id, name, start FROM functions"
+                " GROUP BY binary_id, name, start HAVING count(*) > 1) d"
+            )
+        ).scalar()
+        open_builds = c.execute(
+            text("SELECT count(*) FROM builds WHERE run_id = :r AND status IN ('pending', 'running')"), {"r": run_id}
+        ).scalar()
     engine.dispose()
     assert (n, dup, funcs, open_builds) == (expected_binaries, 0, 0, 0)
 
@@ -94,8 +110,9 @@ def test_worker_killed_mid_build_is_redelivered_and_finishes_once(tmp_path):
         st.start_api()
         st.start_worker("wa")
         client = st.client(st.token("submit"))
-        run_id = client.post("/runs", content=recipe(slow, "recipes/samples/calc"),
-                             headers={"Content-Type": "application/yaml"}).json()["id"]
+        run_id = client.post(
+            "/runs", content=recipe(slow, "recipes/samples/calc"), headers={"Content-Type": "application/yaml"}
+        ).json()["id"]
         b = wait_for(running_build(client, run_id), 60, "the slow build to start")
         assert b["worker"].startswith("wa@")
         time.sleep(1.5)
@@ -108,7 +125,9 @@ def test_worker_killed_mid_build_is_redelivered_and_finishes_once(tmp_path):
         assert after["status"] == "succeeded" and after["worker"].startswith("wb@") and after["attempts"] >= 2
         assert_nothing_doubled(st, run_id, expected_binaries=2)
         # the evidence: the sweeper saw this build's process go silent and sent the build again
-        assert f"build {b['id']}: worker {b['worker']} is silent; sending it again" in st.log("api"), st.log("api")[-3000:]
+        assert f"build {b['id']}: worker {b['worker']} is silent; sending it again" in st.log("api"), st.log("api")[
+            -3000:
+        ]
 
 
 def _redis_port() -> int:
@@ -125,8 +144,12 @@ def restart_redis() -> None:
     subprocess.run([cli, "-p", str(port), "shutdown", "nosave"], capture_output=True, timeout=10)
     wait_for(lambda: not port_open("127.0.0.1", port), 10, "Redis to stop")
     time.sleep(1)
-    subprocess.run([server, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                    "--appendonly", "no"], check=True, capture_output=True, timeout=10)
+    subprocess.run(
+        [server, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
     wait_for(lambda: port_open("127.0.0.1", port), 10, "Redis to start")
 
 
@@ -137,17 +160,20 @@ def test_redis_restarted_during_a_run_the_run_completes(tmp_path):
         st.start_api()
         st.start_worker("wr", concurrency=1)
         client = st.client(st.token("submit"))
-        run_id = client.post("/runs", content=recipe(slow, "recipes/samples/calc", "recipes/samples/broken",
-                                                     opts=("O0", "O2")),
-                             headers={"Content-Type": "application/yaml"}).json()["id"]
+        run_id = client.post(
+            "/runs",
+            content=recipe(slow, "recipes/samples/calc", "recipes/samples/broken", opts=("O0", "O2")),
+            headers={"Content-Type": "application/yaml"},
+        ).json()["id"]
         wait_for(running_build(client, run_id), 60, "a build to start")
         restart_redis()  # every queued message is gone (no persistence)
         run = st.wait_run(client, run_id, timeout=150)
         assert run["builds"] == {"succeeded": 4, "failed": 2}
         assert_nothing_doubled(st, run_id, expected_binaries=4)
         # the evidence: the sweeper found the broker empty while builds were pending, and sent them again
-        assert re.search(r"the broker holds nothing for [1-9]\d* unfinished message\(s\): sent them again",
-                         st.log("api")), st.log("api")[-3000:]
+        assert re.search(
+            r"the broker holds nothing for [1-9]\d* unfinished message\(s\): sent them again", st.log("api")
+        ), st.log("api")[-3000:]
 
 
 def _pg_cluster() -> tuple[str, str] | None:
@@ -167,17 +193,28 @@ def test_postgres_stopped_briefly_tasks_retry_and_nothing_is_lost(tmp_path):
         st.start_api()
         st.start_worker("wp", concurrency=2)
         client = st.client(st.token("submit"))
-        run_id = client.post("/runs", content=recipe(slow, "recipes/samples/calc", opts=("O0", "O2")),
-                             headers={"Content-Type": "application/yaml"}).json()["id"]
+        run_id = client.post(
+            "/runs",
+            content=recipe(slow, "recipes/samples/calc", opts=("O0", "O2")),
+            headers={"Content-Type": "application/yaml"},
+        ).json()["id"]
         wait_for(running_build(client, run_id), 60, "a build to start")
         version, name = cluster
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop", "-m", "fast"],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop", "-m", "fast"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         try:
             time.sleep(6)  # the slow build finishes while the database is away: its write must wait and retry
         finally:
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"],
-                           check=True, capture_output=True, timeout=60)
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
             wait_for(lambda: port_open("127.0.0.1", 5432), 30, "PostgreSQL to start")
         run = st.wait_run(client, run_id, timeout=180)
         assert run["builds"] == {"succeeded": 4}
@@ -194,8 +231,9 @@ def test_s3_unreachable_for_a_while_uploads_retry_and_the_run_completes(tmp_path
         st.start_api()
         st.start_worker("ws", concurrency=1)
         client = st.client(st.token("submit"))
-        run_id = client.post("/runs", content=recipe(slow, "recipes/samples/calc"),
-                             headers={"Content-Type": "application/yaml"}).json()["id"]
+        run_id = client.post(
+            "/runs", content=recipe(slow, "recipes/samples/calc"), headers={"Content-Type": "application/yaml"}
+        ).json()["id"]
         wait_for(running_build(client, run_id), 60, "the slow build to start")
         subprocess.run([str(script), "stop"], check=True, capture_output=True, timeout=60)
         try:

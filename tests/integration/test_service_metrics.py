@@ -49,14 +49,17 @@ def database_counts(url: str) -> dict:
     engine = create_engine(url)
     try:
         with engine.connect() as c:
-            builds = {(s, r or ""): n for s, r, n in c.execute(text(
-                "SELECT status, reason, count(*) FROM builds GROUP BY status, reason"))}
+            builds = {
+                (s, r or ""): n
+                for s, r, n in c.execute(text("SELECT status, reason, count(*) FROM builds GROUP BY status, reason"))
+            }
             return {
                 "builds": builds,
                 "binaries": c.execute(text("SELECT count(*) FROM binaries")).scalar(),
                 "functions": c.execute(text("SELECT count(*) FROM functions")).scalar(),
-                "durations": c.execute(text(
-                    "SELECT count(*) FROM builds WHERE duration IS NOT NULL AND reused_from_id IS NULL")).scalar(),
+                "durations": c.execute(
+                    text("SELECT count(*) FROM builds WHERE duration IS NOT NULL AND reused_from_id IS NULL")
+                ).scalar(),
             }
     finally:
         engine.dispose()
@@ -93,8 +96,13 @@ def observed(stack):
         time.sleep(0.2)
     time.sleep(0.5)  # past the cache
     after = scrape(stack)
-    return {"before": before, "during": during, "after": after, "run_id": run_id,
-            "db": database_counts(stack.database_url)}
+    return {
+        "before": before,
+        "during": during,
+        "after": after,
+        "run_id": run_id,
+        "db": database_counts(stack.database_url),
+    }
 
 
 def test_figures_before_the_run_are_the_empty_database(observed):
@@ -110,8 +118,9 @@ def test_figures_after_the_run_equal_the_database(observed):
     after, db = observed["after"], observed["db"]
     assert build_gauges(after) == {k: float(v) for k, v in db["builds"].items()}
     assert db["builds"] == {("succeeded", ""): 2, ("failed", "compile_error"): 2}
-    finished = {(dict(k)["status"], dict(k)["reason"]): v
-                for k, v in series(after, "assemblage_builds_finished_total").items()}
+    finished = {
+        (dict(k)["status"], dict(k)["reason"]): v for k, v in series(after, "assemblage_builds_finished_total").items()
+    }
     assert finished == {("succeeded", ""): 2.0, ("failed", "compile_error"): 2.0}
     assert series(after, "assemblage_binaries_stored") == {(): float(db["binaries"])} and db["binaries"] == 2
     assert series(after, "assemblage_functions_stored") == {(): float(db["functions"])} and db["functions"] > 0
@@ -130,8 +139,9 @@ def test_figures_moved_during_the_run(observed):
     finished.append(sum(series(observed["after"], "assemblage_builds_finished_total").values()))
     assert finished == sorted(finished), finished  # a counter never goes back
     assert finished[0] < 4 and finished[-1] == 4, finished
-    pending_or_running = [sum(v for (st, _), v in build_gauges(s).items() if st in ("pending", "running"))
-                          for s in observed["during"]]
+    pending_or_running = [
+        sum(v for (st, _), v in build_gauges(s).items() if st in ("pending", "running")) for s in observed["during"]
+    ]
     assert max(pending_or_running) > 0  # and none at the end: the equality with the database above
 
 
@@ -166,7 +176,9 @@ def test_json_log_lines_carry_run_and_build_ids(stack, observed):
         assert d["task"] == "assemblage.build"
     # Celery's own line about each build task's end carries them too (the "received" line comes from
     # the main process, before any task runs, and carries none)
-    celery_lines = [d for d in docs if d["message"].startswith("Task assemblage.build[") and " succeeded " in d["message"]]
+    celery_lines = [
+        d for d in docs if d["message"].startswith("Task assemblage.build[") and " succeeded " in d["message"]
+    ]
     assert len(celery_lines) >= 4 and all(d.get("run_id") == run_id and "build_id" in d for d in celery_lines)
     api = [json.loads(ln) for ln in stack.log("api").splitlines() if ln.startswith("{")]
     assert any(d["logger"].startswith("uvicorn") for d in api)

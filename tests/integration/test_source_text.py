@@ -34,9 +34,9 @@ def corpus(tmp_path_factory) -> Path:
     recipe.write_text(f"""
 name: source-text
 sources:
-  - path: {root / 'texts'}
-  - path: {SAMPLES / 'calc'}
-  - path: {SAMPLES / 'shapes'}
+  - path: {root / "texts"}
+  - path: {SAMPLES / "calc"}
+  - path: {SAMPLES / "shapes"}
   - debian: zlib
     suite: bookworm
 matrix:
@@ -46,8 +46,12 @@ exclude:
   - {{toolchain: gcc-12, opt: O2}}
   - {{toolchain: clang-19, opt: O0}}
 """)
-    r = subprocess.run([sys.executable, "-m", "assemblage.cli", "build", str(recipe), "--out", str(root / "out"),
-                        "--jobs", "2"], capture_output=True, text=True, timeout=1500)
+    r = subprocess.run(
+        [sys.executable, "-m", "assemblage.cli", "build", str(recipe), "--out", str(root / "out"), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return root / "out"
 
@@ -71,8 +75,12 @@ def split_lines(path: Path) -> list[str]:
 @cache
 def ctags_functions(path: Path) -> dict[int, list[dict]]:
     """universal-ctags' function definitions in one file, by line: each with its ``end`` line."""
-    out = subprocess.run(["ctags", "--output-format=json", "--fields=+neKS", "-f", "-", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ctags", "--output-format=json", "--fields=+neKS", "-f", "-", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     by_line: dict[int, list[dict]] = {}
     for row in out.splitlines():
         tag = json.loads(row)
@@ -88,7 +96,7 @@ def checkout_file(checkout: str, debug_path: str | None) -> Path | None:
     norm = posixpath.normpath(debug_path)
     if not norm.startswith(VIEW):
         return None
-    path = Path(checkout) / norm[len(VIEW):]
+    path = Path(checkout) / norm[len(VIEW) :]
     return path if path.is_file() else None
 
 
@@ -134,7 +142,7 @@ def test_source_text_equals_the_lines_ctags_finds_in_the_checkout(corpus: Path) 
         ours = r["source_codes"].split("\n")
         above = len(ours) - (end - start + 1)  # lines of the declaration written above the name line
         assert 0 <= above <= 8, (r["name"], path, start, end, r["source_codes"])
-        assert ours == lines[start - 1 - above:end], (r["name"], r["config"], path)
+        assert ours == lines[start - 1 - above : end], (r["name"], r["config"], path)
         if above:
             extended.append(r["name"])
             assert not any(c in "".join(ours[:above]) for c in ";{}")
@@ -154,12 +162,13 @@ def test_top_comments_sit_right_above_the_function(corpus: Path) -> None:
         lines = split_lines(path)
         comment = r["top_comments"].split("\n")
         first = r["source_codes"].split("\n")[0]
-        starts = [i for i in range(len(lines)) if lines[i:i + len(comment)] == comment]
+        starts = [i for i in range(len(lines)) if lines[i : i + len(comment)] == comment]
         assert any(lines[i + len(comment)] == first for i in starts), (r["name"], path)
         assert comment[0].lstrip().startswith(("/*", "//")), r["name"]
         found[(short(r["label"]), r["name"])] = r["top_comments"]
-    assert found[("texts", "gnu_style")] == ("/*\n * GNU style: the return type on its own line.\n"
-                                             " * A second line of the comment.\n */")
+    assert found[("texts", "gnu_style")] == (
+        "/*\n * GNU style: the return type on its own line.\n * A second line of the comment.\n */"
+    )
     assert found[("texts", "kr_style")] == "// K&R style: parameters declared between the\n// declarator and the body."
     assert ("texts", "one_line") not in found
     assert sum(1 for (label, _) in found if label == "zlib") > 50  # zlib documents its functions
@@ -185,13 +194,18 @@ def test_each_line_row_carries_the_text_of_its_line(corpus: Path) -> None:
 
 
 def test_a_client_of_the_published_schema_runs_unchanged(corpus: Path) -> None:
-    r = subprocess.run([sys.executable, str(PUBLISHED_CLIENT), str(corpus / "dataset.sqlite")],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(PUBLISHED_CLIENT), str(corpus / "dataset.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["functions_with_source"] > 300 and doc["lines_with_text"] > 5000
-    assert all(isinstance(b["repo_last_update"], int) and b["repo_last_update"] > 1_000_000_000
-               for b in doc["binaries"])
+    assert all(
+        isinstance(b["repo_last_update"], int) and b["repo_last_update"] > 1_000_000_000 for b in doc["binaries"]
+    )
     gnu = next(v for k, v in doc["sample"].items() if k.endswith(":gnu_style"))
     assert gnu["source_codes"].startswith("int\ngnu_style (int x)\n{")
     assert all(item["source_code"] is not None for item in doc["line_sample"])

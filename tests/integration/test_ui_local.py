@@ -26,6 +26,8 @@ pytestmark = pytest.mark.integration
 def _chromium() -> None:
     if chromium() is None:
         unavailable("chromium is not installed (scripts/bootstrap.sh apt test)")
+
+
 W, H = 1024, 768
 
 
@@ -45,9 +47,23 @@ matrix:
   toolchain: [gcc-12]
   opt: [O0]
 """)
-    r = subprocess.run([sys.executable, "-m", "assemblage.cli", "build", str(root / "recipe.yaml"), "--out",
-                        str(root / "out"), "--jobs", "2", "--allow-failures"], capture_output=True, text=True,
-                       timeout=900)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assemblage.cli",
+            "build",
+            str(root / "recipe.yaml"),
+            "--out",
+            str(root / "out"),
+            "--jobs",
+            "2",
+            "--allow-failures",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return root / "out"
 
@@ -57,8 +73,12 @@ def server(dataset, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("ui-server") / "ui.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(assemblage_cmd("ui", str(dataset), "--port", str(port)), stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            assemblage_cmd("ui", str(dataset), "--port", str(port)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         link = None
@@ -115,7 +135,9 @@ def test_pages_of_the_dataset(server, browser, dataset):
     con = sqlite3.connect(dataset / "dataset.sqlite")
     bid, fid, code, comment = con.execute(
         "SELECT b.id, f.id, f.source_codes, f.top_comments FROM functions f JOIN binaries b ON f.binary_id = b.id "
-        "WHERE f.name = ?", (EVIL_FUNCTION,)).fetchone()
+        "WHERE f.name = ?",
+        (EVIL_FUNCTION,),
+    ).fetchone()
     run_id = con.execute("SELECT max(id) FROM runs").fetchone()[0]
     digest = con.execute("SELECT hash FROM binaries WHERE id = ?", (bid,)).fetchone()[0]
     con.close()
@@ -130,8 +152,9 @@ def test_pages_of_the_dataset(server, browser, dataset):
     check_png(browser.screenshot(Path(browser.profile.parent) / "corpus.png"), W, H)
 
     browser.goto(f"{server['base']}/ui/binaries/{bid}")
-    assert EVIL_FUNCTION in browser.eval("Array.from(document.querySelectorAll('#functions td.name'))"
-                                         ".map(td => td.textContent)")
+    assert EVIL_FUNCTION in browser.eval(
+        "Array.from(document.querySelectorAll('#functions td.name')).map(td => td.textContent)"
+    )
     assert browser.eval(NO_INJECTION)
     href = browser.eval("document.getElementById('download').href")
     session = next(c["value"] for c in browser.cookies() if c["name"] == "asm_session")
@@ -153,9 +176,13 @@ def test_read_only_nothing_can_be_submitted(server, browser, dataset):
     assert cli == f"assemblage export {dataset.resolve()} --out OUT --format parquet,sqlite"
     csrf = browser.eval("document.querySelector('meta[name=csrf-token]').content")
     session = next(c["value"] for c in browser.cookies() if c["name"] == "asm_session")
-    r = httpx.post(server["base"] + "/api/v1/runs", cookies={"asm_session": session}, timeout=30,
-                   headers={"X-CSRF-Token": csrf, "Content-Type": "application/yaml"},
-                   content="name: x\nsources: [{path: calc}]\n")
+    r = httpx.post(
+        server["base"] + "/api/v1/runs",
+        cookies={"asm_session": session},
+        timeout=30,
+        headers={"X-CSRF-Token": csrf, "Content-Type": "application/yaml"},
+        content="name: x\nsources: [{path: calc}]\n",
+    )
     assert r.status_code == 403  # the key has the read scope
     assert hashlib.sha256((dataset / "dataset.sqlite").read_bytes()).hexdigest() == before
 
@@ -171,6 +198,7 @@ def test_a_wrong_key_is_refused(server, tmp_path):
 
 
 def test_a_folder_without_a_dataset_is_a_clear_error(tmp_path):
-    r = subprocess.run(assemblage_cmd("ui", str(tmp_path), "--port", str(free_port())), capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        assemblage_cmd("ui", str(tmp_path), "--port", str(free_port())), capture_output=True, text=True, timeout=60
+    )
     assert r.returncode != 0 and "no dataset.sqlite" in r.stderr and "Traceback" not in r.stderr

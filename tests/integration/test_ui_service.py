@@ -37,6 +37,7 @@ def _chromium() -> None:
     if chromium() is None:
         unavailable("chromium is not installed (scripts/bootstrap.sh apt test)")
 
+
 RECIPE = """\
 name: ui-pages
 sources:
@@ -87,8 +88,13 @@ def ids(stack, tokens, run):
     fn = next(f for f in funcs if f["name"] == EVIL_FUNCTION)
     cells = api.get(f"/runs/{run['id']}/coverage").json()["cells"]
     failed = next(c for c in cells if c["status"] == "failed")
-    return {"run": run["id"], "binary": hostile["id"], "function": fn["id"], "build": failed["build_id"],
-            "hostile": hostile}
+    return {
+        "run": run["id"],
+        "binary": hostile["id"],
+        "function": fn["id"],
+        "build": failed["build_id"],
+        "hostile": hostile,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +112,9 @@ def login(browser: Browser, stack, token: str, next_path: str = "/ui/runs") -> N
     browser.call("Network.clearBrowserCookies")
     browser.goto(ui(stack, next_path))
     assert browser.eval("location.pathname") == "/ui/login", "a page showed without a session"
-    browser.submit_and_wait(f"document.getElementById('token').value = {json.dumps(token)};"
-                            "document.getElementById('login-form').submit()")
+    browser.submit_and_wait(
+        f"document.getElementById('token').value = {json.dumps(token)};document.getElementById('login-form').submit()"
+    )
     assert browser.eval("location.pathname") == next_path
 
 
@@ -144,21 +151,26 @@ def test_login_keeps_the_token_in_an_httponly_strict_cookie(stack, tokens, brows
 def test_a_wrong_token_is_refused_at_login(stack, browser):
     browser.call("Network.clearBrowserCookies")
     browser.goto(ui(stack, "/ui/login"))
-    browser.submit_and_wait("document.getElementById('token').value = 'asm_wrong';"
-                            "document.getElementById('login-form').submit()")
+    browser.submit_and_wait(
+        "document.getElementById('token').value = 'asm_wrong';document.getElementById('login-form').submit()"
+    )
     assert browser.eval("document.getElementById('login-error').textContent") == "unknown or revoked token"
     assert not [c for c in browser.cookies() if c["name"] == "asm_session"]
 
 
 def test_run_page_heat_map_has_a_cell_per_build_with_the_reason_on_hover(stack, tokens, browser, ids):
     login(browser, stack, tokens["read"], f"/ui/runs/{ids['run']}")
-    cells = browser.eval("Array.from(document.querySelectorAll('#heatmap rect.cell')).map(r => "
-                         "[r.dataset.status, r.dataset.reason, r.querySelector('title').textContent])")
+    cells = browser.eval(
+        "Array.from(document.querySelectorAll('#heatmap rect.cell')).map(r => "
+        "[r.dataset.status, r.dataset.reason, r.querySelector('title').textContent])"
+    )
     assert len(cells) == 6
     failed = [c for c in cells if c[0] == "failed"]
     assert len(failed) == 2 and all(c[1] == "compile_error" for c in failed)
-    assert all("broken \u00d7 linux-x86_64-gcc-12-" in c[2] and "(compile_error)" in c[2] and "undeclared" in c[2]
-               for c in failed)
+    assert all(
+        "broken \u00d7 linux-x86_64-gcc-12-" in c[2] and "(compile_error)" in c[2] and "undeclared" in c[2]
+        for c in failed
+    )
     assert sum(1 for c in cells if c[0] == "succeeded") == 4
     assert browser.eval("document.querySelector('#reasons').textContent").count("compile_error") == 1
     shot(browser, stack, "run")
@@ -166,8 +178,10 @@ def test_run_page_heat_map_has_a_cell_per_build_with_the_reason_on_hover(stack, 
 
 def test_corpus_page_draws_composition_charts(stack, tokens, browser, ids):
     login(browser, stack, tokens["read"], "/ui/corpus")
-    labels = browser.eval("Object.fromEntries(['config', 'license', 'source', 'functions'].map(k => [k, "
-                          "Array.from(document.querySelectorAll('#chart-' + k + ' g.bar title')).map(t => t.textContent)]))")
+    labels = browser.eval(
+        "Object.fromEntries(['config', 'license', 'source', 'functions'].map(k => [k, "
+        "Array.from(document.querySelectorAll('#chart-' + k + ' g.bar title')).map(t => t.textContent)]))"
+    )
     assert sorted(labels["config"]) == ["linux-x86_64-gcc-12-O0: 2", "linux-x86_64-gcc-12-O2: 2"]
     assert len(labels["source"]) == 2 and all(x.endswith(": 2") for x in labels["source"])
     assert len(labels["license"]) >= 1 and len(labels["functions"]) == 2
@@ -186,8 +200,10 @@ def test_hostile_names_render_as_text_on_the_binary_and_function_pages(stack, to
     browser.goto(ui(stack, f"/ui/functions/{ids['function']}"))
     assert browser.eval("document.getElementById('function-name').textContent") == EVIL_FUNCTION
     assert browser.eval("document.getElementById('top-comments').textContent") == EVIL_COMMENT
-    assert browser.eval("document.getElementById('source-code').textContent") == \
-        "template <class T> int run() { return (int)sizeof(T); }"
+    assert (
+        browser.eval("document.getElementById('source-code').textContent")
+        == "template <class T> int run() { return (int)sizeof(T); }"
+    )
     texts = browser.eval("Array.from(document.querySelectorAll('#lines code')).map(c => c.textContent)")
     assert "template <class T> int run() { return (int)sizeof(T); }" in texts
     assert browser.eval(NO_INJECTION), browser.eval("document.body.innerHTML")
@@ -235,9 +251,14 @@ def test_runs_page_follows_a_new_run_live(stack, tokens, browser):
     login(browser, stack, tokens["read"])
     browser.eval("window.__same_page = 1")
     submit = stack.client(tokens["submit"])
-    r = submit.post("/runs", json={"name": "ui-live", "sources": [{"path": "calc"}],
-                                   "matrix": {"platform": ["linux"], "arch": ["x86_64"], "toolchain": ["clang-19"],
-                                              "opt": ["O0"]}})
+    r = submit.post(
+        "/runs",
+        json={
+            "name": "ui-live",
+            "sources": [{"path": "calc"}],
+            "matrix": {"platform": ["linux"], "arch": ["x86_64"], "toolchain": ["clang-19"], "opt": ["O0"]},
+        },
+    )
     assert r.status_code == 201, r.text
     row = f"document.querySelector('tr.run[data-run-id=\"{r.json()['id']}\"]')"
     browser.wait_for(f"{row} !== null", timeout=30)
@@ -256,24 +277,32 @@ def test_export_form_sends_the_export_request(stack, tokens, browser, ids):
     csrf = browser.eval("document.querySelector('meta[name=csrf-token]').content")
     browser.eval(f"""(() => {{
         const f = document.getElementById('export-form');
-        f.querySelector('select[name=run]').value = '{ids['run']}';
+        f.querySelector('select[name=run]').value = '{ids["run"]}';
         f.querySelector('select[name=opt]').value = 'O2';
         f.querySelector('input[name=split_on]').checked = true;
         f.querySelector('input[name=seed]').value = '7';
         f.dispatchEvent(new Event('change'));
         f.requestSubmit();
     }})()""")
-    browser.wait_for("!document.getElementById('export-status').hidden"
-                     " && !document.getElementById('export-status').textContent.startsWith('starting')", timeout=60)
+    browser.wait_for(
+        "!document.getElementById('export-status').hidden"
+        " && !document.getElementById('export-status').textContent.startsWith('starting')",
+        timeout=60,
+    )
     sent = browser.requests("POST", "/api/v1/exports")
     assert len(sent) == 1
     assert sent[0]["headers"]["X-CSRF-Token"] == csrf
     assert json.loads(sent[0]["postData"]) == {  # the service's ExportRequest
-        "formats": ["parquet", "sqlite"], "where": {"opt": ["O2"], "run": [ids["run"]]},
-        "split": {"ratios": {"train": 0.8, "valid": 0.1, "test": 0.1}, "by": "source"}, "seed": 7}
+        "formats": ["parquet", "sqlite"],
+        "where": {"opt": ["O2"], "run": [ids["run"]]},
+        "split": {"ratios": {"train": 0.8, "valid": 0.1, "test": 0.1}, "by": "source"},
+        "seed": 7,
+    }
     cli = browser.eval("document.getElementById('export-cli').textContent")
-    assert cli == (f"assemblage export service --out OUT --format parquet,sqlite --where opt=O2 "
-                   f"--where run={ids['run']} --split train=0.8,valid=0.1,test=0.1 --by source --seed 7")
+    assert cli == (
+        f"assemblage export service --out OUT --format parquet,sqlite --where opt=O2 "
+        f"--where run={ids['run']} --split train=0.8,valid=0.1,test=0.1 --by source --seed 7"
+    )
     has_exports = "/api/v1/exports" in httpx.get(ui(stack, "/api/v1/openapi.json"), timeout=30).json()["paths"]
     status = browser.eval("document.getElementById('export-status').textContent")
     if has_exports:  # the exports job of the service: wait for its link
@@ -286,8 +315,9 @@ def test_export_form_sends_the_export_request(stack, tokens, browser, ids):
 def test_a_revoked_token_is_logged_out_at_the_next_page(stack, browser):
     token = stack.token("read")
     login(browser, stack, token)
-    listing = subprocess.run(assemblage_cmd("token", "list"), env=stack.env(), capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run(
+        assemblage_cmd("token", "list"), env=stack.env(), capture_output=True, text=True, check=True
+    ).stdout
     token_id = next(line.split("\t")[0] for line in listing.splitlines() if token[:10] in line)
     subprocess.run(assemblage_cmd("token", "revoke", token_id), env=stack.env(), check=True, capture_output=True)
     time.sleep(0.2)

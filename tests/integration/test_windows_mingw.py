@@ -26,6 +26,7 @@ def _tools() -> None:
     if any(shutil.which(t) is None for t in (*GCC.values(), *GXX.values(), "llvm-dwarfdump-19")):
         unavailable("needs mingw-w64 (apt-get install gcc-mingw-w64 g++-mingw-w64) and llvm-dwarfdump-19 (llvm-19)")
 
+
 BUILDS = [
     ("c-x64-O2", "x86_64", "c", "exe", "O2"),
     ("c-x86-O0", "i686", "c", "exe", "O0"),
@@ -64,8 +65,9 @@ def oracle_functions(pe_path: Path) -> set[tuple[str, int, int]]:
     """
     pe = pefile.PE(str(pe_path), fast_load=True)
     base = pe.OPTIONAL_HEADER.ImageBase
-    text = subprocess.run(["llvm-dwarfdump-19", "--debug-info", str(pe_path)], check=True, capture_output=True,
-                          text=True).stdout
+    text = subprocess.run(
+        ["llvm-dwarfdump-19", "--debug-info", str(pe_path)], check=True, capture_output=True, text=True
+    ).stdout
     dies: dict[int, dict] = {}
     cur: dict | None = None
     last = None
@@ -126,8 +128,11 @@ def test_functions_equal_llvm_dwarfdump(built):
     oracle = oracle_functions(built["pe"])
     assert ours == oracle, (sorted(ours - oracle)[:10], sorted(oracle - ours)[:10])
     # the entry is an RVA like start and end (it was left a virtual address), inside the function's code
-    outside = [(f.name, f.entry, f.ranges) for f in a.functions
-               if f.entry is None or not any(r.start <= f.entry < r.end for r in f.ranges)]
+    outside = [
+        (f.name, f.entry, f.ranges)
+        for f in a.functions
+        if f.entry is None or not any(r.start <= f.entry < r.end for r in f.ranges)
+    ]
     assert not outside, outside[:5]
 
 

@@ -28,8 +28,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(autouse=True, scope="module")
 def _tools() -> None:
     if any(shutil.which(t) is None for t in TOOLS) or not all(Path(r).is_dir() for r in MINGW_ROOTS):
-        unavailable("needs clang-19, lld-19, llvm-pdbutil-19 and mingw-w64 (apt-get install clang-19 lld-19 llvm-19 "
-                    "gcc-mingw-w64 g++-mingw-w64)")
+        unavailable(
+            "needs clang-19, lld-19, llvm-pdbutil-19 and mingw-w64 (apt-get install clang-19 lld-19 llvm-19 "
+            "gcc-mingw-w64 g++-mingw-w64)"
+        )
+
 
 TRIPLES = {"x86_64": "x86_64-w64-mingw32", "i686": "i686-w64-mingw32"}
 
@@ -44,7 +47,9 @@ BUILDS = [
 ]
 
 
-def cross_build(out_dir: Path, arch: str, lang: str, kind: str, opt: str, extra: tuple[str, ...] = ()) -> tuple[Path, Path]:
+def cross_build(
+    out_dir: Path, arch: str, lang: str, kind: str, opt: str, extra: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
     """Compile one fixture with clang-19 for Windows; return (PE, PDB)."""
     src_dir = FIXTURES / lang
     sources = sorted(src_dir.glob("*.c")) + sorted(src_dir.glob("*.cpp"))
@@ -52,8 +57,19 @@ def cross_build(out_dir: Path, arch: str, lang: str, kind: str, opt: str, extra:
     pe = out_dir / f"{lang}-{arch}-{opt}.{ext}"
     pdb = pe.with_suffix(".pdb")
     cc = "clang++-19" if lang == "cpp" else "clang-19"
-    argv = [cc, f"--target={TRIPLES[arch]}", f"-{opt}", "-g", "-gcodeview", "-fuse-ld=lld-19",
-            f"-Wl,--pdb={pdb}", *extra, *map(str, sources), "-o", str(pe)]
+    argv = [
+        cc,
+        f"--target={TRIPLES[arch]}",
+        f"-{opt}",
+        "-g",
+        "-gcodeview",
+        "-fuse-ld=lld-19",
+        f"-Wl,--pdb={pdb}",
+        *extra,
+        *map(str, sources),
+        "-o",
+        str(pe),
+    ]
     if kind == "dll":
         argv.insert(1, "-shared")
     subprocess.run(argv, check=True, cwd=out_dir, capture_output=True)
@@ -246,8 +262,9 @@ def test_publics_equal_llvm_pdbutil(built):
 
 def test_inline_sites_match_oracle_and_lie_in_their_caller(built):
     pdb = read_pdb(built["pdb"])
-    ours = sorted((s.callee, tuple((lo - s.procedure_rva, hi - s.procedure_rva) for lo, hi in s.ranges))
-                  for s in pdb.inline_sites)
+    ours = sorted(
+        (s.callee, tuple((lo - s.procedure_rva, hi - s.procedure_rva) for lo, hi in s.ranges)) for s in pdb.inline_sites
+    )
     assert ours == oracle_inline_sites(built["pdb"])
     procs = {p.rva: p for p in pdb.procedures}
     for s in pdb.inline_sites:
@@ -303,8 +320,21 @@ def foreign_pdb(tmp_path: Path, arch: str) -> Path:
     src = tmp_path / "other.c"
     src.write_text("int other(int x) { return x + 1; }\nint main(void) { return other(2); }\n")
     other_pe, other_pdb = tmp_path / "other.exe", tmp_path / "other.pdb"
-    subprocess.run(["clang-19", f"--target={TRIPLES[arch]}", "-g", "-gcodeview", "-fuse-ld=lld-19",
-                    f"-Wl,--pdb={other_pdb}", str(src), "-o", str(other_pe)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "clang-19",
+            f"--target={TRIPLES[arch]}",
+            "-g",
+            "-gcodeview",
+            "-fuse-ld=lld-19",
+            f"-Wl,--pdb={other_pdb}",
+            str(src),
+            "-o",
+            str(other_pe),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return other_pdb
 
 
@@ -320,7 +350,9 @@ def test_foreign_pdb_is_refused(built, tmp_path):
     assert "pdb_refused" in a.extra and a.pdb_path != str(other_pdb)
     # no label from the stale PDB: only the DWARF that mingw's runtime objects carry, none of the program's own
     assert {f.label_source for f in a.functions} == {"dwarf"}
-    assert a.functions and not [f.name for f in a.functions if f.source_file and f.source_file.startswith(str(FIXTURES))]
+    assert a.functions and not [
+        f.name for f in a.functions if f.source_file and f.source_file.startswith(str(FIXTURES))
+    ]
 
 
 def test_truncated_pdb_is_an_invalid_binary(built, tmp_path):
@@ -336,8 +368,9 @@ def test_truncated_pdb_is_an_invalid_binary(built, tmp_path):
 def test_analyze_cli_json(built, tmp_path):
     """The installed console script, as a user runs it (see also tests/integration/test_cli.py)."""
     exe = Path(sys.executable).parent / "assemblage"
-    proc = subprocess.run([str(exe), "analyze", str(built["pe"]), "--pdb", str(built["pdb"]), "--json"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(exe), "analyze", str(built["pe"]), "--pdb", str(built["pdb"]), "--json"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout.splitlines()[0])
     assert doc["format"] == "pe" and doc["arch"] == built["arch"]
@@ -346,8 +379,8 @@ def test_analyze_cli_json(built, tmp_path):
     assert doc["pdb_path"] == str(built["pdb"])
     # a foreign PDB is refused with the InvalidBinaryError exit code and a message saying why
     other = foreign_pdb(tmp_path, built["arch"])
-    bad = subprocess.run([str(exe), "analyze", str(built["pe"]), "--pdb", str(other), "--json"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [str(exe), "analyze", str(built["pe"]), "--pdb", str(other), "--json"], capture_output=True, text=True
+    )
     assert bad.returncode == 6, (bad.stdout, bad.stderr)
     assert "does not belong to this PE" in " ".join((bad.stderr + bad.stdout).split())
-

@@ -43,7 +43,9 @@ def test_every_build_system_cross_builds(sample, toolchain, arch, tmp_path):
     need("llvm-pdbutil-19", "llvm-dwarfdump-19", "x86_64-w64-mingw32-gcc", "clang-19")
     system, names = EXPECTED[sample]
     log = tmp_path / "build.log"
-    outcome = run_build(BuildRequest(source_dir=SAMPLES / sample, config=Config.parse(f"windows-{arch}-{toolchain}-O2")), log)
+    outcome = run_build(
+        BuildRequest(source_dir=SAMPLES / sample, config=Config.parse(f"windows-{arch}-{toolchain}-O2")), log
+    )
     try:
         assert outcome.status == "succeeded", log.read_text()[-4000:]
         assert outcome.build_system == system
@@ -56,7 +58,11 @@ def test_every_build_system_cross_builds(sample, toolchain, arch, tmp_path):
                 pdb = outcome.pdbs[b.relpath]
                 # the PDB is the one the PE names (GUID and age; analyze_file refuses a stranger)
                 ours = analyze_file(b.path, pdb=pdb)
-                procs = set(re.findall(r"S_GPROC32 \[size = \d+\] `([^`]+)`", _run("llvm-pdbutil-19", "dump", "-symbols", str(pdb))))
+                procs = set(
+                    re.findall(
+                        r"S_GPROC32 \[size = \d+\] `([^`]+)`", _run("llvm-pdbutil-19", "dump", "-symbols", str(pdb))
+                    )
+                )
                 assert procs and {f.name for f in ours.functions if f.name in procs} == procs
                 assert ours.observed_opt == "O2"
             else:
@@ -78,17 +84,24 @@ def test_a_windows_recipe_end_to_end(tmp_path):
         "matrix:\n  platform: [windows]\n  arch: [x86_64, i686]\n  toolchain: [clang-19, mingw-gcc-12]\n  opt: [O0]\n"
     )
     exe = Path(sys.executable).parent / "assemblage"
-    r = subprocess.run([str(exe), "build", str(recipe), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [str(exe), "build", str(recipe), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     con = sqlite3.connect(tmp_path / "out" / "dataset.sqlite")
     assert con.execute("select status, count(*) from builds group by 1").fetchall() == [("succeeded", 8)], r.stdout
     rows = con.execute(
         "select b.toolchain, b.file_name, b.format, b.opt_observed, b.function_count,"
-        " (select count(*) from pdbs p where p.binary_id = b.id) from binaries b").fetchall()
+        " (select count(*) from pdbs p where p.binary_id = b.id) from binaries b"
+    ).fetchall()
     assert len(rows) == 12
     for toolchain, name, fmt, opt, nfuncs, npdbs in rows:
         assert (fmt, opt) == ("pe", "O0") and nfuncs > 0, (toolchain, name)
         assert npdbs == (1 if toolchain == "clang-19" else 0), (toolchain, name)
-    mains = con.execute("select count(*) from functions f join binaries b on b.id = f.binary_id"
-                        " where f.name = 'main' and b.file_name in ('calc.exe', 'shapes.exe')").fetchone()[0]
+    mains = con.execute(
+        "select count(*) from functions f join binaries b on b.id = f.binary_id"
+        " where f.name = 'main' and b.file_name in ('calc.exe', 'shapes.exe')"
+    ).fetchone()[0]
     assert mains == 8

@@ -32,15 +32,19 @@ def slow_project(root: Path, seconds: int) -> Path:
     """A C project whose build sleeps before compiling: a build that is surely running when the signal comes."""
     src = root / f"slow{seconds}"
     src.mkdir(parents=True, exist_ok=True)
-    (src / "main.c").write_text('#include <stdio.h>\nint twice(int x) { return 2 * x; }\n'
-                                'int main(void) { printf("%d\\n", twice(21)); return 0; }\n')
+    (src / "main.c").write_text(
+        "#include <stdio.h>\nint twice(int x) { return 2 * x; }\n"
+        'int main(void) { printf("%d\\n", twice(21)); return 0; }\n'
+    )
     (src / "Makefile").write_text(f"all: slow\nslow: main.c\n\tsleep {seconds}\n\t$(CC) $(CFLAGS) -o slow main.c\n")
     return src
 
 
 def recipe(name: str, folder: str) -> str:
-    return (f"name: {name}\nsources:\n  - path: {folder}\nmatrix:\n  platform: [linux]\n  arch: [x86_64]\n"
-            "  toolchain: [gcc-12]\n  opt: [O0, O2]\n")
+    return (
+        f"name: {name}\nsources:\n  - path: {folder}\nmatrix:\n  platform: [linux]\n  arch: [x86_64]\n"
+        "  toolchain: [gcc-12]\n  opt: [O0, O2]\n"
+    )
 
 
 class FakeMetadata:
@@ -100,8 +104,9 @@ def query(url: str, sql: str, **params):
 def wait_running(stack: Stack, node: str, n: int, timeout: float = 90) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = query(stack.database_url, "SELECT id FROM builds WHERE status = 'running' AND worker LIKE :w",
-                     w=f"{node}@%")
+        rows = query(
+            stack.database_url, "SELECT id FROM builds WHERE status = 'running' AND worker LIKE :w", w=f"{node}@%"
+        )
         if len(rows) >= n:
             return sorted(r[0] for r in rows)
         time.sleep(0.3)
@@ -124,9 +129,12 @@ def log_events(stack: Stack, *keys: str) -> dict[str, list[tuple[str, int]]]:
     out: dict[str, list[tuple[str, int]]] = {"started": [], "finished": [], "handed back": [], "nothing to do": []}
     for key in keys:
         for line in stack.log(key).splitlines():
-            for what, pattern in (("started", r"build (\d+) started"), ("finished", r"build (\d+) finished: "),
-                                  ("handed back", r"build (\d+) handed back"),
-                                  ("nothing to do", r"build (\d+): \w+, nothing to do")):
+            for what, pattern in (
+                ("started", r"build (\d+) started"),
+                ("finished", r"build (\d+) finished: "),
+                ("handed back", r"build (\d+) handed back"),
+                ("nothing to do", r"build (\d+): \w+, nothing to do"),
+            ):
                 mt = re.search(pattern, line)
                 if mt:
                     out[what].append((key, int(mt.group(1))))
@@ -134,8 +142,9 @@ def log_events(stack: Stack, *keys: str) -> dict[str, list[tuple[str, int]]]:
 
 
 def assert_ended_once(stack: Stack, run_id: int, builder: str, *workers: str) -> list[tuple]:
-    rows = query(stack.database_url, "SELECT id, status, worker, attempts FROM builds WHERE run_id = :r ORDER BY id",
-                 r=run_id)
+    rows = query(
+        stack.database_url, "SELECT id, status, worker, attempts FROM builds WHERE run_id = :r ORDER BY id", r=run_id
+    )
     assert [r[1] for r in rows] == ["succeeded", "succeeded"], rows
     assert all(r[2].startswith(f"{builder}@") for r in rows), rows
     binaries = query(stack.database_url, "SELECT build_id, hash, path FROM binaries WHERE run_id = :r", r=run_id)
@@ -200,20 +209,29 @@ def test_spot_notice_hands_back_before_the_interruption(stack, tmp_path):
     slow_project(tmp_path, 15)
     imds = FakeMetadata()
     try:
-        stack.start_worker("spot", concurrency=2, ASSEMBLAGE_INSTANCE_METADATA_URL=imds.url,
-                           ASSEMBLAGE_SPOT_POLL_INTERVAL="0.5", ASSEMBLAGE_SPOT_MARGIN="4",
-                           ASSEMBLAGE_DRAIN_TIMEOUT="300")
+        stack.start_worker(
+            "spot",
+            concurrency=2,
+            ASSEMBLAGE_INSTANCE_METADATA_URL=imds.url,
+            ASSEMBLAGE_SPOT_POLL_INTERVAL="0.5",
+            ASSEMBLAGE_SPOT_MARGIN="4",
+            ASSEMBLAGE_DRAIN_TIMEOUT="300",
+        )
         deadline = time.monotonic() + 20
         while not query(stack.database_url, "SELECT 1 FROM workers WHERE node LIKE 'spot@%'"):
             assert time.monotonic() < deadline, stack.log("spot")[-3000:]
             time.sleep(0.2)
-        assert query(stack.database_url, "SELECT DISTINCT instance_id FROM workers WHERE node LIKE 'spot@%'") \
-            == [(INSTANCE_ID,)]
+        assert query(stack.database_url, "SELECT DISTINCT instance_id FROM workers WHERE node LIKE 'spot@%'") == [
+            (INSTANCE_ID,)
+        ]
         run_id = submit(stack, "drain-spot", "slow15")
         building = wait_running(stack, "spot", 2)
         # process heartbeats of running builds carry the instance too: what the reconciler protects
-        assert query(stack.database_url, "SELECT count(*) FROM workers WHERE build_id IS NOT NULL "
-                                         "AND instance_id = :i", i=INSTANCE_ID) == [(2,)]
+        assert query(
+            stack.database_url,
+            "SELECT count(*) FROM workers WHERE build_id IS NOT NULL AND instance_id = :i",
+            i=INSTANCE_ID,
+        ) == [(2,)]
         stack.start_worker("b", queues="linux", concurrency=2)
         when = datetime.now(UTC) + timedelta(seconds=9)
         imds.notice = {"action": "terminate", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}

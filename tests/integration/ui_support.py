@@ -25,7 +25,8 @@ def write_hostile_project(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / EVIL_FILE).write_text(HOSTILE_SOURCE)
     (root / "Makefile").write_text(
-        "hostile:\n\t$(CXX) $(CXXFLAGS) -o hostile 'evil<img src=x onerror=window.pwned=1>.cpp'\n")
+        "hostile:\n\t$(CXX) $(CXXFLAGS) -o hostile 'evil<img src=x onerror=window.pwned=1>.cpp'\n"
+    )
     return root
 
 
@@ -37,9 +38,21 @@ def copy_samples(dest: Path, *names: str) -> None:
 
 
 # every page, with what stands for an id in it; none may show anything without a token
-PAGES = ["/ui/runs", "/ui/runs.json", "/ui/runs/{run}", "/ui/runs/{run}/coverage", "/ui/corpus", "/ui/binaries",
-         "/ui/binaries/{binary}", "/ui/functions/{function}", "/ui/builds/{build}", "/ui/export"]
+PAGES = [
+    "/ui/runs",
+    "/ui/runs.json",
+    "/ui/runs/{run}",
+    "/ui/runs/{run}/coverage",
+    "/ui/corpus",
+    "/ui/binaries",
+    "/ui/binaries/{binary}",
+    "/ui/functions/{function}",
+    "/ui/builds/{build}",
+    "/ui/export",
+]
 
-NO_INJECTION = ("document.querySelectorAll('script').length === 1"
-                " && document.querySelectorAll('img, b, iframe, object').length === 0"
-                " && window.pwned === undefined")
+NO_INJECTION = (
+    "document.querySelectorAll('script').length === 1"
+    " && document.querySelectorAll('img, b, iframe, object').length === 0"
+    " && window.pwned === undefined"
+)

@@ -25,9 +25,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
-    "Canary", "LoopbackServer", "StaticServer", "RedirectServer", "AuthGitServer", "RawServer", "closed_port",
-    "git", "make_repo", "bare_for_http", "c_project", "tarball", "find_in_database", "find_in_bucket",
-    "find_in_files", "assert_nowhere", "edit_recipe_text", "query", "servers",
+    "Canary",
+    "LoopbackServer",
+    "StaticServer",
+    "RedirectServer",
+    "AuthGitServer",
+    "RawServer",
+    "closed_port",
+    "git",
+    "make_repo",
+    "bare_for_http",
+    "c_project",
+    "tarball",
+    "find_in_database",
+    "find_in_bucket",
+    "find_in_files",
+    "assert_nowhere",
+    "edit_recipe_text",
+    "query",
+    "servers",
 ]
 
 
@@ -251,17 +267,22 @@ def servers(*items: LoopbackServer) -> Iterator[tuple[LoopbackServer, ...]]:
 
 def git(*args: str, cwd: Path) -> str:
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid",
-                           "-c", "init.defaultBranch=main", *args], cwd=cwd, env=env, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main", *args],
+        cwd=cwd,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def c_project(folder: Path, marker: str) -> Path:
     """A one-file C program whose binary would carry ``marker`` (in .rodata) if it were ever built."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "main.c").write_text(
-        f'#include <stdio.h>\nstatic const char marker[] = "{marker}";\n'
-        "int main(void) { puts(marker); return 0; }\n")
+        f'#include <stdio.h>\nstatic const char marker[] = "{marker}";\nint main(void) {{ puts(marker); return 0; }}\n'
+    )
     return folder
 
 
@@ -314,8 +335,13 @@ def find_in_bucket(bucket: str, needles: Iterable[str]) -> list[str]:
 
     from tests.integration.service_stack import S3_ENDPOINT, S3_KEYS
 
-    s3 = boto3.client("s3", endpoint_url=S3_ENDPOINT, aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=S3_ENDPOINT,
+        aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
     found = []
     try:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
@@ -353,8 +379,6 @@ def assert_nowhere(stack, needles: Iterable[str], *, answers: Iterable[str] = ()
     assert not found, "\n".join(found[:20])
 
 
-
-
 def edit_recipe_text(stack, run_id: int, text: str) -> None:
     """Replace a run's stored recipe, as an older API or someone with the database could have written it."""
     from sqlalchemy import create_engine
@@ -363,8 +387,10 @@ def edit_recipe_text(stack, run_id: int, text: str) -> None:
     engine = create_engine(stack.database_url)
     try:
         with engine.begin() as c:
-            n = c.execute(sql("UPDATE recipes SET text = :t WHERE id = (SELECT recipe_id FROM runs WHERE id = :r)"),
-                          {"t": text, "r": run_id}).rowcount
+            n = c.execute(
+                sql("UPDATE recipes SET text = :t WHERE id = (SELECT recipe_id FROM runs WHERE id = :r)"),
+                {"t": text, "r": run_id},
+            ).rowcount
         assert n == 1
     finally:
         engine.dispose()

@@ -124,8 +124,10 @@ def crafted_elf(tmp: Path, programs: int = 8) -> Path:
     header, body = line[:start], b"\x02\x01" * (32 << 20) + line[start : 4 + length]
     total = programs * start + len(body)
     heads = b"".join(
-        struct.pack("<I", total - k * start - 4) + header[4:at]
-        + struct.pack("<I", programs * start - (k * start + at + 4)) + header[at + 4 :]
+        struct.pack("<I", total - k * start - 4)
+        + header[4:at]
+        + struct.pack("<I", programs * start - (k * start + at + 4))
+        + header[at + 4 :]
         for k in range(programs)
     )
     # abbrev 1: DW_TAG_compile_unit, no children, DW_AT_name as DW_FORM_string;
@@ -133,7 +135,9 @@ def crafted_elf(tmp: Path, programs: int = 8) -> Path:
     extra = _uleb(1) + _uleb(0x11) + b"\0" + _uleb(0x03) + _uleb(0x08) + b"\0\0"
     extra += _uleb(2) + _uleb(0x11) + b"\0" + _uleb(0x10) + _uleb(0x17) + b"\0\0" + b"\0"
     units = [struct.pack("<HIB", 4, len(abbrev), 8) + _uleb(1) + b"A" * (600 << 10) + b"\0"]
-    units += [struct.pack("<HIB", 4, len(abbrev), 8) + _uleb(2) + struct.pack("<I", k * start) for k in range(1, programs)]
+    units += [
+        struct.pack("<HIB", 4, len(abbrev), 8) + _uleb(2) + struct.pack("<I", k * start) for k in range(1, programs)
+    ]
     parts = {
         "line": heads + body + line[4 + length :],
         "abbrev": abbrev + extra,
@@ -142,8 +146,9 @@ def crafted_elf(tmp: Path, programs: int = 8) -> Path:
     for name, data in parts.items():
         (tmp / name).write_bytes(data)
     edited, out = tmp / "edited", tmp / "crafted"
-    subprocess.run(["objcopy", *(f"--update-section=.debug_{n}={tmp / n}" for n in parts), str(plain), str(edited)],
-                   check=True)
+    subprocess.run(
+        ["objcopy", *(f"--update-section=.debug_{n}={tmp / n}" for n in parts), str(plain), str(edited)], check=True
+    )
     subprocess.run(["objcopy", "--compress-debug-sections=zlib", str(edited), str(out)], check=True)
     assert out.stat().st_size < 200_000
     return out
@@ -169,7 +174,9 @@ def test_an_analysis_timeout_leaves_no_process_behind(tmp_path: Path) -> None:
     marker = f"asm-marker-{uuid.uuid4().hex}"
     # output to files, not pipes: a pipe stays open as long as any process of the analysis lives
     with open(tmp_path / "out", "w") as out_fh, open(tmp_path / "err", "w") as err_fh:
-        proc = subprocess.Popen([sys.executable, "-c", ANALYSE, str(crafted), "2", marker], stdout=out_fh, stderr=err_fh)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ANALYSE, str(crafted), "2", marker], stdout=out_fh, stderr=err_fh
+        )
     most = 0
     try:
         while proc.poll() is None:
@@ -197,8 +204,9 @@ def test_a_build_that_leaves_too_many_binaries_fails_with_the_count(tmp_path: Pa
     src.mkdir()
     (src / "main.c").write_text("int main(void) { return 0; }\n")
     (src / "Makefile").write_text("all:\n\tfor i in 1 2 3 4 5 6; do $(CC) -o prog$$i main.c || exit 1; done\n")
-    recipe = parse_recipe({"name": "many", "sources": [{"path": str(src)}],
-                           "matrix": {"toolchain": ["gcc-12"], "opt": ["O0"]}})
+    recipe = parse_recipe(
+        {"name": "many", "sources": [{"path": str(src)}], "matrix": {"toolchain": ["gcc-12"], "opt": ["O0"]}}
+    )
     ds = open_dataset(tmp_path / "out")
     ds = dataclasses.replace(ds, context=dataclasses.replace(ds.context, max_binaries=3))
     run_id = run_recipe(ds, recipe, "many", tmp_path, jobs=1)
@@ -215,8 +223,12 @@ def test_the_setting_reaches_the_workers_builds(tmp_path: Path) -> None:
     from assemblage.settings import load_settings
     from assemblage.tasks.runtime import Runtime
 
-    settings = load_settings(max_binaries_per_build=7, database_url=f"sqlite:///{tmp_path}/db.sqlite",
-                             storage_url=f"file://{tmp_path}/store", cache_dir=tmp_path / "cache")
+    settings = load_settings(
+        max_binaries_per_build=7,
+        database_url=f"sqlite:///{tmp_path}/db.sqlite",
+        storage_url=f"file://{tmp_path}/store",
+        cache_dir=tmp_path / "cache",
+    )
     assert Runtime(settings).context().max_binaries == 7
 
 

@@ -28,8 +28,10 @@ BAD_URL = 'archive: "http://[::1/x.tgz"'
 
 def recipe(*sources: str, name: str = "bad-sources") -> str:
     listed = "".join(f"  - {s}\n" for s in sources)
-    return (f"name: {name}\nsources:\n{listed}matrix:\n  platform: [linux]\n  arch: [x86_64]\n"
-            "  toolchain: [gcc-12]\n  opt: [O0]\n")
+    return (
+        f"name: {name}\nsources:\n{listed}matrix:\n  platform: [linux]\n  arch: [x86_64]\n"
+        "  toolchain: [gcc-12]\n  opt: [O0]\n"
+    )
 
 
 # ------------------------------------------------------------------ embedded: the real CLI
@@ -43,17 +45,25 @@ def test_recipe_check_and_build_say_where_the_bad_url_is(tmp_path: Path) -> None
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert "Traceback" not in r.stdout + r.stderr
         assert r.stderr.strip().splitlines() == [
-            f"error: {bad}: sources[1].archive: 'http://[::1/x.tgz' is not a valid URL (Invalid IPv6 URL)"]
+            f"error: {bad}: sources[1].archive: 'http://[::1/x.tgz' is not a valid URL (Invalid IPv6 URL)"
+        ]
 
 
 def test_embedded_build_goes_on_past_a_server_that_is_not_http(tmp_path: Path) -> None:
     need("gcc-12", "git")
     with RawServer("banner") as banner:
         r_file = tmp_path / "r.yaml"
-        r_file.write_text(recipe(f'path: "{SAMPLES / "calc"}"', f'archive: "{banner.url("/x.tar.gz")}"',
-                                 f'git: "{banner.url("/x.git")}"'))
-        r = subprocess.run(assemblage_cmd("build", str(r_file), "--out", str(tmp_path / "out"), "-q"),
-                           capture_output=True, text=True, timeout=300)
+        r_file.write_text(
+            recipe(
+                f'path: "{SAMPLES / "calc"}"', f'archive: "{banner.url("/x.tar.gz")}"', f'git: "{banner.url("/x.git")}"'
+            )
+        )
+        r = subprocess.run(
+            assemblage_cmd("build", str(r_file), "--out", str(tmp_path / "out"), "-q"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert banner.hits, "the embedded mode fetches from loopback (a local user's own mirror)"
     out = r.stdout + r.stderr
     assert r.returncode == 9, out  # the run finished; some builds did not succeed
@@ -88,7 +98,8 @@ def test_a_stored_spec_that_no_longer_validates_fails_its_source(tmp_path: Path)
         src = s.get(m.Source, sid)
         assert src.status == "failed" and "does not validate" in src.error and "Invalid IPv6 URL" in src.error
         assert [(b.status, b.reason) for b in s.query(m.Build).filter_by(source_id=sid)] == [
-            ("skipped", "source_unavailable")]
+            ("skipped", "source_unavailable")
+        ]
 
 
 # ------------------------------------------------------------------ the service
@@ -108,11 +119,13 @@ def stack(tmp_path_factory):
 @pytest.mark.usefixtures("services")
 def test_the_api_answers_422_for_an_invalid_url(stack):
     submit = stack.client(stack.token("submit"))
-    r = submit.post("/runs", content=recipe('path: "recipes/samples/calc"', BAD_URL),
-                    headers={"Content-Type": "application/yaml"})
+    r = submit.post(
+        "/runs", content=recipe('path: "recipes/samples/calc"', BAD_URL), headers={"Content-Type": "application/yaml"}
+    )
     assert r.status_code == 422, r.text
-    assert r.json()["errors"] == [{"location": "sources[1].archive",
-                                   "message": "'http://[::1/x.tgz' is not a valid URL (Invalid IPv6 URL)"}]
+    assert r.json()["errors"] == [
+        {"location": "sources[1].archive", "message": "'http://[::1/x.tgz' is not a valid URL (Invalid IPv6 URL)"}
+    ]
 
 
 @pytest.mark.usefixtures("services")
@@ -120,16 +133,23 @@ def test_a_start_that_cannot_succeed_is_not_sent_again(stack):
     """The stored recipe is what the attack got in before the model checked URLs (an older API)."""
     submit = stack.client(stack.token("submit"))
     reader = stack.client(stack.token("read"))
-    r = submit.post("/runs", content=recipe('path: "recipes/samples/calc"', name="never-starts"),
-                    headers={"Content-Type": "application/yaml"})
+    r = submit.post(
+        "/runs",
+        content=recipe('path: "recipes/samples/calc"', name="never-starts"),
+        headers={"Content-Type": "application/yaml"},
+    )
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]
     edit_recipe_text(stack, run_id, recipe('path: "recipes/samples/calc"', BAD_URL, name="never-starts"))
     stack.start_worker("w1")
-    run = wait_for(lambda: (lambda b: b if b["status"] == "failed" else None)(reader.get(f"/runs/{run_id}").json()),
-                   timeout=60, what=f"run {run_id} to fail")
+    run = wait_for(
+        lambda: (lambda b: b if b["status"] == "failed" else None)(reader.get(f"/runs/{run_id}").json()),
+        timeout=60,
+        what=f"run {run_id} to fail",
+    )
     assert any("Invalid IPv6 URL" in n and "sources[1].archive" in n for n in run["notes"]), run
     assert run["total"] == 0  # nothing was expanded
+
     # the sweeper resends a pending run's start when the broker is idle on two sweeps in a row (2 s here):
     # give it several chances, and count the starts the worker receives from now on
     def starts() -> list[str]:
@@ -138,7 +158,7 @@ def test_a_start_that_cannot_succeed_is_not_sent_again(stack):
     time.sleep(2)  # a copy already sent before the run failed (the sweeper may resend while no worker runs)
     before = starts()
     time.sleep(10)
-    assert starts() == before, starts()[len(before):]
+    assert starts() == before, starts()[len(before) :]
     assert query(stack, "SELECT status FROM runs WHERE id = :r", r=run_id) == [("failed",)]
 
 
@@ -149,10 +169,15 @@ def test_a_server_that_is_not_http_fails_its_source_not_the_run(stack):
     submit = stack.client(stack.token("submit"))
     reader = stack.client(stack.token("read"))
     with RawServer("banner") as banner:
-        r = submit.post("/runs", content=recipe('path: "recipes/samples/calc"',
-                                                f'archive: "{banner.url("/x.tar.gz")}"',
-                                                f'git: "{banner.url("/x.git")}"'),
-                        headers={"Content-Type": "application/yaml"})
+        r = submit.post(
+            "/runs",
+            content=recipe(
+                'path: "recipes/samples/calc"',
+                f'archive: "{banner.url("/x.tar.gz")}"',
+                f'git: "{banner.url("/x.git")}"',
+            ),
+            headers={"Content-Type": "application/yaml"},
+        )
         assert r.status_code == 201, r.text
         run = stack.wait_run(reader, r.json()["id"], timeout=180)
         assert len(banner.hits) >= 2  # both fetches reached the server (it is an allowed mirror)

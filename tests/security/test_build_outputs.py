@@ -76,12 +76,19 @@ def test_the_embedded_pipeline_stores_none_of_the_host_files_a_build_links_to(tm
     out = Outside(tmp_path)
     src = hostile_source(tmp_path / "hostile", out)
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: outputs\nsources:\n  - path: {src}\nmatrix:\n  platform: [windows]\n  arch: [x86_64]\n"
-                      "  toolchain: [clang-19]\n  opt: [O0]\noutputs:\n  stripped: true\n")
+    recipe.write_text(
+        f"name: outputs\nsources:\n  - path: {src}\nmatrix:\n  platform: [windows]\n  arch: [x86_64]\n"
+        "  toolchain: [clang-19]\n  opt: [O0]\noutputs:\n  stripped: true\n"
+    )
     dataset = tmp_path / "out"
     env = {**os.environ, "ASSEMBLAGE_TEST_ENV_CANARY": str(out.env_canary)}  # in the pipeline's /proc/self/environ
-    r = subprocess.run(assemblage_cmd("build", str(recipe), "--out", str(dataset), "-q"), capture_output=True,
-                       text=True, env=env, timeout=600)
+    r = subprocess.run(
+        assemblage_cmd("build", str(recipe), "--out", str(dataset), "-q"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     con = sqlite3.connect(dataset / "dataset.sqlite")
     status, reason, message = con.execute("SELECT status, reason, message FROM builds").fetchone()
@@ -156,8 +163,10 @@ def test_the_service_stores_none_of_the_host_files_a_build_links_to(tmp_path):
     out = Outside(tmp_path)
     root = tmp_path / "root"
     hostile_source(root / "hostile", out)
-    recipe = ("name: outputs\nsources:\n  - path: hostile\nmatrix:\n  platform: [windows]\n  arch: [x86_64]\n"
-              "  toolchain: [clang-19]\n  opt: [O0]\n")
+    recipe = (
+        "name: outputs\nsources:\n  - path: hostile\nmatrix:\n  platform: [windows]\n  arch: [x86_64]\n"
+        "  toolchain: [clang-19]\n  opt: [O0]\n"
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASSEMBLAGE_TEST_ENV_CANARY", str(out.env_canary))  # inherited by the API and the workers
         with Stack(tmp_path / "stack", source_root=root, sweep_interval=1) as st:
@@ -176,6 +185,9 @@ def test_the_service_stores_none_of_the_host_files_a_build_links_to(tmp_path):
                 assert name in build["message"], (name, build["message"])
             log = reader.get(f"/builds/{cell['build_id']}/log").text
             assert "refused output (not stored): environ.exe" in log or "environ.exe: a symbolic link" in log
-            answers = [log, reader.get(f"/builds/{cell['build_id']}").text,
-                       reader.get("/binaries", params={"run": run_id}).text]
+            answers = [
+                log,
+                reader.get(f"/builds/{cell['build_id']}").text,
+                reader.get("/binaries", params={"run": run_id}).text,
+            ]
             assert_nowhere(st, [str(out.canary), str(out.env_canary)], answers=answers, skip=[root])

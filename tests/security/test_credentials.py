@@ -58,8 +58,10 @@ def hosts(tmp_path_factory):
     www.mkdir()
     bare_for_http(work, www / "private.git")
     tarball(www / "lib-1.0.tar.gz", work, "lib-1.0")
-    with AuthGitServer(www, f"builder:{secrets.git_token}", "127.0.0.2") as forge, \
-            StaticServer(www, "127.0.0.2") as files:
+    with (
+        AuthGitServer(www, f"builder:{secrets.git_token}", "127.0.0.2") as forge,
+        StaticServer(www, "127.0.0.2") as files,
+    ):
         sources = [
             f'git: "{forge.url("/private.git", userinfo=f"builder:{secrets.git_token}@")}"',
             f'git: "{forge.url("/private.git", userinfo=f"{secrets.git_user}@")}"',
@@ -67,8 +69,11 @@ def hosts(tmp_path_factory):
             f'archive: "{files.url("/lib-1.0.tar.gz")}?access_token={secrets.query_token}"',
             f'archive: "{files.url("/gone.tar.gz", userinfo=f"me:{secrets.archive_password}@")}"',
         ]
-        text = ("name: creds\nsources:\n" + "".join(f"  - {s}\n" for s in sources)
-                + "matrix:\n  platform: [linux]\n  arch: [x86_64]\n  toolchain: [gcc-12]\n  opt: [O0]\n")
+        text = (
+            "name: creds\nsources:\n"
+            + "".join(f"  - {s}\n" for s in sources)
+            + "matrix:\n  platform: [linux]\n  arch: [x86_64]\n  toolchain: [gcc-12]\n  opt: [O0]\n"
+        )
         yield base, secrets, text, forge
 
 
@@ -84,8 +89,9 @@ def columns_holding(url: str, needle: str) -> set[str]:
             for table in inspect(c).get_table_names():
                 for col in inspect(c).get_columns(table):
                     expr = f'CAST("{col["name"]}" AS TEXT)' if sqlite else f'"{col["name"]}"::text'
-                    if c.execute(text(f'SELECT 1 FROM "{table}" WHERE {expr} LIKE :n LIMIT 1'),
-                                 {"n": f"%{needle}%"}).first():
+                    if c.execute(
+                        text(f'SELECT 1 FROM "{table}" WHERE {expr} LIKE :n LIMIT 1'), {"n": f"%{needle}%"}
+                    ).first():
                         found.add(f"{table}.{col['name']}")
     finally:
         engine.dispose()
@@ -145,8 +151,9 @@ def test_the_cli_never_shows_credentials(hosts):
     recipe = base / "creds.yaml"
     recipe.write_text(text)
     out = base / "embedded"
-    r = subprocess.run(assemblage_cmd("build", str(recipe), "--out", str(out)), capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        assemblage_cmd("build", str(recipe), "--out", str(out)), capture_output=True, text=True, timeout=300
+    )
     printed = r.stdout + r.stderr
     assert r.returncode == 9, printed  # finished, with the failing sources' builds skipped
     assert "***@" in printed  # the summary names the failed sources, redacted

@@ -87,9 +87,15 @@ def test_sources_times_configurations_is_capped(api):
     matrix = MATRIX.replace("opt: [O0]", "opt: [O0, O1, O2, O3, Os]").replace("[gcc-12]", "[gcc-12, clang-19]")
     r = post_yaml(api, f"name: wide\nsources:\n{sources}{matrix}")
     assert r.status_code == 422, r.text
-    assert r.json()["errors"] == [{"location": "sources", "message": (
-        f"11 source(s) x 10 configuration(s) = 110 builds, more than the {CAP} this service takes in one run "
-        "(ASSEMBLAGE_MAX_BUILDS_PER_RUN)")}]
+    assert r.json()["errors"] == [
+        {
+            "location": "sources",
+            "message": (
+                f"11 source(s) x 10 configuration(s) = 110 builds, more than the {CAP} this service takes in one run "
+                "(ASSEMBLAGE_MAX_BUILDS_PER_RUN)"
+            ),
+        }
+    ]
     search = post_yaml(api, "name: search\nsources:\n  - github: {query: 'language:c', limit: 101}\n" + MATRIX)
     assert search.status_code == 422 and "101 source(s) x 1 configuration(s)" in search.text
     ok = post_yaml(api, f"name: fits\nsources:\n{sources}{MATRIX}")
@@ -98,8 +104,11 @@ def test_sources_times_configurations_is_capped(api):
 
 def test_health_answers_while_hostile_recipes_are_parsed(api):
     """Three ~1 MiB recipes parsed at once (each takes seconds); /health must keep answering meanwhile."""
-    big = ("name: big\nsources:\n" + "".join(f"  - path: recipes/samples/calc{i}\n" for i in range(29_000))
-           + MATRIX.replace("gcc-12", "no-such-toolchain"))  # valid until the very end: all of it is parsed
+    big = (
+        "name: big\nsources:\n"
+        + "".join(f"  - path: recipes/samples/calc{i}\n" for i in range(29_000))
+        + MATRIX.replace("gcc-12", "no-such-toolchain")
+    )  # valid until the very end: all of it is parsed
     assert len(big) < (1 << 20)
     done: list[tuple[int, float]] = []
 
@@ -124,8 +133,10 @@ def test_health_answers_while_hostile_recipes_are_parsed(api):
         p.join()
     assert [code for code, _ in done] == [422] * 3
     parse = min(seconds for _, seconds in done)
-    print(f"3 parses at once: the fastest took {parse:.1f} s; {len(latencies)} health checks meanwhile, "
-          f"slowest {max(latencies):.2f} s")
+    print(
+        f"3 parses at once: the fastest took {parse:.1f} s; {len(latencies)} health checks meanwhile, "
+        f"slowest {max(latencies):.2f} s"
+    )
     assert len(latencies) >= 5, (latencies, done)
     # on the event loop, a health check waits for a whole parse; off it, for a small share of one
     assert max(latencies) < parse / 3, (max(latencies), parse, latencies)
@@ -156,8 +167,12 @@ def test_an_oversized_body_is_refused_before_it_is_read(api):
 def test_a_streamed_body_is_refused_once_past_the_cap(api):
     """A chunked body of no declared length: the answer must come while it is still being sent."""
     sock = socket.create_connection(("127.0.0.1", api.api_port), timeout=30)
-    sock.sendall((f"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token('submit')}\r\n"
-                  "Content-Type: application/yaml\r\nTransfer-Encoding: chunked\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token('submit')}\r\n"
+            "Content-Type: application/yaml\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+    )
     block = b"# " + b"x" * (64 * 1024 - 3) + b"\n"
     chunk = f"{len(block):x}\r\n".encode() + block + b"\r\n"
     sent, limit, answer = 0, 256 * 1024 * 1024, b""
@@ -181,8 +196,10 @@ def test_a_streamed_body_is_refused_once_past_the_cap(api):
 def test_deeply_nested_recipes_are_located_errors(api, tmp_path: Path):
     r = post_yaml(api, deep_yaml())
     assert r.status_code == 422 and r.json()["errors"][0]["location"].startswith("line 2, column"), r.text
-    for body, location in (("[" * 100_000 + "]" * 100_000, ""),
-                           ('{"name": "x", "description": ' + "[" * 500 + "]" * 500 + "}", "description[0][0][0]...")):
+    for body, location in (
+        ("[" * 100_000 + "]" * 100_000, ""),
+        ('{"name": "x", "description": ' + "[" * 500 + "]" * 500 + "}", "description[0][0][0]..."),
+    ):
         r = api.submit.post("/runs", content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 422, r.text[:300]
         assert r.json()["errors"][0]["location"] == location and "nested deeper than" in r.text

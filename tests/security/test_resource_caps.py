@@ -27,14 +27,21 @@ pytestmark = pytest.mark.integration
 def run(tmp_path: Path, name: str, makefile: str, build: str = "", env: dict | None = None) -> tuple[Path, dict]:
     src = tmp_path / name
     src.mkdir()
-    (src / "main.c").write_text('int main(void) { return 0; }\n')
+    (src / "main.c").write_text("int main(void) { return 0; }\n")
     (src / "Makefile").write_text(makefile)
     recipe = tmp_path / f"{name}.yaml"
-    recipe.write_text(f"name: {name}\nsources:\n  - path: {src}\nmatrix:\n  platform: [linux]\n  arch: [x86_64]\n"
-                      f"  toolchain: [gcc-12]\n  opt: [O0]\n{build}")
+    recipe.write_text(
+        f"name: {name}\nsources:\n  - path: {src}\nmatrix:\n  platform: [linux]\n  arch: [x86_64]\n"
+        f"  toolchain: [gcc-12]\n  opt: [O0]\n{build}"
+    )
     out = tmp_path / f"{name}-out"
-    r = subprocess.run(assemblage_cmd("build", str(recipe), "--out", str(out), "--json", "-q"), capture_output=True,
-                       text=True, timeout=600, env={**os.environ, **(env or {})})
+    r = subprocess.run(
+        assemblage_cmd("build", str(recipe), "--out", str(out), "--json", "-q"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
     con = sqlite3.connect(out / "dataset.sqlite")
     try:
         status, reason, message, log_key = con.execute("SELECT status, reason, message, log_key FROM builds").fetchone()
@@ -54,8 +61,10 @@ def _sandbox() -> None:
 def test_many_files_under_the_per_file_limit_but_over_the_disk_limit_kill_the_build(tmp_path):
     _sandbox()
     # 6 x 12 MiB (each under 16 MiB), half in the build folder, half in /tmp; then it would sleep
-    writes = "".join(f"\thead -c 12M /dev/urandom > {where}/f{i}\n"
-                     for i, where in enumerate(["out", "out", "out", "/tmp", "/tmp", "/tmp"]))
+    writes = "".join(
+        f"\thead -c 12M /dev/urandom > {where}/f{i}\n"
+        for i, where in enumerate(["out", "out", "out", "/tmp", "/tmp", "/tmp"])
+    )
     makefile = f"all:\n\tmkdir -p out\n{writes}\tsleep 30\n\t$(CC) -o app main.c\n"
     log, b = run(tmp_path, "disk", makefile, "build:\n  disk: 16MiB\n  timeout: 120\n")
     assert (b["status"], b["reason"]) == ("failed", "disk_limit"), b
@@ -75,9 +84,11 @@ def test_files_in_tmp_alone_count(tmp_path):
 def test_a_build_printing_50_mb_leaves_a_log_within_the_cap_with_head_and_tail(tmp_path):
     _sandbox()
     cap = 1 << 20
-    makefile = ("all:\n\t@echo FIRST-LINE-OF-THE-BUILD\n"
-                "\t@head -c 50000000 /dev/zero | tr '\\0' 'y' | fold -w 100\n"
-                "\t@echo LAST-LINE-OF-THE-BUILD\n\t$(CC) -o app main.c\n")
+    makefile = (
+        "all:\n\t@echo FIRST-LINE-OF-THE-BUILD\n"
+        "\t@head -c 50000000 /dev/zero | tr '\\0' 'y' | fold -w 100\n"
+        "\t@echo LAST-LINE-OF-THE-BUILD\n\t$(CC) -o app main.c\n"
+    )
     log, b = run(tmp_path, "chatty", makefile, env={"ASSEMBLAGE_MAX_LOG_BYTES": str(cap)})
     assert b["status"] == "succeeded", b
     size = log.stat().st_size

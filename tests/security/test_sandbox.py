@@ -38,7 +38,8 @@ def nosy_source(folder: Path, marker: Path) -> Path:
         "\tenv\n"
         "\t-cat /proc/*/environ | tr '\\0' '\\n'\n"
         f"\t-touch {marker}\n"
-        "\t$(CC) $(CFLAGS) -o hello main.c $(LDFLAGS)\n")
+        "\t$(CC) $(CFLAGS) -o hello main.c $(LDFLAGS)\n"
+    )
     return folder
 
 
@@ -55,11 +56,18 @@ def build(tmp_path: Path, name: str, env: dict[str, str]) -> tuple[subprocess.Co
     marker = tmp_path / f"{name}-ran"
     src = nosy_source(tmp_path / name, marker)
     recipe = tmp_path / f"{name}.yaml"
-    recipe.write_text(f"name: {name}\nsources:\n  - path: {src}\nmatrix:\n  platform: [linux]\n  arch: [x86_64]\n"
-                      "  toolchain: [gcc-12]\n  opt: [O0]\n")
+    recipe.write_text(
+        f"name: {name}\nsources:\n  - path: {src}\nmatrix:\n  platform: [linux]\n  arch: [x86_64]\n"
+        "  toolchain: [gcc-12]\n  opt: [O0]\n"
+    )
     out = tmp_path / f"{name}-out"
-    r = subprocess.run(assemblage_cmd("build", str(recipe), "--out", str(out), "--json", "-q"), capture_output=True,
-                       text=True, env=env, timeout=600)
+    r = subprocess.run(
+        assemblage_cmd("build", str(recipe), "--out", str(out), "--json", "-q"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     return r, out, marker
 
 
@@ -103,8 +111,11 @@ def test_allowed_unsandboxed_builds_run_and_say_so_loudly_without_the_pipelines_
     need("gcc-12")
     canary = Canary("env")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSEMBLAGE_")}
-    env.update(PATH=f"{broken_bwrap(tmp_path / 'fake')}:{env['PATH']}", ASSEMBLAGE_ALLOW_UNSANDBOXED="1",
-               ASSEMBLAGE_TEST_ENV_CANARY=str(canary))
+    env.update(
+        PATH=f"{broken_bwrap(tmp_path / 'fake')}:{env['PATH']}",
+        ASSEMBLAGE_ALLOW_UNSANDBOXED="1",
+        ASSEMBLAGE_TEST_ENV_CANARY=str(canary),
+    )
     r, out, marker = build(tmp_path, "allowed", env)
     status, reason, message, sandboxed = row(out)
     assert status == "succeeded", (r.stdout, r.stderr, message)
@@ -114,8 +125,9 @@ def test_allowed_unsandboxed_builds_run_and_say_so_loudly_without_the_pipelines_
     log = "".join(p.read_text(errors="replace") for p in out.rglob("build-*.log"))
     assert "UNSANDBOXED BUILD" in log
     # the text summary says it too
-    r2 = subprocess.run(assemblage_cmd("report", str(out), "--allow-failures"), capture_output=True, text=True, env=env,
-                        timeout=120)
+    r2 = subprocess.run(
+        assemblage_cmd("report", str(out), "--allow-failures"), capture_output=True, text=True, env=env, timeout=120
+    )
     assert "WITHOUT A SANDBOX" in r2.stdout, r2.stdout + r2.stderr
     # the steps got base_env only; as root the build user (nobody) cannot read this process's /proc/*/environ
     assert "PATH=" in log  # the dump ran
@@ -130,8 +142,11 @@ def test_a_sandboxed_build_sees_none_of_the_pipelines_environment(tmp_path):
 
     assert sandbox_available(), "bubblewrap cannot create namespaces on this machine"
     canary = Canary("env")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ASSEMBLAGE_")},
-           "ASSEMBLAGE_TEST_ENV_CANARY": str(canary), "AWS_SECRET_ACCESS_KEY": str(canary)}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ASSEMBLAGE_")},
+        "ASSEMBLAGE_TEST_ENV_CANARY": str(canary),
+        "AWS_SECRET_ACCESS_KEY": str(canary),
+    }
     r, out, marker = build(tmp_path, "sandboxed", env)
     status, reason, message, sandboxed = row(out)
     assert (status, sandboxed) == ("succeeded", 1), (r.stdout, r.stderr, message)

@@ -34,8 +34,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("services")]
 
 def recipe(*sources: str) -> str:
     listed = "".join(f"  - {s}\n" for s in sources)
-    return (f"name: bypass\nsources:\n{listed}matrix:\n  platform: [linux]\n  arch: [x86_64]\n"
-            "  toolchain: [gcc-12]\n  opt: [O0]\n")
+    return (
+        f"name: bypass\nsources:\n{listed}matrix:\n  platform: [linux]\n  arch: [x86_64]\n"
+        "  toolchain: [gcc-12]\n  opt: [O0]\n"
+    )
 
 
 class World:
@@ -54,8 +56,19 @@ class World:
         (self.root / "link-to-repo").symlink_to(self.outside / "secret-repo")
         (self.root / "link-to-archive.tar.gz").symlink_to(self.outside / "secret-1.0.tar.gz")
         # inside the root, but its objects live outside (git clone --shared writes objects/info/alternates)
-        subprocess.run(["git", "clone", "-q", "--shared", "--bare", str(self.outside / "secret-repo"),
-                        str(self.root / "borrowing.git")], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "git",
+                "clone",
+                "-q",
+                "--shared",
+                "--bare",
+                str(self.outside / "secret-repo"),
+                str(self.root / "borrowing.git"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         # the workers run in the stack's folder: a folder there that the source root does not have
         self.stack_dir = base / "stack"
         c_project(self.stack_dir / "cwd-only", str(self.canary))
@@ -103,8 +116,9 @@ def test_the_api_refuses_every_way_out_of_the_source_root(world):
         problems = r.json()["errors"]
         assert [p["location"] for p in problems] == [f"sources[1].{field}"], (line, problems)
         assert "source root" in problems[0]["message"], (line, problems)
-    assert_nowhere(world.stack, [str(world.canary), str(world.env_canary)], answers=answers,
-                   skip=[world.stack_dir / "cwd-only"])
+    assert_nowhere(
+        world.stack, [str(world.canary), str(world.env_canary)], answers=answers, skip=[world.stack_dir / "cwd-only"]
+    )
 
 
 def test_the_worker_checks_again_and_resolves_relative_paths_against_its_root(world):
@@ -118,8 +132,9 @@ def test_the_worker_checks_again_and_resolves_relative_paths_against_its_root(wo
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]
     # what an older API (or anyone with the database) could have stored: every way out, unchecked
-    hostile = recipe('path: "good"', 'path: "cwd-only"', 'git: "borrowing.git"',
-                     *(line for line, _ in outside_sources(world)))
+    hostile = recipe(
+        'path: "good"', 'path: "cwd-only"', 'git: "borrowing.git"', *(line for line, _ in outside_sources(world))
+    )
     edit_recipe_text(st, run_id, hostile)
     st.start_worker("w1")
     st.wait_run(reader, run_id, timeout=240)

@@ -44,17 +44,40 @@ from tests.security.support import (
 
 pytestmark = pytest.mark.integration
 
-NON_PUBLIC = ["127.0.0.1", "127.1.2.3", "[::1]", "[::ffff:127.0.0.1]", "[::ffff:169.254.169.254]", "0.0.0.0",
-              "169.254.169.254", "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1", "224.0.0.1",
-              "[fe80::1]", "[fc00::1]", "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]", "localhost"]
+NON_PUBLIC = [
+    "127.0.0.1",
+    "127.1.2.3",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:169.254.169.254]",
+    "0.0.0.0",
+    "169.254.169.254",
+    "10.0.0.1",
+    "172.16.0.1",
+    "192.168.1.1",
+    "100.64.0.1",
+    "224.0.0.1",
+    "[fe80::1]",
+    "[fc00::1]",
+    "[64:ff9b::a9fe:a9fe]",
+    "[2002:a9fe:a9fe::1]",
+    "localhost",
+]
 
 
 def policy(tmp_path: Path, *allow: str, api_port: int = 8000) -> FetchPolicy:
     """The service's policy, built from settings as the workers build it."""
-    settings = load_settings(environment="test", secret_key="x" * 32, source_root=tmp_path, fetch_allow=allow,
-                             database_url="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                             broker_url=f"{REDIS_URL}/0", s3_endpoint_url=S3_ENDPOINT, api_port=api_port,
-                             fetch_timeout=30)
+    settings = load_settings(
+        environment="test",
+        secret_key="x" * 32,
+        source_root=tmp_path,
+        fetch_allow=allow,
+        database_url="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        broker_url=f"{REDIS_URL}/0",
+        s3_endpoint_url=S3_ENDPOINT,
+        api_port=api_port,
+        fetch_timeout=30,
+    )
     return FetchPolicy.for_service(settings)
 
 
@@ -86,9 +109,11 @@ def test_non_public_addresses_are_refused_before_connecting(tmp_path, site):
     pol = policy(tmp_path)
     with StaticServer(www, "127.0.0.1") as web:
         for host in NON_PUBLIC:
-            for url, is_git in ((f"http://{host}:{web.port}/lib-1.0.tar.gz", False),
-                                (f"http://{host}:{web.port}/repo.git", True),
-                                (f"git://{host}:{web.port}/repo.git", True)):
+            for url, is_git in (
+                (f"http://{host}:{web.port}/lib-1.0.tar.gz", False),
+                (f"http://{host}:{web.port}/repo.git", True),
+                (f"git://{host}:{web.port}/repo.git", True),
+            ):
                 started = time.monotonic()
                 with pytest.raises(FetchRefusedError, match="refused by the service's fetch policy"):
                     fetch(url, pol, tmp_path, git_url=is_git)
@@ -168,9 +193,21 @@ def test_git_connects_only_to_the_address_that_was_checked(tmp_path, site, monke
 def test_git_protocol_goes_to_the_checked_address(tmp_path, site, monkeypatch):
     www, canary = site
     port = closed_port("127.0.0.2")
-    daemon = subprocess.Popen(["git", "daemon", "--listen=127.0.0.2", f"--port={port}", "--export-all",
-                               f"--base-path={www}", "--reuseaddr", str(www)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--listen=127.0.0.2",
+            f"--port={port}",
+            "--export-all",
+            f"--base-path={www}",
+            "--reuseaddr",
+            str(www),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -260,13 +297,19 @@ def service(tmp_path_factory):
 
 
 def ssrf_recipe(name: str, *sources: str) -> str:
-    return (f"name: {name}\nsources:\n" + "".join(f"  - {s}\n" for s in (*sources, 'path: "recipes/samples/calc"'))
-            + "matrix:\n  platform: [linux]\n  arch: [x86_64]\n  toolchain: [gcc-12]\n  opt: [O0]\n")
+    return (
+        f"name: {name}\nsources:\n"
+        + "".join(f"  - {s}\n" for s in (*sources, 'path: "recipes/samples/calc"'))
+        + "matrix:\n  platform: [linux]\n  arch: [x86_64]\n  toolchain: [gcc-12]\n  opt: [O0]\n"
+    )
 
 
 def hostile(host: str, port: int) -> list[str]:
-    return [f'archive: "http://{host}:{port}/lib-1.0.tar.gz"', f'git: "http://{host}:{port}/repo.git"',
-            f'git: "git://{host}:{port}/repo.git"']
+    return [
+        f'archive: "http://{host}:{port}/lib-1.0.tar.gz"',
+        f'git: "http://{host}:{port}/repo.git"',
+        f'git: "git://{host}:{port}/repo.git"',
+    ]
 
 
 @pytest.mark.usefixtures("services")
@@ -277,13 +320,16 @@ def test_the_service_refuses_what_resolves_to_loopback(service):
     yaml = {"Content-Type": "application/yaml"}
     answers = []
     # literal addresses are refused by the API at once
-    for literal, port in (("169.254.169.254", 80), ("[::ffff:127.0.0.1]", web.port), ("10.1.2.3", 443),
-                          ("127.0.0.1", st.api_port)):
+    for literal, port in (
+        ("169.254.169.254", 80),
+        ("[::ffff:127.0.0.1]", web.port),
+        ("10.1.2.3", 443),
+        ("127.0.0.1", st.api_port),
+    ):
         r = submit.post("/runs", content=ssrf_recipe("ssrf-literal", *hostile(literal, port)), headers=yaml)
         answers.append(r.text)
         assert r.status_code == 422, (literal, r.text)
-        assert [p["location"] for p in r.json()["errors"]] == ["sources[0].archive", "sources[1].git",
-                                                               "sources[2].git"]
+        assert [p["location"] for p in r.json()["errors"]] == ["sources[0].archive", "sources[1].git", "sources[2].git"]
     # names pass the API and are refused by the worker, on the address they resolve to
     r = submit.post("/runs", content=ssrf_recipe("ssrf", *hostile("localhost", web.port)), headers=yaml)
     assert r.status_code == 201, r.text
@@ -291,9 +337,16 @@ def test_the_service_refuses_what_resolves_to_loopback(service):
     # literal addresses that an older API stored are refused by the worker too
     r = submit.post("/runs", content=ssrf_recipe("ssrf-edited", *hostile("localhost", web.port)), headers=yaml)
     assert r.status_code == 201
-    edit_recipe_text(st, r.json()["id"], ssrf_recipe(
-        "ssrf-edited", 'archive: "http://169.254.169.254/latest/meta-data/x.tar.gz"',
-        f'git: "http://[::ffff:127.0.0.1]:{web.port}/repo.git"', f'archive: "http://127.0.0.1:{web.port}/lib-1.0.tar.gz"'))
+    edit_recipe_text(
+        st,
+        r.json()["id"],
+        ssrf_recipe(
+            "ssrf-edited",
+            'archive: "http://169.254.169.254/latest/meta-data/x.tar.gz"',
+            f'git: "http://[::ffff:127.0.0.1]:{web.port}/repo.git"',
+            f'archive: "http://127.0.0.1:{web.port}/lib-1.0.tar.gz"',
+        ),
+    )
     second = st.wait_run(reader, r.json()["id"], timeout=180)
     for run in (first, second):
         assert run["builds"] == {"skipped": 3, "succeeded": 1}, run

@@ -51,8 +51,9 @@ def test_last_used_at_is_written_at_most_once_a_minute(api):
     aged = last_used(api, token)
     assert client.get("/binaries").status_code == 200
     assert last_used(api, token) > aged  # a minute later, written again
-    listed = subprocess.run(assemblage_cmd("token", "list"), env=api.env(), cwd=api.root, capture_output=True,
-                            text=True, check=True).stdout
+    listed = subprocess.run(
+        assemblage_cmd("token", "list"), env=api.env(), cwd=api.root, capture_output=True, text=True, check=True
+    ).stdout
     row = next(line.split("\t") for line in listed.splitlines() if line.split("\t")[3] == token[:10] + "...")
     assert row[5] != "-"  # `assemblage token list` shows the last use
 
@@ -63,12 +64,16 @@ def test_a_token_that_is_refused_writes_nothing(api):
     assert httpx.get(f"{api.base_url}/binaries", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
     assert last_used(api, token) is None
     [(token_id,)] = query(api, "SELECT id FROM api_tokens WHERE hint = :h", h=token[:10])
-    subprocess.run(assemblage_cmd("token", "revoke", str(token_id)), env=api.env(), cwd=api.root, check=True,
-                   capture_output=True)
+    subprocess.run(
+        assemblage_cmd("token", "revoke", str(token_id)), env=api.env(), cwd=api.root, check=True, capture_output=True
+    )
     assert httpx.get(f"{api.base_url}/binaries", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert last_used(api, token) is None
     # a recognised token used beyond its scope was still used (and that is worth knowing)
     reader = api.token("read")
-    r = httpx.post(f"{api.base_url}/runs", content="name: x", headers={"Authorization": f"Bearer {reader}",
-                                                                          "Content-Type": "application/yaml"})
+    r = httpx.post(
+        f"{api.base_url}/runs",
+        content="name: x",
+        headers={"Authorization": f"Bearer {reader}", "Content-Type": "application/yaml"},
+    )
     assert r.status_code == 403 and last_used(api, reader) is not None

@@ -85,18 +85,27 @@ def call(env, method: str, path: str, headers: dict[str, str]):
     if not path.startswith("/api/v1"):
         url = "http://testserver" + path
     body, ctype = BODIES.get(path, (RECIPE, "application/yaml"))
-    return env.http.request(method, url, content=body if method != "get" else None,
-                            headers={**headers, "Content-Type": ctype}, follow_redirects=False)
+    return env.http.request(
+        method,
+        url,
+        content=body if method != "get" else None,
+        headers={**headers, "Content-Type": ctype},
+        follow_redirects=False,
+    )
 
 
 # a valid body for each write that does not take a recipe (the default: the recipe, as YAML)
-BODIES = {"/api/v1/exports": ("{}", "application/json"),
-          "/api/v1/tokens": ('{"scope": "read", "name": "walk"}', "application/json")}
+BODIES = {
+    "/api/v1/exports": ("{}", "application/json"),
+    "/api/v1/tokens": ('{"scope": "read", "name": "walk"}', "application/json"),
+}
 # routes whose answer, once the token is accepted, depends on the state of what they name:
 # an export posted by the test itself is still pending, so it has nothing to download yet
-STATE_ANSWERS = {("get", "/api/v1/exports/{export_id}/download"): (409,),
-                 # the seeded run has finished: there is nothing left to cancel
-                 ("post", "/api/v1/runs/{run_id}/cancel"): (409,)}
+STATE_ANSWERS = {
+    ("get", "/api/v1/exports/{export_id}/download"): (409,),
+    # the seeded run has finished: there is nothing left to cancel
+    ("post", "/api/v1/runs/{run_id}/cancel"): (409,),
+}
 
 
 def test_every_route_is_in_the_document_and_only_the_listed_ones_are_public(world):
@@ -106,8 +115,10 @@ def test_every_route_is_in_the_document_and_only_the_listed_ones_are_public(worl
         if (method, path) in PUBLIC_OPERATIONS:
             assert scope is None, f"{method.upper()} {path} is listed public but asks for {scope}"
             continue
-        assert scope is not None, (f"{method.upper()} {path} has no scope check: add a ReadToken/SubmitToken/"
-                                   f"AdminToken parameter, or list it in PUBLIC_OPERATIONS if it must be public")
+        assert scope is not None, (
+            f"{method.upper()} {path} has no scope check: add a ReadToken/SubmitToken/"
+            f"AdminToken parameter, or list it in PUBLIC_OPERATIONS if it must be public"
+        )
         assert SCOPES.index(scope) >= SCOPES.index(FLOOR[method]), f"{method.upper()} {path} needs only {scope}"
     # a route hidden from the document escapes the walk: none may be, except the docs themselves
     import assemblage.api.routers as routers
@@ -131,8 +142,13 @@ def test_every_page_sends_a_visitor_without_a_live_session_to_the_login(world):
         function_id = s.query(m.Function.id).filter(m.Function.binary_id == world.params["binary_id"]).first()[0]
     params = {**world.params, "function_id": function_id}
     cookies = {"none": None, "forged": "asm_" + "A" * 43}
-    cookies.update({what: h["Authorization"].split(" ", 1)[1] for what, h in world.bad_tokens.items()
-                    if what in ("token of another secret key", "revoked admin token")})
+    cookies.update(
+        {
+            what: h["Authorization"].split(" ", 1)[1]
+            for what, h in world.bad_tokens.items()
+            if what in ("token of another secret key", "revoked admin token")
+        }
+    )
     pages = 0
     for route in router.routes:
         for method in route.methods:

@@ -46,8 +46,13 @@ def _problem(r, status: int) -> dict:
 
 def test_every_route_refuses_an_unknown_query_parameter(world):
     """Walked from the app's routes (API, pages, /metrics, /health): none silently ignores a parameter."""
-    params = {"run_id": world.run_id, "build_id": world.build_ids[0], "binary_id": world.ids[0],
-              "function_id": world.function_id, "export_id": 1}
+    params = {
+        "run_id": world.run_id,
+        "build_id": world.build_ids[0],
+        "binary_id": world.ids[0],
+        "function_id": world.function_id,
+        "export_id": 1,
+    }
     from assemblage.api.ui.pages import router as pages
 
     doc = world.app.openapi()["paths"]
@@ -57,8 +62,9 @@ def test_every_route_refuses_an_unknown_query_parameter(world):
     seen = 0
     for method, path in routes:
         url = "http://testserver" + re.sub(r"\{(\w+)\}", lambda mt: str(params.get(mt.group(1), 1)), path)
-        r = world.http.request(method, url, params={"toolchian": "gcc-12"}, headers=world.h("admin"),
-                               follow_redirects=False)
+        r = world.http.request(
+            method, url, params={"toolchian": "gcc-12"}, headers=world.h("admin"), follow_redirects=False
+        )
         body = _problem(r, 422)
         assert body["errors"][0]["location"] == "query.toolchian", (method, path, body)
         assert "unknown query parameter" in body["errors"][0]["message"]
@@ -116,8 +122,15 @@ def test_a_run_lists_the_binaries_of_the_builds_it_reused(world):
         src = s.query(m.Source).one()
         for bid in world.build_ids:
             b = s.get(m.Build, bid)
-            s.add(m.Build(run_id=again.id, source_id=src.id, configuration_id=b.configuration_id,
-                          status="succeeded", reused_from_id=bid))
+            s.add(
+                m.Build(
+                    run_id=again.id,
+                    source_id=src.id,
+                    configuration_id=b.configuration_id,
+                    status="succeeded",
+                    reused_from_id=bid,
+                )
+            )
         again_id = again.id
     read = world.h("read")
     items = world.http.get("/binaries", params={"run": again_id}, headers=read).json()["items"]
@@ -134,8 +147,10 @@ def test_a_run_lists_the_binaries_of_the_builds_it_reused(world):
 
 def test_runs_are_listed_by_cursor_and_filtered(world):
     submit, read = world.h("submit"), world.h("read")
-    made = [world.http.post("/runs", content=RECIPE, headers={**submit, "Content-Type": "application/yaml"})
-            .json()["id"] for _ in range(3)]
+    made = [
+        world.http.post("/runs", content=RECIPE, headers={**submit, "Content-Type": "application/yaml"}).json()["id"]
+        for _ in range(3)
+    ]
     page = world.http.get("/runs", params={"limit": 2}, headers=read).json()
     assert [r["id"] for r in page["items"]] == [world.run_id, made[0]] and page["next"]
     rest = world.http.get("/runs", params={"limit": 2, "after": page["next"]}, headers=read).json()
@@ -152,7 +167,9 @@ def test_cancel_marks_queued_and_running_builds_and_ends_the_run(world):
     from assemblage.pipeline.steps import Context, expand_run
 
     submit = world.h("submit")
-    run_id = world.http.post("/runs", content=RECIPE, headers={**submit, "Content-Type": "application/yaml"}).json()["id"]
+    run_id = world.http.post("/runs", content=RECIPE, headers={**submit, "Content-Type": "application/yaml"}).json()[
+        "id"
+    ]
     expand_run(Context(sessions=world.sessions, store=world.store, cache_dir=world.settings.cache_dir), run_id)
     with session_scope(world.sessions) as s:
         first = s.query(m.Build).filter(m.Build.run_id == run_id).order_by(m.Build.id).first()
@@ -216,10 +233,14 @@ def test_a_run_cancelled_before_it_started_adds_no_builds(world):
     from assemblage.pipeline.steps import Context, expand_run
 
     submit = world.h("submit")
-    run_id = world.http.post("/runs", content=RECIPE, headers={**submit, "Content-Type": "application/yaml"}).json()["id"]
+    run_id = world.http.post("/runs", content=RECIPE, headers={**submit, "Content-Type": "application/yaml"}).json()[
+        "id"
+    ]
     assert world.http.post(f"/runs/{run_id}/cancel", headers=submit).json()["status"] == "cancelled"
-    assert expand_run(Context(sessions=world.sessions, store=world.store, cache_dir=world.settings.cache_dir),
-                      run_id) is False  # the start task, delivered late, adds nothing
+    assert (
+        expand_run(Context(sessions=world.sessions, store=world.store, cache_dir=world.settings.cache_dir), run_id)
+        is False
+    )  # the start task, delivered late, adds nothing
     assert world.http.get(f"/runs/{run_id}", headers=world.h("read")).json()["total"] == 0
 
 
@@ -231,10 +252,23 @@ def test_functions_carry_hashes_and_lines_and_inlines_on_request(world):
     with session_scope(world.sessions) as s:
         f = s.query(m.Function).filter(m.Function.binary_id == b, m.Function.name == "main").one()
         f.hash, f.pic_hash, fid = "a" * 64, "b" * 64, f.id
-        s.add_all([m.Line(function_id=fid, line_number=7, rva=f.start + 4, length=4, source_file="m.c"),
-                   m.Line(function_id=fid, line_number=5, rva=f.start, length=4, source_file="m.c")])
-        s.add(m.Inline(binary_id=b, callee="square", caller="main", start=f.start + 8, end=f.start + 12,
-                       call_file="m.c", call_line=7))
+        s.add_all(
+            [
+                m.Line(function_id=fid, line_number=7, rva=f.start + 4, length=4, source_file="m.c"),
+                m.Line(function_id=fid, line_number=5, rva=f.start, length=4, source_file="m.c"),
+            ]
+        )
+        s.add(
+            m.Inline(
+                binary_id=b,
+                callee="square",
+                caller="main",
+                start=f.start + 8,
+                end=f.start + 12,
+                call_file="m.c",
+                call_line=7,
+            )
+        )
         s.add(m.Inline(binary_id=b, callee="elsewhere", caller="main", start=f.end + 100, end=f.end + 104))
     read = world.h("read")
     plain = world.http.get(f"/binaries/{b}/functions", headers=read).json()["items"]
@@ -247,8 +281,9 @@ def test_functions_carry_hashes_and_lines_and_inlines_on_request(world):
     assert [i["callee"] for i in main["inlines"]] == ["square"]  # the copy outside main's range is not main's
     other = next(x for x in full["items"] if x["id"] != fid)
     assert other["lines"] == [] and other["inlines"] == []
-    repeated = world.http.get("/functions", params=[("binary", b), ("include", "lines"), ("include", "inlines")],
-                              headers=read).json()["items"]
+    repeated = world.http.get(
+        "/functions", params=[("binary", b), ("include", "lines"), ("include", "inlines")], headers=read
+    ).json()["items"]
     assert next(x for x in repeated if x["id"] == fid)["inlines"][0]["call_line"] == 7
     bad = _problem(world.http.get(f"/binaries/{b}/functions", params={"include": "lines,bytes"}, headers=read), 422)
     assert bad["errors"] == [{"location": "query.include", "message": bad["errors"][0]["message"]}]
@@ -261,8 +296,13 @@ def test_functions_carry_hashes_and_lines_and_inlines_on_request(world):
 def test_every_kind_of_error_is_a_problem(world, tmp_path):
     read = world.h("read")
     body = _problem(world.http.get("/runs/999999", headers=read), 404)
-    assert body == {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no run 999999",
-                    "instance": "/api/v1/runs/999999"}
+    assert body == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "no run 999999",
+        "instance": "/api/v1/runs/999999",
+    }
     body = _problem(world.http.get("/runs/0", headers=read), 422)
     assert body["errors"][0]["location"] == "path.run_id"
     assert _problem(world.http.get("/runs/1"), 401)["detail"] == "a bearer token is required"
@@ -270,8 +310,11 @@ def test_every_kind_of_error_is_a_problem(world, tmp_path):
     assert "scope submit" in _problem(world.http.post("/runs", content=RECIPE, headers=read), 403)["detail"]
     _problem(world.http.get("/no-such-route", headers=read), 404)
     _problem(world.http.delete("/runs", headers=read), 405)
-    bad = world.http.post("/runs", content=RECIPE.replace("gcc-12", "gcc-99"),
-                          headers={**world.h("submit"), "Content-Type": "application/yaml"})
+    bad = world.http.post(
+        "/runs",
+        content=RECIPE.replace("gcc-12", "gcc-99"),
+        headers={**world.h("submit"), "Content-Type": "application/yaml"},
+    )
     body = _problem(bad, 422)
     assert body["errors"][0]["location"].startswith("matrix.toolchain") and "gcc-99" in body["detail"]
     _problem(world.http.get("/binaries", params={"after": "!!"}, headers=read), 422)

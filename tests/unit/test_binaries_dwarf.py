@@ -98,13 +98,15 @@ def test_plain_function_has_name_range_and_external_flag():
 
 
 def test_name_comes_through_abstract_origin_and_specification():
-    res = read([
-        ROOT,
-        ("decl", ABSTRACT, ["helper", 1]),
-        ("spec", SPEC, ["decl"]),
-        (None, CONCRETE, ["spec", 0x2000, 0x10]),
-        (None, None, []),
-    ])
+    res = read(
+        [
+            ROOT,
+            ("decl", ABSTRACT, ["helper", 1]),
+            ("spec", SPEC, ["decl"]),
+            (None, CONCRETE, ["spec", 0x2000, 0x10]),
+            (None, None, []),
+        ]
+    )
     (f,) = res.functions  # the abstract instance and the specification are not functions
     assert f.name == "helper" and f.start == 0x2000
 
@@ -116,7 +118,13 @@ def test_reference_cycle_terminates_and_falls_back_to_address_name():
 
 
 def test_discarded_code_at_zero_or_outside_code_is_not_a_function():
-    dies = [ROOT, (None, FUNC, ["gone", 0, 0x10, True]), (None, FUNC, ["elsewhere", 0x9000, 8, True]), (None, FUNC, ["kept", 0x1000, 8, True]), (None, None, [])]
+    dies = [
+        ROOT,
+        (None, FUNC, ["gone", 0, 0x10, True]),
+        (None, FUNC, ["elsewhere", 0x9000, 8, True]),
+        (None, FUNC, ["kept", 0x1000, 8, True]),
+        (None, None, []),
+    ]
     res = read(dies, code_ranges=[(0x1000, 0x2000)])
     assert [f.name for f in res.functions] == ["kept"]
     assert res.discarded == 2
@@ -139,14 +147,16 @@ def test_identical_ranges_give_one_function_with_an_alias():
 
 
 def test_inlined_subroutine_is_a_fact_not_a_function():
-    res = read([
-        ROOT,
-        ("sq", ABSTRACT, ["square", 3]),
-        (None, PARENT, ["outer", 0x1000, 0x40]),
-        (None, INLINED, ["sq", 0x1008, 0x8]),
-        (None, None, []),
-        (None, None, []),
-    ])
+    res = read(
+        [
+            ROOT,
+            ("sq", ABSTRACT, ["square", 3]),
+            (None, PARENT, ["outer", 0x1000, 0x40]),
+            (None, INLINED, ["sq", 0x1008, 0x8]),
+            (None, None, []),
+            (None, None, []),
+        ]
+    )
     assert [f.name for f in res.functions] == ["outer"]
     (inl,) = res.inlinings
     assert (inl.callee, inl.caller, inl.function, inl.ranges) == ("square", "outer", "outer", (Range(0x1008, 0x1010),))

@@ -25,8 +25,14 @@ def exe(tmp_path_factory) -> Path:
 def test_start_up_code_has_the_extent_objdump_shows(exe: Path) -> None:
     a = analyze_elf(exe)
     inferred = {f.name: f for f in a.functions if f.size_inferred}
-    assert {"_init", "_fini", "deregister_tm_clones", "register_tm_clones", "__do_global_dtors_aux",
-            "frame_dummy"} <= set(inferred)
+    assert {
+        "_init",
+        "_fini",
+        "deregister_tm_clones",
+        "register_tm_clones",
+        "__do_global_dtors_aux",
+        "frame_dummy",
+    } <= set(inferred)
     assert all(f.size > 0 and f.sha256 and f.ranges for f in inferred.values())
     rep = verify_binary(str(exe), a)
     assert rep.ok, rep.unexplained

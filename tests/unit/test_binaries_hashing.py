@@ -10,7 +10,15 @@ from assemblage.binaries.model import Range
 
 def x86_func(disp: int, rel: int, imm: int = 5) -> bytes:
     # mov rax, [rip+disp]; call rel32; add eax, imm; jmp short +0; ret
-    return b"\x48\x8b\x05" + struct.pack("<i", disp) + b"\xe8" + struct.pack("<i", rel) + b"\x83\xc0" + bytes([imm]) + b"\xeb\x00\xc3"
+    return (
+        b"\x48\x8b\x05"
+        + struct.pack("<i", disp)
+        + b"\xe8"
+        + struct.pack("<i", rel)
+        + b"\x83\xc0"
+        + bytes([imm])
+        + b"\xeb\x00\xc3"
+    )
 
 
 def hasher(code_at: dict[int, bytes], arch: str = "x86_64") -> FunctionHasher:

@@ -40,15 +40,28 @@ def test_assembler_is_not_a_compiler():
 
 @pytest.mark.parametrize(
     "flags, level",
-    [(["-O2", "-O3"], "O3"), (["-O"], "O1"), (["-Ofast"], "Ofast"), (["-Oz"], "Oz"), (["-Og"], "Og"), (["-O9"], "O3"), (["-g"], None)],
+    [
+        (["-O2", "-O3"], "O3"),
+        (["-O"], "O1"),
+        (["-Ofast"], "Ofast"),
+        (["-Oz"], "Oz"),
+        (["-Og"], "Og"),
+        (["-O9"], "O3"),
+        (["-g"], None),
+    ],
 )
 def test_last_o_switch_wins(flags, level):
     assert opt_from_flags(flags) == level
 
 
 def test_comment_section_entries():
-    ps = parse_comment(b"GCC: (Debian 12.2.0-14) 12.2.0\0Debian clang version 19.1.7 (3~deb12u1)\0GCC: (Debian 12.2.0-14) 12.2.0\0")
-    assert [(p.compiler, p.version, p.source) for p in ps] == [("gcc", "12.2.0", "comment"), ("clang", "19.1.7", "comment")]
+    ps = parse_comment(
+        b"GCC: (Debian 12.2.0-14) 12.2.0\0Debian clang version 19.1.7 (3~deb12u1)\0GCC: (Debian 12.2.0-14) 12.2.0\0"
+    )
+    assert [(p.compiler, p.version, p.source) for p in ps] == [
+        ("gcc", "12.2.0", "comment"),
+        ("clang", "19.1.7", "comment"),
+    ]
 
 
 def _p(opt, compiler="gcc", flags=("-O?",)):
@@ -56,7 +69,14 @@ def _p(opt, compiler="gcc", flags=("-O?",)):
 
 
 def test_observed_opt_is_majority_of_units_with_functions():
-    units = [(_p("O2"), 10), (_p("O2"), 3), (_p("O0"), 50), (_p("O0"), 0), (_p("O0"), 0), (Producer("GNU AS 2.40", "gas", "2.40"), 4)]
+    units = [
+        (_p("O2"), 10),
+        (_p("O2"), 3),
+        (_p("O0"), 50),
+        (_p("O0"), 0),
+        (_p("O0"), 0),
+        (Producer("GNU AS 2.40", "gas", "2.40"), 4),
+    ]
     assert observed_opt(units)[0] == "O2"
 
 
@@ -67,8 +87,10 @@ def test_observed_opt_tie_goes_to_more_functions_and_ignores_unknown():
 
 def test_switch_values_stay_with_their_switch_and_repeats_are_dropped():
     # what clang-19 -grecord-gcc-switches really records (llvm-dwarfdump-19 shows it so)
-    raw = ("Debian clang version 19.1.7 (3~deb12u1) /usr/lib/llvm-19/bin/clang -g -grecord-command-line -O2 "
-           "-D FOO=1 -I /usr/include -include cfg.h -g -c p.c -o p.o")
+    raw = (
+        "Debian clang version 19.1.7 (3~deb12u1) /usr/lib/llvm-19/bin/clang -g -grecord-command-line -O2 "
+        "-D FOO=1 -I /usr/include -include cfg.h -g -c p.c -o p.o"
+    )
     p = parse_producer(raw)
     assert p.flags == ("-grecord-command-line", "-O2", "-DFOO=1", "-I/usr/include", "-include cfg.h", "-g")
     assert p.opt == "O2"

@@ -97,7 +97,16 @@ def _analysis():
 
     def fn(name, ranges, entry=None, **kw):
         rs = [Range(a, b) for a, b in ranges]
-        return Function(name, min(r.start for r in rs), max(r.end for r in rs), sum(r.end - r.start for r in rs), rs, entry=entry or rs[0].start, label_source="both", **kw)
+        return Function(
+            name,
+            min(r.start for r in rs),
+            max(r.end for r in rs),
+            sum(r.end - r.start for r in rs),
+            rs,
+            entry=entry or rs[0].start,
+            label_source="both",
+            **kw,
+        )
 
     return BinaryAnalysis(
         path="bin",
@@ -137,7 +146,10 @@ def test_verify_rules_explain_known_differences_and_flag_the_rest(monkeypatch):
         _die(0x70, "missing", [(0x1400, 0x1410)]),  # not explained
     ]
     outputs = {
-        ("readelf", "-SW"): "  [15] .text             PROGBITS        0000000000001000 001000 001000 00  AX  0   0 16\n",
+        (
+            "readelf",
+            "-SW",
+        ): "  [15] .text             PROGBITS        0000000000001000 001000 001000 00  AX  0   0 16\n",
         (v.DUMP_TOOL, "--debug-info"): "\n".join(dies),
         (v.DUMP_TOOL, "--debug-line"): "",
         ("readelf", "-sW"): (
@@ -150,9 +162,17 @@ def test_verify_rules_explain_known_differences_and_flag_the_rest(monkeypatch):
         ),
         ("c++filt",): "A::f ()\n",
     }
-    monkeypatch.setattr(v, "_run", lambda args, input_text=None: outputs[tuple(args[:2]) if args[0] != "c++filt" else ("c++filt",)])
+    monkeypatch.setattr(
+        v, "_run", lambda args, input_text=None: outputs[tuple(args[:2]) if args[0] != "c++filt" else ("c++filt",)]
+    )
     monkeypatch.setattr(v.shutil, "which", lambda name: "/usr/bin/" + name)
     rep = v.verify_binary("bin", _analysis())
-    assert rep.explained == {"alias": 1, "discarded": 1, "split_part": 1, "recorded_disagreement": 1, "demangler_variant": 1}
+    assert rep.explained == {
+        "alias": 1,
+        "discarded": 1,
+        "split_part": 1,
+        "recorded_disagreement": 1,
+        "demangler_variant": 1,
+    }
     assert rep.counts["dwarf_matched"] == 5 and rep.counts["symtab_matched"] == 3
     assert not rep.ok and len(rep.unexplained) == 1 and "missing" in rep.unexplained[0]

@@ -38,19 +38,22 @@ def pe_header(dll: bool) -> bytes:
     return bytes(mz) + coff
 
 
-@pytest.mark.parametrize("data,expected", [
-    (elf_header(2), ("elf", "executable")),
-    (elf_header(3, interp=True), ("elf", "executable")),  # PIE
-    (elf_header(3), ("elf", "shared")),
-    (elf_header(1), ("elf", "object")),
-    (pe_header(False), ("pe", "executable")),
-    (pe_header(True), ("pe", "shared")),
-    (b"!<arch>\nrest", ("ar", "static")),
-    (b"#!/bin/sh\necho hi\n", None),
-    (b"MZ not really a PE", None),
-    (b"\x7fELF", None),
-    (b"", None),
-])
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        (elf_header(2), ("elf", "executable")),
+        (elf_header(3, interp=True), ("elf", "executable")),  # PIE
+        (elf_header(3), ("elf", "shared")),
+        (elf_header(1), ("elf", "object")),
+        (pe_header(False), ("pe", "executable")),
+        (pe_header(True), ("pe", "shared")),
+        (b"!<arch>\nrest", ("ar", "static")),
+        (b"#!/bin/sh\necho hi\n", None),
+        (b"MZ not really a PE", None),
+        (b"\x7fELF", None),
+        (b"", None),
+    ],
+)
 def test_classify_by_magic_bytes(tmp_path: Path, data: bytes, expected) -> None:
     p = tmp_path / "file.txt"  # the name must not matter
     p.write_bytes(data)
@@ -81,12 +84,19 @@ def fake_compiler(tmp_path: Path) -> Path:
 
 def test_wrapper_drops_project_levels_and_appends_ours(tmp_path: Path) -> None:
     real = fake_compiler(tmp_path)
-    cs = CompilerSet(toolchain="x", platform="linux", arch="x86_64", cc=str(real), cxx=str(real),
-                     cflags=("-O2", "-g", "-grecord-gcc-switches"))
+    cs = CompilerSet(
+        toolchain="x",
+        platform="linux",
+        arch="x86_64",
+        cc=str(real),
+        cxx=str(real),
+        cflags=("-O2", "-g", "-grecord-gcc-switches"),
+    )
     cc, cxx = write_wrappers(tmp_path / "bin", cs, "linux-x86_64-x-O2")
     weird = "$(touch pwned);`x` 'a b'"
-    out = subprocess.run([str(cc), "-O3", "-c", weird, "-g0", "-s", "-Ofast", "-DX=1"], capture_output=True,
-                         text=True, cwd=tmp_path).stdout
+    out = subprocess.run(
+        [str(cc), "-O3", "-c", weird, "-g0", "-s", "-Ofast", "-DX=1"], capture_output=True, text=True, cwd=tmp_path
+    ).stdout
     assert out == f"[-c][{weird}][-DX=1][-O2][-g][-grecord-gcc-switches]"
     assert not (tmp_path / "pwned").exists()
     for name in ("gcc", "clang", "cc", "c++", "g++"):
@@ -157,15 +167,18 @@ def test_detection_order(tmp_path: Path) -> None:
     assert detect_build_system(tmp_path).name == "cmake"
 
 
-@pytest.mark.parametrize("phase,tail,rc,expected", [
-    ("build", ["x.c:1:10: fatal error: zlib.h: No such file or directory"], 2, "missing_dependency"),
-    ("configure", ["configure: error: C compiler cannot create executables"], 77, "configure_failed"),
-    ("configure", ["-- Could NOT find OpenSSL"], 1, "missing_dependency"),
-    ("build", ["main.c:(.text+0x5): undefined reference to `foo'"], 2, "link_error"),
-    ("build", ["a.c:3:1: error: expected ';'"], 2, "compile_error"),
-    ("build", ["cc1: out of memory allocating 123 bytes"], 1, "out_of_memory"),
-    ("build", ["make: *** No rule to make target"], 2, "build_failed"),
-])
+@pytest.mark.parametrize(
+    "phase,tail,rc,expected",
+    [
+        ("build", ["x.c:1:10: fatal error: zlib.h: No such file or directory"], 2, "missing_dependency"),
+        ("configure", ["configure: error: C compiler cannot create executables"], 77, "configure_failed"),
+        ("configure", ["-- Could NOT find OpenSSL"], 1, "missing_dependency"),
+        ("build", ["main.c:(.text+0x5): undefined reference to `foo'"], 2, "link_error"),
+        ("build", ["a.c:3:1: error: expected ';'"], 2, "compile_error"),
+        ("build", ["cc1: out of memory allocating 123 bytes"], 1, "out_of_memory"),
+        ("build", ["make: *** No rule to make target"], 2, "build_failed"),
+    ],
+)
 def test_failure_classes(phase, tail, rc, expected) -> None:
     res = StepResult(step=Step(name="s", argv=("make",), phase=phase), returncode=rc, duration=1, tail=tail)
     status, reason, message = classify_failure(res, Limits())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-CASES = '''
+CASES = """
 import pytest
 from tests.conftest import need, unavailable
 
@@ -34,7 +34,7 @@ def test_expected_failure():
 
 def test_passes():
     pass
-'''
+"""
 
 
 def run(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess:
@@ -45,9 +45,27 @@ def run(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     if ci is not None:
         env["CI"] = ci
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-p", "no:schemathesis",
-                           "-p", "no:hypothesispytest", "tests"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:schemathesis",
+            "-p",
+            "no:hypothesispytest",
+            "tests",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_outside_ci_missing_prerequisites_skip_with_their_reason(tmp_path):
@@ -62,7 +80,13 @@ def test_in_ci_every_skip_is_a_failure_that_says_why(tmp_path):
     r = run(tmp_path, "true")
     assert r.returncode == 1, r.stdout
     assert "skipped" not in r.stdout.splitlines()[-1] and "1 passed" in r.stdout and "1 xfailed" in r.stdout
-    for reason in ("not installed: no-such-command-for-the-ci-policy-test", "S3 at http://127.0.0.1:9",
-                   "a skip added later", "a skipif added later"):
-        assert any(reason in line and line.startswith(("FAILED", "ERROR")) for line in r.stdout.splitlines()), \
-            (reason, r.stdout)
+    for reason in (
+        "not installed: no-such-command-for-the-ci-policy-test",
+        "S3 at http://127.0.0.1:9",
+        "a skip added later",
+        "a skipif added later",
+    ):
+        assert any(reason in line and line.startswith(("FAILED", "ERROR")) for line in r.stdout.splitlines()), (
+            reason,
+            r.stdout,
+        )

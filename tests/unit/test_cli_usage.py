@@ -72,8 +72,16 @@ def test_help_documents_every_exit_code() -> None:
     r = cli("--help")
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
-    for exc in (AssemblageError, RecipeError, SourceError, ToolchainError, BuildError, InvalidBinaryError,
-                StorageError, SettingsError):
+    for exc in (
+        AssemblageError,
+        RecipeError,
+        SourceError,
+        ToolchainError,
+        BuildError,
+        InvalidBinaryError,
+        StorageError,
+        SettingsError,
+    ):
         assert f"{exc.exit_code} " in text, exc
     assert "9 the run finished but some builds did not succeed" in text
 
@@ -124,7 +132,12 @@ def test_every_bad_list_item_is_reported_at_its_place(tmp_path: Path) -> None:
     )
     r = cli("recipe", "check", str(bad))
     assert r.returncode == 2
-    for where in ("matrix.toolchain[1]: unknown toolchain 'gcc-98'", "matrix.toolchain[2]: unknown toolchain 'clang-99'",
-                  "matrix.flags[1]: 'nodash'", "matrix.flags[2]: '-O3'", "matrix.flags[3]: '-a b'"):
+    for where in (
+        "matrix.toolchain[1]: unknown toolchain 'gcc-98'",
+        "matrix.toolchain[2]: unknown toolchain 'clang-99'",
+        "matrix.flags[1]: 'nodash'",
+        "matrix.flags[2]: '-O3'",
+        "matrix.flags[3]: '-a b'",
+    ):
         assert where in r.stderr, (where, r.stderr)
     assert "matrix.flags[0]" not in r.stderr

@@ -42,13 +42,28 @@ def make_dataset(root: Path, sources: dict[str, list[tuple[str, str | None]]], c
         s.add(run)
         s.flush()
         for opt in configs:
-            s.add(m.Configuration(identifier=f"linux-x86_64-gcc-12-{opt}", platform="linux", arch="x86_64",
-                                  toolchain="gcc-12", opt=opt))
+            s.add(
+                m.Configuration(
+                    identifier=f"linux-x86_64-gcc-12-{opt}",
+                    platform="linux",
+                    arch="x86_64",
+                    toolchain="gcc-12",
+                    opt=opt,
+                )
+            )
         s.flush()
         cfgs = s.query(m.Configuration).all()
         for pos, (label, funcs) in enumerate(sources.items()):
-            src = m.Source(run_id=run.id, position=pos, spec={"path": label}, label=label, kind="path",
-                           name=label, status="fetched", license="MIT" if pos % 2 == 0 else None)
+            src = m.Source(
+                run_id=run.id,
+                position=pos,
+                spec={"path": label},
+                label=label,
+                kind="path",
+                name=label,
+                status="fetched",
+                license="MIT" if pos % 2 == 0 else None,
+            )
             s.add(src)
             s.flush()
             for cfg in cfgs:
@@ -58,23 +73,48 @@ def make_dataset(root: Path, sources: dict[str, list[tuple[str, str | None]]], c
                 blob = root / "blob"
                 blob.write_bytes(f"{label}/{cfg.identifier}".encode())
                 sha, key = store.store_blob(blob)
-                row = m.Binary(file_name=label, path=key, platform="linux", build_mode="Release",
-                               optimization=cfg.opt, hash=sha, size=blob.stat().st_size, license=src.license,
-                               build_id=b.id, run_id=run.id, source=label, source_kind="path", arch="x86_64",
-                               format="elf", kind="executable", toolchain="gcc-12", config=cfg.identifier,
-                               relpath=label, function_count=len(funcs))
+                row = m.Binary(
+                    file_name=label,
+                    path=key,
+                    platform="linux",
+                    build_mode="Release",
+                    optimization=cfg.opt,
+                    hash=sha,
+                    size=blob.stat().st_size,
+                    license=src.license,
+                    build_id=b.id,
+                    run_id=run.id,
+                    source=label,
+                    source_kind="path",
+                    arch="x86_64",
+                    format="elf",
+                    kind="executable",
+                    toolchain="gcc-12",
+                    config=cfg.identifier,
+                    relpath=label,
+                    function_count=len(funcs),
+                )
                 s.add(row)
                 s.flush()
                 for i, (name, pic) in enumerate(funcs):
-                    f = m.Function(binary_id=row.id, name=name, start=4096 + 64 * i, end=4096 + 64 * i + 32,
-                                   size=0 if name == "_init" else 32, label_source="dwarf", pic_hash=pic,
-                                   hash=pic, source_file=None if name.startswith("_") else f"/build/{label}.c",
-                                   decl_line=None if name.startswith("_") else 10 + i)
+                    f = m.Function(
+                        binary_id=row.id,
+                        name=name,
+                        start=4096 + 64 * i,
+                        end=4096 + 64 * i + 32,
+                        size=0 if name == "_init" else 32,
+                        label_source="dwarf",
+                        pic_hash=pic,
+                        hash=pic,
+                        source_file=None if name.startswith("_") else f"/build/{label}.c",
+                        decl_line=None if name.startswith("_") else 10 + i,
+                    )
                     s.add(f)
                     s.flush()
                     s.add(m.Rva(function_id=f.id, start=f.start, end=f.end))
-                    s.add(m.Line(function_id=f.id, line_number=11 + i, rva=f.start, length=4,
-                                 source_file=f.source_file))
+                    s.add(
+                        m.Line(function_id=f.id, line_number=11 + i, rva=f.start, length=4, source_file=f.source_file)
+                    )
     engine.dispose()
     (root / "blob").unlink()
     return root
@@ -97,16 +137,19 @@ def test_where_lists_accumulate_and_ranges_parse():
     assert s.kind == ["executable", "shared"] and s.has_pdb is True
 
 
-@pytest.mark.parametrize("items,fragment", [
-    (["optimisation=O2"], "unknown filter 'optimisation'"),
-    (["opt"], "expected NAME=VALUE"),
-    (["size=10..1"], "empty"),
-    (["size=big"], "size"),
-    (["kind=daemon"], "kind"),
-    (["seed=1", "seed=2"], "given twice"),
-    (["sample=3", "sample_per_config=2"], "not both"),
-    (["platform=a\x01b"], "platform"),
-])
+@pytest.mark.parametrize(
+    "items,fragment",
+    [
+        (["optimisation=O2"], "unknown filter 'optimisation'"),
+        (["opt"], "expected NAME=VALUE"),
+        (["size=10..1"], "empty"),
+        (["size=big"], "size"),
+        (["kind=daemon"], "kind"),
+        (["seed=1", "seed=2"], "given twice"),
+        (["sample=3", "sample_per_config=2"], "not both"),
+        (["platform=a\x01b"], "platform"),
+    ],
+)
 def test_bad_filters_are_errors_with_their_place(items, fragment):
     with pytest.raises(SelectionError) as err:
         parse_where(items)
@@ -118,20 +161,23 @@ def test_selection_forbids_unknown_keys_everywhere():
         Selection.model_validate({"optimization": "O2"})
 
 
-@pytest.mark.parametrize("expr,allowed,ok", [
-    ("MIT", {"mit"}, True),
-    ("MIT", {"bsd-3-clause"}, False),
-    ("MIT OR Apache-2.0", {"apache-2.0"}, True),
-    ("MIT AND Zlib", {"mit"}, False),
-    ("MIT AND Zlib", {"mit", "zlib"}, True),
-    ("GPL-2.0-only", {"gpl-2.0"}, True),
-    ("(MIT OR BSD-2-Clause) AND Zlib", {"bsd-2-clause", "zlib"}, True),
-    ("GPL-2.0 WITH Classpath-exception-2.0", {"gpl-2.0"}, True),
-    ("MIT OR", {"mit"}, False),
-    ("(MIT", {"mit"}, False),
-    (None, {"mit"}, False),
-    (None, {"unknown"}, True),
-])
+@pytest.mark.parametrize(
+    "expr,allowed,ok",
+    [
+        ("MIT", {"mit"}, True),
+        ("MIT", {"bsd-3-clause"}, False),
+        ("MIT OR Apache-2.0", {"apache-2.0"}, True),
+        ("MIT AND Zlib", {"mit"}, False),
+        ("MIT AND Zlib", {"mit", "zlib"}, True),
+        ("GPL-2.0-only", {"gpl-2.0"}, True),
+        ("(MIT OR BSD-2-Clause) AND Zlib", {"bsd-2-clause", "zlib"}, True),
+        ("GPL-2.0 WITH Classpath-exception-2.0", {"gpl-2.0"}, True),
+        ("MIT OR", {"mit"}, False),
+        ("(MIT", {"mit"}, False),
+        (None, {"mit"}, False),
+        (None, {"unknown"}, True),
+    ],
+)
 def test_licence_expressions(expr, allowed, ok):
     assert license_allows(expr, allowed) is ok
 
@@ -156,17 +202,35 @@ def test_sampling_ignores_row_order_and_ids_and_balances():
 def test_trivial_rule_is_the_same_in_sql_and_python(tmp_path):
     from sqlalchemy import select
 
-    names = sorted(CRT_NAMES) + ["main", "_ZThn8_N3geo5ShapeD1Ev", "_ZTv0_n24_N1AD0Ev", "puts@plt",
-                                 "__x86.get_pc_thunk.bx", "__imp_printf", "_Z5startv", "start", "x_start",
-                                 "frame_dummy2", "_RTC_CheckEsp", "a%b", "a_b"]
+    names = sorted(CRT_NAMES) + [
+        "main",
+        "_ZThn8_N3geo5ShapeD1Ev",
+        "_ZTv0_n24_N1AD0Ev",
+        "puts@plt",
+        "__x86.get_pc_thunk.bx",
+        "__imp_printf",
+        "_Z5startv",
+        "start",
+        "x_start",
+        "frame_dummy2",
+        "_RTC_CheckEsp",
+        "a%b",
+        "a_b",
+    ]
     from sqlalchemy import create_engine
 
     engine = create_engine("sqlite://")  # no foreign keys enforced: functions alone
     f = m.Function.__table__
     f.create(engine)
     with engine.begin() as c:
-        c.execute(f.insert(), [{"binary_id": 1, "name": n, "start": 0, "end": 1, "size": size, "label_source": "x"}
-                               for n in names for size in (0, 5)])
+        c.execute(
+            f.insert(),
+            [
+                {"binary_id": 1, "name": n, "start": 0, "end": 1, "size": size, "label_source": "x"}
+                for n in names
+                for size in (0, 5)
+            ],
+        )
         flagged = set(c.execute(select(f.c.name, f.c.size).where(trivial_clause(f))).all())
     expect = {(n, s) for n in names for s in (0, 5) if is_trivial(n, s)}
     assert flagged == expect
@@ -179,8 +243,13 @@ def test_trivial_rule_is_the_same_in_sql_and_python(tmp_path):
 def test_split_specs():
     spec = parse_split("train=0.8,valid=0.1,test=0.1")
     assert spec.names == ["train", "valid", "test"] and spec.limit == pytest.approx(0.1)
-    for bad, fragment in (("train=0.8,test=0.1", "sum to 0.9"), ("Train=1", "side name"), ("train", "NAME=SHARE"),
-                          ("a=0.5,a=0.5", "named twice"), ("a=1.5,b=-0.5", "share")):
+    for bad, fragment in (
+        ("train=0.8,test=0.1", "sum to 0.9"),
+        ("Train=1", "side name"),
+        ("train", "NAME=SHARE"),
+        ("a=0.5,a=0.5", "named twice"),
+        ("a=1.5,b=-0.5", "share"),
+    ):
         with pytest.raises(SelectionError, match=fragment):
             parse_split(bad)
 
@@ -211,12 +280,16 @@ def test_split_on_a_dataset_merges_forks_drops_crt_and_reports(tmp_path):
     from tests.integration.corpus_support import read_table
 
     shared = own("lib", 2)
-    sources = {"a": own("a", 3) + shared + [START], "a-fork": own("af", 1) + shared + [START],
-               **{f"s{i}": own(f"s{i}", 4) + [START] for i in range(8)}}
+    sources = {
+        "a": own("a", 3) + shared + [START],
+        "a-fork": own("af", 1) + shared + [START],
+        **{f"s{i}": own(f"s{i}", 4) + [START] for i in range(8)},
+    }
     make_dataset(tmp_path / "ds", sources)
     out = tmp_path / "out"
-    req = ExportRequest(split=SplitSpec(ratios={"train": 0.5, "valid": 0.25, "test": 0.25}), seed=3,
-                        formats=["parquet"])
+    req = ExportRequest(
+        split=SplitSpec(ratios={"train": 0.5, "valid": 0.25, "test": 0.25}), seed=3, formats=["parquet"]
+    )
     summary = export_corpus(open_corpus(str(tmp_path / "ds")), req, out)
     report = summary.split
     assert ["a", "a-fork"] in report.merged  # the fork went with its origin
@@ -239,8 +312,18 @@ def test_family_ids_are_content_hashes():
     assert family_id("src", None, 3, "f") is None and family_id("src", "a.c", None, "f") is None
     a = family_id("src", "a.c", 3, "f")
     assert a == family_id("src", "a.c", 3, "f") and 0 <= a < 2**63
-    assert len({a, family_id("src2", "a.c", 3, "f"), family_id("src", "b.c", 3, "f"),
-                family_id("src", "a.c", 4, "f"), family_id("src", "a.c", 3, "g")}) == 5
+    assert (
+        len(
+            {
+                a,
+                family_id("src2", "a.c", 3, "f"),
+                family_id("src", "b.c", 3, "f"),
+                family_id("src", "a.c", 4, "f"),
+                family_id("src", "a.c", 3, "g"),
+            }
+        )
+        == 5
+    )
 
 
 def test_pairs_cross_binaries_are_capped_and_seeded():
@@ -337,8 +420,9 @@ def test_export_reads_one_snapshot_and_never_writes_the_dataset(tmp_path):
 
     make_dataset(tmp_path / "ds", {"a": own("a", 2), "b": own("b", 3)})
     before = hashlib.sha256((tmp_path / "ds" / "dataset.sqlite").read_bytes()).hexdigest()
-    summary = export_corpus(open_corpus(str(tmp_path / "ds")), ExportRequest(formats=["parquet", "sqlite"]),
-                            tmp_path / "out")
+    summary = export_corpus(
+        open_corpus(str(tmp_path / "ds")), ExportRequest(formats=["parquet", "sqlite"]), tmp_path / "out"
+    )
     assert hashlib.sha256((tmp_path / "ds" / "dataset.sqlite").read_bytes()).hexdigest() == before
     assert summary.tables["functions"] == 10 and summary.binaries == 4
     doc = json.loads((tmp_path / "out" / "export.json").read_text())
@@ -359,8 +443,9 @@ def test_a_dataset_built_before_a_column_existed_exports_it_empty(tmp_path):
     db.execute("alter table functions drop column size_inferred")
     db.commit()
     db.close()
-    summary = export_corpus(open_corpus(str(tmp_path / "ds")), ExportRequest(formats=["parquet", "sqlite"]),
-                            tmp_path / "out")
+    summary = export_corpus(
+        open_corpus(str(tmp_path / "ds")), ExportRequest(formats=["parquet", "sqlite"]), tmp_path / "out"
+    )
     assert summary.missing_columns == {"functions": ["source_codes", "size_inferred"]}
     functions = ds.dataset(tmp_path / "out" / "data" / "functions").to_table().to_pylist()
     assert len(functions) == 4

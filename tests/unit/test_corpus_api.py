@@ -31,8 +31,9 @@ class Env:
         import assemblage.db.auth  # noqa: F401 - the tokens table
 
         make_dataset(root, {"a": own("a", 3) + [START], "b": own("b", 2) + [START], "c": own("c", 4) + [START]})
-        self.settings = load_settings(environment="test", secret_key=SECRET,
-                                      database_url=f"sqlite:///{root / 'dataset.sqlite'}", source_root=root)
+        self.settings = load_settings(
+            environment="test", secret_key=SECRET, database_url=f"sqlite:///{root / 'dataset.sqlite'}", source_root=root
+        )
         self.sessions = make_sessionmaker(make_engine(self.settings.database_url))
         self.store = LocalStore(root)
         self.dispatcher = RecordingDispatcher()
@@ -56,8 +57,9 @@ def env(tmp_path) -> Env:
 
 
 def test_post_records_the_job_and_sends_it_after_the_commit(env):
-    r = env.http.post("/exports", json={"where": {"source": ["a", "b"]}, "formats": ["parquet", "files"]},
-                      headers=env.h("submit"))
+    r = env.http.post(
+        "/exports", json={"where": {"source": ["a", "b"]}, "formats": ["parquet", "files"]}, headers=env.h("submit")
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert r.headers["location"] == f"/api/v1/exports/{body['id']}"
@@ -68,13 +70,16 @@ def test_post_records_the_job_and_sends_it_after_the_commit(env):
         assert s.get(m.Export, body["id"]).status == "pending"
 
 
-@pytest.mark.parametrize("payload,where", [
-    ({"where": {"optimisation": "O2"}}, "optimisation"),
-    ({"formats": ["xml"]}, "formats"),
-    ({"split": {"ratios": {"train": 0.5}}}, "ratios"),
-    ({"split": {"ratios": {"train": 0.5, "test": 0.5}, "by": "config"}}, "by"),
-    ({"bogus": True}, "bogus"),
-])
+@pytest.mark.parametrize(
+    "payload,where",
+    [
+        ({"where": {"optimisation": "O2"}}, "optimisation"),
+        ({"formats": ["xml"]}, "formats"),
+        ({"split": {"ratios": {"train": 0.5}}}, "ratios"),
+        ({"split": {"ratios": {"train": 0.5, "test": 0.5}, "by": "config"}}, "by"),
+        ({"bogus": True}, "bogus"),
+    ],
+)
 def test_bad_requests_are_422_and_nothing_is_sent(env, payload, where):
     r = env.http.post("/exports", json=payload, headers=env.h("submit"))
     assert r.status_code == 422 and where in r.json()["errors"][0]["location"]
@@ -87,8 +92,9 @@ def test_a_read_token_cannot_export(env):
 
 
 def test_the_job_exports_packs_stores_and_the_api_serves_it(env, tmp_path):
-    r = env.http.post("/exports", json={"split": {"ratios": {"train": 0.5, "test": 0.5}}, "seed": 2},
-                      headers=env.h("submit"))
+    r = env.http.post(
+        "/exports", json={"split": {"ratios": {"train": 0.5, "test": 0.5}}, "seed": 2}, headers=env.h("submit")
+    )
     export_id = r.json()["id"]
     assert env.http.get(f"/exports/{export_id}/download", headers=env.h("read")).status_code == 409
     assert env.run_job(export_id) == "finished"

@@ -61,8 +61,10 @@ def names(out) -> list[str]:
 
 
 def test_pages_licences_and_limit(sessions) -> None:
-    repos = [repo("o", f"r{i:03d}") for i in range(250)] + [repo("p", "gpl", license_key="gpl-3.0"),
-                                                           repo("q", "old", license_key="zlib", branch="master")]
+    repos = [repo("o", f"r{i:03d}") for i in range(250)] + [
+        repo("p", "gpl", license_key="gpl-3.0"),
+        repo("q", "old", license_key="zlib", branch="master"),
+    ]
     with FakeGithub(repos) as gh:
         cid, out = crawl(sessions, gh, spec(licenses=["mit", "zlib"], limit=120))
         assert out.status == "finished" and len(out.accepted) == 120
@@ -101,9 +103,14 @@ def test_forks_mirrors_copies_and_unbuildable_repositories_are_skipped(sessions)
         assert names(out) == ["a.lib", "f.cmake", "g.plain"]
         assert not gh.requests("/repos/b/") and not gh.requests("/repos/c/")  # skipped without a request
     with sessions() as s:
-        verdicts = dict(s.execute(select(m.CrawlRepo.full_name, m.CrawlRepo.reason).where(m.CrawlRepo.crawl_id == cid)).all())
-        systems = dict(s.execute(select(m.CrawlRepo.full_name, m.CrawlRepo.build_system)
-                                 .where(m.CrawlRepo.status == "accepted")).all())
+        verdicts = dict(
+            s.execute(select(m.CrawlRepo.full_name, m.CrawlRepo.reason).where(m.CrawlRepo.crawl_id == cid)).all()
+        )
+        systems = dict(
+            s.execute(
+                select(m.CrawlRepo.full_name, m.CrawlRepo.build_system).where(m.CrawlRepo.status == "accepted")
+            ).all()
+        )
     assert verdicts["b/fork-of-lib"] == "fork" and verdicts["c/mirror"] == "mirror"
     assert verdicts["d/copy-of-lib"] == "duplicate" and verdicts["e/docs-only"] == "no_build_system"
     assert systems == {"a/lib": "make", "f/cmake": "cmake", "g/plain": "plain"}
@@ -119,8 +126,11 @@ def test_a_window_over_the_search_cap_is_split(sessions) -> None:
     assert sorted(names(out)) == sorted([f"a.early{i}" for i in range(3)] + [f"b.late{i}" for i in range(3)])
     with sessions() as s:
         windows = {w.created: w.status for w in s.scalars(select(m.CrawlWindow).where(m.CrawlWindow.crawl_id == cid))}
-    assert windows == {"2021-01-01..2021-12-31": "split", "2021-01-01..2021-07-02": "done",
-                       "2021-07-03..2021-12-31": "done"}
+    assert windows == {
+        "2021-01-01..2021-12-31": "split",
+        "2021-01-01..2021-07-02": "done",
+        "2021-07-03..2021-12-31": "done",
+    }
 
 
 def test_unchanged_pages_cost_nothing_the_second_time(sessions) -> None:
@@ -200,8 +210,11 @@ def test_refused_tokens_are_dropped_and_never_shown(sessions, caplog) -> None:
         cid, out = crawl(sessions, gh, spec("language:go"), tokens=(bad,))
     assert out.status == "failed" and "refused every token" in out.error
     with sessions() as s:  # no token anywhere in the database
-        dump = "\n".join(str(row) for t in ("crawls", "crawl_windows", "crawl_repos", "http_cache")
-                         for row in s.execute(text(f"select * from {t}")))
+        dump = "\n".join(
+            str(row)
+            for t in ("crawls", "crawl_windows", "crawl_repos", "http_cache")
+            for row in s.execute(text(f"select * from {t}"))
+        )
     for secret in (bad, TOKEN):
         assert secret not in dump and secret not in out.error and secret not in caplog.text
 

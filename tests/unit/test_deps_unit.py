@@ -48,12 +48,23 @@ configure: error: Package requirements (libcurl >= 7.0 sqlite3) were not met:
 def test_needs_from_log() -> None:
     got = set(needs_from_log(LOG))
     assert {
-        Need("header", "jansson.h"), Need("header", "zstd.h"), Need("header", "libxml/parser.h"),
-        Need("library", "foo"), Need("library", "bar"), Need("pkgconfig", "libpng"), Need("pkgconfig", "glib-2.0"),
-        Need("pkgconfig", "gtk4"), Need("cmake", "fmt"), Need("cmake-find", "ZLIB"), Need("tool", "makeinfo"),
-        Need("tool", "bison"), Need("package-relation", "debhelper-compat (= 13)"),
-        Need("package-relation", "libssl-dev | libressl-dev"), Need("package-relation", "help2man"),
-        Need("pkgconfig", "libcurl"), Need("pkgconfig", "sqlite3"),
+        Need("header", "jansson.h"),
+        Need("header", "zstd.h"),
+        Need("header", "libxml/parser.h"),
+        Need("library", "foo"),
+        Need("library", "bar"),
+        Need("pkgconfig", "libpng"),
+        Need("pkgconfig", "glib-2.0"),
+        Need("pkgconfig", "gtk4"),
+        Need("cmake", "fmt"),
+        Need("cmake-find", "ZLIB"),
+        Need("tool", "makeinfo"),
+        Need("tool", "bison"),
+        Need("package-relation", "debhelper-compat (= 13)"),
+        Need("package-relation", "libssl-dev | libressl-dev"),
+        Need("package-relation", "help2man"),
+        Need("pkgconfig", "libcurl"),
+        Need("pkgconfig", "sqlite3"),
     } <= got
     # a project's own script run by a relative path is no Debian package
     assert not any(n.name == "git-version-gen" for n in got)
@@ -63,27 +74,43 @@ def test_needs_from_log() -> None:
 
 
 def _archive() -> BinaryArchive:
-    return BinaryArchive([
-        BinaryPackage(name="debhelper", version="13.11.4", architecture="all", multi_arch="foreign",
-                      provides=(("debhelper-compat", "13"), ("debhelper-compat", "12"))),
-        BinaryPackage(name="zlib1g-dev", version="1:1.2.13", architecture="amd64", multi_arch="same",
-                      provides=(("libz-dev", None),)),
-        BinaryPackage(name="gcc-multilib", version="4:12.2.0", architecture="amd64", multi_arch="no"),
-        BinaryPackage(name="libcheck-dev", version="0.15", architecture="amd64", multi_arch="same"),
-        BinaryPackage(name="old-lib-dev", version="1.0", architecture="amd64", multi_arch="same"),
-        BinaryPackage(name="bison", version="3.8", architecture="amd64", multi_arch="foreign"),
-    ], "amd64")
+    return BinaryArchive(
+        [
+            BinaryPackage(
+                name="debhelper",
+                version="13.11.4",
+                architecture="all",
+                multi_arch="foreign",
+                provides=(("debhelper-compat", "13"), ("debhelper-compat", "12")),
+            ),
+            BinaryPackage(
+                name="zlib1g-dev",
+                version="1:1.2.13",
+                architecture="amd64",
+                multi_arch="same",
+                provides=(("libz-dev", None),),
+            ),
+            BinaryPackage(name="gcc-multilib", version="4:12.2.0", architecture="amd64", multi_arch="no"),
+            BinaryPackage(name="libcheck-dev", version="0.15", architecture="amd64", multi_arch="same"),
+            BinaryPackage(name="old-lib-dev", version="1.0", architecture="amd64", multi_arch="same"),
+            BinaryPackage(name="bison", version="3.8", architecture="amd64", multi_arch="foreign"),
+        ],
+        "amd64",
+    )
 
 
 def test_satisfy_reads_restrictions_alternatives_and_provides() -> None:
     rel = PkgRelation.parse_relations(
         "debhelper-compat (= 13), libz-dev, gcc-multilib [amd64 i386] <!nobiarch>, libcheck-dev <!nocheck>, "
-        "nothere | bison, old-lib-dev (>= 2.0), win32-only [mingw-any],\n")  # a trailing comma, as many have
+        "nothere | bison, old-lib-dev (>= 2.0), win32-only [mingw-any],\n"
+    )  # a trailing comma, as many have
     res = _archive().satisfy(rel, profiles=("nocheck",))
     assert res.packages == ["bison", "debhelper", "gcc-multilib", "zlib1g-dev"]
     assert res.unsatisfiable == ["old-lib-dev (>= 2.0)"] and not res.ok
-    assert "debhelper-compat (= 14)" in _archive().satisfy(
-        PkgRelation.parse_relations("debhelper-compat (= 14)")).unsatisfiable[0]
+    assert (
+        "debhelper-compat (= 14)"
+        in _archive().satisfy(PkgRelation.parse_relations("debhelper-compat (= 14)")).unsatisfiable[0]
+    )
 
 
 def test_satisfy_for_a_cross_build_installs_libraries_for_the_host() -> None:
@@ -97,7 +124,8 @@ def test_debian_rules_plan_and_flags(tmp_path: Path) -> None:
     (tmp_path / "debian" / "rules").write_text("#!/usr/bin/make -f\n%:\n\tdh $@\n")
     (tmp_path / "debian" / "control").write_text(
         "Source: x\nBuild-Depends: debhelper-compat (= 13)\nBuild-Depends-Arch: libz-dev\n"
-        "Build-Depends-Indep: texlive\n\nPackage: x\nArchitecture: any\n")
+        "Build-Depends-Indep: texlive\n\nPackage: x\nArchitecture: any\n"
+    )
     names = [c[0]["name"] for c in build_depends(tmp_path)]
     assert names == ["build-essential", "fakeroot", "debhelper-compat", "libz-dev"]  # not the -Indep ones
     tools = BuildTools(cc="/build/bin/cc", cxx="/build/bin/c++", src_dir="/build/src")
@@ -106,14 +134,14 @@ def test_debian_rules_plan_and_flags(tmp_path: Path) -> None:
     assert env["DEB_CFLAGS_SET"].split()[:1] == ["-O0"] and env["DEB_CPPFLAGS_SET"] == ""
     assert env["ASSEMBLAGE_COMPILER_LENIENT"] == "1"
     assert "nocheck" in env["DEB_BUILD_OPTIONS"] and "nostrip" in env["DEB_BUILD_OPTIONS"]
-    step, = DebianRulesPlanner().plan(tmp_path, cs, tools, jobs=2)
+    (step,) = DebianRulesPlanner().plan(tmp_path, cs, tools, jobs=2)
     i = step.argv.index("dpkg-buildpackage")
-    assert step.argv[i:i + 3] == ("dpkg-buildpackage", "--no-sign", "--rules-target=build-arch")
+    assert step.argv[i : i + 3] == ("dpkg-buildpackage", "--no-sign", "--rules-target=build-arch")
     # debhelper computes CFLAGS & co. (with the rules' MAINT_APPEND) only when the environment has none
     assert step.argv[0] == "env" and set(step.argv[1:i:2]) == {"-u"}
     assert {"CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS"} <= set(step.argv[2:i:2])
     cross = get_toolchain("gcc-12").compilers("linux", "aarch64", "O2")
-    step, = DebianRulesPlanner().plan(tmp_path, cross, tools, jobs=1)
+    (step,) = DebianRulesPlanner().plan(tmp_path, cross, tools, jobs=1)
     assert "--host-arch=arm64" in step.argv and "--build-profiles=cross,nocheck" in step.argv
 
 
@@ -130,7 +158,8 @@ def test_failures_ignore_probes(tmp_path: Path) -> None:
         "1\t/build/src/lib\t-c bad.c -o bad.o\n"
         "1\t/build/src\t-o app main.o -lm\n"
         "1\t/build/src\t-o rounding -DEXTRA_ROUNDING=0 ./rounding.c\n"  # rsync tries until one compiles
-        "ok\t/build/src\trounding\n")
+        "ok\t/build/src\trounding\n"
+    )
     got = read_failures(f)
     assert [(x.arguments, x.links) for x in got] == [("-c bad.c -o bad.o", False), ("-o app main.o -lm", True)]
 
@@ -142,8 +171,12 @@ def test_wrapper_records_a_failed_compile(tmp_path: Path) -> None:
     assert (tmp_path / "bin" / "x86_64-linux-gnu-gcc").is_file()  # Debian's rules may call it so
     (tmp_path / "bad.c").write_text("int f(void) { return nope; }\n")
     record = tmp_path / "failures.log"
-    r = subprocess.run([str(cc), "-c", "bad.c", "-o", "bad.o"], cwd=tmp_path, capture_output=True,
-                       env={"PATH": "/usr/bin:/bin", "ASSEMBLAGE_COMPILER_FAILURES": str(record)})
+    r = subprocess.run(
+        [str(cc), "-c", "bad.c", "-o", "bad.o"],
+        cwd=tmp_path,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "ASSEMBLAGE_COMPILER_FAILURES": str(record)},
+    )
     assert r.returncode != 0
     (failure,) = read_failures(record)
     assert failure.arguments == "-c bad.c -o bad.o" and failure.folder == str(tmp_path)
@@ -157,8 +190,13 @@ def test_clang_wrapper_keeps_gccs_warnings_as_warnings_when_asked(tmp_path: Path
     env = {"PATH": "/usr/bin:/bin"}
     strict = subprocess.run([str(cc), "-c", "old.c"], cwd=tmp_path, capture_output=True, env=env, check=False)
     assert strict.returncode != 0  # clang 19's default
-    lenient = subprocess.run([str(cc), "-c", "old.c"], cwd=tmp_path, capture_output=True, check=False,
-                             env={**env, "ASSEMBLAGE_COMPILER_LENIENT": "1"})
+    lenient = subprocess.run(
+        [str(cc), "-c", "old.c"],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+        env={**env, "ASSEMBLAGE_COMPILER_LENIENT": "1"},
+    )
     assert lenient.returncode == 0, lenient.stderr
 
 
@@ -167,7 +205,12 @@ def test_plain_fallback_skips_tests_and_fuzzers_next_to_a_real_build_system(tmp_
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("int main(void){return 0;}\n")
     assert [p.relative_to(tmp_path).as_posix() for p in PlainPlanner._sources(tmp_path)] == [
-        "examples/demo.c", "fuzz/fuzz_parse.c", "src/main.c", "src/parse_fuzzer.c", "tests/test_main.c"]
+        "examples/demo.c",
+        "fuzz/fuzz_parse.c",
+        "src/main.c",
+        "src/parse_fuzzer.c",
+        "tests/test_main.c",
+    ]
     (tmp_path / "SConstruct").write_text("Program('src/main.c')\n")
     assert [p.relative_to(tmp_path).as_posix() for p in PlainPlanner._sources(tmp_path)] == ["src/main.c"]
 
@@ -242,7 +285,12 @@ Build-Depends: debhelper-compat (= 13)
 def test_index_pass(monkeypatch) -> None:
     cands = sel.parse_sources(SOURCES)
     assert [(c.package, c.version) for c in cands] == [
-        ("cthing", "1.1-1"), ("docsonly", "1"), ("goprog", "1"), ("needsnew", "1"), ("utilc", "2")]
+        ("cthing", "1.1-1"),
+        ("docsonly", "1"),
+        ("goprog", "1"),
+        ("needsnew", "1"),
+        ("utilc", "2"),
+    ]
     archive = _archive()
 
     def ok(c) -> bool:
@@ -267,8 +315,10 @@ def test_expand_is_seeded_and_checks_the_trees(tmp_path: Path, monkeypatch) -> N
     from assemblage.builds import aptindex
 
     names = [f"pkg{i:02d}" for i in range(30)]
-    text = "\n\n".join(f"Package: {n}\nVersion: 1\nArchitecture: any\nSection: libs\n"
-                       f"Build-Depends: debhelper-compat (= 13)\n" for n in names)
+    text = "\n\n".join(
+        f"Package: {n}\nVersion: 1\nArchitecture: any\nSection: libs\nBuild-Depends: debhelper-compat (= 13)\n"
+        for n in names
+    )
     monkeypatch.setattr(debian_mod, "source_indexes", lambda cache, timeout: [Path("Sources")])
     monkeypatch.setattr(aptindex, "cat_index", lambda p: text)
     monkeypatch.setattr(BinaryArchive, "load", classmethod(lambda cls, arch="amd64": _archive()))
@@ -288,9 +338,14 @@ def test_expand_is_seeded_and_checks_the_trees(tmp_path: Path, monkeypatch) -> N
     assert all(int(n[3:]) % 2 == 1 and int(n[3:]) % 3 != 0 for n in one)  # MIT and C only
     assert len(fetched) < 30  # lazily: only as many as needed
     two = [s.debian for s in sel.expand_debian(spec, cache=tmp_path / "b", fetch=fake_fetch)]
-    other = [s.debian for s in sel.expand_debian(
-        DebianSource(debian={"language": "c", "licenses": ["mit"], "limit": 4, "seed": 8}),
-        cache=tmp_path / "c", fetch=fake_fetch)]
+    other = [
+        s.debian
+        for s in sel.expand_debian(
+            DebianSource(debian={"language": "c", "licenses": ["mit"], "limit": 4, "seed": 8}),
+            cache=tmp_path / "c",
+            fetch=fake_fetch,
+        )
+    ]
     assert one == two and one != other
 
 
@@ -314,8 +369,9 @@ def test_crawl_needs_no_network_for_plain_sources_and_refuses_bad_selectors() ->
     from tests.conftest import REPO
 
     cmd = [sys.executable, "-c", "from assemblage.cli.main import main; main()", "crawl"]
-    r = subprocess.run([*cmd, str(REPO / "recipes" / "demo.yaml"), "--json"], capture_output=True, text=True,
-                       timeout=120, check=False)
+    r = subprocess.run(
+        [*cmd, str(REPO / "recipes" / "demo.yaml"), "--json"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["sources"] == []  # debian: NAME and paths need no crawl
     for args in (["--debian", "{limit: 0}"], ["--debian", "[1, 2"], []):

@@ -99,8 +99,18 @@ def recipe_keys() -> set[str]:
 def test_recipe_schema_walk_sees_nested_keys():
     keys = recipe_keys()
     # the walk reaches every level: sources by kind, a debian selector, the github query, the matrix
-    for key in ("name", "sources[].git", "sources[].submodules", "sources[].subdir", "sources[].debian.section",
-                "sources[].github.query", "matrix.opt", "exclude[].arch", "build.timeout", "outputs.objects"):
+    for key in (
+        "name",
+        "sources[].git",
+        "sources[].submodules",
+        "sources[].subdir",
+        "sources[].debian.section",
+        "sources[].github.query",
+        "matrix.opt",
+        "exclude[].arch",
+        "build.timeout",
+        "outputs.objects",
+    ):
         assert key in keys, key
 
 
@@ -108,7 +118,8 @@ def test_every_recipe_key_is_in_docs_recipes():
     spans = _spans(_read("recipes.md"))
     missing = sorted(k for k in recipe_keys() if k not in spans)
     assert not missing, "docs/recipes.md does not document these recipe keys (name each as `KEY`): " + ", ".join(
-        f"`{k}`" for k in missing)
+        f"`{k}`" for k in missing
+    )
 
 
 def test_docs_recipes_names_no_key_the_recipe_lacks():
@@ -153,8 +164,11 @@ def test_every_table_and_column_is_in_docs_dataset():
             problems.append(f"table `{table.name}` has no section (a heading ### `{table.name}`)")
             continue
         spans = _spans(sections[table.name])
-        problems += [f"column `{table.name}.{c.name}` is not named in the section of `{table.name}`"
-                     for c in table.columns if c.name not in spans]
+        problems += [
+            f"column `{table.name}.{c.name}` is not named in the section of `{table.name}`"
+            for c in table.columns
+            if c.name not in spans
+        ]
     assert not problems, "docs/dataset.md: " + "; ".join(problems)
 
 
@@ -173,10 +187,18 @@ def test_dataset_docs_name_the_published_schema_columns():
     tree = ast.parse((ROOT / "tests/fixtures/published_schema/read_corpus.py").read_text(encoding="utf-8"))
     published: dict[str, list[str]] = {}
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
-        table = next(n.value.value for n in cls.body if isinstance(n, ast.Assign)
-                     and getattr(n.targets[0], "id", "") == "__tablename__")
-        published[table] = [n.targets[0].id for n in cls.body if isinstance(n, ast.Assign)
-                            and isinstance(n.value, ast.Call) and getattr(n.value.func, "id", "") == "Column"]
+        table = next(
+            n.value.value
+            for n in cls.body
+            if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "__tablename__"
+        )
+        published[table] = [
+            n.targets[0].id
+            for n in cls.body
+            if isinstance(n, ast.Assign)
+            and isinstance(n.value, ast.Call)
+            and getattr(n.value.func, "id", "") == "Column"
+        ]
     assert set(published) == {"binaries", "functions", "rvas", "lines", "pdbs"}
     section = _section_named(_read("dataset.md"), "What differs from the published Assemblage schema")
     missing = [t for t in published if f"`{t}`" not in section]
@@ -244,7 +266,8 @@ def test_every_settings_file_key_is_in_docs_settings():
     keys = schema_keys(Settings.model_json_schema())
     missing = sorted(k for k in keys if k not in spans)
     assert not missing, "docs/settings.md does not name these settings keys (as `KEY`): " + ", ".join(
-        f"`{k}`" for k in missing)
+        f"`{k}`" for k in missing
+    )
 
 
 def test_every_environment_variable_the_code_reads_is_documented():
@@ -296,8 +319,14 @@ def _param_words(param: Any) -> list[str]:
 
 def test_cli_walk_sees_subcommands():
     commands = cli_commands()
-    for path in ("assemblage build", "assemblage recipe check", "assemblage recipe schema", "assemblage token create",
-                 "assemblage fleet user-data", "assemblage db upgrade"):
+    for path in (
+        "assemblage build",
+        "assemblage recipe check",
+        "assemblage recipe schema",
+        "assemblage token create",
+        "assemblage fleet user-data",
+        "assemblage db upgrade",
+    ):
         assert path in commands, path
 
 
@@ -357,7 +386,9 @@ def test_every_error_class_is_in_the_errors_tree():
     problems = []
     for cls in error_classes():
         if _own_exit_code(cls) and cls.__module__ != errors.__name__:
-            problems.append(f"{cls.__module__}.{cls.__name__} sets its own exit code: define it in assemblage/errors.py")
+            problems.append(
+                f"{cls.__module__}.{cls.__name__} sets its own exit code: define it in assemblage/errors.py"
+            )
         if cls.__module__ == errors.__name__ and (cls.__name__ not in tree or cls.__name__ not in errors.__all__):
             problems.append(f"{cls.__name__} is missing from the tree (docstring) or __all__ of assemblage/errors.py")
     assert not problems, "; ".join(problems)
@@ -378,8 +409,11 @@ def test_every_exit_code_is_in_docs_cli_and_in_help():
                 problems.append(f"exit code {cls.exit_code}'s row lacks `{cls.__name__}`")
     problems += [f"exit code {c} has no row" for c in sorted(codes) if str(c) not in rows]
     help_text = " ".join(EXIT_CODES_HELP.split())
-    problems += [f"exit code {c} is not in `assemblage --help`" for c in sorted(codes)
-                 if not re.search(rf"(^|[ ;:]){c} ", help_text)]
+    problems += [
+        f"exit code {c} is not in `assemblage --help`"
+        for c in sorted(codes)
+        if not re.search(rf"(^|[ ;:]){c} ", help_text)
+    ]
     assert not problems, "docs/cli.md, Exit codes: " + "; ".join(problems)
 
 
@@ -435,7 +469,11 @@ def test_repository_paths_named_in_docs_exist(md: Path):
 def test_no_reference_to_a_design_document_outside_the_repository():
     word = "DESIGN"  # the project's reference is docs/; a document that is not in the repository is no reference
     hits = []
-    for path in [*markdown_files(), *sorted((ROOT / "assemblage").rglob("*.py")), *sorted((ROOT / "tests").rglob("*.py"))]:
+    for path in [
+        *markdown_files(),
+        *sorted((ROOT / "assemblage").rglob("*.py")),
+        *sorted((ROOT / "tests").rglob("*.py")),
+    ]:
         if path == Path(__file__).resolve():
             continue
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -447,11 +485,19 @@ def test_no_reference_to_a_design_document_outside_the_repository():
 def test_docs_name_no_environment_variable_that_nothing_reads():
     """An ASSEMBLAGE_* name in README.md or docs/ is read by the package, a script, the compose files or the tests."""
     known: set[str] = set()
-    files = [*(ROOT / "assemblage").rglob("*.py"), *(ROOT / "scripts").rglob("*"), *ROOT.glob("docker-compose*.yml"),
-             *(ROOT / "workers").rglob("*"), ROOT / "Makefile", ROOT / "tests" / "conftest.py"]
+    files = [
+        *(ROOT / "assemblage").rglob("*.py"),
+        *(ROOT / "scripts").rglob("*"),
+        *ROOT.glob("docker-compose*.yml"),
+        *(ROOT / "workers").rglob("*"),
+        ROOT / "Makefile",
+        ROOT / "tests" / "conftest.py",
+    ]
     for path in files:
         if path.is_file():
-            known.update(re.findall(r"ASSEMBLAGE_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8", errors="replace")))
+            known.update(
+                re.findall(r"ASSEMBLAGE_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8", errors="replace"))
+            )
     from assemblage.settings import Settings
 
     known.update(f"ASSEMBLAGE_{name.upper()}" for name in Settings.model_fields)
@@ -509,9 +555,25 @@ def test_json_shapes_in_docs_cli_are_the_code_s():
 
     problems: list[str] = []
 
-    report = RunReport(run_id=1, recipe="r", status="finished", notes=[], by_status=Counter(succeeded=1),
-                       cells=[Cell(build_id=1, source="s", config="c", status="succeeded", reason=None, message=None,
-                                   binaries=1, reused=False)])
+    report = RunReport(
+        run_id=1,
+        recipe="r",
+        status="finished",
+        notes=[],
+        by_status=Counter(succeeded=1),
+        cells=[
+            Cell(
+                build_id=1,
+                source="s",
+                config="c",
+                status="succeeded",
+                reason=None,
+                message=None,
+                binaries=1,
+                reused=False,
+            )
+        ],
+    )
     real = report_json(report, Path("out/dataset.sqlite"), 1.0)
     doc = doc_json("assemblage build")
     problems += same_keys("assemblage build --json", doc, real)
@@ -519,36 +581,63 @@ def test_json_shapes_in_docs_cli_are_the_code_s():
     problems += same_keys("assemblage report --json", doc_json("assemblage report"), real)
 
     fn = Function(name="f", start=1, end=2, size=1, ranges=[Range(1, 2)], lines=[LineRow(1, 1, "a.c", 3)])
-    analysis = BinaryAnalysis(path="p", sha256="s", size=1, format="elf", arch="x86_64", bits=64, functions=[fn],
-                              producers=[Producer(raw="GNU C17", compiler="gcc", version="12")],
-                              inlinings=[Inlining(callee="g", caller="f", ranges=(Range(1, 2),))],
-                              disagreements=[Disagreement(kind="k", address=1, detail="d")])
+    analysis = BinaryAnalysis(
+        path="p",
+        sha256="s",
+        size=1,
+        format="elf",
+        arch="x86_64",
+        bits=64,
+        functions=[fn],
+        producers=[Producer(raw="GNU C17", compiler="gcc", version="12")],
+        inlinings=[Inlining(callee="g", caller="f", ranges=(Range(1, 2),))],
+        disagreements=[Disagreement(kind="k", address=1, detail="d")],
+    )
     real = analysis.to_json(lines=True)
     doc = doc_json("assemblage analyze")
     problems += same_keys("assemblage analyze --json", doc, real)
     for key in ("functions", "producers", "inlinings", "disagreements"):
         problems += same_keys(f"assemblage analyze --json, {key}[]", doc[key][0], real[key][0])
-    problems += same_keys("assemblage analyze --json, functions[].lines[]", doc["functions"][0]["lines"][0],
-                          real["functions"][0]["lines"][0])
+    problems += same_keys(
+        "assemblage analyze --json, functions[].lines[]",
+        doc["functions"][0]["lines"][0],
+        real["functions"][0]["lines"][0],
+    )
 
-    diff = Difference(source="s", config="c", relpath="r", kind="binary", status="differs", original="a", rebuilt="b",
-                      build_id=1)
-    verify = VerifyReport(verification_id=1, run_id=1, sample=None, seed=0, builds=1, compared=1, identical=0,
-                          differences=[diff], drift=[Drift(what="w", locked="a", here="b")])
+    diff = Difference(
+        source="s", config="c", relpath="r", kind="binary", status="differs", original="a", rebuilt="b", build_id=1
+    )
+    verify = VerifyReport(
+        verification_id=1,
+        run_id=1,
+        sample=None,
+        seed=0,
+        builds=1,
+        compared=1,
+        identical=0,
+        differences=[diff],
+        drift=[Drift(what="w", locked="a", here="b")],
+    )
     real = verify.to_dict()
     doc = doc_json("assemblage verify")
     problems += same_keys("assemblage verify --json", doc, real)
     problems += same_keys("assemblage verify --json, differences[]", doc["differences"][0], real["differences"][0])
     problems += same_keys("assemblage verify --json, drift[]", doc["drift"][0], real["drift"][0])
 
-    problems += same_keys("assemblage export --json", doc_json("assemblage export"), dict.fromkeys(ExportSummary.model_fields))
+    problems += same_keys(
+        "assemblage export --json", doc_json("assemblage export"), dict.fromkeys(ExportSummary.model_fields)
+    )
 
     doc = doc_json("assemblage fleet cost")
     problems += same_keys("assemblage fleet cost --json", doc, {f.name: 0 for f in fields(RunCost)})
-    problems += same_keys("assemblage fleet cost --json, families[]", doc["families"][0],
-                          {f.name: 0 for f in fields(FamilyCost)})
-    problems += same_keys("assemblage fleet reconcile --json", doc_json("assemblage fleet reconcile")[0],
-                          asdict(Decision(family="linux", group="g", current=0, desired=0, demand=0, reason="")))
+    problems += same_keys(
+        "assemblage fleet cost --json, families[]", doc["families"][0], {f.name: 0 for f in fields(FamilyCost)}
+    )
+    problems += same_keys(
+        "assemblage fleet reconcile --json",
+        doc_json("assemblage fleet reconcile")[0],
+        asdict(Decision(family="linux", group="g", current=0, desired=0, demand=0, reason="")),
+    )
     assert not problems, "docs/cli.md: " + "; ".join(problems)
 
 
@@ -557,8 +646,13 @@ def test_recipe_check_json_shape_in_docs_cli_is_the_command_s():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "assemblage.cli", "recipe", "check", str(ROOT / "recipes/demo.yaml"),
-                          "--json"], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "assemblage.cli", "recipe", "check", str(ROOT / "recipes/demo.yaml"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     problems = same_keys("assemblage recipe check --json", doc_json("assemblage recipe check"), json.loads(out.stdout))
     assert not problems, "docs/cli.md: " + "; ".join(problems)
 

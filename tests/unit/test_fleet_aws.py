@@ -38,8 +38,15 @@ def policy(name: str) -> dict[str, set[str]]:
 
 def test_worker_policy_reads_and_writes_the_corpus_prefix_only():
     p = policy("worker-policy.json")
-    assert set(p) == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
-                      "s3:ListBucket", "ssm:GetParameter", "kms:Decrypt"}
+    assert set(p) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+        "s3:ListBucket",
+        "ssm:GetParameter",
+        "kms:Decrypt",
+    }
     for a in ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"):
         assert p[a] == {"arn:aws:s3:::BUCKET/PREFIX/*"}
     assert p["s3:ListBucket"] == {"arn:aws:s3:::BUCKET"}
@@ -68,13 +75,20 @@ def test_policies_cover_the_calls_the_code_makes():
 
     api, worker, operator = policy("api-policy.json"), policy("worker-policy.json"), policy("operator-policy.json")
     src = inspect.getsource(reconcile)
-    for call, action in (("set_desired_capacity", "SetDesiredCapacity"), ("set_instance_protection",
-                         "SetInstanceProtection"), ("create_or_update_tags", "CreateOrUpdateTags"),
-                         ("describe_auto_scaling_groups", "DescribeAutoScalingGroups")):
+    for call, action in (
+        ("set_desired_capacity", "SetDesiredCapacity"),
+        ("set_instance_protection", "SetInstanceProtection"),
+        ("create_or_update_tags", "CreateOrUpdateTags"),
+        ("describe_auto_scaling_groups", "DescribeAutoScalingGroups"),
+    ):
         assert call in src and f"autoscaling:{action}" in api
     store = inspect.getsource(s3)
-    for call, action in (("put_object", "PutObject"), ("create_multipart_upload", "PutObject"),
-                         ("abort_multipart_upload", "AbortMultipartUpload"), ("head_object", "GetObject")):
+    for call, action in (
+        ("put_object", "PutObject"),
+        ("create_multipart_upload", "PutObject"),
+        ("abort_multipart_upload", "AbortMultipartUpload"),
+        ("head_object", "GetObject"),
+    ):
         assert call in store and f"s3:{action}" in worker
     assert "s3:PutLifecycleConfiguration" in operator
 
@@ -145,28 +159,57 @@ def _run_with_builds(sessions) -> int:
         s.add(run)
         s.flush()
         t0 = m.utcnow()
-        for i, (config, wall, reused) in enumerate([("linux-x86_64-gcc-12-O2", 600, False),
-                                                    ("linux-x86_64-gcc-12-O0", 1200, False),
-                                                    ("windows-x86_64-mingw-gcc-12-O2", 360, False),
-                                                    ("linux-x86_64-clang-19-O2", 5000, True)]):
+        for i, (config, wall, reused) in enumerate(
+            [
+                ("linux-x86_64-gcc-12-O2", 600, False),
+                ("linux-x86_64-gcc-12-O0", 1200, False),
+                ("windows-x86_64-mingw-gcc-12-O2", 360, False),
+                ("linux-x86_64-clang-19-O2", 5000, True),
+            ]
+        ):
             platform, arch, *rest = config.split("-")
-            cfg = m.Configuration(identifier=config, platform=platform, arch=arch, toolchain="-".join(rest[:-1]),
-                                  opt=rest[-1])
+            cfg = m.Configuration(
+                identifier=config, platform=platform, arch=arch, toolchain="-".join(rest[:-1]), opt=rest[-1]
+            )
             src = m.Source(run_id=run.id, position=i, spec={}, label="x", kind="path", name="x")
             s.add_all([cfg, src])
             s.flush()
-            b = m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id, status="succeeded",
-                        duration=wall - 10, analysis_duration=5, started_at=t0, finished_at=t0 + timedelta(seconds=wall),
-                        reused_from_id=None)
+            b = m.Build(
+                run_id=run.id,
+                source_id=src.id,
+                configuration_id=cfg.id,
+                status="succeeded",
+                duration=wall - 10,
+                analysis_duration=5,
+                started_at=t0,
+                finished_at=t0 + timedelta(seconds=wall),
+                reused_from_id=None,
+            )
             s.add(b)
             s.flush()
             if reused:
                 b.reused_from_id = b.id - 1
             for j in range(2 if i < 2 else 1 if i == 2 else 0):
-                s.add(m.Binary(file_name="a", path=f"k{i}{j}", platform=platform, build_mode="Release",
-                               optimization="O2", hash=f"{i}{j}".ljust(64, "0"), size=1, build_id=b.id, run_id=run.id,
-                               source="x", source_kind="path", arch=arch, format="elf", toolchain="gcc-12",
-                               config=config, relpath=f"a{j}"))
+                s.add(
+                    m.Binary(
+                        file_name="a",
+                        path=f"k{i}{j}",
+                        platform=platform,
+                        build_mode="Release",
+                        optimization="O2",
+                        hash=f"{i}{j}".ljust(64, "0"),
+                        size=1,
+                        build_id=b.id,
+                        run_id=run.id,
+                        source="x",
+                        source_kind="path",
+                        arch=arch,
+                        format="elf",
+                        toolchain="gcc-12",
+                        config=config,
+                        relpath=f"a{j}",
+                    )
+                )
         return run.id
 
 
@@ -181,8 +224,10 @@ def test_cost_per_thousand_binaries_from_measured_build_times(tmp_path):
     report = estimate_run_cost(sessions, run_id, settings.fleet)
     linux = 1800 / 3600 / 4 * 0.36  # two builds, 30 min of wall time, 4 per c6i.2xlarge
     wincross = 360 / 3600 / 2 * 0.18
-    assert {f.family: round(f.dollars, 9) for f in report.families} == {"linux": round(linux, 9),
-                                                                          "windows-cross": round(wincross, 9)}
+    assert {f.family: round(f.dollars, 9) for f in report.families} == {
+        "linux": round(linux, 9),
+        "windows-cross": round(wincross, 9),
+    }
     assert report.binaries == 5
     assert report.per_1000_binaries == pytest.approx((linux + wincross) / 5 * 1000)
 
@@ -217,15 +262,20 @@ def test_secrets_command_writes_a_private_file_and_prints_no_value(tmp_path, mon
     value = "# worker secrets\nASSEMBLAGE_SECRET_KEY=s3cret-key-value\nASSEMBLAGE_DATABASE_URL=postgresql+psycopg://a:pw@db/x\n"
     out = tmp_path / "etc" / "secrets.env"
     with mock_aws():
-        boto3.client("ssm", region_name="eu-west-1").put_parameter(Name="/assemblage/worker", Value=value,
-                                                                   Type="SecureString")
-        r = CliRunner().invoke(app, ["fleet", "secrets", "--parameter", "/assemblage/worker", "--region", "eu-west-1",
-                                     "--out", str(out)])
-        missing = CliRunner().invoke(app, ["fleet", "secrets", "--parameter", "/nope", "--region", "eu-west-1",
-                                           "--out", str(tmp_path / "x.env")])
+        boto3.client("ssm", region_name="eu-west-1").put_parameter(
+            Name="/assemblage/worker", Value=value, Type="SecureString"
+        )
+        r = CliRunner().invoke(
+            app, ["fleet", "secrets", "--parameter", "/assemblage/worker", "--region", "eu-west-1", "--out", str(out)]
+        )
+        missing = CliRunner().invoke(
+            app, ["fleet", "secrets", "--parameter", "/nope", "--region", "eu-west-1", "--out", str(tmp_path / "x.env")]
+        )
     assert r.exit_code == 0, r.output
     assert "s3cret" not in r.output and "pw@" not in r.output and "2 variable(s)" in r.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    assert out.read_text().splitlines() == ["ASSEMBLAGE_SECRET_KEY=s3cret-key-value",
-                                            "ASSEMBLAGE_DATABASE_URL=postgresql+psycopg://a:pw@db/x"]
+    assert out.read_text().splitlines() == [
+        "ASSEMBLAGE_SECRET_KEY=s3cret-key-value",
+        "ASSEMBLAGE_DATABASE_URL=postgresql+psycopg://a:pw@db/x",
+    ]
     assert missing.exit_code != 0 and not (tmp_path / "x.env").exists()

@@ -24,8 +24,10 @@ REGION = "us-east-1"
 def settings_text(db_url: str, broker: str = "redis://127.0.0.1:1/0", **group) -> str:
     g = {"name": "assemblage-linux", "min": 0, "max": 6, "builds_per_instance": 4, **group}
     lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in g.items())
-    return (f'database_url = "{db_url}"\nbroker_url = "{broker}"\nworker_dead_after = 30\n\n'
-            f'[fleet]\nregion = "{REGION}"\ncooldown = 300\n\n[fleet.groups.linux]\n{lines}\nqueues = ["crawl", "linux"]\n')
+    return (
+        f'database_url = "{db_url}"\nbroker_url = "{broker}"\nworker_dead_after = 30\n\n'
+        f'[fleet]\nregion = "{REGION}"\ncooldown = 300\n\n[fleet.groups.linux]\n{lines}\nqueues = ["crawl", "linux"]\n'
+    )
 
 
 @pytest.fixture
@@ -36,12 +38,18 @@ def aws(monkeypatch):
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         ami = ec2.describe_images()["Images"][0]["ImageId"]
-        ec2.create_launch_template(LaunchTemplateName="assemblage-worker",
-                                   LaunchTemplateData={"ImageId": ami, "InstanceType": "c6i.2xlarge"})
+        ec2.create_launch_template(
+            LaunchTemplateName="assemblage-worker", LaunchTemplateData={"ImageId": ami, "InstanceType": "c6i.2xlarge"}
+        )
         asg = boto3.client("autoscaling", region_name=REGION)
-        asg.create_auto_scaling_group(AutoScalingGroupName="assemblage-linux", MinSize=0, MaxSize=10,
-                                      DesiredCapacity=2, AvailabilityZones=[f"{REGION}a"],
-                                      LaunchTemplate={"LaunchTemplateName": "assemblage-worker"})
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName="assemblage-linux",
+            MinSize=0,
+            MaxSize=10,
+            DesiredCapacity=2,
+            AvailabilityZones=[f"{REGION}a"],
+            LaunchTemplate={"LaunchTemplateName": "assemblage-worker"},
+        )
         yield asg
 
 
@@ -57,15 +65,17 @@ def group(asg) -> dict:
     return asg.describe_auto_scaling_groups(AutoScalingGroupNames=["assemblage-linux"])["AutoScalingGroups"][0]
 
 
-def add_running(sessions, n: int, *, config: str = "linux-x86_64-gcc-12-O2", instance: str | None = None,
-                fresh: bool = True) -> None:
+def add_running(
+    sessions, n: int, *, config: str = "linux-x86_64-gcc-12-O2", instance: str | None = None, fresh: bool = True
+) -> None:
     """``n`` running builds, each with the heartbeat row of the process building it."""
     with session_scope(sessions) as s:
         cfg = s.query(m.Configuration).filter_by(identifier=config).one_or_none()
         if cfg is None:
             platform, arch, *rest = config.split("-")
-            cfg = m.Configuration(identifier=config, platform=platform, arch=arch, toolchain="-".join(rest[:-1]),
-                                  opt=rest[-1])
+            cfg = m.Configuration(
+                identifier=config, platform=platform, arch=arch, toolchain="-".join(rest[:-1]), opt=rest[-1]
+            )
             s.add(cfg)
         if s.get(m.Run, 1) is None:
             rec = m.Recipe(name="r", text="", sha256="0" * 64)
@@ -84,8 +94,20 @@ def add_running(sessions, n: int, *, config: str = "linux-x86_64-gcc-12-O2", ins
             s.flush()
             wid = f"linux@host/abc/{b.id}"
             b.worker = wid
-            s.add(m.Worker(id=wid, kind="process", node="linux@host", hostname="host", pid=b.id, queues=[],
-                           build_id=b.id, instance_id=instance, started_at=seen, last_seen=seen))
+            s.add(
+                m.Worker(
+                    id=wid,
+                    kind="process",
+                    node="linux@host",
+                    hostname="host",
+                    pid=b.id,
+                    queues=[],
+                    build_id=b.id,
+                    instance_id=instance,
+                    started_at=seen,
+                    last_seen=seen,
+                )
+            )
 
 
 def test_scales_out_to_the_work_and_protects_busy_instances(aws, db, tmp_path):
@@ -168,8 +190,9 @@ def test_cli_dry_run_reads_real_redis(aws, db, tmp_path):
     try:
         url, _ = db
         (tmp_path / "s.toml").write_text(settings_text(url, broker))
-        res = CliRunner().invoke(app, ["fleet", "reconcile", "--dry-run", "--json",
-                                       "--settings", str(tmp_path / "s.toml")])
+        res = CliRunner().invoke(
+            app, ["fleet", "reconcile", "--dry-run", "--json", "--settings", str(tmp_path / "s.toml")]
+        )
         assert res.exit_code == 0, res.output
         [d] = json.loads(res.output)
         assert (d["current"], d["desired"], d["demand"], d["applied"]) == (2, 3, 9, False)

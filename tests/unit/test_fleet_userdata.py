@@ -73,8 +73,9 @@ def test_setup_script_passes_shellcheck(settings_file, tmp_path):
         script = next(f["content"] for f in doc["write_files"] if f["path"] == SETUP_PATH)
         path = tmp_path / "setup.sh"
         path.write_text(script)
-        r = subprocess.run(["shellcheck", "--shell=bash", "--severity=style", str(path)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["shellcheck", "--shell=bash", "--severity=style", str(path)], capture_output=True, text=True
+        )
         assert r.returncode == 0, r.stdout + r.stderr
 
 

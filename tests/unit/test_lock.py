@@ -50,8 +50,11 @@ def test_every_declared_dependency_is_pinned_exactly():
 
 def test_every_pin_satisfies_pyproject():
     have = pins()
-    wrong = [f"{name}=={have[name]} (pyproject.toml: {req})" for name, req in declared().items()
-             if name in have and req.specifier and not req.specifier.contains(have[name], prereleases=True)]
+    wrong = [
+        f"{name}=={have[name]} (pyproject.toml: {req})"
+        for name, req in declared().items()
+        if name in have and req.specifier and not req.specifier.contains(have[name], prereleases=True)
+    ]
     assert not wrong, f"constraints.txt pins versions pyproject.toml refuses: {wrong}; run `make lock`"
 
 

@@ -91,10 +91,23 @@ def test_request_latency_is_summed_over_api_processes(tmp_path):
     script = tmp_path / "api_process.py"
     script.write_text(WORKER)
     for n in (3, 4):
-        subprocess.run([sys.executable, str(script), str(tmp_path), str(n), "no"], env=env, check=True, cwd=REPO,
-                       capture_output=True, timeout=120)
-    out = subprocess.run([sys.executable, str(script), str(tmp_path), "5", "scrape"], env=env, check=True,
-                         cwd=REPO, capture_output=True, text=True, timeout=120).stdout
+        subprocess.run(
+            [sys.executable, str(script), str(tmp_path), str(n), "no"],
+            env=env,
+            check=True,
+            cwd=REPO,
+            capture_output=True,
+            timeout=120,
+        )
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "5", "scrape"],
+        env=env,
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     counts = {}
     for fam in text_string_to_metric_families(out):
         for s in fam.samples:

@@ -14,8 +14,13 @@ from assemblage.toolchains.registry import get_toolchain
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "windows" / "msbuild"
 NS = {"m": "http://schemas.microsoft.com/developer/msbuild/2003"}
-PROJECTS = ["vs2015/hello.vcxproj", "vs2017/zipper.vcxproj", "vs2019/tool.vcxproj",
-            "vs2022/core/core.vcxproj", "vs2022/app/app.vcxproj"]
+PROJECTS = [
+    "vs2015/hello.vcxproj",
+    "vs2017/zipper.vcxproj",
+    "vs2019/tool.vcxproj",
+    "vs2022/core/core.vcxproj",
+    "vs2022/app/app.vcxproj",
+]
 
 
 @pytest.fixture
@@ -69,8 +74,15 @@ def test_everything_else_is_kept(tree, rel):
     assert after.tag == before.tag and dict(after.attrib) == dict(before.attrib)
     assert b"ns0:" not in raw_after and b"xmlns:" not in raw_after
     assert [c.text for c in before.iter(etree.Comment)] == [c.text for c in after.iter(etree.Comment)]
-    for xp in ("//m:ClCompile/@Include", "//m:ClInclude/@Include", "//m:Import/@Project", "//m:ProjectGuid/text()",
-               "//m:PreprocessorDefinitions/text()", "//m:ProjectReference/@Include", "//@Label"):
+    for xp in (
+        "//m:ClCompile/@Include",
+        "//m:ClInclude/@Include",
+        "//m:Import/@Project",
+        "//m:ProjectGuid/text()",
+        "//m:PreprocessorDefinitions/text()",
+        "//m:ProjectReference/@Include",
+        "//@Label",
+    ):
         # (sets: cloning a missing platform repeats conditioned elements)
         assert set(map(str, before.xpath(xp, namespaces=NS))) == set(map(str, after.xpath(xp, namespaces=NS)))
     # byte-level conventions of Visual Studio: BOM, CRLF, the declaration
@@ -122,8 +134,9 @@ def test_missing_platform_is_cloned_from_the_existing_one(tree):
 
 def test_property_sheets_are_rewritten_too(tree):
     sheet = tree / "vs2017/props/common.props"
-    report = rewrite_project(tree / "vs2017/zipper.vcxproj", toolset="v143", configuration="Release",
-                             platform="Win32", optimization="Od")
+    report = rewrite_project(
+        tree / "vs2017/zipper.vcxproj", toolset="v143", configuration="Release", platform="Win32", optimization="Od"
+    )
     assert sheet in report.files
     root = _xml(sheet)
     assert not root.xpath("//m:PreBuildEvent", namespaces=NS)
@@ -134,13 +147,18 @@ def test_property_sheets_are_rewritten_too(tree):
 
 def test_sheets_outside_the_tree_are_not_touched(tree, tmp_path):
     outside = tmp_path / "outside.props"
-    outside.write_text('<Project xmlns="http://schemas.microsoft.com/developer/msbuild/2003">'
-                       "<ItemDefinitionGroup><PostBuildEvent><Command>x</Command></PostBuildEvent>"
-                       "</ItemDefinitionGroup></Project>")
+    outside.write_text(
+        '<Project xmlns="http://schemas.microsoft.com/developer/msbuild/2003">'
+        "<ItemDefinitionGroup><PostBuildEvent><Command>x</Command></PostBuildEvent>"
+        "</ItemDefinitionGroup></Project>"
+    )
     before = outside.read_bytes()
     proj = tree / "vs2019/tool.vcxproj"
-    proj.write_bytes(proj.read_bytes().replace(b'<ImportGroup Label="Shared">',
-                                               b'<ImportGroup Label="Shared"><Import Project="..\\..\\outside.props" />'))
+    proj.write_bytes(
+        proj.read_bytes().replace(
+            b'<ImportGroup Label="Shared">', b'<ImportGroup Label="Shared"><Import Project="..\\..\\outside.props" />'
+        )
+    )
     rewrite_project(proj, toolset="v142", configuration="Release", platform="x64", optimization="O2")
     assert outside.read_bytes() == before
 
@@ -172,8 +190,13 @@ def test_plan_builds_the_solution_with_its_platform_names(tree):
     assert len(steps) == 1
     argv = steps[0].argv
     assert argv[:2] == ("msbuild", "demo.sln")
-    for arg in ("/p:Configuration=Release", "/p:Platform=x86", "/p:PlatformToolset=v143", "/m:2",
-                "/p:PostBuildEventUseInBuild=false"):
+    for arg in (
+        "/p:Configuration=Release",
+        "/p:Platform=x86",
+        "/p:PlatformToolset=v143",
+        "/m:2",
+        "/p:PostBuildEventUseInBuild=false",
+    ):
         assert arg in argv
     assert all(isinstance(a, str) for a in argv)
     # both projects were rewritten for the pair the solution maps x86 to
@@ -213,7 +236,17 @@ def test_only_the_forced_settings_change(tree, rel):
     before = path.read_bytes().decode("utf-8-sig").splitlines()
     rewrite_project(path, toolset="v143", configuration="Release", platform="x64", optimization="Ox")
     after = path.read_bytes().decode("utf-8-sig").splitlines()
-    forced = ("PlatformToolset", "Optimization", "DebugInformationFormat", "GenerateDebugInformation",
-              "BasicRuntimeChecks", "BuildEvent", "LinkEvent", "<Command>", "<Message>", "</ItemDefinitionGroup>")
+    forced = (
+        "PlatformToolset",
+        "Optimization",
+        "DebugInformationFormat",
+        "GenerateDebugInformation",
+        "BasicRuntimeChecks",
+        "BuildEvent",
+        "LinkEvent",
+        "<Command>",
+        "<Message>",
+        "</ItemDefinitionGroup>",
+    )
     removed = [ln for ln in difflib.ndiff(before, after) if ln.startswith("- ")]
     assert all(any(k in ln for k in forced) for ln in removed), removed

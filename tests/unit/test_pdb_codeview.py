@@ -18,13 +18,20 @@ def test_inline_ranges_offset_then_length():
 
 
 def test_inline_ranges_with_gap_and_combined_ops():
-    ann = bytes([
-        0x03, 0x10,        # code 0x10
-        0x04, 0x06,        # length 6 -> [0x10, 0x16), offset now 0x16
-        0x0B, 0x57,        # code +7 (0x1d), line -2: new range opens at 0x1d
-        0x0B, 0x26,        # code +6 (0x23), line +1: range continues
-        0x04, 0x07,        # length 7 -> closes at 0x2a
-    ])
+    ann = bytes(
+        [
+            0x03,
+            0x10,  # code 0x10
+            0x04,
+            0x06,  # length 6 -> [0x10, 0x16), offset now 0x16
+            0x0B,
+            0x57,  # code +7 (0x1d), line -2: new range opens at 0x1d
+            0x0B,
+            0x26,  # code +6 (0x23), line +1: range continues
+            0x04,
+            0x07,  # length 7 -> closes at 0x2a
+        ]
+    )
     assert inline_site_ranges(ann) == [(0x10, 0x16), (0x1D, 0x2A)]
 
 
@@ -72,11 +79,11 @@ def test_ipi_names_substrings_and_build_info():
         return struct.pack("<HH", len(payload) + 2, kind) + payload
 
     records = [
-        rec(0x1605, struct.pack("<I", 0) + b"C:\\src\x00"),            # 0x1000
-        rec(0x1605, struct.pack("<I", 0) + b"-c -Zi \x00"),            # 0x1001
-        rec(0x1604, struct.pack("<II", 1, 0x1001)),                    # 0x1002 substring list
-        rec(0x1605, struct.pack("<I", 0x1002) + b"-O2 -GL\x00"),       # 0x1003 = "-c -Zi -O2 -GL"
-        rec(0x1601, struct.pack("<II", 0, 0x1010) + b"helper\x00"),    # 0x1004
+        rec(0x1605, struct.pack("<I", 0) + b"C:\\src\x00"),  # 0x1000
+        rec(0x1605, struct.pack("<I", 0) + b"-c -Zi \x00"),  # 0x1001
+        rec(0x1604, struct.pack("<II", 1, 0x1001)),  # 0x1002 substring list
+        rec(0x1605, struct.pack("<I", 0x1002) + b"-O2 -GL\x00"),  # 0x1003 = "-c -Zi -O2 -GL"
+        rec(0x1601, struct.pack("<II", 0, 0x1010) + b"helper\x00"),  # 0x1004
         rec(0x1603, struct.pack("<H5I", 5, 0x1000, 0, 0, 0, 0x1003)),  # 0x1005
     ]
     blob = b"".join(records)
@@ -90,17 +97,33 @@ def test_ipi_names_substrings_and_build_info():
 
 def test_command_line_splitting():
     assert split_command_line('"-cc1" "-triple" "x86_64-w64-windows-gnu" "-O2"') == [
-        "-cc1", "-triple", "x86_64-w64-windows-gnu", "-O2"]
+        "-cc1",
+        "-triple",
+        "x86_64-w64-windows-gnu",
+        "-O2",
+    ]
     assert split_command_line('-c -I"C:\\Program Files\\x" -DNAME=\\"v\\" -O1') == [
-        "-c", "-IC:\\Program Files\\x", '-DNAME="v"', "-O1"]
+        "-c",
+        "-IC:\\Program Files\\x",
+        '-DNAME="v"',
+        "-O1",
+    ]
     assert split_command_line('"" a') == ["", "a"]
 
 
-@pytest.mark.parametrize(("flags", "compiler", "opt"), [
-    (["-cc1", "-O2"], "clang", "O2"), (["-O"], "clang", "O1"), (["-Os", "-Oz"], "clang", "Oz"),
-    (["-Ofast"], "clang", "Ofast"), (["-c", "-Zi", "-O2", "-Oi"], "msvc", "O2"), (["/Ox"], "msvc", "Ox"),
-    (["-c", "-Zi"], "msvc", "Od"), (["/O1", "/Od"], "msvc", "Od"),
-])
+@pytest.mark.parametrize(
+    ("flags", "compiler", "opt"),
+    [
+        (["-cc1", "-O2"], "clang", "O2"),
+        (["-O"], "clang", "O1"),
+        (["-Os", "-Oz"], "clang", "Oz"),
+        (["-Ofast"], "clang", "Ofast"),
+        (["-c", "-Zi", "-O2", "-Oi"], "msvc", "O2"),
+        (["/Ox"], "msvc", "Ox"),
+        (["-c", "-Zi"], "msvc", "Od"),
+        (["/O1", "/Od"], "msvc", "Od"),
+    ],
+)
 def test_opt_from_flags(flags, compiler, opt):
     assert opt_from_flags(flags, compiler) == opt
 
@@ -108,14 +131,35 @@ def test_opt_from_flags(flags, compiler, opt):
 def test_producers_collapse_per_file_arguments_and_skip_the_linker():
     def clang(src: str, opt: str) -> CompileRecord:
         line = f'"-cc1" "-triple" "x86_64-w64-windows-gnu" "-main-file-name" "{src}" "-{opt}" "-x" "c"'
-        return CompileRecord(module=f"{src}.o", language="c", machine="x86_64", version="clang version 19.1.7",
-                             frontend=(19, 1, 7, 0), backend=(19017, 0, 0, 0), source=src, command_line=line)
+        return CompileRecord(
+            module=f"{src}.o",
+            language="c",
+            machine="x86_64",
+            version="clang version 19.1.7",
+            frontend=(19, 1, 7, 0),
+            backend=(19017, 0, 0, 0),
+            source=src,
+            command_line=line,
+        )
 
-    msvc = CompileRecord(module="a.obj", language="c++", machine="x86_64",
-                         version="Microsoft (R) Optimizing Compiler", frontend=(19, 38, 33135, 0),
-                         backend=(19, 38, 33135, 0), source="a.cpp", command_line="-c -Zi -nologo -Ox -GL")
-    link = CompileRecord(module="* Linker *", language="link", machine="x86_64", version="LLVM Linker",
-                         frontend=(0, 0, 0, 0), backend=(14, 10, 25019, 0))
+    msvc = CompileRecord(
+        module="a.obj",
+        language="c++",
+        machine="x86_64",
+        version="Microsoft (R) Optimizing Compiler",
+        frontend=(19, 38, 33135, 0),
+        backend=(19, 38, 33135, 0),
+        source="a.cpp",
+        command_line="-c -Zi -nologo -Ox -GL",
+    )
+    link = CompileRecord(
+        module="* Linker *",
+        language="link",
+        machine="x86_64",
+        version="LLVM Linker",
+        frontend=(0, 0, 0, 0),
+        backend=(14, 10, 25019, 0),
+    )
     producers, opts = producers_from_compiles([clang("a.c", "O2"), clang("b.c", "O2"), clang("c.c", "O0"), msvc, link])
     assert opts == {"O2": 2, "O0": 1, "Ox": 1}
     by = {(p.compiler, p.opt) for p in producers}

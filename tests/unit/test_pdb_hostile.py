@@ -32,9 +32,22 @@ def sample(tmp_path_factory) -> tuple[bytes, bytes, Path]:
         unavailable("needs clang-19, lld-19 and mingw-w64 to build a sample PE + PDB")
     d = tmp_path_factory.mktemp("hostile")
     (d / "s.c").write_text(SOURCE)
-    subprocess.run(["clang-19", "--target=x86_64-w64-mingw32", "-O2", "-g", "-gcodeview", "-fuse-ld=lld-19",
-                    f"-Wl,--pdb={d / 's.pdb'}", str(d / "s.c"), "-o", str(d / "s.exe")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "clang-19",
+            "--target=x86_64-w64-mingw32",
+            "-O2",
+            "-g",
+            "-gcodeview",
+            "-fuse-ld=lld-19",
+            f"-Wl,--pdb={d / 's.pdb'}",
+            str(d / "s.c"),
+            "-o",
+            str(d / "s.exe"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return (d / "s.exe").read_bytes(), (d / "s.pdb").read_bytes(), d
 
 
@@ -85,8 +98,9 @@ def test_mutated_pdb_reads_or_raises_invalid_binary(sample, tmp_path, data):
 def test_mutated_pe_analyzes_or_raises_invalid_binary(sample, tmp_path, data):
     pe, pdb, _d = sample
     head = st.integers(0, min(len(pe), 1024) - 1)
-    edits = data.draw(st.lists(st.tuples(st.one_of(head, st.integers(0, len(pe) - 1)), st.integers(0, 255)),
-                               min_size=1, max_size=8))
+    edits = data.draw(
+        st.lists(st.tuples(st.one_of(head, st.integers(0, len(pe) - 1)), st.integers(0, 255)), min_size=1, max_size=8)
+    )
     cut = data.draw(st.one_of(st.none(), st.integers(0, len(pe))))
     path = tmp_path / "m.exe"
     path.write_bytes(_mutate(pe, edits, cut))
@@ -109,9 +123,12 @@ def test_truncations_at_every_block_boundary(sample, tmp_path):
 
 
 def test_not_a_pdb(tmp_path):
-    for name, content in {"empty.pdb": b"", "text.pdb": b"hello world" * 10,
-                          "old.pdb": b"Microsoft C/C++ program database 2.00\r\n\x1aJG\x00\x00" + b"\x00" * 64,
-                          "magic_only.pdb": MSF_MAGIC + b"\x00" * 24}.items():
+    for name, content in {
+        "empty.pdb": b"",
+        "text.pdb": b"hello world" * 10,
+        "old.pdb": b"Microsoft C/C++ program database 2.00\r\n\x1aJG\x00\x00" + b"\x00" * 64,
+        "magic_only.pdb": MSF_MAGIC + b"\x00" * 24,
+    }.items():
         p = tmp_path / name
         p.write_bytes(content)
         with pytest.raises(InvalidBinaryError, match=name):
@@ -133,7 +150,11 @@ def test_block_size_and_directory_checks(tmp_path):
 
 
 def test_not_a_pe(tmp_path):
-    for name, content in {"empty.exe": b"", "elf.exe": b"\x7fELF" + b"\x00" * 200, "mz.exe": b"MZ" + b"\x00" * 62}.items():
+    for name, content in {
+        "empty.exe": b"",
+        "elf.exe": b"\x7fELF" + b"\x00" * 200,
+        "mz.exe": b"MZ" + b"\x00" * 62,
+    }.items():
         p = tmp_path / name
         p.write_bytes(content)
         with pytest.raises(InvalidBinaryError, match=name):

@@ -11,8 +11,9 @@ from assemblage.binaries.pe import PdataEntry, classify_pdata
 
 def _fn(name: str, *ranges: tuple[int, int]) -> Function:
     rs = [Range(a, b) for a, b in ranges]
-    return Function(name=name, start=rs[0].start, end=rs[-1].end, size=sum(b - a for a, b in ranges), ranges=rs,
-                    label_source="pdb")
+    return Function(
+        name=name, start=rs[0].start, end=rs[-1].end, size=sum(b - a for a, b in ranges), ranges=rs, label_source="pdb"
+    )
 
 
 def test_pdata_rule_in_order():
@@ -21,7 +22,7 @@ def test_pdata_rule_in_order():
         PdataEntry(0x1000, 0x1100, False),  # a function start
         PdataEntry(0x3000, 0x3010, False),  # the start of a function's second range
         PdataEntry(0x1040, 0x1100, False),  # inside a function: a fragment
-        PdataEntry(0x5000, 0x5010, True),   # chained unwind info outside any function: still a fragment
+        PdataEntry(0x5000, 0x5010, True),  # chained unwind info outside any function: still a fragment
         PdataEntry(0x6000, 0x6020, False),  # in an object without debug info
         PdataEntry(0x7000, 0x7020, False),  # nothing explains it
     ]
@@ -42,7 +43,9 @@ def test_pdata_without_explanation_callback_is_unexplained():
 def test_pdb_candidates_use_the_codeview_basename_next_to_the_pe(tmp_path):
     pe = tmp_path / "bin" / "tool.exe"
     assert pdb_path_candidates(pe, "C:\\build\\out\\Release\\tool_x64.pdb") == [
-        tmp_path / "bin" / "tool_x64.pdb", tmp_path / "bin" / "tool.pdb"]
+        tmp_path / "bin" / "tool_x64.pdb",
+        tmp_path / "bin" / "tool.pdb",
+    ]
     assert pdb_path_candidates(pe, "/tmp/w/a.pdb")[0] == Path(tmp_path / "bin" / "a.pdb")
     assert pdb_path_candidates(pe, None) == [tmp_path / "bin" / "tool.pdb"]
 
@@ -61,15 +64,19 @@ def test_folded_procedures_become_one_function_with_aliases():
             return False
 
     rows = [LineRow(0x1000, 4, "a.c", 3), LineRow(0x1004, 12, "a.c", 4)]
-    procs = [PdbProcedure("seven_a", 0x1000, 16, True, "a.o", 1, 0, lines=rows),
-             PdbProcedure("seven_b", 0x1000, 16, True, "b.o", 1, 0),
-             PdbProcedure("other", 0x1010, 8, False, "a.o", 1, 0x10)]
+    procs = [
+        PdbProcedure("seven_a", 0x1000, 16, True, "a.o", 1, 0, lines=rows),
+        PdbProcedure("seven_b", 0x1000, 16, True, "b.o", 1, 0),
+        PdbProcedure("other", 0x1010, 8, False, "a.o", 1, 0x10),
+    ]
     site = PdbInlineSite("helper", "seven_a", 0x1000, ((0x1006, 0x100A),))
     pdb = PdbFile("x.pdb", "G", 1, "x86_64", 64, procs, [], [site], [], [], [])
     out = BinaryAnalysis(path="x.exe", sha256="", size=0, format="pe", arch="x86_64", bits=64)
     fill_from_pdb(out, pdb, Image(), True)
     assert [(f.name, f.aliases, f.start, f.size) for f in out.functions] == [
-        ("seven_a", ["seven_b"], 0x1000, 16), ("other", [], 0x1010, 8)]
+        ("seven_a", ["seven_b"], 0x1000, 16),
+        ("other", [], 0x1010, 8),
+    ]
     f = out.functions[0]
     assert (f.source_file, f.decl_line, f.entry, f.is_static) == ("a.c", 3, 0x1000, False)
     assert out.functions[1].is_static is True

@@ -66,7 +66,9 @@ def test_design_example_validates_and_expands(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_with_its_location(tmp_path: Path) -> None:
-    found = problems(tmp_path, """
+    found = problems(
+        tmp_path,
+        """
         name: Bad Name
         sources:
           - path: /definitely/not/here
@@ -85,7 +87,8 @@ def test_every_problem_is_reported_with_its_location(tmp_path: Path) -> None:
         build:
           memory: lots
         surprise: true
-        """)
+        """,
+    )
     assert "name" in found
     assert found["sources[1].ref"].startswith("not a valid git ref")
     assert "exactly one of" in found["sources[2]"]
@@ -103,15 +106,20 @@ def test_every_problem_is_reported_with_its_location(tmp_path: Path) -> None:
 
 
 def test_local_paths_are_checked(tmp_path: Path) -> None:
-    found = problems(tmp_path, """
+    found = problems(
+        tmp_path,
+        """
         name: ok
         sources:
           - path: no-such-folder
           - archive: no-such.tar.gz
         matrix: {toolchain: [gcc-12]}
-        """)
-    assert found == {"sources[0].path": "no such folder: no-such-folder",
-                     "sources[1].archive": "no such file: no-such.tar.gz"}
+        """,
+    )
+    assert found == {
+        "sources[0].path": "no such folder: no-such-folder",
+        "sources[1].archive": "no such file: no-such.tar.gz",
+    }
 
 
 def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
@@ -131,10 +139,17 @@ def test_missing_file(tmp_path: Path) -> None:
     assert "no such file" in str(info.value)
 
 
-@pytest.mark.parametrize("ident", [
-    "linux-x86_64-gcc-12-O2", "linux-aarch64-gcc-12-O0", "windows-x86_64-clang-19-O2",
-    "windows-i686-mingw-gcc-12-Os", "windows-x86_64-msvc-v143-O2", "linux-armhf-clang-14-Oz",
-])
+@pytest.mark.parametrize(
+    "ident",
+    [
+        "linux-x86_64-gcc-12-O2",
+        "linux-aarch64-gcc-12-O0",
+        "windows-x86_64-clang-19-O2",
+        "windows-i686-mingw-gcc-12-Os",
+        "windows-x86_64-msvc-v143-O2",
+        "linux-armhf-clang-14-Oz",
+    ],
+)
 def test_config_identifiers_round_trip(ident: str) -> None:
     assert Config.parse(ident).id == ident
 
@@ -148,11 +163,16 @@ def test_config_identifier_parts() -> None:
 
 
 def test_opt_a_toolchain_lacks_is_dropped_with_a_note(tmp_path: Path) -> None:
-    recipe, _ = load_recipe(write(tmp_path, f"""
+    recipe, _ = load_recipe(
+        write(
+            tmp_path,
+            f"""
         name: oz
         sources: [{{path: {tmp_path}}}]
         matrix: {{toolchain: [gcc-12, clang-19], opt: [Oz]}}
-        """))
+        """,
+        )
+    )
     configs, notes = expand_matrix(recipe)
     assert [c.id for c in configs] == ["linux-x86_64-clang-19-Oz"]
     assert notes == ["dropped 1 configuration(s): gcc-12 has no -Oz"]

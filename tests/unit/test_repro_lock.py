@@ -19,11 +19,22 @@ from assemblage.pipeline.verify import sample_builds
 from assemblage.toolchains.registry import get_toolchain
 
 MINIMAL = {
-    "lock_version": 1, "assemblage": "0.1.0",
+    "lock_version": 1,
+    "assemblage": "0.1.0",
     "run": {"id": 1, "status": "finished"},
     "recipe": {"name": "x", "sha256": "0" * 64, "text": "name: x\n", "options": {}},
-    "sources": [{"position": 0, "label": "src", "kind": "path", "name": "src", "status": "fetched",
-                 "spec": {"path": "src"}, "pinned": {"path": "src"}, "pin": "tree:00"}],
+    "sources": [
+        {
+            "position": 0,
+            "label": "src",
+            "kind": "path",
+            "name": "src",
+            "status": "fetched",
+            "spec": {"path": "src"},
+            "pinned": {"path": "src"},
+            "pin": "tree:00",
+        }
+    ],
     "toolchains": [],
     "builds": [{"source": 0, "config": "linux-x86_64-gcc-12-O2", "status": "succeeded"}],
 }
@@ -34,15 +45,20 @@ def test_a_minimal_lock_parses():
     assert lock.builds[0].config == "linux-x86_64-gcc-12-O2" and lock.source(0).pin == "tree:00"
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("{", "not JSON"),
-    ("[1, 2]", "a lock is a JSON object"),
-    (json.dumps({**MINIMAL, "lock_version": 7}), "lock_version 7"),
-    (json.dumps({**MINIMAL, "builds": [{"source": 0, "config": "linux-x86_64-gcc-99-O2", "status": "x"}]}),
-     "builds[0].config: Value error, unknown toolchain"),
-    (json.dumps({**MINIMAL, "builds": [{"source": "zero", "status": "x"}]}), "builds[0].source"),
-    (json.dumps({**MINIMAL, "sources": [{**MINIMAL["sources"][0], "surprise": 1}]}), "sources[0].surprise"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("{", "not JSON"),
+        ("[1, 2]", "a lock is a JSON object"),
+        (json.dumps({**MINIMAL, "lock_version": 7}), "lock_version 7"),
+        (
+            json.dumps({**MINIMAL, "builds": [{"source": 0, "config": "linux-x86_64-gcc-99-O2", "status": "x"}]}),
+            "builds[0].config: Value error, unknown toolchain",
+        ),
+        (json.dumps({**MINIMAL, "builds": [{"source": "zero", "status": "x"}]}), "builds[0].source"),
+        (json.dumps({**MINIMAL, "sources": [{**MINIMAL["sources"][0], "surprise": 1}]}), "sources[0].surprise"),
+    ],
+)
 def test_a_malformed_lock_is_refused_with_where(text, expected):
     with pytest.raises(LockError) as e:
         parse_lock(text, where="my.lock")
@@ -53,8 +69,20 @@ def test_a_malformed_lock_is_refused_with_where(text, expected):
 def test_rebuild_of_a_malformed_lock_exits_2_with_one_clear_message(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**MINIMAL, "toolchains": "gcc"}))
-    r = subprocess.run([sys.executable, "-c", "from assemblage.cli.main import main; main()", "rebuild", str(bad),
-                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from assemblage.cli.main import main; main()",
+            "rebuild",
+            str(bad),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert "problem(s) in the lock" in r.stderr and "toolchains" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
@@ -67,8 +95,13 @@ def test_source_date_epoch_comes_from_the_source():
     assert source_date_epoch("archive", when.replace(tzinfo=None)) == 1700000000  # SQLite: naive means UTC
     assert source_date_epoch("path", when) == PATH_SOURCE_EPOCH == 315532800
     assert source_date_epoch("git", None) == PATH_SOURCE_EPOCH
-    assert repro_env(1700000000) == {"SOURCE_DATE_EPOCH": "1700000000", "TZ": "UTC", "LANG": "C.UTF-8",
-                                     "LC_ALL": "C.UTF-8", "ARFLAGS": "rvD"}
+    assert repro_env(1700000000) == {
+        "SOURCE_DATE_EPOCH": "1700000000",
+        "TZ": "UTC",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "ARFLAGS": "rvD",
+    }
 
 
 def _flags(toolchain: str, platform: str = "linux", *, epoch: int = 1700000000, view: str = "/build"):
@@ -103,20 +136,29 @@ def test_older_compilers_get_the_debug_and_macro_prefix_maps():
     assert flags == ("-fdebug-prefix-map=/build=/build", "-fmacro-prefix-map=/build=/build")
 
 
-@pytest.mark.parametrize("args,seed", [
-    (["-c", "a.c", "-o", "obj/a.o"], "obj/a.o"),
-    (["-c", "a.c", "-oobj/a.o"], "obj/a.o"),
-    (["-c", "a.c"], None),
-    (["-o", "prog", "a.o", "-O3"], "prog"),
-])
+@pytest.mark.parametrize(
+    "args,seed",
+    [
+        (["-c", "a.c", "-o", "obj/a.o"], "obj/a.o"),
+        (["-c", "a.c", "-oobj/a.o"], "obj/a.o"),
+        (["-c", "a.c"], None),
+        (["-o", "prog", "a.o", "-O3"], "prog"),
+    ],
+)
 def test_the_gcc_wrapper_seeds_random_names_with_the_output_file(tmp_path, args, seed):
     real = tmp_path / "real" / "gcc-12"
     real.parent.mkdir()
     real.write_text('#!/bin/sh\nfor a do printf "%s\\n" "$a"; done\n')
     real.chmod(0o755)
     tc = get_toolchain("gcc-12")
-    cc, _ = write_wrappers(tmp_path / "bin", tc.compilers("linux", "x86_64", "O2"), "cfg",
-                           which=lambda n: str(real), extra_flags=("-ffile-prefix-map=/x=/build",), random_seed=True)
+    cc, _ = write_wrappers(
+        tmp_path / "bin",
+        tc.compilers("linux", "x86_64", "O2"),
+        "cfg",
+        which=lambda n: str(real),
+        extra_flags=("-ffile-prefix-map=/x=/build",),
+        random_seed=True,
+    )
     out = subprocess.run([str(cc), *args], capture_output=True, text=True, check=True).stdout.splitlines()
     assert "-O3" not in out and "-ffile-prefix-map=/x=/build" in out
     seeds = [a for a in out if a.startswith("-frandom-seed=")]
@@ -126,9 +168,12 @@ def test_the_gcc_wrapper_seeds_random_names_with_the_output_file(tmp_path, args,
 
 
 def _build(source: int, config: str, status: str = "succeeded", binaries: int = 1) -> LockedBuild:
-    return LockedBuild(source=source, config=config, status=status,
-                       binaries=[LockedBinary(relpath=f"b{i}", sha256="a" * 64, size=1, format="elf")
-                                 for i in range(binaries)])
+    return LockedBuild(
+        source=source,
+        config=config,
+        status=status,
+        binaries=[LockedBinary(relpath=f"b{i}", sha256="a" * 64, size=1, format="elf") for i in range(binaries)],
+    )
 
 
 def test_the_verify_sample_is_seeded_and_only_takes_builds_with_binaries():
@@ -142,8 +187,13 @@ def test_the_verify_sample_is_seeded_and_only_takes_builds_with_binaries():
 
 
 def test_cli_verify_of_a_folder_without_a_dataset_is_a_usage_error(tmp_path):
-    r = subprocess.run([sys.executable, "-c", "from assemblage.cli.main import main; main()", "verify", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    r = subprocess.run(
+        [sys.executable, "-c", "from assemblage.cli.main import main; main()", "verify", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert r.returncode == 2 and "no dataset here" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not Path(tmp_path, "dataset.sqlite").exists()
@@ -161,7 +211,8 @@ def test_drift_names_a_changed_local_folder_and_a_build_without_a_recorded_toolc
     lock = parse_lock(json.dumps(doc))
     drift = check_drift(lock, lock.builds, base=tmp_path, cache=tmp_path / "cache")
     assert [(d.what, d.locked) for d in drift] == [
-        ("build linux-x86_64-gcc-12-O2: toolchain and settings", "not recorded in the lock")]
+        ("build linux-x86_64-gcc-12-O2: toolchain and settings", "not recorded in the lock")
+    ]
     (src / "a.c").write_text("int main(void) { return 1; }\n")
     drift = check_drift(lock, lock.builds, base=tmp_path, cache=tmp_path / "cache")
     assert drift[0].what == "source src (sources[0])" and drift[0].locked == doc["sources"][0]["pin"]

@@ -10,10 +10,15 @@ from assemblage.recipes import expand_matrix, parse_recipe
 
 
 def test_a_recipe_becomes_a_plan_that_reads_back_the_same():
-    recipe = parse_recipe({"name": "p", "sources": [{"path": "."}],
-                           "matrix": {"toolchain": ["gcc-12"], "opt": ["O0", "O2"], "flags": ["-fno-inline"]},
-                           "build": {"memory": "512MiB", "disk": "2GiB", "timeout": 60, "runner": "docker"},
-                           "outputs": {"static_libraries": True, "shared_libraries": False, "stripped": True}})
+    recipe = parse_recipe(
+        {
+            "name": "p",
+            "sources": [{"path": "."}],
+            "matrix": {"toolchain": ["gcc-12"], "opt": ["O0", "O2"], "flags": ["-fno-inline"]},
+            "build": {"memory": "512MiB", "disk": "2GiB", "timeout": 60, "runner": "docker"},
+            "outputs": {"static_libraries": True, "shared_libraries": False, "stripped": True},
+        }
+    )
     configs, _ = expand_matrix(recipe)
     plan = RunPlan.of_recipe(recipe, configs, Path("/srv/recipes"))
     stored = plan.stored()
@@ -22,8 +27,12 @@ def test_a_recipe_becomes_a_plan_that_reads_back_the_same():
     assert again == plan
     assert again.configs == ["linux-x86_64-gcc-12-O0", "linux-x86_64-gcc-12-O2"] and again.flags == ["-fno-inline"]
     limits = again.limits()
-    assert (limits.memory, limits.disk, limits.file_size, limits.timeout) == (512 * 1024**2, 2 * 1024**3,
-                                                                               2 * 1024**3, 60.0)
+    assert (limits.memory, limits.disk, limits.file_size, limits.timeout) == (
+        512 * 1024**2,
+        2 * 1024**3,
+        2 * 1024**3,
+        60.0,
+    )
     assert again.kinds() == {"executable", "static"} and again.outputs.stripped
     assert again.build.runner == "docker"
 

@@ -33,8 +33,9 @@ class Env:
     def __init__(self, tmp: Path) -> None:
         import assemblage.db.auth  # noqa: F401 - the tokens table
 
-        self.settings = load_settings(environment="test", secret_key=SECRET,
-                                      database_url=f"sqlite:///{tmp}/db.sqlite", source_root=tmp)
+        self.settings = load_settings(
+            environment="test", secret_key=SECRET, database_url=f"sqlite:///{tmp}/db.sqlite", source_root=tmp
+        )
         engine = make_engine(self.settings.database_url)
         init_schema(engine)
         self.sessions = make_sessionmaker(engine)
@@ -69,30 +70,59 @@ def seed(env: Env, tmp_path: Path, n: int = 25) -> list[int]:
         run = m.Run(recipe_id=rec.id, status="finished")
         s.add(run)
         s.flush()
-        src = m.Source(run_id=run.id, position=0, spec={"path": "x"}, label="x", kind="path", name="x", status="fetched")
+        src = m.Source(
+            run_id=run.id, position=0, spec={"path": "x"}, label="x", kind="path", name="x", status="fetched"
+        )
         s.add(src)
-        cfgs = [m.Configuration(identifier=f"linux-x86_64-gcc-12-{o}", platform="linux", arch="x86_64",
-                                toolchain="gcc-12", opt=o) for o in ("O0", "O2")]
+        cfgs = [
+            m.Configuration(
+                identifier=f"linux-x86_64-gcc-12-{o}", platform="linux", arch="x86_64", toolchain="gcc-12", opt=o
+            )
+            for o in ("O0", "O2")
+        ]
         s.add_all(cfgs)
         s.flush()
-        builds = [m.Build(run_id=run.id, source_id=src.id, configuration_id=c.id, status="succeeded",
-                          log_key=None) for c in cfgs]
+        builds = [
+            m.Build(run_id=run.id, source_id=src.id, configuration_id=c.id, status="succeeded", log_key=None)
+            for c in cfgs
+        ]
         s.add_all(builds)
         s.flush()
         env.store.store(f"logs/build-{builds[0].id}.log", blob)
         builds[0].log_key = f"logs/build-{builds[0].id}.log"
         for i in range(n):
             c = cfgs[i % 2]
-            b = m.Binary(file_name=f"bin{i}", path=key, platform="linux", build_mode="Release", optimization=c.opt,
-                         hash=sha if i == 0 else f"{i:064x}", size=16, license="mit" if i % 3 == 0 else None,
-                         build_id=builds[i % 2].id, run_id=run.id, source="x", source_kind="path", arch="x86_64",
-                         format="elf", toolchain="gcc-12", config=c.identifier, relpath=f"bin{i}")
+            b = m.Binary(
+                file_name=f"bin{i}",
+                path=key,
+                platform="linux",
+                build_mode="Release",
+                optimization=c.opt,
+                hash=sha if i == 0 else f"{i:064x}",
+                size=16,
+                license="mit" if i % 3 == 0 else None,
+                build_id=builds[i % 2].id,
+                run_id=run.id,
+                source="x",
+                source_kind="path",
+                arch="x86_64",
+                format="elf",
+                toolchain="gcc-12",
+                config=c.identifier,
+                relpath=f"bin{i}",
+            )
             s.add(b)
             s.flush()
             ids.append(b.id)
             for j in range(2):
-                f = m.Function(binary_id=b.id, name="main" if j == 0 else f"helper{i}", start=4096 + 64 * j,
-                               end=4096 + 64 * j + 32, size=32, label_source="dwarf")
+                f = m.Function(
+                    binary_id=b.id,
+                    name="main" if j == 0 else f"helper{i}",
+                    start=4096 + 64 * j,
+                    end=4096 + 64 * j + 32,
+                    size=32,
+                    label_source="dwarf",
+                )
                 s.add(f)
                 s.flush()
                 s.add(m.Rva(function_id=f.id, start=f.start, end=f.end))
@@ -143,7 +173,9 @@ def test_invalid_recipe_gives_located_errors(env):
 
 
 def test_not_yaml_and_wrong_content_type(env):
-    r = env.http.post("/runs", content="name: [unclosed", headers={**env.h("submit"), "Content-Type": "application/yaml"})
+    r = env.http.post(
+        "/runs", content="name: [unclosed", headers={**env.h("submit"), "Content-Type": "application/yaml"}
+    )
     assert r.status_code == 422 and "YAML" in r.json()["errors"][0]["message"]
     r = env.http.post("/runs", content=RECIPE, headers={**env.h("submit"), "Content-Type": "text/plain"})
     assert r.status_code == 415
@@ -171,10 +203,13 @@ def test_every_write_endpoint_refuses_missing_or_weak_tokens(env):
     assert ("post", "/runs") in ops
     for method, path in ops:
         url = path.replace("{run_id}", "1")
-        for headers, code in (({}, 401), (env.h("read"), 403), ({"Authorization": "Bearer asm_forged"}, 401),
-                              ({"Authorization": "Basic dXNlcjpwYXNz"}, 401)):
-            r = env.http.request(method, url, content=RECIPE,
-                                 headers={**headers, "Content-Type": "application/yaml"})
+        for headers, code in (
+            ({}, 401),
+            (env.h("read"), 403),
+            ({"Authorization": "Bearer asm_forged"}, 401),
+            ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
+        ):
+            r = env.http.request(method, url, content=RECIPE, headers={**headers, "Content-Type": "application/yaml"})
             assert r.status_code == code, (method, path, headers, r.status_code)
     assert env.dispatcher.sent == []
 

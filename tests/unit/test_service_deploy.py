@@ -38,8 +38,13 @@ def test_compose_environment_names_every_setting():
     services = load()["services"]
     for name in ("api", "worker-linux", "migrate"):
         env = services[name]["environment"]
-        for var in ("ASSEMBLAGE_DATABASE_URL", "ASSEMBLAGE_BROKER_URL", "ASSEMBLAGE_STORAGE_URL",
-                    "ASSEMBLAGE_S3_ENDPOINT_URL", "ASSEMBLAGE_SECRET_KEY"):
+        for var in (
+            "ASSEMBLAGE_DATABASE_URL",
+            "ASSEMBLAGE_BROKER_URL",
+            "ASSEMBLAGE_STORAGE_URL",
+            "ASSEMBLAGE_S3_ENDPOINT_URL",
+            "ASSEMBLAGE_SECRET_KEY",
+        ):
             assert var in env, (name, var)
         assert env["ASSEMBLAGE_ENVIRONMENT"] == "production"
         assert "?" in env["ASSEMBLAGE_SECRET_KEY"]  # compose refuses to start without a real secret
@@ -56,11 +61,19 @@ def test_compose_config_is_valid_for_docker_compose():
         argv = [shutil.which("docker-compose")]
     else:
         unavailable("neither docker compose nor docker-compose is installed (apt-get install docker-compose)")
-    r = subprocess.run([*argv, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
-                       env={"ASSEMBLAGE_SECRET_KEY": "x" * 32, "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    r = subprocess.run(
+        [*argv, "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        env={"ASSEMBLAGE_SECRET_KEY": "x" * 32, "PATH": "/usr/bin:/bin:/usr/local/bin"},
+    )
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([*argv, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
-                       env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
+    r = subprocess.run(
+        [*argv, "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin"},
+    )
     assert r.returncode != 0, "compose must refuse to start without ASSEMBLAGE_SECRET_KEY"
 
 

@@ -75,7 +75,9 @@ def test_settings_file_key_named_like_the_variable_is_an_error_not_ignored(tmp_p
     """`ASSEMBLAGE_API_PORT = 9001` in the file used to pass the key check and then be ignored (api_port 8000)."""
     f = tmp_path / "assemblage.toml"
     f.write_text("ASSEMBLAGE_API_PORT = 9001\n")
-    with pytest.raises(SettingsError, match=r"ASSEMBLAGE_API_PORT: .*without the ASSEMBLAGE_ prefix \(write api_port\)"):
+    with pytest.raises(
+        SettingsError, match=r"ASSEMBLAGE_API_PORT: .*without the ASSEMBLAGE_ prefix \(write api_port\)"
+    ):
         load_settings(f)
     f.write_text("API_PORT = 9001\n")  # keys are case-insensitive, as the environment's are
     assert load_settings(f).api_port == 9001
@@ -102,8 +104,13 @@ def test_settings_are_read_only_through_the_settings_module():
         if path.name == "settings.py" and path.parent == root:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        consts = {t.id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
-                  for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+        consts = {
+            t.id: n.value.value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)
+        }
 
         def name_of(node, consts=consts) -> str:
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -114,15 +121,30 @@ def test_settings_are_read_only_through_the_settings_module():
 
         for node in ast.walk(tree):
             key = None
-            if isinstance(node, ast.Call) and node.args and (
-                    (isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "getenv", "pop")
-                     and "environ" in ast.unparse(node.func.value) + node.func.attr)
-                    or ast.unparse(node.func) == "os.getenv"):
+            if (
+                isinstance(node, ast.Call)
+                and node.args
+                and (
+                    (
+                        isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("get", "getenv", "pop")
+                        and "environ" in ast.unparse(node.func.value) + node.func.attr
+                    )
+                    or ast.unparse(node.func) == "os.getenv"
+                )
+            ):
                 key = name_of(node.args[0])
-            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and "environ" in ast.unparse(node.value):
+            elif (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.ctx, ast.Load)
+                and "environ" in ast.unparse(node.value)
+            ):
                 key = name_of(node.slice)
-            elif isinstance(node, ast.Compare) and any(isinstance(op, ast.In) for op in node.ops) \
-                    and any("environ" in ast.unparse(c) for c in node.comparators):
+            elif (
+                isinstance(node, ast.Compare)
+                and any(isinstance(op, ast.In) for op in node.ops)
+                and any("environ" in ast.unparse(c) for c in node.comparators)
+            ):
                 key = name_of(node.left)
             if key and key.startswith("ASSEMBLAGE_"):
                 found.append(f"{path.relative_to(root.parent)}:{node.lineno} reads {key}")

@@ -31,8 +31,9 @@ def make_run(sessions, *, n: int = 3, run_status: str = "running", source_status
         run = m.Run(recipe_id=rec.id, status=run_status)
         s.add(run)
         s.flush()
-        src = m.Source(run_id=run.id, position=0, spec={"path": "x"}, label="x", kind="path", name="x",
-                       status=source_status)
+        src = m.Source(
+            run_id=run.id, position=0, spec={"path": "x"}, label="x", kind="path", name="x", status=source_status
+        )
         s.add(src)
         s.flush()
         ids = []
@@ -50,13 +51,16 @@ def make_run(sessions, *, n: int = 3, run_status: str = "running", source_status
         return ids
 
 
-@pytest.mark.parametrize("config,queue", [
-    ("linux-x86_64-gcc-12-O2", "linux"),
-    ("linux-aarch64-gcc-12-O0", "linux"),
-    ("windows-x86_64-clang-19-O2", "windows-cross"),
-    ("windows-i686-mingw-gcc-12-Os", "windows-cross"),
-    ("windows-x86_64-msvc-v143-O2", "msvc"),
-])
+@pytest.mark.parametrize(
+    "config,queue",
+    [
+        ("linux-x86_64-gcc-12-O2", "linux"),
+        ("linux-aarch64-gcc-12-O0", "linux"),
+        ("windows-x86_64-clang-19-O2", "windows-cross"),
+        ("windows-i686-mingw-gcc-12-Os", "windows-cross"),
+        ("windows-x86_64-msvc-v143-O2", "msvc"),
+    ],
+)
 def test_one_queue_per_toolchain_family(config, queue):
     assert queue_for(config) == queue
 
@@ -127,8 +131,13 @@ def test_sweeper_resends_only_after_two_idle_sweeps(sessions, monkeypatch):
     make_run(sessions, n=1)
     monkeypatch.setattr(coord, "broker_idle", lambda url: True)
     sent = []
-    sw = Sweeper(sessions=sessions, broker_url="redis://x", dead_after=30, interval=1,
-                 send=lambda kind, i, cfg: sent.append(kind))  # (dead_after: no requeue in the first 30 s)
+    sw = Sweeper(
+        sessions=sessions,
+        broker_url="redis://x",
+        dead_after=30,
+        interval=1,
+        send=lambda kind, i, cfg: sent.append(kind),
+    )  # (dead_after: no requeue in the first 30 s)
     assert sw.sweep()["resent"] == 0
     assert sw.sweep()["resent"] == 1 and sent == ["build"]
 
@@ -140,7 +149,9 @@ def test_s3_errors_are_translated():
     from assemblage.storage.s3 import TransientStorageError, _translate
 
     def client_error(code, status):
-        return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+        return ClientError(
+            {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op"
+        )
 
     assert isinstance(_translate(client_error("NoSuchKey", 404), "get", "k"), FileNotFoundError)
     assert isinstance(_translate(client_error("InternalError", 500), "put"), TransientStorageError)
@@ -219,8 +230,14 @@ def test_build_task_retries_as_many_times_as_the_setting_says():
 
     code = "from assemblage.tasks.jobs import build; print(build.max_retries)"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSEMBLAGE_")}
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "ASSEMBLAGE_TASK_MAX_RETRIES": "3"},
-                         capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "ASSEMBLAGE_TASK_MAX_RETRIES": "3"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert out.stdout.strip() == "3", out.stderr
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "8", out.stderr  # the default

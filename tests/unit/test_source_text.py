@@ -31,8 +31,9 @@ def test_gnu_style_takes_the_return_type_line_and_the_block_comment_above() -> N
     got = cut("gnu_style (", "gnu_style", [line_of("gnu_style ("), line_of("  return -x;")])
     assert got.rule == "braces"
     assert got.source_code == "int\ngnu_style (int x)\n{\n  if (x > 10)\n    return clamp (x, 0, 100);\n  return -x;\n}"
-    assert got.top_comment == ("/*\n * GNU style: the return type on its own line.\n"
-                               " * A second line of the comment.\n */")
+    assert got.top_comment == (
+        "/*\n * GNU style: the return type on its own line.\n * A second line of the comment.\n */"
+    )
 
 
 def test_k_and_r_parameters_sit_between_declarator_and_body() -> None:
@@ -80,8 +81,10 @@ def test_a_header_function_and_an_artificial_one() -> None:
     lines = header.split("\n")
     decl = next(i for i, ln in enumerate(lines, 1) if "clamp(" in ln)
     got = SourceFile(header).cut(decl, "clamp", [decl + 1])
-    assert got.source_code == "static inline int clamp(int v, int lo, int hi) {\n" \
-                              "    return v < lo ? lo : v > hi ? hi : v;\n}"
+    assert (
+        got.source_code == "static inline int clamp(int v, int lo, int hi) {\n"
+        "    return v < lo ? lo : v > hi ? hi : v;\n}"
+    )
     assert got.top_comment.startswith("/* Defined in a header")
     # a compiler-made destructor points at its class: only the line rows are cut, not the class body
     cls = "class Circle : public Shape {\npublic:\n    double r;\n};\n"
@@ -90,15 +93,17 @@ def test_a_header_function_and_an_artificial_one() -> None:
 
 
 def test_template_arguments_and_operators_are_found_by_their_base_name() -> None:
-    text = "template <typename T>\nT twice(T v) {\n    return v + v;\n}\n" \
-           "struct P { int x; };\nbool operator<(P a, P b) { return a.x < b.x; }\n"
+    text = (
+        "template <typename T>\nT twice(T v) {\n    return v + v;\n}\n"
+        "struct P { int x; };\nbool operator<(P a, P b) { return a.x < b.x; }\n"
+    )
     got = SourceFile(text).cut(2, "twice<int>", [3])
     assert got.source_code == "template <typename T>\nT twice(T v) {\n    return v + v;\n}"
     assert SourceFile(text).cut(6, "operator<", [6]).rule == "braces"
 
 
 def test_line_endings_nul_and_raw_strings() -> None:
-    text = "int f(void)\r\n{\r\n    const char *s = R\"x(}})x\";\r\n    return 0;\r\n}\r\nint g(void)\r{ return 1; }\r"
+    text = 'int f(void)\r\n{\r\n    const char *s = R"x(}})x";\r\n    return 0;\r\n}\r\nint g(void)\r{ return 1; }\r'
     src = SourceFile(text)
     assert src.cut(1, "f", [4]).source_code == 'int f(void)\n{\n    const char *s = R"x(}})x";\n    return 0;\n}'
     assert src.cut(6, "g", [6]).source_code == "int g(void)"  # a lone CR ends a line, as for the compilers
@@ -118,7 +123,6 @@ def test_tree_maps_build_paths_back_and_reads_each_file_once(tmp_path: Path) -> 
     first = tree.file("/build/src/src/a.c")
     (root / "src" / "a.c").write_text("changed\n")
     assert tree.file("/build/src/src/a.c") is first  # read once per build
-
 
 
 def test_trees_of_one_checkout_share_lexed_files_until_a_file_changes(tmp_path: Path) -> None:

@@ -94,7 +94,9 @@ def _assert_refused(arena: Path, archive: Path, member_fragment: str, **caps) ->
 
 
 def test_dotdot_member_is_refused(arena: Path) -> None:
-    a = _tar(arena / "archives" / "dotdot.tar.gz", [("pkg/ok.c", "file", "int x;"), ("pkg/../../evil.txt", "file", "x")])
+    a = _tar(
+        arena / "archives" / "dotdot.tar.gz", [("pkg/ok.c", "file", "int x;"), ("pkg/../../evil.txt", "file", "x")]
+    )
     _assert_refused(arena, a, "evil.txt")
     assert not (arena / "evil.txt").exists()
 
@@ -111,31 +113,40 @@ def test_symlink_escape_then_write_through_it_is_refused(arena: Path, absolute: 
     outside = arena / "outside"
     outside.mkdir()
     link_target = str(outside) if absolute else "../../outside"
-    a = _tar(arena / "archives" / "symlink.tar.gz", [
-        ("pkg/", "dir", None),
-        ("pkg/escape", "symlink", link_target),
-        ("pkg/escape/pwned", "file", "written through a symlink"),
-    ])
+    a = _tar(
+        arena / "archives" / "symlink.tar.gz",
+        [
+            ("pkg/", "dir", None),
+            ("pkg/escape", "symlink", link_target),
+            ("pkg/escape/pwned", "file", "written through a symlink"),
+        ],
+    )
     _assert_refused(arena, a, "escape")
     assert list(outside.iterdir()) == []
 
 
 def test_symlink_written_last_through_tar_order_is_refused(arena: Path) -> None:
     """A member under a symlink is refused even when the file comes before the link in the archive."""
-    a = _tar(arena / "archives" / "order.tar.gz", [
-        ("pkg/escape/pwned", "file", "x"),
-        ("pkg/escape", "symlink", "/tmp"),
-    ])
+    a = _tar(
+        arena / "archives" / "order.tar.gz",
+        [
+            ("pkg/escape/pwned", "file", "x"),
+            ("pkg/escape", "symlink", "/tmp"),
+        ],
+    )
     _assert_refused(arena, a, "escape")
 
 
 def test_symlink_chain_escape_is_refused(arena: Path) -> None:
     # 'b' -> '.' is harmless alone; 'l' -> 'b/..' looks inside lexically but resolves to the parent
-    a = _tar(arena / "archives" / "chain.tar.gz", [
-        ("top/b", "symlink", "."),
-        ("top/c", "symlink", "b/b/b"),
-        ("l", "symlink", "top/c/../.."),
-    ])
+    a = _tar(
+        arena / "archives" / "chain.tar.gz",
+        [
+            ("top/b", "symlink", "."),
+            ("top/c", "symlink", "b/b/b"),
+            ("l", "symlink", "top/c/../.."),
+        ],
+    )
     _assert_refused(arena, a, "'l'")
 
 
@@ -146,8 +157,11 @@ def test_hardlink_to_etc_passwd_is_refused(arena: Path, target: str) -> None:
     _assert_refused(arena, a, "passwd")
     # no link to it was made: its link count is unchanged and nothing in the arena is the same file
     assert Path("/etc/passwd").stat().st_nlink == passwd.st_nlink
-    assert not [p for p in arena.rglob("*") if p.is_file() and p.stat().st_ino == passwd.st_ino
-                and p.stat().st_dev == passwd.st_dev]
+    assert not [
+        p
+        for p in arena.rglob("*")
+        if p.is_file() and p.stat().st_ino == passwd.st_ino and p.stat().st_dev == passwd.st_dev
+    ]
 
 
 def test_hardlink_to_a_later_or_missing_member_is_refused(arena: Path) -> None:
@@ -199,7 +213,7 @@ def test_zip_that_lies_about_its_size_is_stopped_while_writing(arena: Path) -> N
     count = 0
     pos = data.find(declared)
     while pos != -1:
-        data[pos:pos + 4] = (10).to_bytes(4, "little")
+        data[pos : pos + 4] = (10).to_bytes(4, "little")
         count += 1
         pos = data.find(declared, pos + 4)
     assert count == 2
@@ -230,14 +244,18 @@ def test_truncated_archive_is_a_source_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode,suffix", [("w:gz", "tar.gz"), ("w:bz2", "tar.bz2"), ("w:xz", "tar.xz"), ("w", "tar")])
 def test_tar_formats_unwrap_the_single_top_folder(tmp_path: Path, mode: str, suffix: str) -> None:
-    a = _tar(tmp_path / f"foo-1.0.{suffix}", [
-        ("foo-1.0/", "dir", None),
-        ("foo-1.0/src/main.c", "file", "int main(void){return 0;}"),
-        ("foo-1.0/configure", "exe", "#!/bin/sh\n"),
-        ("foo-1.0/lib/libfoo.so.1", "file", "elf"),
-        ("foo-1.0/lib/libfoo.so", "symlink", "libfoo.so.1"),
-        ("foo-1.0/lib/copy", "hardlink", "foo-1.0/lib/libfoo.so.1"),
-    ], mode=mode)
+    a = _tar(
+        tmp_path / f"foo-1.0.{suffix}",
+        [
+            ("foo-1.0/", "dir", None),
+            ("foo-1.0/src/main.c", "file", "int main(void){return 0;}"),
+            ("foo-1.0/configure", "exe", "#!/bin/sh\n"),
+            ("foo-1.0/lib/libfoo.so.1", "file", "elf"),
+            ("foo-1.0/lib/libfoo.so", "symlink", "libfoo.so.1"),
+            ("foo-1.0/lib/copy", "hardlink", "foo-1.0/lib/libfoo.so.1"),
+        ],
+        mode=mode,
+    )
     root = safe_extract(a, tmp_path / "dest")
     assert root == tmp_path / "dest" / "foo-1.0"
     assert (root / "src" / "main.c").read_text() == "int main(void){return 0;}"
@@ -269,8 +287,9 @@ def test_destination_must_be_empty(tmp_path: Path) -> None:
 
 
 def test_fetch_local_archive_records_sha256_and_reuses(tmp_path: Path) -> None:
-    a = _tar(tmp_path / "proj-2.1.tar.gz", [("proj-2.1/main.c", "file", "int main;"),
-                                             ("proj-2.1/LICENSE", "file", MIT_TEXT)])
+    a = _tar(
+        tmp_path / "proj-2.1.tar.gz", [("proj-2.1/main.c", "file", "int main;"), ("proj-2.1/LICENSE", "file", MIT_TEXT)]
+    )
     digest = hashlib.sha256(a.read_bytes()).hexdigest()
     cache = tmp_path / "cache"
     spec = ArchiveSource(archive="proj-2.1.tar.gz")
@@ -313,6 +332,7 @@ def test_fetch_archive_over_http(tmp_path: Path) -> None:
     served.mkdir()
     a = _tar(served / "web-0.3.tar.xz", [("web-0.3/web.c", "file", "void web(void){}")], mode="w:xz")
     digest = hashlib.sha256(a.read_bytes()).hexdigest()
+
     def handler(*args, **kw):
         return _Quiet(*args, directory=str(served), **kw)
 

@@ -19,8 +19,10 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not 
 
 _ENV = {
     **os.environ,
-    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.org",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.org",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 
@@ -29,8 +31,9 @@ def _git(repo: Path, *args: str, date: str | None = None) -> str:
     env = dict(_ENV)
     if date:
         env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=env, timeout=60).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env, timeout=60
+    ).stdout.strip()
 
 
 def _commit(repo: Path, files: dict[str, str], message: str, date: str) -> str:
@@ -232,7 +235,9 @@ APACHE = """
 """
 
 
-def test_inherited_git_variables_do_not_redirect_us(repo: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inherited_git_variables_do_not_redirect_us(
+    repo: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("GIT_WORK_TREE", str(tmp_path / "elsewhere-tree"))
     assert _fetch(repo, "main", tmp_path / "cache").commit == repo["c3"]
@@ -282,6 +287,7 @@ def test_submodules_only_when_asked_and_pinned(tmp_path: Path) -> None:
     assert (full.path / "main.c").exists()
     assert not (plain.path / "vendor" / "lib" / "lib.c").exists()  # the plain tree is untouched
     from assemblage.sources._util import read_index
+
     records = [read_index(cache / "git", p.stem) for p in (cache / "git" / "index").glob("*.json")]
     assert any(r and r.get("submodules") == {"vendor/lib": pinned} for r in records)
 

@@ -25,9 +25,20 @@ from assemblage.sources.licenses import classify_license_text, debian_copyright_
 
 
 def test_exports_are_complete() -> None:
-    assert set(sources.__all__) == {"FetchPolicy", "FetchedSource", "SourceKind", "fetch_source", "kind_of", "kinds",
-                                    "pin_spec", "safe_extract", "source_label", "source_name", "source_pin",
-                                    "tree_pin"}
+    assert set(sources.__all__) == {
+        "FetchPolicy",
+        "FetchedSource",
+        "SourceKind",
+        "fetch_source",
+        "kind_of",
+        "kinds",
+        "pin_spec",
+        "safe_extract",
+        "source_label",
+        "source_name",
+        "source_pin",
+        "tree_pin",
+    }
     for name in sources.__all__:
         assert hasattr(sources, name)
 
@@ -47,24 +58,29 @@ def test_every_recipe_source_model_has_one_registered_kind() -> None:
     assert sources.kind_of(DebianSource(debian="zlib")).expands(DebianSource(debian="zlib")) is None
 
 
-@pytest.mark.parametrize("spec,label,name", [
-    (PathSource(path="recipes/samples/calc/"), "recipes/samples/calc/", "calc"),
-    (GitSource(git="https://github.com/madler/zlib"), "https://github.com/madler/zlib", "zlib"),
-    (GitSource(git="/srv/repos/my repo.git/"), "/srv/repos/my repo.git/", "my-repo"),
-    (ArchiveSource(archive="downloads/foo-1.0.tar.gz"), "downloads/foo-1.0.tar.gz", "foo-1.0"),
-    (ArchiveSource(archive="https://x.org/dl/bar-2.zip?x=1"), "https://x.org/dl/bar-2.zip?x=1", "bar-2"),
-    (DebianSource(debian="zlib"), "debian:zlib", "zlib"),
-    (DebianSource(debian="jq", suite="bookworm"), "debian:jq/bookworm", "jq"),
-    (DebianSource(debian="lua5.4", version="5.4.4-3"), "debian:lua5.4=5.4.4-3", "lua5.4"),
-    (GithubSource(github=GithubQuery(query="language:c")), "github:language:c", "github"),
-    (DebianSource(debian="zlib", name="../../etc"), "debian:zlib", "etc"),
-])
+@pytest.mark.parametrize(
+    "spec,label,name",
+    [
+        (PathSource(path="recipes/samples/calc/"), "recipes/samples/calc/", "calc"),
+        (GitSource(git="https://github.com/madler/zlib"), "https://github.com/madler/zlib", "zlib"),
+        (GitSource(git="/srv/repos/my repo.git/"), "/srv/repos/my repo.git/", "my-repo"),
+        (ArchiveSource(archive="downloads/foo-1.0.tar.gz"), "downloads/foo-1.0.tar.gz", "foo-1.0"),
+        (ArchiveSource(archive="https://x.org/dl/bar-2.zip?x=1"), "https://x.org/dl/bar-2.zip?x=1", "bar-2"),
+        (DebianSource(debian="zlib"), "debian:zlib", "zlib"),
+        (DebianSource(debian="jq", suite="bookworm"), "debian:jq/bookworm", "jq"),
+        (DebianSource(debian="lua5.4", version="5.4.4-3"), "debian:lua5.4=5.4.4-3", "lua5.4"),
+        (GithubSource(github=GithubQuery(query="language:c")), "github:language:c", "github"),
+        (DebianSource(debian="zlib", name="../../etc"), "debian:zlib", "etc"),
+    ],
+)
 def test_labels_and_names(spec, label: str, name: str) -> None:
     assert source_label(spec) == label
     assert source_name(spec) == name
 
 
-@pytest.mark.parametrize("raw,expected", [("a b", "a-b"), ("..", "source"), ("$(x);`y`", "x-y"), ("ok.v1_2-3", "ok.v1_2-3")])
+@pytest.mark.parametrize(
+    "raw,expected", [("a b", "a-b"), ("..", "source"), ("$(x);`y`", "x-y"), ("ok.v1_2-3", "ok.v1_2-3")]
+)
 def test_safe_name(raw: str, expected: str) -> None:
     assert safe_name(raw) == expected
 
@@ -74,8 +90,9 @@ def test_path_source_is_used_in_place(tmp_path: Path) -> None:
     (project / "src").mkdir(parents=True)
     (project / "COPYING").write_text(GPL2)
     got = fetch_source(PathSource(path="proj"), base=tmp_path, cache=tmp_path / "cache")
-    assert got == FetchedSource(kind="path", label="proj", name="proj", path=project.resolve(),
-                                license="GPL-2.0", last_update=got.last_update)
+    assert got == FetchedSource(
+        kind="path", label="proj", name="proj", path=project.resolve(), license="GPL-2.0", last_update=got.last_update
+    )
     assert got.last_update is not None
     assert fetch_source(PathSource(path="proj", subdir="src"), base=tmp_path, cache=tmp_path).path.name == "src"
     with pytest.raises(SourceError, match="no such folder"):
@@ -120,14 +137,25 @@ LGPL3 = "GNU LESSER GENERAL PUBLIC LICENSE\n Version 3, 29 June 2007"
 APACHE = "Apache License\n Version 2.0, January 2004"
 
 
-@pytest.mark.parametrize("text,spdx", [
-    (MIT, "MIT"), (BSD3, "BSD-3-Clause"), (BSD2, "BSD-2-Clause"), (ZLIB, "Zlib"), (ISC, "ISC"),
-    (GPL2, "GPL-2.0"), (GPL3, "GPL-3.0"), (LGPL21, "LGPL-2.1"), (LGPL3, "LGPL-3.0"), (APACHE, "Apache-2.0"),
-    ("/* SPDX-License-Identifier: BSD-2-Clause OR MIT */", "BSD-2-Clause OR MIT"),
-    ("# " + MIT.replace(" a copy", "\n# a copy"), "MIT"),
-    ("All rights reserved. Do not copy.", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text,spdx",
+    [
+        (MIT, "MIT"),
+        (BSD3, "BSD-3-Clause"),
+        (BSD2, "BSD-2-Clause"),
+        (ZLIB, "Zlib"),
+        (ISC, "ISC"),
+        (GPL2, "GPL-2.0"),
+        (GPL3, "GPL-3.0"),
+        (LGPL21, "LGPL-2.1"),
+        (LGPL3, "LGPL-3.0"),
+        (APACHE, "Apache-2.0"),
+        ("/* SPDX-License-Identifier: BSD-2-Clause OR MIT */", "BSD-2-Clause OR MIT"),
+        ("# " + MIT.replace(" a copy", "\n# a copy"), "MIT"),
+        ("All rights reserved. Do not copy.", None),
+        ("", None),
+    ],
+)
 def test_classify_license_text(text: str, spdx: str | None) -> None:
     assert classify_license_text(text) == spdx
 
@@ -257,8 +285,11 @@ def test_render_inline_key() -> None:
 
 
 def test_download_targets() -> None:
-    entries = [AptEntry("u", "bookworm-security", ("main",)), AptEntry("u", "bookworm", ("main",)),
-               AptEntry("u", "bookworm-updates", ("main",))]
+    entries = [
+        AptEntry("u", "bookworm-security", ("main",)),
+        AptEntry("u", "bookworm", ("main",)),
+        AptEntry("u", "bookworm-updates", ("main",)),
+    ]
     assert _targets("jq", None, None, entries) == ["jq", "jq/bookworm", "jq/bookworm-security", "jq/bookworm-updates"]
     assert _targets("jq", "bookworm", None, entries) == ["jq/bookworm"]
     assert _targets("jq", "bookworm", "1.6-2.1", entries) == ["jq=1.6-2.1"]
@@ -291,10 +322,12 @@ def test_fetched_source_round_trips_and_pins(tmp_path: Path) -> None:
 
     from assemblage.sources import pin_spec
 
-    got = FetchedSource(kind="git", label="u", name="n", path=tmp_path, commit="a" * 40,
-                        last_update=datetime(2024, 1, 2, tzinfo=UTC))
+    got = FetchedSource(
+        kind="git", label="u", name="n", path=tmp_path, commit="a" * 40, last_update=datetime(2024, 1, 2, tzinfo=UTC)
+    )
     assert FetchedSource.from_dict(got.to_dict()) == got
     import json
+
     json.dumps(got.to_dict())
     assert pin_spec(GitSource(git="u", ref="main"), got).ref == "a" * 40
     arch = FetchedSource(kind="archive", label="a", name="a", path=tmp_path, sha256="b" * 64)
@@ -307,11 +340,14 @@ def test_fetched_source_round_trips_and_pins(tmp_path: Path) -> None:
 
 def test_entries_for_an_unconfigured_suite() -> None:
     signed = (("Signed-By", "/k.gpg"),)
-    entries = [AptEntry("http://m/debian", "bookworm", ("main",), signed),
-               AptEntry("http://m/debian", "bookworm-updates", ("main",), signed),
-               AptEntry("http://m/debian-security", "bookworm-security", ("main",), signed)]
-    assert entries_for_suite(entries, "bookworm-backports") == [AptEntry("http://m/debian", "bookworm-backports",
-                                                                         ("main",), signed)]
+    entries = [
+        AptEntry("http://m/debian", "bookworm", ("main",), signed),
+        AptEntry("http://m/debian", "bookworm-updates", ("main",), signed),
+        AptEntry("http://m/debian-security", "bookworm-security", ("main",), signed),
+    ]
+    assert entries_for_suite(entries, "bookworm-backports") == [
+        AptEntry("http://m/debian", "bookworm-backports", ("main",), signed)
+    ]
     assert entries_for_suite(entries, "trixie") == [AptEntry("http://m/debian", "trixie", ("main",), signed)]
     assert [e.uri for e in entries_for_suite(entries, "trixie-security")] == ["http://m/debian-security"]
     assert entries_for_suite([], "trixie") == []

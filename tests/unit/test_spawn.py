@@ -104,15 +104,25 @@ def test_run_returns_output_and_raises_on_timeout() -> None:
 def test_every_spawn_site_takes_the_lock() -> None:
     """No module but _spawn calls subprocess.Popen/run or os.fork directly."""
     root = Path(assemblage.__file__).parent
-    direct = {("subprocess", "Popen"), ("subprocess", "run"), ("subprocess", "check_output"),
-              ("subprocess", "check_call"), ("subprocess", "call"), ("os", "fork"), ("os", "system")}
+    direct = {
+        ("subprocess", "Popen"),
+        ("subprocess", "run"),
+        ("subprocess", "check_output"),
+        ("subprocess", "check_call"),
+        ("subprocess", "call"),
+        ("os", "fork"),
+        ("os", "system"),
+    }
     offenders = []
     for f in root.rglob("*.py"):
         if f.name == "_spawn.py":
             continue
         for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name)
-                    and (node.func.value.id, node.func.attr) in direct):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and (node.func.value.id, node.func.attr) in direct
+            ):
                 offenders.append(f"{f.relative_to(root)}:{node.lineno}")
     assert offenders == []

@@ -51,8 +51,9 @@ def store(request, tmp_path) -> ObjectStore:
     from assemblage.storage.s3 import S3Store
 
     bucket = request.getfixturevalue("s3_bucket")
-    return S3Store(bucket, f"t-{uuid.uuid4().hex[:6]}", endpoint_url=S3_ENDPOINT,
-                   multipart_threshold=6 * MiB, part_size=5 * MiB)
+    return S3Store(
+        bucket, f"t-{uuid.uuid4().hex[:6]}", endpoint_url=S3_ENDPOINT, multipart_threshold=6 * MiB, part_size=5 * MiB
+    )
 
 
 def _file(tmp_path: Path, data: bytes, name: str = "f.bin") -> Path:
@@ -164,9 +165,14 @@ def test_s3_wrong_secret_is_a_storage_error(s3_bucket, tmp_path):
 
     from assemblage.storage.s3 import S3Store
 
-    client = boto3.client("s3", endpoint_url=S3_ENDPOINT, aws_access_key_id="test:tester",
-                          aws_secret_access_key="wrong", region_name="us-east-1",
-                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    client = boto3.client(
+        "s3",
+        endpoint_url=S3_ENDPOINT,
+        aws_access_key_id="test:tester",
+        aws_secret_access_key="wrong",
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
     s = S3Store(s3_bucket, "x", client=client)
     with pytest.raises(StorageError) as err:
         s.store("k", _file(tmp_path, b"x"))
@@ -176,7 +182,10 @@ def test_s3_wrong_secret_is_a_storage_error(s3_bucket, tmp_path):
 def test_s3_unreachable_endpoint_is_transient(tmp_path):
     from assemblage.storage.s3 import S3Store, TransientStorageError
 
-    s = S3Store("b", endpoint_url="http://127.0.0.1:9", )
+    s = S3Store(
+        "b",
+        endpoint_url="http://127.0.0.1:9",
+    )
     s.client.meta.config.retries = {"max_attempts": 1}
     with pytest.raises(TransientStorageError):
         s.store("k", _file(tmp_path, b"x"))

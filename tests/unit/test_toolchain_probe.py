@@ -19,7 +19,7 @@ from tests.conftest import need
 def test_a_native_target_that_builds_probes_ok(tmp_path: Path) -> None:
     need("gcc-12")
     # the oracle: the compiler itself builds and runs a program
-    (tmp_path / "t.c").write_text("#include <stdio.h>\nint main(void){puts(\"x\");return 0;}\n")
+    (tmp_path / "t.c").write_text('#include <stdio.h>\nint main(void){puts("x");return 0;}\n')
     subprocess.run(["gcc-12", "t.c", "-o", "t"], cwd=tmp_path, check=True)
     assert subprocess.run([str(tmp_path / "t")], capture_output=True, text=True).stdout == "x\n"
     assert probe_target("gcc-12", "linux", "x86_64").ok

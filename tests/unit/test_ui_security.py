@@ -45,8 +45,12 @@ def test_pages_redirect_to_login_and_back(env, tmp_path) -> None:
     c = log_in(env, next_path="/ui/binaries/1")
     page = c.get("/ui/binaries/1")
     assert page.status_code == 200 and "main" in page.text
-    for header, value in (("content-security-policy", CSP), ("x-content-type-options", "nosniff"),
-                          ("x-frame-options", "DENY"), ("cache-control", "no-store")):
+    for header, value in (
+        ("content-security-policy", CSP),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ):
         assert page.headers[header] == value
 
 
@@ -57,8 +61,9 @@ def test_login_needs_its_own_form_token(env) -> None:
     assert forged.status_code == 403 and "asm_session" not in forged.headers.get("set-cookie", "")
     other_site = browser(env)
     nonce = re.search(r'name="login" value="([^"]+)"', other_site.get("/ui/login").text).group(1)
-    r = other_site.post("/ui/login", data={"token": env.tokens["read"], "login": nonce},
-                        headers={"Origin": "http://evil.example"})
+    r = other_site.post(
+        "/ui/login", data={"token": env.tokens["read"], "login": nonce}, headers={"Origin": "http://evil.example"}
+    )
     assert r.status_code == 403
 
 
@@ -85,8 +90,12 @@ def test_the_cookie_reads_the_api_but_writes_need_the_csrf_token(env) -> None:
     assert c.post("/api/v1/runs", content=RECIPE, headers=yaml).status_code == 403
     assert c.post("/api/v1/runs", content=RECIPE, headers={**yaml, "X-CSRF-Token": "f" * 40}).status_code == 403
     token = csrf_of(c)
-    assert c.post("/api/v1/runs", content=RECIPE,
-                  headers={**yaml, "X-CSRF-Token": token, "Origin": "http://evil.example"}).status_code == 403
+    assert (
+        c.post(
+            "/api/v1/runs", content=RECIPE, headers={**yaml, "X-CSRF-Token": token, "Origin": "http://evil.example"}
+        ).status_code
+        == 403
+    )
     assert c.post("/api/v1/runs", content=RECIPE, headers={**yaml, "X-CSRF-Token": token}).status_code == 201
     # a program with a bearer token needs no CSRF token (no cookie rides along)
     api = TestClient(env.app, base_url="http://testserver/api/v1")
@@ -96,8 +105,9 @@ def test_the_cookie_reads_the_api_but_writes_need_the_csrf_token(env) -> None:
 def test_the_csrf_token_belongs_to_the_session(env) -> None:
     read, submit = log_in(env, "read"), log_in(env, "submit")
     assert csrf_of(read) != csrf_of(submit)
-    r = submit.post("/api/v1/runs", content=RECIPE,
-                    headers={"Content-Type": "application/yaml", "X-CSRF-Token": csrf_of(read)})
+    r = submit.post(
+        "/api/v1/runs", content=RECIPE, headers={"Content-Type": "application/yaml", "X-CSRF-Token": csrf_of(read)}
+    )
     assert r.status_code == 403
 
 
@@ -108,16 +118,19 @@ def test_logout_needs_the_csrf_token(env) -> None:
     assert r.status_code == 303 and 'asm_session=""' in r.headers["set-cookie"]
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/ui/binaries/3", "/ui/binaries/3"),
-    ("//evil.example/ui", "/ui/runs"),
-    ("/\\evil.example", "/ui/runs"),
-    ("https://evil.example/ui", "/ui/runs"),
-    ("/ui/\\evil", "/ui/runs"),
-    ("/ui/x\r\nSet-Cookie: a=b", "/ui/runs"),
-    ("/api/v1/runs", "/ui/runs"),
-    (None, "/ui/runs"),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/ui/binaries/3", "/ui/binaries/3"),
+        ("//evil.example/ui", "/ui/runs"),
+        ("/\\evil.example", "/ui/runs"),
+        ("https://evil.example/ui", "/ui/runs"),
+        ("/ui/\\evil", "/ui/runs"),
+        ("/ui/x\r\nSet-Cookie: a=b", "/ui/runs"),
+        ("/api/v1/runs", "/ui/runs"),
+        (None, "/ui/runs"),
+    ],
+)
 def test_redirects_after_login_stay_on_the_pages(path, expected) -> None:
     assert _safe_next(path) == expected
 

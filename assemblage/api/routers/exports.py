@@ -58,11 +58,21 @@ def _out(row: m.Export, request: Request, store, settings) -> ExportOut:
         download = f"{request.scope.get('root_path', '')}/api/v1/exports/{row.id}/download"
         url = _presign(store, row, settings.presign_expires)
     return ExportOut(
-        id=row.id, status=row.status, request=ExportRequest.model_validate(row.request),
-        progress=ExportProgressOut(phase=row.phase, done=row.done or 0, total=row.total,
-                                   step=row.phases_done or 0, steps=len(PHASES) - 1),
-        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
-        updated_at=row.updated_at, error=row.error, size=row.size, sha256=row.sha256, url=url, download=download,
+        id=row.id,
+        status=row.status,
+        request=ExportRequest.model_validate(row.request),
+        progress=ExportProgressOut(
+            phase=row.phase, done=row.done or 0, total=row.total, step=row.phases_done or 0, steps=len(PHASES) - 1
+        ),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        updated_at=row.updated_at,
+        error=row.error,
+        size=row.size,
+        sha256=row.sha256,
+        url=url,
+        download=download,
         result=ExportSummary.model_validate(row.result) if row.result else None,
     )
 
@@ -71,21 +81,40 @@ def _presign(store, row: m.Export, expires: int) -> str | None:
     return store.download_url(row.key, expires=expires, filename=f"{archive_name(row.id)}.tar.zst")
 
 
-_CREATED = {201: {"description": "The export job was recorded and queued; follow it at `GET /exports/{id}`"},
-            422: {"description": "The request does not validate (an unknown filter or option, a bad split, ...)"}}
+_CREATED = {
+    201: {"description": "The export job was recorded and queued; follow it at `GET /exports/{id}`"},
+    422: {"description": "The request does not validate (an unknown filter or option, a bad split, ...)"},
+}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ExportOut, responses=_CREATED,
-             summary="Export a curated corpus as a job: select, deduplicate, split; Parquet, SQLite and binaries")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExportOut,
+    responses=_CREATED,
+    summary="Export a curated corpus as a job: select, deduplicate, split; Parquet, SQLite and binaries",
+)
 def create(
     request: Request,
     response: Response,
-    body: Annotated[ExportRequest, Body(openapi_examples={
-        "split": {"summary": "O2 builds of permissive sources, split by source",
-                  "value": {"where": {"opt": ["O2"], "license": ["MIT", "BSD-3-Clause"]},
-                            "split": {"ratios": {"train": 0.8, "valid": 0.1, "test": 0.1}}, "seed": 1,
-                            "pairs": 4, "drop_trivial": True}},
-        "tables": {"summary": "Parquet only, no binaries", "value": {"formats": ["parquet"]}}})],
+    body: Annotated[
+        ExportRequest,
+        Body(
+            openapi_examples={
+                "split": {
+                    "summary": "O2 builds of permissive sources, split by source",
+                    "value": {
+                        "where": {"opt": ["O2"], "license": ["MIT", "BSD-3-Clause"]},
+                        "split": {"ratios": {"train": 0.8, "valid": 0.1, "test": 0.1}},
+                        "seed": 1,
+                        "pairs": 4,
+                        "drop_trivial": True,
+                    },
+                },
+                "tables": {"summary": "Parquet only, no binaries", "value": {"formats": ["parquet"]}},
+            }
+        ),
+    ],
     token: SubmitToken,
     dispatcher: DispatcherDep,
     store: StoreDep,
@@ -102,8 +131,15 @@ def create(
 
 
 @router.get("", response_model=ExportPage, summary="Exports, newest first, paged by cursor")
-def list_exports(request: Request, s: SessionDep, token: ReadToken, store: StoreDep, settings: SettingsDep,
-                 limit: Limit = 50, after: Cursor = None) -> ExportPage:
+def list_exports(
+    request: Request,
+    s: SessionDep,
+    token: ReadToken,
+    store: StoreDep,
+    settings: SettingsDep,
+    limit: Limit = 50,
+    after: Cursor = None,
+) -> ExportPage:
     q = select(m.Export).order_by(m.Export.id.desc())
     last = decode_cursor(after)
     if last:
@@ -111,8 +147,9 @@ def list_exports(request: Request, s: SessionDep, token: ReadToken, store: Store
     rows = list(s.scalars(q.limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    return ExportPage(items=[_out(r, request, store, settings) for r in rows],
-                      next=encode_cursor(rows[-1].id) if more else None)
+    return ExportPage(
+        items=[_out(r, request, store, settings) for r in rows], next=encode_cursor(rows[-1].id) if more else None
+    )
 
 
 def _row(s, export_id: int) -> m.Export:
@@ -122,17 +159,26 @@ def _row(s, export_id: int) -> m.Export:
     return row
 
 
-@router.get("/{export_id}", response_model=ExportOut,
-            summary="An export: status, progress while it runs, a presigned link to the archive when finished")
-def get_export(export_id: IdPath, request: Request, s: SessionDep, token: ReadToken, store: StoreDep,
-               settings: SettingsDep) -> ExportOut:
+@router.get(
+    "/{export_id}",
+    response_model=ExportOut,
+    summary="An export: status, progress while it runs, a presigned link to the archive when finished",
+)
+def get_export(
+    export_id: IdPath, request: Request, s: SessionDep, token: ReadToken, store: StoreDep, settings: SettingsDep
+) -> ExportOut:
     return _out(_row(s, export_id), request, store, settings)
 
 
-@router.get("/{export_id}/download", summary="The export's archive: 307 to a presigned URL, or the bytes",
-            responses={307: {"description": "Redirect to a time-limited URL of the object store"},
-                       200: {"content": {"application/zstd": {}}},
-                       409: {"description": "The export has not finished"}})
+@router.get(
+    "/{export_id}/download",
+    summary="The export's archive: 307 to a presigned URL, or the bytes",
+    responses={
+        307: {"description": "Redirect to a time-limited URL of the object store"},
+        200: {"content": {"application/zstd": {}}},
+        409: {"description": "The export has not finished"},
+    },
+)
 def download(export_id: IdPath, s: SessionDep, token: ReadToken, store: StoreDep, settings: SettingsDep):
     row = _row(s, export_id)
     if row.status != "finished" or not row.key:
@@ -145,6 +191,11 @@ def download(export_id: IdPath, s: SessionDep, token: ReadToken, store: StoreDep
     except FileNotFoundError:
         raise HTTPException(404, f"the archive of export {export_id} is not in the store") from None
 
-    return StreamingResponse(read_chunks(stream), media_type="application/zstd", headers={
-        "Content-Disposition": f'attachment; filename="{archive_name(export_id)}.tar.zst"',
-        "X-Checksum-Sha256": row.sha256 or ""})
+    return StreamingResponse(
+        read_chunks(stream),
+        media_type="application/zstd",
+        headers={
+            "Content-Disposition": f'attachment; filename="{archive_name(export_id)}.tar.zst"',
+            "X-Checksum-Sha256": row.sha256 or "",
+        },
+    )

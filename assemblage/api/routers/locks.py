@@ -11,8 +11,11 @@ from assemblage.pipeline.lock import Lock, lock_for_run
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 
-@router.get("/{run_id}/lock", response_model=Lock,
-            summary="The run's lock: pinned sources, toolchains as probed, flags, environment, binaries' sha256")
+@router.get(
+    "/{run_id}/lock",
+    response_model=Lock,
+    summary="The run's lock: pinned sources, toolchains as probed, flags, environment, binaries' sha256",
+)
 def get_lock(run_id: IdPath, s: SessionDep, token: ReadToken) -> Lock:
     try:
         return lock_for_run(s, run_id)

@@ -44,8 +44,10 @@ _RECIPE_BODY = {
     },
     "responses": {
         # problem details (assemblage/api/problems.py); `errors` holds each problem with its place in the recipe
-        "422": {"description": "The recipe does not validate: `errors` lists every problem with its place in the "
-                               "recipe (matrix.opt, sources[0].path)"},
+        "422": {
+            "description": "The recipe does not validate: `errors` lists every problem with its place in the "
+            "recipe (matrix.opt, sources[0].path)"
+        },
         "413": {"description": "The recipe is larger than 1 MiB (or the body than ASSEMBLAGE_MAX_REQUEST_BYTES)"},
         "415": {"description": "Neither YAML nor JSON"},
     },
@@ -53,8 +55,9 @@ _RECIPE_BODY = {
 
 
 def _problems(exc: RecipeError) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                         [{"location": p.location, "message": p.message} for p in exc.problems])
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT, [{"location": p.location, "message": p.message} for p in exc.problems]
+    )
 
 
 def _parse(ctype: str, body: bytes):
@@ -100,8 +103,9 @@ def check_submitted(recipe, policy, max_builds: int) -> list[Problem]:
             try:
                 policy.local(ref, policy.source_root)
             except FetchRefusedError:
-                problems.append(Problem(f"sources[{i}].{field}",
-                                        f"must be inside the service's source root ({redact(ref)})"))
+                problems.append(
+                    Problem(f"sources[{i}].{field}", f"must be inside the service's source root ({redact(ref)})")
+                )
             continue
         remote = kind_of(src).remote(src)
         if remote is None:
@@ -142,9 +146,16 @@ def _parsers() -> anyio.CapacityLimiter:
     return _limiter[0]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunCreated, openapi_extra=_RECIPE_BODY,
-             summary="Submit a recipe: a run with one build per source x configuration")
-async def create_run(request: Request, token: SubmitToken, settings: SettingsDep, dispatcher: DispatcherDep) -> RunCreated:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunCreated,
+    openapi_extra=_RECIPE_BODY,
+    summary="Submit a recipe: a run with one build per source x configuration",
+)
+async def create_run(
+    request: Request, token: SubmitToken, settings: SettingsDep, dispatcher: DispatcherDep
+) -> RunCreated:
     from starlette.concurrency import run_in_threadpool
 
     from assemblage.pipeline.context import Context
@@ -152,8 +163,9 @@ async def create_run(request: Request, token: SubmitToken, settings: SettingsDep
 
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in YAML_TYPES and ctype != "application/json":
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            "send the recipe as application/yaml or application/json")
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the recipe as application/yaml or application/json"
+        )
     body = await request.body()  # the app's body limit has refused anything past max_request_bytes already
     if len(body) > MAX_RECIPE_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "a recipe is at most 1 MiB")
@@ -163,15 +175,17 @@ async def create_run(request: Request, token: SubmitToken, settings: SettingsDep
     # health checks meanwhile took 4.0 s (the parsing threads held the GIL); in processes, 1.4 s; on the
     # event loop, as before, 24.5 s
     outcome, recipe, text = await anyio.to_process.run_sync(
-        parse_and_check, ctype, body, request.app.state.fetch_policy, settings.max_builds_per_run,
-        limiter=_parsers())
+        parse_and_check, ctype, body, request.app.state.fetch_policy, settings.max_builds_per_run, limiter=_parsers()
+    )
     if outcome == "problems":
         raise _problems(RecipeError([Problem(loc, msg) for loc, msg in recipe]))
-    ctx = Context(sessions=request.app.state.sessions, store=request.app.state.store,
-                  cache_dir=settings.cache_dir, worker="api")
+    ctx = Context(
+        sessions=request.app.state.sessions, store=request.app.state.store, cache_dir=settings.cache_dir, worker="api"
+    )
     base = settings.source_root.resolve()
     run_id = await run_in_threadpool(  # expanded by a task
-        lambda: create(ctx, recipe, text, base, expand=False, submitted_by=token.id))
+        lambda: create(ctx, recipe, text, base, expand=False, submitted_by=token.id)
+    )
     # create() committed: the workers will find every row
     try:
         await run_in_threadpool(dispatcher.send, "start", run_id)
@@ -195,29 +209,56 @@ def run_outs(s, runs: list[m.Run]) -> list[RunOut]:
     binaries: dict[int, int] = {}
     unsandboxed: dict[int, int] = {}
     if ids:
-        for rid, st, n in s.execute(select(m.Build.run_id, m.Build.status, func.count())
-                                    .where(m.Build.run_id.in_(ids)).group_by(m.Build.run_id, m.Build.status)):
+        for rid, st, n in s.execute(
+            select(m.Build.run_id, m.Build.status, func.count())
+            .where(m.Build.run_id.in_(ids))
+            .group_by(m.Build.run_id, m.Build.status)
+        ):
             counts[rid][st] = n
         # a reused build's binaries are those of the build it reused (builds.reused_from_id)
         owner = func.coalesce(m.Build.reused_from_id, m.Build.id)
-        binaries = dict(s.execute(select(m.Build.run_id, func.count(m.Binary.id.distinct()))
-                                  .join(m.Binary, m.Binary.build_id == owner)
-                                  .where(m.Build.run_id.in_(ids)).group_by(m.Build.run_id)).all())
-        unsandboxed = dict(s.execute(select(m.Build.run_id, func.count())
-                                     .where(m.Build.run_id.in_(ids), m.Build.sandboxed.is_(False))
-                                     .group_by(m.Build.run_id)).all())
-    return [RunOut(id=r.id, recipe=r.recipe.name, status=r.status, notes=list(r.notes or []),
-                   created_at=r.created_at, started_at=r.started_at, finished_at=r.finished_at,
-                   builds=counts[r.id], total=sum(counts[r.id].values()), binaries=binaries.get(r.id, 0),
-                   unsandboxed=unsandboxed.get(r.id, 0))
-            for r in runs]
+        binaries = dict(
+            s.execute(
+                select(m.Build.run_id, func.count(m.Binary.id.distinct()))
+                .join(m.Binary, m.Binary.build_id == owner)
+                .where(m.Build.run_id.in_(ids))
+                .group_by(m.Build.run_id)
+            ).all()
+        )
+        unsandboxed = dict(
+            s.execute(
+                select(m.Build.run_id, func.count())
+                .where(m.Build.run_id.in_(ids), m.Build.sandboxed.is_(False))
+                .group_by(m.Build.run_id)
+            ).all()
+        )
+    return [
+        RunOut(
+            id=r.id,
+            recipe=r.recipe.name,
+            status=r.status,
+            notes=list(r.notes or []),
+            created_at=r.created_at,
+            started_at=r.started_at,
+            finished_at=r.finished_at,
+            builds=counts[r.id],
+            total=sum(counts[r.id].values()),
+            binaries=binaries.get(r.id, 0),
+            unsandboxed=unsandboxed.get(r.id, 0),
+        )
+        for r in runs
+    ]
 
 
 @router.get("", response_model=RunPage, summary="Runs, filtered; ordered by id, paged by cursor")
-def list_runs(s: SessionDep, token: ReadToken,
-              status: Annotated[list[RunStatus] | None, Query(description="repeat for several")] = None,
-              recipe: Annotated[Filter, Query(description="the recipe's name")] = None,
-              limit: Limit = 100, after: Cursor = None) -> RunPage:
+def list_runs(
+    s: SessionDep,
+    token: ReadToken,
+    status: Annotated[list[RunStatus] | None, Query(description="repeat for several")] = None,
+    recipe: Annotated[Filter, Query(description="the recipe's name")] = None,
+    limit: Limit = 100,
+    after: Cursor = None,
+) -> RunPage:
     q = select(m.Run).where(m.Run.id > decode_cursor(after))
     if status:
         q = q.where(m.Run.status.in_(sorted(set(status))))
@@ -242,15 +283,20 @@ class CancelOut(RunOut):
     running_stopped: int  # running builds whose workers were told to stop them
 
 
-@router.post("/{run_id}/cancel", response_model=CancelOut,
-             summary="Cancel a run: queued builds never start, running builds are stopped",
-             description="Every pending build becomes `skipped` (reason `cancelled`) and never starts; a running "
-                         "build is killed by its worker within a heartbeat interval and its result dropped; "
-                         "the run ends `cancelled`. Cancelling a cancelled run changes nothing (200). A submit "
-                         "token cancels the runs it submitted; an admin token any run.",
-             responses={403: {"description": "The run was submitted by another token (and this one is not admin)"},
-                        404: {"description": "No such run"},
-                        409: {"description": "The run has ended (finished, failed or interrupted)"}})
+@router.post(
+    "/{run_id}/cancel",
+    response_model=CancelOut,
+    summary="Cancel a run: queued builds never start, running builds are stopped",
+    description="Every pending build becomes `skipped` (reason `cancelled`) and never starts; a running "
+    "build is killed by its worker within a heartbeat interval and its result dropped; "
+    "the run ends `cancelled`. Cancelling a cancelled run changes nothing (200). A submit "
+    "token cancels the runs it submitted; an admin token any run.",
+    responses={
+        403: {"description": "The run was submitted by another token (and this one is not admin)"},
+        404: {"description": "No such run"},
+        409: {"description": "The run has ended (finished, failed or interrupted)"},
+    },
+)
 def cancel(run_id: IdPath, request: Request, token: SubmitToken) -> CancelOut:
     from assemblage.pipeline.cancel import CANCELLED, cancel_run
 
@@ -261,23 +307,33 @@ def cancel(run_id: IdPath, request: Request, token: SubmitToken) -> CancelOut:
             raise HTTPException(404, f"no run {run_id}")
         owner = run.submitted_by
     if token.scope != "admin" and owner != token.id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            f"run {run_id} was submitted by another token: only that token or an admin token "
-                            "may cancel it")
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"run {run_id} was submitted by another token: only that token or an admin token may cancel it",
+        )
     outcome = cancel_run(sessions, run_id)
     if outcome is None:
         raise HTTPException(404, f"no run {run_id}")
     if outcome.status != CANCELLED:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} has ended ({outcome.status}): nothing to cancel")
-    log.warning("run %s cancelled by token %s (%s): %d queued, %d running build(s) stopped", run_id,
-                token.id, token.name, outcome.queued, outcome.running)
+    log.warning(
+        "run %s cancelled by token %s (%s): %d queued, %d running build(s) stopped",
+        run_id,
+        token.id,
+        token.name,
+        outcome.queued,
+        outcome.running,
+    )
     with sessions() as s:
         out = run_outs(s, [s.get(m.Run, run_id)])[0]
     return CancelOut(**out.model_dump(), queued_cancelled=outcome.queued, running_stopped=outcome.running)
 
 
-@router.get("/{run_id}/coverage", response_model=CoverageOut,
-            summary="Source x configuration cells with status and failure reason")
+@router.get(
+    "/{run_id}/coverage",
+    response_model=CoverageOut,
+    summary="Source x configuration cells with status and failure reason",
+)
 def coverage(run_id: IdPath, s: SessionDep, token: ReadToken) -> CoverageOut:
     from assemblage.pipeline.report import run_report
 
@@ -285,5 +341,6 @@ def coverage(run_id: IdPath, s: SessionDep, token: ReadToken) -> CoverageOut:
         rep = run_report(s, run_id)
     except LookupError:
         raise HTTPException(404, f"no run {run_id}") from None
-    return CoverageOut(run=run_id, sources=rep.sources, configs=rep.configs,
-                       cells=[CellOut.model_validate(c) for c in rep.cells])
+    return CoverageOut(
+        run=run_id, sources=rep.sources, configs=rep.configs, cells=[CellOut.model_validate(c) for c in rep.cells]
+    )

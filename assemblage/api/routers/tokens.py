@@ -47,8 +47,15 @@ class TokenCreated(TokenOut):
 
 
 def _out(row: ApiToken) -> dict:
-    return {"id": row.id, "name": row.name, "scope": row.scope, "hint": row.hint, "created_at": row.created_at,
-            "last_used_at": row.last_used_at, "revoked_at": row.revoked_at}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "scope": row.scope,
+        "hint": row.hint,
+        "created_at": row.created_at,
+        "last_used_at": row.last_used_at,
+        "revoked_at": row.revoked_at,
+    }
 
 
 @router.get("", response_model=list[TokenOut], summary="Every token (admin): scope, name, use, revocation")
@@ -56,8 +63,12 @@ def list_tokens(s: SessionDep, token: AdminToken) -> list[TokenOut]:
     return [TokenOut(**_out(row)) for row in s.scalars(select(ApiToken).order_by(ApiToken.id))]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TokenCreated,
-             summary="Create a token (admin); its secret is in this answer only")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenCreated,
+    summary="Create a token (admin); its secret is in this answer only",
+)
 def create(body: TokenCreate, s: SessionDep, settings: SettingsDep, token: AdminToken) -> TokenCreated:
     key = settings.secret_key.get_secret_value()
     secret = create_token(s, scope=body.scope, secret=key, name=body.name)
@@ -67,9 +78,12 @@ def create(body: TokenCreate, s: SessionDep, settings: SettingsDep, token: Admin
     return TokenCreated(**_out(row), token=secret)
 
 
-@router.delete("/{token_id}", response_model=TokenOut,
-               summary="Revoke a token (admin): every request that presents it is refused from now on",
-               responses={404: {"description": "No such token"}})
+@router.delete(
+    "/{token_id}",
+    response_model=TokenOut,
+    summary="Revoke a token (admin): every request that presents it is refused from now on",
+    responses={404: {"description": "No such token"}},
+)
 def revoke(token_id: TokenIdPath, s: SessionDep, token: AdminToken) -> TokenOut:
     try:
         row = revoke_token(s, token_id)

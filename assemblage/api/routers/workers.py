@@ -29,10 +29,21 @@ def workers(s: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep, tok
         if w.kind == "process" and w.build_id is not None and _aware(w.last_seen) >= cutoff:
             node = w.id.rsplit("/", 1)[0]
             busy.setdefault(node, []).append(w.build_id)
-    out = [WorkerOut(id=w.id, node=w.node, hostname=w.hostname, pid=w.pid, queues=list(w.queues or []),
-                     started_at=_aware(w.started_at), last_seen=_aware(w.last_seen),
-                     alive=_aware(w.last_seen) >= cutoff, busy=sorted(busy.get(w.id, [])))
-           for w in rows if w.kind == "node"]
+    out = [
+        WorkerOut(
+            id=w.id,
+            node=w.node,
+            hostname=w.hostname,
+            pid=w.pid,
+            queues=list(w.queues or []),
+            started_at=_aware(w.started_at),
+            last_seen=_aware(w.last_seen),
+            alive=_aware(w.last_seen) >= cutoff,
+            busy=sorted(busy.get(w.id, [])),
+        )
+        for w in rows
+        if w.kind == "node"
+    ]
     try:
         depths = dispatcher.depths()
     except Exception:  # noqa: BLE001 - the broker is away: say so by omission
@@ -40,9 +51,13 @@ def workers(s: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep, tok
     return WorkersOut(workers=out, queues=depths)
 
 
-@router.get("/health", response_model=HealthOut, tags=["health"],
-            summary="Liveness of the database, the broker and the object store (no token needed)",
-            responses={503: {"model": HealthOut, "description": "A part does not answer"}})
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    tags=["health"],
+    summary="Liveness of the database, the broker and the object store (no token needed)",
+    responses={503: {"model": HealthOut, "description": "A part does not answer"}},
+)
 async def health(s: SessionDep, store: StoreDep, dispatcher: DispatcherDep):
     def db() -> str:
         s.execute(text("SELECT 1"))

@@ -19,8 +19,10 @@ from fastapi.staticfiles import StaticFiles
 __all__ = ["mount_ui", "CSP"]
 
 HERE = Path(__file__).resolve().parent
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 
 
 def mount_ui(app: FastAPI) -> None:

@@ -52,10 +52,20 @@ def local_app(dataset: Path) -> tuple[FastAPI, str]:
     def _wait(dbapi_conn, _record) -> None:
         dbapi_conn.execute("PRAGMA busy_timeout=10000")
 
-    settings = Settings(environment="development", database_url=f"sqlite:///{db}", storage_url=f"file://{root}",
-                        secret_key=secrets.token_urlsafe(32), source_root=root)
+    settings = Settings(
+        environment="development",
+        database_url=f"sqlite:///{db}",
+        storage_url=f"file://{root}",
+        secret_key=secrets.token_urlsafe(32),
+        source_root=root,
+    )
     key = KeyAuthenticator.new_key()
-    app = create_app(settings, sessions=make_sessionmaker(engine), store=LocalStore(root),
-                     dispatcher=ReadOnlyDispatcher(), auth=KeyAuthenticator(key, scope="read"))
+    app = create_app(
+        settings,
+        sessions=make_sessionmaker(engine),
+        store=LocalStore(root),
+        dispatcher=ReadOnlyDispatcher(),
+        auth=KeyAuthenticator(key, scope="read"),
+    )
     app.state.export_target = str(root)  # the export page's command line exports this folder
     return app, key

@@ -56,15 +56,24 @@ UserDep = Annotated[Principal, Depends(_user)]
 
 def _render(request: Request, name: str, user: Principal | None, status_code: int = 200, **ctx) -> HTMLResponse:
     secret = request.app.state.settings.secret_key.get_secret_value()
-    ctx.update(user=user, csrf=csrf_token(user, secret) if user else "", colours=STATUS_COLOURS,
-               can_submit=bool(user) and scope_allows(user.scope, "submit"))
+    ctx.update(
+        user=user,
+        csrf=csrf_token(user, secret) if user else "",
+        colours=STATUS_COLOURS,
+        can_submit=bool(user) and scope_allows(user.scope, "submit"),
+    )
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
 
 def _safe_next(path: str | None) -> str:
     """Only a path of these pages: never another site (``//host``, ``/\\host``) or a URL with a scheme."""
-    if path and path.startswith("/ui") and not path.startswith(("//", "/\\")) and "\\" not in path \
-            and all(0x20 < ord(c) < 0x7f for c in path):
+    if (
+        path
+        and path.startswith("/ui")
+        and not path.startswith(("//", "/\\"))
+        and "\\" not in path
+        and all(0x20 < ord(c) < 0x7F for c in path)
+    ):
         return path
     return "/ui/runs"
 
@@ -76,8 +85,15 @@ def _safe_next(path: str | None) -> str:
 def login_page(request: Request, next: Annotated[str | None, Query(max_length=500)] = None) -> HTMLResponse:
     nonce = secrets.token_urlsafe(24)
     resp = _render(request, "login.html", None, next=_safe_next(next), nonce=nonce, error=None)
-    resp.set_cookie(LOGIN_COOKIE, nonce, max_age=600, httponly=True, samesite="strict", path="/ui/login",
-                    secure=request.url.scheme == "https")
+    resp.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=600,
+        httponly=True,
+        samesite="strict",
+        path="/ui/login",
+        secure=request.url.scheme == "https",
+    )
     return resp
 
 
@@ -96,21 +112,43 @@ def login(
     principal = request.app.state.auth.authenticate(token) if token else None
     if principal is None or not scope_allows(principal.scope, "read"):
         nonce = secrets.token_urlsafe(24)
-        resp = _render(request, "login.html", None, status_code=401, next=_safe_next(next), nonce=nonce,
-                       error="unknown or revoked token")
-        resp.set_cookie(LOGIN_COOKIE, nonce, max_age=600, httponly=True, samesite="strict", path="/ui/login",
-                        secure=request.url.scheme == "https")
+        resp = _render(
+            request,
+            "login.html",
+            None,
+            status_code=401,
+            next=_safe_next(next),
+            nonce=nonce,
+            error="unknown or revoked token",
+        )
+        resp.set_cookie(
+            LOGIN_COOKIE,
+            nonce,
+            max_age=600,
+            httponly=True,
+            samesite="strict",
+            path="/ui/login",
+            secure=request.url.scheme == "https",
+        )
         return resp
     resp = RedirectResponse(_safe_next(next), status_code=303)
-    resp.set_cookie(SESSION_COOKIE, token, max_age=SESSION_HOURS * 3600, httponly=True, samesite="strict", path="/",
-                    secure=request.url.scheme == "https")
+    resp.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=SESSION_HOURS * 3600,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        secure=request.url.scheme == "https",
+    )
     resp.delete_cookie(LOGIN_COOKIE, path="/ui/login")
     return resp
 
 
 @router.post("/logout")
-def logout(request: Request, user: UserDep, settings: SettingsDep,
-           csrf: Annotated[str, Form(max_length=100)] = "") -> RedirectResponse:
+def logout(
+    request: Request, user: UserDep, settings: SettingsDep, csrf: Annotated[str, Form(max_length=100)] = ""
+) -> RedirectResponse:
     check_csrf(request, user, settings.secret_key.get_secret_value(), csrf)
     resp = RedirectResponse("/ui/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
@@ -132,8 +170,9 @@ def runs_page(request: Request, s: SessionDep, user: UserDep) -> HTMLResponse:
 
 
 @router.get("/runs.json")
-def runs_json(s: SessionDep, user: UserDep,
-              ids: Annotated[str | None, Query(max_length=2000, pattern=r"^[0-9,]*$")] = None) -> JSONResponse:
+def runs_json(
+    s: SessionDep, user: UserDep, ids: Annotated[str | None, Query(max_length=2000, pattern=r"^[0-9,]*$")] = None
+) -> JSONResponse:
     """Progress of runs for the pages' live updates (the latest ones, or ``ids=1,2``)."""
     wanted = [int(x) for x in ids.split(",") if x][:100] if ids else None
     return JSONResponse({"runs": [r.as_json() for r in runs_overview(s, run_ids=wanted)]})
@@ -152,8 +191,15 @@ def _report(s, run_id: int):
 def run_page(request: Request, run_id: IdPath, s: SessionDep, user: UserDep) -> HTMLResponse:
     rep = _report(s, run_id)
     row = runs_overview(s, run_ids=[run_id])[0]
-    return _render(request, "run.html", user, run=row, report=rep, heatmap=heat_map(rep),
-                   reasons=sorted(rep.by_reason.items(), key=lambda kv: -kv[1]))
+    return _render(
+        request,
+        "run.html",
+        user,
+        run=row,
+        report=rep,
+        heatmap=heat_map(rep),
+        reasons=sorted(rep.by_reason.items(), key=lambda kv: -kv[1]),
+    )
 
 
 @router.get("/runs/{run_id}/coverage")
@@ -166,8 +212,9 @@ def coverage_fragment(run_id: IdPath, s: SessionDep, user: UserDep) -> HTMLRespo
 
 
 @router.get("/corpus")
-def corpus_page(request: Request, s: SessionDep, user: UserDep,
-                run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> HTMLResponse:
+def corpus_page(
+    request: Request, s: SessionDep, user: UserDep, run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
+) -> HTMLResponse:
     data = composition(s, run)
     charts = [
         bar_chart("binaries by configuration", data["config"], chart_id="chart-config"),
@@ -180,9 +227,13 @@ def corpus_page(request: Request, s: SessionDep, user: UserDep,
 
 
 @router.get("/binaries")
-def binaries_page(request: Request, s: SessionDep, user: UserDep,
-                  run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-                  after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> HTMLResponse:
+def binaries_page(
+    request: Request,
+    s: SessionDep,
+    user: UserDep,
+    run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> HTMLResponse:
     q = select(m.Binary).where(m.Binary.id > after)
     if run is not None:
         from assemblage.corpus.select import in_runs
@@ -194,13 +245,20 @@ def binaries_page(request: Request, s: SessionDep, user: UserDep,
 
 
 @router.get("/binaries/{binary_id}")
-def binary_page(request: Request, binary_id: IdPath, s: SessionDep, user: UserDep,
-                after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> HTMLResponse:
+def binary_page(
+    request: Request, binary_id: IdPath, s: SessionDep, user: UserDep, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
+) -> HTMLResponse:
     b = s.get(m.Binary, binary_id)
     if b is None:
         raise HTTPException(404, f"no binary {binary_id}")
-    funcs = list(s.scalars(select(m.Function).where(m.Function.binary_id == binary_id, m.Function.id > after)
-                           .order_by(m.Function.id).limit(PAGE + 1)))
+    funcs = list(
+        s.scalars(
+            select(m.Function)
+            .where(m.Function.binary_id == binary_id, m.Function.id > after)
+            .order_by(m.Function.id)
+            .limit(PAGE + 1)
+        )
+    )
     more = funcs[PAGE - 1].id if len(funcs) > PAGE else None
     pdbs = list(s.scalars(select(m.Pdb).where(m.Pdb.binary_id == binary_id)))
     return _render(request, "binary.html", user, b=b, functions=funcs[:PAGE], more=more, pdbs=pdbs)
@@ -212,8 +270,9 @@ def function_page(request: Request, function_id: IdPath, s: SessionDep, user: Us
     if f is None:
         raise HTTPException(404, f"no function {function_id}")
     rvas = list(s.scalars(select(m.Rva).where(m.Rva.function_id == function_id).order_by(m.Rva.start)))
-    lines = list(s.scalars(select(m.Line).where(m.Line.function_id == function_id)
-                           .order_by(m.Line.rva, m.Line.id).limit(5000)))
+    lines = list(
+        s.scalars(select(m.Line).where(m.Line.function_id == function_id).order_by(m.Line.rva, m.Line.id).limit(5000))
+    )
     first = None
     if f.source_codes and f.decl_line:
         first = f.decl_line - _lines_above(f.source_codes, f.decl_line, lines, f.source_file)
@@ -251,8 +310,9 @@ def build_page(request: Request, build_id: IdPath, s: SessionDep, store: StoreDe
 
 
 @router.get("/export")
-def export_page(request: Request, s: SessionDep, user: UserDep,
-                run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> HTMLResponse:
+def export_page(
+    request: Request, s: SessionDep, user: UserDep, run: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
+) -> HTMLResponse:
     configs = list(s.scalars(select(m.Configuration).order_by(m.Configuration.identifier)))
     options = {
         "platform": sorted({c.platform for c in configs}),
@@ -263,5 +323,6 @@ def export_page(request: Request, s: SessionDep, user: UserDep,
     licenses = sorted({x for x in s.scalars(select(m.Binary.license).distinct()) if x})
     runs = runs_overview(s, limit=100)
     target = getattr(request.app.state, "export_target", "service")  # `assemblage ui DIR`: the folder
-    return _render(request, "export.html", user, options=options, licenses=licenses, runs=runs, run=run,
-                   export_target=target)
+    return _render(
+        request, "export.html", user, options=options, licenses=licenses, runs=runs, run=run, export_target=target
+    )

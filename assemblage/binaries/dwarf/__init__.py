@@ -8,5 +8,12 @@ does not.
 from .forms import DwarfError, DwarfSections
 from .reader import DwarfResult, UnitSummary, read_dwarf, read_dwarf_sections, sections_from_dwarfinfo
 
-__all__ = ["DwarfError", "DwarfResult", "DwarfSections", "UnitSummary", "read_dwarf", "read_dwarf_sections",
-           "sections_from_dwarfinfo"]
+__all__ = [
+    "DwarfError",
+    "DwarfResult",
+    "DwarfSections",
+    "UnitSummary",
+    "read_dwarf",
+    "read_dwarf_sections",
+    "sections_from_dwarfinfo",
+]

@@ -18,8 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "CONSTANT_FORMS", "F_IMPLICIT_CONST", "VARIABLE_FORMS", "AttributeReader", "DwarfError", "DwarfSections", "Unit",
-    "cstring_end", "decode_plan", "fixed_size", "read_sleb", "read_uleb", "run_plan", "skip_attributes",
+    "CONSTANT_FORMS",
+    "F_IMPLICIT_CONST",
+    "VARIABLE_FORMS",
+    "AttributeReader",
+    "DwarfError",
+    "DwarfSections",
+    "Unit",
+    "cstring_end",
+    "decode_plan",
+    "fixed_size",
+    "read_sleb",
+    "read_uleb",
+    "run_plan",
+    "skip_attributes",
 ]
 
 
@@ -46,8 +58,11 @@ class DwarfSections:
     @classmethod
     def of(cls, get: Callable[[str], bytes], *, little_endian: bool, address_size: int) -> DwarfSections:
         """The sections ``get`` returns by short name (``"info"`` for ``.debug_info``; b"" when absent)."""
-        return cls(**{name: get(name) for name in SECTION_NAMES}, little_endian=little_endian,
-                   default_address_size=address_size)
+        return cls(
+            **{name: get(name) for name in SECTION_NAMES},
+            little_endian=little_endian,
+            default_address_size=address_size,
+        )
 
 
 SECTION_NAMES = ("info", "abbrev", "str", "line_str", "line", "ranges", "rnglists", "addr", "str_offsets")
@@ -169,24 +184,50 @@ def read_sleb(data: bytes, pos: int) -> tuple[int, int]:
 
 # Post-processing codes of decode-plan steps.
 _P_SKIP, _P_SKIPVAR, _P_INT, _P_REF, _P_STRP, _P_LSTRP, _P_STRX, _P_ADDRX = 0, 1, 2, 3, 4, 5, 6, 7
-_P_CONST, _P_TRUE, _P_NONE, _P_CSTR, _P_ULEB, _P_ULEB_REF, _P_ULEB_STRX, _P_ULEB_ADDRX, _P_SLEB, _P_GENERIC = range(8, 18)
+_P_CONST, _P_TRUE, _P_NONE, _P_CSTR, _P_ULEB, _P_ULEB_REF, _P_ULEB_STRX, _P_ULEB_ADDRX, _P_SLEB, _P_GENERIC = range(
+    8, 18
+)
 _FIXED_POST = {
-    F_REF1: _P_REF, F_REF2: _P_REF, F_REF4: _P_REF, F_REF8: _P_REF,
-    F_STRP: _P_STRP, F_LINE_STRP: _P_LSTRP,
-    F_STRX1: _P_STRX, F_STRX2: _P_STRX, F_STRX3: _P_STRX, F_STRX4: _P_STRX,
-    F_ADDRX1: _P_ADDRX, F_ADDRX2: _P_ADDRX, F_ADDRX3: _P_ADDRX, F_ADDRX4: _P_ADDRX,
-    F_IMPLICIT_CONST: _P_CONST, F_FLAG_PRESENT: _P_TRUE,
-    F_REF_SIG8: _P_NONE, F_GNU_REF_ALT: _P_NONE, F_GNU_STRP_ALT: _P_NONE,
-    F_REF_SUP4: _P_NONE, F_REF_SUP8: _P_NONE, F_STRP_SUP: _P_NONE,
+    F_REF1: _P_REF,
+    F_REF2: _P_REF,
+    F_REF4: _P_REF,
+    F_REF8: _P_REF,
+    F_STRP: _P_STRP,
+    F_LINE_STRP: _P_LSTRP,
+    F_STRX1: _P_STRX,
+    F_STRX2: _P_STRX,
+    F_STRX3: _P_STRX,
+    F_STRX4: _P_STRX,
+    F_ADDRX1: _P_ADDRX,
+    F_ADDRX2: _P_ADDRX,
+    F_ADDRX3: _P_ADDRX,
+    F_ADDRX4: _P_ADDRX,
+    F_IMPLICIT_CONST: _P_CONST,
+    F_FLAG_PRESENT: _P_TRUE,
+    F_REF_SIG8: _P_NONE,
+    F_GNU_REF_ALT: _P_NONE,
+    F_GNU_STRP_ALT: _P_NONE,
+    F_REF_SUP4: _P_NONE,
+    F_REF_SUP8: _P_NONE,
+    F_STRP_SUP: _P_NONE,
 }
 _VAR_POST = {
-    F_STRING: _P_CSTR, F_UDATA: _P_ULEB, F_LOCLISTX: _P_ULEB, F_RNGLISTX: _P_ULEB,
-    F_REF_UDATA: _P_ULEB_REF, F_STRX: _P_ULEB_STRX, F_GNU_STR_INDEX: _P_ULEB_STRX,
-    F_ADDRX: _P_ULEB_ADDRX, F_GNU_ADDR_INDEX: _P_ULEB_ADDRX, F_SDATA: _P_SLEB,
+    F_STRING: _P_CSTR,
+    F_UDATA: _P_ULEB,
+    F_LOCLISTX: _P_ULEB,
+    F_RNGLISTX: _P_ULEB,
+    F_REF_UDATA: _P_ULEB_REF,
+    F_STRX: _P_ULEB_STRX,
+    F_GNU_STR_INDEX: _P_ULEB_STRX,
+    F_ADDRX: _P_ULEB_ADDRX,
+    F_GNU_ADDR_INDEX: _P_ULEB_ADDRX,
+    F_SDATA: _P_SLEB,
 }
 
 
-def decode_plan(specs: list[tuple[int, int, int]], wanted: frozenset[int], osz: int, asz: int, ver: int) -> list[tuple[int, int, int, int, int]]:
+def decode_plan(
+    specs: list[tuple[int, int, int]], wanted: frozenset[int], osz: int, asz: int, ver: int
+) -> list[tuple[int, int, int, int, int]]:
     """Steps (code, attribute, form, size, constant); unwanted fixed runs merged into one skip."""
     plan: list[tuple[int, int, int, int, int]] = []
     for attr, form, const in specs:
@@ -206,7 +247,9 @@ def decode_plan(specs: list[tuple[int, int, int]], wanted: frozenset[int], osz: 
     return plan
 
 
-def skip_attributes(plan: list[int], data: bytes, pos: int, offset_size: int, address_size: int, version: int, order: str = "little") -> int:
+def skip_attributes(
+    plan: list[int], data: bytes, pos: int, offset_size: int, address_size: int, version: int, order: str = "little"
+) -> int:
     for step in plan:
         if step >= 0:
             pos += step
@@ -241,8 +284,6 @@ def skip_attributes(plan: list[int], data: bytes, pos: int, offset_size: int, ad
                     raise DwarfError(f"bad indirect form {form:#x}")
                 pos = skip_attributes([sub], data, pos, offset_size, address_size, version, order)
     return pos
-
-
 
 
 @dataclass(slots=True)
@@ -377,7 +418,9 @@ class _Index:
         self.index = index
 
 
-def run_plan(reader: AttributeReader, plan: list[tuple[int, int, int, int, int]], data: bytes, pos: int) -> tuple[dict[int, tuple[int, Any]], int]:
+def run_plan(
+    reader: AttributeReader, plan: list[tuple[int, int, int, int, int]], data: bytes, pos: int
+) -> tuple[dict[int, tuple[int, Any]], int]:
     """Decode one DIE's wanted attributes with a precompiled plan; return (attrs, next position)."""
     u = reader.unit
     order = reader.order

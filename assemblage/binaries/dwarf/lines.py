@@ -215,7 +215,20 @@ def _read(sec: DwarfSections, offset: int, comp_dir: str | None, cu_name: str | 
         if cu_name is not None and 0 not in prog.files:
             prog.files[0] = _join(comp_dir, None, cu_name)
     if want_rows:
-        _run(data, program_start, end, prog, min_inst, line_base, line_range, opcode_base, std_lengths, address_size, order, version)
+        _run(
+            data,
+            program_start,
+            end,
+            prog,
+            min_inst,
+            line_base,
+            line_range,
+            opcode_base,
+            std_lengths,
+            address_size,
+            order,
+            version,
+        )
     return prog
 
 

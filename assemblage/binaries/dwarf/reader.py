@@ -93,7 +93,16 @@ from .units import (
     walk_units,
 )
 
-__all__ = ["DwarfError", "DwarfResult", "DwarfSections", "UnitSummary", "read_dwarf", "read_dwarf_sections", "sections_from_dwarfinfo", "DwarfReader"]
+__all__ = [
+    "DwarfError",
+    "DwarfResult",
+    "DwarfSections",
+    "UnitSummary",
+    "read_dwarf",
+    "read_dwarf_sections",
+    "sections_from_dwarfinfo",
+    "DwarfReader",
+]
 
 _MAX_CHAIN = 16
 _NO_INFO: tuple[Any, ...] = (None, None, None, None, None)  # DwarfReader.info: name, linkage, file, line, external
@@ -140,8 +149,11 @@ def sections_from_dwarfinfo(dwarfinfo: Any) -> DwarfSections:
         return bytes(stream.read(sec.size))
 
     cfg = dwarfinfo.config
-    return DwarfSections.of(lambda name: get(f"debug_{name}_sec"), little_endian=bool(cfg.little_endian),
-                            address_size=int(cfg.default_address_size))
+    return DwarfSections.of(
+        lambda name: get(f"debug_{name}_sec"),
+        little_endian=bool(cfg.little_endian),
+        address_size=int(cfg.default_address_size),
+    )
 
 
 def read_dwarf(dwarfinfo: Any, **kwargs: Any) -> DwarfResult:
@@ -209,7 +221,9 @@ def read_dwarf_sections(
                 job.cancel()
 
 
-def _hash(hasher: FunctionHasher, functions: list[Function], names: list[str | None], child_from: int | None) -> Forked[Any]:
+def _hash(
+    hasher: FunctionHasher, functions: list[Function], names: list[str | None], child_from: int | None
+) -> Forked[Any]:
     """Start hashing ``functions`` and demangling ``names`` (in a child when there are ``child_from`` or more)."""
     enabled = child_from is not None and len(functions) >= child_from
     return Forked(hash_and_demangle, hasher, [f.ranges for f in functions], names, enabled=enabled)
@@ -311,7 +325,9 @@ class DwarfReader:
             return None
         if off not in self.programs:
             try:
-                self.programs[off] = read_line_program(self.sec, off, comp_dir=unit.comp_dir, cu_name=unit.name, rows=False)
+                self.programs[off] = read_line_program(
+                    self.sec, off, comp_dir=unit.comp_dir, cu_name=unit.name, rows=False
+                )
             except DwarfError as exc:
                 self.programs[off] = None  # a broken line table does not lose the functions
                 self.problems.append(str(exc))
@@ -577,7 +593,11 @@ class DwarfReader:
             a = die.attrs
             assert a is not None
             origin = a.get(_AT_ABSTRACT_ORIGIN)
-            target = (by_offset.get(origin[1]) or self._die_at(origin[1])) if origin is not None and isinstance(origin[1], int) else None
+            target = (
+                (by_offset.get(origin[1]) or self._die_at(origin[1]))
+                if origin is not None and isinstance(origin[1], int)
+                else None
+            )
             meta = info(target) if target is not None else info(die)
             caller = container = None
             parent = by_offset.get(die.parent) if die.parent is not None else None

@@ -64,8 +64,9 @@ def _flags(flags: int) -> str:
 
 def dwarf_sections(elf: ElfFile) -> DwarfSections:
     """The ELF's DWARF section bytes (decompressed; ``.zdebug_*`` too)."""
-    return DwarfSections.of(lambda name: elf.debug_section(f".debug_{name}"), little_endian=elf.little_endian,
-                            address_size=elf.bits // 8)
+    return DwarfSections.of(
+        lambda name: elf.debug_section(f".debug_{name}"), little_endian=elf.little_endian, address_size=elf.bits // 8
+    )
 
 
 def _relocated_sections(path: str) -> DwarfSections:
@@ -78,7 +79,9 @@ def _relocated_sections(path: str) -> DwarfSections:
             info = ELFFile(fh).get_dwarf_info(relocate_dwarf_sections=True)
         except Exception as exc:
             if isinstance(exc, (PyElfError, struct.error)) or raised_inside(exc, "elftools", "construct"):
-                raise DwarfError(f"cannot relocate DWARF of a relocatable object ({type(exc).__name__}: {exc})") from None
+                raise DwarfError(
+                    f"cannot relocate DWARF of a relocatable object ({type(exc).__name__}: {exc})"
+                ) from None
             raise
         return sections_from_dwarfinfo(info)
 
@@ -120,22 +123,30 @@ def _analyze(elf: ElfFile, path: str, lines: bool) -> BinaryAnalysis:
     by_addr = function_symbols(elf.symbols() or elf.symbols(dynamic=True), thumb=arch == "armhf")
 
     def merge(functions: list[Function]) -> list[Function]:
-        merged, res.disagreements = merge_symbols(functions, by_addr, has_dwarf=bool(functions),
-                                                  code_ranges=code, code_end=hasher.code_end)
+        merged, res.disagreements = merge_symbols(
+            functions, by_addr, has_dwarf=bool(functions), code_ranges=code, code_end=hasher.code_end
+        )
         return merged
 
     # The DWARF functions are hashed and demangled in a child while this process merges
     # the symbols and reads inlinings and lines (see read_dwarf_sections).
     dwarf = read_dwarf_sections(
-        sections, code_ranges=None if relocatable else code, lines=lines, relocatable=relocatable,
-        parallel=len(sections.info) >= _PARALLEL_DWARF_BYTES, hasher=hasher,
-        hash_in_child_from=_PARALLEL_FUNCTIONS, merge=merge,
+        sections,
+        code_ranges=None if relocatable else code,
+        lines=lines,
+        relocatable=relocatable,
+        parallel=len(sections.info) >= _PARALLEL_DWARF_BYTES,
+        hasher=hasher,
+        hash_in_child_from=_PARALLEL_FUNCTIONS,
+        merge=merge,
     )
     comment = elf.section(".comment")
     res.producers = list(dwarf.producers) + (parse_comment(elf.section_bytes(comment)) if comment is not None else [])
     res.observed_opt, res.observed_flags = observed_opt([(u.producer, u.functions) for u in dwarf.units])
     # The compiler of the user's code first (the pipeline reads producers[0]), assemblers and .comment after.
-    res.producers.sort(key=lambda p: (p.compiler not in ("gcc", "clang"), p.source != "dwarf", p.opt != res.observed_opt))
+    res.producers.sort(
+        key=lambda p: (p.compiler not in ("gcc", "clang"), p.source != "dwarf", p.opt != res.observed_opt)
+    )
     res.functions = dwarf.functions
     res.inlinings = dwarf.inlinings
     dyn = elf.symbols(dynamic=True)

@@ -21,7 +21,17 @@ from typing import NamedTuple
 
 __all__ = ["ElfError", "ElfFile", "ElfSection", "ElfSymbol", "MACHINES"]
 
-MACHINES = {3: ("i686", 32), 62: ("x86_64", 64), 40: ("armhf", 32), 183: ("aarch64", 64), 8: ("mips", 32), 20: ("ppc", 32), 21: ("ppc64", 64), 22: ("s390x", 64), 243: ("riscv64", 64)}
+MACHINES = {
+    3: ("i686", 32),
+    62: ("x86_64", 64),
+    40: ("armhf", 32),
+    183: ("aarch64", 64),
+    8: ("mips", 32),
+    20: ("ppc", 32),
+    21: ("ppc64", 64),
+    22: ("s390x", 64),
+    243: ("riscv64", 64),
+}
 SHT_NOBITS, SHT_SYMTAB, SHT_DYNSYM, SHT_NOTE = 8, 2, 11, 7
 SHF_ALLOC, SHF_EXECINSTR, SHF_COMPRESSED = 0x2, 0x4, 0x800
 STT_FUNC, STT_GNU_IFUNC = 2, 10
@@ -106,9 +116,37 @@ class ElfFile:
         if self.bits == 64:
             if self.size < 64:
                 raise ElfError("truncated ELF64 header")
-            (self.type, self.machine, _v, self.entry, _phoff, self.shoff, _fl, _ehsz, _phesz, _phnum, self.shentsize, self.shnum, self.shstrndx) = struct.unpack_from(e + "HHIQQQIHHHHHH", d, 16)
+            (
+                self.type,
+                self.machine,
+                _v,
+                self.entry,
+                _phoff,
+                self.shoff,
+                _fl,
+                _ehsz,
+                _phesz,
+                _phnum,
+                self.shentsize,
+                self.shnum,
+                self.shstrndx,
+            ) = struct.unpack_from(e + "HHIQQQIHHHHHH", d, 16)
         else:
-            (self.type, self.machine, _v, self.entry, _phoff, self.shoff, _fl, _ehsz, _phesz, _phnum, self.shentsize, self.shnum, self.shstrndx) = struct.unpack_from(e + "HHIIIIIHHHHHH", d, 16)
+            (
+                self.type,
+                self.machine,
+                _v,
+                self.entry,
+                _phoff,
+                self.shoff,
+                _fl,
+                _ehsz,
+                _phesz,
+                _phnum,
+                self.shentsize,
+                self.shnum,
+                self.shstrndx,
+            ) = struct.unpack_from(e + "HHIIIIIHHHHHH", d, 16)
 
     def _parse_sections(self) -> list[ElfSection]:
         if self.shoff == 0:
@@ -135,7 +173,9 @@ class ElfFile:
                 strtab = bytes(self.data[off : off + sz])
         out = []
         for i, r in enumerate(raw):
-            name_off, typ, flags, addr, off, size, link, _info, _align, entsize = r if self.bits == 64 else _reorder32(r)
+            name_off, typ, flags, addr, off, size, link, _info, _align, entsize = (
+                r if self.bits == 64 else _reorder32(r)
+            )
             name = _cstr(strtab, name_off) if name_off < len(strtab) else ""
             if typ != SHT_NOBITS and i and off + size > self.size:
                 raise ElfError(f"section {name or i} ({size} bytes at {off:#x}) runs past the end of the file")
@@ -188,7 +228,9 @@ class ElfFile:
         loaded = self._loaded
         if loaded is None:  # computed once: read_va runs for every function
             loaded = self._loaded = [
-                (s.addr, s.addr + s.size, s.offset) for s in self.sections if s.flags & SHF_ALLOC and s.type != SHT_NOBITS and s.addr
+                (s.addr, s.addr + s.size, s.offset)
+                for s in self.sections
+                if s.flags & SHF_ALLOC and s.type != SHT_NOBITS and s.addr
             ]
         for lo, hi, offset in loaded:
             if lo <= start and end <= hi:

@@ -82,20 +82,34 @@ def merge_symbols(
                 # DWARF gave no linkage name (gcc omits it for lambdas): the symbol is that name
                 f.linkage_name = main.name
             if main.name not in (f.linkage_name, f.name):
-                dis.append(Disagreement("name_differs", entry, f"dwarf {f.linkage_name or f.name!r}, symtab {main.name!r}"))
+                dis.append(
+                    Disagreement("name_differs", entry, f"dwarf {f.linkage_name or f.name!r}, symtab {main.name!r}")
+                )
             for s in syms:
                 if s.name not in (f.name, f.linkage_name) and s.name not in f.aliases:
                     f.aliases.append(s.name)
             entry_range = next((r for r in f.ranges if r.start <= entry < r.end), None)
             if entry_range is not None and main.size and main.size != entry_range.end - entry:
-                dis.append(Disagreement("size_differs", entry, f"{f.name}: dwarf {entry_range.end - entry} bytes, symtab {main.size} bytes ({main.name})"))
+                dis.append(
+                    Disagreement(
+                        "size_differs",
+                        entry,
+                        f"{f.name}: dwarf {entry_range.end - entry} bytes, symtab {main.size} bytes ({main.name})",
+                    )
+                )
         elif have_symtab:
             dis.append(Disagreement("missing_in_symtab", entry, f"{f.name} has no FUNC symbol"))
         for r in f.ranges:
             if r.start != entry and r.start in by_addr:
                 used.add(r.start)
                 names = ", ".join(s.name for s in by_addr[r.start])
-                dis.append(Disagreement("split_part", r.start, f"symbol {names} is a part of {f.name} (dwarf range {r.start:#x}-{r.end:#x})"))
+                dis.append(
+                    Disagreement(
+                        "split_part",
+                        r.start,
+                        f"symbol {names} is a part of {f.name} (dwarf range {r.start:#x}-{r.end:#x})",
+                    )
+                )
     code = sorted(code_ranges)
     starts = sorted({r.start for f in functions for r in f.ranges} | set(by_addr))
     for addr in sorted(by_addr):
@@ -117,8 +131,11 @@ def merge_symbols(
             size = max(0, code_end(addr, limit) - addr)
             inferred = size > 0
             if inferred:
-                dis.append(Disagreement("size_inferred", addr, f"symbol {s.name} has size 0; its code runs "
-                                                               f"{addr:#x}-{addr + size:#x}"))
+                dis.append(
+                    Disagreement(
+                        "size_inferred", addr, f"symbol {s.name} has size 0; its code runs {addr:#x}-{addr + size:#x}"
+                    )
+                )
         ranges = [Range(addr, addr + size)] if size else []
         f = Function(
             name=s.name,
@@ -136,6 +153,8 @@ def merge_symbols(
         )
         out.append(f)
         if has_dwarf:
-            dis.append(Disagreement("missing_in_dwarf", addr, f"symbol {s.name} ({s.size} bytes) has no DWARF subprogram"))
+            dis.append(
+                Disagreement("missing_in_dwarf", addr, f"symbol {s.name} ({s.size} bytes) has no DWARF subprogram")
+            )
     out.sort(key=lambda f: (f.start, f.name))
     return out, dis

@@ -14,5 +14,17 @@ from .reader import (
     read_pdb_identity,
 )
 
-__all__ = ["CompileRecord", "CorruptPdb", "PdbFile", "PdbInlineSite", "PdbModule", "PdbProcedure", "PdbPublic",
-           "majority_opt", "pdb_path_candidates", "producers_from_compiles", "read_pdb", "read_pdb_identity"]
+__all__ = [
+    "CompileRecord",
+    "CorruptPdb",
+    "PdbFile",
+    "PdbInlineSite",
+    "PdbModule",
+    "PdbProcedure",
+    "PdbPublic",
+    "majority_opt",
+    "pdb_path_candidates",
+    "producers_from_compiles",
+    "read_pdb",
+    "read_pdb_identity",
+]

@@ -19,10 +19,20 @@ __all__ = ["majority_opt", "opt_from_flags", "producers_from_compiles", "split_c
 
 # Arguments whose value names one file of one compile: dropped so that the
 # producers of a project's many files collapse into a few.
-_PER_FILE = frozenset({
-    "-main-file-name", "-o", "-dumpdir", "-MT", "-dependency-file", "-coverage-notes-file",
-    "-coverage-data-file", "-stack-usage-file", "-split-dwarf-file", "-split-dwarf-output",
-})
+_PER_FILE = frozenset(
+    {
+        "-main-file-name",
+        "-o",
+        "-dumpdir",
+        "-MT",
+        "-dependency-file",
+        "-coverage-notes-file",
+        "-coverage-data-file",
+        "-stack-usage-file",
+        "-split-dwarf-file",
+        "-split-dwarf-output",
+    }
+)
 _CLANG_OPT = re.compile(r"^-O([0-3sz]|fast|g)?$")
 _MSVC_OPT = re.compile(r"^[-/]O([d12x])$")
 _LINKERS = ("LLVM Linker", "Microsoft (R) LINK", "Microsoft (R) CVTRES")
@@ -120,8 +130,9 @@ def producers_from_compiles(compiles: list[CompileRecord]) -> tuple[list[Produce
             opts[opt] += 1
         raw = c.version + (f" {c.command_line}" if c.command_line else "")
         key = (compiler, version, tuple(flags))
-        seen.setdefault(key, Producer(raw=raw, compiler=compiler, version=version, flags=tuple(flags), opt=opt,
-                                      source="pdb"))
+        seen.setdefault(
+            key, Producer(raw=raw, compiler=compiler, version=version, flags=tuple(flags), opt=opt, source="pdb")
+        )
     return list(seen.values()), opts
 
 

@@ -87,8 +87,14 @@ S_INLINESITE = 0x114D
 S_INLINESITE2 = 0x115D
 S_LPROC32_DPC = 0x1155
 S_LPROC32_DPC_ID = 0x1156
-_PROCS = {S_LPROC32: False, S_GPROC32: True, S_LPROC32_ID: False, S_GPROC32_ID: True,
-          S_LPROC32_DPC: False, S_LPROC32_DPC_ID: False}
+_PROCS = {
+    S_LPROC32: False,
+    S_GPROC32: True,
+    S_LPROC32_ID: False,
+    S_GPROC32_ID: True,
+    S_LPROC32_DPC: False,
+    S_LPROC32_DPC_ID: False,
+}
 _LINE_MARKERS = (0xFEEFEE, 0xF00F00)  # "hidden" and "do not step into": not source lines
 
 _PROC = struct.Struct("<IIIIIIIIHB")  # Parent End Next CodeSize DbgStart DbgEnd Type Offset Segment Flags
@@ -97,10 +103,33 @@ _MODI = struct.Struct("<I HxxiiIHxxII HHIIIHxxIII")
 _SECTION_HEADER = struct.Struct("<8sIIIIIIHHI")
 _MACHINES = {0x8664: ("x86_64", 64), 0x14C: ("i686", 32), 0xAA64: ("aarch64", 64), 0x1C4: ("armhf", 32)}
 _CV_CPU = {0xD0: "x86_64", 0x03: "i686", 0x06: "i686", 0x07: "i686", 0xF6: "aarch64", 0xF4: "armhf"}
-_LANGS = {0: "c", 1: "c++", 2: "fortran", 3: "masm", 4: "pascal", 5: "basic", 6: "cobol", 7: "link", 8: "cvtres",
-          9: "cvtpgd", 0x0A: "c#", 0x0B: "vb", 0x0C: "ilasm", 0x0D: "java", 0x0E: "jscript", 0x0F: "msil",
-          0x10: "hlsl", 0x11: "objc", 0x12: "objc++", 0x13: "swift", 0x14: "aliasobj", 0x15: "rust", 0x16: "go",
-          0x44: "d", 0x4D: "mojo"}
+_LANGS = {
+    0: "c",
+    1: "c++",
+    2: "fortran",
+    3: "masm",
+    4: "pascal",
+    5: "basic",
+    6: "cobol",
+    7: "link",
+    8: "cvtres",
+    9: "cvtpgd",
+    0x0A: "c#",
+    0x0B: "vb",
+    0x0C: "ilasm",
+    0x0D: "java",
+    0x0E: "jscript",
+    0x0F: "msil",
+    0x10: "hlsl",
+    0x11: "objc",
+    0x12: "objc++",
+    0x13: "swift",
+    0x14: "aliasobj",
+    0x15: "rust",
+    0x16: "go",
+    0x44: "d",
+    0x4D: "mojo",
+}
 
 
 @dataclass(slots=True)
@@ -314,8 +343,22 @@ class _Reader:
             bits = {"x86_64": 64, "i686": 32, "aarch64": 64, "armhf": 32}.get(machine or "")
         secc_at = _DBI_HEADER.size + modi_size
         contributions = self._contributions(dbi[secc_at : secc_at + secc_size])
-        return PdbFile(self.path, guid, age, machine, bits, procs, publics, sites, modules, compiles,
-                       thunks, has_omap, pdb_sections, contributions)
+        return PdbFile(
+            self.path,
+            guid,
+            age,
+            machine,
+            bits,
+            procs,
+            publics,
+            sites,
+            modules,
+            compiles,
+            thunks,
+            has_omap,
+            pdb_sections,
+            contributions,
+        )
 
     def _contributions(self, d: bytes) -> list[tuple[int, int, int]]:
         if len(d) < 4:
@@ -350,9 +393,15 @@ class _Reader:
             yield mod, data[:sym_size], data[sym_size + c11_size : sym_size + c11_size + c13_size]
 
     # -- module symbols ----------------------------------------------------
-    def _walk_symbols(self, module: str, d: bytes, procs: list[PdbProcedure],
-                      compiles: list[CompileRecord], thunks: list[tuple[str, int, int]],
-                      seps: list[tuple[int, int, int, int]]) -> None:
+    def _walk_symbols(
+        self,
+        module: str,
+        d: bytes,
+        procs: list[PdbProcedure],
+        compiles: list[CompileRecord],
+        thunks: list[tuple[str, int, int]],
+        seps: list[tuple[int, int, int, int]],
+    ) -> None:
         """One module's symbol records: procedures, inline sites, blocks, compile records."""
         ids = self.ids
         assert ids is not None
@@ -390,8 +439,9 @@ class _Reader:
                 if pos < proc_end:
                     rel = inline_site_ranges(d[ann_at:nxt])
                     caller = owners.get(parent, "")
-                    self.raw_sites.append((callee, caller, proc_rva,
-                                           tuple((proc_rva + s, proc_rva + e) for s, e in rel), inlinee))
+                    self.raw_sites.append(
+                        (callee, caller, proc_rva, tuple((proc_rva + s, proc_rva + e) for s, e in rel), inlinee)
+                    )
             elif kind == S_BLOCK32:
                 (parent,) = struct.unpack_from("<I", d, body)
                 owners[pos] = owners.get(parent, "")
@@ -405,19 +455,28 @@ class _Reader:
                     thunks.append((cstring(d, body + 21, nxt)[0], rva, length))
             elif kind == S_COMPILE3 and rlen >= 2 + 22:
                 flags, mach, *v = struct.unpack_from("<IHHHHHHHHH", d, body)
-                compile_rec.update(language=_LANGS.get(flags & 0xFF, f"lang {flags & 0xFF}"),
-                                   machine=_CV_CPU.get(mach), frontend=tuple(v[:4]), backend=tuple(v[4:]),
-                                   version=cstring(d, body + 22, nxt)[0])
+                compile_rec.update(
+                    language=_LANGS.get(flags & 0xFF, f"lang {flags & 0xFF}"),
+                    machine=_CV_CPU.get(mach),
+                    frontend=tuple(v[:4]),
+                    backend=tuple(v[4:]),
+                    version=cstring(d, body + 22, nxt)[0],
+                )
             elif kind == S_COMPILE2 and rlen >= 2 + 18:
                 flags, mach, *v = struct.unpack_from("<IHHHHHHH", d, body)
-                compile_rec.update(language=_LANGS.get(flags & 0xFF, f"lang {flags & 0xFF}"),
-                                   machine=_CV_CPU.get(mach), frontend=tuple(v[:3]), backend=tuple(v[3:]),
-                                   version=cstring(d, body + 18, nxt)[0])
+                compile_rec.update(
+                    language=_LANGS.get(flags & 0xFF, f"lang {flags & 0xFF}"),
+                    machine=_CV_CPU.get(mach),
+                    frontend=tuple(v[:3]),
+                    backend=tuple(v[3:]),
+                    version=cstring(d, body + 18, nxt)[0],
+                )
             elif kind == S_BUILDINFO and rlen >= 6:
                 args = ids.build_info(struct.unpack_from("<I", d, body)[0]) or []
                 args += [""] * (5 - len(args))
-                compile_rec.update(cwd=args[0] or None, tool=args[1] or None, source=args[2] or None,
-                                   command_line=args[4] or None)
+                compile_rec.update(
+                    cwd=args[0] or None, tool=args[1] or None, source=args[2] or None, command_line=args[4] or None
+                )
             elif kind == S_ENVBLOCK and rlen >= 3:
                 strings, q = [], body + 1
                 while q < nxt:
@@ -441,8 +500,7 @@ class _Reader:
             base = self.rva(frag.segment, 0)
             if base is None:
                 continue
-            rows = [LineRow(base + off, length, fname.get(f), line)
-                    for off, length, f, line in frag.rows]
+            rows = [LineRow(base + off, length, fname.get(f), line) for off, length, f, line in frag.rows]
             self.pending_lines.append((base + frag.offset, base + frag.offset + frag.code_size, rows))
         for item, (f, line) in inlinees.items():
             self.inlinee_decl[item] = (fname.get(f), line)
@@ -456,8 +514,7 @@ class _Reader:
             if rva is not None and parent is not None:
                 parent.extra_ranges.append((rva, rva + length))
         spans = sorted(
-            [(p.rva, p.rva + p.length, p) for p in procs]
-            + [(s, e, p) for p in procs for s, e in p.extra_ranges],
+            [(p.rva, p.rva + p.length, p) for p in procs] + [(s, e, p) for p in procs for s, e in p.extra_ranges],
             key=lambda t: t[0],
         )
         starts = [s for s, _, _ in spans]

@@ -69,8 +69,9 @@ class PdataEntry:
     chained: bool
 
 
-def analyze_pe(path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | None = None,
-               lines: bool = True) -> BinaryAnalysis:
+def analyze_pe(
+    path: str | os.PathLike[str], *, pdb: str | os.PathLike[str] | None = None, lines: bool = True
+) -> BinaryAnalysis:
     """Analyse one PE file (and its PDB). Raises InvalidBinaryError / PdbMismatchError.
 
     ``lines=False`` leaves ``Function.lines`` empty (less memory for huge binaries).
@@ -102,14 +103,22 @@ def _analyze(p: str, data: bytes, pe: pefile.PE, pdb: str | os.PathLike[str] | N
     if machine not in _MACHINES:
         raise InvalidBinaryError(p, f"unsupported PE machine {machine:#x}")
     arch, bits = _MACHINES[machine]
-    pe.parse_data_directories(directories=[
-        pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"],
-        pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"],
-    ])
+    pe.parse_data_directories(
+        directories=[
+            pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"],
+            pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"],
+        ]
+    )
     sections = _sections(pe, data)
     out = BinaryAnalysis(
-        path=p, sha256=hashlib.sha256(data).hexdigest(), size=len(data), format="pe", arch=arch, bits=bits,
-        kind="shared" if pe.FILE_HEADER.Characteristics & _DLL else "executable", sections=sections,
+        path=p,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        format="pe",
+        arch=arch,
+        bits=bits,
+        kind="shared" if pe.FILE_HEADER.Characteristics & _DLL else "executable",
+        sections=sections,
     )
     out.imports = _imports(pe)
     exports = _exports(pe)
@@ -136,14 +145,20 @@ def _analyze(p: str, data: bytes, pe: pefile.PE, pdb: str | os.PathLike[str] | N
         verdicts = classify_pdata(pdata, out.functions, no_debug_info)
         pdata_starts = {e.start for e in pdata}
         out.extra["pdata"] = {
-            "entries": len(pdata), **Counter(v for _, v in verdicts),
+            "entries": len(pdata),
+            **Counter(v for _, v in verdicts),
             # leaf functions need no unwind info: labelled, but absent from .pdata
             "functions_without_pdata": sum(1 for f in out.functions if f.start not in pdata_starts),
         }
         for e, v in verdicts:
             if v == "unexplained":
-                out.disagreements.append(Disagreement(
-                    "pdata_not_a_function", e.start, f".pdata entry [{e.start:#x}, {e.end:#x}) is no labelled function"))
+                out.disagreements.append(
+                    Disagreement(
+                        "pdata_not_a_function",
+                        e.start,
+                        f".pdata entry [{e.start:#x}, {e.end:#x}) is no labelled function",
+                    )
+                )
     return out
 
 
@@ -226,8 +241,9 @@ def read_pdata(pe: pefile.PE, data: bytes) -> list[PdataEntry]:
     return out
 
 
-def classify_pdata(entries: list[PdataEntry], functions: list[Function],
-                   no_debug_info: Callable[[int], bool] | None = None) -> list[tuple[PdataEntry, str]]:
+def classify_pdata(
+    entries: list[PdataEntry], functions: list[Function], no_debug_info: Callable[[int], bool] | None = None
+) -> list[tuple[PdataEntry, str]]:
     """Explain every ``.pdata`` start against the labelled functions.
 
     The rule, in order:
@@ -277,8 +293,10 @@ def _pair_pdb(p: str, cv: CodeView | None, pdb: str | os.PathLike[str] | None, o
         found = read_pdb(pdb, sections=secs)
         if (found.guid, found.age) != (cv.guid, cv.age):
             raise PdbMismatchError(
-                p, f"{os.fspath(pdb)} does not belong to this PE: the PDB has GUID {found.guid} age {found.age}, "
-                f"the PE expects GUID {cv.guid} age {cv.age} (rebuild, or pass the PDB written by the same link)")
+                p,
+                f"{os.fspath(pdb)} does not belong to this PE: the PDB has GUID {found.guid} age {found.age}, "
+                f"the PE expects GUID {cv.guid} age {cv.age} (rebuild, or pass the PDB written by the same link)",
+            )
         return _use(found, pdb, out)
     if cv is None:
         return None
@@ -328,13 +346,23 @@ def fill_from_pdb(out: BinaryAnalysis, pdb: PdbFile, image: ImageReader, lines: 
         first = proc.lines[0] if proc.lines else None  # the line of the opening brace: the declaration
         sha, pic, method = hasher.hash(ranges)
         by_code[key] = f = Function(
-            name=proc.name, start=min(r.start for r in ranges), end=max(r.end for r in ranges),
-            size=sum(r.end - r.start for r in ranges), ranges=ranges,
+            name=proc.name,
+            start=min(r.start for r in ranges),
+            end=max(r.end for r in ranges),
+            size=sum(r.end - r.start for r in ranges),
+            ranges=ranges,
             linkage_name=linkage if linkage and linkage != proc.name else None,
             demangled=proc.name if linkage and linkage != proc.name else None,
-            source_file=first.source_file if first else None, decl_line=first.line if first else None,
-            compilation_unit=proc.module, is_static=not proc.is_global, label_source="pdb",
-            sha256=sha, pic_hash=pic, lines=proc.lines if lines else [], entry=proc.rva, pic_hash_method=method,
+            source_file=first.source_file if first else None,
+            decl_line=first.line if first else None,
+            compilation_unit=proc.module,
+            is_static=not proc.is_global,
+            label_source="pdb",
+            sha256=sha,
+            pic_hash=pic,
+            lines=proc.lines if lines else [],
+            entry=proc.rva,
+            pic_hash_method=method,
         )
         out.functions.append(f)
     out.functions.sort(key=lambda f: (f.start, f.name))
@@ -350,8 +378,16 @@ def fill_from_pdb(out: BinaryAnalysis, pdb: PdbFile, image: ImageReader, lines: 
             i = bisect_right(addrs, site.ranges[0][0]) - 1
             if i >= 0:
                 call_file, call_line = parent.lines[i].source_file, parent.lines[i].line
-        out.inlinings.append(Inlining(site.callee, site.caller or None, tuple(Range(s, e) for s, e in site.ranges),
-                                      call_file, call_line, function=parent.name if parent else None))
+        out.inlinings.append(
+            Inlining(
+                site.callee,
+                site.caller or None,
+                tuple(Range(s, e) for s, e in site.ranges),
+                call_file,
+                call_line,
+                function=parent.name if parent else None,
+            )
+        )
     out.producers, opts = producers_from_compiles(pdb.compiles)
     out.observed_opt = majority_opt(opts)
     if out.producers:
@@ -363,21 +399,35 @@ def fill_from_pdb(out: BinaryAnalysis, pdb: PdbFile, image: ImageReader, lines: 
         return mod is not None and mod.name not in with_procs
 
     if not pdb.procedures and pdb.publics:
-        out.disagreements.append(Disagreement(
-            "pdb_without_procedures", 0,
-            f"{pdb.path} has {len(pdb.publics)} public symbols but no procedure records "
-            "(a /DEBUG:FASTLINK or stripped PDB): no function boundaries from it"))
+        out.disagreements.append(
+            Disagreement(
+                "pdb_without_procedures",
+                0,
+                f"{pdb.path} has {len(pdb.publics)} public symbols but no procedure records "
+                "(a /DEBUG:FASTLINK or stripped PDB): no function boundaries from it",
+            )
+        )
     out.extra["pdb"] = {
-        "modules": len(pdb.modules), "module_names": [m.name for m in pdb.modules],
-        "source_files": pdb.source_files, "publics": len(pdb.publics),
-        "thunks": len(pdb.thunks), "opt_counts": dict(opts), "has_omap": pdb.has_omap,
+        "modules": len(pdb.modules),
+        "module_names": [m.name for m in pdb.modules],
+        "source_files": pdb.source_files,
+        "publics": len(pdb.publics),
+        "thunks": len(pdb.thunks),
+        "opt_counts": dict(opts),
+        "has_omap": pdb.has_omap,
     }
     return no_debug_info
 
 
-def _fill_from_dwarf_or_fallback(out: BinaryAnalysis, pe: pefile.PE, data: bytes, image: ImageReader,
-                                 exports: list[tuple[str, int]], pdata: list[PdataEntry],
-                                 lines: bool) -> Callable[[int], bool] | None:
+def _fill_from_dwarf_or_fallback(
+    out: BinaryAnalysis,
+    pe: pefile.PE,
+    data: bytes,
+    image: ImageReader,
+    exports: list[tuple[str, int]],
+    pdata: list[PdataEntry],
+    lines: bool,
+) -> Callable[[int], bool] | None:
     """From DWARF (returns whether an RVA is outside every unit), else from .pdata or the exports (None)."""
     no_debug_info = fill_from_dwarf(out, pe, data, image, lines=lines)
     if no_debug_info is not None:
@@ -391,9 +441,18 @@ def _fill_from_dwarf_or_fallback(out: BinaryAnalysis, pe: pefile.PE, data: bytes
                 continue
             rng = [Range(e.start, e.end)]
             sha, pic, _m = hasher.hash(rng)
-            out.functions.append(Function(name=names.get(e.start, f"sub_{e.start:x}"), start=e.start, end=e.end,
-                                          size=e.end - e.start, ranges=rng, label_source="pdata", sha256=sha,
-                                          pic_hash=pic))
+            out.functions.append(
+                Function(
+                    name=names.get(e.start, f"sub_{e.start:x}"),
+                    start=e.start,
+                    end=e.end,
+                    size=e.end - e.start,
+                    ranges=rng,
+                    label_source="pdata",
+                    sha256=sha,
+                    pic_hash=pic,
+                )
+            )
     else:
         for name, rva in sorted(exports, key=lambda t: t[1]):
             if any(s.address <= rva < s.address + s.size and "x" in s.flags for s in sections):

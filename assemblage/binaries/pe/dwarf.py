@@ -34,14 +34,16 @@ __all__ = ["RUNTIME_UNIT", "dwarf_sections", "fill_from_dwarf"]
 # so the observed optimisation level is read from the other units.
 RUNTIME_UNIT = re.compile(r"(^|/)(mingw-w64-crt|mingw-w64-libraries|libgcc|libstdc\+\+-v3|winpthreads)/")
 
+
 def dwarf_sections(pe: pefile.PE, data: bytes) -> DwarfSections | None:
     """The PE's DWARF section bytes, or None without ``.debug_info``."""
     secs = debug_sections(pe, data)
     if ".debug_info" not in secs:
         return None
     is64 = pe.FILE_HEADER.Machine == 0x8664
-    return DwarfSections.of(lambda name: secs.get(f".debug_{name}", (b"", 0))[0], little_endian=True,
-                            address_size=8 if is64 else 4)
+    return DwarfSections.of(
+        lambda name: secs.get(f".debug_{name}", (b"", 0))[0], little_endian=True, address_size=8 if is64 else 4
+    )
 
 
 def _rebase(f: Function, base: int) -> Function:
@@ -55,8 +57,9 @@ def _rebase(f: Function, base: int) -> Function:
     return f
 
 
-def fill_from_dwarf(out: BinaryAnalysis, pe: pefile.PE, data: bytes, image: ImageReader, *,
-                    lines: bool = True) -> Callable[[int], bool] | None:
+def fill_from_dwarf(
+    out: BinaryAnalysis, pe: pefile.PE, data: bytes, image: ImageReader, *, lines: bool = True
+) -> Callable[[int], bool] | None:
     """Fill functions/lines/inlinings/producers from DWARF in the PE. None when there is none.
 
     Returns whether an RVA lies outside every compilation unit (code linked in without debug info).
@@ -68,8 +71,14 @@ def fill_from_dwarf(out: BinaryAnalysis, pe: pefile.PE, data: bytes, image: Imag
     base = pe.OPTIONAL_HEADER.ImageBase
     code = [(base + s.address, base + s.address + s.size) for s in out.sections if "x" in s.flags]
     try:
-        result = read_dwarf_sections(sections, text_reader=lambda lo, hi: image.read(lo - base, hi - base),
-                                     code_ranges=code, arch=out.arch, is_address=image.is_va, lines=lines)
+        result = read_dwarf_sections(
+            sections,
+            text_reader=lambda lo, hi: image.read(lo - base, hi - base),
+            code_ranges=code,
+            arch=out.arch,
+            is_address=image.is_va,
+            lines=lines,
+        )
     except DwarfError as exc:
         raise InvalidBinaryError(out.path, f"corrupt DWARF in PE: {exc}") from None
     out.functions = [_rebase(f, base) for f in result.functions]

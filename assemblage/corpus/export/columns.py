@@ -108,8 +108,9 @@ def table_columns(table: Table) -> list[Column]:
     Only the primary key is declared NOT NULL in an export: a dataset built by an older assemblage lacks
     the columns later models added, and those are exported empty (a constraint would refuse them).
     """
-    return [column_for(c.name, c.type, nullable=not c.primary_key, primary_key=bool(c.primary_key))
-            for c in table.columns]
+    return [
+        column_for(c.name, c.type, nullable=not c.primary_key, primary_key=bool(c.primary_key)) for c in table.columns
+    ]
 
 
 def derived(name: str, t: types.TypeEngine, *, nullable: bool = True) -> Column:

@@ -55,47 +55,105 @@ def collect_facts(conn: Connection, plan: Plan) -> Facts:
     joined = B.join(SEL, SEL.c.binary_id == B.c.id)
     fjoined = plan.functions_from().join(B, B.c.id == F.c.binary_id)
     fconds = plan.function_conditions()
-    nfunc = dict(conn.execute(select(B.c.config, func.count()).select_from(fjoined).where(*fconds)
-                              .group_by(B.c.config)).all())
-    facts.by_config = [(c, int(n), int(nfunc.get(c, 0))) for c, n in conn.execute(
-        select(B.c.config, func.count()).select_from(joined).group_by(B.c.config).order_by(B.c.config))]
-    facts.by_license = [(lic or "unknown", int(n)) for lic, n in conn.execute(
-        select(B.c.license, func.count()).select_from(joined).group_by(B.c.license)
-        .order_by(func.count().desc(), B.c.license))]
-    sfunc = dict(conn.execute(select(B.c.source, func.count()).select_from(fjoined).where(*fconds)
-                              .group_by(B.c.source)).all())
-    facts.by_source = [(s, k, int(n), int(sfunc.get(s, 0))) for s, k, n in conn.execute(
-        select(B.c.source, func.min(B.c.source_kind), func.count()).select_from(joined).group_by(B.c.source)
-        .order_by(B.c.source))]
-    facts.toolchains = [(t, v or "", int(n)) for t, v, n in conn.execute(
-        select(B.c.toolchain, B.c.toolset_version, func.count()).select_from(joined)
-        .group_by(B.c.toolchain, B.c.toolset_version).order_by(B.c.toolchain, B.c.toolset_version))]
-    facts.labels = [(ls, int(n)) for ls, n in conn.execute(
-        select(F.c.label_source, func.count()).select_from(plan.functions_from()).where(*fconds)
-        .group_by(F.c.label_source).order_by(F.c.label_source))]
-    facts.agreement = [(c, int(n), int(seen or 0), int(bad or 0)) for c, n, seen, bad in conn.execute(
-        select(B.c.config, func.count(), func.sum(case((B.c.opt_observed.is_not(None), 1), else_=0)),
-               func.sum(case((B.c.opt_mismatch.is_(True), 1), else_=0)))
-        .select_from(joined).group_by(B.c.config).order_by(B.c.config))]
+    nfunc = dict(
+        conn.execute(select(B.c.config, func.count()).select_from(fjoined).where(*fconds).group_by(B.c.config)).all()
+    )
+    facts.by_config = [
+        (c, int(n), int(nfunc.get(c, 0)))
+        for c, n in conn.execute(
+            select(B.c.config, func.count()).select_from(joined).group_by(B.c.config).order_by(B.c.config)
+        )
+    ]
+    facts.by_license = [
+        (lic or "unknown", int(n))
+        for lic, n in conn.execute(
+            select(B.c.license, func.count())
+            .select_from(joined)
+            .group_by(B.c.license)
+            .order_by(func.count().desc(), B.c.license)
+        )
+    ]
+    sfunc = dict(
+        conn.execute(select(B.c.source, func.count()).select_from(fjoined).where(*fconds).group_by(B.c.source)).all()
+    )
+    facts.by_source = [
+        (s, k, int(n), int(sfunc.get(s, 0)))
+        for s, k, n in conn.execute(
+            select(B.c.source, func.min(B.c.source_kind), func.count())
+            .select_from(joined)
+            .group_by(B.c.source)
+            .order_by(B.c.source)
+        )
+    ]
+    facts.toolchains = [
+        (t, v or "", int(n))
+        for t, v, n in conn.execute(
+            select(B.c.toolchain, B.c.toolset_version, func.count())
+            .select_from(joined)
+            .group_by(B.c.toolchain, B.c.toolset_version)
+            .order_by(B.c.toolchain, B.c.toolset_version)
+        )
+    ]
+    facts.labels = [
+        (ls, int(n))
+        for ls, n in conn.execute(
+            select(F.c.label_source, func.count())
+            .select_from(plan.functions_from())
+            .where(*fconds)
+            .group_by(F.c.label_source)
+            .order_by(F.c.label_source)
+        )
+    ]
+    facts.agreement = [
+        (c, int(n), int(seen or 0), int(bad or 0))
+        for c, n, seen, bad in conn.execute(
+            select(
+                B.c.config,
+                func.count(),
+                func.sum(case((B.c.opt_observed.is_not(None), 1), else_=0)),
+                func.sum(case((B.c.opt_mismatch.is_(True), 1), else_=0)),
+            )
+            .select_from(joined)
+            .group_by(B.c.config)
+            .order_by(B.c.config)
+        )
+    ]
     runs = select(B.c.run_id).select_from(joined).distinct()
     sources = select(B.c.source).select_from(joined).distinct()
     configs = select(B.c.config).select_from(joined).distinct()
     given = plan.selection.filters()
-    q = (select(m.Configuration.identifier, m.Build.status, m.Build.reason, func.count())
-         .join(m.Configuration, m.Configuration.id == m.Build.configuration_id)
-         .join(m.Source, m.Source.id == m.Build.source_id).where(m.Build.run_id.in_(runs)))
+    q = (
+        select(m.Configuration.identifier, m.Build.status, m.Build.reason, func.count())
+        .join(m.Configuration, m.Configuration.id == m.Build.configuration_id)
+        .join(m.Source, m.Source.id == m.Build.source_id)
+        .where(m.Build.run_id.in_(runs))
+    )
     if "source" in given or "source_kind" in given:
         q = q.where(m.Source.label.in_(sources))
     if any(k in given for k in _CONFIG_FILTERS):
         q = q.where(m.Configuration.identifier.in_(configs))
-    facts.builds = [(c, s, r or "", int(n)) for c, s, r, n in conn.execute(
-        q.group_by(m.Configuration.identifier, m.Build.status, m.Build.reason)
-        .order_by(m.Configuration.identifier, m.Build.status, m.Build.reason))]
+    facts.builds = [
+        (c, s, r or "", int(n))
+        for c, s, r, n in conn.execute(
+            q.group_by(m.Configuration.identifier, m.Build.status, m.Build.reason).order_by(
+                m.Configuration.identifier, m.Build.status, m.Build.reason
+            )
+        )
+    ]
     seen: set[tuple[Any, ...]] = set()
-    for row in conn.execute(select(m.Source.label, m.Source.kind, m.Source.pin, m.Source.commit, m.Source.version,
-                                   m.Source.license, m.Source.url)
-                            .where(m.Source.run_id.in_(runs), m.Source.label.in_(sources))
-                            .order_by(m.Source.label, m.Source.run_id)):
+    for row in conn.execute(
+        select(
+            m.Source.label,
+            m.Source.kind,
+            m.Source.pin,
+            m.Source.commit,
+            m.Source.version,
+            m.Source.license,
+            m.Source.url,
+        )
+        .where(m.Source.run_id.in_(runs), m.Source.label.in_(sources))
+        .order_by(m.Source.label, m.Source.run_id)
+    ):
         key = (row.label, row.pin)
         if key not in seen:
             seen.add(key)
@@ -129,78 +187,155 @@ def _front_matter(summary: ExportSummary, parts: dict[str, list[str]]) -> str:
         if name == "functions":
             entry["default"] = True
         configs.append(entry)
-    doc = {"pretty_name": f"Assemblage corpus ({summary.corpus})", "tags": ["binary-analysis", "assemblage"],
-           "configs": configs}
+    doc = {
+        "pretty_name": f"Assemblage corpus ({summary.corpus})",
+        "tags": ["binary-analysis", "assemblage"],
+        "configs": configs,
+    }
     return "---\n" + yaml.safe_dump(doc, sort_keys=False) + "---\n"
 
 
-def write_datasheet(root: Path, summary: ExportSummary, facts: Facts, recipes: list[dict[str, Any]], *,
-                    parts: dict[str, list[str]]) -> list[Path]:
+def write_datasheet(
+    root: Path, summary: ExportSummary, facts: Facts, recipes: list[dict[str, Any]], *, parts: dict[str, list[str]]
+) -> list[Path]:
     """README.md and charts/*.png; returns the files written. ``parts``: each Parquet table's file prefixes."""
     charts = _charts(root, facts, summary)
     out: list[str] = [_front_matter(summary, parts)] if parts else []
     req = summary.request
-    out.append(f"# Assemblage corpus export\n\nExported {summary.created_at:%Y-%m-%d %H:%M} UTC from "
-               f"{summary.corpus} by assemblage {summary.assemblage_version}: **{summary.binaries} binaries**, "
-               f"**{summary.tables.get('functions', 0)} functions**, {summary.objects} objects "
-               f"({summary.object_bytes} bytes). `export.json` holds every number below.\n")
-    out.append("## Contents\n\n" + _table(["table", "rows", "where"], [
-        (name, n, f"`data/{name}/`" + (", `dataset.sqlite`" if "sqlite" in req.formats else ""))
-        for name, n in summary.tables.items()]))
+    out.append(
+        f"# Assemblage corpus export\n\nExported {summary.created_at:%Y-%m-%d %H:%M} UTC from "
+        f"{summary.corpus} by assemblage {summary.assemblage_version}: **{summary.binaries} binaries**, "
+        f"**{summary.tables.get('functions', 0)} functions**, {summary.objects} objects "
+        f"({summary.object_bytes} bytes). `export.json` holds every number below.\n"
+    )
+    out.append(
+        "## Contents\n\n"
+        + _table(
+            ["table", "rows", "where"],
+            [
+                (name, n, f"`data/{name}/`" + (", `dataset.sqlite`" if "sqlite" in req.formats else ""))
+                for name, n in summary.tables.items()
+            ],
+        )
+    )
     out.append(_LOADING.format(table_dir="data/functions"))
     filters = req.where.filters()
     options = {k: v for k, v in req.model_dump(mode="json", exclude={"where"}).items() if v not in (None, [], False)}
-    out.append("## Selection\n\n" + (_table(["filter", "value"], sorted(filters.items())) if filters
-                                     else "Every binary of the corpus.\n") + "\n" + _table(
-        ["option", "value"], sorted((k, v) for k, v in options.items())) +
-        f"\n{summary.candidates} binaries matched the filters; {summary.binaries} were exported.\n")
-    out.append("## What was built from what\n\n" + (_table(["run", "recipe", "sha256", "file"], [
-        (r["run"], r["name"], r["sha256"][:16], f"`{r['file']}`") for r in recipes]) if recipes else "") + "\n" +
-        _table(["source", "kind", "pin", "version", "licence"], [
-            (p["label"], p["kind"], p["commit"] or p["pin"], p["version"], p["license"] or "unknown")
-            for p in facts.pins]) + "\n" +
-        _table(["toolchain", "compiler version", "binaries"], facts.toolchains))
-    out.append("## Composition\n\n![binaries by configuration](charts/configurations.png)\n\n" +
-               _table(["configuration", "binaries", "functions"], facts.by_config) +
-               "\n![functions by source](charts/sources.png)\n\n" +
-               _table(["source", "kind", "binaries", "functions"], facts.by_source) +
-               "\n![binaries by licence](charts/licenses.png)\n\n" +
-               _table(["licence", "binaries"], facts.by_license))
-    out.append("## Builds\n\nEvery build of the runs these binaries came from"
-               " (restricted to the selected sources and configurations when the selection names them).\n\n"
-               "![build outcomes by configuration](charts/builds.png)\n\n" +
-               _table(["configuration", "status", "reason", "builds"], facts.builds))
+    out.append(
+        "## Selection\n\n"
+        + (_table(["filter", "value"], sorted(filters.items())) if filters else "Every binary of the corpus.\n")
+        + "\n"
+        + _table(["option", "value"], sorted((k, v) for k, v in options.items()))
+        + f"\n{summary.candidates} binaries matched the filters; {summary.binaries} were exported.\n"
+    )
+    out.append(
+        "## What was built from what\n\n"
+        + (
+            _table(
+                ["run", "recipe", "sha256", "file"],
+                [(r["run"], r["name"], r["sha256"][:16], f"`{r['file']}`") for r in recipes],
+            )
+            if recipes
+            else ""
+        )
+        + "\n"
+        + _table(
+            ["source", "kind", "pin", "version", "licence"],
+            [
+                (p["label"], p["kind"], p["commit"] or p["pin"], p["version"], p["license"] or "unknown")
+                for p in facts.pins
+            ],
+        )
+        + "\n"
+        + _table(["toolchain", "compiler version", "binaries"], facts.toolchains)
+    )
+    out.append(
+        "## Composition\n\n![binaries by configuration](charts/configurations.png)\n\n"
+        + _table(["configuration", "binaries", "functions"], facts.by_config)
+        + "\n![functions by source](charts/sources.png)\n\n"
+        + _table(["source", "kind", "binaries", "functions"], facts.by_source)
+        + "\n![binaries by licence](charts/licenses.png)\n\n"
+        + _table(["licence", "binaries"], facts.by_license)
+    )
+    out.append(
+        "## Builds\n\nEvery build of the runs these binaries came from"
+        " (restricted to the selected sources and configurations when the selection names them).\n\n"
+        "![build outcomes by configuration](charts/builds.png)\n\n"
+        + _table(["configuration", "status", "reason", "builds"], facts.builds)
+    )
     agree = [(c, n, seen, bad, f"{(seen - bad) / seen:.1%}" if seen else "-") for c, n, seen, bad in facts.agreement]
-    out.append("## Labels\n\nWhere function boundaries and names come from (`functions.label_source`: `dwarf`, "
-               "`pdb`, `symtab`, `both` = DWARF and the symbol table agree, ...):\n\n" +
-               _table(["label source", "functions"], facts.labels) +
-               "\nThe optimisation level of each binary is read back from the binary (DW_AT_producer, PDB "
-               "compile records) and compared with its label:\n\n" +
-               _table(["configuration", "binaries", "level read back", "mismatches", "agreement"], agree))
+    out.append(
+        "## Labels\n\nWhere function boundaries and names come from (`functions.label_source`: `dwarf`, "
+        "`pdb`, `symtab`, `both` = DWARF and the symbol table agree, ...):\n\n"
+        + _table(["label source", "functions"], facts.labels)
+        + "\nThe optimisation level of each binary is read back from the binary (DW_AT_producer, PDB "
+        "compile records) and compared with its label:\n\n"
+        + _table(["configuration", "binaries", "level read back", "mismatches", "agreement"], agree)
+    )
     d = summary.dedup
-    out.append("## Deduplication\n\nCounted over the selection; an export keeps duplicates unless asked "
-               "(`--unique-binaries`, `--drop-trivial`).\n\n" + _table(["what", "before", "after", "duplicates"], [
-                   ("binaries by sha256", d.binaries.before, d.binaries.after, d.binaries.removed),
-                   ("functions by exact bytes", d.functions_exact.before, d.functions_exact.after,
-                    d.functions_exact.removed),
-                   ("functions by position-independent hash", d.functions_pic.before, d.functions_pic.after,
-                    d.functions_pic.removed),
-                   ("non-trivial functions by position-independent hash", d.functions_nontrivial_pic.before,
-                    d.functions_nontrivial_pic.after, d.functions_nontrivial_pic.removed)]) +
-               f"\n{d.trivial} functions are trivial (crt start-up code, thunks, size 0; `functions.trivial`).\n")
+    out.append(
+        "## Deduplication\n\nCounted over the selection; an export keeps duplicates unless asked "
+        "(`--unique-binaries`, `--drop-trivial`).\n\n"
+        + _table(
+            ["what", "before", "after", "duplicates"],
+            [
+                ("binaries by sha256", d.binaries.before, d.binaries.after, d.binaries.removed),
+                (
+                    "functions by exact bytes",
+                    d.functions_exact.before,
+                    d.functions_exact.after,
+                    d.functions_exact.removed,
+                ),
+                (
+                    "functions by position-independent hash",
+                    d.functions_pic.before,
+                    d.functions_pic.after,
+                    d.functions_pic.removed,
+                ),
+                (
+                    "non-trivial functions by position-independent hash",
+                    d.functions_nontrivial_pic.before,
+                    d.functions_nontrivial_pic.after,
+                    d.functions_nontrivial_pic.removed,
+                ),
+            ],
+        )
+        + f"\n{d.trivial} functions are trivial (crt start-up code, thunks, size 0; `functions.trivial`).\n"
+    )
     if summary.split is not None:
         s = summary.split
-        out.append("## Splits\n\n![functions by side](charts/splits.png)\n\n"
-                   f"By {s.by}, seed {s.seed}: no source, function family or position-independent hash is on "
-                   f"two sides. {s.sources} sources formed {s.components} components; {s.links_merged} shared "
-                   f"pic hashes merged sources, {s.links_cut} were cut (merging would exceed "
-                   f"{s.merge_limit:.0%} of the corpus); {s.dropped_pic_hashes} pic hashes were kept on one side "
-                   "only, dropping their other copies.\n\n" + _table(
-                       ["side", "requested", "achieved (functions)", "achieved (binaries)", "binaries", "functions",
-                        "functions dropped"],
-                       [(n, s.ratios[n], s.achieved.get(n), s.achieved_binaries.get(n), s.binaries.get(n),
-                         s.functions.get(n), s.dropped_functions.get(n)) for n in s.ratios]) +
-                   ("\nMerged components:\n\n" + "".join(f"- {', '.join(c)}\n" for c in s.merged) if s.merged else ""))
+        out.append(
+            "## Splits\n\n![functions by side](charts/splits.png)\n\n"
+            f"By {s.by}, seed {s.seed}: no source, function family or position-independent hash is on "
+            f"two sides. {s.sources} sources formed {s.components} components; {s.links_merged} shared "
+            f"pic hashes merged sources, {s.links_cut} were cut (merging would exceed "
+            f"{s.merge_limit:.0%} of the corpus); {s.dropped_pic_hashes} pic hashes were kept on one side "
+            "only, dropping their other copies.\n\n"
+            + _table(
+                [
+                    "side",
+                    "requested",
+                    "achieved (functions)",
+                    "achieved (binaries)",
+                    "binaries",
+                    "functions",
+                    "functions dropped",
+                ],
+                [
+                    (
+                        n,
+                        s.ratios[n],
+                        s.achieved.get(n),
+                        s.achieved_binaries.get(n),
+                        s.binaries.get(n),
+                        s.functions.get(n),
+                        s.dropped_functions.get(n),
+                    )
+                    for n in s.ratios
+                ],
+            )
+            + ("\nMerged components:\n\n" + "".join(f"- {', '.join(c)}\n" for c in s.merged) if s.merged else "")
+        )
     out.append("## Checking it\n\n```sh\nsha256sum -c MANIFEST.sha256\n```\n")
     readme = root / "README.md"
     readme.write_text("\n".join(out), encoding="utf-8")
@@ -233,8 +368,13 @@ def _charts(root: Path, facts: Facts, summary: ExportSummary) -> list[Path]:
     folder = root / "charts"
     folder.mkdir()
     written = []
-    colours = {"succeeded": "#228833", "failed": "#ee6677", "timed_out": "#aa3377", "no_binaries": "#ccbb44",
-               "skipped": "#bbbbbb"}
+    colours = {
+        "succeeded": "#228833",
+        "failed": "#ee6677",
+        "timed_out": "#aa3377",
+        "no_binaries": "#ccbb44",
+        "skipped": "#bbbbbb",
+    }
 
     def chart(name: str, title: str, labels: list[str], series: list[tuple[str, list[int]]], xlabel: str) -> None:
         labels = [lb if len(lb) < 48 else "…" + lb[-46:] for lb in labels]
@@ -242,8 +382,12 @@ def _charts(root: Path, facts: Facts, summary: ExportSummary) -> list[Path]:
         fig = Figure(figsize=(8, max(2.0, 0.3 * len(labels) + 1.2)), dpi=100)
         FigureCanvasAgg(fig)
         # margins from the longest label instead of tight_layout (which lays every text out again)
-        fig.subplots_adjust(left=min(0.6, 0.02 + width * 0.0085), right=0.97, top=1 - 0.45 / fig.get_figheight(),
-                            bottom=0.5 / fig.get_figheight())
+        fig.subplots_adjust(
+            left=min(0.6, 0.02 + width * 0.0085),
+            right=0.97,
+            top=1 - 0.45 / fig.get_figheight(),
+            bottom=0.5 / fig.get_figheight(),
+        )
         ax = fig.add_subplot()
         left = [0] * len(labels)
         for status, values in series:
@@ -260,22 +404,47 @@ def _charts(root: Path, facts: Facts, summary: ExportSummary) -> list[Path]:
         fig.savefig(path, metadata={"Software": None})
         written.append(path)
 
-    chart("configurations.png", "Binaries by configuration", [c for c, _, _ in facts.by_config],
-          [("binaries", [n for _, n, _ in facts.by_config])], "binaries")
+    chart(
+        "configurations.png",
+        "Binaries by configuration",
+        [c for c, _, _ in facts.by_config],
+        [("binaries", [n for _, n, _ in facts.by_config])],
+        "binaries",
+    )
     top = sorted(facts.by_source, key=lambda r: (-r[3], r[0]))[:30]
-    chart("sources.png", "Functions by source" + (" (top 30)" if len(facts.by_source) > 30 else ""),
-          [s for s, *_ in top], [("functions", [f for *_, f in top])], "functions")
-    chart("licenses.png", "Binaries by licence", [lic for lic, _ in facts.by_license],
-          [("binaries", [n for _, n in facts.by_license])], "binaries")
+    chart(
+        "sources.png",
+        "Functions by source" + (" (top 30)" if len(facts.by_source) > 30 else ""),
+        [s for s, *_ in top],
+        [("functions", [f for *_, f in top])],
+        "functions",
+    )
+    chart(
+        "licenses.png",
+        "Binaries by licence",
+        [lic for lic, _ in facts.by_license],
+        [("binaries", [n for _, n in facts.by_license])],
+        "binaries",
+    )
     outcomes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for config, status, _reason, n in facts.builds:
         outcomes[config][status] += n
     configs = sorted(outcomes)
     statuses = sorted({s for per in outcomes.values() for s in per})
-    chart("builds.png", "Build outcomes by configuration", configs,
-          [(s, [outcomes[c].get(s, 0) for c in configs]) for s in statuses], "builds")
+    chart(
+        "builds.png",
+        "Build outcomes by configuration",
+        configs,
+        [(s, [outcomes[c].get(s, 0) for c in configs]) for s in statuses],
+        "builds",
+    )
     if summary.split is not None:
         s = summary.split
-        chart("splits.png", "Functions by side", list(s.ratios), [("functions", [s.functions.get(n, 0)
-                                                                                  for n in s.ratios])], "functions")
+        chart(
+            "splits.png",
+            "Functions by side",
+            list(s.ratios),
+            [("functions", [s.functions.get(n, 0) for n in s.ratios])],
+            "functions",
+        )
     return written

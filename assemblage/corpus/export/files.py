@@ -79,8 +79,10 @@ def _read_verified(src: BinaryIO, dst: BinaryIO, sha256: str, what: str) -> int:
         dst.write(block)
         n += len(block)
     if h.hexdigest() != sha256:
-        raise ExportError(f"{what}: the store returned bytes with sha256 {h.hexdigest()}, not {sha256}; "
-                          "the object store is corrupt (the export was not written)")
+        raise ExportError(
+            f"{what}: the store returned bytes with sha256 {h.hexdigest()}, not {sha256}; "
+            "the object store is corrupt (the export was not written)"
+        )
     return n
 
 

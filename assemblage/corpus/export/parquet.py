@@ -60,8 +60,9 @@ class _Side:
     def _open(self) -> pq.ParquetWriter:
         if self.writer is None:
             self.path = self.folder / f"{self.prefix}-{self.file_index:05d}.parquet"
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", compression_level=1,
-                                           write_statistics=True)
+            self.writer = pq.ParquetWriter(
+                self.path, self.schema, compression="zstd", compression_level=1, write_statistics=True
+            )
         return self.writer
 
     def add(self, batch: pa.RecordBatch) -> None:
@@ -106,9 +107,16 @@ class _Side:
 class TableWriter:
     """One table's Parquet files; ``write`` takes record batches (with a ``split`` column when split)."""
 
-    def __init__(self, folder: Path, schema: pa.Schema, *, sides: list[str] | None = None,
-                 row_group: int = ROW_GROUP, rows_per_file: int = ROWS_PER_FILE,
-                 on_file: Callable[[Path], None] = lambda p: None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        schema: pa.Schema,
+        *,
+        sides: list[str] | None = None,
+        row_group: int = ROW_GROUP,
+        rows_per_file: int = ROWS_PER_FILE,
+        on_file: Callable[[Path], None] = lambda p: None,
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.row_group, self.rows_per_file, self.on_file = row_group, rows_per_file, on_file
         self.schema = schema
@@ -165,9 +173,16 @@ def _cast(array: pa.Array, t: pa.DataType) -> pa.Array:
     return pc.cast(array, t)
 
 
-def sqlite_to_parquet(path: Path, columns: list[tuple[str, str]], schema: pa.Schema, from_sql: str,
-                      writer: TableWriter, *, batch_rows: int = 16_384,
-                      progress: Callable[[int], None] = lambda n: None) -> int:
+def sqlite_to_parquet(
+    path: Path,
+    columns: list[tuple[str, str]],
+    schema: pa.Schema,
+    from_sql: str,
+    writer: TableWriter,
+    *,
+    batch_rows: int = 16_384,
+    progress: Callable[[int], None] = lambda n: None,
+) -> int:
     """Stream ``SELECT <columns> <from_sql>`` from the SQLite file at ``path`` into ``writer``.
 
     ``columns`` are (SQL expression, name) in ``schema``'s order. Returns the rows written.

@@ -77,8 +77,9 @@ def _version() -> str:
         return "0"
 
 
-def export_corpus(corpus: Corpus, request: ExportRequest, out: Path, *,
-                  progress: ExportProgress | None = None) -> ExportSummary:
+def export_corpus(
+    corpus: Corpus, request: ExportRequest, out: Path, *, progress: ExportProgress | None = None
+) -> ExportSummary:
     """Write the export of ``request`` over ``corpus`` to ``out`` (which must not exist or be empty)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -104,11 +105,18 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
     manifest = Manifest(work)
     tables = _Tables(request, work, progress, fast=corpus.is_sqlite)
     try:
-        with corpus.snapshot(attach=tables.db.path if tables.fast else None,
-                             functions={"asm_family_id": (4, family_id)}) as conn:
+        with corpus.snapshot(
+            attach=tables.db.path if tables.fast else None, functions={"asm_family_id": (4, family_id)}
+        ) as conn:
             progress.phase("select")
-            plan = make_plan(conn, request.where, drop_trivial=request.drop_trivial,
-                             unique_binaries=request.unique_binaries, split=request.split, seed=request.seed)
+            plan = make_plan(
+                conn,
+                request.where,
+                drop_trivial=request.drop_trivial,
+                unique_binaries=request.unique_binaries,
+                split=request.split,
+                seed=request.seed,
+            )
             tables.copy(conn, plan)
             recipes = _recipes(conn, work, manifest)
             facts = collect_facts(conn, plan)
@@ -122,10 +130,18 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
         _copy_objects(tables, request, objects, progress)
     tables.close(manifest)
     summary = ExportSummary(
-        assemblage_version=_version(), created_at=datetime.now(UTC), corpus=corpus.description,
-        request=request, candidates=plan.candidates, binaries=plan.binaries, tables=tables.rows,
-        objects=objects.count if objects else 0, object_bytes=objects.bytes if objects else 0,
-        dedup=plan.dedup, split=plan.split_report, missing_columns=tables.missing,
+        assemblage_version=_version(),
+        created_at=datetime.now(UTC),
+        corpus=corpus.description,
+        request=request,
+        candidates=plan.candidates,
+        binaries=plan.binaries,
+        tables=tables.rows,
+        objects=objects.count if objects else 0,
+        object_bytes=objects.bytes if objects else 0,
+        dedup=plan.dedup,
+        split=plan.split_report,
+        missing_columns=tables.missing,
     )
     progress.phase("datasheet")
     for path in write_datasheet(work, summary, facts, recipes, parts=tables.parts):
@@ -161,19 +177,25 @@ class _Tables:
         self.columns: dict[str, list[Column]] = {
             "binaries": table_columns(B),
             "functions": table_columns(F) + [derived("family_id", BigInteger()), derived("trivial", Boolean())],
-            "families": [derived("family_id", BigInteger(), nullable=False),
-                         derived("function_id", BigInteger(), nullable=False)],
+            "families": [
+                derived("family_id", BigInteger(), nullable=False),
+                derived("function_id", BigInteger(), nullable=False),
+            ],
             "rvas": table_columns(R),
             "lines": table_columns(L),
             "pdbs": table_columns(P),
         }
         if self.split:
-            self.columns["splits"] = [derived("binary_id", BigInteger(), nullable=False),
-                                      derived("split", String(40), nullable=False)]
+            self.columns["splits"] = [
+                derived("binary_id", BigInteger(), nullable=False),
+                derived("split", String(40), nullable=False),
+            ]
         if request.pairs:
-            self.columns["pairs"] = [derived("family_id", BigInteger(), nullable=False),
-                                     derived("function_a", BigInteger(), nullable=False),
-                                     derived("function_b", BigInteger(), nullable=False)]
+            self.columns["pairs"] = [
+                derived("family_id", BigInteger(), nullable=False),
+                derived("function_a", BigInteger(), nullable=False),
+                derived("function_b", BigInteger(), nullable=False),
+            ]
         keep = "sqlite" in request.formats
         self.db = ExportDB(root / ("dataset.sqlite" if keep else ".tables.sqlite"), self.columns)
         self.out = {t.name: t.to_metadata(MetaData(), schema="out") for t in self.db.metadata.tables.values()}
@@ -213,34 +235,55 @@ class _Tables:
         if self.fast:
             trivial = case((trivial_clause(F), 1), else_=0)
             family = func.asm_family_id(SEL.c.source, F.c.source_file, F.c.decl_line, F.c.name)
-            self._insert(conn, "functions", select(*self._cols(conn, F), family, trivial)
-                .select_from(plan.functions_from()).where(*fconds).order_by(F.c.id))
+            self._insert(
+                conn,
+                "functions",
+                select(*self._cols(conn, F), family, trivial)
+                .select_from(plan.functions_from())
+                .where(*fconds)
+                .order_by(F.c.id),
+            )
             of = self.out["functions"]
             for name, table in (("rvas", R), ("lines", L)):
                 self.progress.phase(name)
-                self._insert(conn, name, select(*self._cols(conn, table))
-                             .select_from(table.join(of, of.c.id == table.c.function_id))
-                             .order_by(table.c.id))
+                self._insert(
+                    conn,
+                    name,
+                    select(*self._cols(conn, table))
+                    .select_from(table.join(of, of.c.id == table.c.function_id))
+                    .order_by(table.c.id),
+                )
             self.progress.phase("pdbs")
-            self._insert(conn, "pdbs", select(*self._cols(conn, P))
-                         .select_from(P.join(SEL, SEL.c.binary_id == P.c.binary_id))
-                         .order_by(P.c.id))
+            self._insert(
+                conn,
+                "pdbs",
+                select(*self._cols(conn, P))
+                .select_from(P.join(SEL, SEL.c.binary_id == P.c.binary_id))
+                .order_by(P.c.id),
+            )
             if self.split:
                 self._insert(conn, "splits", select(SEL.c.binary_id, SEL.c.split).order_by(SEL.c.binary_id))
             return
         n = len(F.c)
         names = [c.name for c in F.c]
         i_file, i_line, i_name = (names.index(x) for x in ("source_file", "decl_line", "name"))
-        q = (select(*self._cols(conn, F), SEL.c.source, trivial_column(F)).select_from(plan.functions_from())
-             .where(*fconds).order_by(F.c.id))
+        q = (
+            select(*self._cols(conn, F), SEL.c.source, trivial_column(F))
+            .select_from(plan.functions_from())
+            .where(*fconds)
+            .order_by(F.c.id)
+        )
         for rows in self._stream(conn, q):
             fams = family_ids((r[n], r[i_file], r[i_line], r[i_name]) for r in rows)
             self._write(conn, "functions", [(*r[:n], fam, r[n + 1]) for r, fam in zip(rows, fams)])
         for name, table in (("rvas", R), ("lines", L)):
             self.progress.phase(name)
-            q = (select(*self._cols(conn, table)).select_from(table.join(F, F.c.id == table.c.function_id)
-                                               .join(SEL, SEL.c.binary_id == F.c.binary_id))
-                 .where(*fconds).order_by(table.c.id))
+            q = (
+                select(*self._cols(conn, table))
+                .select_from(table.join(F, F.c.id == table.c.function_id).join(SEL, SEL.c.binary_id == F.c.binary_id))
+                .where(*fconds)
+                .order_by(table.c.id)
+            )
             for rows in self._stream(conn, q):
                 self._write(conn, name, rows)
         self.progress.phase("pdbs")
@@ -263,8 +306,10 @@ class _Tables:
 
     def finish(self, manifest: Manifest) -> None:
         db = self.db.db
-        db.execute('INSERT INTO families (family_id, function_id) SELECT family_id, id FROM functions '
-                   "WHERE family_id IS NOT NULL ORDER BY id")
+        db.execute(
+            "INSERT INTO families (family_id, function_id) SELECT family_id, id FROM functions "
+            "WHERE family_id IS NOT NULL ORDER BY id"
+        )
         if self.request.pairs:
             self._pairs()
         self.db.commit()
@@ -276,10 +321,12 @@ class _Tables:
     def _pairs(self) -> None:
         self.progress.phase("pairs")
         db = self.db.db
-        cur = db.execute("SELECT b.source, f.source_file, f.decl_line, f.name, f.id, f.binary_id, b.config, "
-                         "b.relpath, f.start FROM functions f JOIN binaries b ON b.id = f.binary_id "
-                         "WHERE f.family_id IS NOT NULL "
-                         "ORDER BY f.family_id, b.source, f.source_file, f.decl_line, f.name")
+        cur = db.execute(
+            "SELECT b.source, f.source_file, f.decl_line, f.name, f.id, f.binary_id, b.config, "
+            "b.relpath, f.start FROM functions f JOIN binaries b ON b.id = f.binary_id "
+            "WHERE f.family_id IS NOT NULL "
+            "ORDER BY f.family_id, b.source, f.source_file, f.decl_line, f.name"
+        )
         members = ((*r[:6], (r[6], r[7], r[8])) for r in iter(lambda: cur.fetchmany(BATCH), []) for r in r)
         batch: list[Any] = []
         for fam, a, b in sample_pairs(members, per_family=self.request.pairs, seed=self.request.seed):
@@ -308,8 +355,12 @@ class _Tables:
             split_here = self.split and name != "splits"
             schema_cols = cols + ([derived("split", String(40))] if split_here else [])
             exprs = [(f't."{c.name}"', c.name) for c in cols] + ([("s.split", "split")] if split_here else [])
-            writer = TableWriter(self.root / "data" / name, schema_of(schema_cols),
-                                 sides=sides if split_here else None, on_file=manifest.add)
+            writer = TableWriter(
+                self.root / "data" / name,
+                schema_of(schema_cols),
+                sides=sides if split_here else None,
+                on_file=manifest.add,
+            )
             from_sql = f'FROM "{name}" t ' + (joins[name] if split_here else "")
             sqlite_to_parquet(self.db.path, exprs, writer.schema, from_sql, writer, progress=self.progress.advance)
             writer.close()
@@ -341,8 +392,10 @@ def _copy_objects(tables: _Tables, request: ExportRequest, copier: ObjectCopier,
     """The binaries (and PDBs, stripped copies) of the exported rows, in sha256 order."""
     parts = ["SELECT hash AS sha, path AS key FROM binaries"]
     if "stripped" in request.include:
-        parts.append("SELECT stripped_hash, stripped_path FROM binaries WHERE stripped_hash IS NOT NULL "
-                     "AND stripped_path IS NOT NULL")
+        parts.append(
+            "SELECT stripped_hash, stripped_path FROM binaries WHERE stripped_hash IS NOT NULL "
+            "AND stripped_path IS NOT NULL"
+        )
     if "pdbs" in request.include:
         parts.append("SELECT hash, pdb_path FROM pdbs WHERE hash IS NOT NULL")
     db = tables.db.db
@@ -360,9 +413,12 @@ def _copy_objects(tables: _Tables, request: ExportRequest, copier: ObjectCopier,
 def _recipes(conn: Connection, root: Path, manifest: Manifest) -> list[dict[str, Any]]:
     """The recipes of the runs the binaries came from, as ``recipes/<run>-<name>.yaml``."""
     runs = select(B.c.run_id).select_from(B.join(SEL, SEL.c.binary_id == B.c.id)).distinct()
-    rows = conn.execute(select(m.Run.id, m.Recipe.name, m.Recipe.sha256, m.Recipe.description, m.Recipe.text)
-                        .join(m.Recipe, m.Recipe.id == m.Run.recipe_id).where(m.Run.id.in_(runs))
-                        .order_by(m.Run.id)).all()
+    rows = conn.execute(
+        select(m.Run.id, m.Recipe.name, m.Recipe.sha256, m.Recipe.description, m.Recipe.text)
+        .join(m.Recipe, m.Recipe.id == m.Run.recipe_id)
+        .where(m.Run.id.in_(runs))
+        .order_by(m.Run.id)
+    ).all()
     out = []
     if rows:
         (root / "recipes").mkdir()
@@ -371,6 +427,13 @@ def _recipes(conn: Connection, root: Path, manifest: Manifest) -> list[dict[str,
         path = root / "recipes" / f"{run_id}-{safe}.yaml"
         path.write_text(text, encoding="utf-8")
         manifest.add(path)
-        out.append({"run": run_id, "name": name, "sha256": sha, "description": description,
-                    "file": path.relative_to(root).as_posix()})
+        out.append(
+            {
+                "run": run_id,
+                "name": name,
+                "sha256": sha,
+                "description": description,
+                "file": path.relative_to(root).as_posix(),
+            }
+        )
     return out

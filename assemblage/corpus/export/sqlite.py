@@ -40,11 +40,21 @@ from assemblage.corpus.export.columns import Column, sqlite_row_converter
 __all__ = ["ExportDB", "PRAGMAS"]
 
 # what readers join on (functions.family_id groups a family; families.function_id joins back to a function)
-INDEXES = {"functions": ["binary_id", "family_id"], "rvas": ["function_id"], "lines": ["function_id"],
-           "pdbs": ["binary_id"], "families": ["function_id"]}
-REFERENCES = {("functions", "binary_id"): "binaries.id", ("rvas", "function_id"): "functions.id",
-              ("lines", "function_id"): "functions.id", ("pdbs", "binary_id"): "binaries.id",
-              ("families", "function_id"): "functions.id", ("splits", "binary_id"): "binaries.id"}
+INDEXES = {
+    "functions": ["binary_id", "family_id"],
+    "rvas": ["function_id"],
+    "lines": ["function_id"],
+    "pdbs": ["binary_id"],
+    "families": ["function_id"],
+}
+REFERENCES = {
+    ("functions", "binary_id"): "binaries.id",
+    ("rvas", "function_id"): "functions.id",
+    ("lines", "function_id"): "functions.id",
+    ("pdbs", "binary_id"): "binaries.id",
+    ("families", "function_id"): "functions.id",
+    ("splits", "binary_id"): "binaries.id",
+}
 # a new file, renamed into place when complete: nothing to journal; 8 MiB of page cache whatever its size
 # (rows are appended in rowid order, so a bigger cache bought nothing but memory in bench/export.py)
 PRAGMAS = ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8192")
@@ -71,8 +81,11 @@ class ExportDB:
         self.metadata.create_all(engine)  # DDL from the models' types, as SQLAlchemy renders them for SQLite
         engine.dispose()
         self._db: sqlite3.Connection | None = None
-        self._sql = {name: f'INSERT INTO "{name}" ({", ".join(chr(34) + c.name + chr(34) for c in cols)}) '
-                           f'VALUES ({", ".join("?" for _ in cols)})' for name, cols in tables.items()}
+        self._sql = {
+            name: f'INSERT INTO "{name}" ({", ".join(chr(34) + c.name + chr(34) for c in cols)}) '
+            f"VALUES ({', '.join('?' for _ in cols)})"
+            for name, cols in tables.items()
+        }
         self._convert = {name: sqlite_row_converter(cols) for name, cols in tables.items()}
 
     @property

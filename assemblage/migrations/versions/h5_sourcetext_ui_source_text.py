@@ -30,8 +30,13 @@ def upgrade() -> None:
     op.add_column("binaries", sa.Column("repo_last_update_at", sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE binaries SET repo_last_update_at = repo_last_update")
     if op.get_bind().dialect.name == "postgresql":
-        op.alter_column("binaries", "repo_last_update", type_=sa.BigInteger(), existing_nullable=True,
-                        postgresql_using="CAST(EXTRACT(EPOCH FROM repo_last_update) AS BIGINT)")
+        op.alter_column(
+            "binaries",
+            "repo_last_update",
+            type_=sa.BigInteger(),
+            existing_nullable=True,
+            postgresql_using="CAST(EXTRACT(EPOCH FROM repo_last_update) AS BIGINT)",
+        )
     else:
         with op.batch_alter_table("binaries") as batch:
             batch.alter_column("repo_last_update", type_=sa.BigInteger(), existing_nullable=True)
@@ -40,8 +45,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.alter_column("binaries", "repo_last_update", type_=sa.DateTime(timezone=True), existing_nullable=True,
-                        postgresql_using="repo_last_update_at")
+        op.alter_column(
+            "binaries",
+            "repo_last_update",
+            type_=sa.DateTime(timezone=True),
+            existing_nullable=True,
+            postgresql_using="repo_last_update_at",
+        )
     else:
         with op.batch_alter_table("binaries") as batch:
             batch.alter_column("repo_last_update", type_=sa.DateTime(timezone=True), existing_nullable=True)
