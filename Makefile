@@ -57,11 +57,12 @@ docker:
 test: setup-test services docker lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff's lint and format ([tool.ruff] in pyproject.toml): a finding or an unformatted file fails `make test`
-# (`$(BIN)/ruff format .` formats the tree)
+# ruff's lint and format ([tool.ruff] in pyproject.toml), then mypy on the package ([tool.mypy]): a finding or
+# an unformatted file fails `make test` (`$(BIN)/ruff format .` formats the tree)
 lint: $(BIN)/assemblage
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/overhead.py

@@ -23,6 +23,7 @@ pointing at it with the ``application/problem+json`` media type.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -84,7 +85,7 @@ def problem_response(
     detail: str,
     *,
     errors: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> ProblemResponse:
     body: dict[str, Any] = {
         "type": "about:blank",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from .. import _spawn
 
@@ -93,4 +93,4 @@ class Forked(Generic[T]):
         kind, value = self._value
         if kind == "err":
             raise value
-        return value
+        return cast(T, value)  # what fn returned, through pickle

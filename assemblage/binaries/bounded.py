@@ -177,7 +177,7 @@ def run_bounded(fn: Callable[..., T], *args: Any, path: str, what: str = "analys
     except Exception:  # noqa: BLE001 - a child killed mid-write leaves bytes that do not unpickle
         raise InvalidBinaryError(path, f"{what} ended without a result (most likely over its memory budget)") from None
     if kind == "ok":
-        return value  # type: ignore[no-any-return]
+        return value
     raise InvalidBinaryError(path, str(value))
 
 

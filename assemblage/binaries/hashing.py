@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .demangle import demangle
 from .model import Range
@@ -53,8 +54,8 @@ class FunctionHasher:
         self.arch = arch
         self.read = read
         self.is_address = is_address
-        self._md = None
-        self._extent_md = None  # the decoder code_end uses (armhf: Thumb-2, though its hash stays raw)
+        self._md: Any = None  # a capstone.Cs (capstone ships no type information)
+        self._extent_md: Any = None  # the decoder code_end uses (armhf: Thumb-2, though its hash stays raw)
         self.method = "raw"
         try:
             import capstone
@@ -137,19 +138,19 @@ class FunctionHasher:
             return "ADDR"
         return m.group(0)
 
-    def _insns(self, code: bytes, address: int):  # type: ignore[no-untyped-def]
+    def _insns(self, code: bytes, address: int) -> Iterator[tuple[int, int, str, str, bytes]]:
         """(address, size, mnemonic, op_str, raw bytes) of each instruction, stopping at undecodable bytes."""
         off = 0
-        for addr, size, mnem, ops in self._md.disasm_lite(code, address):  # type: ignore[union-attr]
+        for addr, size, mnem, ops in self._md.disasm_lite(code, address):
             yield addr, size, mnem, ops, code[off : off + size]
             off += size
 
     def _x86(self, h: hashlib._Hash, r: Range, code: bytes) -> None:
         done = 0
-        out = []
+        out: list[str] = []
         append = out.append
         start, end = r.start, r.end
-        for _addr, size, mnem, ops in self._md.disasm_lite(code, start):  # type: ignore[union-attr]
+        for _addr, size, mnem, ops in self._md.disasm_lite(code, start):
             if "0x" not in ops:
                 append(code[done : done + size].hex())  # nothing that can be an address: the bytes themselves
                 done += size

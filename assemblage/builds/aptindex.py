@@ -30,6 +30,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from debian.debian_support import Version
 
@@ -83,7 +84,7 @@ _index_lock = threading.Lock()
 def _apt_stamp(files: list[Path]) -> tuple:
     """What changes when apt's answer may: the folders of the lists (``apt-get update`` renames files into
     them) and the source lists. A vanished folder or file counts as a change."""
-    out = []
+    out: list[tuple[str, int | None]] = []
     for p in sorted({f.parent for f in files} | {Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d")}):
         try:
             out.append((str(p), p.stat().st_mtime_ns))
@@ -145,7 +146,9 @@ def parse_relations(text: str) -> list[list[dict]]:
     from debian.deb822 import PkgRelation
 
     items = [item for item in text.replace("\n", " ").split(",") if item.strip()]
-    return PkgRelation.parse_relations(", ".join(items)) if items else []
+    # python-debian types each relation as its TypedDict PkgRelation.ParsedRelation, which mypy does not take
+    # for the plain dicts they are at run time (and that this module reads them as)
+    return cast(list[list[dict]], PkgRelation.parse_relations(", ".join(items))) if items else []
 
 
 @dataclass(frozen=True, slots=True)

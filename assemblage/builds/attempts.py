@@ -33,14 +33,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from assemblage._spawn import copy_file
 from assemblage.builds.collect import find_binaries, snapshot
 from assemblage.builds.deps import Provisioner, ProvisionResult
 from assemblage.builds.failures import FAILURES_FILE, read_failures
 from assemblage.builds.plan import Planner, Step
-from assemblage.builds.runner import LocalRunner, StepResult, builds_stopped
+from assemblage.builds.runner import CappedLog, LocalRunner, StepResult, builds_stopped
 from assemblage.builds.systems import BuildTools
 from assemblage.errors import BuildError
 from assemblage.toolchains.base import CompilerSet
@@ -59,7 +58,7 @@ class Attempt:
     compilers: CompilerSet
     tools: BuildTools
     env: dict[str, str]
-    log: IO[str]
+    log: CappedLog
     log_path: Path
     jobs: int
     kinds: frozenset[str]  # the binaries that count (executable, shared...)
@@ -247,12 +246,9 @@ def try_build_systems(a: Attempt, candidates: list[Planner]) -> Tried:
                 )
             )
             if not res.ok:
-                tried = Tried(
-                    planner=planner.name,
-                    failed=True,
-                    verdict=("failed", "missing_dependency", f"debian/rules not used: {res.message}"),
-                )
-                a.log.write(f"! {tried.verdict[2]}\n")
+                verdict = ("failed", "missing_dependency", f"debian/rules not used: {res.message}")
+                tried = Tried(planner=planner.name, failed=True, verdict=verdict)
+                a.log.write(f"! {verdict[2]}\n")
                 first = first or tried
                 continue
         seen: set = set()

@@ -338,14 +338,14 @@ def _walk(
                 except RefusedOutput as exc:
                     refused.append(f"{rel}: {exc}")
                     continue
-                target = dest / rel
-                copy_out(fd, target)
-                with open(target, "rb") as fh:  # classify what was copied (the build may have changed it since)
+                copied = dest / rel
+                copy_out(fd, copied)
+                with open(copied, "rb") as fh:  # classify what was copied (the build may have changed it since)
                     c = classify_stream(fh)
                 if not c or c[1] not in kinds:
-                    target.unlink()
+                    copied.unlink()
                     continue
-                found.append(FoundBinary(path=target, relpath=rel, format=c[0], kind=c[1]))
+                found.append(FoundBinary(path=copied, relpath=rel, format=c[0], kind=c[1]))
             finally:
                 os.close(fd)
     found.sort(key=lambda b: b.relpath)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from assemblage import _spawn
+from assemblage.builds.plan import LogSink
 from assemblage.errors import BuildError
 
 __all__ = ["DEPS_REPOSITORY", "INSTALL_SETTING", "ProvisionResult", "Provisioner", "install_allowed"]
@@ -90,7 +91,7 @@ class Provisioner:
         have = self.installed()
         return [p for p in _check_names(packages) if p not in have]
 
-    def provision(self, packages: list[str], log: IO[str]) -> ProvisionResult:
+    def provision(self, packages: list[str], log: LogSink) -> ProvisionResult:
         """Make ``packages`` available to the build; ``ok=False`` with a message when it cannot."""
         need = self.missing(packages)
         if not need:
@@ -158,7 +159,7 @@ def _package_set(text: str) -> frozenset[str]:
 _host_lock = threading.Lock()
 
 
-def _host_install(packages: list[str], log: IO[str], *, foreign_arch: str | None) -> None:
+def _host_install(packages: list[str], log: LogSink, *, foreign_arch: str | None) -> None:
     # apt and the packages' maintainer scripts get what apt needs (a proxy, if any), never the worker's secrets
     kept = ("PATH", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY")
     env = {**{k: os.environ[k] for k in kept if k in os.environ}, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
@@ -236,7 +237,7 @@ def _apt_sources() -> str:
 
 
 def dependency_image(
-    base: str | None, packages: list[str], log: IO[str], *, foreign_arch: str | None = None
+    base: str | None, packages: list[str], log: LogSink, *, foreign_arch: str | None = None
 ) -> tuple[str, str]:
     """(tag, image id) of the base image plus ``packages``: found, or built once.
 
@@ -254,7 +255,7 @@ def dependency_image(
 
 
 def _dependency_image(
-    base: str | None, packages: list[str], log: IO[str], *, foreign_arch: str | None = None
+    base: str | None, packages: list[str], log: LogSink, *, foreign_arch: str | None = None
 ) -> tuple[str, str]:
     import docker.errors
 

@@ -42,9 +42,9 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from assemblage.builds.plan import Step
+from assemblage.builds.plan import LogSink, Step
 from assemblage.builds.runner import (
     BUILD_GID,
     BUILD_UID,
@@ -226,7 +226,7 @@ class DockerRunner(LocalRunner):
         return f"docker image {self.image} (no network, read-only system, memory limit)"
 
     def _run_step(
-        self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: IO[str], timeout: float
+        self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: LogSink, timeout: float
     ) -> StepResult:
         import docker.errors
         import requests.exceptions
@@ -358,7 +358,7 @@ def _close(sock: Any) -> None:
             pass
 
 
-def _remove(container, log: IO[str], attempts: int = 6) -> None:
+def _remove(container, log: LogSink, attempts: int = 6) -> None:
     """Remove a step's container, trying again while the daemon is busy with it.
 
     Under load the daemon can refuse a forced removal for a moment ("removal already

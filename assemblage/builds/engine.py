@@ -202,7 +202,11 @@ def _run_build(req: BuildRequest, log: CappedLog, log_path: Path) -> BuildOutcom
             log.write("! interrupted\n")
             return outcome
         if failed:
-            outcome.status, outcome.reason, outcome.message = tried.verdict or classify_failure(last, req.limits)
+            verdict = tried.verdict
+            if verdict is None:
+                assert last is not None  # failed without a verdict of ours: a step ended the build
+                verdict = classify_failure(last, req.limits)
+            outcome.status, outcome.reason, outcome.message = verdict
             log.write(f"! {outcome.status}: {outcome.reason}: {outcome.message}\n")
             return outcome
         outcome.collected = Path(tempfile.mkdtemp(prefix="asm-out-", dir=req.work_root))

@@ -89,7 +89,7 @@ def _append(parent: etree._Element, name: str) -> etree._Element:
         last.tail = parent.text  # the indent of a child line
     else:
         prev = parent.getprevious()
-        above = prev.tail if prev is not None else (parent.getparent().text if parent.getparent() is not None else None)
+        above = prev.tail if prev is not None else (gp.text if (gp := parent.getparent()) is not None else None)
         indent = (above or "\n").rsplit("\n", 1)[-1]
         parent.text = "\n" + indent + "  "
         child.tail = "\n" + indent
@@ -109,6 +109,7 @@ def _insert_after(el: etree._Element, new: etree._Element) -> None:
 def _remove(el: etree._Element) -> None:
     """Remove ``el`` and its line, keeping the whitespace around it tidy."""
     parent = el.getparent()
+    assert parent is not None  # a setting inside the project, never its root
     prev = el.getprevious()
     if prev is not None:
         prev.tail = el.tail

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from assemblage.toolchains.base import CompilerSet
 
-__all__ = ["Planner", "Step"]
+if TYPE_CHECKING:  # for the annotation only: systems.py imports this module
+    from assemblage.builds.systems import BuildTools
+
+__all__ = ["LogSink", "Planner", "Step"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +30,14 @@ class Step:
     phase: str = "build"  # "configure" | "build" | "install"
 
 
+class LogSink(Protocol):
+    """Where a build writes its log: an open text file, or the capped log of a build (``runner.CappedLog``)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class Planner(Protocol):
     """A build system: recognises a tree and plans its build for one compiler set."""
 
@@ -34,6 +45,6 @@ class Planner(Protocol):
 
     def detect(self, root: Path) -> bool: ...
 
-    def plan(self, root: Path, compilers: CompilerSet, *, jobs: int = 1) -> list[Step]:
+    def plan(self, root: Path, compilers: CompilerSet, tools: BuildTools, *, jobs: int = 1) -> list[Step]:
         """May write files in ``root`` (a private copy): toolchain files, rewritten projects."""
         ...

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO
 
 from assemblage import _spawn
-from assemblage.builds.plan import Step
+from assemblage.builds.plan import LogSink, Step
 from assemblage.settings import read_setting
 
 __all__ = [
@@ -229,7 +229,10 @@ class LocalRunner:
         """How steps are isolated, in one word: ``bubblewrap``, ``docker`` or ``none``."""
         return "bubblewrap" if self.sandbox else "none"
 
-    where = "here"  # where the toolchains come from, for messages
+    @property
+    def where(self) -> str:
+        """Where the toolchains come from, for messages."""
+        return "here"
 
     def which(self, name: str) -> str | None:
         """Where the command ``name`` is (the host's PATH)."""
@@ -290,7 +293,7 @@ class LocalRunner:
         scratch: Path,
         src_rel: str,
         env: dict[str, str],
-        log: IO[str],
+        log: LogSink,
         *,
         timeout: float | None = None,
     ) -> list[StepResult]:
@@ -364,7 +367,7 @@ class LocalRunner:
                 pass
 
     def _run_step(
-        self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: IO[str], timeout: float
+        self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: LogSink, timeout: float
     ) -> StepResult:
         argv, cwd = self._argv(step, scratch, src_rel)
         log.write(f"\n$ {step.name}: {' '.join(_show(a) for a in step.argv)}\n")
@@ -429,7 +432,7 @@ class LocalRunner:
 _TAIL_LINE = 4096  # longest line kept in a step's tail (for failure messages)
 
 
-def pump_output(stream: IO[bytes], log: IO[str], tail: list[str]) -> None:
+def pump_output(stream: IO[bytes], log: LogSink, tail: list[str]) -> None:
     """Copy a step's output to the log in chunks (a line without end cannot fill the memory); keep the tail."""
     import codecs
 
@@ -524,7 +527,7 @@ class DiskWatch:
         return f"killed: the build folder grew past the disk limit ({_size(self.used)} used, limit {_size(self.limit)})"
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -233,7 +233,8 @@ class PlainPlanner:
         header_dirs = {p.parent for p in root.rglob("*.h") if p.is_file() and BUILD_DIR not in p.parts}
         incs = [f"-I./{d.relative_to(root)}" for d in sorted({p.parent for p in sources} | header_dirs)]
         steps: list[Step] = []
-        mains, others = [], []
+        mains: list[tuple[Path, Path]] = []  # (source, object)
+        others: list[tuple[Path, Path]] = []
         any_cxx = False
         for i, src in enumerate(sources):
             cxx = src.suffix in _CXX_EXT

@@ -166,6 +166,7 @@ def crawl(
     if debian is not None:
         crawl_debian_selector(debian, cache, as_json=as_json, show_all=show_all, console=console)
         return
+    assert recipe is not None  # one of them, checked above
     crawl_recipe(recipe, out, as_json=as_json, console=console, debian_cache=cache, show_all=show_all)
 
 

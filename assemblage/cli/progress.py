@@ -6,7 +6,15 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from assemblage.pipeline.embedded import Progress as BaseProgress
@@ -32,7 +40,7 @@ class RichProgress(BaseProgress):
         self.counts: Counter = Counter()
         self.total = 0
         self._progress: Progress | None = None
-        self._task = None
+        self._task = TaskID(0)  # the bar's task, once started (used only with _progress)
 
     def _description(self) -> str:
         done = self.counts["succeeded"]
@@ -131,8 +139,8 @@ def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: floa
         reasons = [(r, c) for (st, r), c in rep.by_reason.items() if st == status]
         if not reasons:
             t.add_row(f"[{style}]{icon} {status}[/]", "", str(n))
-        for r, c in sorted(reasons, key=lambda kv: -kv[1]):
-            t.add_row(f"[{style}]{icon} {status}[/]", r, str(c))
+        for r, k in sorted(reasons, key=lambda kv: -kv[1]):
+            t.add_row(f"[{style}]{icon} {status}[/]", r, str(k))
         accounted = sum(c for _, c in reasons)
         if reasons and accounted < n:
             t.add_row(f"[{style}]{icon} {status}[/]", "", str(n - accounted))
@@ -161,8 +169,10 @@ def print_summary(console: Console, rep: RunReport, db_path: Path, elapsed: floa
         cov.add_row(*row)
     console.print(cov)
     failures = [c for c in rep.cells if c.status not in ("succeeded",)]
-    for c in failures[:10]:
-        console.print(f"  [red]{c.source} {c.config}[/]: {c.status} ({c.reason}) {c.message or ''}", highlight=False)
+    for bad in failures[:10]:
+        console.print(
+            f"  [red]{bad.source} {bad.config}[/]: {bad.status} ({bad.reason}) {bad.message or ''}", highlight=False
+        )
     if len(failures) > 10:
         console.print(f"  ... and {len(failures) - 10} more (see the builds table)")
     console.print(

@@ -61,8 +61,10 @@ def register(app: typer.Typer) -> None:
         store = None
         if settings.storage_url.startswith("s3://"):
             from assemblage.storage import store_from_settings
+            from assemblage.storage.s3 import S3Store
 
             store = store_from_settings(settings)
+            assert isinstance(store, S3Store)  # what an s3:// url opens
             store.ensure_bucket()
         from assemblage.monitoring.logs import configure_logging
 

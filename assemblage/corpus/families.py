@@ -74,7 +74,7 @@ def sample_pairs(
     for row in members:
         k = row[:4]
         if k != key:
-            if group:
+            if group and key is not None:
                 yield from _pairs_of(key, group, per_family, seed)
             group, key = [], k
         group.append(row)

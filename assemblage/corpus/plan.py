@@ -52,7 +52,7 @@ __all__ = ["Plan", "make_plan", "SEL", "DROP"]
 
 _Id = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid: no second index
 _md = MetaData()
-_TEMP = {"prefixes": ["TEMPORARY"], "postgresql_on_commit": "DROP"}
+_TEMP: dict[str, Any] = {"prefixes": ["TEMPORARY"], "postgresql_on_commit": "DROP"}
 SEL = Table(
     "asm_export_sel",
     _md,
@@ -192,6 +192,7 @@ def _split(plan: Plan, spec: SplitSpec, seed: int) -> SplitReport:
         .order_by(F.c.pic_hash, SEL.c.source)
         .execution_options(yield_per=20_000)
     )
+    members: list[str]
     current, members = None, []
     for pic, src in rows:
         if pic != current:
@@ -238,10 +239,10 @@ def _drops(plan: Plan, spec: SplitSpec, report: SplitReport, base: list[ColumnEl
         .execution_options(yield_per=20_000)
     )
     dropped: Counter = Counter()
-    pending: list[dict[str, str]] = []
+    pending: list[dict[str, str | None]] = []
     order = {name: i for i, name in enumerate(spec.names)}
 
-    def settle(pic: str, counts: dict[str, int]) -> None:
+    def settle(pic: str | None, counts: dict[str, int]) -> None:
         keep = min(counts, key=lambda side: (-counts[side], order[side]))
         for side, n in counts.items():
             if side != keep:
@@ -251,6 +252,7 @@ def _drops(plan: Plan, spec: SplitSpec, report: SplitReport, base: list[ColumnEl
             conn.execute(insert(DROP), pending)
             pending.clear()
 
+    counts: dict[str, int]
     current, counts, hashes = None, {}, 0
     for pic, side, n in rows:
         if pic != current:
@@ -271,8 +273,8 @@ def _drops(plan: Plan, spec: SplitSpec, report: SplitReport, base: list[ColumnEl
 
 def _achieved(plan: Plan, spec: SplitSpec, report: SplitReport) -> None:
     conn = plan.conn
-    binaries = dict(conn.execute(select(SEL.c.split, func.count()).group_by(SEL.c.split)).all())
-    functions = dict(
+    binaries: dict[str, int] = dict(conn.execute(select(SEL.c.split, func.count()).group_by(SEL.c.split)).all())
+    functions: dict[str, int] = dict(
         conn.execute(
             select(SEL.c.split, func.count())
             .select_from(plan.functions_from())
@@ -307,6 +309,7 @@ class SelectionSummary:
 def describe_selection(conn: Connection, selection: Selection, *, rows: int = 0) -> SelectionSummary:
     """Counts (and the first ``rows`` binaries) of a selection, inside a snapshot."""
     plan = make_plan(conn, selection)
+    assert plan.dedup is not None  # make_plan reports it
     joined = B.join(SEL, SEL.c.binary_id == B.c.id)
     per_config: dict[str, dict[str, int]] = {}
     for config, n, funcs in conn.execute(

@@ -18,7 +18,7 @@ from assemblage.corpus.splits import SplitReport, SplitSpec
 
 __all__ = ["ExportRequest", "ExportSummary", "FORMATS", "INCLUDES", "FORMAT_VERSION"]
 
-FORMATS = ("parquet", "sqlite", "files")
+FORMATS: tuple[Literal["parquet", "sqlite", "files"], ...] = ("parquet", "sqlite", "files")
 INCLUDES = ("pdbs", "stripped")
 FORMAT_VERSION = 1
 

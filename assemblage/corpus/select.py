@@ -217,12 +217,12 @@ class Selection(BaseModel):
             if "unknown" in allowed:
                 admit.append(b.license.is_(None))
             conds.append(or_(*admit) if admit else false())
-        for column, name in ((b.size, "size"), (b.function_count, "functions")):
+        for counted, name in ((b.size, "size"), (b.function_count, "functions")):
             lo, hi = self.bounds(name)
             if lo is not None:
-                conds.append(column >= lo)
+                conds.append(counted >= lo)
             if hi is not None:
-                conds.append(column <= hi)
+                conds.append(counted <= hi)
         if self.has_pdb is not None:
             has = exists(select(m.Pdb.id).where(m.Pdb.binary_id == b.id))
             conds.append(has if self.has_pdb else ~has)
@@ -337,21 +337,21 @@ def license_allows(expression: str | None, allowed: set[str]) -> bool:
         if tok.upper() in ("AND", "OR", "WITH", ")"):
             raise ValueError(f"unexpected {tok}")
         value = _spdx(take()) in allowed
-        if peek() is not None and peek().upper() == "WITH":
+        if (nxt := peek()) is not None and nxt.upper() == "WITH":
             take()
             take()  # the exception does not change which licence it is
         return value
 
     def conjunction() -> bool:
         value = atom()
-        while peek() is not None and peek().upper() == "AND":
+        while (nxt := peek()) is not None and nxt.upper() == "AND":
             take()
             value = atom() and value
         return value
 
     def disjunction() -> bool:
         value = conjunction()
-        while peek() is not None and peek().upper() == "OR":
+        while (nxt := peek()) is not None and nxt.upper() == "OR":
             take()
             value = conjunction() or value
         return value

@@ -105,7 +105,7 @@ def parse_split(text: str, *, by: str = "source", merge_limit: float | None = No
     if problems:
         raise SelectionError(problems)
     try:
-        return SplitSpec(ratios=ratios, by=by, merge_limit=merge_limit)  # type: ignore[arg-type]
+        return SplitSpec(ratios=ratios, by=by, merge_limit=merge_limit)
     except ValidationError as exc:
         where = {"ratios": "--split", "by": "--by", "merge_limit": "--merge-limit"}
         raise SelectionError(

@@ -19,8 +19,9 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Integer, String, or_, select, update
+from sqlalchemy import CursorResult, DateTime, Integer, String, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from assemblage.db.models import Base, utcnow
@@ -98,11 +99,15 @@ def note_use(s: Session, row: ApiToken, now: datetime | None = None) -> bool:
     if last is not None and now - last < USE_RESOLUTION:
         return False
     stale = now - USE_RESOLUTION
-    done = s.execute(
-        update(ApiToken)
-        .where(ApiToken.id == row.id, or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < stale))
-        .values(last_used_at=now)
-        .execution_options(synchronize_session=False)
+    # an UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as any statement's Result
+    done = cast(
+        CursorResult[Any],
+        s.execute(
+            update(ApiToken)
+            .where(ApiToken.id == row.id, or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < stale))
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        ),
     )
     return bool(done.rowcount)
 

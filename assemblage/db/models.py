@@ -13,7 +13,7 @@ ours sits next to it: ``binaries.repo_last_update`` is Unix seconds (an
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -92,6 +93,9 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+    if TYPE_CHECKING:  # every model maps one declared table (SQLAlchemy types __table__ as any FromClause)
+        __table__: ClassVar[Table]
 
 
 class Recipe(Base):

@@ -120,6 +120,7 @@ def copy_rows(s: Session, table: str, columns: list[str], rows) -> None:
     """Append rows with PostgreSQL's COPY, in the session's transaction (several times faster than INSERT)."""
     cols = ", ".join(f'"{c}"' for c in columns)
     raw = s.connection().connection.driver_connection
+    assert raw is not None  # the session's live connection
     with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)

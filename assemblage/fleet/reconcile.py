@@ -118,7 +118,8 @@ def read_demand(sessions: sessionmaker[Session], depths: dict[str, int] | None, 
             q = queue_for(config)
             running[q] = running.get(q, 0) + int(n)
         busy = frozenset(
-            s.scalars(
+            i
+            for i in s.scalars(
                 select(m.Worker.instance_id)
                 .distinct()
                 .where(
@@ -128,6 +129,7 @@ def read_demand(sessions: sessionmaker[Session], depths: dict[str, int] | None, 
                     m.Worker.last_seen >= cutoff,
                 )
             )
+            if i is not None  # the query's own filter, for the type
         )
     waiting = {q: n for q, n in (depths or {}).items() if q != "unacked"}
     return Demand(waiting=waiting, running=running, busy_instances=busy)

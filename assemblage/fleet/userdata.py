@@ -268,9 +268,12 @@ def linux_user_data(settings: Settings, queues: list[str], *, concurrency: int |
         ],
         "runcmd": [[SETUP_PATH]],
     }
-    dumper = type("Dumper", (yaml.SafeDumper,), {})
-    dumper.add_representer(_Literal, _literal)
-    return "#cloud-config\n" + yaml.dump(doc, Dumper=dumper, sort_keys=False, width=1000)
+
+    class Dumper(yaml.SafeDumper):  # a class of its own: the representer is not added to SafeDumper's
+        pass
+
+    Dumper.add_representer(_Literal, _literal)
+    return "#cloud-config\n" + yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=1000)
 
 
 def _ps(value: str) -> str:

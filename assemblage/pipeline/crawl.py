@@ -160,7 +160,7 @@ def crawl_step(sessions: sessionmaker[Session], crawl_id: int, client: GithubCli
     before = client.stats.requests, client.stats.not_modified
 
     def bump(s: Session) -> None:  # the request counts, in the transaction that records the answer
-        c = s.get(m.Crawl, crawl_id)
+        c = s.get_one(m.Crawl, crawl_id)
         c.requests += client.stats.requests - before[0]
         c.not_modified += client.stats.not_modified - before[1]
         c.updated_at = m.utcnow()
@@ -273,7 +273,7 @@ def _page(
 
 def accepted_sources(s: Session, crawl_id: int) -> list[tuple[m.CrawlRepo, GitSource]]:
     """The accepted repositories of a crawl as git sources pinned to their commits, in the order found."""
-    crawl = s.get(m.Crawl, crawl_id)
+    crawl = s.get_one(m.Crawl, crawl_id)
     spec = _spec(crawl)
     out = []
     for repo in s.scalars(
@@ -330,7 +330,7 @@ def fail_crawl(sessions: sessionmaker[Session], crawl_id: int, error: str) -> No
 
 def crawl_report(s: Session, crawl_id: int) -> dict:
     """What a crawl did: requests, 304s, windows, repositories by verdict (``assemblage crawl --json``)."""
-    crawl = s.get(m.Crawl, crawl_id)
+    crawl = s.get_one(m.Crawl, crawl_id)
     verdicts = dict(
         s.execute(
             select(func.coalesce(m.CrawlRepo.reason, m.CrawlRepo.status), func.count())

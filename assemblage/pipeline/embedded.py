@@ -126,7 +126,7 @@ def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progr
     ctx = dataset.context
     progress = progress or Progress()
     with ctx.sessions() as s:
-        run = s.get(m.Run, run_id)
+        run = s.get_one(m.Run, run_id)
         run.status, run.started_at = "running", m.utcnow()
         s.commit()
         source_ids = list(s.scalars(select(m.Source.id).where(m.Source.run_id == run_id).order_by(m.Source.position)))

@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
@@ -61,7 +61,7 @@ __all__ = [
     "parse_lock",
 ]
 
-LOCK_VERSION = 1
+LOCK_VERSION: Final = 1
 
 
 def _assemblage_version() -> str:
@@ -207,9 +207,9 @@ def lock_for_run(s: Session, run_id: int | None = None) -> Lock:
                 .where(m.Binary.build_id.in_(origin_ids))
             ).all()
         )
-        for b in s.scalars(select(m.Binary).where(m.Binary.build_id.in_(origin_ids))):
-            binaries.setdefault(b.build_id, []).append(
-                LockedBinary(relpath=b.relpath, sha256=b.hash, size=b.size, format=b.format, pdb_sha256=pdbs.get(b.id))
+        for x in s.scalars(select(m.Binary).where(m.Binary.build_id.in_(origin_ids))):
+            binaries.setdefault(x.build_id, []).append(
+                LockedBinary(relpath=x.relpath, sha256=x.hash, size=x.size, format=x.format, pdb_sha256=pdbs.get(x.id))
             )
     toolchains: list[ToolchainInfo] = []
     index: dict[str, int] = {}

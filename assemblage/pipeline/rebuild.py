@@ -305,14 +305,16 @@ def _create_rows(
         for b in builds:
             cfg = configs.get(b.config) or _config_row(s, b.config)
             configs[b.config] = cfg
-            src = source_ids.get(b.source)
-            if src is None:
+            source = source_ids.get(b.source)
+            if source is None:
                 raise LockError(f"lock: a build names source {b.source}, which the lock does not list")
-            row = m.Build(run_id=run.id, source_id=src.id, configuration_id=cfg.id, flags_requested=b.flags_requested)
-            if src.status == "failed":
-                row.status, row.reason, row.message = "skipped", "source_unavailable", src.error
-                row.finished_at = m.utcnow()
-            s.add(row)
+            build = m.Build(
+                run_id=run.id, source_id=source.id, configuration_id=cfg.id, flags_requested=b.flags_requested
+            )
+            if source.status == "failed":
+                build.status, build.reason, build.message = "skipped", "source_unavailable", source.error
+                build.finished_at = m.utcnow()
+            s.add(build)
         run.expanded = True  # its sources and builds are all here (a rebuild has no crawl)
         run.status, run.started_at = "running", m.utcnow()
         return run.id

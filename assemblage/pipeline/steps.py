@@ -31,7 +31,7 @@ from assemblage.pipeline.failures import fail_source, sources_counted, too_many_
 from assemblage.pipeline.plan import RunPlan
 from assemblage.pipeline.reuse import build_key, reusable, toolchain_identity
 from assemblage.recipes.matrix import Config, expand_matrix
-from assemblage.recipes.models import Recipe
+from assemblage.recipes.models import GithubSource, Recipe
 from assemblage.storage.base import sha256_file
 from assemblage.urls import redact
 
@@ -115,6 +115,7 @@ def expand_run(ctx: Context, run_id: int, recipe: Recipe | None = None) -> bool:
         for pos, spec in enumerate(recipe.sources):
             expands = kind_of(spec).expands(spec)
             if expands == "crawl":
+                assert isinstance(spec, GithubSource)  # the one kind that expands by crawling
                 create_crawl(s, spec, run_id=run.id, position=pos)
             elif expands == "debian-selection":
                 selectors.append((pos, spec))  # after the others: it adds many
@@ -190,13 +191,12 @@ def complete_crawl(ctx: Context, crawl_id: int) -> list[int]:
     Returns the ids of the sources added now (to be fetched).
     """
     from assemblage.pipeline.crawl import accepted_sources
-    from assemblage.recipes.models import GithubSource
 
     with session_scope(ctx.sessions) as s:
         crawl = s.get(m.Crawl, crawl_id, with_for_update=True)
         if crawl is None or crawl.run_id is None or crawl.status not in ("finished", "failed"):
             return []
-        run = s.get(m.Run, crawl.run_id)
+        run = s.get_one(m.Run, crawl.run_id)
         if run.status == "cancelled":
             return []
         flags = list(parse_recipe_flags(run))
@@ -308,7 +308,7 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
             return True
         if src.status == "failed":
             return False
-        run = s.get(m.Run, src.run_id)
+        run = s.get_one(m.Run, src.run_id)
         base = ctx.source_root or Path(RunPlan.of(run).base)
         doc = dict(src.pinned_spec or src.spec)  # a rebuild's sources, or a refetch, use what was pinned
     try:
@@ -321,7 +321,7 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
         fail_source(ctx, source_id, unexpected_fetch_error(source_id, exc))
         return False
     with session_scope(ctx.sessions) as s:
-        src = s.get(m.Source, source_id)
+        src = s.get_one(m.Source, source_id)
         src.status, src.error = "fetched", None
         src.name = fetched.name
         src.commit, src.version, src.sha256 = fetched.commit, fetched.version, fetched.sha256
@@ -867,7 +867,7 @@ def interrupt_run(ctx: Context, run_id: int) -> int:
                 _utcnow(),
             )
             n += 1
-        run = s.get(m.Run, run_id)
+        run = s.get_one(m.Run, run_id)
         run.status, run.finished_at = "interrupted", _utcnow()
         return n
 
@@ -883,7 +883,7 @@ def finish_run(ctx: Context, run_id: int) -> dict[str, int]:
                 select(m.Build.status, func.count()).where(m.Build.run_id == run_id).group_by(m.Build.status)
             ).all()
         )
-        run = s.get(m.Run, run_id)
+        run = s.get_one(m.Run, run_id)
         crawling = s.scalar(
             select(func.count())
             .select_from(m.Crawl)

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -29,7 +30,8 @@ from assemblage.db.session import session_scope
 from assemblage.pipeline.embedded import Dataset, Progress
 from assemblage.pipeline.lock import LockedBuild, lock_for_run, lock_sha256
 from assemblage.pipeline.rebuild import Drift, rebuild
-from assemblage.storage.base import blob_key
+from assemblage.storage.base import ObjectStore, blob_key
+from assemblage.storage.local import LocalStore
 
 __all__ = ["Difference", "VerifyReport", "sample_builds", "verify_run"]
 
@@ -121,6 +123,11 @@ def _explain(diff: FileDiff) -> tuple[list[dict], list[str]]:
     return sections, diff.causes
 
 
+def _local(store: ObjectStore) -> LocalStore:
+    assert isinstance(store, LocalStore)  # a dataset folder's store (open_dataset)
+    return store
+
+
 def verify_run(
     dataset: Dataset,
     *,
@@ -166,7 +173,7 @@ def verify_run(
             for orig in b.binaries:
                 compared += 1
                 new = rebuilt.get(orig.relpath)
-                common = dict(
+                common: dict[str, Any] = dict(
                     source=labels.get(b.source, str(b.source)),
                     config=b.config,
                     relpath=orig.relpath,
@@ -195,8 +202,8 @@ def verify_run(
                     identical += 1
                 else:
                     diff = compare_files(
-                        ctx.store.local_path(blob_key(orig.sha256)),
-                        result.dataset.context.store.local_path(blob_key(new.sha256)),
+                        _local(ctx.store).local_path(blob_key(orig.sha256)),
+                        _local(result.dataset.context.store).local_path(blob_key(new.sha256)),
                     )
                     sections, causes = _explain(diff)
                     differences.append(
@@ -213,8 +220,8 @@ def verify_run(
                 if orig.pdb_sha256 and new.pdb_sha256 != orig.pdb_sha256:
                     if new.pdb_sha256:
                         diff = compare_files(
-                            ctx.store.local_path(blob_key(orig.pdb_sha256)),
-                            result.dataset.context.store.local_path(blob_key(new.pdb_sha256)),
+                            _local(ctx.store).local_path(blob_key(orig.pdb_sha256)),
+                            _local(result.dataset.context.store).local_path(blob_key(new.pdb_sha256)),
                         )
                         sections, causes = _explain(diff)
                     else:

@@ -131,23 +131,27 @@ def _check_events(text: str) -> None:
             if stack[-1][0] > MAX_NODES:
                 raise ComposerError(None, None, f"aliases expand the recipe past {MAX_NODES} values", mark)
 
+    # with libyaml's loader the events' marks are yaml._yaml.Mark, which types-PyYAML's MarkedYAMLError does not
+    # list (it takes any mark with line, column and name): hence the ignores on ComposerError(..., event.start_mark)
     try:
         while loader.check_event():
             event = loader.get_event()
             if isinstance(event, yaml.AliasEvent):
                 aliases += 1
                 if aliases > MAX_ALIASES:
-                    raise ComposerError(None, None, f"more than {MAX_ALIASES} aliases", event.start_mark)
+                    raise ComposerError(None, None, f"more than {MAX_ALIASES} aliases", event.start_mark)  # type: ignore[arg-type]
                 if any(frame[1] == event.anchor for frame in stack):
-                    raise ComposerError(None, None, "an alias that contains itself", event.start_mark)
-                add(sizes.get(event.anchor, 1), event.start_mark)
+                    raise ComposerError(None, None, "an alias that contains itself", event.start_mark)  # type: ignore[arg-type]
+                add(sizes.get(event.anchor, 1) if event.anchor is not None else 1, event.start_mark)
             elif isinstance(event, yaml.ScalarEvent):
                 if event.anchor:
                     sizes[event.anchor] = 1
                 add(1, event.start_mark)
             elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 if len(stack) >= MAX_DEPTH:
-                    raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+                    raise ComposerError(
+                        None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark  # type: ignore[arg-type]
+                    )
                 stack.append([1, event.anchor])
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 size, anchor = stack.pop()

@@ -43,6 +43,11 @@ MAX_EXCLUDE_RULES = 1000
 _REMOTE_HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")  # git's <transport>::<address>
 ARCHS = ("x86_64", "i686", "aarch64", "armhf")
 OPTS = ("O0", "O1", "O2", "O3", "Os", "Oz", "Og", "Ofast", "Od", "Ox")
+# the literal types of the matrix (typed defaults: `list[Platform](...)` is a list of them for mypy)
+Language = Literal["c", "c++"]
+Platform = Literal["linux", "windows"]
+Arch = Literal["x86_64", "i686", "aarch64", "armhf"]
+OptLevel = Literal["O0", "O1", "O2", "O3", "Os", "Oz", "Og", "Ofast", "Od", "Ox"]
 
 # pydantic's ByteSize reads sizes ("512MiB", "4 GiB", "100MB", plain bytes); bare K, M, G and T stay binary
 # (as docker's --memory and ulimit read them), as recipes have always had them
@@ -125,8 +130,8 @@ class DebianSelector(_Strict):
     """[h8-debian-deps] Debian source packages chosen from the archive's Sources index (sources/debian_select.py)."""
 
     section: str | list[str] | None = Field(None, description="Debian section(s), e.g. libs, utils, devel")
-    language: Literal["c", "c++"] | list[Literal["c", "c++"]] = Field(
-        default_factory=lambda: ["c", "c++"], description="the tree's main compiled language")
+    language: Language | list[Language] = Field(
+        default_factory=lambda: list[Language](["c", "c++"]), description="the tree's main compiled language")
     licenses: list[str] = Field(default_factory=list, description="licence allow-list (DEP-5 debian/copyright)")
     build_depends_satisfiable: bool = Field(True, description="only packages whose Build-Depends apt can satisfy")
     max_size: str | int | None = Field(None, description="largest source package (sum of its files), e.g. 5MiB")
@@ -244,14 +249,10 @@ CompilerFlag = Annotated[str, AfterValidator(_compiler_flag)]
 
 
 class Matrix(_Strict):
-    platform: list[Literal["linux", "windows"]] = Field(default_factory=lambda: ["linux"], min_length=1)
-    arch: list[Literal["x86_64", "i686", "aarch64", "armhf"]] = Field(
-        default_factory=lambda: ["x86_64"], min_length=1
-    )
+    platform: list[Platform] = Field(default_factory=lambda: list[Platform](["linux"]), min_length=1)
+    arch: list[Arch] = Field(default_factory=lambda: list[Arch](["x86_64"]), min_length=1)
     toolchain: list[ToolchainName] = Field(min_length=1)
-    opt: list[Literal["O0", "O1", "O2", "O3", "Os", "Oz", "Og", "Ofast", "Od", "Ox"]] = Field(
-        default_factory=lambda: ["O0", "O2"], min_length=1
-    )
+    opt: list[OptLevel] = Field(default_factory=lambda: list[OptLevel](["O0", "O2"]), min_length=1)
     flags: list[CompilerFlag] = Field(default_factory=list, max_length=200)
 
     @field_validator("platform", "arch", "toolchain", "opt")

@@ -415,7 +415,8 @@ class _HTTPS(urllib.request.HTTPSHandler):
         self._connection = _guarded(http.client.HTTPSConnection, policy)
 
     def https_open(self, req):
-        return self.do_open(self._connection, req, context=self._context)
+        # HTTPSHandler.__init__ keeps its SSL context in _context, which typeshed does not declare
+        return self.do_open(self._connection, req, context=self._context)  # type: ignore[attr-defined]
 
 
 def _opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:

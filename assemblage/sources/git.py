@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import shutil
 import urllib.parse
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def _git(
     what: str,
     timeout: float,
     git_dir: Path | None = None,
-    env: dict[str, str | None] | None = None,
+    env: Mapping[str, str | None] | None = None,
     check: bool = True,
     opts: tuple[str, ...] = (),
 ):

@@ -159,7 +159,7 @@ class FetchPolicy:
         for host in hosts:
             try:
                 for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM):
-                    addresses.add(str(_inner(ipaddress.ip_address(info[4][0].split("%", 1)[0]))))
+                    addresses.add(str(_inner(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))))
             except (OSError, UnicodeError, ValueError):
                 continue
         return cls(
@@ -207,11 +207,12 @@ class FetchPolicy:
             raise SourceError(
                 f"{host}: cannot resolve the host name ({getattr(exc, 'strerror', None) or exc})"
             ) from None
-        out = []
+        out: list[tuple[int, tuple[Any, ...]]] = []
         for family, _type, _proto, _name, sockaddr in infos:
-            why = self.refusal(host, sockaddr[0], port)
+            address = str(sockaddr[0])  # an IP address (typeshed also allows the int of an AF_* family we never ask)
+            why = self.refusal(host, address, port)
             if why:
-                raise self._refused(host, port, sockaddr[0], why)
+                raise self._refused(host, port, address, why)
             out.append((family, sockaddr))
         if not out:
             raise SourceError(f"{host}: the host name has no address")

@@ -336,7 +336,7 @@ class SourceTree:
                     text = data.decode("latin-1")
                 src = SourceFile(text)
         self._files[debug_path] = src
-        if key is not None:
+        if key is not None and self._shared is not None:  # a key is made only with a shared cache
             self._shared[key] = src
         return src
 

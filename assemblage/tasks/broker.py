@@ -25,18 +25,20 @@ TRANSPORT = "assemblage.tasks.broker:Transport"
 class Channel(kombu_redis.Channel):
     _sync_client = None
 
+    # the private methods overridden here are kombu's (pinned to its minor release in pyproject.toml); the
+    # kombu stubs of celery-types declare only its public API, hence the ignores on their super() calls
     def _create_client(self, asynchronous: bool = False):
         if asynchronous:  # the event loop's clients (BRPOP, pub/sub) are kombu's own
-            return super()._create_client(asynchronous=True)
+            return super()._create_client(asynchronous=True)  # type: ignore[misc]
         pool = self.pool  # a new pool after a fork or a reconnect: a new client for it
         client = self._sync_client
         if client is None or client.connection_pool is not pool:
-            client = self._sync_client = super()._create_client()
+            client = self._sync_client = super()._create_client()  # type: ignore[misc]
         return client
 
     def _disconnect_pools(self) -> None:
         self._sync_client = None
-        super()._disconnect_pools()
+        super()._disconnect_pools()  # type: ignore[misc]
 
 
 class Transport(kombu_redis.Transport):

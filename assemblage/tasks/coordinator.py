@@ -21,8 +21,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import cast
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -130,13 +132,18 @@ def requeue_dead_leases(sessions: sessionmaker[Session], dead_after: float, send
     w = aliased(m.Worker)
     todo: list[tuple[str, int]] = []
     with session_scope(sessions) as s:
+        model: type[m.Source] | type[m.Crawl]
         for kind, model, active in (("fetch", m.Source, ("pending",)), ("crawl", m.Crawl, ("pending", "running"))):
-            rows = s.execute(
-                select(model, w.last_seen)
-                .outerjoin(w, w.id == model.worker)
-                .where(model.worker.is_not(None), model.status.in_(active))
-                .with_for_update(of=model, skip_locked=True)
-            ).all()
+            # rows of `model` (select() of a union of two model classes is typed as their common base)
+            rows = cast(
+                Sequence[tuple[m.Source | m.Crawl, datetime | None]],
+                s.execute(
+                    select(model, w.last_seen)
+                    .outerjoin(w, w.id == model.worker)
+                    .where(model.worker.is_not(None), model.status.in_(active))
+                    .with_for_update(of=model, skip_locked=True)
+                ).all(),
+            )
             for row, seen in rows:
                 if seen is not None and seen.tzinfo is None:
                     seen = seen.replace(tzinfo=cutoff.tzinfo)

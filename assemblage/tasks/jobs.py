@@ -67,7 +67,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     kombu.exceptions.OperationalError,  # broker connection
 )
 
-_RETRY = {
+_RETRY: dict[str, Any] = {
     "autoretry_for": TRANSIENT,
     "retry_backoff": 2,
     "retry_backoff_max": 60,
@@ -364,6 +364,7 @@ def build(self, build_id: int) -> str:
         if verdict in m.FINAL_STATUSES and run_id is not None:
             finish_run(rt.context(), run_id)  # a redelivered copy: make sure the run is closed
         return verdict
+    assert run_id is not None  # a claimed build has its run
     ctx = rt.context()
     log.info("build %s started", build_id)
     try:

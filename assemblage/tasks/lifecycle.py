@@ -115,7 +115,7 @@ def _on_worker_shutdown(**_kw: Any) -> None:
         hb.stop()
 
 
-def _run_of(model: type, obj_id: Any) -> int | None:
+def _run_of(model: type[m.Build] | type[m.Source], obj_id: Any) -> int | None:
     try:
         with runtime(_settings()).sessions() as s:
             return s.scalar(select(model.run_id).where(model.id == obj_id))

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -152,7 +153,11 @@ def touch(
     """
     now = m.utcnow()
     instance_id = instance_id or _identity.get("instance_id")
-    n = s.execute(update(m.Worker).where(m.Worker.id == wid).values(last_seen=now, build_id=build_id)).rowcount
+    # an UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as any statement's Result
+    n = cast(
+        CursorResult[Any],
+        s.execute(update(m.Worker).where(m.Worker.id == wid).values(last_seen=now, build_id=build_id)),
+    ).rowcount
     if not n:
         s.add(
             m.Worker(

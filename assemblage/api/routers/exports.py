@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -81,7 +81,7 @@ def _presign(store, row: m.Export, expires: int) -> str | None:
     return store.download_url(row.key, expires=expires, filename=f"{archive_name(row.id)}.tar.zst")
 
 
-_CREATED = {
+_CREATED: dict[int | str, dict[str, Any]] = {
     201: {"description": "The export job was recorded and queued; follow it at `GET /exports/{id}`"},
     422: {"description": "The request does not validate (an unknown filter or option, a bad split, ...)"},
 }
@@ -127,7 +127,7 @@ def create(
     except Exception as exc:  # noqa: BLE001 - recorded; the sweeper sends it when the broker is back
         log.warning("export %s recorded, but the broker refused its task: %s", export_id, exc)
     response.headers["Location"] = f"/api/v1/exports/{export_id}"
-    return _out(s.get(m.Export, export_id), request, store, settings)
+    return _out(s.get_one(m.Export, export_id), request, store, settings)
 
 
 @router.get("", response_model=ExportPage, summary="Exports, newest first, paged by cursor")

@@ -73,6 +73,7 @@ def create(body: TokenCreate, s: SessionDep, settings: SettingsDep, token: Admin
     key = settings.secret_key.get_secret_value()
     secret = create_token(s, scope=body.scope, secret=key, name=body.name)
     row = find_token(s, secret, key)
+    assert row is not None  # created just above, in this transaction
     s.commit()
     log.warning("token %s (%s, %s) created by token %s (%s)", row.id, body.scope, body.name, token.id, token.name)
     return TokenCreated(**_out(row), token=secret)

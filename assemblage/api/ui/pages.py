@@ -60,7 +60,7 @@ def _render(request: Request, name: str, user: Principal | None, status_code: in
         user=user,
         csrf=csrf_token(user, secret) if user else "",
         colours=STATUS_COLOURS,
-        can_submit=bool(user) and scope_allows(user.scope, "submit"),
+        can_submit=user is not None and scope_allows(user.scope, "submit"),
     )
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
@@ -112,7 +112,7 @@ def login(
     principal = request.app.state.auth.authenticate(token) if token else None
     if principal is None or not scope_allows(principal.scope, "read"):
         nonce = secrets.token_urlsafe(24)
-        resp = _render(
+        resp: Response = _render(
             request,
             "login.html",
             None,

@@ -13,11 +13,13 @@ of the input that turns its ``IndexError`` into :class:`DwarfError`. No other
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
+    "ByteOrder",
     "CONSTANT_FORMS",
     "F_IMPLICIT_CONST",
     "VARIABLE_FORMS",
@@ -33,6 +35,9 @@ __all__ = [
     "run_plan",
     "skip_attributes",
 ]
+
+
+ByteOrder = Literal["little", "big"]  # int.from_bytes's byteorder
 
 
 class DwarfError(ValueError):
@@ -56,7 +61,7 @@ class DwarfSections:
     default_address_size: int = 8
 
     @classmethod
-    def of(cls, get: Callable[[str], bytes], *, little_endian: bool, address_size: int) -> DwarfSections:
+    def of(cls, get: Callable[[builtins.str], bytes], *, little_endian: bool, address_size: int) -> DwarfSections:
         """The sections ``get`` returns by short name (``"info"`` for ``.debug_info``; b"" when absent)."""
         return cls(
             **{name: get(name) for name in SECTION_NAMES},
@@ -248,7 +253,13 @@ def decode_plan(
 
 
 def skip_attributes(
-    plan: list[int], data: bytes, pos: int, offset_size: int, address_size: int, version: int, order: str = "little"
+    plan: list[int],
+    data: bytes,
+    pos: int,
+    offset_size: int,
+    address_size: int,
+    version: int,
+    order: ByteOrder = "little",
 ) -> int:
     for step in plan:
         if step >= 0:
@@ -323,7 +334,7 @@ class AttributeReader:
     def __init__(self, sec: DwarfSections, unit: Unit) -> None:
         self.sec = sec
         self.unit = unit
-        self.order = "little" if sec.little_endian else "big"
+        self.order: ByteOrder = "little" if sec.little_endian else "big"
         self._str_cache: dict[tuple[int, int], str] = {}
 
     def uint(self, data: bytes, pos: int, n: int) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
-from .forms import DwarfError, DwarfSections, cstring_end, read_sleb, read_uleb
+from .forms import ByteOrder, DwarfError, DwarfSections, cstring_end, read_sleb, read_uleb
 
 __all__ = ["LineProgram", "read_line_program"]
 
@@ -43,7 +43,7 @@ class LineProgram:
         return self.files.get(index)
 
 
-def _uint(data: bytes, pos: int, n: int, order: str) -> int:
+def _uint(data: bytes, pos: int, n: int, order: ByteOrder) -> int:
     if pos + n > len(data):
         raise DwarfError(f".debug_line value at {pos:#x} runs past the section end")
     return int.from_bytes(data[pos : pos + n], order)
@@ -68,7 +68,7 @@ def _strp(sec_data: bytes, off: int) -> str:
 
 
 def _v5_entries(
-    data: bytes, pos: int, sec: DwarfSections, offset_size: int, order: str, strx: object
+    data: bytes, pos: int, sec: DwarfSections, offset_size: int, order: ByteOrder, strx: object
 ) -> tuple[list[dict[int, object]], int]:
     fmt_count = _byte(data, pos)
     pos += 1
@@ -83,6 +83,7 @@ def _v5_entries(
     out = []
     for _ in range(count):
         entry: dict[int, object] = {}
+        v: object
         for ct, form in fmts:
             if form == 0x08:  # string
                 v, pos = _cstr(data, pos)
@@ -144,7 +145,7 @@ def read_line_program(
 
 def _read(sec: DwarfSections, offset: int, comp_dir: str | None, cu_name: str | None, want_rows: bool) -> LineProgram:
     data = sec.line
-    order = "little" if sec.little_endian else "big"
+    order: ByteOrder = "little" if sec.little_endian else "big"
     if offset + 4 > len(data):
         raise DwarfError(f"line program offset {offset:#x} is outside .debug_line")
     length = _uint(data, offset, 4, order)
@@ -188,7 +189,7 @@ def _read(sec: DwarfSections, offset: int, comp_dir: str | None, cu_name: str | 
     if version >= 5:
         dirs_raw, pos = _v5_entries(data, pos, sec, offset_size, order, None)
         files_raw, pos = _v5_entries(data, pos, sec, offset_size, order, None)
-        dirs = [d.get(_LNCT_PATH) if isinstance(d.get(_LNCT_PATH), str) else None for d in dirs_raw]
+        dirs = [p if isinstance(p := d.get(_LNCT_PATH), str) else None for d in dirs_raw]
         base_dir = dirs[0] if dirs else comp_dir
         for i, f in enumerate(files_raw):
             name = f.get(_LNCT_PATH)
@@ -243,7 +244,7 @@ def _run(
     opcode_base: int,
     std_lengths: list[int],
     address_size: int,
-    order: str,
+    order: ByteOrder,
     version: int,
 ) -> None:
     rows = prog.rows

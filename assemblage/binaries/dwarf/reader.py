@@ -78,6 +78,7 @@ from ..demangle import demangle
 from ..hashing import FunctionHasher, hash_and_demangle
 from ..model import Function, Inlining, LineRow, Producer, Range
 from ..producer import parse_producer
+from .forms import ByteOrder
 from .lines import LineProgram, read_line_program
 from .units import (
     AT,
@@ -300,7 +301,7 @@ class DwarfReader:
         self.programs: dict[int, LineProgram | None] = {}
         self.code = sorted(code_ranges) if code_ranges is not None else None
         self.code_starts = [s for s, _ in self.code] if self.code is not None else []
-        self.name_cache: dict[int, dict[str, Any]] = {}
+        self.name_cache: dict[int, tuple[Any, ...]] = {}
         self.busy: set[int] = set()
         self.problems: list[str] = []
         self.unit_offsets: list[int] | None = None
@@ -381,6 +382,7 @@ class DwarfReader:
 
     def ranges(self, die: Die) -> list[Range]:
         a = die.attrs
+        assert a is not None  # callers pass decoded DIEs (a unit's, a decoded subprogram's)
         v = a.get(_AT_LOW_PC)
         if v is not None and isinstance(v[1], int):
             low = v[1]
@@ -403,7 +405,7 @@ class DwarfReader:
 
     def _rnglist(self, u: Unit, v: int, is_index: bool) -> list[Range]:
         data = self.sec.rnglists
-        order = "little" if self.sec.little_endian else "big"
+        order: ByteOrder = "little" if self.sec.little_endian else "big"
         if is_index:
             base = u.rnglists_base if u.rnglists_base is not None else 12
             p = base + v * u.offset_size
@@ -452,7 +454,7 @@ class DwarfReader:
 
     def _ranges_v4(self, u: Unit, off: int) -> list[Range]:
         data = self.sec.ranges
-        order = "little" if self.sec.little_endian else "big"
+        order: ByteOrder = "little" if self.sec.little_endian else "big"
         asz = u.address_size
         top = (1 << (8 * asz)) - 1
         base_addr = u.low_pc
@@ -521,10 +523,10 @@ class DwarfReader:
             a = die.attrs
             if AT.declaration in a and a[AT.declaration][1]:
                 continue
-            raw = self.ranges(die)
-            if not raw:
+            spans = self.ranges(die)
+            if not spans:
                 continue
-            rs = self.live(raw, die.unit.address_size)
+            rs = self.live(spans, die.unit.address_size)
             if not rs:
                 res.discarded += 1
                 continue
@@ -670,7 +672,7 @@ class _AddrX:
         self.data = sec.addr
         self.base = u.addr_base if u.addr_base is not None else 8
         self.size = u.address_size
-        self.order = "little" if sec.little_endian else "big"
+        self.order: ByteOrder = "little" if sec.little_endian else "big"
 
     def __call__(self, i: int) -> int:
         p = self.base + i * self.size

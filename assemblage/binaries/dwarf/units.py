@@ -29,6 +29,7 @@ from .forms import (
     F_IMPLICIT_CONST,
     VARIABLE_FORMS,
     AttributeReader,
+    ByteOrder,
     DwarfError,
     DwarfSections,
     Unit,
@@ -223,7 +224,7 @@ def _compile(raw: dict, offset_size: int, address_size: int, version: int) -> di
     return out
 
 
-def _read_unit_header(data: bytes, pos: int, index: int, order: str) -> Unit:
+def _read_unit_header(data: bytes, pos: int, index: int, order: ByteOrder) -> Unit:
     size = len(data)
     if pos + 11 > size:
         raise DwarfError(f"unit header at {pos:#x} is truncated")
@@ -310,7 +311,7 @@ def walk_units(sec: DwarfSections, *, roots_only: bool = False) -> tuple[list[Un
 
 def _walk(sec: DwarfSections, roots_only: bool = False) -> tuple[list[Unit], list[Die]]:
     data = sec.info
-    order = "little" if sec.little_endian else "big"
+    order: ByteOrder = "little" if sec.little_endian else "big"
     units: list[Unit] = []
     dies: list[Die] = []
     raw_cache: dict[int, dict] = {}
@@ -421,7 +422,7 @@ def _walk_unit(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], dies: 
             if ab.lazy:
                 append(Die(die_offset, ab.tag, unit, None, ctx, ab))
                 skip = ab.skip
-                if skip.__class__ is int:
+                if isinstance(skip, int):
                     pos += skip
                 else:
                     pos = skip_attributes(skip, data, pos, osz, asz, ver, order)
@@ -431,7 +432,7 @@ def _walk_unit(sec: DwarfSections, unit: Unit, table: dict[int, _Abbrev], dies: 
             child_ctx = die_offset
         else:
             skip = ab.skip
-            if skip.__class__ is int:
+            if isinstance(skip, int):
                 pos += skip
             else:
                 pos = skip_attributes(skip, data, pos, osz, asz, ver, order)

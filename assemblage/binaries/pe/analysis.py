@@ -135,6 +135,7 @@ def _analyze(p: str, data: bytes, pe: pefile.PE, pdb: str | os.PathLike[str] | N
 
     image = ImageReader(pe, data)
     pdb_file = _pair_pdb(p, cv, pdb, out)
+    no_debug_info: Callable[[int], bool] | None
     if pdb_file is not None:
         no_debug_info = fill_from_pdb(out, pdb_file, image, lines)
     else:

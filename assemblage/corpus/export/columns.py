@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +82,7 @@ def _date(value: Any) -> Any:
 
 
 def column_for(name: str, t: types.TypeEngine, *, nullable: bool = True, primary_key: bool = False) -> Column:
-    kw = {"nullable": nullable, "primary_key": primary_key}
+    kw: dict[str, Any] = {"nullable": nullable, "primary_key": primary_key}
     if isinstance(t, types.Boolean):
         return Column(name, t, pa.bool_(), **kw)
     if isinstance(t, types.Integer):
@@ -122,13 +122,13 @@ def schema_of(columns: list[Column]) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.arrow, nullable=c.nullable) for c in columns])
 
 
-def sqlite_row_converter(columns: list[Column]) -> Callable[[list[Any]], list[Any]] | None:
+def sqlite_row_converter(columns: list[Column]) -> Callable[[Sequence[Any]], list[Any]] | None:
     """A function turning driver rows into rows sqlite3 stores, or None when they already are."""
     conv = [(i, c.to_sqlite) for i, c in enumerate(columns) if c.to_sqlite is not None]
     if not conv:
         return None
 
-    def convert(rows: list[Any]) -> list[Any]:
+    def convert(rows: Sequence[Any]) -> list[Any]:
         out = []
         for row in rows:
             row = list(row)

@@ -55,7 +55,7 @@ def collect_facts(conn: Connection, plan: Plan) -> Facts:
     joined = B.join(SEL, SEL.c.binary_id == B.c.id)
     fjoined = plan.functions_from().join(B, B.c.id == F.c.binary_id)
     fconds = plan.function_conditions()
-    nfunc = dict(
+    nfunc: dict[str, int] = dict(
         conn.execute(select(B.c.config, func.count()).select_from(fjoined).where(*fconds).group_by(B.c.config)).all()
     )
     facts.by_config = [
@@ -73,7 +73,7 @@ def collect_facts(conn: Connection, plan: Plan) -> Facts:
             .order_by(func.count().desc(), B.c.license)
         )
     ]
-    sfunc = dict(
+    sfunc: dict[str, int] = dict(
         conn.execute(select(B.c.source, func.count()).select_from(fjoined).where(*fconds).group_by(B.c.source)).all()
     )
     facts.by_source = [

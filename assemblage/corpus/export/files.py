@@ -128,6 +128,7 @@ class ObjectCopier:
     def close(self) -> None:
         if self._tar is not None:
             self._tar.close()
+            assert self._zst is not None  # opened with the tar
             self._zst.close()
             objects = self.root / "objects"
             for d in sorted(objects.glob("*"), reverse=True) if objects.exists() else []:

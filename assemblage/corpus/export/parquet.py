@@ -92,6 +92,7 @@ class _Side:
     def _close_file(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            assert self.path is not None  # set with the writer
             self.owner.on_file(self.path)
             self.writer, self.path = None, None
             self.file_index += 1
@@ -115,7 +116,7 @@ class TableWriter:
         sides: list[str] | None = None,
         row_group: int = ROW_GROUP,
         rows_per_file: int = ROWS_PER_FILE,
-        on_file: Callable[[Path], None] = lambda p: None,
+        on_file: Callable[[Path], object] = lambda p: None,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.row_group, self.rows_per_file, self.on_file = row_group, rows_per_file, on_file
@@ -132,7 +133,8 @@ class TableWriter:
             return
         split = batch.column(batch.schema.get_field_index("split"))
         for name, side in self._sides.items():
-            part = batch.filter(pc.equal(split, name))
+            # pyarrow-stubs type the operands as Scalar/Array; pyarrow.compute takes a Python str as a scalar
+            part = batch.filter(pc.equal(split, name))  # type: ignore[call-overload]
             side.add(part)
 
     def close(self) -> None:

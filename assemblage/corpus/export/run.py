@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -202,7 +202,7 @@ class _Tables:
 
     # ---------------------------------------------------------- copying, inside the snapshot
 
-    def _stream(self, conn: Connection, query: Any) -> Iterator[list[Any]]:
+    def _stream(self, conn: Connection, query: Any) -> Iterator[Sequence[Any]]:
         yield from conn.execute(query.execution_options(yield_per=BATCH)).partitions()
 
     def _cols(self, conn: Connection, table: Any) -> list[Any]:
@@ -294,9 +294,10 @@ class _Tables:
             for rows in self._stream(conn, select(SEL.c.binary_id, *sides).order_by(SEL.c.binary_id)):
                 self._write(conn, "splits", rows)
 
-    def _write(self, conn: Connection, table: str, rows: list[Any]) -> None:
+    def _write(self, conn: Connection, table: str, rows: Sequence[Any]) -> None:
         if self.fast:  # into the attached file, on the snapshot's own connection (it holds the file's lock)
             raw = conn.connection.driver_connection
+            assert raw is not None  # a live connection (the snapshot's) has its driver connection
             raw.executemany(self.db.insert_sql(table, "out"), self.db.converted(table, rows))
         else:
             self.db.write(table, rows)

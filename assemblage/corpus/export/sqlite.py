@@ -28,6 +28,7 @@ file behind to protect.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ class ExportDB:
             self._db.execute("BEGIN")
         return self._db
 
-    def converted(self, table: str, rows: list[Any]) -> list[Any]:
+    def converted(self, table: str, rows: Sequence[Any]) -> Sequence[Any]:
         """Driver rows (in the table's column order) as sqlite3 stores them."""
         convert = self._convert[table]
         return convert(rows) if convert else rows
@@ -107,7 +108,7 @@ class ExportDB:
         prefix = f"{schema}." if schema else ""
         return self._sql[table].replace("INSERT INTO ", f"INSERT INTO {prefix}", 1)
 
-    def write(self, table: str, rows: list[Any]) -> None:
+    def write(self, table: str, rows: Sequence[Any]) -> None:
         """Rows in the order of the table's columns."""
         self.db.executemany(self._sql[table], self.converted(table, rows))
 
