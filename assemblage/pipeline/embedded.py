@@ -175,6 +175,7 @@ def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progr
                 done, pending = wait(pending, timeout=CANCEL_POLL, return_when=FIRST_COMPLETED)
                 if cancelled.is_set():  # here, not in the watch's thread: this loop alone submits
                     stop_pools()
+                    pending = {f for f in pending if not f.cancelled()}  # wait() never reports these done
                 for fut in done:
                     if fut.cancelled():
                         continue

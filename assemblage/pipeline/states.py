@@ -32,9 +32,10 @@ import logging
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, ScalarResult, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from assemblage.db import models as m
@@ -135,7 +136,7 @@ def _move(rules: Mapping[str, Rule], what: str, row: m.Run | m.Build, event: str
     return True
 
 
-def _now():
+def _now() -> datetime:
     return m.utcnow()
 
 
@@ -161,7 +162,7 @@ def finish_run(sessions: sessionmaker[Session], run_id: int) -> bool:
     has ended another way (a cancelled run stays cancelled).
     """
     with session_scope(sessions) as s:
-        run = s.get(m.Run, run_id)
+        run = s.get(m.Run, run_id, with_for_update=True)  # a cancel committing now is waited for, then seen
         if run is None or not run.expanded or run.status not in RUN_RULES["finish"].moves:
             return False
         left = s.scalar(
@@ -187,7 +188,6 @@ def finish_run(sessions: sessionmaker[Session], run_id: int) -> bool:
         )
         if left or crawling or unplaced:
             return False
-        run = s.get(m.Run, run_id, with_for_update=True)
         if not _move(RUN_RULES, "run", run, "finish"):
             return False
         run.finished_at = _now()
@@ -352,7 +352,7 @@ def finish_build(b: m.Build, status: str, reason: str | None = None, message: st
     return True
 
 
-def skip_build(b: m.Build, reason: str, message: str, *, now=None) -> bool:
+def skip_build(b: m.Build, reason: str, message: str, *, now: datetime | None = None) -> bool:
     """pending or running -> skipped with ``reason`` (source_unavailable, cancelled, interrupted, run_failed)."""
     if not _move(BUILD_RULES, "build", b, "skip"):
         return False
@@ -404,6 +404,8 @@ def record_internal_error(sessions: sessionmaker[Session], build_id: int, exc: B
     return end_build(sessions, build_id, "failed", "internal_error", message)
 
 
-def _open_builds(s: Session, where, *, statuses: tuple[str, ...] = ("pending", "running"), lock: bool = False):
+def _open_builds(
+    s: Session, where: ColumnElement[bool], *, statuses: tuple[str, ...] = ("pending", "running"), lock: bool = False
+) -> ScalarResult[m.Build]:
     q = select(m.Build).where(where, m.Build.status.in_(statuses))
     return s.scalars(q.with_for_update() if lock else q)

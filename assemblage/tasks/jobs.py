@@ -333,6 +333,7 @@ def build(self, build_id: int) -> str:
             if verdict in m.FINAL_STATUSES and run_id is not None:
                 states.finish_run(rt.sessions, run_id)  # a redelivered copy: make sure the run is closed
             return verdict
+        assert run_id is not None  # a build that was claimed has its run
         log.info("build %s started", build_id)
         try:
             # CancelWatch: a cancelled run (POST /runs/{id}/cancel) kills this build within a heartbeat interval

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from assemblage.pipeline.states import BUILD_RULES, RUN_RULES, RUN_STATUSES, Ill
 pytestmark = pytest.mark.integration
 
 BUILD_STATUSES = m.BUILD_STATUSES
+T = TypeVar("T", m.Run, m.Build, m.Source)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -80,14 +82,20 @@ def make_run(
         return run.id, ids, src.id
 
 
+def row(s: Session, model: type[T], row_id: int, *, lock: bool = False) -> T:
+    found = s.get(model, row_id, with_for_update=lock)
+    assert found is not None, f"no {model.__name__} {row_id}"
+    return found
+
+
 def run_status(sessions: sessionmaker[Session], run_id: int) -> str:
     with sessions() as s:
-        return s.get(m.Run, run_id).status
+        return row(s, m.Run, run_id).status
 
 
 def builds_of(sessions: sessionmaker[Session], ids: list[int]) -> list[tuple[str, str | None]]:
     with sessions() as s:
-        return [(s.get(m.Build, i).status, s.get(m.Build, i).reason) for i in ids]
+        return [(row(s, m.Build, i).status, row(s, m.Build, i).reason) for i in ids]
 
 
 def apply_run_event(sessions: sessionmaker[Session], event: str, run_id: int) -> object:
@@ -135,9 +143,9 @@ def test_run_event_from_each_state(sessions, event, status):
             reason = {"fail": "run_failed", "interrupt": "interrupted", "cancel": "cancelled"}[event]
             assert builds_of(sessions, bids) == [("skipped", reason)] * 2
             with sessions() as s:
-                run = s.get(m.Run, run_id)
+                run = row(s, m.Run, run_id)
                 assert run.finished_at is not None
-                src = s.get(m.Source, src_id)
+                src = row(s, m.Source, src_id)
             # a cancelled or failed run fetches nothing more; an interrupted one keeps its sources for a rerun
             assert src.status == ("pending" if event == "interrupt" else "failed")
         if event == "cancel":
@@ -162,7 +170,7 @@ def test_a_run_finishes_only_when_nothing_is_left(sessions):
     run_id, bids, _ = make_run(sessions, "running", builds=("succeeded", "running"))
     assert states.finish_run(sessions, run_id) is False and run_status(sessions, run_id) == "running"
     with session_scope(sessions) as s:
-        assert states.finish_build(s.get(m.Build, bids[1], with_for_update=True), "failed", "compile_error", "x")
+        assert states.finish_build(row(s, m.Build, bids[1], lock=True), "failed", "compile_error", "x")
     assert states.finish_run(sessions, run_id) is True and run_status(sessions, run_id) == "finished"
     not_expanded, _, _ = make_run(sessions, "running", builds=(), expanded=False)
     assert states.finish_run(sessions, not_expanded) is False  # its start task has not added its sources yet
@@ -178,7 +186,7 @@ def test_a_cancel_of_an_ended_run_says_how_it_ended(sessions):
 
 def build_event(sessions: sessionmaker[Session], event: str, build_id: int) -> bool:
     with session_scope(sessions) as s:
-        b = s.get(m.Build, build_id, with_for_update=True)
+        b = row(s, m.Build, build_id, lock=True)
         if event == "claim":
             return states.claim_build(b, "me")
         if event == "finish":
@@ -198,13 +206,13 @@ def test_build_event_from_each_state(sessions, event, status):
     rule = BUILD_RULES[event]
     _, (bid,), _ = make_run(sessions, "running", builds=(status,))
     with sessions() as s:
-        before = s.get(m.Build, bid)
+        before = row(s, m.Build, bid)
         attempts, reason = before.attempts, before.reason
     if status in rule.moves:
         assert build_event(sessions, event, bid) is True
         target = rule.moves[status]
         with sessions() as s:
-            b = s.get(m.Build, bid)
+            b = row(s, m.Build, bid)
             assert b.status == ("succeeded" if target == "*" else target)
             if event == "claim":
                 assert (b.worker, b.attempts) == ("me", attempts + 1) and b.started_at is not None
@@ -216,7 +224,7 @@ def test_build_event_from_each_state(sessions, event, status):
         assert status in rule.stays, "every build state moves or stays: any build message may come twice"
         assert build_event(sessions, event, bid) is False
         with sessions() as s:
-            b = s.get(m.Build, bid)
+            b = row(s, m.Build, bid)
             assert (b.status, b.reason, b.attempts) == (status, reason, attempts)
 
 
@@ -225,7 +233,7 @@ def test_a_cancelled_build_is_not_resurrected_by_its_result(sessions):
     assert states.take_build(sessions, bid, "w1") == "running"
     assert states.cancel_run(sessions, run_id) == states.CancelOutcome("cancelled", queued=0, running=1)
     with session_scope(sessions) as s:  # the build's result arrives after the cancel
-        assert states.finish_build(s.get(m.Build, bid, with_for_update=True), "succeeded") is False
+        assert states.finish_build(row(s, m.Build, bid, lock=True), "succeeded") is False
     assert states.record_internal_error(sessions, bid, RuntimeError("late")) == "skipped"
     assert builds_of(sessions, [bid]) == [("skipped", "cancelled")]
     assert states.take_build(sessions, bid, "w2") == "skipped"  # a copy of its message: it never starts
@@ -236,7 +244,7 @@ def test_a_result_must_be_a_final_status(sessions):
     _, (bid,), _ = make_run(sessions, "running", builds=("running",))
     with session_scope(sessions) as s:
         with pytest.raises(ValueError, match="'pending' is not a result"):
-            states.finish_build(s.get(m.Build, bid), "pending")
+            states.finish_build(row(s, m.Build, bid), "pending")
     assert builds_of(sessions, [bid]) == [("running", None)]
 
 
@@ -244,7 +252,7 @@ def test_builds_are_ready_once_their_source_is_fetched(sessions):
     run_id, bids, src_id = make_run(sessions, "running", builds=("pending", "pending", "skipped"), source="pending")
     assert states.ready_builds(sessions, src_id) == []
     with session_scope(sessions) as s:
-        assert states.source_fetched(s.get(m.Source, src_id)) is True
+        assert states.source_fetched(row(s, m.Source, src_id)) is True
     ready = states.ready_builds(sessions, src_id)
     assert [bid for bid, _ in ready] == bids[:2]
     assert [config for _, config in ready] == ["linux-x86_64-gcc-12-O0", "linux-x86_64-gcc-12-O1"]
@@ -253,4 +261,4 @@ def test_builds_are_ready_once_their_source_is_fetched(sessions):
     assert states.ready_builds(sessions, failed_src) == []
     assert builds_of(sessions, failing) == [("skipped", "source_unavailable")]
     with session_scope(sessions) as s:  # a fetch that ends after its run was cancelled does not revive the source
-        assert states.source_fetched(s.get(m.Source, failed_src)) is False
+        assert states.source_fetched(row(s, m.Source, failed_src)) is False
