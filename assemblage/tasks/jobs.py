@@ -324,46 +324,48 @@ def claim_build(rt, build_id: int) -> tuple[str, int | None]:
 def build(self, build_id: int) -> str:
     """Build, analyse and store one source x configuration (the same step as ``assemblage build``)."""
     rt = runtime(_settings())
+    verdict, run_id = claim_build(rt, build_id)
+    if verdict != "go":
+        log.info("build %s: %s, nothing to do", build_id, verdict)
+        if verdict in m.FINAL_STATUSES and run_id is not None:
+            states.finish_run(rt.sessions, run_id)  # a redelivered copy: make sure the run is closed
+        return verdict
+    assert run_id is not None  # a build that was claimed has its run
     ctx = rt.context()
-    # this process's heartbeat names the build from its claim on (the sweep leaves a live process's builds)
-    with build_heartbeat(rt, build_id):
-        verdict, run_id = claim_build(rt, build_id)
-        if verdict != "go":
-            log.info("build %s: %s, nothing to do", build_id, verdict)
-            if verdict in m.FINAL_STATUSES and run_id is not None:
-                states.finish_run(rt.sessions, run_id)  # a redelivered copy: make sure the run is closed
-            return verdict
-        assert run_id is not None  # a build that was claimed has its run
-        log.info("build %s started", build_id)
+    log.info("build %s started", build_id)
+    try:
+        # CancelWatch: a cancelled run (POST /runs/{id}/cancel) kills this build within a heartbeat interval
+        with (
+            build_heartbeat(rt, build_id),
+            handback_point(),
+            CancelWatch(rt.sessions, build_id, interval=rt.settings.heartbeat_interval),
+        ):
+            status = execute_build(ctx, build_id)
+    except HandBack:  # this worker is stopping: the build goes back to pending, its message to the queue
+        handed = states.hand_back_build(rt.sessions, build_id, process_id())
+        log.warning("build %s handed back (worker stopping)%s", build_id, "" if handed else ": it had finished")
+        if handed:
+            raise Reject("handed back: the worker is stopping", requeue=True) from None
+        return "handed_back"
+    except TRANSIENT:
+        raise  # retried with backoff; the claim lets the retry (or the sweep's copy) take it again
+    except SoftTimeLimitExceeded as exc:
         try:
-            # CancelWatch: a cancelled run (POST /runs/{id}/cancel) kills this build within a heartbeat interval
-            with handback_point(), CancelWatch(rt.sessions, build_id, interval=rt.settings.heartbeat_interval):
-                status = execute_build(ctx, build_id)
-        except HandBack:  # this worker is stopping: the build goes back to pending, its message to the queue
-            handed = states.hand_back_build(rt.sessions, build_id, process_id())
-            log.warning("build %s handed back (worker stopping)%s", build_id, "" if handed else ": it had finished")
-            if handed:
-                raise Reject("handed back: the worker is stopping", requeue=True) from None
-            return "handed_back"
-        except TRANSIENT:
-            raise  # retried with backoff; the claim lets the retry (or the sweep's copy) take it again
-        except SoftTimeLimitExceeded as exc:
-            try:
-                status = states.end_build(
-                    rt.sessions,
-                    build_id,
-                    "timed_out",
-                    "task_time_limit",
-                    f"the task ran out of time ({type(exc).__name__})",
-                )
-            except Exception:  # the database is away: the build stays running, and the sweep sends it again
-                log.exception("could not record the time limit of build %s", build_id)
-                status = "timed_out"
-        except Exception as exc:  # noqa: BLE001 - a bug of ours, not a compile error: recorded on the build, never retried
-            status = states.record_internal_error(rt.sessions, build_id, exc)
-        log.info("build %s finished: %s", build_id, status)
-        states.finish_run(rt.sessions, run_id)
-        return status
+            status = states.end_build(
+                rt.sessions,
+                build_id,
+                "timed_out",
+                "task_time_limit",
+                f"the task ran out of time ({type(exc).__name__})",
+            )
+        except Exception:  # the database is away: the build stays running, and the sweep sends it again
+            log.exception("could not record the time limit of build %s", build_id)
+            status = "timed_out"
+    except Exception as exc:  # noqa: BLE001 - a bug of ours, not a compile error: recorded on the build, never retried
+        status = states.record_internal_error(rt.sessions, build_id, exc)
+    log.info("build %s finished: %s", build_id, status)
+    states.finish_run(rt.sessions, run_id)
+    return status
 
 
 def claim_export(rt, export_id: int) -> str:
