@@ -111,7 +111,7 @@ def bare_build(cell: dict) -> bool:
     shutil.copytree(cell["tree"], root, symlinks=True)
     bin_dir = root.parent / f"{root.name}-bin"
     cc, cxx = (str(p) for p in write_wrappers(bin_dir, compilers, cfg.id))
-    tools = BuildTools(cc=cc, cxx=cxx, src_dir=str(root))
+    tools = BuildTools(cc=cc, cxx=cxx, src_dir=str(root), which=shutil.which)
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -38,9 +38,8 @@ from assemblage._spawn import copy_file
 from assemblage.builds.collect import find_binaries, snapshot
 from assemblage.builds.deps import Provisioner, ProvisionResult
 from assemblage.builds.failures import FAILURES_FILE, read_failures
-from assemblage.builds.plan import Planner, Step
+from assemblage.builds.plan import BuildTools, Planner, Step
 from assemblage.builds.runner import CappedLog, LocalRunner, StepResult, builds_stopped
-from assemblage.builds.systems import BuildTools
 from assemblage.errors import BuildError
 from assemblage.toolchains.base import CompilerSet
 
@@ -130,6 +129,8 @@ class _Deps:
 
                 self.image, self.digest = res.image, res.digest
                 self.a.runner = DockerRunner(self.a.runner.limits, image=res.image)
+                # the planners look their tools up in the image that now builds
+                self.a.tools = dataclasses.replace(self.a.tools, which=self.a.runner.which)
         return res
 
 

@@ -40,8 +40,7 @@ from pathlib import Path
 from debian.deb822 import Deb822
 
 from assemblage.builds.aptindex import debian_arch, parse_relations
-from assemblage.builds.plan import Step
-from assemblage.builds.systems import BuildTools
+from assemblage.builds.plan import BuildTools, Step
 from assemblage.toolchains.base import CompilerSet
 
 __all__ = ["DebianRulesPlanner", "build_depends", "build_profiles", "debian_env", "is_debian_tree"]

@@ -49,11 +49,11 @@ from assemblage.builds.runner import (
     BUILD_GID,
     BUILD_UID,
     SANDBOX_ROOT,
-    DiskWatch,
     Limits,
     LocalRunner,
-    StepResult,
-    _show,
+    StepExit,
+    StepNotStarted,
+    StepProcess,
     on_kill_all,
 )
 from assemblage.errors import BuildError
@@ -225,17 +225,12 @@ class DockerRunner(LocalRunner):
     def sandbox_note(self) -> str:
         return f"docker image {self.image} (no network, read-only system, memory limit)"
 
-    def _run_step(
-        self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: LogSink, timeout: float
-    ) -> StepResult:
+    def _start(self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], timeout: float) -> StepProcess:
+        """Start ``step`` in a container of the image (the step's framing is the local runner's)."""
         import docker.errors
-        import requests.exceptions
         from docker.types import Ulimit
 
         cwd = os.path.normpath(f"{SANDBOX_ROOT}/{src_rel}/{step.cwd}")
-        log.write(f"\n$ {step.name}: {' '.join(_show(a) for a in step.argv)}\n")
-        log.flush()
-        started = time.monotonic()
         try:
             # coreutils' timeout as PID 1 is a second deadline: if this process dies (kill -9),
             # the container still ends shortly after the build's own time limit
@@ -275,76 +270,61 @@ class DockerRunner(LocalRunner):
             )
             container = _client().containers.get(created["Id"])
         except docker.errors.APIError as exc:
-            log.write(f"! the Docker daemon refused the step: {exc}\n")
-            return StepResult(step=step, returncode=127, duration=0.0, tail=[str(exc)])
-        tail: list[str] = []
-        timed_out = False
-        watch = None
-        lifeline = None
+            raise StepNotStarted(f"the Docker daemon refused the step: {exc}", str(exc)) from None
+        step_container = _Container(container)
         with _live_lock:
             _live.add(container)
         try:
             # the lifeline: the container's standard input, open as long as this process lives
-            lifeline = container.attach_socket(params={"stdin": 1, "stream": 1})
+            step_container.lifeline = container.attach_socket(params={"stdin": 1, "stream": 1})
             container.start()
-            watch = DiskWatch(scratch, self.limits.disk_total, container.kill)
+        except BaseException:
+            step_container.close(None)
+            raise
+        return step_container
 
-            def pump() -> None:
-                pending = ""
-                for chunk in container.logs(stream=True, follow=True):
-                    text = pending + chunk.decode("utf-8", "replace")
-                    *lines, pending = text.split("\n")
-                    for line in lines:
-                        log.write(line + "\n")
-                        tail.append(line)
-                    if len(tail) > 200:
-                        del tail[:100]
-                if pending:
-                    log.write(pending + "\n")
-                    tail.append(pending)
 
-            reader = threading.Thread(target=pump, daemon=True)
-            reader.start()
-            try:
-                status = container.wait(timeout=max(timeout, 1.0))
-                rc = int(status.get("StatusCode", 1))
-            except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
-                timed_out = True
-                container.kill()
-                rc = int(container.wait(timeout=30).get("StatusCode", 137))
-            reader.join(timeout=10)
-            container.reload()
-            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
-        finally:
-            if watch is not None:
-                watch.stop()
-            _close(lifeline)
-            with _live_lock:
-                _live.discard(container)
-            _remove(container, log)
-        duration = time.monotonic() - started
-        sig = rc - 128 if rc > 128 else None
-        exceeded = watch is not None and watch.exceeded
-        if exceeded:
-            oom = timed_out = False
-            log.write(f"\n! {watch.message()}\n")
-            tail.append(watch.message())
-        if oom:
-            tail.append("out of memory: killed by the container's memory limit")
-            log.write(f"\n! out of memory: killed by the container's memory limit ({self.limits.memory} bytes)\n")
-            sig = 9
-        if timed_out:
-            log.write(f"\n! killed after the build's time limit ({self.limits.timeout:.0f}s)\n")
-        log.write(f"# exit {rc} after {duration:.2f}s\n")
-        return StepResult(
-            step=step,
-            returncode=rc,
-            duration=duration,
-            timed_out=timed_out,
-            signal=sig,
-            tail=tail,
-            disk_exceeded=exceeded,
-        )
+class _Container:
+    """A step's container: its output, its end, and its removal."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.lifeline: Any = None
+
+    def pump(self, log: LogSink, tail: list[str]) -> None:
+        pending = ""
+        for chunk in self.container.logs(stream=True, follow=True):
+            text = pending + chunk.decode("utf-8", "replace")
+            *lines, pending = text.split("\n")
+            for line in lines:
+                log.write(line + "\n")
+                tail.append(line)
+            if len(tail) > 200:
+                del tail[:100]
+        if pending:
+            log.write(pending + "\n")
+            tail.append(pending)
+
+    def wait(self, timeout: float) -> StepExit | None:
+        import requests.exceptions
+
+        try:
+            status = self.container.wait(timeout=max(timeout, 1.0))
+        except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
+            return None
+        rc = int(status.get("StatusCode", 1))
+        self.container.reload()
+        oom = bool(self.container.attrs.get("State", {}).get("OOMKilled"))
+        return StepExit(returncode=rc, signal=rc - 128 if rc > 128 else None, out_of_memory=oom)
+
+    def kill(self) -> None:
+        self.container.kill()
+
+    def close(self, log: LogSink | None) -> None:
+        _close(self.lifeline)
+        with _live_lock:
+            _live.discard(self.container)
+        _remove(self.container, log)
 
 
 def _close(sock: Any) -> None:
@@ -358,7 +338,7 @@ def _close(sock: Any) -> None:
             pass
 
 
-def _remove(container, log: LogSink, attempts: int = 6) -> None:
+def _remove(container: Any, log: LogSink | None, attempts: int = 6) -> None:
     """Remove a step's container, trying again while the daemon is busy with it.
 
     Under load the daemon can refuse a forced removal for a moment ("removal already
@@ -375,6 +355,7 @@ def _remove(container, log: LogSink, attempts: int = 6) -> None:
             return
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             if i == attempts - 1:
-                log.write(f"! could not remove the step's container {container.short_id}: {exc}\n")
+                if log is not None:
+                    log.write(f"! could not remove the step's container {container.short_id}: {exc}\n")
                 return
             time.sleep(0.5 * (i + 1))

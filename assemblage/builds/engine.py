@@ -16,9 +16,9 @@ from assemblage.builds import reproducible
 from assemblage.builds.attempts import Attempt, try_build_systems
 from assemblage.builds.collect import FoundBinary, RefusedOutput, collect_binaries
 from assemblage.builds.debian import DebianRulesPlanner, is_debian_tree
-from assemblage.builds.plan import Step
+from assemblage.builds.plan import BuildTools, Step
 from assemblage.builds.runner import CappedLog, Limits, LocalRunner, StepResult, builds_stopped, log_cap
-from assemblage.builds.systems import BuildTools, build_system_candidates, compiler_env
+from assemblage.builds.systems import build_system_candidates, compiler_env
 from assemblage.builds.wrappers import write_wrappers
 from assemblage.errors import BuildError, ToolchainError
 from assemblage.recipes.matrix import Config
@@ -154,7 +154,9 @@ def _run_build(req: BuildRequest, log: CappedLog, log_path: Path) -> BuildOutcom
             random_seed=repro.random_seed,
         )
         repro.write_files(scratch / "bin")
-        tools = BuildTools(cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src")
+        tools = BuildTools(
+            cc=f"{view}/bin/{cc.name}", cxx=f"{view}/bin/{cxx.name}", src_dir=f"{view}/src", which=runner.which
+        )
         candidates = build_system_candidates(src)
         # [h8-debian-deps] a Debian source is built by its own rules first (builds/debian.py)
         if req.source_kind == "debian" and is_debian_tree(src):

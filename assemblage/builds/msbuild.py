@@ -40,7 +40,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from assemblage.builds.plan import Step
+from assemblage.builds.plan import BuildTools, Step
 from assemblage.errors import BuildError
 from assemblage.toolchains.base import CompilerSet
 
@@ -416,7 +416,7 @@ class MsbuildPlanner:
     def detect(self, root: Path) -> bool:
         return bool(_find(root, ".sln", 1) or _find(root, ".vcxproj", 3))
 
-    def plan(self, root: Path, compilers: CompilerSet, tools: object = None, *, jobs: int = 1) -> list[Step]:
+    def plan(self, root: Path, compilers: CompilerSet, tools: BuildTools, *, jobs: int = 1) -> list[Step]:
         """Rewrite the projects under ``root`` (a private copy) and return the msbuild step(s)."""
         if not compilers.toolchain.startswith("msvc-"):
             raise BuildError(f"msbuild builds need an msvc-v14x toolchain, not {compilers.toolchain}")

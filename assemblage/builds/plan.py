@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from assemblage.toolchains.base import CompilerSet
 
-if TYPE_CHECKING:  # for the annotation only: systems.py imports this module
-    from assemblage.builds.systems import BuildTools
-
-__all__ = ["LogSink", "Planner", "Step"]
+__all__ = ["BuildTools", "LogSink", "Planner", "Step"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +36,22 @@ class LogSink(Protocol):
     def flush(self) -> None: ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class BuildTools:
+    """What a planner needs besides the compiler set: the wrappers, and where the build's tools are."""
+
+    cc: str  # the compiler wrappers, as the build sees them
+    cxx: str
+    src_dir: str  # the source root as the build sees it (inside the sandbox)
+    # where a command is where the build runs (the runner's ``which``: the host's PATH, or the docker
+    # image's); None: not there. Planners never look on this machine for a build that runs elsewhere.
+    which: Callable[[str], str | None]
+
+    def path_of(self, command: str) -> str:
+        """``command``'s full path where the build runs, or its bare name when it is not there."""
+        return self.which(command) or command
+
+
 class Planner(Protocol):
     """A build system: recognises a tree and plans its build for one compiler set."""
 
@@ -46,5 +60,8 @@ class Planner(Protocol):
     def detect(self, root: Path) -> bool: ...
 
     def plan(self, root: Path, compilers: CompilerSet, tools: BuildTools, *, jobs: int = 1) -> list[Step]:
-        """May write files in ``root`` (a private copy): toolchain files, rewritten projects."""
+        """The steps that build ``root`` with ``compilers`` through ``tools``, ``jobs`` at once.
+
+        May write files in ``root`` (a private copy): toolchain files, rewritten projects.
+        """
         ...

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from assemblage import _spawn
 from assemblage.builds.plan import LogSink, Step
@@ -51,6 +51,9 @@ __all__ = [
     "Limits",
     "LocalRunner",
     "on_kill_all",
+    "StepExit",
+    "StepNotStarted",
+    "StepProcess",
     "StepResult",
     "allow_builds",
     "builds_stopped",
@@ -369,11 +372,64 @@ class LocalRunner:
     def _run_step(
         self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], log: LogSink, timeout: float
     ) -> StepResult:
-        argv, cwd = self._argv(step, scratch, src_rel)
+        """One step, framed alike for every runner: its command in the log, its output copied there (the
+        tail kept), the disk watcher, the deadline, and what ended it. Where and how it runs is
+        :meth:`_start`'s (a process group here, a container for the docker runner)."""
         log.write(f"\n$ {step.name}: {' '.join(_show(a) for a in step.argv)}\n")
         log.flush()
         started = time.monotonic()
+        try:
+            proc = self._start(step, scratch, src_rel, env, timeout)
+        except StepNotStarted as exc:
+            log.write(f"! {exc}\n")
+            return StepResult(step=step, returncode=127, duration=0.0, tail=[exc.detail])
         tail: list[str] = []
+        timed_out = False
+        try:
+            reader = threading.Thread(target=proc.pump, args=(log, tail), daemon=True)
+            reader.start()
+            watch = DiskWatch(scratch, self.limits.disk_total, proc.kill)
+            try:
+                end = proc.wait(timeout)
+                if end is None:
+                    timed_out = True
+                    proc.kill()
+                    end = proc.wait(30) or StepExit(returncode=None)
+            finally:
+                watch.stop()
+            reader.join(timeout=10)
+        finally:
+            proc.close(log)
+        duration = time.monotonic() - started
+        rc, sig, oom = end.returncode, end.signal, end.out_of_memory
+        if watch.exceeded:
+            timed_out = oom = False
+            log.write(f"\n! {watch.message()}\n")
+            tail.append(watch.message())
+        if oom:
+            tail.append("out of memory: killed by the container's memory limit")
+            log.write(f"\n! out of memory: killed by the container's memory limit ({self.limits.memory} bytes)\n")
+            sig = 9
+        if timed_out:
+            log.write(f"\n! killed after the build's time limit ({self.limits.timeout:.0f}s)\n")
+        log.write(f"# exit {rc} after {duration:.2f}s\n")
+        return StepResult(
+            step=step,
+            returncode=rc,
+            duration=duration,
+            timed_out=timed_out,
+            signal=sig,
+            tail=tail,
+            disk_exceeded=watch.exceeded,
+        )
+
+    def _start(self, step: Step, scratch: Path, src_rel: str, env: dict[str, str], timeout: float) -> StepProcess:
+        """Start ``step`` in a process group of its own, in the sandbox, under the limits.
+
+        ``timeout`` is the step's deadline, for a runner that sets one of its own (the docker runner's
+        containers end even when this process is killed).
+        """
+        argv, cwd = self._argv(step, scratch, src_rel)
         try:
             proc = _spawn.popen(
                 argv,
@@ -387,46 +443,70 @@ class LocalRunner:
                 **_drop_user_kwargs(),
             )
         except OSError as exc:
-            log.write(f"! cannot start {step.argv[0]!r}: {exc}\n")
-            return StepResult(step=step, returncode=127, duration=0.0, tail=[str(exc)])
+            raise StepNotStarted(f"cannot start {step.argv[0]!r}: {exc}", str(exc)) from None
         with _live_lock:
             _live.add(proc)
         if _stopping.is_set():
             _kill_group(proc)
-        assert proc.stdout is not None
-        reader = threading.Thread(target=pump_output, args=(proc.stdout, log, tail), daemon=True)
-        reader.start()
-        watch = DiskWatch(scratch, self.limits.disk_total, lambda: _kill_group(proc))
-        timed_out = False
+        return _LocalProcess(proc)
+
+
+class StepNotStarted(Exception):
+    """A step's process (or container) could not be started: the line for the log, and the detail for the tail."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepExit:
+    """How a step's process ended."""
+
+    returncode: int | None
+    signal: int | None = None  # the signal that ended it
+    out_of_memory: bool = False  # killed by a memory limit (a container's)
+
+
+class StepProcess(Protocol):
+    """One step under way, as a runner started it (:meth:`LocalRunner._start`)."""
+
+    def pump(self, log: LogSink, tail: list[str]) -> None:
+        """Copy the step's output to ``log`` until it ends; keep its last lines in ``tail``."""
+
+    def wait(self, timeout: float) -> StepExit | None:
+        """How the step ended, or None when it still runs after ``timeout`` seconds."""
+
+    def kill(self) -> None:
+        """End the step and everything it started."""
+
+    def close(self, log: LogSink) -> None:
+        """The step has ended: forget it (and remove what it leaves behind)."""
+
+
+class _LocalProcess:
+    """A step's process group on this machine."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    def pump(self, log: LogSink, tail: list[str]) -> None:
+        assert self.proc.stdout is not None
+        pump_output(self.proc.stdout, log, tail)
+
+    def wait(self, timeout: float) -> StepExit | None:
         try:
-            proc.wait(timeout=timeout)
+            rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-        finally:
-            watch.stop()
-        reader.join(timeout=10)
+            return None
+        return StepExit(returncode=rc, signal=-rc if rc < 0 else None)
+
+    def kill(self) -> None:
+        _kill_group(self.proc)
+
+    def close(self, log: LogSink) -> None:
         with _live_lock:
-            _live.discard(proc)
-        rc = proc.returncode
-        sig = -rc if rc is not None and rc < 0 else None
-        duration = time.monotonic() - started
-        if watch.exceeded:
-            timed_out = False
-            log.write(f"\n! {watch.message()}\n")
-            tail.append(watch.message())
-        if timed_out:
-            log.write(f"\n! killed after the build's time limit ({self.limits.timeout:.0f}s)\n")
-        log.write(f"# exit {rc} after {duration:.2f}s\n")
-        return StepResult(
-            step=step,
-            returncode=rc,
-            duration=duration,
-            timed_out=timed_out,
-            signal=sig,
-            tail=tail,
-            disk_exceeded=watch.exceeded,
-        )
+            _live.discard(self.proc)
 
 
 _TAIL_LINE = 4096  # longest line kept in a step's tail (for failure messages)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from assemblage.builds.plan import Planner, Step
+from assemblage.builds.plan import BuildTools, Planner, Step
 from assemblage.toolchains.base import CompilerSet
 
 __all__ = ["PLANNERS", "detect_build_system", "BuildTools", "PlainPlanner"]
@@ -26,15 +25,6 @@ BUILD_DIR = "_assemblage_build"
 _C_EXT = {".c"}
 _CXX_EXT = {".cc", ".cpp", ".cxx", ".c++", ".C"}
 _MAIN_RE = re.compile(rb"\b(?:int|void)\s+(?:w?main|wWinMain|WinMain)\s*\(")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BuildTools:
-    """What the planner needs besides the compiler set: the wrappers and the environment."""
-
-    cc: str
-    cxx: str
-    src_dir: str  # the source root as the build sees it (inside the sandbox)
 
 
 def compiler_env(compilers: CompilerSet, cc: str, cxx: str) -> dict[str, str]:
@@ -115,8 +105,8 @@ class CMakePlanner:
         lines = [
             f'set(CMAKE_C_COMPILER "{tools.cc}")',
             f'set(CMAKE_CXX_COMPILER "{tools.cxx}")',
-            f'set(CMAKE_AR "{_which(compilers.ar)}" CACHE FILEPATH "")',
-            f'set(CMAKE_RANLIB "{_which(compilers.ranlib)}" CACHE FILEPATH "")',
+            f'set(CMAKE_AR "{tools.path_of(compilers.ar)}" CACHE FILEPATH "")',
+            f'set(CMAKE_RANLIB "{tools.path_of(compilers.ranlib)}" CACHE FILEPATH "")',
         ]
         if compilers.cross:
             lines += [
@@ -128,7 +118,7 @@ class CMakePlanner:
                 "set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)" if compilers.cmake_system_name == "Windows" else "",
             ]
             if compilers.windres:
-                lines.append(f'set(CMAKE_RC_COMPILER "{_which(compilers.windres)}")')
+                lines.append(f'set(CMAKE_RC_COMPILER "{tools.path_of(compilers.windres)}")')
         (root / BUILD_DIR / "toolchain.cmake").write_text("\n".join(lines) + "\n")
         configure = [
             "cmake",
@@ -144,7 +134,7 @@ class CMakePlanner:
             f"-DCMAKE_SHARED_LINKER_FLAGS={' '.join(compilers.ldflags)}",
             "-DCMAKE_INSTALL_PREFIX=/nonexistent",
         ]
-        if _which("ninja") != "ninja":
+        if tools.which("ninja"):
             configure += ["-G", "Ninja"]
         return [
             Step(name="cmake-configure", argv=tuple(configure), phase="configure"),
@@ -165,11 +155,11 @@ class MesonPlanner:
             "[binaries]",
             f"c = '{tools.cc}'",
             f"cpp = '{tools.cxx}'",
-            f"ar = '{_which(compilers.ar)}'",
-            f"strip = '{_which(compilers.strip)}'",
+            f"ar = '{tools.path_of(compilers.ar)}'",
+            f"strip = '{tools.path_of(compilers.strip)}'",
         ]
         if compilers.windres:
-            text.append(f"windres = '{_which(compilers.windres)}'")
+            text.append(f"windres = '{tools.path_of(compilers.windres)}'")
         text += [
             "[built-in options]",
             f"c_args = {list(compilers.cflags)!r}",
@@ -302,12 +292,6 @@ def has_build_system_marker(root: Path) -> bool:
 def _safe_stem(p: Path) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", p.stem) or "a"
     return stem.lstrip(".-") or "a"
-
-
-def _which(cmd: str) -> str:
-    import shutil
-
-    return shutil.which(cmd) or cmd
 
 
 # Order matters: a tree with both CMakeLists.txt and a generated Makefile is a CMake project;

@@ -195,6 +195,38 @@ def report(
     _show_report(rep, ds.db_path, None, as_json=as_json, allow_failures=allow_failures)
 
 
+@app.command()
+def cancel(
+    run: Annotated[int, typer.Argument(min=1, help="The run's id")],
+    dataset: Annotated[
+        Path, typer.Option("--dataset", "-d", help="The dataset folder of the run (assemblage build --out DIR)")
+    ],
+) -> None:
+    """Cancel RUN of DATASET: an `assemblage build` running it kills its builds and stops within seconds.
+
+    Its unfinished builds become skipped (reason cancelled); cancelling it again changes nothing.
+    A run that has ended otherwise (finished, failed, interrupted) is not cancelled (exit 1).
+    """
+    from assemblage.pipeline.embedded import find_run, open_existing_dataset
+    from assemblage.pipeline.states import cancel_run
+
+    if not (dataset / "dataset.sqlite").is_file():
+        raise typer.BadParameter(
+            f"{dataset}: no dataset here (assemblage build RECIPE --out {dataset} makes one)", param_hint="--dataset"
+        )
+    ds = open_existing_dataset(dataset)
+    with ds.context.sessions() as s:
+        find_run(s, run)  # a clear error for a run the dataset does not have
+    outcome = cancel_run(ds.context.sessions, run)  # IllegalTransition (exit 1) when the run has ended otherwise
+    if outcome is None:
+        raise AssemblageError(f"no run {run} in the dataset")
+    console.print(
+        f"run {run}: {outcome.status}; {outcome.queued} queued build(s) will not start, "
+        f"{outcome.running} running build(s) stopped",
+        highlight=False,
+    )
+
+
 @recipe_app.command("check")
 def recipe_check(
     recipe: Annotated[Path, typer.Argument(help="The recipe (YAML)")],

@@ -1,6 +1,7 @@
-"""Cancelling a run (``POST /api/v1/runs/{id}/cancel``): nothing more of it starts, what runs is stopped.
+"""Cancelling a run (``POST /api/v1/runs/{id}/cancel``, ``assemblage cancel``): nothing more of it starts,
+what runs is stopped.
 
-In one transaction (the run's row locked):
+The change itself is :func:`assemblage.pipeline.states.cancel_run`; in one transaction (the run's row locked):
 
 - every build still ``pending`` or ``running`` becomes ``skipped`` with reason ``cancelled``: a queued
   build's message finds it final when a worker takes it (``claim_build``) and never starts; a running
@@ -11,67 +12,26 @@ In one transaction (the run's row locked):
 
 A worker running one of the builds sees the cancellation on its next heartbeat
 (:class:`CancelWatch`, every ``ASSEMBLAGE_HEARTBEAT_INTERVAL`` seconds) and kills the build's
-process groups (and its container, with the docker runner), as Ctrl-C does in the embedded mode.
+process groups (and its container, with the docker runner), as Ctrl-C does in the embedded mode;
+an embedded run watches its run's row the same way and stops (:func:`assemblage.pipeline.embedded.execute_run`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from assemblage.db import models as m
-from assemblage.db.session import session_scope
+from assemblage.pipeline.states import CANCELLED
 
-__all__ = ["CANCELLED", "CancelOutcome", "CancelWatch", "cancel_run", "build_cancelled"]
+__all__ = ["CancelWatch", "build_cancelled", "run_cancelled"]
 
 log = logging.getLogger(__name__)
-
-CANCELLED = "cancelled"
-MESSAGE = "the run was cancelled"
-# a run in one of these states has ended: there is nothing to cancel
-ENDED = frozenset({"finished", "failed", "interrupted"})
-
-
-@dataclass(frozen=True)
-class CancelOutcome:
-    status: str  # the run's status after the call ("cancelled", or the status it had ended with)
-    queued: int = 0  # pending builds that will never start
-    running: int = 0  # running builds told to stop
-
-
-def cancel_run(sessions: sessionmaker[Session], run_id: int) -> CancelOutcome | None:
-    """Cancel ``run_id`` (see the module's docstring). None when there is no such run; idempotent."""
-    with session_scope(sessions) as s:
-        run = s.get(m.Run, run_id, with_for_update=True)
-        if run is None:
-            return None
-        if run.status in ENDED or run.status == CANCELLED:
-            return CancelOutcome(run.status)
-        now = m.utcnow()
-        queued = running = 0
-        for b in s.scalars(
-            select(m.Build)
-            .where(m.Build.run_id == run_id, m.Build.status.in_(("pending", "running")))
-            .with_for_update()
-        ):
-            queued += b.status == "pending"
-            running += b.status == "running"
-            b.status, b.reason, b.message, b.finished_at = "skipped", CANCELLED, MESSAGE, now
-        for src in s.scalars(select(m.Source).where(m.Source.run_id == run_id, m.Source.status == "pending")):
-            src.status, src.error = "failed", MESSAGE
-        for crawl in s.scalars(
-            select(m.Crawl).where(m.Crawl.run_id == run_id, m.Crawl.status.in_(("pending", "running")))
-        ):
-            crawl.status, crawl.error = "failed", MESSAGE
-        run.expanded = True  # a start task delivered later adds nothing
-        run.status, run.finished_at = CANCELLED, now
-        run.started_at = run.started_at or now
-        return CancelOutcome(CANCELLED, queued, running)
 
 
 def build_cancelled(sessions: sessionmaker[Session], build_id: int) -> bool:
@@ -81,34 +41,59 @@ def build_cancelled(sessions: sessionmaker[Session], build_id: int) -> bool:
     return row is None or (row.status in m.FINAL_STATUSES and row.reason == CANCELLED)
 
 
-class CancelWatch:
-    """A daemon thread that stops this process's build when its run is cancelled.
+def run_cancelled(sessions: sessionmaker[Session], run_id: int) -> bool:
+    """Whether ``run_id`` was cancelled (``assemblage cancel``, from another process), or the row is gone."""
+    with sessions() as s:
+        status = s.scalar(select(m.Run.status).where(m.Run.id == run_id))
+    return status is None or status == CANCELLED
 
-    Every ``interval`` seconds it reads the build's row; once it says ``cancelled`` it calls
-    :func:`assemblage.builds.runner.kill_all_builds` (the build's process groups and containers;
-    one pool process runs one build at a time) and stops watching. Use as a context manager;
-    on exit, builds are allowed again in this process (the next task's build must run).
+
+class CancelWatch:
+    """A daemon thread that stops this process's builds when their run is cancelled.
+
+    Every ``interval`` seconds it reads the build's row (a service worker: one pool process runs one
+    build at a time), or the run's (``run_id``: the embedded mode, many builds of one run); once it
+    says ``cancelled`` it calls :func:`assemblage.builds.runner.kill_all_builds` (the process groups
+    and containers of the builds), then ``on_cancel`` when given, and stops watching. Use as a
+    context manager; on exit, builds are allowed again in this process (the next task's build must run).
     """
 
-    def __init__(self, sessions: sessionmaker[Session], build_id: int, *, interval: float) -> None:
-        self.sessions, self.build_id, self.interval = sessions, build_id, max(0.2, interval)
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        build_id: int | None = None,
+        *,
+        interval: float,
+        run_id: int | None = None,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> None:
+        self.sessions, self.interval, self.on_cancel = sessions, max(0.2, interval), on_cancel
+        self._cancelled: Callable[[], bool]
+        if build_id is not None and run_id is None:
+            self.what, self._cancelled = f"build {build_id}", lambda: build_cancelled(sessions, build_id)
+        elif run_id is not None and build_id is None:
+            self.what, self._cancelled = f"run {run_id}", lambda: run_cancelled(sessions, run_id)
+        else:
+            raise ValueError("CancelWatch watches one build or one run")
         self.fired = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"cancel-watch-{build_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"cancel-watch-{self.what}", daemon=True)
 
     def _run(self) -> None:
         from assemblage.builds.runner import kill_all_builds
 
         while not self._stop.wait(self.interval):
             try:
-                cancelled = build_cancelled(self.sessions, self.build_id)
+                cancelled = self._cancelled()
             except SQLAlchemyError as exc:  # the database is away: keep trying
-                log.warning("cancel watch of build %s: %s", self.build_id, exc.__class__.__name__)
+                log.warning("cancel watch of %s: %s", self.what, exc.__class__.__name__)
                 continue
             if cancelled:
                 self.fired = True
                 killed = kill_all_builds()
-                log.warning("build %s: its run was cancelled, %d build process(es) killed", self.build_id, killed)
+                log.warning("%s: its run was cancelled, %d build process(es) killed", self.what, killed)
+                if self.on_cancel is not None:
+                    self.on_cancel()
                 return
 
     def __enter__(self) -> CancelWatch:

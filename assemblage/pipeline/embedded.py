@@ -20,23 +20,17 @@ from assemblage.builds.runner import allow_builds, kill_all_builds
 from assemblage.db import models as m
 from assemblage.db.migrate import prepare_dataset
 from assemblage.db.session import make_engine, make_sessionmaker, sqlite_url
+from assemblage.pipeline import states
+from assemblage.pipeline.cancel import CancelWatch
 from assemblage.pipeline.context import Context
-from assemblage.pipeline.steps import (
-    complete_crawl,
-    crawl_run_source,
-    create_run,
-    execute_build,
-    fetch_run_source,
-    finish_run,
-    interrupt_run,
-    record_internal_error,
-)
+from assemblage.pipeline.steps import complete_crawl, crawl_run_source, create_run, execute_build, fetch_run_source
 from assemblage.recipes.models import Recipe
 from assemblage.storage.local import LocalStore
 
 __all__ = ["Dataset", "execute_run", "find_run", "open_dataset", "open_existing_dataset", "run_recipe", "Progress"]
 
 DATASET_FILE = "dataset.sqlite"
+CANCEL_POLL = 1.0  # seconds between two looks at the run's row (is it cancelled?)
 
 
 @dataclass(frozen=True)
@@ -122,13 +116,15 @@ def run_recipe(
 
 
 def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progress | None = None) -> None:
-    """Fetch (or crawl) the sources and run the builds of a run whose rows exist (a recipe's, or a rebuild's)."""
+    """Fetch (or crawl) the sources and run the builds of a run whose rows exist (a recipe's, or a rebuild's).
+
+    Ctrl-C interrupts the run (:func:`~assemblage.pipeline.states.interrupt_run`); a cancel from another
+    process (``assemblage cancel``) stops it within a second: the builds under way are killed, none starts.
+    """
     ctx = dataset.context
     progress = progress or Progress()
+    states.start_run(ctx.sessions, run_id)
     with ctx.sessions() as s:
-        run = s.get_one(m.Run, run_id)
-        run.status, run.started_at = "running", m.utcnow()
-        s.commit()
         source_ids = list(s.scalars(select(m.Source.id).where(m.Source.run_id == run_id).order_by(m.Source.position)))
         crawl_ids = list(s.scalars(select(m.Crawl.id).where(m.Crawl.run_id == run_id).order_by(m.Crawl.id)))
     builds_by_source = _builds_by_source(ctx, run_id)
@@ -140,9 +136,11 @@ def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progr
 
     def build(bid: int) -> None:
         try:
-            status = execute_build(ctx, bid)
+            status = states.take_build(ctx.sessions, bid, ctx.worker)  # its claim; else how it ended
+            if status == "running":
+                status = execute_build(ctx, bid)
         except Exception as exc:  # noqa: BLE001 - a bug or a dead disk must not take the other builds down
-            status = record_internal_error(ctx, bid, exc)
+            status = states.record_internal_error(ctx.sessions, bid, exc)
         with lock:
             progress.advance(status, labels.get(bid, ""))
 
@@ -160,44 +158,58 @@ def execute_run(dataset: Dataset, run_id: int, *, jobs: int = 2, progress: Progr
     # there while the other sources are still coming in (in one queue every fetch went before every build).
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="asm")
     fetch_pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, 4)), thread_name_prefix="asm-fetch")
-    try:
-        pending: set[Future] = set()
-        fetches = {fetch_pool.submit(fetch_run_source, ctx, sid): sid for sid in source_ids}
-        crawls = {fetch_pool.submit(crawl, cid): cid for cid in crawl_ids}
-        pending |= set(fetches) | set(crawls)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                result = fut.result()  # re-raise programming errors; expected failures are recorded by the steps
-                if fut in crawls:  # the repositories it accepted are sources now: fetch them
-                    new = _builds_by_source(ctx, run_id, result)
-                    builds_by_source.update(new)
-                    labels.update(_labels(ctx, run_id))
-                    with lock:
-                        progress.grow(sum(len(v) for v in new.values()))
-                    for sid in result:
-                        f = fetch_pool.submit(fetch_run_source, ctx, sid)
-                        fetches[f] = sid
-                        pending.add(f)
-                    continue
-                sid = fetches.get(fut)
-                if sid is not None:
-                    for bid in builds_by_source.get(sid, []):
-                        pending.add(pool.submit(build, bid))
-    except KeyboardInterrupt:
-        # Ctrl-C: stop at once, kill the builds under way, and say so in the dataset
+    cancelled = threading.Event()
+
+    def stop_pools() -> None:  # no fetch or build starts any more; those under way end (killed, or at once)
         for p in (fetch_pool, pool):
             p.shutdown(wait=False, cancel_futures=True)
+
+    try:
+        # the run's row, every second: a cancel kills the builds under way (kill_all_builds); the loop stops the pools
+        with CancelWatch(ctx.sessions, run_id=run_id, interval=CANCEL_POLL, on_cancel=cancelled.set):
+            pending: set[Future] = set()
+            fetches = {fetch_pool.submit(fetch_run_source, ctx, sid): sid for sid in source_ids}
+            crawls = {fetch_pool.submit(crawl, cid): cid for cid in crawl_ids}
+            pending |= set(fetches) | set(crawls)
+            while pending:
+                done, pending = wait(pending, timeout=CANCEL_POLL, return_when=FIRST_COMPLETED)
+                if cancelled.is_set():  # here, not in the watch's thread: this loop alone submits
+                    stop_pools()
+                    pending = {f for f in pending if not f.cancelled()}  # wait() never reports these done
+                for fut in done:
+                    if fut.cancelled():
+                        continue
+                    result = fut.result()  # re-raise programming errors; expected failures are recorded by the steps
+                    if cancelled.is_set():
+                        continue
+                    if fut in crawls:  # the repositories it accepted are sources now: fetch them
+                        new = _builds_by_source(ctx, run_id, result)
+                        builds_by_source.update(new)
+                        labels.update(_labels(ctx, run_id))
+                        with lock:
+                            progress.grow(sum(len(v) for v in new.values()))
+                        for sid in result:
+                            f = fetch_pool.submit(fetch_run_source, ctx, sid)
+                            fetches[f] = sid
+                            pending.add(f)
+                        continue
+                    sid = fetches.get(fut)
+                    if sid is not None:
+                        for bid in builds_by_source.get(sid, []):
+                            pending.add(pool.submit(build, bid))
+    except KeyboardInterrupt:
+        # Ctrl-C: stop at once, kill the builds under way, and say so in the dataset
+        stop_pools()
         kill_all_builds()
         for p in (fetch_pool, pool):
             p.shutdown(wait=True)
         progress.stop()
-        interrupt_run(ctx, run_id)
+        states.interrupt_run(ctx.sessions, run_id)
         raise
     fetch_pool.shutdown(wait=True)
     pool.shutdown(wait=True)
     progress.stop()
-    finish_run(ctx, run_id)
+    states.finish_run(ctx.sessions, run_id)  # a cancelled run stays cancelled
 
 
 def _builds_by_source(ctx: Context, run_id: int, source_ids: list[int] | None = None) -> dict[int, list[int]]:

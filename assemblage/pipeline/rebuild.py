@@ -316,8 +316,7 @@ def _create_rows(
                 build.finished_at = m.utcnow()
             s.add(build)
         run.expanded = True  # its sources and builds are all here (a rebuild has no crawl)
-        run.status, run.started_at = "running", m.utcnow()
-        return run.id
+        return run.id  # pending: execute_run starts it
 
 
 def _config_row(s, identifier: str) -> m.Configuration:

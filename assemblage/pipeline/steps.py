@@ -27,9 +27,10 @@ from assemblage.db import models as m
 from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_scope
 from assemblage.errors import AssemblageError, InvalidBinaryError, RecipeError, SourceError
 from assemblage.pipeline.context import Context
-from assemblage.pipeline.failures import fail_source, sources_counted, too_many_builds, unexpected_fetch_error
+from assemblage.pipeline.failures import sources_counted, too_many_builds, unexpected_fetch_error
 from assemblage.pipeline.plan import RunPlan
 from assemblage.pipeline.reuse import build_key, reusable, toolchain_identity
+from assemblage.pipeline.states import IllegalTransition, fail_source, finish_build, skip_build, source_fetched
 from assemblage.recipes.matrix import Config, expand_matrix
 from assemblage.recipes.models import GithubSource, Recipe
 from assemblage.storage.base import sha256_file
@@ -43,7 +44,6 @@ __all__ = [
     "crawl_run_source",
     "fetch_run_source",
     "execute_build",
-    "finish_run",
     "build_key",
 ]
 
@@ -315,14 +315,15 @@ def fetch_run_source(ctx: Context, source_id: int) -> bool:
         spec = _spec_of_doc(doc)
         fetched = fetch_source(spec, base=base, cache=ctx.cache_dir, policy=ctx.fetch_policy)
     except AssemblageError as exc:
-        fail_source(ctx, source_id, str(exc))
+        fail_source(ctx.sessions, source_id, str(exc))
         return False
     except Exception as exc:  # noqa: BLE001 - a library's exception must fail the source, not the run
-        fail_source(ctx, source_id, unexpected_fetch_error(source_id, exc))
+        fail_source(ctx.sessions, source_id, unexpected_fetch_error(source_id, exc))
         return False
     with session_scope(ctx.sessions) as s:
-        src = s.get_one(m.Source, source_id)
-        src.status, src.error = "fetched", None
+        src = s.get(m.Source, source_id, with_for_update=True)
+        if src is None or not source_fetched(src):
+            return False  # its run was cancelled while it was fetched
         src.name = fetched.name
         src.commit, src.version, src.sha256 = fetched.commit, fetched.version, fetched.sha256
         src.license, src.url, src.last_update = fetched.license, fetched.url, fetched.last_update
@@ -344,12 +345,12 @@ def execute_build(ctx: Context, build_id: int) -> str:
         if b is None:
             return "missing"
         if b.status in m.FINAL_STATUSES:
-            return b.status
+            return b.status  # cancelled after its claim, or a copy of the message found it done
+        if b.status != "running":
+            raise IllegalTransition("build", b.id, "be built before it is claimed", b.status, ["running"])
         src, cfg, run = b.source, b.configuration, b.run
         if src.status != "fetched":
-            b.status, b.reason = "skipped", "source_unavailable"
-            b.message = src.error or "the source was not fetched"
-            b.finished_at = _utcnow()
+            skip_build(b, "source_unavailable", src.error or "the source was not fetched")
             return b.status
         plan = RunPlan.of(run)
         key = build_key(
@@ -365,10 +366,8 @@ def execute_build(ctx: Context, build_id: int) -> str:
         earlier = reusable(s, key, b.id)
         if earlier is not None:
             origin = earlier.reused_from_id or earlier.id
+            finish_build(b, earlier.status, earlier.reason, earlier.message)
             for attr in (
-                "status",
-                "reason",
-                "message",
                 "build_system",
                 "duration",
                 "log_key",
@@ -383,15 +382,12 @@ def execute_build(ctx: Context, build_id: int) -> str:
             ):
                 setattr(b, attr, getattr(earlier, attr))
             b.reused_from_id = origin
-            b.finished_at = _utcnow()
             return b.status
         try:
             checkout = _ensure_checkout(ctx, src, ctx.source_root or Path(plan.base))
         except AssemblageError as exc:
-            b.status, b.reason, b.message = "skipped", "source_unavailable", str(exc)[:2000]
-            b.finished_at = _utcnow()
+            skip_build(b, "source_unavailable", str(exc))
             return b.status
-        b.status, b.attempts, b.started_at, b.worker = "running", b.attempts + 1, _utcnow(), ctx.worker
         request = BuildRequest(
             source_dir=checkout,
             config=Config.parse(cfg.identifier),
@@ -424,10 +420,11 @@ def execute_build(ctx: Context, build_id: int) -> str:
             outcome.cleanup()
 
     with session_scope(ctx.sessions) as s:
-        b = s.get(m.Build, build_id)
-        if b is None or b.status in m.FINAL_STATUSES:
-            return b.status if b else "missing"  # another attempt finished first
-        b.status, b.reason, b.message = outcome.status, outcome.reason, outcome.message
+        b = s.get(m.Build, build_id, with_for_update=True)  # a cancel committing now waits, or is seen
+        if b is None:
+            return "missing"
+        if not finish_build(b, outcome.status, outcome.reason, outcome.message):
+            return b.status  # cancelled meanwhile, or another attempt finished first: nothing is written
         b.build_system, b.duration = outcome.build_system, outcome.duration
         b.sandboxed = outcome.sandboxed if outcome.sandbox is not None else None  # None: no step ran
         b.runner, b.log_key, b.analysis_duration = request.runner, log_key, analysis_duration
@@ -837,76 +834,3 @@ def _copy_functions(s: Session, binary_id: int, funcs, texts: list[Any] | None =
         ),
     )
     return ids
-
-
-def record_internal_error(ctx: Context, build_id: int, exc: BaseException) -> str:
-    """A build that crashed Assemblage itself: failed, reason ``internal_error``, the traceback kept."""
-    import traceback
-
-    log.exception("build %s crashed", build_id)
-    text = "".join(traceback.format_exception(exc))
-    with session_scope(ctx.sessions) as s:
-        b = s.get(m.Build, build_id)
-        if b is None or b.status in m.FINAL_STATUSES:
-            return b.status if b else "missing"
-        b.status, b.reason = "failed", "internal_error"
-        b.message = f"assemblage crashed: {exc!r} (please report it)\n{text[-4000:]}"
-        b.finished_at = _utcnow()
-        return b.status
-
-
-def interrupt_run(ctx: Context, run_id: int) -> int:
-    """A run stopped by its user: unfinished builds become ``skipped (interrupted)``; a rerun redoes them."""
-    with session_scope(ctx.sessions) as s:
-        n = 0
-        for b in s.scalars(select(m.Build).where(m.Build.run_id == run_id, m.Build.status.in_(("pending", "running")))):
-            b.status, b.reason, b.message, b.finished_at = (
-                "skipped",
-                "interrupted",
-                "the run was interrupted",
-                _utcnow(),
-            )
-            n += 1
-        run = s.get_one(m.Run, run_id)
-        run.status, run.finished_at = "interrupted", _utcnow()
-        return n
-
-
-# ---------------------------------------------------------------- run end
-
-
-def finish_run(ctx: Context, run_id: int) -> dict[str, int]:
-    """Close a run once no build is pending or running. Returns build counts by status."""
-    with session_scope(ctx.sessions) as s:
-        counts = dict(
-            s.execute(
-                select(m.Build.status, func.count()).where(m.Build.run_id == run_id).group_by(m.Build.status)
-            ).all()
-        )
-        run = s.get_one(m.Run, run_id)
-        crawling = s.scalar(
-            select(func.count())
-            .select_from(m.Crawl)
-            .where(m.Crawl.run_id == run_id, m.Crawl.status.in_(("pending", "running")))
-        )
-        unplaced = s.scalar(
-            select(func.count())
-            .select_from(m.CrawlRepo)
-            .join(m.Crawl, m.CrawlRepo.crawl_id == m.Crawl.id)
-            .where(
-                m.Crawl.run_id == run_id,
-                m.Crawl.status == "finished",
-                m.CrawlRepo.status == "accepted",
-                m.CrawlRepo.source_id.is_(None),
-            )
-        )
-        if (
-            not counts.get("pending")
-            and not counts.get("running")
-            and not crawling
-            and not unplaced
-            and run.expanded
-            and run.status not in ("finished", "interrupted", "cancelled")
-        ):
-            run.status, run.finished_at = "finished", _utcnow()
-        return counts

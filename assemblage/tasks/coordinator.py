@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from assemblage.db import models as m
 from assemblage.db.session import session_scope
+from assemblage.pipeline.states import release_build
 from assemblage.tasks.app import QUEUES
 
 __all__ = [
@@ -73,7 +74,7 @@ def requeue_dead_builds(sessions: sessionmaker[Session], dead_after: float, send
             if seen is None and started is not None and started >= cutoff:
                 continue  # just claimed; its heartbeat row may not be visible yet
             log.warning("build %s: worker %s is silent; sending it again", b.id, b.worker)
-            b.status, b.worker = "pending", None
+            release_build(b)
             todo.append((b.id, config))
         # forget heartbeats of processes long gone, and of workers silent for an hour
         # (GET /workers shows them as dead until then)

@@ -15,7 +15,7 @@ What happens, in the worker's main process and in its pool processes (prefork):
 3. At the deadline the Drainer sends :data:`HANDBACK_SIGNAL` (SIGUSR2) to each
    pool process. A process inside a build kills the build's process groups
    (:func:`kill_all_builds`) and raises :class:`HandBack` out of the build. The
-   task then *hands the build back*: in one transaction, the build (still
+   task then *hands the build back* (:func:`assemblage.pipeline.states.hand_back_build`): in one transaction, the build (still
    ``running`` and still this process's) returns to ``pending``; then the task
    raises ``Reject(requeue=True)``, and Celery's main process gives the message
    back to its queue (kombu moves it from the ``unacked`` hash to the queue in
@@ -47,16 +47,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from assemblage.db import models as m
-from assemblage.db.session import session_scope
-
 __all__ = [
     "HANDBACK_SIGNAL",
     "HandBack",
     "Drainer",
-    "hand_back_build",
     "handback_point",
     "install_handback_handler",
     "handback_requested",
@@ -107,16 +101,6 @@ def handback_point() -> Iterator[None]:
         yield
     finally:
         _state["armed"] = False
-
-
-def hand_back_build(sessions: sessionmaker[Session], build_id: int, worker: str) -> bool:
-    """A running build of ``worker`` returns to ``pending``. False when it is not (finished, or another's)."""
-    with session_scope(sessions) as s:
-        b = s.get(m.Build, build_id, with_for_update=True)
-        if b is None or b.status != "running" or b.worker != worker:
-            return False
-        b.status, b.worker, b.started_at = "pending", None, None
-        return True
 
 
 # ------------------------------------------------------------------ main process side

@@ -22,20 +22,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from assemblage.db import models as m
 from assemblage.db.session import session_scope
 from assemblage.errors import AssemblageError
+from assemblage.pipeline import states
 from assemblage.pipeline.cancel import CancelWatch
-from assemblage.pipeline.failures import fail_run, fail_source
-from assemblage.pipeline.steps import (
-    complete_crawl,
-    crawl_run_source,
-    execute_build,
-    expand_run,
-    fetch_run_source,
-    finish_run,
-    record_internal_error,
-)
+from assemblage.pipeline.steps import complete_crawl, crawl_run_source, execute_build, expand_run, fetch_run_source
 from assemblage.storage.s3 import TransientStorageError
 from assemblage.tasks.app import celery_app, send
-from assemblage.tasks.drain import HandBack, hand_back_build, handback_point
+from assemblage.tasks.drain import HandBack, handback_point
 from assemblage.tasks.runtime import Heartbeat, build_heartbeat, is_alive, process_id, runtime, touch
 from assemblage.urls import redact
 
@@ -98,17 +90,6 @@ def send_build(build_id: int, config: str) -> None:
     send("build", build_id, config)
 
 
-def _pending_builds(s, source_id: int) -> list[tuple[int, str]]:
-    return list(
-        s.execute(
-            select(m.Build.id, m.Configuration.identifier)
-            .join(m.Configuration, m.Build.configuration_id == m.Configuration.id)
-            .where(m.Build.source_id == source_id, m.Build.status == "pending")
-            .order_by(m.Build.id)
-        ).all()
-    )
-
-
 # ------------------------------------------------------------------ tasks
 
 
@@ -136,14 +117,13 @@ def start_run(self, run_id: int) -> int:
         raise
     except Exception as exc:  # noqa: BLE001 - see the docstring
         _log_failure(f"run {run_id} cannot start", exc)
-        fail_run(rt.context(), run_id, _reason(exc))
+        states.fail_run(rt.sessions, run_id, _reason(exc))
         return 0
+    states.start_run(rt.sessions, run_id)  # a start delivered twice, or after a cancel, changes nothing
     with session_scope(rt.sessions) as s:
         run = s.get(m.Run, run_id)
-        if run is None or run.status in ("finished", "failed", "cancelled"):
-            return 0
-        if run.status == "pending":
-            run.status, run.started_at = "running", m.utcnow()
+        if run is None or run.status != "running":
+            return 0  # gone, or ended before it started (cancelled, failed)
         sources = list(
             s.scalars(
                 select(m.Source.id)
@@ -163,7 +143,7 @@ def start_run(self, run_id: int) -> int:
     for cid in crawls:
         send_crawl(cid)
     if not sources and not crawls:
-        finish_run(rt.context(), run_id)  # nothing to fetch (every source failed to expand)
+        states.finish_run(rt.sessions, run_id)  # nothing to fetch (every source failed to expand)
     return len(sources) + len(crawls)
 
 
@@ -218,7 +198,7 @@ def crawl(self, crawl_id: int) -> int:
         c = s.get(m.Crawl, crawl_id)
         run_id = c.run_id if c is not None else None
     if run_id is not None:
-        finish_run(ctx, run_id)
+        states.finish_run(rt.sessions, run_id)
     return len(added)
 
 
@@ -250,16 +230,15 @@ def fetch(self, source_id: int) -> int:
         raise
     except Exception as exc:  # noqa: BLE001 - see the docstring
         _log_failure(f"source {source_id} cannot be fetched", exc)
-        fail_source(ctx, source_id, _reason(exc))
-    with session_scope(rt.sessions) as s:
-        src = s.get(m.Source, source_id)
-        if src is None:
-            return 0
-        run_id = src.run_id
-        todo = _pending_builds(s, source_id) if src.status == "fetched" else []
+        states.fail_source(rt.sessions, source_id, _reason(exc))
+    with rt.sessions() as s:
+        run_id = s.scalar(select(m.Source.run_id).where(m.Source.id == source_id))
+    if run_id is None:
+        return 0
+    todo = states.ready_builds(rt.sessions, source_id)
     for bid, config in todo:
         send_build(bid, config)
-    finish_run(ctx, run_id)
+    states.finish_run(rt.sessions, run_id)
     return len(todo)
 
 
@@ -325,25 +304,12 @@ def claim_build(rt, build_id: int) -> tuple[str, int | None]:
         b = s.get(m.Build, build_id, with_for_update=True)
         if b is None:
             return "missing", None
-        if b.status in m.FINAL_STATUSES:
-            return b.status, b.run_id
         if b.status == "running" and b.worker != me and is_alive(s, b.worker, rt.settings.worker_dead_after):
             return "busy", b.run_id  # a live process has it; if that process dies, the sweep sends it again
-        b.status, b.worker, b.started_at = "running", me, m.utcnow()
-        touch(s, wid=me, kind="process", build_id=build_id)
+        touch(s, wid=me, kind="process", build_id=build_id)  # with the claim: the sweep sees it alive at once
+        if not states.claim_build(b, me):
+            return b.status, b.run_id  # it has ended (a copy of the message; cancelled)
         return "go", b.run_id
-
-
-def _record_time_limit(rt, build_id: int, exc: BaseException) -> None:
-    try:
-        with session_scope(rt.sessions) as s:
-            b = s.get(m.Build, build_id)
-            if b is not None and b.status not in m.FINAL_STATUSES:
-                b.status, b.reason = "timed_out", "task_time_limit"
-                b.message = f"the task ran out of time ({type(exc).__name__})"
-                b.finished_at = m.utcnow()
-    except Exception:
-        log.exception("could not record the time limit of build %s", build_id)
 
 
 # retries after transient failures (database, broker, store): ASSEMBLAGE_TASK_MAX_RETRIES
@@ -362,9 +328,9 @@ def build(self, build_id: int) -> str:
     if verdict != "go":
         log.info("build %s: %s, nothing to do", build_id, verdict)
         if verdict in m.FINAL_STATUSES and run_id is not None:
-            finish_run(rt.context(), run_id)  # a redelivered copy: make sure the run is closed
+            states.finish_run(rt.sessions, run_id)  # a redelivered copy: make sure the run is closed
         return verdict
-    assert run_id is not None  # a claimed build has its run
+    assert run_id is not None  # a build that was claimed has its run
     ctx = rt.context()
     log.info("build %s started", build_id)
     try:
@@ -376,7 +342,7 @@ def build(self, build_id: int) -> str:
         ):
             status = execute_build(ctx, build_id)
     except HandBack:  # this worker is stopping: the build goes back to pending, its message to the queue
-        handed = hand_back_build(rt.sessions, build_id, process_id())
+        handed = states.hand_back_build(rt.sessions, build_id, process_id())
         log.warning("build %s handed back (worker stopping)%s", build_id, "" if handed else ": it had finished")
         if handed:
             raise Reject("handed back: the worker is stopping", requeue=True) from None
@@ -384,12 +350,21 @@ def build(self, build_id: int) -> str:
     except TRANSIENT:
         raise  # retried with backoff; the claim lets the retry (or the sweep's copy) take it again
     except SoftTimeLimitExceeded as exc:
-        _record_time_limit(rt, build_id, exc)
-        status = "timed_out"
+        try:
+            status = states.end_build(
+                rt.sessions,
+                build_id,
+                "timed_out",
+                "task_time_limit",
+                f"the task ran out of time ({type(exc).__name__})",
+            )
+        except Exception:  # the database is away: the build stays running, and the sweep sends it again
+            log.exception("could not record the time limit of build %s", build_id)
+            status = "timed_out"
     except Exception as exc:  # noqa: BLE001 - a bug of ours, not a compile error: recorded on the build, never retried
-        status = record_internal_error(ctx, build_id, exc)
+        status = states.record_internal_error(rt.sessions, build_id, exc)
     log.info("build %s finished: %s", build_id, status)
-    finish_run(ctx, run_id)
+    states.finish_run(rt.sessions, run_id)
     return status
 
 

@@ -276,6 +276,47 @@ def test_ctrl_c_stops_the_run_kills_builds_and_says_so(tmp_path):
     assert set(con.execute("select status, reason from builds")) == {("skipped", "interrupted")}
 
 
+def test_assemblage_cancel_stops_an_embedded_run_from_another_terminal(tmp_path):
+    import sqlite3
+    import sys
+
+    src = tmp_path / "slow"
+    src.mkdir()
+    (src / "Makefile").write_text("all:\n\tsleep 778\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: slow\nsources: [{{path: {src}}}]\nmatrix: {{toolchain: [gcc-12], opt: [O0, O1, O2]}}\n")
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "assemblage.cli"]
+    proc = subprocess.Popen(
+        [*cli, "build", str(recipe), "--out", str(out), "--jobs", "1", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    sleeping = lambda: subprocess.run(["pgrep", "-f", "sleep 778"], capture_output=True).stdout  # noqa: E731
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not sleeping():
+        time.sleep(0.2)
+    assert sleeping(), "the build never started"
+    r = subprocess.run([*cli, "cancel", "1", "--dataset", str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "run 1: cancelled; 2 queued build(s) will not start, 1 running build(s) stopped" in r.stdout
+    cancelled = time.monotonic()  # committed: the build watches the run's row every second
+    proc.wait(timeout=30)
+    assert time.monotonic() - cancelled < 15
+    assert proc.returncode == 9, proc.stderr.read()  # the summary: no build succeeded
+    time.sleep(0.5)
+    assert sleeping() == b""
+    con = sqlite3.connect(out / "dataset.sqlite")
+    assert con.execute("select status from runs").fetchone() == ("cancelled",)
+    assert set(con.execute("select status, reason from builds")) == {("skipped", "cancelled")}
+    assert con.execute("select count(*) from builds where attempts > 0").fetchone() == (1,)  # the others never began
+    con.close()
+    again = subprocess.run([*cli, "cancel", "1", "--dataset", str(out)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "run 1: cancelled; 0 queued" in again.stdout
+    missing = subprocess.run([*cli, "cancel", "7", "--dataset", str(out)], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no run 7 in the dataset" in missing.stderr
+
+
 def test_without_bubblewrap_the_build_runs_only_when_allowed_and_the_log_says_so(tmp_path):
     import sys
 

@@ -28,6 +28,7 @@ EXE = Path(sys.executable).parent / "assemblage"  # the console script `pip inst
 COMMANDS = {
     "build": "Build every source of RECIPE",
     "report": "Print the summary of a run",
+    "cancel": "Cancel RUN of DATASET",
     "crawl": "Print what the recipe's searches would add",
     "ui": "Serve the web pages over an embedded dataset",
     "analyze": "Extract ground truth",

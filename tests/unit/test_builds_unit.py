@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 from assemblage.builds.collect import classify, find_binaries, snapshot
 from assemblage.builds.engine import classify_failure
 from assemblage.builds.plan import Step
-from assemblage.builds.runner import Limits, StepResult
+from assemblage.builds.runner import Limits, LocalRunner, StepResult
 from assemblage.builds.systems import (
     AutotoolsPlanner,
     BuildTools,
@@ -111,7 +112,7 @@ def test_wrapper_names_cover_cross_prefixes(tmp_path: Path) -> None:
 
 
 def tools() -> BuildTools:
-    return BuildTools(cc="/build/bin/cc", cxx="/build/bin/c++", src_dir="/build/src")
+    return BuildTools(cc="/build/bin/cc", cxx="/build/bin/c++", src_dir="/build/src", which=shutil.which)
 
 
 def test_cmake_plan_neutralises_build_type(tmp_path: Path) -> None:
@@ -124,6 +125,37 @@ def test_cmake_plan_neutralises_build_type(tmp_path: Path) -> None:
     text = (tmp_path / "_assemblage_build" / "toolchain.cmake").read_text()
     assert "CMAKE_SYSTEM_PROCESSOR aarch64" in text and "/build/bin/cc" in text
     assert steps[1].argv[-1] == "3"
+
+
+class ImageRunner(LocalRunner):
+    """A runner whose tools are somewhere else than this machine's PATH (as the docker runner's image)."""
+
+    def __init__(self) -> None:
+        super().__init__(Limits(), sandbox=True)
+        self.asked: list[str] = []
+
+    def which(self, name: str) -> str | None:
+        self.asked.append(name)
+        return None if name == "ninja" else f"/image/bin/{name}"
+
+
+def test_planners_ask_the_runner_for_their_tools_not_this_machine(tmp_path: Path) -> None:
+    runner = ImageRunner()
+    tools = BuildTools(cc="/build/bin/cc", cxx="/build/bin/c++", src_dir="/build/src", which=runner.which)
+    cs = get_toolchain("mingw-gcc-12").compilers("windows", "x86_64", "O2")  # ar, ranlib, windres of the cross tools
+    (tmp_path / "CMakeLists.txt").write_text("project(x C)\n")
+    configure = CMakePlanner().plan(tmp_path, cs, tools, jobs=1)[0].argv
+    text = (tmp_path / "_assemblage_build" / "toolchain.cmake").read_text()
+    for tool in (cs.ar, cs.ranlib, cs.windres):
+        assert f'"/image/bin/{tool}"' in text
+        host = shutil.which(tool)
+        assert host is None or host not in text
+    # no ninja in the image: make's generator, whether or not this machine has ninja
+    assert "Ninja" not in configure and "ninja" in runner.asked
+    (tmp_path / "meson.build").write_text("project('x', 'c')\n")
+    MesonPlanner().plan(tmp_path, cs, tools)
+    assert f"strip = '/image/bin/{cs.strip}'" in (tmp_path / "_assemblage_build" / "cross.ini").read_text()
+    assert {cs.ar, cs.ranlib, cs.windres, cs.strip, "ninja"} <= set(runner.asked)
 
 
 def test_autotools_plan_cross_and_autoreconf(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def test_debian_rules_plan_and_flags(tmp_path: Path) -> None:
     )
     names = [c[0]["name"] for c in build_depends(tmp_path)]
     assert names == ["build-essential", "fakeroot", "debhelper-compat", "libz-dev"]  # not the -Indep ones
-    tools = BuildTools(cc="/build/bin/cc", cxx="/build/bin/c++", src_dir="/build/src")
+    tools = BuildTools(cc="/build/bin/cc", cxx="/build/bin/c++", src_dir="/build/src", which=shutil.which)
     cs = get_toolchain("clang-19").compilers("linux", "x86_64", "O0")
     env = debian_env(cs, tools, jobs=2)
     assert env["DEB_CFLAGS_SET"].split()[:1] == ["-O0"] and env["DEB_CPPFLAGS_SET"] == ""

@@ -9,8 +9,12 @@ import pytest
 from lxml import etree
 
 from assemblage.builds.msbuild import MsbuildPlanner, rewrite_project, solution_platforms
+from assemblage.builds.plan import BuildTools
 from assemblage.errors import BuildError
 from assemblage.toolchains.registry import get_toolchain
+
+# msbuild finds its own compilers (a Windows worker's Visual Studio): the wrappers and the lookup go unused
+TOOLS = BuildTools(cc="cl", cxx="cl", src_dir=".", which=lambda command: None)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "windows" / "msbuild"
 NS = {"m": "http://schemas.microsoft.com/developer/msbuild/2003"}
@@ -166,7 +170,7 @@ def test_sheets_outside_the_tree_are_not_touched(tree, tmp_path):
 def test_filters_files_are_left_alone(tree):
     filters = tree / "vs2015/hello.vcxproj.filters"
     before = filters.read_bytes()
-    MsbuildPlanner().plan(tree / "vs2015", get_toolchain("msvc-v140").compilers("windows", "i686", "O1"))
+    MsbuildPlanner().plan(tree / "vs2015", get_toolchain("msvc-v140").compilers("windows", "i686", "O1"), TOOLS)
     assert filters.read_bytes() == before
 
 
@@ -186,7 +190,7 @@ def test_plan_builds_the_solution_with_its_platform_names(tree):
     root = tree / "vs2022"
     planner = MsbuildPlanner()
     assert planner.detect(root)
-    steps = planner.plan(root, get_toolchain("msvc-v143").compilers("windows", "i686", "O2"), jobs=2)
+    steps = planner.plan(root, get_toolchain("msvc-v143").compilers("windows", "i686", "O2"), TOOLS, jobs=2)
     assert len(steps) == 1
     argv = steps[0].argv
     assert argv[:2] == ("msbuild", "demo.sln")
@@ -206,7 +210,9 @@ def test_plan_builds_the_solution_with_its_platform_names(tree):
 
 
 def test_plan_without_a_matching_solution_builds_each_project(tree):
-    steps = MsbuildPlanner().plan(tree / "vs2017", get_toolchain("msvc-v141").compilers("windows", "x86_64", "Od"))
+    steps = MsbuildPlanner().plan(
+        tree / "vs2017", get_toolchain("msvc-v141").compilers("windows", "x86_64", "Od"), TOOLS
+    )
     assert [s.argv[1] for s in steps] == ["zipper.vcxproj"]
     assert "/p:Configuration=Debug" in steps[0].argv and "/p:Platform=x64" in steps[0].argv
 
@@ -219,7 +225,7 @@ def test_solution_parsing(tree):
 
 def test_plan_refuses_non_msvc_toolchains(tree):
     with pytest.raises(BuildError, match="msvc"):
-        MsbuildPlanner().plan(tree / "vs2022", get_toolchain("clang-19").compilers("windows", "x86_64", "O2"))
+        MsbuildPlanner().plan(tree / "vs2022", get_toolchain("clang-19").compilers("windows", "x86_64", "O2"), TOOLS)
 
 
 def test_detect_needs_a_project(tmp_path):

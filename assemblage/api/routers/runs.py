@@ -298,7 +298,7 @@ class CancelOut(RunOut):
     },
 )
 def cancel(run_id: IdPath, request: Request, token: SubmitToken) -> CancelOut:
-    from assemblage.pipeline.cancel import CANCELLED, cancel_run
+    from assemblage.pipeline.states import IllegalTransition, cancel_run
 
     sessions = request.app.state.sessions
     with sessions() as s:
@@ -311,11 +311,14 @@ def cancel(run_id: IdPath, request: Request, token: SubmitToken) -> CancelOut:
             status.HTTP_403_FORBIDDEN,
             f"run {run_id} was submitted by another token: only that token or an admin token may cancel it",
         )
-    outcome = cancel_run(sessions, run_id)
+    try:
+        outcome = cancel_run(sessions, run_id)
+    except IllegalTransition as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"run {run_id} has ended ({exc.status}): nothing to cancel"
+        ) from None
     if outcome is None:
         raise HTTPException(404, f"no run {run_id}")
-    if outcome.status != CANCELLED:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} has ended ({outcome.status}): nothing to cancel")
     log.warning(
         "run %s cancelled by token %s (%s): %d queued, %d running build(s) stopped",
         run_id,
