@@ -104,7 +104,7 @@ class _PyLoader(yaml.SafeLoader):
     every token: quadratic in the nesting (2 KB of ``[`` took 0.5 s).
     """
 
-    def fetch_flow_collection_start(self, token_class):  # noqa: ANN001, ANN201 - PyYAML's signature
+    def fetch_flow_collection_start(self, token_class):  # PyYAML's signature
         if self.flow_level >= MAX_DEPTH:
             raise ScannerError(None, None, f"nested deeper than {MAX_DEPTH} levels", self.get_mark())
         super().fetch_flow_collection_start(token_class)
@@ -125,7 +125,7 @@ def _check_events(text: str) -> None:
     sizes: dict[str, int] = {}
     aliases = 0
 
-    def add(n: int, mark) -> None:  # noqa: ANN001
+    def add(n: int, mark: Any) -> None:  # any yaml mark (see below)
         if stack:
             stack[-1][0] += n
             if stack[-1][0] > MAX_NODES:
@@ -164,7 +164,7 @@ def _check_events(text: str) -> None:
 
 def _load_yaml(text: str) -> Any:
     _check_events(text)
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader (libyaml's, or PyYAML's own)
+    return yaml.load(text, Loader=_Loader)  # _Loader is a safe loader (libyaml's, or PyYAML's own)
 
 
 def parse_recipe_text(text: str, *, file: str | None = None) -> Recipe:
