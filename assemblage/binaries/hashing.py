@@ -76,6 +76,7 @@ class FunctionHasher:
             self._md = None
             self.method = "raw"
         self._extent_md = self._extent_md or self._md
+        self._masked: dict[str, str] = {}  # x86 operands -> masked (depends only on the binary's image bounds)
 
     def hash(self, ranges: Sequence[Range]) -> tuple[str | None, str | None, str | None]:
         """(sha256, pic_hash, method) of the function made of ``ranges`` (address order)."""
@@ -132,6 +133,14 @@ class FunctionHasher:
             return start + len(code.rstrip(b"\0")) if self.arch != "armhf" else limit
         return end
 
+    def _mask(self, ops: str) -> str:
+        """x86 operands without their ``rip`` displacement and with the numbers that are addresses masked."""
+        if "rip" in ops:
+            ops = _RIP.sub("rip+DISP", ops)
+        if "0x" in ops:
+            ops = _HEX.sub(self._number, ops)
+        return ops
+
     def _number(self, m: re.Match[str]) -> str:
         v = int(m.group(2), 16)
         if v >= 0x1000 and self.is_address(v):
@@ -150,19 +159,21 @@ class FunctionHasher:
         out: list[str] = []
         append = out.append
         start, end = r.start, r.end
+        masked = self._masked
         for _addr, size, mnem, ops in self._md.disasm_lite(code, start):
             if "0x" not in ops:
                 append(code[done : done + size].hex())  # nothing that can be an address: the bytes themselves
                 done += size
                 continue
             done += size
-            if "rip" in ops:
-                ops = _RIP.sub("rip+DISP", ops)
-            elif ops.startswith("0x") and _X86_BRANCH.match(mnem):
+            if "rip" not in ops and ops.startswith("0x") and _X86_BRANCH.match(mnem):
                 target = int(ops, 16)
                 ops = f"L{target - start}" if start <= target < end else "EXT"
-            if "0x" in ops:
-                ops = _HEX.sub(self._number, ops)
+            else:  # the same operands mask the same way throughout the binary: masked once
+                m = masked.get(ops)
+                if m is None:
+                    m = masked[ops] = self._mask(ops)
+                ops = m
             append(f"{mnem} {ops}")
         h.update("\n".join(out).encode())
         if done < len(code):

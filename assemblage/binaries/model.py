@@ -82,7 +82,25 @@ class Function:
     size_inferred: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Function, tuple(getattr(self, f) for f in _FUNCTION_FIELDS))
+        # The line rows as four columns (plain ints and shared strings), not one object each: pickle
+        # memoizes and reduces every object it writes, which for a binary's ~20k rows cost more than
+        # the rest of its analysis result (the bounded analysis sends it through a pipe).
+        rows = self.lines
+        values = [getattr(self, f) for f in _FUNCTION_FIELDS]
+        values[_LINES_AT] = (
+            [r.address for r in rows],
+            [r.length for r in rows],
+            [r.source_file for r in rows],
+            [r.line for r in rows],
+        )
+        return (_function, tuple(values))
+
+
+def _function(*values: Any) -> Function:
+    f = Function(*values)
+    addresses, lengths, files, lines = values[_LINES_AT]  # the columns __reduce__ wrote
+    f.lines = list(map(LineRow, addresses, lengths, files, lines))
+    return f
 
 
 _FUNCTION_FIELDS: tuple[str, ...] = ()  # filled below, in declaration order
@@ -104,6 +122,7 @@ class Inlining:
 
 
 _FUNCTION_FIELDS = tuple(f.name for f in fields(Function))
+_LINES_AT = _FUNCTION_FIELDS.index("lines")
 
 
 @dataclass(frozen=True, slots=True)

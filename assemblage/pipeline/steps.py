@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from assemblage.binaries._gc import paused_gc
 from assemblage.builds.engine import BuildOutcome, BuildRequest, run_build
 from assemblage.db import models as m
 from assemblage.db.session import copy_rows, is_postgres, reserve_ids, session_scope
@@ -569,7 +570,8 @@ def _analyse_and_store(
                     rec.error = exc.problem
                     log.write(f"! analysis of {found.relpath} failed: {exc.problem}\n")
                 if rec.analysis is not None and tree is not None:
-                    rec.texts = tree.cut_functions(rec.analysis.functions)
+                    with paused_gc():  # tens of thousands of strings, no cycles (see binaries/_gc.py)
+                        rec.texts = tree.cut_functions(rec.analysis.functions)
             if want_stripped and found.format in ("elf", "pe"):
                 rec.stripped = _stripped_copy(ctx, found.path, outcome.strip_tool, log)
             records.append(rec)
@@ -675,10 +677,11 @@ def insert_ground_truth(s: Session, binary_id: int, a, texts: list[Any] | None =
     """
     funcs = a.functions
     texts = texts if texts is not None else [_NO_TEXT] * len(funcs)
-    if funcs and is_postgres(s):
-        _copy_ground_truth(s, binary_id, funcs, texts)
-    elif funcs:
-        _insert_ground_truth_core(s, binary_id, funcs, texts)
+    with paused_gc():  # a row tuple per line: the collector would rescan the whole heap several times
+        if funcs and is_postgres(s):
+            _copy_ground_truth(s, binary_id, funcs, texts)
+        elif funcs:
+            _insert_ground_truth_core(s, binary_id, funcs, texts)
     if a.inlinings:
         _executemany(
             s.connection(),

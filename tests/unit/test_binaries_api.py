@@ -130,3 +130,19 @@ def test_forked_worker_returns_results_and_exceptions():
     t0 = time.monotonic()
     slow.cancel()
     assert time.monotonic() - t0 < 5
+
+
+def test_a_bounded_result_keeps_every_line_row(tmp_path, monkeypatch):
+    """Line rows cross the pipe as columns (model.Function.__reduce__); they come back as the same LineRows."""
+    from assemblage.binaries.model import BinaryAnalysis, Function, LineRow, Range
+
+    rows = [LineRow(0x1000 + i, 4, None if i % 3 == 0 else f"src/f{i % 2}.c", i) for i in range(5000)]
+    funcs = [
+        Function(name="f", start=0x1000, end=0x6000, size=0x5000, ranges=[Range(0x1000, 0x6000)], lines=rows),
+        Function(name="g", start=0x6000, end=0x6010, size=16, aliases=["h"], size_inferred=True),
+    ]
+    made = BinaryAnalysis(path="x", sha256="0" * 64, size=1, format="elf", arch="x86_64", bits=64, functions=funcs)
+    monkeypatch.setattr(dispatch, "analyze_file", lambda *a, **k: made)
+    got = analyze_file_bounded(write(tmp_path, "x", b"\x7fELF"), timeout=10)
+    assert got == made and got.functions[0].lines == rows and got.functions[1].lines == []
+    assert all(type(r) is LineRow for r in got.functions[0].lines)

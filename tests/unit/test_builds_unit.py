@@ -221,3 +221,22 @@ def test_failure_classes(phase, tail, rc, expected) -> None:
 def test_timeout_class() -> None:
     res = StepResult(step=Step(name="make", argv=("make",)), returncode=-9, duration=5, timed_out=True)
     assert classify_failure(res, Limits(timeout=5))[:2] == ("timed_out", "timeout")
+
+
+def test_disk_watch_measures_often_only_near_the_limit(tmp_path: Path) -> None:
+    from assemblage.builds.runner import DiskWatch
+
+    watch = DiskWatch(tmp_path, 8 * 1024**3, lambda: None)
+    try:
+        watch.used = 100 * 1024**2  # far below: a build cannot write the rest before the next measure
+        assert watch.next_wait(0.001) == DiskWatch.MAX_WAIT
+        watch.used = watch.limit - 100 * 1024**2  # close: as often as before
+        assert watch.next_wait(0.001) == watch.interval
+        watch.used = watch.limit - DiskWatch.WRITE_RATE  # one second of writing to go
+        assert watch.next_wait(0.001) == 1.0
+        assert watch.next_wait(1.0) == 5.0  # a huge tree: at most a fifth of the time measuring
+    finally:
+        watch.stop()
+    small = DiskWatch(tmp_path, 16 * 1024**2, lambda: None)  # a small disk cap is measured every interval
+    small.stop()
+    assert small.next_wait(0.001) == small.interval

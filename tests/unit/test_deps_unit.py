@@ -120,6 +120,46 @@ def test_satisfy_for_a_cross_build_installs_libraries_for_the_host() -> None:
     assert res.packages == ["bison", "debhelper", "zlib1g-dev:arm64"]
 
 
+# Packages files as apt keeps them: a name in several lists (the newest version wins, the first of equal
+# ones), Package not always the first field, Provides with and without versions, a stanza without Version.
+_PACKAGES_TEXTS = [
+    "Package: debhelper\nVersion: 13.11.4\nArchitecture: all\nMulti-Arch: foreign\n"
+    "Provides: debhelper-compat (= 13), debhelper-compat (= 12)\n\n"
+    "Package: zlib1g-dev\nSource: zlib\nVersion: 1:1.2.13\nArchitecture: amd64\nMulti-Arch: same\n"
+    "Provides: libz-dev\nSection: libdevel\n\n"
+    "Package: noversion\nArchitecture: amd64\nProvides: ghost\n\n"
+    "Version: 2.0\nPackage: bison\nArchitecture: amd64\nMulti-Arch: foreign\nProvides: yacc\n",
+    "Package: bison\nVersion: 3.8\nArchitecture: amd64\nProvides: byacc-alike (= 1)\n\n"
+    "Package: zlib1g-dev\nVersion: 1:1.2.13\nArchitecture: amd64\nMulti-Arch: no\n\n"
+    "Package: old-lib-dev\nVersion: 1.0\nArchitecture: amd64\nMulti-Arch: same\nProvides: libz-dev (= 0.9)\n",
+]
+
+
+def test_indexed_archive_answers_as_the_parsed_one() -> None:
+    from assemblage.builds.aptindex import IndexedArchive, _parse_packages
+
+    lazy = IndexedArchive(_PACKAGES_TEXTS, "amd64")
+    eager = BinaryArchive([p for text in _PACKAGES_TEXTS for p in _parse_packages(text)], "amd64")
+    assert lazy.real == eager.real and list(lazy.real) == list(eager.real)
+    assert lazy.real["bison"].version == "3.8" and lazy.real["zlib1g-dev"].multi_arch == "same"  # newest; first
+    assert lazy.package("noversion") is None and lazy.provided_by("ghost") == []
+    assert lazy.provided_by("yacc") == [] and lazy.provided_by("byacc-alike") == eager.providers["byacc-alike"]
+    assert {k: sorted(v, key=repr) for k, v in lazy.providers.items()} == {
+        k: sorted(v, key=repr) for k, v in eager.providers.items()
+    }
+    rel = PkgRelation.parse_relations(
+        "debhelper-compat (= 13), libz-dev (>= 0.5), byacc-alike, nothere | bison, zlib1g-dev"
+    )
+    for host in ("amd64", "arm64"):
+        assert lazy.satisfy(rel, host_arch=host) == eager.satisfy(rel, host_arch=host)
+    assert IndexedArchive(_PACKAGES_TEXTS, "amd64").satisfy(rel).packages == [
+        "bison",
+        "debhelper",
+        "old-lib-dev",
+        "zlib1g-dev",
+    ]
+
+
 def test_debian_rules_plan_and_flags(tmp_path: Path) -> None:
     (tmp_path / "debian").mkdir()
     (tmp_path / "debian" / "rules").write_text("#!/usr/bin/make -f\n%:\n\tdh $@\n")

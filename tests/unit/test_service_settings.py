@@ -149,3 +149,23 @@ def test_settings_are_read_only_through_the_settings_module():
             if key and key.startswith("ASSEMBLAGE_"):
                 found.append(f"{path.relative_to(root.parent)}:{node.lineno} reads {key}")
     assert not found, "read these through assemblage.settings: " + "; ".join(found)
+
+
+def test_read_setting_sees_every_change_of_the_environment_and_the_file(tmp_path, monkeypatch):
+    from assemblage import settings
+
+    f = tmp_path / "s.toml"
+    f.write_text("keep_scratch = true\n")
+    assert settings.read_setting("keep_scratch", "default") is False
+    monkeypatch.setenv("ASSEMBLAGE_SETTINGS_FILE", str(f))
+    assert settings.read_setting("keep_scratch", "default") is True
+    f.write_text("keep_scratch = false\n")  # same size, maybe the same mtime: the bytes decide
+    assert settings.read_setting("keep_scratch", "default") is False
+    f.write_text("keep_scrach = true\n")  # a broken file: the default, and the error again on each read
+    assert settings.read_setting("keep_scratch", "default") == "default"
+    assert settings.read_setting("keep_scratch", "default") == "default"
+    f.write_text("keep_scratch = true\n")
+    monkeypatch.setenv("ASSEMBLAGE_KEEP_SCRATCH", "false")  # the environment wins, and is read afresh
+    assert settings.read_setting("keep_scratch", "default") is False
+    monkeypatch.delenv("ASSEMBLAGE_KEEP_SCRATCH")
+    assert settings.read_setting("keep_scratch", "default") is True
