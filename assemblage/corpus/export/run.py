@@ -218,6 +218,24 @@ class _Tables:
             self.missing[table.name] = missing
         return [c if c.name in have else _absent(c) for c in table.c]
 
+    def _whole(self, conn: Connection, name: str) -> bool:
+        """Whether ``name`` (rvas, lines) of the source is exported whole, column for column.
+
+        Called when every function of the source is exported: then the rows to export are all the rows whose
+        function exists. When the source table has the export's columns in the same order and none of its
+        rows names a missing function, ``INSERT INTO out.t SELECT * FROM main.t`` copies it, which SQLite
+        does record by record without decoding them (its transfer optimisation, the one VACUUM uses):
+        0.26 s of CPU for the 721,001 lines of bench/export.py against 0.54 s through the join.
+        """
+        have = [r[1] for r in conn.exec_driver_sql(f'PRAGMA main.table_info("{name}")')]
+        if have != [c.name for c in self.columns[name]]:
+            return False
+        orphans = conn.exec_driver_sql(
+            f'SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT function_id AS fid FROM main."{name}") d '
+            "WHERE NOT EXISTS (SELECT 1 FROM main.functions f WHERE f.id = d.fid))"
+        ).scalar()
+        return not orphans
+
     def _insert(self, conn: Connection, table: str, query: Any) -> None:
         out = self.out[table]
         conn.execute(insert(out).from_select([c.name for c in self.columns[table]], query))
@@ -244,8 +262,14 @@ class _Tables:
                 .order_by(F.c.id),
             )
             of = self.out["functions"]
+            every_function = conn.scalar(select(func.count()).select_from(of)) == conn.scalar(
+                select(func.count()).select_from(F)
+            )
             for name, table in (("rvas", R), ("lines", L)):
                 self.progress.phase(name)
+                if every_function and self._whole(conn, name):
+                    conn.exec_driver_sql(f'INSERT INTO out."{name}" SELECT * FROM main."{name}"')
+                    continue
                 self._insert(
                     conn,
                     name,
