@@ -495,6 +495,16 @@ def test_whole_tables_are_copied_as_they_are_and_orphans_still_left_out(tmp_path
         assert seen == [("rvas", True), ("lines", True)]
         for table in ("rvas", "lines"):
             assert exported(tmp_path / "o1", table) == expected(clean, table) and expected(clean, table)
+        db = sqlite3.connect(tmp_path / "o1" / "dataset.sqlite")  # the indexes came along with the rows
+        try:
+            assert db.execute("pragma integrity_check").fetchall() == [("ok",)]
+            for table in ("rvas", "lines"):
+                plan = db.execute(f"explain query plan select id from {table} where function_id = 3").fetchall()
+                assert f"USING INDEX ix_{table}_function_id" in str(plan) or "COVERING INDEX" in str(plan), plan
+                n = db.execute(f"select count(*) from {table} indexed by ix_{table}_function_id where function_id > 0")
+                assert n.fetchone()[0] == len(expected(clean, table))
+        finally:
+            db.close()
 
         orphan = make_dataset(tmp_path / "orphan", {"a": own("a", 3)})
         db = sqlite3.connect(orphan / "dataset.sqlite")  # foreign keys are off on a plain connection

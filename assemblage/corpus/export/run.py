@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 from assemblage.corpus.dedup import trivial_clause, trivial_column
 from assemblage.corpus.export.columns import Column, derived, schema_of, table_columns
 from assemblage.corpus.export.files import Manifest, ObjectCopier
-from assemblage.corpus.export.sqlite import ExportDB
+from assemblage.corpus.export.sqlite import INDEXES, ExportDB, index_sql
 from assemblage.corpus.families import family_id, family_ids, sample_pairs
 from assemblage.corpus.plan import SEL, Plan, make_plan
 from assemblage.corpus.request import ExportRequest, ExportSummary
@@ -268,6 +268,10 @@ class _Tables:
             for name, table in (("rvas", R), ("lines", L)):
                 self.progress.phase(name)
                 if every_function and self._whole(conn, name):
+                    if "sqlite" in self.request.formats:  # its index comes along, copied from the source's
+                        for col in INDEXES.get(name, []):
+                            if _plain_index(conn, name, col):
+                                conn.exec_driver_sql(index_sql(name, col, "out"))
                     conn.exec_driver_sql(f'INSERT INTO out."{name}" SELECT * FROM main."{name}"')
                     continue
                 self._insert(
@@ -400,6 +404,19 @@ class _Tables:
             manifest.add(self.db.path)
         else:
             self.db.path.unlink()
+
+
+def _plain_index(conn: Connection, table: str, column: str) -> bool:
+    """Whether the source indexes ``table`` on ``column`` alone, as the export does (ascending, BINARY, not
+    unique, not partial): then SQLite's transfer copies that index's entries along with the rows, in order,
+    instead of the export sorting them again (lines of bench/export.py: 0.27 s of CPU against 0.32 s)."""
+    for _, name, unique, _, partial in conn.exec_driver_sql(f'PRAGMA main.index_list("{table}")'):
+        if unique or partial:
+            continue
+        keys = [(r[2], r[3], r[4]) for r in conn.exec_driver_sql(f'PRAGMA main.index_xinfo("{name}")') if r[5]]
+        if keys == [(column, 0, "BINARY")]:
+            return True
+    return False
 
 
 def _absent(column: Any) -> Any:

@@ -41,7 +41,7 @@ from sqlalchemy.sql.ddl import sort_tables_and_constraints
 
 from assemblage.corpus.export.columns import Column, sqlite_row_converter
 
-__all__ = ["ExportDB", "PRAGMAS"]
+__all__ = ["ExportDB", "PRAGMAS", "INDEXES", "index_sql"]
 
 # what readers join on (functions.family_id groups a family; families.function_id joins back to a function)
 INDEXES = {
@@ -65,6 +65,12 @@ PRAGMAS = ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8192")
 # bench/export.py (721,001 lines rows): copying them, counting them and indexing them took 0.39 s of CPU with
 # 64 KiB pages against 0.47 s with SQLite's default 4 KiB (and 68,000 reads of the file became 5,000)
 PAGE_SIZE = 65536
+
+
+def index_sql(table: str, column: str, schema: str | None = None) -> str:
+    """The DDL of the export's index on ``table.column`` (in the attached ``schema`` when given)."""
+    prefix = f"{schema}." if schema else ""
+    return f'CREATE INDEX IF NOT EXISTS {prefix}"ix_{table}_{column}" ON "{table}" ("{column}")'
 
 
 class ExportDB:
@@ -142,7 +148,7 @@ class ExportDB:
                     continue
                 for col in columns:
                     if any(c.name == col for c in self.tables[table]):
-                        db.execute(f'CREATE INDEX "ix_{table}_{col}" ON "{table}" ("{col}")')
+                        db.execute(index_sql(table, col))  # unless it came with the rows (run.py)
         db.execute("COMMIT")
         if indexes:
             db.execute("PRAGMA journal_mode=DELETE")
