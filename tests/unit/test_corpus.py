@@ -603,3 +603,26 @@ def test_charts_are_deterministic_pngs_with_ticks_bars_and_a_legend(tmp_path):
     assert {(0x22, 0x88, 0x33), (0xEE, 0x66, 0x77)} <= colours_seen  # both series are drawn
     single = bar_chart(tmp_path / "c.png", "Functions", ["a"] * 20, [("functions", list(range(20)))], "functions")
     assert Image.open(single).size == (800, 720)
+
+
+def test_parquet_row_groups_are_bounded_in_rows_and_in_bytes(tmp_path):
+    """Wide rows (functions with their source text) close a row group before 65,536 rows: memory stays flat."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from assemblage.corpus.export.parquet import TableWriter
+
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("text", pa.string())])
+    wide = TableWriter(tmp_path / "wide", schema, row_group=1000, row_group_bytes=64 << 10)
+    narrow = TableWriter(tmp_path / "narrow", schema, row_group=1000, row_group_bytes=64 << 10)
+    for start in range(0, 3000, 250):
+        ids = list(range(start, start + 250))
+        wide.write(pa.record_batch([pa.array(ids), pa.array(["x" * 1000] * 250)], schema=schema))
+        narrow.write(pa.record_batch([pa.array(ids), pa.array(["x"] * 250)], schema=schema))
+    wide.close()
+    narrow.close()
+    for folder, most in (("wide", 250), ("narrow", 1000)):
+        meta = pq.ParquetFile(tmp_path / folder / "part-00000.parquet").metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert sum(sizes) == 3000 and max(sizes) == most, (folder, sizes)
+        assert pq.read_table(tmp_path / folder).column("id").to_pylist() == list(range(3000))
