@@ -25,7 +25,7 @@ import tarfile
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from assemblage.errors import ExportError
 from assemblage.storage import ObjectStore
@@ -71,7 +71,11 @@ class Manifest:
         return final
 
 
-def _read_verified(src: BinaryIO, dst: BinaryIO, sha256: str, what: str) -> int:
+class _Sink(Protocol):
+    def write(self, block: bytes, /) -> int: ...
+
+
+def _read_verified(src: BinaryIO, dst: _Sink, sha256: str, what: str) -> int:
     h = hashlib.sha256()
     n = 0
     while block := src.read(CHUNK):
@@ -87,7 +91,7 @@ def _read_verified(src: BinaryIO, dst: BinaryIO, sha256: str, what: str) -> int:
 
 
 class _Discard:
-    def write(self, block: bytes) -> int:
+    def write(self, block: bytes, /) -> int:
         return len(block)
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -141,7 +142,10 @@ class TableWriter:
         self.row_group_bytes = row_group_bytes
         self.schema = schema
         # dictionary pages for text columns only: ids, addresses and sizes hardly repeat within a row group
-        self.dictionary = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        # (ParquetWriter takes column names there; pyarrow's stubs say bool only)
+        self.dictionary: Any = [
+            f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        ]
         self.sides = sides
         self.rows = 0
         names = sides or ["part"]
