@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..binaries import BinaryAnalysis, analyze_file_bounded
 from ..errors import AssemblageError, InvalidBinaryError
+
+if TYPE_CHECKING:  # the analysis is imported by the commands that run it (every other command starts faster)
+    from ..binaries import BinaryAnalysis
 
 __all__ = ["register"]
 
@@ -71,6 +73,8 @@ def analyze(
     memory: Annotated[int, typer.Option(help="memory budget per file, MiB")] = 2048,
 ) -> None:
     """Extract ground truth (functions, lines, provenance, hashes) from binaries."""
+    from ..binaries import analyze_file_bounded
+
     failed = False
     done: list[BinaryAnalysis] = []
     for f in files:
@@ -96,6 +100,7 @@ def verify_labels(
     timeout: Annotated[float, typer.Option(help="analysis seconds per file")] = 300.0,
 ) -> None:
     """Compare our labels with llvm-dwarfdump-19, readelf and c++filt; exit 1 on unexplained differences."""
+    from ..binaries import analyze_file_bounded
     from ..binaries.bounded import run_bounded
     from ..binaries.verify import verify_binary
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -330,6 +331,14 @@ def _usage_error(exc: Exception) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """The console script: every failure is one clear message and an exit code (see --help)."""
+    try:
+        _main(argv)
+    finally:
+        if argv is None:  # the process ends here: no collection walks the heap again while modules are torn down
+            gc.freeze()
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         rc = app(args=argv, prog_name="assemblage", standalone_mode=False)
         if isinstance(rc, int) and rc:

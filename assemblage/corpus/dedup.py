@@ -141,20 +141,46 @@ def dedup_report(conn: Any, sel: Any, functions: Any, binaries: Any) -> DedupRep
     nb, nh = conn.execute(
         select(func.count(), func.count(func.distinct(b.c.hash))).select_from(b.join(sel, sel.c.binary_id == b.c.id))
     ).one()
+    joined = f.join(sel, sel.c.binary_id == f.c.binary_id)
     triv = trivial_clause(f)
-    kept_pic = case((~triv, f.c.pic_hash))  # NULL for trivial functions: not counted as distinct
-    row = conn.execute(  # one scan of the functions for every count
-        select(
-            func.count(),
-            func.count(func.distinct(f.c.hash)),
-            func.sum(case((f.c.hash.is_(None), 1), else_=0)),
-            func.count(func.distinct(f.c.pic_hash)),
-            func.sum(case((f.c.pic_hash.is_(None), 1), else_=0)),
-            func.sum(case((triv, 1), else_=0)),
-            func.count(func.distinct(kept_pic)),
-            func.sum(case((~triv & f.c.pic_hash.is_(None), 1), else_=0)),
-        ).select_from(f.join(sel, sel.c.binary_id == f.c.binary_id))
-    ).one()
+    if conn.dialect.name == "sqlite":
+        # SQLite: one scan for the sums, then each distinct count as a GROUP BY (its sorter) rather than a
+        # count(DISTINCT) (a temporary b-tree per count, spilled to temporary files beyond 2 MB): 0.2 s of CPU
+        # instead of 0.32 s on the 40,128 functions of bench/export.py
+        def distinct(col: Any, *where: Any) -> Any:
+            # grouped by ``col || ''`` (the same text) so that SQLite scans and sorts: walking the pic_hash index
+            # instead would look every row up in the table, twice the time
+            key = col.concat("")
+            groups = select(key).select_from(joined).where(key.is_not(None), *where).group_by(key).subquery()
+            return select(func.count()).select_from(groups).scalar_subquery()
+
+        sums = conn.execute(
+            select(
+                func.count(),
+                func.sum(case((f.c.hash.is_(None), 1), else_=0)),
+                func.sum(case((f.c.pic_hash.is_(None), 1), else_=0)),
+                func.sum(case((triv, 1), else_=0)),
+                func.sum(case((f.c.pic_hash.is_(None) & ~triv, 1), else_=0)),  # the rule only where no pic hash
+            ).select_from(joined)
+        ).one()
+        distincts = conn.execute(
+            select(distinct(f.c.hash), distinct(f.c.pic_hash), distinct(f.c.pic_hash, ~triv))
+        ).one()
+        row = (sums[0], distincts[0], sums[1], distincts[1], sums[2], sums[3], distincts[2], sums[4])
+    else:
+        kept_pic = case((~triv, f.c.pic_hash))  # NULL for trivial functions: not counted as distinct
+        row = conn.execute(  # one scan of the functions for every count
+            select(
+                func.count(),
+                func.count(func.distinct(f.c.hash)),
+                func.sum(case((f.c.hash.is_(None), 1), else_=0)),
+                func.count(func.distinct(f.c.pic_hash)),
+                func.sum(case((f.c.pic_hash.is_(None), 1), else_=0)),
+                func.sum(case((triv, 1), else_=0)),
+                func.count(func.distinct(kept_pic)),
+                func.sum(case((~triv & f.c.pic_hash.is_(None), 1), else_=0)),
+            ).select_from(joined)
+        ).one()
     rows, exact, no_exact, pic, no_pic, trivial, nt_pic, nt_no_pic = (int(x or 0) for x in row)
     nt_rows = rows - trivial
     return DedupReport(

@@ -450,3 +450,179 @@ def test_a_dataset_built_before_a_column_existed_exports_it_empty(tmp_path):
     functions = ds.dataset(tmp_path / "out" / "data" / "functions").to_table().to_pylist()
     assert len(functions) == 4
     assert {f["source_codes"] for f in functions} == {None} and {f["size_inferred"] for f in functions} == {False}
+
+
+def test_whole_tables_are_copied_as_they_are_and_orphans_still_left_out(tmp_path):
+    """rvas and lines are copied record by record when every function is exported and the source table has
+    the export's columns in order; an orphan row (a function that does not exist) or another column order
+    sends them through the join, and either way the export holds the rows whose function it exports."""
+    import sqlite3
+
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from assemblage.corpus.export import run as export_run
+
+    seen: list[tuple[str, bool]] = []
+    real = export_run._Tables._whole
+
+    def spy(self, conn, name):
+        whole = real(self, conn, name)
+        seen.append((name, whole))
+        return whole
+
+    def exported(out: Path, table: str) -> list[tuple]:
+        db = sqlite3.connect(out / "dataset.sqlite")
+        try:
+            return db.execute(f"select * from {table} order by id").fetchall()
+        finally:
+            db.close()
+
+    def expected(ds: Path, table: str) -> list[tuple]:
+        db = sqlite3.connect(ds / "dataset.sqlite")
+        try:
+            cols = [c.name for c in m.Base.metadata.tables[table].columns]
+            return db.execute(
+                f"select {', '.join('t.' + c for c in cols)} from {table} t "
+                "where t.function_id in (select id from functions) order by t.id"
+            ).fetchall()
+        finally:
+            db.close()
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(export_run._Tables, "_whole", spy)
+    try:
+        clean = make_dataset(tmp_path / "clean", {"a": own("a", 3), "b": own("b", 2)})
+        export_corpus(open_corpus(str(clean)), ExportRequest(formats=["sqlite"]), tmp_path / "o1")
+        assert seen == [("rvas", True), ("lines", True)]
+        for table in ("rvas", "lines"):
+            assert exported(tmp_path / "o1", table) == expected(clean, table) and expected(clean, table)
+        db = sqlite3.connect(tmp_path / "o1" / "dataset.sqlite")  # the indexes came along with the rows
+        try:
+            assert db.execute("pragma integrity_check").fetchall() == [("ok",)]
+            for table in ("rvas", "lines"):
+                plan = db.execute(f"explain query plan select id from {table} where function_id = 3").fetchall()
+                assert f"USING INDEX ix_{table}_function_id" in str(plan) or "COVERING INDEX" in str(plan), plan
+                n = db.execute(f"select count(*) from {table} indexed by ix_{table}_function_id where function_id > 0")
+                assert n.fetchone()[0] == len(expected(clean, table))
+        finally:
+            db.close()
+
+        orphan = make_dataset(tmp_path / "orphan", {"a": own("a", 3)})
+        db = sqlite3.connect(orphan / "dataset.sqlite")  # foreign keys are off on a plain connection
+        db.execute("insert into lines (function_id, line_number, rva, length) values (999999, 1, 2, 3)")
+        db.commit()
+        db.close()
+        seen.clear()
+        export_corpus(open_corpus(str(orphan)), ExportRequest(formats=["sqlite"]), tmp_path / "o2")
+        assert seen == [("rvas", True), ("lines", False)]
+        assert exported(tmp_path / "o2", "lines") == expected(orphan, "lines")
+        assert 999999 not in {row[1] for row in exported(tmp_path / "o2", "lines")}
+
+        moved = make_dataset(tmp_path / "moved", {"a": own("a", 3)})
+        db = sqlite3.connect(moved / "dataset.sqlite")  # a column added by a migration lands last
+        db.execute("alter table lines drop column source_file")
+        db.execute("alter table lines add column source_file text")
+        db.execute("update lines set source_file = 'f' || id")
+        db.commit()
+        db.close()
+        seen.clear()
+        export_corpus(open_corpus(str(moved)), ExportRequest(formats=["sqlite"]), tmp_path / "o3")
+        assert seen == [("rvas", True), ("lines", False)]
+        assert exported(tmp_path / "o3", "lines") == expected(moved, "lines")
+        assert {row[5] for row in exported(tmp_path / "o3", "lines")} == {
+            f"f{row[0]}" for row in expected(moved, "lines")
+        }
+
+        seen.clear()  # a selection: not every function is exported, so nothing is copied whole
+        export_corpus(
+            open_corpus(str(clean)),
+            ExportRequest(formats=["sqlite"], where=parse_where(["source=a"])),
+            tmp_path / "o4",
+        )
+        assert seen == []
+        lines = exported(tmp_path / "o4", "lines")
+        assert lines and len(lines) < len(expected(clean, "lines"))
+    finally:
+        mp.undo()
+
+
+def test_objects_are_hard_links_to_the_store_checked_and_copied_when_linking_fails(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from assemblage.errors import ExportError
+
+    ds = make_dataset(tmp_path / "ds", {"a": own("a", 2), "b": own("b", 1)})
+    store = {p.name: p for p in (ds / "objects").rglob("*") if p.is_file()}
+    export_corpus(open_corpus(str(ds)), ExportRequest(formats=["files"]), tmp_path / "linked")
+    linked = {p.name: p for p in (tmp_path / "linked" / "objects").rglob("*") if p.is_file()}
+    assert len(linked) == 4 and all(os.path.samefile(p, store[name]) for name, p in linked.items())
+
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    export_corpus(open_corpus(str(ds)), ExportRequest(formats=["files"]), tmp_path / "copied")
+    copied = {p.name: p for p in (tmp_path / "copied" / "objects").rglob("*") if p.is_file()}
+    assert copied.keys() == linked.keys()
+    assert all(not os.path.samefile(p, store[n]) and p.read_bytes() == store[n].read_bytes() for n, p in copied.items())
+    monkeypatch.undo()
+
+    victim = next(iter(store.values()))  # a linked object is read and hashed like a copied one
+    victim.write_bytes(b"not the original")
+    with pytest.raises(ExportError, match="corrupt"):
+        export_corpus(open_corpus(str(ds)), ExportRequest(formats=["files"]), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.partial-*"))
+
+
+def test_charts_are_deterministic_pngs_with_ticks_bars_and_a_legend(tmp_path):
+    from PIL import Image
+
+    from assemblage.corpus.export.charts import bar_chart, nice_ticks
+
+    assert nice_ticks(0) == (1, [0, 1])
+    assert nice_ticks(4) == (4, [0, 1, 2, 3, 4])
+    assert nice_ticks(10_032) == (12_000, [0, 2000, 4000, 6000, 8000, 10_000, 12_000])
+    assert nice_ticks(7) == (7, list(range(8))) and nice_ticks(9) == (10, [0, 2, 4, 6, 8, 10])
+    labels = ["linux-x86_64-gcc-12-O0", "x" * 60, "linux-x86_64-clang-19-O2"]
+    series = [("succeeded", [3, 0, 5]), ("failed", [1, 2, 0])]
+    colours = {"succeeded": "#228833", "failed": "#ee6677"}
+    a = bar_chart(tmp_path / "a.png", "Build outcomes", labels, series, "builds", colours)
+    b = bar_chart(tmp_path / "b.png", "Build outcomes", labels, series, "builds", colours)
+    assert a.read_bytes() == b.read_bytes()
+    data = a.read_bytes()
+    chunks, pos = [], 8  # no time, text or software chunk: the same numbers give the same bytes
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append(data[pos + 4 : pos + 8].decode())
+        pos += 12 + n
+    assert set(chunks) == {"IHDR", "IDAT", "IEND"}
+    img = Image.open(a).convert("RGB")
+    assert img.size == (800, 210)  # 30 px a row, 120 px of title and axis
+    colours_seen = {c for _, c in img.getcolors(1 << 20)}
+    assert {(0x22, 0x88, 0x33), (0xEE, 0x66, 0x77)} <= colours_seen  # both series are drawn
+    single = bar_chart(tmp_path / "c.png", "Functions", ["a"] * 20, [("functions", list(range(20)))], "functions")
+    assert Image.open(single).size == (800, 720)
+
+
+def test_parquet_row_groups_are_bounded_in_rows_and_in_bytes(tmp_path):
+    """Wide rows (functions with their source text) close a row group before 65,536 rows: memory stays flat."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from assemblage.corpus.export.parquet import TableWriter
+
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("text", pa.string())])
+    wide = TableWriter(tmp_path / "wide", schema, row_group=1000, row_group_bytes=64 << 10)
+    narrow = TableWriter(tmp_path / "narrow", schema, row_group=1000, row_group_bytes=64 << 10)
+    for start in range(0, 3000, 250):
+        ids = list(range(start, start + 250))
+        wide.write(pa.record_batch([pa.array(ids), pa.array(["x" * 1000] * 250)], schema=schema))
+        narrow.write(pa.record_batch([pa.array(ids), pa.array(["x"] * 250)], schema=schema))
+    wide.close()
+    narrow.close()
+    for folder, most in (("wide", 250), ("narrow", 1000)):
+        meta = pq.ParquetFile(tmp_path / folder / "part-00000.parquet").metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert sum(sizes) == 3000 and max(sizes) == most, (folder, sizes)
+        assert pq.read_table(tmp_path / folder).column("id").to_pylist() == list(range(3000))

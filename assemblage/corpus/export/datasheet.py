@@ -12,8 +12,9 @@ the exported selection.
 The README starts with Hugging Face dataset-card front matter whose
 ``configs`` name each table's files (and each side's, when split), so
 ``datasets.load_dataset(OUT, "functions")`` loads the functions table with its
-splits. Charts are written with matplotlib's Agg backend without the
-``Software`` PNG chunk, so the same numbers give the same bytes.
+splits. Charts are drawn with Pillow (:mod:`assemblage.corpus.export.charts`,
+which says why not matplotlib) with no time or software PNG chunk, so the same
+numbers give the same bytes.
 """
 
 from __future__ import annotations
@@ -360,10 +361,8 @@ Binaries are in `objects/<sha256[:2]>/<sha256>` (`binaries.path` is that path); 
 
 
 def _charts(root: Path, facts: Facts, summary: ExportSummary) -> list[Path]:
-    """Horizontal bar charts (matplotlib's object API and Agg canvas: no pyplot state, safe in a worker)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    """Horizontal bar charts of the composition (:mod:`assemblage.corpus.export.charts`)."""
+    from assemblage.corpus.export.charts import bar_chart
 
     folder = root / "charts"
     folder.mkdir()
@@ -377,32 +376,7 @@ def _charts(root: Path, facts: Facts, summary: ExportSummary) -> list[Path]:
     }
 
     def chart(name: str, title: str, labels: list[str], series: list[tuple[str, list[int]]], xlabel: str) -> None:
-        labels = [lb if len(lb) < 48 else "…" + lb[-46:] for lb in labels]
-        width = max([len(lb) for lb in labels] + [4])
-        fig = Figure(figsize=(8, max(2.0, 0.3 * len(labels) + 1.2)), dpi=100)
-        FigureCanvasAgg(fig)
-        # margins from the longest label instead of tight_layout (which lays every text out again)
-        fig.subplots_adjust(
-            left=min(0.6, 0.02 + width * 0.0085),
-            right=0.97,
-            top=1 - 0.45 / fig.get_figheight(),
-            bottom=0.5 / fig.get_figheight(),
-        )
-        ax = fig.add_subplot()
-        left = [0] * len(labels)
-        for status, values in series:
-            ax.barh(range(len(labels)), values, left=left, label=status, color=colours.get(status, "#4477aa"))
-            left = [a + b for a, b in zip(left, values)]
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
-        ax.invert_yaxis()
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel(xlabel, fontsize=8)
-        if len(series) > 1:
-            ax.legend(fontsize=7)
-        path = folder / name
-        fig.savefig(path, metadata={"Software": None})
-        written.append(path)
+        written.append(bar_chart(folder / name, title, labels, series, xlabel, colours))
 
     chart(
         "configurations.png",

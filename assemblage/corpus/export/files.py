@@ -25,7 +25,7 @@ import tarfile
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from assemblage.errors import ExportError
 from assemblage.storage import ObjectStore
@@ -71,7 +71,11 @@ class Manifest:
         return final
 
 
-def _read_verified(src: BinaryIO, dst: BinaryIO, sha256: str, what: str) -> int:
+class _Sink(Protocol):
+    def write(self, block: bytes, /) -> int: ...
+
+
+def _read_verified(src: BinaryIO, dst: _Sink, sha256: str, what: str) -> int:
     h = hashlib.sha256()
     n = 0
     while block := src.read(CHUNK):
@@ -86,16 +90,24 @@ def _read_verified(src: BinaryIO, dst: BinaryIO, sha256: str, what: str) -> int:
     return n
 
 
+class _Discard:
+    def write(self, block: bytes, /) -> int:
+        return len(block)
+
+
 class ObjectCopier:
     """Copies objects out of a store into ``root/objects/`` (or into ``root/objects.tar.zst``)."""
 
-    def __init__(self, store: ObjectStore, root: Path, manifest: Manifest, *, archive: bool = False) -> None:
+    def __init__(
+        self, store: ObjectStore, root: Path, manifest: Manifest, *, archive: bool = False, links: bool = True
+    ) -> None:
         self.store, self.root, self.manifest = store, root, manifest
         self.count = 0
         self.bytes = 0
         self._tar: tarfile.TarFile | None = None
         self._zst = None
         self._archive_path = root / "objects.tar.zst"
+        self._links = links
         if archive:
             import zstandard
 
@@ -109,12 +121,14 @@ class ObjectCopier:
         rel = f"objects/{sha256[:2]}/{sha256}"
         dest = self.root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            src = self.store.open(key)
-        except FileNotFoundError:
-            raise ExportError(f"object {key} (sha256 {sha256}) is missing from the store") from None
-        with closing(src), open(dest, "wb") as out:
-            size = _read_verified(src, out, sha256, f"object {key}")
+        size = self._link(sha256, key, dest) if self._tar is None else None
+        if size is None:
+            try:
+                src = self.store.open(key)
+            except FileNotFoundError:
+                raise ExportError(f"object {key} (sha256 {sha256}) is missing from the store") from None
+            with closing(src), open(dest, "wb") as out:
+                size = _read_verified(src, out, sha256, f"object {key}")
         self.count += 1
         self.bytes += size
         if self._tar is None:
@@ -124,6 +138,35 @@ class ObjectCopier:
         with open(dest, "rb") as fh:
             self._tar.addfile(info, fh)
         dest.unlink()
+
+    def _link(self, sha256: str, key: str, dest: Path) -> int | None:
+        """A hard link to the store's file when the store is a local folder on the same filesystem.
+
+        Objects are content-addressed and never rewritten in place (a store writes a temporary file and
+        renames it), so the export's name and the store's name can share the bytes; they are still read and
+        hashed, so a corrupt object fails the export as a copied one would. None when no link could be made
+        (an object store that is not a folder, another filesystem, a filesystem without hard links, a file
+        the user may not link): then the object is copied.
+        """
+        if not self._links:
+            return None
+        local = getattr(self.store, "local_path", None)
+        if local is None:
+            self._links = False
+            return None
+        try:
+            os.link(local(key), dest)
+        except FileNotFoundError:
+            raise ExportError(f"object {key} (sha256 {sha256}) is missing from the store") from None
+        except OSError:  # EXDEV, EPERM, EMLINK, ...: copy this one (and the rest, when it is the filesystem)
+            self._links = False
+            return None
+        try:
+            with open(dest, "rb") as src:
+                return _read_verified(src, _Discard(), sha256, f"object {key}")
+        except ExportError:
+            dest.unlink()
+            raise
 
     def close(self) -> None:
         if self._tar is not None:

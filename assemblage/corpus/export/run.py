@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 from assemblage.corpus.dedup import trivial_clause, trivial_column
 from assemblage.corpus.export.columns import Column, derived, schema_of, table_columns
 from assemblage.corpus.export.files import Manifest, ObjectCopier
-from assemblage.corpus.export.sqlite import ExportDB
+from assemblage.corpus.export.sqlite import INDEXES, ExportDB, index_sql
 from assemblage.corpus.families import family_id, family_ids, sample_pairs
 from assemblage.corpus.plan import SEL, Plan, make_plan
 from assemblage.corpus.request import ExportRequest, ExportSummary
@@ -218,6 +218,24 @@ class _Tables:
             self.missing[table.name] = missing
         return [c if c.name in have else _absent(c) for c in table.c]
 
+    def _whole(self, conn: Connection, name: str) -> bool:
+        """Whether ``name`` (rvas, lines) of the source is exported whole, column for column.
+
+        Called when every function of the source is exported: then the rows to export are all the rows whose
+        function exists. When the source table has the export's columns in the same order and none of its
+        rows names a missing function, ``INSERT INTO out.t SELECT * FROM main.t`` copies it, which SQLite
+        does record by record without decoding them (its transfer optimisation, the one VACUUM uses):
+        0.26 s of CPU for the 721,001 lines of bench/export.py against 0.54 s through the join.
+        """
+        have = [r[1] for r in conn.exec_driver_sql(f'PRAGMA main.table_info("{name}")')]
+        if have != [c.name for c in self.columns[name]]:
+            return False
+        orphans = conn.exec_driver_sql(
+            f'SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT function_id AS fid FROM main."{name}") d '
+            "WHERE NOT EXISTS (SELECT 1 FROM main.functions f WHERE f.id = d.fid))"
+        ).scalar()
+        return not orphans
+
     def _insert(self, conn: Connection, table: str, query: Any) -> None:
         out = self.out[table]
         conn.execute(insert(out).from_select([c.name for c in self.columns[table]], query))
@@ -244,8 +262,18 @@ class _Tables:
                 .order_by(F.c.id),
             )
             of = self.out["functions"]
+            every_function = conn.scalar(select(func.count()).select_from(of)) == conn.scalar(
+                select(func.count()).select_from(F)
+            )
             for name, table in (("rvas", R), ("lines", L)):
                 self.progress.phase(name)
+                if every_function and self._whole(conn, name):
+                    if "sqlite" in self.request.formats:  # its index comes along, copied from the source's
+                        for col in INDEXES.get(name, []):
+                            if _plain_index(conn, name, col):
+                                conn.exec_driver_sql(index_sql(name, col, "out"))
+                    conn.exec_driver_sql(f'INSERT INTO out."{name}" SELECT * FROM main."{name}"')
+                    continue
                 self._insert(
                     conn,
                     name,
@@ -376,6 +404,19 @@ class _Tables:
             manifest.add(self.db.path)
         else:
             self.db.path.unlink()
+
+
+def _plain_index(conn: Connection, table: str, column: str) -> bool:
+    """Whether the source indexes ``table`` on ``column`` alone, as the export does (ascending, BINARY, not
+    unique, not partial): then SQLite's transfer copies that index's entries along with the rows, in order,
+    instead of the export sorting them again (lines of bench/export.py: 0.27 s of CPU against 0.32 s)."""
+    for _, name, unique, _, partial in conn.exec_driver_sql(f'PRAGMA main.index_list("{table}")'):
+        if unique or partial:
+            continue
+        keys = [(r[2], r[3], r[4]) for r in conn.exec_driver_sql(f'PRAGMA main.index_xinfo("{name}")') if r[5]]
+        if keys == [(column, 0, "BINARY")]:
+            return True
+    return False
 
 
 def _absent(column: Any) -> Any:
