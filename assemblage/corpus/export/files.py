@@ -29,6 +29,7 @@ from typing import BinaryIO, Protocol
 
 from assemblage.errors import ExportError
 from assemblage.storage import ObjectStore
+from assemblage.storage.local import LocalStore
 
 __all__ = ["Manifest", "ObjectCopier", "pack_folder", "sha256_of", "MANIFEST"]
 
@@ -150,12 +151,11 @@ class ObjectCopier:
         """
         if not self._links:
             return None
-        local = getattr(self.store, "local_path", None)
-        if local is None:
+        if not isinstance(self.store, LocalStore):
             self._links = False
             return None
         try:
-            os.link(local(key), dest)
+            os.link(self.store.local_path(key), dest)
         except FileNotFoundError:
             raise ExportError(f"object {key} (sha256 {sha256}) is missing from the store") from None
         except OSError:  # EXDEV, EPERM, EMLINK, ...: copy this one (and the rest, when it is the filesystem)
