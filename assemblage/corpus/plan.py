@@ -134,8 +134,12 @@ def make_plan(
     unique_binaries: bool = False,
     split: SplitSpec | None = None,
     seed: int = 0,
+    dedup: bool = True,
 ) -> Plan:
-    """Materialise the selection (filters, then one binary per sha256, then the sample) and the split."""
+    """Materialise the selection (filters, then one binary per sha256, then the sample) and the split.
+
+    ``dedup=False`` leaves the duplicate counts to the caller (the export counts them from its own file).
+    """
     plan = Plan(conn=conn, selection=selection, drop_trivial=drop_trivial, unique_binaries=unique_binaries, split=split)
     for table in (SEL, PICK, SIDE, DROP):
         if conn.dialect.name == "postgresql":
@@ -163,7 +167,8 @@ def make_plan(
             conn.execute(insert(PICK), [{"binary_id": x} for x in picked[i : i + BATCH]])
         conn.execute(delete(SEL).where(SEL.c.binary_id.not_in(select(PICK.c.binary_id))))
     plan.binaries = _count(conn, SEL)
-    plan.dedup = dedup_report(conn, SEL, F, B)
+    if dedup:
+        plan.dedup = dedup_report(conn, SEL, F, B)
     if split is not None:
         plan.split_report = _split(plan, split, seed)
     return plan

@@ -573,3 +573,47 @@ def test_archive_holds_the_objects(dataset, tmp_path):
     import hashlib
 
     assert all(hashlib.sha256(d).hexdigest() == n.rsplit("/", 1)[1] for n, d in names.items())
+
+
+def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(dataset, db, tmp_path, monkeypatch):
+    """No split, nothing dropped: the duplicate counts come from the export's own file, beside the Parquet
+    tables, and a table longer than a file is written a file at a time by the two threads. Both must give
+    what one writer over the dataset gives, and the same export twice must give the same manifest."""
+    import pyarrow.parquet as pq
+
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from assemblage.corpus.export import parquet
+
+    lines = db.execute("select count(*) from lines").fetchone()[0]
+    per_file = lines // 3 - 7  # three files and a short fourth, not a multiple of the row group
+    assert per_file > 100
+    monkeypatch.setattr(parquet, "ROWS_PER_FILE", per_file)
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        summary = export_corpus(open_corpus(str(dataset)), ExportRequest(), out)
+    a, b = outs
+
+    expect = _sql_dedup(db)
+    d = summary.dedup
+    assert (d.binaries.before, d.binaries.after) == expect["binaries"]
+    assert (d.functions_exact.before, d.functions_exact.after) == expect["exact"]
+    assert (d.functions_pic.before, d.functions_pic.after) == expect["pic"]
+    assert d.trivial == expect["trivial"]
+    nontrivial_pic = db.execute(
+        f"select count(distinct pic_hash) + sum(pic_hash is null) from functions where not ({TRIVIAL_SQL})"
+    ).fetchone()[0]
+    assert d.functions_nontrivial_pic.after == nontrivial_pic
+
+    files = sorted((a / "data" / "lines").glob("*.parquet"))
+    assert [f.name for f in files] == [f"part-{i:05d}.parquet" for i in range(4)]
+    assert [pq.ParquetFile(f).metadata.num_rows for f in files] == [per_file] * 3 + [lines - 3 * per_file]
+    got = [r for f in files for r in pq.read_table(f).to_pylist()]
+    cols = [r[1] for r in db.execute("pragma table_info(lines)")]
+    assert [tuple(r[c] for c in cols) for r in got] == db.execute("select * from lines order by id").fetchall()
+
+    def listed(export: Path) -> list[str]:  # README.md and export.json carry the time of the export
+        text = (export / "MANIFEST.sha256").read_text().splitlines()
+        return [line for line in text if not line.endswith(("  README.md", "  export.json"))]
+
+    assert listed(a) == listed(b) and len(listed(a)) > len(files)
+    assert not list(a.glob(".MANIFEST*")) and sorted(p.name for p in a.glob(".*")) == []

@@ -626,3 +626,45 @@ def test_parquet_row_groups_are_bounded_in_rows_and_in_bytes(tmp_path):
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         assert sum(sizes) == 3000 and max(sizes) == most, (folder, sizes)
         assert pq.read_table(tmp_path / folder).column("id").to_pylist() == list(range(3000))
+
+
+@pytest.mark.parametrize("nulls", [0, 5, 40_000])
+def test_sqlite_to_parquet_types_columns_whatever_the_first_batch_holds(tmp_path, nulls):
+    """The ADBC driver types a column by its first batch: a text column NULL all through it (40,000 NULLs,
+    batches of 16,384) must still read as text, and one that is not needs no placeholder row."""
+    import sqlite3
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from assemblage.corpus.export.parquet import TableWriter, sqlite_to_parquet
+
+    path = tmp_path / "t.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name VARCHAR(20), meta JSON, at DATETIME, x REAL)")
+    rows = [
+        (i, None if i < nulls else f"n{i}", None if i < nulls else '{"k":1}', "2026-11-30 12:00:00.000000", 1)
+        for i in range(50_000)
+    ]
+    db.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("name", pa.string()),
+            ("meta", pa.string()),
+            ("at", pa.timestamp("us", tz="UTC")),
+            ("x", pa.float64()),
+        ]
+    )
+    writer = TableWriter(tmp_path / "out", schema)
+    cols = [(f't."{n}"', n) for n in schema.names]
+    n = sqlite_to_parquet(path, cols, schema, 'FROM "t" t', writer, text_columns=frozenset({"name"}))
+    writer.close()
+    table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
+    assert n == 50_000 and table.schema == schema
+    assert table.column("name").to_pylist() == [r[1] for r in rows]
+    assert table.column("meta").to_pylist() == [r[2] for r in rows]
+    assert table.column("x").to_pylist() == [1.0] * 50_000
+    assert table.column("at")[0].as_py().isoformat() == "2026-11-30T12:00:00+00:00"

@@ -37,10 +37,12 @@ import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from sqlalchemy import Table, types
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["Column", "table_columns", "derived", "schema_of", "sqlite_row_converter"]
 
@@ -51,10 +53,26 @@ Convert = Callable[[Any], Any]
 class Column:
     name: str
     type: types.TypeEngine  # the SQLAlchemy type (for dataset.sqlite's DDL)
-    arrow: pa.DataType
+    kind: str  # the Arrow type's name: "bool", "int64", "float64", "timestamp", "date32", "string", "binary"
     to_sqlite: Convert | None = None  # a driver's value -> what dataset.sqlite stores
     nullable: bool = True
     primary_key: bool = False
+
+    @property
+    def arrow(self) -> pa.DataType:
+        """The Arrow type (pyarrow is imported only by an export that writes Parquet)."""
+        import pyarrow as pa
+
+        kinds: dict[str, pa.DataType] = {
+            "bool": pa.bool_(),
+            "int64": pa.int64(),
+            "float64": pa.float64(),
+            "timestamp": pa.timestamp("us", tz="UTC"),
+            "date32": pa.date32(),
+            "string": pa.string(),
+            "binary": pa.binary(),
+        }
+        return kinds[self.kind]
 
 
 def _sqlite_datetime(value: Any) -> Any:
@@ -84,22 +102,22 @@ def _date(value: Any) -> Any:
 def column_for(name: str, t: types.TypeEngine, *, nullable: bool = True, primary_key: bool = False) -> Column:
     kw: dict[str, Any] = {"nullable": nullable, "primary_key": primary_key}
     if isinstance(t, types.Boolean):
-        return Column(name, t, pa.bool_(), **kw)
+        return Column(name, t, "bool", **kw)
     if isinstance(t, types.Integer):
-        return Column(name, t, pa.int64(), **kw)
+        return Column(name, t, "int64", **kw)
     if isinstance(t, (types.Float, types.Numeric)):
-        return Column(name, t, pa.float64(), to_sqlite=lambda v: None if v is None else float(v), **kw)
+        return Column(name, t, "float64", to_sqlite=lambda v: None if v is None else float(v), **kw)
     if isinstance(t, types.DateTime):
-        return Column(name, t, pa.timestamp("us", tz="UTC"), to_sqlite=_sqlite_datetime, **kw)
+        return Column(name, t, "timestamp", to_sqlite=_sqlite_datetime, **kw)
     if isinstance(t, types.Date):
-        return Column(name, t, pa.date32(), to_sqlite=_date, **kw)
+        return Column(name, t, "date32", to_sqlite=_date, **kw)
     if isinstance(t, types.JSON):
-        return Column(name, t, pa.string(), to_sqlite=_json, **kw)
+        return Column(name, t, "string", to_sqlite=_json, **kw)
     if isinstance(t, types.LargeBinary):
-        return Column(name, t, pa.binary(), **kw)
+        return Column(name, t, "binary", **kw)
     if isinstance(t, types.String):  # String, Text, Unicode, Enum
-        return Column(name, t, pa.string(), **kw)
-    return Column(name, t, pa.string(), to_sqlite=_text, **kw)
+        return Column(name, t, "string", **kw)
+    return Column(name, t, "string", to_sqlite=_text, **kw)
 
 
 def table_columns(table: Table) -> list[Column]:
@@ -119,6 +137,8 @@ def derived(name: str, t: types.TypeEngine, *, nullable: bool = True) -> Column:
 
 
 def schema_of(columns: list[Column]) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.schema([pa.field(c.name, c.arrow, nullable=c.nullable) for c in columns])
 
 

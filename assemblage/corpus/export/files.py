@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tarfile
+import threading
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
@@ -47,11 +49,60 @@ def sha256_of(path: Path) -> str:
 
 
 class Manifest:
-    """Lines of ``sha256sum`` output, appended as files are finished."""
+    """Lines of ``sha256sum`` output, appended as files are finished.
+
+    Work done in parallel (the Parquet tables, the objects, hashing ``dataset.sqlite``) writes to a
+    :meth:`section` of its own, a file of its own: the manifest is the main part followed by the
+    sections in the order of their keys, so it is the same whatever finished first, and it holds no
+    line in memory whatever the number of objects.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._fh = open(root / f".{MANIFEST}.partial", "w", encoding="utf-8")
+        self._sections: dict[str, _Section] = {}
+        self._lock = threading.Lock()
+        self._main = self.section("")
+
+    def section(self, key: str) -> _Section:
+        """The part of the manifest for one thread's files, listed in the order of ``key`` (any thread may
+        open one; opening the same key again returns the same section)."""
+        with self._lock:
+            if key not in self._sections:
+                path = self.root / f".{MANIFEST}.partial-{len(self._sections)}"
+                self._sections[key] = _Section(self.root, path)
+            return self._sections[key]
+
+    def add(self, path: Path, sha256: str | None = None) -> str:
+        return self._main.add(path, sha256)
+
+    @property
+    def files(self) -> int:
+        return sum(s.files for s in self._sections.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self._sections.values())
+
+    def close(self) -> Path:
+        final = self.root / MANIFEST
+        partial = self.root / f".{MANIFEST}.partial"
+        with open(partial, "wb") as out:
+            for key in sorted(self._sections):
+                part = self._sections[key]
+                part.close()
+                with open(part.path, "rb") as fh:
+                    shutil.copyfileobj(fh, out)
+                part.path.unlink()
+        os.replace(partial, final)
+        return final
+
+
+class _Section:
+    """One part of the manifest, written by one thread."""
+
+    def __init__(self, root: Path, path: Path) -> None:
+        self.root, self.path = root, path
+        self._fh = open(path, "w", encoding="utf-8")
         self.files = 0
         self.bytes = 0
 
@@ -65,11 +116,9 @@ class Manifest:
         self.bytes += path.stat().st_size
         return digest
 
-    def close(self) -> Path:
-        self._fh.close()
-        final = self.root / MANIFEST
-        os.replace(self.root / f".{MANIFEST}.partial", final)
-        return final
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
 
 
 class _Sink(Protocol):
@@ -100,7 +149,13 @@ class ObjectCopier:
     """Copies objects out of a store into ``root/objects/`` (or into ``root/objects.tar.zst``)."""
 
     def __init__(
-        self, store: ObjectStore, root: Path, manifest: Manifest, *, archive: bool = False, links: bool = True
+        self,
+        store: ObjectStore,
+        root: Path,
+        manifest: Manifest | _Section,
+        *,
+        archive: bool = False,
+        links: bool = True,
     ) -> None:
         self.store, self.root, self.manifest = store, root, manifest
         self.count = 0

@@ -25,18 +25,36 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, Boolean, MetaData, String, case, func, insert, inspect, literal, null, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    MetaData,
+    String,
+    case,
+    create_engine,
+    func,
+    insert,
+    inspect,
+    literal,
+    null,
+    select,
+)
 from sqlalchemy.engine import Connection
 
-from assemblage.corpus.dedup import trivial_clause, trivial_column
+from assemblage.corpus.dedup import DedupReport, dedup_report, trivial_clause, trivial_column
 from assemblage.corpus.export.columns import Column, derived, schema_of, table_columns
-from assemblage.corpus.export.files import Manifest, ObjectCopier
+from assemblage.corpus.export.files import Manifest, ObjectCopier, _Section
 from assemblage.corpus.export.sqlite import INDEXES, ExportDB, index_sql
 from assemblage.corpus.families import family_id, family_ids, sample_pairs
 from assemblage.corpus.plan import SEL, Plan, make_plan
@@ -102,33 +120,43 @@ def export_corpus(
 def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: ExportProgress) -> ExportSummary:
     from assemblage.corpus.export.datasheet import collect_facts, write_datasheet
 
+    warm = _warm_imports(request)
     manifest = Manifest(work)
-    tables = _Tables(request, work, progress, fast=corpus.is_sqlite)
-    try:
-        with corpus.snapshot(
-            attach=tables.db.path if tables.fast else None, functions={"asm_family_id": (4, family_id)}
-        ) as conn:
-            progress.phase("select")
-            plan = make_plan(
-                conn,
-                request.where,
-                drop_trivial=request.drop_trivial,
-                unique_binaries=request.unique_binaries,
-                split=request.split,
-                seed=request.seed,
-            )
-            tables.copy(conn, plan)
-            recipes = _recipes(conn, work, manifest)
-            facts = collect_facts(conn, plan)
-        tables.finish(manifest)
-    except BaseException:
-        tables.db.abort()
-        raise
-    objects = None
-    if "files" in request.formats:
-        objects = ObjectCopier(corpus.store, work, manifest, archive=request.archive)
-        _copy_objects(tables, request, objects, progress)
-    tables.close(manifest)
+    # the duplicate counts are over every function of the selection: when the export keeps every one of
+    # them, they are counted from its own file, beside the Parquet tables, rather than before the copy
+    dedup_later = not request.drop_trivial and request.split is None
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="export") as pool:
+        tables = _Tables(request, work, progress, fast=corpus.is_sqlite, manifest=manifest)
+        try:
+            with corpus.snapshot(
+                attach=tables.db.path if tables.fast else None, functions={"asm_family_id": (4, family_id)}
+            ) as conn:
+                progress.phase("select")
+                plan = make_plan(
+                    conn,
+                    request.where,
+                    drop_trivial=request.drop_trivial,
+                    unique_binaries=request.unique_binaries,
+                    split=request.split,
+                    seed=request.seed,
+                    dedup=not dedup_later,
+                )
+                tables.copy(conn, plan)
+                recipes = _recipes(conn, work, manifest)
+                facts = collect_facts(conn, plan)
+            tables.finish()
+            objects = None
+            if "files" in request.formats:
+                objects = ObjectCopier(corpus.store, work, manifest.section("objects"), archive=request.archive)
+            warm.join()
+            dedup = _in_parallel(tables, request, manifest, objects, progress, pool, dedup=dedup_later)
+            plan.dedup = dedup or plan.dedup
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            tables.db.abort()
+            raise
+    tables.close()
+    assert plan.dedup is not None  # counted in the plan or beside the Parquet tables
     summary = ExportSummary(
         assemblage_version=_version(),
         created_at=datetime.now(UTC),
@@ -156,6 +184,96 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
     return summary
 
 
+def _warm_imports(request: ExportRequest) -> threading.Thread:
+    """Import what the Parquet tables and the charts need, in a thread, while the rows are copied.
+
+    The copy runs in SQLite's C code without holding the GIL, and pyarrow, numpy, the ADBC driver and
+    Pillow take about a third of a second of CPU to import: done meanwhile, it costs the export no time.
+    """
+
+    def load() -> None:
+        try:
+            if "parquet" in request.formats:
+                import adbc_driver_manager  # noqa: F401
+                import adbc_driver_sqlite  # noqa: F401
+                import pyarrow.compute
+                import pyarrow.parquet  # noqa: F401
+            import PIL.Image
+            import PIL.ImageDraw  # noqa: F401
+        except ImportError:  # reported where the module is used
+            pass
+
+    thread = threading.Thread(target=load, name="export-imports", daemon=True)
+    thread.start()
+    return thread
+
+
+class _LockedProgress:
+    """Progress reported from several threads, one call at a time."""
+
+    def __init__(self, progress: ExportProgress) -> None:
+        self._progress, self._lock = progress, threading.Lock()
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        with self._lock:
+            self._progress.phase(name, total)
+
+    def advance(self, n: int = 1) -> None:
+        with self._lock:
+            self._progress.advance(n)
+
+
+def _in_parallel(
+    tables: _Tables,
+    request: ExportRequest,
+    manifest: Manifest,
+    objects: ObjectCopier | None,
+    progress: ExportProgress,
+    pool: ThreadPoolExecutor,
+    *,
+    dedup: bool,
+) -> DedupReport | None:
+    """Once the rows are in the export's file, what only reads it, on the pool's two threads.
+
+    Every Parquet table (the longest first; a table of several files a file at a time), the objects
+    (read, hashed, linked or copied), the hash of ``dataset.sqlite`` and, when asked, the duplicate
+    counts. Each reads through a connection of its own and writes files of its own (its own manifest
+    section), and spends its time in C (SQLite, ADBC, Arrow, zstd, SHA-256) without the GIL, so both
+    cores of a small machine work. The first failure cancels what has not started and is raised.
+    Progress: phase ``parquet`` (``objects`` when no Parquet is asked for), rows and objects done.
+
+    Two SQLite libraries read the file here (Python's and the one inside the ADBC driver), and closing a
+    file in one drops the POSIX locks the other holds on it: harmless for this file, which no other
+    process opens and nothing writes once sealed. (The corpus itself is never read this way.)
+    """
+    locked = _LockedProgress(progress)
+    jobs: list[tuple[int, Callable[[], Any]]] = []
+    if "parquet" in request.formats:
+        jobs += tables.parquet_jobs(locked)
+    n_objects = 0
+    if objects is not None:
+        n_objects, copy = _object_job(tables, request, objects, locked)
+        jobs.append((n_objects, copy))
+    if "sqlite" in request.formats:  # hashed for the manifest beside the rest (the file is sealed)
+        section = manifest.section("dataset.sqlite")
+        jobs.append((tables.rows["lines"] // 8, lambda: section.add(tables.db.path)))
+    result: dict[str, DedupReport] = {}
+    if dedup:
+        jobs.append((tables.rows["functions"] // 4, lambda: result.update(dedup=tables.dedup_report())))
+    rows = sum(tables.rows[name] for name in tables.columns) if "parquet" in request.formats else 0
+    locked.phase("parquet" if "parquet" in request.formats else "objects", rows + n_objects)
+    jobs.sort(key=lambda job: -job[0])
+    futures = [pool.submit(fn) for _, fn in jobs]
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return result.get("dedup")
+
+
 # ------------------------------------------------------------------ tables
 
 
@@ -168,11 +286,19 @@ class _Tables:
     files are then read from the SQLite file in C (:func:`~assemblage.corpus.export.parquet.sqlite_to_parquet`).
     """
 
-    def __init__(self, request: ExportRequest, root: Path, progress: ExportProgress, *, fast: bool) -> None:
+    def __init__(
+        self,
+        request: ExportRequest,
+        root: Path,
+        progress: ExportProgress,
+        *,
+        fast: bool,
+        manifest: Manifest,
+    ) -> None:
         self.request, self.root, self.progress, self.fast = request, root, progress, fast
+        self.manifest = manifest
         self.split = request.split is not None
         self.rows: dict[str, int] = {}
-        self.parts: dict[str, list[str]] = {}  # table -> the Parquet file prefixes that hold rows
         self.missing: dict[str, list[str]] = {}  # table -> model columns the corpus's database lacks
         self.columns: dict[str, list[Column]] = {
             "binaries": table_columns(B),
@@ -196,6 +322,8 @@ class _Tables:
                 derived("function_a", BigInteger(), nullable=False),
                 derived("function_b", BigInteger(), nullable=False),
             ]
+        # table -> the Parquet file prefixes that hold rows, in table order whichever is written first
+        self.parts: dict[str, list[str]] = {name: [] for name in self.columns} if "parquet" in request.formats else {}
         keep = "sqlite" in request.formats
         self.db = ExportDB(root / ("dataset.sqlite" if keep else ".tables.sqlite"), self.columns)
         self.out = {t.name: t.to_metadata(MetaData(), schema="out") for t in self.db.metadata.tables.values()}
@@ -333,7 +461,8 @@ class _Tables:
 
     # ---------------------------------------------------------- after the snapshot: pairs and Parquet
 
-    def finish(self, manifest: Manifest) -> None:
+    def finish(self) -> None:
+        """The families (and pairs), committed; the row counts."""
         db = self.db.db
         db.execute(
             "INSERT INTO families (family_id, function_id) SELECT family_id, id FROM functions "
@@ -341,11 +470,24 @@ class _Tables:
         )
         if self.request.pairs:
             self._pairs()
-        self.db.commit()
+        keep = "sqlite" in self.request.formats
+        if keep:
+            self.progress.phase("sqlite indexes")
+        self.db.seal(indexes=keep)  # the file is complete: what follows only reads it
         for name in self.columns:
             self.rows[name] = self.db.count(name)
-        if "parquet" in self.request.formats:
-            self._parquet(manifest)
+
+    def dedup_report(self) -> DedupReport:
+        """The duplicate counts over the exported functions, read from the export's file (its own connection)."""
+        md = self.db.metadata
+        functions, binaries = md.tables["functions"], md.tables["binaries"]
+        engine = create_engine(f"sqlite:///{self.db.path}")
+        try:
+            with engine.connect() as conn:
+                sel = select(binaries.c.id.label("binary_id")).subquery()
+                return dedup_report(conn, sel, functions, binaries)
+        finally:
+            engine.dispose()
 
     def _pairs(self) -> None:
         self.progress.phase("pairs")
@@ -366,52 +508,82 @@ class _Tables:
         if batch:
             self.db.write("pairs", batch)
 
-    def _parquet(self, manifest: Manifest) -> None:
-        from assemblage.corpus.export.parquet import TableWriter, sqlite_to_parquet
+    _JOINS = {  # how each table reaches its binary's side
+        "binaries": "JOIN splits s ON s.binary_id = t.id",
+        "functions": "JOIN splits s ON s.binary_id = t.binary_id",
+        "families": "JOIN functions f ON f.id = t.function_id JOIN splits s ON s.binary_id = f.binary_id",
+        "rvas": "JOIN functions f ON f.id = t.function_id JOIN splits s ON s.binary_id = f.binary_id",
+        "lines": "JOIN functions f ON f.id = t.function_id JOIN splits s ON s.binary_id = f.binary_id",
+        "pdbs": "JOIN splits s ON s.binary_id = t.binary_id",
+        "pairs": "JOIN functions f ON f.id = t.function_a JOIN splits s ON s.binary_id = f.binary_id",
+    }
 
-        sides = self.request.split.names if self.request.split else None
-        joins = {  # how each table reaches its binary's side
-            "binaries": "JOIN splits s ON s.binary_id = t.id",
-            "functions": "JOIN splits s ON s.binary_id = t.binary_id",
-            "families": "JOIN functions f ON f.id = t.function_id JOIN splits s ON s.binary_id = f.binary_id",
-            "rvas": "JOIN functions f ON f.id = t.function_id JOIN splits s ON s.binary_id = f.binary_id",
-            "lines": "JOIN functions f ON f.id = t.function_id JOIN splits s ON s.binary_id = f.binary_id",
-            "pdbs": "JOIN splits s ON s.binary_id = t.binary_id",
-            "pairs": "JOIN functions f ON f.id = t.function_a JOIN splits s ON s.binary_id = f.binary_id",
-        }
-        for name, cols in self.columns.items():
-            self.progress.phase("parquet", self.rows[name])
-            split_here = self.split and name != "splits"
-            schema_cols = cols + ([derived("split", String(40))] if split_here else [])
-            exprs = [(f't."{c.name}"', c.name) for c in cols] + ([("s.split", "split")] if split_here else [])
-            writer = TableWriter(
-                self.root / "data" / name,
-                schema_of(schema_cols),
-                sides=sides if split_here else None,
-                on_file=manifest.add,
-            )
-            from_sql = f'FROM "{name}" t ' + (joins[name] if split_here else "")
-            sqlite_to_parquet(self.db.path, exprs, writer.schema, from_sql, writer, progress=self.progress.advance)
-            writer.close()
+    def _stretches(self, rows: int, *, split_here: bool) -> list[int | None]:
+        """A table of several Parquet files is written a file at a time, each a job of its own (both threads
+        work on the longest table; the files are cut at the rows where one writer would cut them)."""
+        per_file = _parquet().ROWS_PER_FILE
+        if split_here or rows <= per_file:
+            return [None]
+        return list(range(-(-rows // per_file)))
+
+    def _section(self, name: str, stretch: int | None) -> _Section:
+        """The manifest section of one job: ordered by table, then stretch, whichever finishes first."""
+        return self.manifest.section(f"data/{list(self.columns).index(name):02d}/{stretch or 0:05d}")
+
+    def parquet_job(self, name: str, stretch: int | None, *, progress: Callable[[int], None] = lambda n: None) -> None:
+        """Write ``data/<name>`` (or one stretch of it), reading the export's file."""
+        pq = _parquet()
+        cols = self.columns[name]
+        split_here = self.split and name != "splits"
+        schema_cols = cols + ([derived("split", String(40))] if split_here else [])
+        exprs = [(f't."{c.name}"', c.name) for c in cols] + ([("s.split", "split")] if split_here else [])
+        per_file = pq.ROWS_PER_FILE
+        writer = pq.TableWriter(
+            self.root / "data" / name,
+            schema_of(schema_cols),
+            sides=self.request.split.names if self.request.split and split_here else None,
+            rows_per_file=per_file,
+            first_file=stretch or 0,
+            on_file=self._section(name, stretch).add,
+        )
+        from_sql = f'FROM "{name}" t ' + (self._JOINS[name] if split_here else "")
+        if stretch is not None:  # the stretch's rows, in the order one writer would have read them
+            from_sql += f" ORDER BY t.rowid LIMIT {per_file} OFFSET {stretch * per_file}"
+        text = frozenset(c.name for c in schema_cols if isinstance(c.type, String))  # VARCHAR, TEXT: text affinity
+        pq.sqlite_to_parquet(self.db.path, exprs, writer.schema, from_sql, writer, text_columns=text, progress=progress)
+        writer.close()
+        if writer.sides_with_rows():  # the same for every stretch of a table
             self.parts[name] = writer.sides_with_rows()
 
-    def close(self, manifest: Manifest) -> None:
-        keep = "sqlite" in self.request.formats
-        if keep:
-            self.progress.phase("sqlite indexes")
-        self.db.close(indexes=keep)
-        if keep:
-            manifest.add(self.db.path)
-        else:
+    def parquet_jobs(self, progress: ExportProgress) -> list[tuple[int, Callable[[], None]]]:
+        """One job per table (or stretch of one), with its rows: each reads the export's file into ``data/``."""
+        jobs: list[tuple[int, Callable[[], None]]] = []
+        for name in self.columns:
+            rows, per_file = self.rows[name], _parquet().ROWS_PER_FILE
+            for k in self._stretches(rows, split_here=self.split and name != "splits"):
+                size = rows if k is None else min(per_file, rows - k * per_file)
+                jobs.append((size, partial(self.parquet_job, name, k, progress=progress.advance)))
+        return jobs
+
+    def close(self) -> None:
+        self.db.close()
+        if "sqlite" not in self.request.formats:
             self.db.path.unlink()
+
+
+def _parquet() -> Any:
+    """The Parquet module, imported when first needed (pyarrow is not imported by an export without Parquet)."""
+    from assemblage.corpus.export import parquet
+
+    return parquet
 
 
 def _plain_index(conn: Connection, table: str, column: str) -> bool:
     """Whether the source indexes ``table`` on ``column`` alone, as the export does (ascending, BINARY, not
     unique, not partial): then SQLite's transfer copies that index's entries along with the rows, in order,
     instead of the export sorting them again (lines of bench/export.py: 0.27 s of CPU against 0.32 s)."""
-    for _, name, unique, _, partial in conn.exec_driver_sql(f'PRAGMA main.index_list("{table}")'):
-        if unique or partial:
+    for _, name, unique, _, is_partial in conn.exec_driver_sql(f'PRAGMA main.index_list("{table}")'):
+        if unique or is_partial:
             continue
         keys = [(r[2], r[3], r[4]) for r in conn.exec_driver_sql(f'PRAGMA main.index_xinfo("{name}")') if r[5]]
         if keys == [(column, 0, "BINARY")]:
@@ -430,8 +602,14 @@ def _absent(column: Any) -> Any:
 # ------------------------------------------------------------------ objects and recipes
 
 
-def _copy_objects(tables: _Tables, request: ExportRequest, copier: ObjectCopier, progress: ExportProgress) -> None:
-    """The binaries (and PDBs, stripped copies) of the exported rows, in sha256 order."""
+def _object_job(
+    tables: _Tables, request: ExportRequest, copier: ObjectCopier, progress: ExportProgress
+) -> tuple[int, Callable[[], None]]:
+    """How many objects the exported rows name, and the job that copies them in sha256 order.
+
+    The binaries (and PDBs, and stripped copies, when asked); the job reads the list through a connection
+    of its own, so that it can run in a thread beside the Parquet tables.
+    """
     parts = ["SELECT hash AS sha, path AS key FROM binaries"]
     if "stripped" in request.include:
         parts.append(
@@ -440,16 +618,19 @@ def _copy_objects(tables: _Tables, request: ExportRequest, copier: ObjectCopier,
         )
     if "pdbs" in request.include:
         parts.append("SELECT hash, pdb_path FROM pdbs WHERE hash IS NOT NULL")
-    db = tables.db.db
     union = " UNION ".join(parts)
-    total = db.execute(f"SELECT count(DISTINCT sha) FROM ({union})").fetchone()[0]
-    progress.phase("objects", int(total))
-    cur = db.execute(f"SELECT sha, min(key) FROM ({union}) GROUP BY sha ORDER BY sha")
-    for rows in iter(lambda: cur.fetchmany(1000), []):
-        for sha, key in rows:
-            copier.copy(sha, key)
-            progress.advance()
-    copier.close()
+    total = int(tables.db.db.execute(f"SELECT count(DISTINCT sha) FROM ({union})").fetchone()[0])
+
+    def copy() -> None:
+        with closing(sqlite3.connect(tables.db.path)) as db:
+            cur = db.execute(f"SELECT sha, min(key) FROM ({union}) GROUP BY sha ORDER BY sha")
+            for rows in iter(lambda: cur.fetchmany(1000), []):
+                for sha, key in rows:
+                    copier.copy(sha, key)
+                    progress.advance()
+        copier.close()
+
+    return total, copy
 
 
 def _recipes(conn: Connection, root: Path, manifest: Manifest) -> list[dict[str, Any]]:

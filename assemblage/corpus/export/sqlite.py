@@ -102,6 +102,7 @@ class ExportDB:
                     db.execute(str(CreateTable(table).compile(dialect=dialect)))
             db.execute("COMMIT")
         self._db: sqlite3.Connection | None = None
+        self._sealed = False
         self._sql = {
             name: f'INSERT INTO "{name}" ({", ".join(chr(34) + c.name + chr(34) for c in cols)}) '
             f"VALUES ({', '.join('?' for _ in cols)})"
@@ -111,12 +112,14 @@ class ExportDB:
 
     @property
     def db(self) -> sqlite3.Connection:
-        """A connection of our own (after the source's snapshot has written what it writes)."""
+        """A connection of our own (after the source's snapshot has written what it writes); in a transaction
+        until :meth:`seal`, in autocommit after it."""
         if self._db is None:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             for pragma in PRAGMAS:
                 self._db.execute(f"PRAGMA {pragma}")
-            self._db.execute("BEGIN")
+            if not self._sealed:
+                self._db.execute("BEGIN")
         return self._db
 
     def converted(self, table: str, rows: Sequence[Any]) -> Sequence[Any]:
@@ -132,15 +135,11 @@ class ExportDB:
         """Rows in the order of the table's columns."""
         self.db.executemany(self._sql[table], self.converted(table, rows))
 
-    def commit(self) -> None:
-        if self._db is not None:
-            self._db.execute("COMMIT")
-            self._db.execute("BEGIN")
-
     def count(self, table: str) -> int:
         return int(self.db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
 
-    def close(self, *, indexes: bool) -> None:
+    def seal(self, *, indexes: bool) -> None:
+        """The rows are all in: the indexes (when asked) and the commit; the connection then only reads."""
         db = self.db
         if indexes:
             for table, columns in INDEXES.items():
@@ -152,8 +151,12 @@ class ExportDB:
         db.execute("COMMIT")
         if indexes:
             db.execute("PRAGMA journal_mode=DELETE")
-        db.close()
-        self._db = None
+        self._sealed = True
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def abort(self) -> None:
         if self._db is not None:
