@@ -192,7 +192,7 @@ def _retry_with_needs(a: Attempt, deps: _Deps, text: str, seen: set) -> bool:
         return False
     a.log.write(f"\n# the build asked for: {', '.join(map(str, needs))}\n")
     try:
-        found, unknown = resolve(needs)
+        found, unknown = resolve(needs, compiler=a.compilers.cxx, host_arch=_host_arch(a.compilers))
     except BuildError as exc:
         a.log.write(f"! cannot look dependencies up: {exc}\n")
         return False
@@ -208,6 +208,15 @@ def _retry_with_needs(a: Attempt, deps: _Deps, text: str, seen: set) -> bool:
     if not res.ok:
         raise _Unprovisioned(res.message or "cannot install the build's dependencies")
     return True
+
+
+def _host_arch(compilers: CompilerSet) -> str | None:
+    """A Linux cross build's Debian architecture (its multiarch packages), None for a native build."""
+    if compilers.cross and compilers.platform == "linux":
+        from assemblage.builds.aptindex import debian_arch
+
+        return debian_arch(compilers.arch)
+    return None
 
 
 class _Unprovisioned(Exception):

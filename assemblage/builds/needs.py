@@ -19,6 +19,17 @@ pkg-config folders, ``NAMEConfig.cmake``/``name-config.cmake``/``FindNAME.cmake`
 the package with the most specific path (``/usr/include/zstd.h`` before
 ``/usr/include/foo/zstd.h``), a ``-dev`` package before others, and never a
 package for another architecture (``-cross``, ``mingw``, ``lib32``).
+
+A C++ standard library header (``fatal error: 'string' file not found``) is
+no header of some package under ``/usr/include`` (bobcat ships a
+``/usr/include/bobcat/string``): it is a need for the standard library the
+compiler was asked to use, a ``c++-stdlib`` need named ``libc++`` when the log
+shows ``-stdlib=libc++`` (libvmime's CMake adds it for Clang) and
+``libstdc++`` otherwise. :func:`resolve` maps it through the configuration's
+compiler: ``libc++`` to ``libc++-N-dev`` of ``clang-N`` (which brings
+``libc++abi-N-dev``: clang-N looks for ``/usr/lib/llvm-N/include/c++/v1``, not
+for Debian's default ``libc++-dev``), ``libstdc++`` to ``libstdc++-N-dev`` of
+``gcc-N`` (``g++`` otherwise).
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from dataclasses import dataclass
 
 from assemblage.builds.aptindex import BinaryArchive, parse_relations, search_contents
 
-__all__ = ["Need", "needs_from_log", "resolve"]
+__all__ = ["CXX_STDLIB_HEADERS", "Need", "cxx_stdlib_package", "needs_from_log", "resolve"]
 
 # tools whose command is an alternative (not a file any package ships under that name)
 _TOOL_ALIASES = {
@@ -78,10 +89,28 @@ _CMAKE_FIND = {
     "opengl": ("package", "libgl-dev"),
     "glib": ("pkgconfig", "glib-2.0"),
 }
+# the headers of the C++ standard library (C++23, and the C library's <cNAME> wrappers): never
+# looked up in Contents, where any package's /usr/include/<folder>/string would do
+CXX_STDLIB_HEADERS = frozenset(
+    """
+    algorithm any array atomic barrier bit bitset cassert ccomplex cctype cerrno cfenv cfloat charconv chrono
+    cinttypes ciso646 climits clocale cmath codecvt compare complex concepts condition_variable coroutine csetjmp
+    csignal cstdalign cstdarg cstdbool cstddef cstdint cstdio cstdlib cstring ctgmath ctime cuchar cwchar cwctype
+    deque exception execution expected filesystem format forward_list fstream functional future generator
+    initializer_list iomanip ios iosfwd iostream istream iterator latch limits list locale map mdspan memory
+    memory_resource mutex new numbers numeric optional ostream print queue random ranges ratio regex
+    scoped_allocator semaphore set shared_mutex source_location span spanstream sstream stack stacktrace
+    stdexcept stdfloat stop_token streambuf string string_view strstream syncstream system_error thread tuple
+    type_traits typeindex typeinfo unordered_map unordered_set utility valarray variant vector version
+    """.split()
+)
+_LIBCXX_FLAG = re.compile(r"(?:^|[\s'\"])-stdlib=libc\+\+(?=$|[\s'\"])", re.MULTILINE)
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*"
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("header", re.compile(r"fatal error: ([^\s:'\"]+\.(?:h|hh|hpp|hxx|H|inc|tcc)): No such file or directory")),
     ("header", re.compile(r"fatal error: '([^'\s]+)' file not found")),
+    # gcc names an extensionless header bare: only the standard library's are taken
+    ("c++-header", re.compile(r"fatal error: ([a-z_]+): No such file or directory")),
     ("pkgconfig", re.compile(rf"No package '({_NAME})' found")),
     ("pkgconfig", re.compile(rf"Package '?({_NAME})'?,? required by '[^']*',? not found")),
     ("pkgconfig", re.compile(rf"Package ({_NAME}) was not found in the pkg-config search path")),
@@ -130,7 +159,11 @@ _NOT_TOOLS = {
 
 @dataclass(frozen=True, order=True)
 class Need:
-    """One thing a build asked for: ``kind`` is header, pkgconfig, cmake, cmake-find, library, tool, package."""
+    """One thing a build asked for.
+
+    ``kind`` is header, pkgconfig, cmake, cmake-find, library, tool, package-relation or
+    c++-stdlib (``name`` libc++ or libstdc++).
+    """
 
     kind: str
     name: str
@@ -142,6 +175,7 @@ class Need:
 def needs_from_log(text: str) -> list[Need]:
     """Every missing dependency the log names, in a stable order, without duplicates."""
     found: set[Need] = set()
+    stdlib = "libc++" if _LIBCXX_FLAG.search(text) else "libstdc++"
     for kind, rx in _PATTERNS:
         for m in rx.finditer(text):
             value = m.group(1).strip()
@@ -156,8 +190,13 @@ def needs_from_log(text: str) -> list[Need]:
             elif kind == "tool":
                 if value not in _NOT_TOOLS and not value.startswith(("-", ".")) and "/" not in value:
                     found.add(Need("tool", value))
+            elif kind == "c++-header":
+                if value in CXX_STDLIB_HEADERS:
+                    found.add(Need("c++-stdlib", stdlib))
             elif kind == "header":
-                if not value.startswith(("/", ".")) and ".." not in value.split("/"):
+                if value in CXX_STDLIB_HEADERS:
+                    found.add(Need("c++-stdlib", stdlib))
+                elif not value.startswith(("/", ".")) and ".." not in value.split("/"):
                     found.add(Need("header", value))
             else:
                 found.add(Need(kind, value))
@@ -243,8 +282,45 @@ def _ok_package(pkg: str, path: str) -> bool:
     return not any(s in pkg for s in ("-cross", "mingw", "lib32", "libx32", "-dbgsym"))
 
 
-def resolve(needs: Iterable[Need], *, archive: BinaryArchive | None = None) -> tuple[dict[Need, str], list[Need]]:
-    """({need: package}, needs nothing provides). One Contents search for all of them."""
+_VERSIONED = re.compile(r"(?:^|-)(clang|gcc|g)(?:\+\+)?-(\d+(?:\.\d+)?)$")
+
+
+def cxx_stdlib_package(stdlib: str, compiler: str | None, *, host_arch: str | None = None) -> str | None:
+    """The Debian package with the headers of ``stdlib`` (libc++ or libstdc++) for ``compiler``.
+
+    ``compiler`` is the configuration's compiler command (``clang++-19``, ``g++-12``,
+    ``/usr/bin/clang-19``); ``host_arch`` a Debian architecture for a cross build's
+    (multiarch) package. None when no package fits (libc++ for gcc).
+    """
+    name = (compiler or "").rsplit("/", 1)[-1]
+    m = _VERSIONED.search(name)
+    family = m.group(1) if m else ("clang" if name.startswith("clang") else "gcc")
+    version = m.group(2) if m else None
+    if stdlib == "libc++":
+        if family != "clang":
+            return None
+        # clang-N's driver looks for /usr/lib/llvm-N/include/c++/v1: libc++-N-dev (it depends on
+        # libc++abi-N-dev), not the default libc++-dev of another version
+        pkg = f"libc++-{version}-dev" if version else "libc++-dev"
+    elif stdlib == "libstdc++":
+        pkg = f"libstdc++-{version}-dev" if family != "clang" and version else "g++"
+    else:
+        return None
+    return f"{pkg}:{host_arch}" if host_arch and pkg != "g++" else pkg
+
+
+def resolve(
+    needs: Iterable[Need],
+    *,
+    archive: BinaryArchive | None = None,
+    compiler: str | None = None,
+    host_arch: str | None = None,
+) -> tuple[dict[Need, str], list[Need]]:
+    """({need: package}, needs nothing provides). One Contents search for all of them.
+
+    ``compiler`` (the configuration's C++ compiler command) and ``host_arch`` (a cross
+    build's Debian architecture) choose the package of a ``c++-stdlib`` need.
+    """
     needs = sorted(set(needs))
     out: dict[Need, str] = {}
     unknown: list[Need] = []
@@ -256,6 +332,13 @@ def resolve(needs: Iterable[Need], *, archive: BinaryArchive | None = None) -> t
             res = archive.satisfy(parse_relations(need.name), profiles=("nocheck",))
             if res.packages:
                 out[need] = res.packages[0]
+            else:
+                unknown.append(need)
+            continue
+        if need.kind == "c++-stdlib":
+            pkg = cxx_stdlib_package(need.name, compiler, host_arch=host_arch)
+            if pkg:
+                out[need] = pkg
             else:
                 unknown.append(need)
             continue

@@ -192,6 +192,40 @@ def test_docker_resolves_a_missing_library_and_reuses_the_image(tmp_path: Path) 
         second.cleanup()
 
 
+@skip_without_docker
+def test_docker_resolves_libcxx_for_the_clang_of_the_configuration(tmp_path: Path) -> None:
+    """A CMake project that adds -stdlib=libc++ for Clang (libvmime does) gets libc++-19-dev for clang-19.
+
+    'iostream' (libvmime: 'string') file not found used to be looked up in Contents as a header,
+    found in /usr/include/bobcat/string (libbobcat-dev) or nowhere, and the build failed again.
+    """
+    require_image()
+    r = docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        IMAGE,
+        "-c",
+        "test -e /usr/lib/llvm-19/include/c++/v1/string && echo present || echo absent",
+    )
+    assert r.stdout.strip() == "absent", "the toolchain image must not have libc++-19-dev for this test"
+    outcome, log = _build(FIXTURES / "needs-libcxx", tmp_path, config="linux-x86_64-clang-19-O0", runner="docker")
+    try:
+        assert "-stdlib=libc++" in log and "fatal error: 'iostream' file not found" in log  # the first attempt
+        assert "c++-stdlib libc++ -> libc++-19-dev" in log
+        assert "libbobcat" not in log
+        assert outcome.status == "succeeded", log[-3000:]
+        assert outcome.dependencies == ["libc++-19-dev"]
+        exe = next(b.path for b in outcome.binaries if b.relpath.endswith("libcxxprobe"))
+        dynamic = subprocess.run(["readelf", "-d", str(exe)], capture_output=True, text=True).stdout
+        assert "libc++.so" in dynamic
+    finally:
+        outcome.cleanup()
+
+
 # ----------------------------------------------------------------- Debian packages by their rules
 
 

@@ -15,7 +15,7 @@ from assemblage.builds import deps
 from assemblage.builds.aptindex import BinaryArchive, BinaryPackage
 from assemblage.builds.debian import DebianRulesPlanner, build_depends, debian_env
 from assemblage.builds.failures import read_failures
-from assemblage.builds.needs import Need, needs_from_log
+from assemblage.builds.needs import Need, cxx_stdlib_package, needs_from_log, resolve
 from assemblage.builds.systems import BuildTools, PlainPlanner
 from assemblage.builds.wrappers import write_wrappers
 from assemblage.recipes.models import DebianSelector, DebianSource
@@ -69,6 +69,46 @@ def test_needs_from_log() -> None:
     } <= got
     # a project's own script run by a relative path is no Debian package
     assert not any(n.name == "git-version-gen" for n in got)
+
+
+# libvmime's CMake adds -stdlib=libc++ for Clang; clang-19 then has no <string> (its log, trimmed)
+LIBCXX_LOG = """\
+cd /build/src/debian/build && /build/bin/c++ -DVMIME_STATIC -I/build/src/debian/build/src -std=c++11 \
+-stdlib=libc++ -D_REENTRANT=1 -W -Wall -O0 -g -fPIC -o CMakeFiles/vmime.dir/src/vmime/address.cpp.o \
+-c /build/src/src/vmime/address.cpp
+In file included from /build/src/src/vmime/address.cpp:24:
+/build/src/src/vmime/base.hpp:30:10: fatal error: 'string' file not found
+   30 | #include <string>
+      |          ^~~~~~~~
+"""
+
+
+def test_a_missing_cxx_standard_header_is_the_standard_library_of_the_compiler() -> None:
+    needs = needs_from_log(LIBCXX_LOG)
+    assert needs == [Need("c++-stdlib", "libc++")]  # never a header looked up in Contents (libbobcat-dev)
+    # no Contents search for it: resolved from the configuration's compiler alone
+    found, unknown = resolve(needs, compiler="clang++-19")
+    assert found == {Need("c++-stdlib", "libc++"): "libc++-19-dev"} and unknown == []
+    assert resolve(needs, compiler="clang++-16")[0] == {Need("c++-stdlib", "libc++"): "libc++-16-dev"}
+    assert resolve(needs, compiler="clang++-19", host_arch="arm64")[0] == {
+        Need("c++-stdlib", "libc++"): "libc++-19-dev:arm64"
+    }
+    assert resolve(needs, compiler="g++-12") == ({}, [Need("c++-stdlib", "libc++")])  # gcc has no libc++
+    # without -stdlib=libc++, the compiler's own libstdc++ (gcc names a bare header its own way)
+    for line in (
+        "x.cc:1:10: fatal error: 'vector' file not found",
+        "x.cc:1:10: fatal error: vector: No such file or directory",
+    ):
+        assert needs_from_log(line) == [Need("c++-stdlib", "libstdc++")]
+    assert cxx_stdlib_package("libstdc++", "x86_64-linux-gnu-g++-12") == "libstdc++-12-dev"
+    assert cxx_stdlib_package("libstdc++", "/usr/bin/clang++-19") == "g++"
+    assert cxx_stdlib_package("libc++", "clang++") == "libc++-dev"
+    # other bare names stay what they were: a header (clang) or nothing (gcc)
+    assert needs_from_log("x.c:1:10: fatal error: 'config' file not found") == [Need("header", "config")]
+    assert needs_from_log("x.c:1:10: fatal error: config: No such file or directory") == []
+    assert needs_from_log("-stdlib=libc++ and x.c:1:10: fatal error: 'zstd.h' file not found") == [
+        Need("header", "zstd.h")
+    ]
 
 
 # ----------------------------------------------------------------- Build-Depends against an archive
