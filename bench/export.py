@@ -20,14 +20,14 @@ What it does:
 
 Usage: .venv/bin/python bench/export.py [--repeat 5] [--projects 10] [--small 500] [--large 2500]
 
-Last measured (docs/export.md, "Speed and memory", has the table and where the
-time goes), on a 2-core machine shared with other jobs at load average 7 to 10:
-``--projects 4 --small 250 --large 2500`` (40,128 function rows): median ratio
-3.33 (spread 2.51..4.35), peak RSS 162 MiB small, 174 MiB large (x1.07 for x9.7
-rows). ``--projects 10`` (100,320 function rows): median ratio 2.36 (spread
-1.64..2.85), peak RSS 176 and 182 MiB (x1.03 for x4.9 rows). Before: 4.0 and
-3.9. Python's start and the imports an export needs (1.1 s of CPU) are more than
-the whole ``sqlite3 .dump`` (about 1 s), so 1.5x is out of reach.
+Last measured (docs/export.md, "Speed and memory", has the tables and where the
+time goes), on a 2-core machine with nothing else running, ``--repeat 7``
+(100,320 function rows): median ratio 2.17 (spread 1.64..2.52), peak RSS 200 MiB
+small, 226 MiB large (x1.13 for x4.9 rows). Before the export read its sealed
+file on two threads: 2.36 under load (about 2.6 on a quiet machine). Python's
+start and imports (0.5 s), the copy into dataset.sqlite (1.2 s) and the lines
+into Parquet (1.2 s) are 2.9 s of CPU together, more than the whole ``tar`` and
+``sqlite3 .dump`` (1.9 s): 1.5x is not in reach on two cores this way.
 """
 
 from __future__ import annotations
