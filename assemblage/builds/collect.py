@@ -29,8 +29,17 @@ __all__ = [
     "snapshot",
 ]
 
-# Trees that hold the build system's own probes, not the project's outputs.
-_IGNORED_DIRS = {"CMakeFiles", "meson-private", "meson-logs", ".git", "conftest.dir", "autom4te.cache"}
+# Trees that hold the build system's own probes, not the project's outputs (config.tests: Qt's configure
+# probes, such as qt6-imageformats' binary_for_strip_built/liblib1.so, one function and no debug information)
+_IGNORED_DIRS = {
+    "CMakeFiles",
+    "meson-private",
+    "meson-logs",
+    ".git",
+    "conftest.dir",
+    "autom4te.cache",
+    "config.tests",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,14 @@ errors (``-$(CC) ...``, ``|| true``) still ends with that record, which the
 engine reads (see :mod:`assemblage.builds.failures`). The wrapper text is made only from our own configuration (never
 from repository data) and passes the project's arguments through ``"$@"``, so
 no argument is ever re-parsed by a shell.
+
+``strip`` (and ``<triple>-strip``, ``llvm-strip``) are wrapped too: a Makefile
+that runs ``strip prog`` itself (Debian's aribas does, whatever
+``DEB_BUILD_OPTIONS=nostrip`` says) would take the debug information and the
+symbols every label is read from (aribas kept 3 functions of its hundreds and
+no ``DW_AT_producer``). The wrapper leaves the file as it is (with ``-o OUT``
+it copies it there); the pipeline makes its own stripped copy of every binary
+after collecting it.
 """
 
 from __future__ import annotations
@@ -32,6 +40,30 @@ from assemblage.errors import BuildError
 from assemblage.toolchains.base import LINUX_TRIPLES, CompilerSet
 
 __all__ = ["write_wrappers"]
+
+_STRIP = """#!/bin/sh
+# Written by assemblage: the project's own strip would take the debug information and symbols the
+# labels are read from; the file is left as it is (copied to -o OUT when asked). The pipeline strips
+# its own copy of every binary after collecting it.
+out=
+prev=
+last=
+for arg do
+  case "$prev" in -o) out=$arg; prev=; continue ;; esac
+  case "$arg" in
+    -o) ;;
+    -o?*) out=${arg#-o} ;;
+    --output-file=*) out=${arg#--output-file=} ;;
+    -*) ;;
+    *) last=$arg ;;
+  esac
+  prev=$arg
+done
+if [ -n "$out" ] && [ -n "$last" ] && [ "$out" != "$last" ]; then
+  exec cp -- "$last" "$out"
+fi
+exit 0
+"""
 
 _TEMPLATE = """#!/bin/sh
 # Written by assemblage for {config}: drops the project's optimisation flags
@@ -139,4 +171,7 @@ def write_wrappers(
             p = bin_dir / name
             write_executable(p, text)
         out[lang] = bin_dir / ("cc" if lang == "c" else "c++")
+    triples = {t for t in (compilers.host_triple, LINUX_TRIPLES.get(compilers.arch)) if t}
+    for name in ("strip", "llvm-strip", *(f"{t}-strip" for t in sorted(triples))):
+        write_executable(bin_dir / name, _STRIP)
     return out["c"], out["c++"]

@@ -83,6 +83,33 @@ def test_makefile_hardcoded_level_does_not_win(tmp_path):
         outcome.cleanup()
 
 
+def test_a_makefile_that_strips_its_program_keeps_the_symbols_and_the_debug_information(tmp_path):
+    """Debian's aribas runs ``strip aribas`` in its Makefile: the program lost every symbol but three and its
+    DW_AT_producer. The build's ``strip`` leaves the file as it is (``-o`` copies it)."""
+    need("llvm-dwarfdump-19")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "main.c").write_text(
+        "static int twice(int x) { return 2 * x; }\nint helper(int x) { return twice(x) + 1; }\n"
+        "int main(int argc, char **argv) { (void)argv; return helper(argc) - 3; }\n"
+    )
+    (src / "Makefile").write_text(
+        "all: prog prog.min\nprog: main.c\n\t$(CC) -o prog main.c\n\tstrip prog\n\tstrip --strip-all prog\n"
+        "prog.min: prog\n\tstrip -o prog.min prog\n"
+    )
+    outcome, log = build(src, "linux-x86_64-gcc-12-O0", tmp_path)
+    try:
+        assert outcome.status == "succeeded", log
+        by_name = {b.path.name: b.path for b in outcome.binaries}
+        assert set(by_name) == {"prog", "prog.min"}
+        for path in by_name.values():
+            syms = subprocess.run(["nm", str(path)], capture_output=True, text=True).stdout
+            assert re.search(r"\bT helper\b", syms) and re.search(r"\bt twice\b", syms), syms
+            assert [re.findall(r"-O\S*", p)[-1] for p in producers(path)] == ["-O0"]
+    finally:
+        outcome.cleanup()
+
+
 def test_cross_build_aarch64(tmp_path):
     need("aarch64-linux-gnu-gcc-12")
     outcome, log = build(SAMPLES / "calc", "linux-aarch64-gcc-12-O2", tmp_path)

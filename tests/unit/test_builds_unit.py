@@ -68,6 +68,8 @@ def test_find_binaries_skips_unchanged_symlinks_and_probes(tmp_path: Path) -> No
     (tmp_path / "link.so").symlink_to("new.so")
     (tmp_path / "CMakeFiles").mkdir()
     (tmp_path / "CMakeFiles" / "a.out").write_bytes(elf_header(2))
+    (tmp_path / "obj" / "config.tests" / "binary_for_strip_built").mkdir(parents=True)
+    (tmp_path / "obj" / "config.tests" / "binary_for_strip_built" / "liblib1.so").write_bytes(elf_header(3))
     (tmp_path / "obj.o").write_bytes(elf_header(1))
     found = find_binaries(tmp_path, before, kinds={"executable", "shared"})
     assert [(b.relpath, b.kind) for b in found] == [("new.so", "shared")]
