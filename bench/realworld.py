@@ -14,7 +14,8 @@ baseline share is 100%, and the ratio printed is ours against it).
 Resumable: rerunning with the same ``--out`` reuses every finished build
 (a timed-out build is not reused, so a rerun builds it again). A failed build
 is reused like a succeeded one (builds are deterministic); after a change to
-the build code, ``--retry-failed`` builds the failed cells again.
+the build code, ``--retry-failed`` builds the failed cells again, and those
+with a binary whose level could not be read back (no ``DW_AT_producer``).
 
     .venv/bin/python bench/realworld.py --jobs 2 --out /var/tmp/realworld > realworld.txt 2>&1
 
@@ -80,7 +81,8 @@ def main() -> int:
     ap.add_argument(
         "--retry-failed",
         action="store_true",
-        help="rebuild the cells that did not succeed in earlier runs into the same --out",
+        help="rebuild the cells that did not succeed in earlier runs, or left a binary whose level could not be "
+        "read back, into the same --out",
     )
     args = ap.parse_args()
 
@@ -92,11 +94,14 @@ def main() -> int:
         with dataset.context.sessions() as s:
             run_id = s.scalar(select(m.Run.id).order_by(m.Run.id.desc()).limit(1))
         return report(dataset, run_id, args, elapsed=None)
-    if args.retry_failed:  # forget the reuse key of unfinished cells, so this run builds them again
-        from sqlalchemy import update
+    if args.retry_failed:  # forget the reuse key of these cells, so this run builds them again
+        from sqlalchemy import or_, update
 
+        unverified = select(m.Binary.build_id).where(m.Binary.opt_observed.is_(None))
         with dataset.context.sessions.begin() as s:
-            s.execute(update(m.Build).where(m.Build.status != "succeeded").values(key=None))
+            s.execute(
+                update(m.Build).where(or_(m.Build.status != "succeeded", m.Build.id.in_(unverified))).values(key=None)
+            )
     started = time.monotonic()
     run_id = run_recipe(dataset, recipe, text, REPO, jobs=args.jobs)
     return report(dataset, run_id, args, elapsed=time.monotonic() - started)
