@@ -106,12 +106,7 @@ class _Deps:
     def __init__(self, a: Attempt) -> None:
         self.a = a
         image = getattr(a.runner, "image", None)
-        foreign = None
-        if a.compilers.cross and a.compilers.platform == "linux":
-            from assemblage.builds.aptindex import debian_arch
-
-            foreign = debian_arch(a.compilers.arch)
-        self.provisioner = Provisioner(a.runner.name, image=image, foreign_arch=foreign)
+        self.provisioner = Provisioner(a.runner.name, image=image, foreign_arch=_host_arch(a.compilers))
         self.packages: list[str] = []
         self.image: str | None = None
         self.digest: str | None = None
@@ -192,7 +187,7 @@ def _retry_with_needs(a: Attempt, deps: _Deps, text: str, seen: set) -> bool:
         return False
     a.log.write(f"\n# the build asked for: {', '.join(map(str, needs))}\n")
     try:
-        found, unknown = resolve(needs, compiler=a.compilers.cxx, host_arch=_host_arch(a.compilers))
+        found, unknown = resolve(needs, compiler=a.compilers.cxx, host_arch=deps.provisioner.foreign_arch)
     except BuildError as exc:
         a.log.write(f"! cannot look dependencies up: {exc}\n")
         return False

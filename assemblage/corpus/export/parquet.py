@@ -67,7 +67,6 @@ ROWS_PER_FILE = 1_048_576
 class _Side:
     def __init__(self, folder: Path, prefix: str, schema: pa.Schema, owner: TableWriter, first_file: int = 0) -> None:
         self.folder, self.prefix, self.schema, self.owner = folder, prefix, schema, owner
-        self.first_file = first_file
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
         self.pending_bytes = 0
@@ -126,7 +125,7 @@ class _Side:
 
     def close(self, *, keep_empty: bool = False) -> None:
         self.flush()
-        if keep_empty and self.writer is None and self.file_index == self.first_file:
+        if keep_empty and self.writer is None and self.file_index == 0:
             self._open()  # the table's only file: its schema, no rows
         self._close_file()
 

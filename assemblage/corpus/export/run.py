@@ -125,36 +125,34 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
     # the duplicate counts are over every function of the selection: when the export keeps every one of
     # them, they are counted from its own file, beside the Parquet tables, rather than before the copy
     dedup_later = not request.drop_trivial and request.split is None
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="export") as pool:
-        tables = _Tables(request, work, progress, fast=corpus.is_sqlite, manifest=manifest)
-        try:
-            with corpus.snapshot(
-                attach=tables.db.path if tables.fast else None, functions={"asm_family_id": (4, family_id)}
-            ) as conn:
-                progress.phase("select")
-                plan = make_plan(
-                    conn,
-                    request.where,
-                    drop_trivial=request.drop_trivial,
-                    unique_binaries=request.unique_binaries,
-                    split=request.split,
-                    seed=request.seed,
-                    dedup=not dedup_later,
-                )
-                tables.copy(conn, plan)
-                recipes = _recipes(conn, work, manifest)
-                facts = collect_facts(conn, plan)
-            tables.finish()
-            objects = None
-            if "files" in request.formats:
-                objects = ObjectCopier(corpus.store, work, manifest.section("objects"), archive=request.archive)
-            warm.join()
-            dedup = _in_parallel(tables, request, manifest, objects, progress, pool, dedup=dedup_later)
-            plan.dedup = dedup or plan.dedup
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            tables.db.abort()
-            raise
+    tables = _Tables(request, work, progress, fast=corpus.is_sqlite, manifest=manifest)
+    try:
+        with corpus.snapshot(
+            attach=tables.db.path if tables.fast else None, functions={"asm_family_id": (4, family_id)}
+        ) as conn:
+            progress.phase("select")
+            plan = make_plan(
+                conn,
+                request.where,
+                drop_trivial=request.drop_trivial,
+                unique_binaries=request.unique_binaries,
+                split=request.split,
+                seed=request.seed,
+                dedup=not dedup_later,
+            )
+            tables.copy(conn, plan)
+            recipes = _recipes(conn, work, manifest)
+            facts = collect_facts(conn, plan)
+        tables.finish()
+        objects = None
+        if "files" in request.formats:
+            objects = ObjectCopier(corpus.store, work, manifest.section("objects"), archive=request.archive)
+        warm.join()
+        dedup = _in_parallel(tables, request, manifest, objects, progress, dedup=dedup_later)
+        plan.dedup = dedup or plan.dedup
+    except BaseException:
+        tables.db.abort()
+        raise
     tables.close()
     assert plan.dedup is not None  # counted in the plan or beside the Parquet tables
     summary = ExportSummary(
@@ -229,11 +227,10 @@ def _in_parallel(
     manifest: Manifest,
     objects: ObjectCopier | None,
     progress: ExportProgress,
-    pool: ThreadPoolExecutor,
     *,
     dedup: bool,
 ) -> DedupReport | None:
-    """Once the rows are in the export's file, what only reads it, on the pool's two threads.
+    """Once the rows are in the export's file, what only reads it, on two threads.
 
     Every Parquet table (the longest first; a table of several files a file at a time), the objects
     (read, hashed, linked or copied), the hash of ``dataset.sqlite`` and, when asked, the duplicate
@@ -263,14 +260,14 @@ def _in_parallel(
     rows = sum(tables.rows[name] for name in tables.columns) if "parquet" in request.formats else 0
     locked.phase("parquet" if "parquet" in request.formats else "objects", rows + n_objects)
     jobs.sort(key=lambda job: -job[0])
-    futures = [pool.submit(fn) for _, fn in jobs]
-    try:
-        for future in futures:
-            future.result()
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="export") as pool:
+        futures = [pool.submit(fn) for _, fn in jobs]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
     return result.get("dedup")
 
 
@@ -518,13 +515,14 @@ class _Tables:
         "pairs": "JOIN functions f ON f.id = t.function_a JOIN splits s ON s.binary_id = f.binary_id",
     }
 
-    def _stretches(self, rows: int, *, split_here: bool) -> list[int | None]:
-        """A table of several Parquet files is written a file at a time, each a job of its own (both threads
-        work on the longest table; the files are cut at the rows where one writer would cut them)."""
+    def _stretches(self, rows: int, *, split_here: bool) -> list[tuple[int | None, int]]:
+        """(stretch, rows) of each Parquet job of a table: a table of several files is written a file at a
+        time, each a job of its own (both threads work on the longest table; the files are cut at the rows
+        where one writer would cut them). ``None``: the whole table in one job."""
         per_file = _parquet().ROWS_PER_FILE
         if split_here or rows <= per_file:
-            return [None]
-        return list(range(-(-rows // per_file)))
+            return [(None, rows)]
+        return [(k, min(per_file, rows - k * per_file)) for k in range(-(-rows // per_file))]
 
     def _section(self, name: str, stretch: int | None) -> _Section:
         """The manifest section of one job: ordered by table, then stretch, whichever finishes first."""
@@ -559,9 +557,7 @@ class _Tables:
         """One job per table (or stretch of one), with its rows: each reads the export's file into ``data/``."""
         jobs: list[tuple[int, Callable[[], None]]] = []
         for name in self.columns:
-            rows, per_file = self.rows[name], _parquet().ROWS_PER_FILE
-            for k in self._stretches(rows, split_here=self.split and name != "splits"):
-                size = rows if k is None else min(per_file, rows - k * per_file)
+            for k, size in self._stretches(self.rows[name], split_here=self.split and name != "splits"):
                 jobs.append((size, partial(self.parquet_job, name, k, progress=progress.advance)))
         return jobs
 

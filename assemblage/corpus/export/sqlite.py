@@ -115,7 +115,7 @@ class ExportDB:
         """A connection of our own (after the source's snapshot has written what it writes); in a transaction
         until :meth:`seal`, in autocommit after it."""
         if self._db is None:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, isolation_level=None)
             for pragma in PRAGMAS:
                 self._db.execute(f"PRAGMA {pragma}")
             if not self._sealed:
