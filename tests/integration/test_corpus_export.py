@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -575,23 +576,38 @@ def test_archive_holds_the_objects(dataset, tmp_path):
     assert all(hashlib.sha256(d).hexdigest() == n.rsplit("/", 1)[1] for n, d in names.items())
 
 
-def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(dataset, db, tmp_path, monkeypatch):
+@pytest.mark.parametrize("helper", ["helper process", "helper fails"])
+def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(
+    dataset, db, tmp_path, monkeypatch, caplog, helper
+):
     """No split, nothing dropped: the duplicate counts come from the export's own file, beside the Parquet
-    tables, and a table longer than a file is written a file at a time by the two threads. Both must give
-    what one writer over the dataset gives, and the same export twice must give the same manifest."""
+    tables, and ``lines``, longer than a file, is written by the helper process from the dataset while the
+    export copies (or, when the helper fails, a file at a time by the two threads from the export's file).
+    Either must give what one writer over the dataset gives, and the same export twice the same manifest."""
     import pyarrow.parquet as pq
 
     from assemblage.corpus import ExportRequest, export_corpus, open_corpus
-    from assemblage.corpus.export import parquet
+    from assemblage.corpus.export import helper as helper_module
+    from assemblage.corpus.export import layout
 
     lines = db.execute("select count(*) from lines").fetchone()[0]
     per_file = lines // 3 - 7  # three files and a short fourth, not a multiple of the row group
     assert per_file > 100
-    monkeypatch.setattr(parquet, "ROWS_PER_FILE", per_file)
+    monkeypatch.setattr(layout, "ROWS_PER_FILE", per_file)
+    if helper == "helper fails":  # it writes a file, then dies: the export must not keep it
+        folder = "import json, pathlib, sys; job = json.loads(sys.stdin.readline()); f = pathlib.Path(job['folder'])"
+        die = "f.mkdir(parents=True, exist_ok=True); (f / 'part-00000.parquet').write_text('half'); sys.exit(7)"
+        monkeypatch.setattr(helper_module, "COMMAND", [sys.executable, "-c", f"{folder}; {die}"])
     outs = [tmp_path / "a", tmp_path / "b"]
+    caplog.set_level("INFO", logger="assemblage.corpus.export.helper")
     for out in outs:
         summary = export_corpus(open_corpus(str(dataset)), ExportRequest(), out)
     a, b = outs
+    said = [r.getMessage() for r in caplog.records if r.name == "assemblage.corpus.export.helper"]
+    if helper == "helper fails":
+        assert said == ["lines: written from dataset.sqlite after all (the helper exited 7)"] * 2
+    else:
+        assert said == ["lines: written from the corpus by the helper process, beside the copy"] * 2
 
     expect = _sql_dedup(db)
     d = summary.dedup
@@ -617,3 +633,71 @@ def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(da
 
     assert listed(a) == listed(b) and len(listed(a)) > len(files)
     assert list(a.glob(".*")) == []  # no manifest part or other scratch file is left behind
+
+
+def test_an_export_does_not_keep_lines_the_helper_read_after_the_corpus_changed(dataset, tmp_path, monkeypatch, caplog):
+    """A build commits between the export's snapshot and the helper's: the helper's files would hold rows the
+    export's snapshot has not, so the export writes ``lines`` from its own file, and its tables agree."""
+    import pyarrow.dataset as pads
+
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from assemblage.corpus.export import helper as helper_module
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copytree(dataset / "objects", corpus / "objects")
+    with (
+        closing(sqlite3.connect(dataset / "dataset.sqlite")) as src,
+        closing(sqlite3.connect(corpus / "dataset.sqlite")) as dst,
+    ):
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode=WAL")
+        before = dst.execute("select * from lines order by id").fetchall()
+    start = helper_module.Helper.__init__
+
+    def commit_first(self, *args, **kwargs):  # the export's snapshot has begun; the helper's has not
+        with closing(sqlite3.connect(corpus / "dataset.sqlite")) as w, w:
+            w.execute(
+                "insert into lines (function_id, line_number, rva, length, source_file, source_code) "
+                "select function_id, line_number + 1000, rva, length, source_file, 'added' from lines limit 5"
+            )
+        start(self, *args, **kwargs)
+
+    monkeypatch.setattr(helper_module.Helper, "__init__", commit_first)
+    caplog.set_level("INFO", logger="assemblage.corpus.export.helper")
+    out = tmp_path / "out"
+    summary = export_corpus(open_corpus(str(corpus)), ExportRequest(), out)
+    said = [r.getMessage() for r in caplog.records if r.name == "assemblage.corpus.export.helper"]
+    assert said == ["lines: written from dataset.sqlite after all (the corpus changed between the two snapshots)"]
+    got = pads.dataset(out / "data" / "lines").to_table().to_pylist()
+    assert summary.tables["lines"] == len(got) == len(before)
+    assert [tuple(r.values()) for r in got] == before
+    with closing(sqlite3.connect(out / "dataset.sqlite")) as exported:
+        assert exported.execute("select * from lines order by id").fetchall() == before
+    with closing(sqlite3.connect(corpus / "dataset.sqlite")) as now:  # the build's rows are there, for later
+        assert now.execute("select count(*) from lines").fetchone()[0] == len(before) + 5
+
+
+def test_a_failed_export_leaves_no_helper_process_behind(dataset, tmp_path, monkeypatch):
+    """The export fails while its helper reads the corpus: the helper is stopped, nothing is left."""
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from assemblage.corpus.export import datasheet
+
+    started = []
+    from assemblage.corpus.export import helper as helper_module
+
+    start = helper_module.Helper.__init__
+
+    def remember(self, *args, **kwargs):
+        start(self, *args, **kwargs)
+        started.append(self._proc)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the datasheet's facts could not be read")
+
+    monkeypatch.setattr(helper_module.Helper, "__init__", remember)
+    monkeypatch.setattr(datasheet, "collect_facts", fail)
+    with pytest.raises(RuntimeError, match="facts could not be read"):
+        export_corpus(open_corpus(str(dataset)), ExportRequest(), tmp_path / "out")
+    assert len(started) == 1 and started[0].poll() is not None  # started, and gone
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []

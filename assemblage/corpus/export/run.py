@@ -23,6 +23,7 @@ Layout (docs/export.md, docs/dataset.md)::
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
@@ -53,8 +54,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from assemblage.corpus.dedup import DedupReport, dedup_report, trivial_clause, trivial_column
+from assemblage.corpus.export import layout
 from assemblage.corpus.export.columns import Column, derived, schema_of, table_columns
 from assemblage.corpus.export.files import Manifest, ObjectCopier, _Section
+from assemblage.corpus.export.helper import Helper, Watch, same_columns
 from assemblage.corpus.export.sqlite import INDEXES, ExportDB, index_sql
 from assemblage.corpus.families import family_id, family_ids, sample_pairs
 from assemblage.corpus.plan import SEL, Plan, make_plan
@@ -64,6 +67,8 @@ from assemblage.db import models as m
 from assemblage.errors import ExportError
 
 __all__ = ["export_corpus", "ExportProgress", "TABLES"]
+
+log = logging.getLogger(__name__)
 
 B, F, R, L, P = (m.Binary.__table__, m.Function.__table__, m.Rva.__table__, m.Line.__table__, m.Pdb.__table__)
 TABLES = ("binaries", "functions", "families", "rvas", "lines", "pdbs", "splits", "pairs")
@@ -127,6 +132,10 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
     dedup_later = not request.drop_trivial and request.split is None
     tables = _Tables(request, work, progress, fast=corpus.is_sqlite, manifest=manifest)
     try:
+        if tables.fast and "parquet" in request.formats and request.split is None and not request.drop_trivial:
+            # lines may be written to Parquet from the corpus beside the copy (helper.py): this watch, opened
+            # before the snapshot's first read, tells whether the helper's snapshot is the same
+            tables.corpus_path, tables.watch = corpus.sqlite_path, Watch(corpus.sqlite_path)
         with corpus.snapshot(
             attach=tables.db.path if tables.fast else None, functions={"asm_family_id": (4, family_id)}
         ) as conn:
@@ -151,6 +160,7 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
         dedup = _in_parallel(tables, request, manifest, objects, progress, dedup=dedup_later)
         plan.dedup = dedup or plan.dedup
     except BaseException:
+        tables.stop_helper("the export failed")
         tables.db.abort()
         raise
     tables.close()
@@ -245,8 +255,9 @@ def _in_parallel(
     """
     locked = _LockedProgress(progress)
     jobs: list[tuple[int, Callable[[], Any]]] = []
+    helper, tables.helper = tables.helper, None
     if "parquet" in request.formats:
-        jobs += tables.parquet_jobs(locked)
+        jobs += tables.parquet_jobs(locked, skip=frozenset({"lines"} if helper else ()))
     n_objects = 0
     if objects is not None:
         n_objects, copy = _object_job(tables, request, objects, locked)
@@ -265,7 +276,18 @@ def _in_parallel(
         try:
             for future in futures:
                 future.result()
+            if helper is not None:
+                files = helper.result(tables.rows["lines"])
+                if files is None:  # written from dataset.sqlite after all (the helper's log says why)
+                    futures = [pool.submit(fn) for _, fn in tables.parquet_jobs(locked, only=frozenset({"lines"}))]
+                    for future in futures:
+                        future.result()
+                else:
+                    tables.took("lines", files)
+                    locked.advance(tables.rows["lines"])
         except BaseException:
+            if helper is not None:
+                helper.cancel("the export failed")
             pool.shutdown(cancel_futures=True)
             raise
     return result.get("dedup")
@@ -324,6 +346,9 @@ class _Tables:
         keep = "sqlite" in request.formats
         self.db = ExportDB(root / ("dataset.sqlite" if keep else ".tables.sqlite"), self.columns)
         self.out = {t.name: t.to_metadata(MetaData(), schema="out") for t in self.db.metadata.tables.values()}
+        self.corpus_path: Path | None = None
+        self.watch: Watch | None = None
+        self.helper: Helper | None = None
 
     # ---------------------------------------------------------- copying, inside the snapshot
 
@@ -376,6 +401,7 @@ class _Tables:
             self._write(conn, "binaries", rows)
         self.progress.phase("functions")
         if self.fast:
+            self._start_helper(conn, plan, every_binary=not fconds)
             trivial = case((trivial_clause(F), 1), else_=0)
             family = func.asm_family_id(SEL.c.source, F.c.source_file, F.c.decl_line, F.c.name)
             self._insert(
@@ -392,7 +418,10 @@ class _Tables:
             )
             for name, table in (("rvas", R), ("lines", L)):
                 self.progress.phase(name)
-                if every_function and self._whole(conn, name):
+                whole = every_function and self._whole(conn, name)
+                if name == "lines" and not whole:
+                    self.stop_helper("the corpus's lines are not exported whole")
+                if whole:
                     if "sqlite" in self.request.formats:  # its index comes along, copied from the source's
                         for col in INDEXES.get(name, []):
                             if _plain_index(conn, name, col):
@@ -446,6 +475,43 @@ class _Tables:
         if self.split:
             for rows in self._stream(conn, select(SEL.c.binary_id, *sides).order_by(SEL.c.binary_id)):
                 self._write(conn, "splits", rows)
+
+    def _start_helper(self, conn: Connection, plan: Plan, *, every_binary: bool) -> None:
+        """Start writing ``lines`` to Parquet from the corpus beside the copy (helper.py), when the export
+        looks like it keeps every line: every binary, no function left out, the same columns."""
+        watch, self.watch = self.watch, None
+        if watch is None or self.corpus_path is None:
+            return
+        raw = conn.connection.driver_connection
+        if not (
+            every_binary
+            and plan.binaries == conn.scalar(select(func.count()).select_from(B))
+            and same_columns(raw, "lines", "main", "out")
+        ):
+            watch.close()
+            return
+        cols = self.columns["lines"]
+        job = {
+            "table": "lines",
+            "columns": [
+                {"name": c.name, "kind": c.kind, "nullable": c.nullable, "text": isinstance(c.type, String)}
+                for c in cols
+            ],
+            "folder": str(self.root / "data" / "lines"),
+            "rows_per_file": layout.ROWS_PER_FILE,
+        }
+        try:
+            self.helper = Helper(self.corpus_path, watch, job)
+        except OSError as exc:  # no interpreter to start: the export writes lines itself, as it would anyway
+            log.info("lines: no helper process (%s)", exc)
+
+    def stop_helper(self, why: str) -> None:
+        if self.helper is not None:
+            self.helper.cancel(why)
+            self.helper = None
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
 
     def _write(self, conn: Connection, table: str, rows: Sequence[Any]) -> None:
         if self.fast:  # into the attached file, on the snapshot's own connection (it holds the file's lock)
@@ -519,7 +585,7 @@ class _Tables:
         """(stretch, rows) of each Parquet job of a table: a table of several files is written a file at a
         time, each a job of its own (both threads work on the longest table; the files are cut at the rows
         where one writer would cut them). ``None``: the whole table in one job."""
-        per_file = _parquet().ROWS_PER_FILE
+        per_file = layout.ROWS_PER_FILE
         if split_here or rows <= per_file:
             return [(None, rows)]
         return [(k, min(per_file, rows - k * per_file)) for k in range(-(-rows // per_file))]
@@ -535,7 +601,7 @@ class _Tables:
         split_here = self.split and name != "splits"
         schema_cols = cols + ([derived("split", String(40))] if split_here else [])
         exprs = [(f't."{c.name}"', c.name) for c in cols] + ([("s.split", "split")] if split_here else [])
-        per_file = pq.ROWS_PER_FILE
+        per_file = layout.ROWS_PER_FILE
         writer = pq.TableWriter(
             self.root / "data" / name,
             schema_of(schema_cols),
@@ -553,13 +619,25 @@ class _Tables:
         if writer.sides_with_rows():  # the same for every stretch of a table
             self.parts[name] = writer.sides_with_rows()
 
-    def parquet_jobs(self, progress: ExportProgress) -> list[tuple[int, Callable[[], None]]]:
+    def parquet_jobs(
+        self, progress: ExportProgress, *, skip: frozenset[str] = frozenset(), only: frozenset[str] | None = None
+    ) -> list[tuple[int, Callable[[], None]]]:
         """One job per table (or stretch of one), with its rows: each reads the export's file into ``data/``."""
         jobs: list[tuple[int, Callable[[], None]]] = []
         for name in self.columns:
+            if name in skip or (only is not None and name not in only):
+                continue
             for k, size in self._stretches(self.rows[name], split_here=self.split and name != "splits"):
                 jobs.append((size, partial(self.parquet_job, name, k, progress=progress.advance)))
         return jobs
+
+    def took(self, name: str, files: list[tuple[Path, str]]) -> None:
+        """``data/<name>`` as the helper wrote it: its files, hashed, in the manifest's place of the table."""
+        section = self._section(name, None)
+        for path, sha256 in files:
+            section.add(path, sha256)
+        if self.rows[name]:
+            self.parts[name] = ["part"]
 
     def close(self) -> None:
         self.db.close()
