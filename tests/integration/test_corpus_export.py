@@ -576,14 +576,15 @@ def test_archive_holds_the_objects(dataset, tmp_path):
     assert all(hashlib.sha256(d).hexdigest() == n.rsplit("/", 1)[1] for n, d in names.items())
 
 
-@pytest.mark.parametrize("helper", ["helper process", "helper fails"])
 def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(
-    dataset, db, tmp_path, monkeypatch, caplog, helper
+    dataset, db, tmp_path, monkeypatch, caplog
 ):
     """No split, nothing dropped: the duplicate counts come from the export's own file, beside the Parquet
-    tables, and ``lines``, longer than a file, is written by the helper process from the dataset while the
-    export copies (or, when the helper fails, a file at a time by the two threads from the export's file).
-    Either must give what one writer over the dataset gives, and the same export twice the same manifest."""
+    tables, and the Parquet tables are written by the helper process (``lines``, longer than a file, from the
+    dataset while the export copies). The same export twice gives the same manifest; one whose helper fails
+    (a file written, then it dies) gives the same tables, written by this process (``lines`` a file at a time
+    by the two threads), and both what one writer over the dataset gives."""
+    import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
     from assemblage.corpus import ExportRequest, export_corpus, open_corpus
@@ -594,20 +595,22 @@ def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(
     per_file = lines // 3 - 7  # three files and a short fourth, not a multiple of the row group
     assert per_file > 100
     monkeypatch.setattr(layout, "ROWS_PER_FILE", per_file)
-    if helper == "helper fails":  # it writes a file, then dies: the export must not keep it
-        folder = "import json, pathlib, sys; job = json.loads(sys.stdin.readline()); f = pathlib.Path(job['folder'])"
-        die = "f.mkdir(parents=True, exist_ok=True); (f / 'part-00000.parquet').write_text('half'); sys.exit(7)"
-        monkeypatch.setattr(helper_module, "COMMAND", [sys.executable, "-c", f"{folder}; {die}"])
-    outs = [tmp_path / "a", tmp_path / "b"]
     caplog.set_level("INFO", logger="assemblage.corpus.export.helper")
-    for out in outs:
+    a, b, c = (tmp_path / x for x in "abc")
+    for out in (a, b):
         summary = export_corpus(open_corpus(str(dataset)), ExportRequest(), out)
-    a, b = outs
+    folder = "import json, pathlib, sys; job = json.loads(sys.stdin.readline()); f = pathlib.Path(job['folder'])"
+    die = "f.mkdir(parents=True, exist_ok=True); (f / 'part-00000.parquet').write_text('half'); sys.exit(7)"
+    monkeypatch.setattr(helper_module, "COMMAND", [sys.executable, "-c", f"{folder}; {die}"])
+    export_corpus(open_corpus(str(dataset)), ExportRequest(), c)
     said = [r.getMessage() for r in caplog.records if r.name == "assemblage.corpus.export.helper"]
-    if helper == "helper fails":
-        assert said == ["lines: written from dataset.sqlite after all (the helper exited 7)"] * 2
-    else:
-        assert said == ["lines: written from the corpus by the helper process, beside the copy"] * 2
+    assert said == ["lines: written from the corpus by the helper process, beside the copy"] * 2 + [
+        "lines: written from dataset.sqlite after all (the helper exited 7)"
+    ]
+    tables = sorted(p.name for p in (a / "data").iterdir())
+    assert tables == sorted(p.name for p in (c / "data").iterdir()) and "functions" in tables
+    for name in tables:  # the helper's and this process's: the same rows, the same types
+        assert pads.dataset(a / "data" / name).to_table().equals(pads.dataset(c / "data" / name).to_table()), name
 
     expect = _sql_dedup(db)
     d = summary.dedup
@@ -635,13 +638,18 @@ def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(
     assert list(a.glob(".*")) == []  # no manifest part or other scratch file is left behind
 
 
-def test_an_export_does_not_keep_lines_the_helper_read_after_the_corpus_changed(dataset, tmp_path, monkeypatch, caplog):
-    """A build commits between the export's snapshot and the helper's: the helper's files would hold rows the
-    export's snapshot has not, so the export writes ``lines`` from its own file, and its tables agree."""
+def test_an_export_does_not_keep_lines_the_helper_read_before_the_corpus_changed(
+    dataset, tmp_path, monkeypatch, caplog
+):
+    """A build commits between the helper's snapshot and the export's: the helper's files lack rows the
+    export's snapshot has, so the export writes ``lines`` from its own file, and its tables agree."""
+    import threading
+
     import pyarrow.dataset as pads
 
     from assemblage.corpus import ExportRequest, export_corpus, open_corpus
     from assemblage.corpus.export import helper as helper_module
+    from assemblage.corpus.export import run
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -652,30 +660,39 @@ def test_an_export_does_not_keep_lines_the_helper_read_after_the_corpus_changed(
     ):
         src.backup(dst)
         dst.execute("PRAGMA journal_mode=WAL")
-        before = dst.execute("select * from lines order by id").fetchall()
-    start = helper_module.Helper.__init__
+        before = dst.execute("select count(*) from lines").fetchone()[0]
+    helper_began = threading.Event()
+    began, plan = helper_module.Helper.began, run.make_plan
 
-    def commit_first(self, *args, **kwargs):  # the export's snapshot has begun; the helper's has not
-        with closing(sqlite3.connect(corpus / "dataset.sqlite")) as w, w:
-            w.execute(
-                "insert into lines (function_id, line_number, rva, length, source_file, source_code) "
-                "select function_id, line_number + 1000, rva, length, source_file, 'added' from lines limit 5"
-            )
-        start(self, *args, **kwargs)
+    def commit_then(self, who):  # the helper's query has stepped: a build commits before the export reads
+        if who == "helper":
+            with closing(sqlite3.connect(corpus / "dataset.sqlite")) as w, w:
+                w.execute(
+                    "insert into lines (function_id, line_number, rva, length, source_file, source_code) "
+                    "select function_id, line_number + 1000, rva, length, source_file, 'added' from lines limit 5"
+                )
+            helper_began.set()
+        began(self, who)
 
-    monkeypatch.setattr(helper_module.Helper, "__init__", commit_first)
+    def plan_after(*args, **kwargs):
+        assert helper_began.wait(60)
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(helper_module.Helper, "began", commit_then)
+    monkeypatch.setattr(run, "make_plan", plan_after)
     caplog.set_level("INFO", logger="assemblage.corpus.export.helper")
     out = tmp_path / "out"
     summary = export_corpus(open_corpus(str(corpus)), ExportRequest(), out)
     said = [r.getMessage() for r in caplog.records if r.name == "assemblage.corpus.export.helper"]
     assert said == ["lines: written from dataset.sqlite after all (the corpus changed between the two snapshots)"]
+    with closing(sqlite3.connect(corpus / "dataset.sqlite")) as now:
+        rows = now.execute("select * from lines order by id").fetchall()
+    assert len(rows) == before + 5  # what the export's snapshot holds, and the helper's did not
     got = pads.dataset(out / "data" / "lines").to_table().to_pylist()
-    assert summary.tables["lines"] == len(got) == len(before)
-    assert [tuple(r.values()) for r in got] == before
+    assert summary.tables["lines"] == len(got) == len(rows)
+    assert [tuple(r.values()) for r in got] == rows
     with closing(sqlite3.connect(out / "dataset.sqlite")) as exported:
-        assert exported.execute("select * from lines order by id").fetchall() == before
-    with closing(sqlite3.connect(corpus / "dataset.sqlite")) as now:  # the build's rows are there, for later
-        assert now.execute("select count(*) from lines").fetchone()[0] == len(before) + 5
+        assert exported.execute("select * from lines order by id").fetchall() == rows
 
 
 def test_a_failed_export_leaves_no_helper_process_behind(dataset, tmp_path, monkeypatch):

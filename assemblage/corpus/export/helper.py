@@ -1,13 +1,18 @@
-"""A table's Parquet files written from the corpus itself, in a process of its own, while the export copies.
+"""The export's helper process: Parquet files written beside the copy, ``lines`` straight from the corpus.
 
-An export of a whole embedded dataset spends most of its time on one table,
+An export of a whole embedded dataset spends most of its CPU on one table,
 ``lines`` (bench/export.py: 1.8 million rows; copying them into
-``dataset.sqlite`` with their index is a second of CPU, reading them back into
-Parquet another one and a half). Both cores work when the Parquet files are
-written *beside* the copy rather than after it, straight from the corpus: this
-module's :class:`Helper` starts ``python -m assemblage.corpus.export.helper``,
-which reads the table from the corpus with the ADBC driver and writes the
-same files the export would have written from ``dataset.sqlite``.
+``dataset.sqlite`` with their index is a second of CPU, reading them into
+Parquet another one and a half). The export copies in C on one core; the
+helper, ``python -m assemblage.corpus.export.helper`` started by
+:class:`Helper` as the export begins, works on the other:
+
+1. it reads ``lines`` from the corpus itself with the ADBC driver and writes
+   the files the export would have written from ``dataset.sqlite``;
+2. once the export's file is sealed, it writes the other Parquet tables from
+   that file (:meth:`Helper.submit`), while the export counts duplicates,
+   hashes ``dataset.sqlite`` and copies the objects. The export itself then
+   never imports pyarrow.
 
 Why a process and not a thread: the ADBC driver carries a SQLite library of
 its own, and two SQLite libraries in one process drop each other's POSIX locks
@@ -15,31 +20,34 @@ on a file when either closes it. On the export's own file that is harmless
 (nothing writes it once sealed); on the corpus, which builds may be writing,
 it is not. A process has locks of its own, and it costs no GIL either.
 
-Why the files are the same rows: the export keeps ``lines`` whole only when
-every function is exported and the corpus's table has the export's columns,
-with the same type affinities, and no row naming a missing function (then it
-copies the table record by record, rowids and all). The helper reads the rows
-in rowid order in **one** query, which SQLite answers from one snapshot. That
-snapshot equals the export's when no writer committed between the two: the
-export reads ``PRAGMA data_version`` on a connection of its own before its
-snapshot begins (:class:`Watch`) and again as soon as the helper says
-its query has begun; the same value means nothing was committed in between.
-Any doubt (a commit in between, a table not kept whole, a helper that failed
-or counted other rows) and its files are thrown away: the export writes the
-table from ``dataset.sqlite`` as it would have without it, and logs why.
+Why its ``lines`` are the export's rows: the export keeps ``lines`` whole only
+when every function is exported and the corpus's table has the export's
+columns, with the same type affinities, and no row naming a missing function
+(then it copies the table record by record, rowids and all). The helper reads
+the rows in rowid order in **one** query, which SQLite answers from one
+snapshot. That snapshot equals the export's when no writer committed between
+the two: :class:`Watch` reads ``PRAGMA data_version`` on a connection of its
+own before either snapshot begins and again once both have; the same value
+means nothing was committed in between. Any doubt (a commit in between, a
+table not kept whole, a helper that failed or counted other rows) and its
+``lines`` are thrown away: the export writes the table from ``dataset.sqlite``
+itself, as it would have without a helper, and logs why (and when the helper
+failed, every table it was given too).
 
-The helper reads one JSON line, the job, on its standard input, writes JSON
-lines (``{"began": true}``, then ``{"rows": N, "files": [[name, sha256],
-...]}``) on its standard output, and exits when its standard input closes
-(the export ended or died) before it is done.
+Protocol: JSON lines. On its standard input the helper reads the ``lines``
+job, then ``{"jobs": [...]}`` (:func:`~assemblage.corpus.export.parquet.write_job`);
+on its standard output it says ``{"began": true}`` (its query has stepped),
+``{"lines": result}``, then ``{"job": i, "result": ...}`` for each job. When
+its standard input closes before it is done (the export ended or died), it
+exits.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import queue
 import sqlite3
 import subprocess
 import sys
@@ -75,16 +83,23 @@ class Watch:
 
 
 class Helper:
-    """One table written by a helper process (see the module); :meth:`result` says whether to keep it."""
+    """The helper process of one export (see the module): ``lines`` from the corpus first (started before
+    the export's own snapshot, whose first read it is told of: :meth:`began`), then, once the export's file
+    is sealed, the Parquet jobs it is handed (:meth:`submit`); :meth:`finish` says what to keep."""
 
-    def __init__(self, database: Path, watch: Watch, job: dict[str, Any]) -> None:
+    def __init__(self, database: Path, watch: Watch, lines_job: dict[str, Any]) -> None:
         """``watch``: opened before the export's snapshot began (its first read)."""
-        self.table = job["table"]
-        self.folder = Path(job["folder"])
+        self.job = lines_job
+        self.folder = Path(lines_job["folder"])
         self._watch = watch
         self._same: bool | None = None
-        self._done: dict[str, Any] | None = None
-        self.why = ""
+        self._began: set[str] = set()  # "helper", "export": whose snapshots have begun
+        self._lock = threading.Lock()
+        self._lines: dict[str, Any] | None = None
+        self._results: dict[int, dict[str, Any]] = {}
+        self._jobs: int | None = None
+        self.why = ""  # why its lines are not kept
+        self.failed = ""  # why nothing it wrote is kept
         self._stderr = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(
@@ -94,11 +109,17 @@ class Helper:
             self._stderr.close()
             watch.close()
             raise
-        assert self._proc.stdin is not None  # PIPE
-        self._proc.stdin.write(json.dumps({**job, "database": str(database)}) + "\n")
-        self._proc.stdin.flush()  # left open: the helper exits when it closes
-        self._reader = threading.Thread(target=self._read, name=f"export-helper-{self.table}", daemon=True)
+        self._send({**lines_job, "database": str(database), "read_only": True})
+        self._reader = threading.Thread(target=self._read, name="export-helper", daemon=True)
         self._reader.start()
+
+    def _send(self, message: Any) -> None:
+        assert self._proc.stdin is not None  # PIPE, left open: the helper exits when it closes
+        try:
+            self._proc.stdin.write(json.dumps(message) + "\n")
+            self._proc.stdin.flush()
+        except OSError:  # it has exited: finish() says why
+            pass
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
@@ -107,110 +128,134 @@ class Helper:
                 message = json.loads(line)
             except ValueError:
                 continue
-            if message.get("began"):  # its snapshot is taken: was anything committed since ours began?
+            if not isinstance(message, dict):
+                continue
+            if message.get("began"):
+                self.began("helper")
+            elif "lines" in message:
+                self._lines = message["lines"]
+            elif "job" in message:
+                self._results[message["job"]] = message["result"]
+
+    def began(self, who: str) -> None:
+        """``who``'s snapshot has begun (``export``: its first read; ``helper``: its query's first step). Once
+        both have, was anything committed since the watch opened, before either began? If not, they are one."""
+        with self._lock:
+            self._began.add(who)
+            if self._began == {"helper", "export"}:
                 self._same = not self._watch.changed()
-            elif "rows" in message:
-                self._done = message
+
+    def submit(self, jobs: list[dict[str, Any]]) -> None:
+        """Parquet jobs (:func:`~assemblage.corpus.export.parquet.write_job`) to run after ``lines``."""
+        self._jobs = len(jobs)
+        self._send({"jobs": jobs})
 
     def cancel(self, why: str) -> None:
-        """Not needed (the table is not kept whole): stop it, its files are not used."""
-        if not self.why:
-            self.why = why
-        self._stop()
-
-    def _stop(self) -> None:
+        """Not needed after all, or the export failed: stop it; nothing it wrote is kept."""
+        self.why = self.why or why
+        self.failed = self.failed or why
+        log.info("lines: the helper process is stopped (%s)", why)
         if self._proc.poll() is None:
             self._proc.kill()
+        self._end()
+
+    def _end(self) -> None:
         self._proc.wait()
         self._reader.join()
-        self._close_pipes()
-
-    def _close_pipes(self) -> None:
         for pipe in (self._proc.stdin, self._proc.stdout):
             if pipe is not None:
-                pipe.close()
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
         self._stderr.close()
         self._watch.close()
 
-    def result(self, rows: int) -> list[tuple[Path, str]] | None:
-        """The files (path, sha256) when they hold the ``rows`` rows of the export's snapshot, else None
-        (``why`` says why; the folder is then emptied for the export to write the table itself)."""
-        if not self.why:
+    def finish(self, lines: int) -> tuple[list[list[str]] | None, list[dict[str, Any]] | None]:
+        """Wait for it. Returns the ``lines`` files ([name, sha256], in ``job``'s folder) when they hold the
+        ``lines`` rows of the export's snapshot, else None (the folder emptied, ``why`` says why); and the
+        results of the submitted jobs, in order, or None when it failed (``failed`` says why: their files
+        are to be written again)."""
+        if self._jobs is None:
+            self.submit([])
+        if not self.failed:
             code = self._proc.wait()  # its standard input stays open until then: closed, it would stop
             self._reader.join()
             self._stderr.seek(0)
-            stderr = self._stderr.read().decode("utf-8", "replace")
+            tail = self._stderr.read().decode("utf-8", "replace").strip()[-2000:]
             if code != 0:
-                tail = stderr.strip()[-2000:]
-                self.why = f"the helper exited {code}" + (f": {tail}" if tail else "")
-            elif self._same is not True:
-                self.why = "the corpus changed between the two snapshots"
-            elif self._done is None or self._done["rows"] != rows:
-                got = None if self._done is None else self._done["rows"]
-                self.why = f"the helper wrote {got} rows, the export has {rows}"
-        self._stop()
+                self.failed = f"the helper exited {code}" + (f": {tail}" if tail else "")
+            elif len(self._results) != self._jobs:
+                self.failed = f"the helper ran {len(self._results)} of {self._jobs} jobs"
+        self._end()
+        if self.failed:
+            self.why = self.why or self.failed
+        elif self._same is not True:
+            self.why = "the corpus changed between the two snapshots"
+        elif self._lines is None or self._lines["rows"] != lines:
+            got = None if self._lines is None else self._lines["rows"]
+            self.why = f"the helper wrote {got} rows, the export has {lines}"
+        kept: list[list[str]] | None = None
         if self.why:
-            log.info("%s: written from dataset.sqlite after all (%s)", self.table, self.why)
+            log.info("lines: written from dataset.sqlite after all (%s)", self.why)
             for path in self.folder.glob("*.parquet"):
                 path.unlink()
-            return None
-        assert self._done is not None
-        log.info("%s: written from the corpus by the helper process, beside the copy", self.table)
-        return [(self.folder / name, sha) for name, sha in self._done["files"]]
+        else:
+            assert self._lines is not None
+            log.info("lines: written from the corpus by the helper process, beside the copy")
+            kept = self._lines["files"]
+        if self.failed:
+            return kept, None
+        return kept, [self._results[i] for i in range(self._jobs or 0)]
 
 
 # ------------------------------------------------------------------ the helper process
 
 
-def _exit_when_orphaned() -> None:
-    """Exit as soon as standard input closes (the export is done with us, or is gone)."""
-    sys.stdin.read()
-    os._exit(3)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _read_stdin(lines: queue.Queue[str], done: threading.Event) -> None:
+    """Standard input, line by line; when it closes before the work is done, the export is gone: exit."""
+    for line in sys.stdin:
+        lines.put(line)
+    if not done.is_set():
+        os._exit(3)
 
 
 def main() -> None:
-    line = sys.stdin.readline()
-    if not line.strip():
-        raise SystemExit(f"python -m {__name__} reads its job, one JSON line, on standard input (the export sends it)")
-    job = json.loads(line)
-    threading.Thread(target=_exit_when_orphaned, daemon=True).start()
-    import pyarrow as pa
+    inbox: queue.Queue[str] = queue.Queue()
+    done = threading.Event()
+    threading.Thread(target=_read_stdin, args=(inbox, done), daemon=True).start()
+    first = inbox.get()
+    if not first.strip():
+        raise SystemExit(f"python -m {__name__} reads its jobs, JSON lines, on standard input (the export sends them)")
+    from assemblage.corpus.export.parquet import write_job
 
-    from assemblage.corpus.export.parquet import TableWriter, arrow_type, sqlite_to_parquet
+    said = threading.Lock()
 
-    cols = job["columns"]
-    schema = pa.schema([pa.field(c["name"], arrow_type(c["kind"]), nullable=c["nullable"]) for c in cols])
-    files: list[Path] = []
-    writer = TableWriter(Path(job["folder"]), schema, rows_per_file=job["rows_per_file"], on_file=files.append)
+    def say(message: dict[str, Any]) -> None:
+        with said:
+            print(json.dumps(message), flush=True)
+
     began = False
 
     def progress(n: int) -> None:
         nonlocal began
         if not began:  # the query has stepped: its snapshot is the one every row comes from
             began = True
-            print(json.dumps({"began": True}), flush=True)
+            say({"began": True})
 
-    rows = sqlite_to_parquet(
-        Path(job["database"]),
-        [(f't."{c["name"]}"', c["name"]) for c in cols],
-        schema,
-        f'FROM "{job["table"]}" t ORDER BY t.rowid',
-        writer,
-        text_columns=frozenset(c["name"] for c in cols if c["text"]),
-        progress=progress,
-        read_only=True,
-    )
-    writer.close()
+    lines = write_job(json.loads(first), progress)
     progress(0)
-    print(json.dumps({"rows": rows, "files": [[p.name, _sha256(p)] for p in files]}), flush=True)
+    say({"lines": lines})
+    jobs = json.loads(inbox.get())["jobs"]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(i: int) -> None:
+        say({"job": i, "result": write_job(jobs[i])})
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(run, i) for i in range(len(jobs))]:
+            future.result()
+    done.set()
 
 
 def affinity(declared: str) -> str:

@@ -60,7 +60,7 @@ import pyarrow.parquet as pq
 from assemblage.corpus.export import layout
 from assemblage.corpus.export.layout import ROW_GROUP, ROW_GROUP_BYTES
 
-__all__ = ["TableWriter", "ROW_GROUP", "ROW_GROUP_BYTES", "arrow_type", "sqlite_to_parquet"]
+__all__ = ["TableWriter", "ROW_GROUP", "ROW_GROUP_BYTES", "arrow_type", "sqlite_to_parquet", "write_job"]
 
 _KINDS: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
@@ -287,3 +287,39 @@ def sqlite_to_parquet(
                 rows += batch.num_rows
                 progress(batch.num_rows)
     return rows
+
+
+def write_job(job: dict[str, Any], progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """Write one Parquet job: a table, or one stretch of one, read from a SQLite file.
+
+    ``job`` is plain JSON (the export runs it in a thread or hands it to its helper process):
+    ``database``, ``read_only``, ``columns`` (``name``, ``kind``, ``nullable``, ``text``: text affinity),
+    ``exprs`` ([SQL, name] per column), ``from_sql``, ``folder``, ``sides`` (or None), ``first_file``,
+    ``rows_per_file``. Returns ``rows``, ``files`` ([file name, sha256], in order) and ``sides`` (those that
+    got rows).
+    """
+    cols = job["columns"]
+    schema = pa.schema([pa.field(c["name"], arrow_type(c["kind"]), nullable=c["nullable"]) for c in cols])
+    files: list[Path] = []
+    writer = TableWriter(
+        Path(job["folder"]),
+        schema,
+        sides=job["sides"],
+        rows_per_file=job["rows_per_file"],
+        first_file=job["first_file"],
+        on_file=files.append,
+    )
+    rows = sqlite_to_parquet(
+        Path(job["database"]),
+        [(expr, name) for expr, name in job["exprs"]],
+        schema,
+        job["from_sql"],
+        writer,
+        text_columns=frozenset(c["name"] for c in cols if c["text"]),
+        progress=progress,
+        read_only=job["read_only"],
+    )
+    writer.close()
+    from assemblage.corpus.export.files import sha256_of
+
+    return {"rows": rows, "files": [[p.name, sha256_of(p)] for p in files], "sides": writer.sides_with_rows()}
