@@ -718,3 +718,40 @@ def test_a_failed_export_leaves_no_helper_process_behind(dataset, tmp_path, monk
         export_corpus(open_corpus(str(dataset)), ExportRequest(), tmp_path / "out")
     assert len(started) == 1 and started[0].poll() is not None  # started, and gone
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_helper_process_ends_when_its_export_dies(dataset, tmp_path):
+    """An export killed outright (no cleanup) leaves no helper behind: its standard input closes, it exits.
+    (Its query here finds nothing for a long while, so it has nothing to write that would fail first.)"""
+    import os
+    import time
+
+    script = f"""
+import os, sys
+from pathlib import Path
+from assemblage.corpus.export.helper import Helper, Watch
+db = Path({str(dataset / "dataset.sqlite")!r})
+cols = [{{"name": "id", "kind": "int64", "nullable": False, "text": False}}]
+job = {{"table": "lines", "stretch": None, "columns": cols, "exprs": [['t."id"', "id"]],
+       "from_sql": 'FROM "lines" t, "lines" u, "lines" v WHERE t.rowid + u.rowid + v.rowid < 0', "folder": {str(tmp_path / "lines")!r},
+       "sides": None, "first_file": 0, "rows_per_file": 1 << 20}}
+helper = Helper(db, Watch(db), job)
+print(helper._proc.pid, flush=True)
+os._exit(9)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+    pid = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as fh:  # a zombie has ended (its parent, gone, cannot reap it)
+            if fh.read().split(") ")[-1].startswith("Z"):
+                break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError("the helper kept running after its export died")

@@ -668,3 +668,39 @@ def test_sqlite_to_parquet_types_columns_whatever_the_first_batch_holds(tmp_path
     assert table.column("meta").to_pylist() == [r[2] for r in rows]
     assert table.column("x").to_pylist() == [1.0] * 50_000
     assert table.column("at")[0].as_py().isoformat() == "2026-11-30T12:00:00+00:00"
+
+
+def test_the_helpers_column_check_uses_sqlites_own_affinities():
+    """helper.affinity names the affinity SQLite gives a declared type: checked against what SQLite stores."""
+    import sqlite3
+
+    from assemblage.corpus.export.helper import affinity
+
+    declared = ["INTEGER", "BIGINT", "VARCHAR(20)", "TEXT", "CLOB", "BLOB", "", "REAL", "DOUBLE", "FLOAT", "DATETIME"]
+    db = sqlite3.connect(":memory:")
+    db.execute(f"CREATE TABLE t ({', '.join(f'c{i} {d}' for i, d in enumerate(declared))})")
+    db.execute(f"INSERT INTO t VALUES ({', '.join('12' for _ in declared)})")  # an integer
+    db.execute(f"INSERT INTO t VALUES ({', '.join(repr('12') for _ in declared)})")  # the same as text
+    stored = db.execute(f"SELECT {', '.join(f'typeof(c{i})' for i in range(len(declared)))} FROM t").fetchall()
+    seen = {"integer,integer": {"INTEGER", "NUMERIC"}, "text,text": {"TEXT"}, "integer,text": {"BLOB"}}
+    seen["real,real"] = {"REAL"}
+    for i, d in enumerate(declared):
+        assert affinity(d) in seen[f"{stored[0][i]},{stored[1][i]}"], d
+    assert [affinity(d) for d in ("BIGINT", "VARCHAR(20)", "", "DOUBLE", "DATETIME")] == [
+        "INTEGER",
+        "TEXT",
+        "BLOB",
+        "REAL",
+        "NUMERIC",
+    ]
+
+
+def test_the_helper_process_says_what_it_needs_when_started_by_hand():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "assemblage.corpus.export.helper"], input="", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "reads its jobs, JSON lines, on standard input" in done.stderr

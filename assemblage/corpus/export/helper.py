@@ -93,6 +93,7 @@ class Helper:
         self.folder = Path(lines_job["folder"])
         self._watch = watch
         self._same: bool | None = None
+        self._unsure = ""  # why the watch could not tell
         self._began: set[str] = set()  # "helper", "export": whose snapshots have begun
         self._lock = threading.Lock()
         self._lines: dict[str, Any] | None = None
@@ -143,7 +144,10 @@ class Helper:
         with self._lock:
             self._began.add(who)
             if self._began == {"helper", "export"}:
-                self._same = not self._watch.changed()
+                try:
+                    self._same = not self._watch.changed()
+                except sqlite3.Error as exc:  # cannot tell: not the same, then
+                    self._same, self._unsure = False, str(exc)
 
     def submit(self, jobs: list[dict[str, Any]]) -> None:
         """Parquet jobs (:func:`~assemblage.corpus.export.parquet.write_job`) to run after ``lines``."""
@@ -191,7 +195,7 @@ class Helper:
         if self.failed:
             self.why = self.why or self.failed
         elif self._same is not True:
-            self.why = "the corpus changed between the two snapshots"
+            self.why = "the corpus changed between the two snapshots" + (f" ({self._unsure})" if self._unsure else "")
         elif self._lines is None or self._lines["rows"] != lines:
             got = None if self._lines is None else self._lines["rows"]
             self.why = f"the helper wrote {got} rows, the export has {lines}"
@@ -213,11 +217,15 @@ class Helper:
 
 
 def _read_stdin(lines: queue.Queue[str], done: threading.Event) -> None:
-    """Standard input, line by line; when it closes before the work is done, the export is gone: exit."""
+    """Standard input, line by line. The export keeps it open until this process has exited: when it closes
+    first, the export is gone, and so is the reason to go on. (Nothing at all: started by hand, say so.)"""
+    got = False
     for line in sys.stdin:
+        got = True
         lines.put(line)
-    if not done.is_set():
+    if got and not done.is_set():
         os._exit(3)
+    lines.put("")
 
 
 def main() -> None:
