@@ -516,6 +516,12 @@ def test_whole_tables_are_copied_as_they_are_and_orphans_still_left_out(tmp_path
         assert seen == [("rvas", True), ("lines", False)]
         assert exported(tmp_path / "o2", "lines") == expected(orphan, "lines")
         assert 999999 not in {row[1] for row in exported(tmp_path / "o2", "lines")}
+        # with Parquet too: the helper process started on the whole dataset is stopped, its orphan row unused
+        import pyarrow.dataset as pads
+
+        export_corpus(open_corpus(str(orphan)), ExportRequest(), tmp_path / "o2p")
+        parquet_lines = pads.dataset(tmp_path / "o2p" / "data" / "lines").to_table().to_pylist()
+        assert [tuple(r.values()) for r in parquet_lines] == expected(orphan, "lines")
 
         moved = make_dataset(tmp_path / "moved", {"a": own("a", 3)})
         db = sqlite3.connect(moved / "dataset.sqlite")  # a column added by a migration lands last

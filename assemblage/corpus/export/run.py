@@ -447,8 +447,9 @@ class _Tables:
             for name, table in (("rvas", R), ("lines", L)):
                 self.progress.phase(name)
                 whole = every_function and self._whole(conn, name)
-                if name == "lines" and not whole:
+                if name == "lines" and not whole and self.helper is not None:
                     self.stop_helper("the corpus's lines are not exported whole")
+                    _warm_imports(parquet=True)
                 if whole:
                     if "sqlite" in self.request.formats:  # its index comes along, copied from the source's
                         for col in INDEXES.get(name, []):
