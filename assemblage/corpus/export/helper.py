@@ -57,6 +57,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from assemblage._spawn import popen
+
 __all__ = ["Helper", "Watch", "affinity", "same_columns"]
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ class Helper:
         self.failed = ""  # why nothing it wrote is kept
         self._stderr = tempfile.TemporaryFile()
         try:
-            self._proc = subprocess.Popen(
+            self._proc = popen(  # under the spawn lock, as every child of ours (assemblage._spawn)
                 COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True
             )
         except BaseException:
