@@ -21,13 +21,13 @@ What it does:
 Usage: .venv/bin/python bench/export.py [--repeat 5] [--projects 10] [--small 500] [--large 2500]
 
 Last measured (docs/export.md, "Speed and memory", has the tables and where the
-time goes), on a 2-core machine with nothing else running, ``--repeat 7``
-(100,320 function rows): median ratio 2.17 (spread 1.64..2.52), peak RSS 200 MiB
-small, 226 MiB large (x1.13 for x4.9 rows). Before the export read its sealed
-file on two threads: 2.36 under load (about 2.6 on a quiet machine). Python's
-start and imports (0.5 s), the copy into dataset.sqlite (1.2 s) and the lines
-into Parquet (1.2 s) are 2.9 s of CPU together, more than the whole ``tar`` and
-``sqlite3 .dump`` (1.9 s): 1.5x is not in reach on two cores this way.
+time goes), on a 2-core machine whose speed drifted a great deal, ``--repeat 11``
+(100,320 function rows), twice: median ratio 1.25 (spread 1.15..1.86) while the
+machine was slow (``tar`` + ``sqlite3 .dump`` 2.5 to 4.2 s) and 1.54
+(1.24..1.67) while it was faster (2.3 to 3.0 s); peak RSS 181 MiB small,
+223 MiB large (x1.23 for x4.9 rows). The export's helper process writes
+``lines`` to Parquet from the dataset while the export copies, then the other
+tables from the sealed ``dataset.sqlite``; before it, 2.17 on a quiet machine.
 """
 
 from __future__ import annotations

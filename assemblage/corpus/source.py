@@ -55,9 +55,14 @@ class Corpus:
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file of an embedded corpus."""
+        return Path(make_url(self.database_url).database or "")
+
     def _engine(self, attach: Path | None = None, functions: dict[str, tuple[int, Any]] | None = None) -> Engine:
         if self.is_sqlite:
-            path = make_url(self.database_url).database or ""
+            path = str(self.sqlite_path)
             engine = create_engine(
                 f"sqlite:///file:{quote(path)}?mode=ro&uri=true", poolclass=NullPool, connect_args={"timeout": 60}
             )

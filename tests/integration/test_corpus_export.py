@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -575,23 +576,41 @@ def test_archive_holds_the_objects(dataset, tmp_path):
     assert all(hashlib.sha256(d).hexdigest() == n.rsplit("/", 1)[1] for n, d in names.items())
 
 
-def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(dataset, db, tmp_path, monkeypatch):
+def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(
+    dataset, db, tmp_path, monkeypatch, caplog
+):
     """No split, nothing dropped: the duplicate counts come from the export's own file, beside the Parquet
-    tables, and a table longer than a file is written a file at a time by the two threads. Both must give
-    what one writer over the dataset gives, and the same export twice must give the same manifest."""
+    tables, and the Parquet tables are written by the helper process (``lines``, longer than a file, from the
+    dataset while the export copies). The same export twice gives the same manifest; one whose helper fails
+    (a file written, then it dies) gives the same tables, written by this process (``lines`` a file at a time
+    by the two threads), and both what one writer over the dataset gives."""
+    import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
     from assemblage.corpus import ExportRequest, export_corpus, open_corpus
-    from assemblage.corpus.export import parquet
+    from assemblage.corpus.export import helper as helper_module
+    from assemblage.corpus.export import layout
 
     lines = db.execute("select count(*) from lines").fetchone()[0]
     per_file = lines // 3 - 7  # three files and a short fourth, not a multiple of the row group
     assert per_file > 100
-    monkeypatch.setattr(parquet, "ROWS_PER_FILE", per_file)
-    outs = [tmp_path / "a", tmp_path / "b"]
-    for out in outs:
+    monkeypatch.setattr(layout, "ROWS_PER_FILE", per_file)
+    caplog.set_level("INFO", logger="assemblage.corpus.export.helper")
+    a, b, c = (tmp_path / x for x in "abc")
+    for out in (a, b):
         summary = export_corpus(open_corpus(str(dataset)), ExportRequest(), out)
-    a, b = outs
+    folder = "import json, pathlib, sys; job = json.loads(sys.stdin.readline()); f = pathlib.Path(job['folder'])"
+    die = "f.mkdir(parents=True, exist_ok=True); (f / 'part-00000.parquet').write_text('half'); sys.exit(7)"
+    monkeypatch.setattr(helper_module, "COMMAND", [sys.executable, "-c", f"{folder}; {die}"])
+    export_corpus(open_corpus(str(dataset)), ExportRequest(), c)
+    said = [r.getMessage() for r in caplog.records if r.name == "assemblage.corpus.export.helper"]
+    assert said == ["lines: written from the corpus by the helper process, beside the copy"] * 2 + [
+        "lines: written from dataset.sqlite after all (the helper exited 7)"
+    ]
+    tables = sorted(p.name for p in (a / "data").iterdir())
+    assert tables == sorted(p.name for p in (c / "data").iterdir()) and "functions" in tables
+    for name in tables:  # the helper's and this process's: the same rows, the same types
+        assert pads.dataset(a / "data" / name).to_table().equals(pads.dataset(c / "data" / name).to_table()), name
 
     expect = _sql_dedup(db)
     d = summary.dedup
@@ -617,3 +636,122 @@ def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(da
 
     assert listed(a) == listed(b) and len(listed(a)) > len(files)
     assert list(a.glob(".*")) == []  # no manifest part or other scratch file is left behind
+
+
+def test_an_export_does_not_keep_lines_the_helper_read_before_the_corpus_changed(
+    dataset, tmp_path, monkeypatch, caplog
+):
+    """A build commits between the helper's snapshot and the export's: the helper's files lack rows the
+    export's snapshot has, so the export writes ``lines`` from its own file, and its tables agree."""
+    import threading
+
+    import pyarrow.dataset as pads
+
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from assemblage.corpus.export import helper as helper_module
+    from assemblage.corpus.export import run
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copytree(dataset / "objects", corpus / "objects")
+    with (
+        closing(sqlite3.connect(dataset / "dataset.sqlite")) as src,
+        closing(sqlite3.connect(corpus / "dataset.sqlite")) as dst,
+    ):
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode=WAL")
+        before = dst.execute("select count(*) from lines").fetchone()[0]
+    helper_began = threading.Event()
+    began, plan = helper_module.Helper.began, run.make_plan
+
+    def commit_then(self, who):  # the helper's query has stepped: a build commits before the export reads
+        if who == "helper":
+            with closing(sqlite3.connect(corpus / "dataset.sqlite")) as w, w:
+                w.execute(
+                    "insert into lines (function_id, line_number, rva, length, source_file, source_code) "
+                    "select function_id, line_number + 1000, rva, length, source_file, 'added' from lines limit 5"
+                )
+            helper_began.set()
+        began(self, who)
+
+    def plan_after(*args, **kwargs):
+        assert helper_began.wait(60)
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(helper_module.Helper, "began", commit_then)
+    monkeypatch.setattr(run, "make_plan", plan_after)
+    caplog.set_level("INFO", logger="assemblage.corpus.export.helper")
+    out = tmp_path / "out"
+    summary = export_corpus(open_corpus(str(corpus)), ExportRequest(), out)
+    said = [r.getMessage() for r in caplog.records if r.name == "assemblage.corpus.export.helper"]
+    assert said == ["lines: written from dataset.sqlite after all (the corpus changed between the two snapshots)"]
+    with closing(sqlite3.connect(corpus / "dataset.sqlite")) as now:
+        rows = now.execute("select * from lines order by id").fetchall()
+    assert len(rows) == before + 5  # what the export's snapshot holds, and the helper's did not
+    got = pads.dataset(out / "data" / "lines").to_table().to_pylist()
+    assert summary.tables["lines"] == len(got) == len(rows)
+    assert [tuple(r.values()) for r in got] == rows
+    with closing(sqlite3.connect(out / "dataset.sqlite")) as exported:
+        assert exported.execute("select * from lines order by id").fetchall() == rows
+
+
+def test_a_failed_export_leaves_no_helper_process_behind(dataset, tmp_path, monkeypatch):
+    """The export fails while its helper reads the corpus: the helper is stopped, nothing is left."""
+    from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from assemblage.corpus.export import datasheet
+
+    started = []
+    from assemblage.corpus.export import helper as helper_module
+
+    start = helper_module.Helper.__init__
+
+    def remember(self, *args, **kwargs):
+        start(self, *args, **kwargs)
+        started.append(self._proc)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the datasheet's facts could not be read")
+
+    monkeypatch.setattr(helper_module.Helper, "__init__", remember)
+    monkeypatch.setattr(datasheet, "collect_facts", fail)
+    with pytest.raises(RuntimeError, match="facts could not be read"):
+        export_corpus(open_corpus(str(dataset)), ExportRequest(), tmp_path / "out")
+    assert len(started) == 1 and started[0].poll() is not None  # started, and gone
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_helper_process_ends_when_its_export_dies(dataset, tmp_path):
+    """An export killed outright (no cleanup) leaves no helper behind: its standard input closes, it exits.
+    (Its query here finds nothing for a long while, so it has nothing to write that would fail first.)"""
+    import os
+    import time
+
+    script = f"""
+import os, sys
+from pathlib import Path
+from assemblage.corpus.export.helper import Helper, Watch
+db = Path({str(dataset / "dataset.sqlite")!r})
+cols = [{{"name": "id", "kind": "int64", "nullable": False, "text": False}}]
+job = {{"table": "lines", "stretch": None, "columns": cols, "exprs": [['t."id"', "id"]],
+       "from_sql": 'FROM "lines" t, "lines" u, "lines" v WHERE t.rowid + u.rowid + v.rowid < 0', "folder": {str(tmp_path / "lines")!r},
+       "sides": None, "first_file": 0, "rows_per_file": 1 << 20}}
+helper = Helper(db, Watch(db), job)
+print(helper._proc.pid, flush=True)
+os._exit(9)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+    pid = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as fh:  # a zombie has ended (its parent, gone, cannot reap it)
+            if fh.read().split(") ")[-1].startswith("Z"):
+                break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError("the helper kept running after its export died")

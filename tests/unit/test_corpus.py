@@ -516,6 +516,12 @@ def test_whole_tables_are_copied_as_they_are_and_orphans_still_left_out(tmp_path
         assert seen == [("rvas", True), ("lines", False)]
         assert exported(tmp_path / "o2", "lines") == expected(orphan, "lines")
         assert 999999 not in {row[1] for row in exported(tmp_path / "o2", "lines")}
+        # with Parquet too: the helper process started on the whole dataset is stopped, its orphan row unused
+        import pyarrow.dataset as pads
+
+        export_corpus(open_corpus(str(orphan)), ExportRequest(), tmp_path / "o2p")
+        parquet_lines = pads.dataset(tmp_path / "o2p" / "data" / "lines").to_table().to_pylist()
+        assert [tuple(r.values()) for r in parquet_lines] == expected(orphan, "lines")
 
         moved = make_dataset(tmp_path / "moved", {"a": own("a", 3)})
         db = sqlite3.connect(moved / "dataset.sqlite")  # a column added by a migration lands last
@@ -668,3 +674,39 @@ def test_sqlite_to_parquet_types_columns_whatever_the_first_batch_holds(tmp_path
     assert table.column("meta").to_pylist() == [r[2] for r in rows]
     assert table.column("x").to_pylist() == [1.0] * 50_000
     assert table.column("at")[0].as_py().isoformat() == "2026-11-30T12:00:00+00:00"
+
+
+def test_the_helpers_column_check_uses_sqlites_own_affinities():
+    """helper.affinity names the affinity SQLite gives a declared type: checked against what SQLite stores."""
+    import sqlite3
+
+    from assemblage.corpus.export.helper import affinity
+
+    declared = ["INTEGER", "BIGINT", "VARCHAR(20)", "TEXT", "CLOB", "BLOB", "", "REAL", "DOUBLE", "FLOAT", "DATETIME"]
+    db = sqlite3.connect(":memory:")
+    db.execute(f"CREATE TABLE t ({', '.join(f'c{i} {d}' for i, d in enumerate(declared))})")
+    db.execute(f"INSERT INTO t VALUES ({', '.join('12' for _ in declared)})")  # an integer
+    db.execute(f"INSERT INTO t VALUES ({', '.join(repr('12') for _ in declared)})")  # the same as text
+    stored = db.execute(f"SELECT {', '.join(f'typeof(c{i})' for i in range(len(declared)))} FROM t").fetchall()
+    seen = {"integer,integer": {"INTEGER", "NUMERIC"}, "text,text": {"TEXT"}, "integer,text": {"BLOB"}}
+    seen["real,real"] = {"REAL"}
+    for i, d in enumerate(declared):
+        assert affinity(d) in seen[f"{stored[0][i]},{stored[1][i]}"], d
+    assert [affinity(d) for d in ("BIGINT", "VARCHAR(20)", "", "DOUBLE", "DATETIME")] == [
+        "INTEGER",
+        "TEXT",
+        "BLOB",
+        "REAL",
+        "NUMERIC",
+    ]
+
+
+def test_the_helper_process_says_what_it_needs_when_started_by_hand():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "assemblage.corpus.export.helper"], input="", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "reads its jobs, JSON lines, on standard input" in done.stderr

@@ -61,18 +61,9 @@ class Column:
     @property
     def arrow(self) -> pa.DataType:
         """The Arrow type (pyarrow is imported only by an export that writes Parquet)."""
-        import pyarrow as pa
+        from assemblage.corpus.export.parquet import arrow_type
 
-        kinds: dict[str, pa.DataType] = {
-            "bool": pa.bool_(),
-            "int64": pa.int64(),
-            "float64": pa.float64(),
-            "timestamp": pa.timestamp("us", tz="UTC"),
-            "date32": pa.date32(),
-            "string": pa.string(),
-            "binary": pa.binary(),
-        }
-        return kinds[self.kind]
+        return arrow_type(self.kind)
 
 
 def _sqlite_datetime(value: Any) -> Any:

@@ -52,16 +52,30 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["TableWriter", "ROW_GROUP", "ROW_GROUP_BYTES", "ROWS_PER_FILE", "sqlite_to_parquet"]
+from assemblage.corpus.export import layout
+from assemblage.corpus.export.layout import ROW_GROUP, ROW_GROUP_BYTES
 
-ROW_GROUP = 65_536
-ROW_GROUP_BYTES = 8 << 20
-ROWS_PER_FILE = 1_048_576
+__all__ = ["TableWriter", "ROW_GROUP", "ROW_GROUP_BYTES", "arrow_type", "sqlite_to_parquet", "write_job"]
+
+_KINDS: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date32": pa.date32(),
+    "string": pa.string(),
+    "binary": pa.binary(),
+}
+
+
+def arrow_type(kind: str) -> pa.DataType:
+    """The Arrow type of a column kind (:attr:`assemblage.corpus.export.columns.Column.kind`)."""
+    return _KINDS[kind]
 
 
 class _Side:
@@ -141,12 +155,13 @@ class TableWriter:
         sides: list[str] | None = None,
         row_group: int = ROW_GROUP,
         row_group_bytes: int = ROW_GROUP_BYTES,
-        rows_per_file: int = ROWS_PER_FILE,
+        rows_per_file: int | None = None,
         first_file: int = 0,
         on_file: Callable[[Path], object] = lambda p: None,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.row_group, self.rows_per_file, self.on_file = row_group, rows_per_file, on_file
+        self.row_group, self.on_file = row_group, on_file
+        self.rows_per_file = rows_per_file or layout.ROWS_PER_FILE  # read now: a test may set it
         self.row_group_bytes = row_group_bytes
         self.schema = schema
         # dictionary pages for text columns only: ids, addresses and sizes hardly repeat within a row group
@@ -167,6 +182,8 @@ class TableWriter:
         if self.sides is None:
             self._sides["part"].add(batch)
             return
+        import pyarrow.compute as pc  # imported when needed: a fifth of a second, and a table of one type needs none
+
         split = batch.column(batch.schema.get_field_index("split"))
         for name, side in self._sides.items():
             # pyarrow-stubs type the operands as Scalar/Array; pyarrow.compute takes a Python str as a scalar
@@ -203,6 +220,8 @@ def _read_as(t: pa.DataType, expr: str) -> str:
 def _cast(array: pa.Array, t: pa.DataType) -> pa.Array:
     if array.type == t:
         return array
+    import pyarrow.compute as pc
+
     if pa.types.is_timestamp(t):
         naive = pc.cast(array, pa.timestamp(t.unit))  # "YYYY-MM-DD HH:MM:SS.ffffff", UTC as stored
         return naive.cast(t) if t.tz else naive
@@ -221,12 +240,14 @@ def sqlite_to_parquet(
     text_columns: frozenset[str] = frozenset(),
     batch_rows: int = 16_384,
     progress: Callable[[int], None] = lambda n: None,
+    read_only: bool = False,
 ) -> int:
     """Stream ``SELECT <columns> <from_sql>`` from the SQLite file at ``path`` into ``writer``.
 
     ``columns`` are (SQL expression, name) in ``schema``'s order; ``text_columns`` names those declared
     with SQLite's text affinity (``VARCHAR``, ``TEXT``), which hold text or NULL whatever was inserted and
-    are read without a ``CAST``. Returns the rows written.
+    are read without a ``CAST``. ``read_only``: the file is someone else's (the corpus itself, read by
+    :mod:`assemblage.corpus.export.helper`), opened ``mode=ro``. Returns the rows written.
     """
     # the driver's low-level API: its DB-API module imports pyarrow.dataset and with it pandas (0.5 s of CPU)
     import adbc_driver_manager
@@ -235,7 +256,8 @@ def sqlite_to_parquet(
     types = [schema.field(name).type for _, name in columns]
     exprs = [expr if name in text_columns else _read_as(t, expr) for (expr, name), t in zip(columns, types)]
     sql = f"SELECT {', '.join(exprs)} {from_sql}"
-    with closing(sqlite3.connect(path)) as db:
+    uri = f"file:{quote(str(path))}" + ("?mode=ro" if read_only else "")
+    with closing(sqlite3.connect(uri, uri=True)) as db:
         # the driver types a column by its first batch: when a column is NULL all through it, the query starts
         # with one row of typed placeholders (dropped after reading); a UNION ALL costs a quarter of the time
         seen = db.execute(
@@ -247,7 +269,7 @@ def sqlite_to_parquet(
         sql = f"SELECT {', '.join(_placeholder(t) for t in types)} UNION ALL {sql}"
     rows = 0
     with (
-        adbc_driver_sqlite.connect(str(path)) as adbc,
+        adbc_driver_sqlite.connect(uri) as adbc,
         adbc_driver_manager.AdbcConnection(adbc) as conn,
         adbc_driver_manager.AdbcStatement(conn) as stmt,
     ):
@@ -265,3 +287,39 @@ def sqlite_to_parquet(
                 rows += batch.num_rows
                 progress(batch.num_rows)
     return rows
+
+
+def write_job(job: dict[str, Any], progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """Write one Parquet job: a table, or one stretch of one, read from a SQLite file.
+
+    ``job`` is plain JSON (the export runs it in a thread or hands it to its helper process):
+    ``database``, ``read_only``, ``columns`` (``name``, ``kind``, ``nullable``, ``text``: text affinity),
+    ``exprs`` ([SQL, name] per column), ``from_sql``, ``folder``, ``sides`` (or None), ``first_file``,
+    ``rows_per_file``. Returns ``rows``, ``files`` ([file name, sha256], in order) and ``sides`` (those that
+    got rows).
+    """
+    cols = job["columns"]
+    schema = pa.schema([pa.field(c["name"], arrow_type(c["kind"]), nullable=c["nullable"]) for c in cols])
+    files: list[Path] = []
+    writer = TableWriter(
+        Path(job["folder"]),
+        schema,
+        sides=job["sides"],
+        rows_per_file=job["rows_per_file"],
+        first_file=job["first_file"],
+        on_file=files.append,
+    )
+    rows = sqlite_to_parquet(
+        Path(job["database"]),
+        [(expr, name) for expr, name in job["exprs"]],
+        schema,
+        job["from_sql"],
+        writer,
+        text_columns=frozenset(c["name"] for c in cols if c["text"]),
+        progress=progress,
+        read_only=job["read_only"],
+    )
+    writer.close()
+    from assemblage.corpus.export.files import sha256_of
+
+    return {"rows": rows, "files": [[p.name, sha256_of(p)] for p in files], "sides": writer.sides_with_rows()}

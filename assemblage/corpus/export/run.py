@@ -23,6 +23,7 @@ Layout (docs/export.md, docs/dataset.md)::
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,8 +54,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from assemblage.corpus.dedup import DedupReport, dedup_report, trivial_clause, trivial_column
-from assemblage.corpus.export.columns import Column, derived, schema_of, table_columns
+from assemblage.corpus.export import layout
+from assemblage.corpus.export.columns import Column, derived, table_columns
 from assemblage.corpus.export.files import Manifest, ObjectCopier, _Section
+from assemblage.corpus.export.helper import Helper, Watch, same_columns
 from assemblage.corpus.export.sqlite import INDEXES, ExportDB, index_sql
 from assemblage.corpus.families import family_id, family_ids, sample_pairs
 from assemblage.corpus.plan import SEL, Plan, make_plan
@@ -64,6 +67,8 @@ from assemblage.db import models as m
 from assemblage.errors import ExportError
 
 __all__ = ["export_corpus", "ExportProgress", "TABLES"]
+
+log = logging.getLogger(__name__)
 
 B, F, R, L, P = (m.Binary.__table__, m.Function.__table__, m.Rva.__table__, m.Line.__table__, m.Pdb.__table__)
 TABLES = ("binaries", "functions", "families", "rvas", "lines", "pdbs", "splits", "pairs")
@@ -120,15 +125,24 @@ def export_corpus(
 def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: ExportProgress) -> ExportSummary:
     from assemblage.corpus.export.datasheet import collect_facts, write_datasheet
 
-    warm = _warm_imports(request)
     manifest = Manifest(work)
     # the duplicate counts are over every function of the selection: when the export keeps every one of
     # them, they are counted from its own file, beside the Parquet tables, rather than before the copy
     dedup_later = not request.drop_trivial and request.split is None
     tables = _Tables(request, work, progress, fast=corpus.is_sqlite, manifest=manifest)
     try:
+        if tables.fast and "parquet" in request.formats and _everything(request):
+            # the whole corpus: its lines are written to Parquet from the corpus by a helper process, started
+            # now, beside the copy (helper.py); the watch, opened before either snapshot, tells whether they
+            # are the same. copy() stops it if the export does not keep every line after all.
+            tables.start_helper(corpus.sqlite_path)
+        # pyarrow too unless the helper writes the Parquet tables (if it does not after all, copy() imports it)
+        warm = _warm_imports(parquet="parquet" in request.formats and tables.helper is None, charts=True)
         with corpus.snapshot(
-            attach=tables.db.path if tables.fast else None, functions={"asm_family_id": (4, family_id)}
+            attach=tables.db.path if tables.fast else None,
+            # a function's family is its key's, and a key comes once per configuration it was built under:
+            # remembered, a quarter of the hashes (bench/export.py: 0.23 s of CPU instead of 0.34)
+            functions={"asm_family_id": (4, lru_cache(maxsize=1 << 16)(family_id))},
         ) as conn:
             progress.phase("select")
             plan = make_plan(
@@ -151,6 +165,7 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
         dedup = _in_parallel(tables, request, manifest, objects, progress, dedup=dedup_later)
         plan.dedup = dedup or plan.dedup
     except BaseException:
+        tables.stop_helper("the export failed")
         tables.db.abort()
         raise
     tables.close()
@@ -182,22 +197,30 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
     return summary
 
 
-def _warm_imports(request: ExportRequest) -> threading.Thread:
+def _everything(request: ExportRequest) -> bool:
+    """Whether the request keeps every binary and function of the corpus, as far as it says."""
+    where = request.where.model_dump(exclude_defaults=True, exclude={"seed"})
+    return not where and request.split is None and not request.drop_trivial and not request.unique_binaries
+
+
+def _warm_imports(*, parquet: bool = False, charts: bool = False) -> threading.Thread:
     """Import what the Parquet tables and the charts need, in a thread, while the rows are copied.
 
     The copy runs in SQLite's C code without holding the GIL, and pyarrow, numpy, the ADBC driver and
     Pillow take about a third of a second of CPU to import: done meanwhile, it costs the export no time.
+    (When the helper process writes the Parquet tables, this process needs no pyarrow.)
     """
 
     def load() -> None:
         try:
-            if "parquet" in request.formats:
+            if parquet:
                 import adbc_driver_manager  # noqa: F401
                 import adbc_driver_sqlite  # noqa: F401
                 import pyarrow.compute
                 import pyarrow.parquet  # noqa: F401
-            import PIL.Image
-            import PIL.ImageDraw  # noqa: F401
+            if charts:
+                import PIL.Image
+                import PIL.ImageDraw  # noqa: F401
         except ImportError:  # reported where the module is used
             pass
 
@@ -230,7 +253,7 @@ def _in_parallel(
     *,
     dedup: bool,
 ) -> DedupReport | None:
-    """Once the rows are in the export's file, what only reads it, on two threads.
+    """Once the rows are in the export's file, what only reads it, on two threads (and the helper process).
 
     Every Parquet table (the longest first; a table of several files a file at a time), the objects
     (read, hashed, linked or copied), the hash of ``dataset.sqlite`` and, when asked, the duplicate
@@ -239,14 +262,23 @@ def _in_parallel(
     cores of a small machine work. The first failure cancels what has not started and is raised.
     Progress: phase ``parquet`` (``objects`` when no Parquet is asked for), rows and objects done.
 
+    With a helper process (helper.py), the Parquet tables are its jobs and the threads do the rest; what
+    it does not deliver (its ``lines`` not kept, or it failed) is written here afterwards.
+
     Two SQLite libraries read the file here (Python's and the one inside the ADBC driver), and closing a
     file in one drops the POSIX locks the other holds on it: harmless for this file, which no other
     process opens and nothing writes once sealed. (The corpus itself is never read this way.)
     """
     locked = _LockedProgress(progress)
     jobs: list[tuple[int, Callable[[], Any]]] = []
-    if "parquet" in request.formats:
-        jobs += tables.parquet_jobs(locked)
+    helper, tables.helper = tables.helper, None
+    sized = tables.parquet_jobs() if "parquet" in request.formats else []
+    parquet = [job for _, job in sized]
+    handed = [job for job in parquet if job["table"] != "lines"]  # to the helper, after its lines
+    if helper is not None:
+        helper.submit(handed)
+    else:
+        jobs += [(size, partial(tables.parquet_job, job, progress=locked.advance)) for size, job in sized]
     n_objects = 0
     if objects is not None:
         n_objects, copy = _object_job(tables, request, objects, locked)
@@ -261,11 +293,31 @@ def _in_parallel(
     locked.phase("parquet" if "parquet" in request.formats else "objects", rows + n_objects)
     jobs.sort(key=lambda job: -job[0])
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="export") as pool:
-        futures = [pool.submit(fn) for _, fn in jobs]
-        try:
-            for future in futures:
+
+        def run_all(todo: list[Callable[[], Any]]) -> None:
+            for future in [pool.submit(fn) for fn in todo]:
                 future.result()
+
+        try:
+            run_all([fn for _, fn in jobs])
+            if helper is not None:
+                lines, results = helper.finish(tables.rows["lines"])
+                again = handed if results is None else []
+                for job, written in zip(handed, results or []):
+                    tables.took(job, written)
+                    locked.advance(written["rows"])
+                if lines is None:  # written from dataset.sqlite after all (the log says why)
+                    again += [job for job in parquet if job["table"] == "lines"]
+                else:
+                    tables.took(helper.job, {"files": lines, "sides": ["part"] if tables.rows["lines"] else []})
+                    locked.advance(tables.rows["lines"])
+                for job in again:  # what the helper wrote of them is written over
+                    for stale in Path(job["folder"]).glob("*.parquet"):
+                        stale.unlink()
+                run_all([partial(tables.parquet_job, job, progress=locked.advance) for job in again])
         except BaseException:
+            if helper is not None:
+                helper.cancel("the export failed")
             pool.shutdown(cancel_futures=True)
             raise
     return result.get("dedup")
@@ -324,6 +376,7 @@ class _Tables:
         keep = "sqlite" in request.formats
         self.db = ExportDB(root / ("dataset.sqlite" if keep else ".tables.sqlite"), self.columns)
         self.out = {t.name: t.to_metadata(MetaData(), schema="out") for t in self.db.metadata.tables.values()}
+        self.helper: Helper | None = None
 
     # ---------------------------------------------------------- copying, inside the snapshot
 
@@ -376,6 +429,7 @@ class _Tables:
             self._write(conn, "binaries", rows)
         self.progress.phase("functions")
         if self.fast:
+            self._check_helper(conn, plan, every_binary=not fconds)
             trivial = case((trivial_clause(F), 1), else_=0)
             family = func.asm_family_id(SEL.c.source, F.c.source_file, F.c.decl_line, F.c.name)
             self._insert(
@@ -392,7 +446,11 @@ class _Tables:
             )
             for name, table in (("rvas", R), ("lines", L)):
                 self.progress.phase(name)
-                if every_function and self._whole(conn, name):
+                whole = every_function and self._whole(conn, name)
+                if name == "lines" and not whole and self.helper is not None:
+                    self.stop_helper("the corpus's lines are not exported whole")
+                    _warm_imports(parquet=True)
+                if whole:
                     if "sqlite" in self.request.formats:  # its index comes along, copied from the source's
                         for col in INDEXES.get(name, []):
                             if _plain_index(conn, name, col):
@@ -446,6 +504,35 @@ class _Tables:
         if self.split:
             for rows in self._stream(conn, select(SEL.c.binary_id, *sides).order_by(SEL.c.binary_id)):
                 self._write(conn, "splits", rows)
+
+    def start_helper(self, corpus: Path) -> None:
+        """Start the helper process on the corpus's ``lines`` (before the snapshot: see helper.py)."""
+        job = {**self.table_job("lines", None), "from_sql": 'FROM "lines" t ORDER BY t.rowid'}
+        watch = Watch(corpus)
+        try:
+            self.helper = Helper(corpus, watch, job)
+        except OSError as exc:  # no interpreter to start: the export writes lines itself, as it would anyway
+            log.info("lines: no helper process (%s)", exc)
+
+    def _check_helper(self, conn: Connection, plan: Plan, *, every_binary: bool) -> None:
+        """The snapshot has begun (the plan is read): tell the helper, or stop it when the export does not keep
+        every line after all (a binary or function left out, other columns) and import pyarrow meanwhile."""
+        if self.helper is None:
+            return
+        self.helper.began("export")
+        raw = conn.connection.driver_connection
+        if not (every_binary and plan.binaries == conn.scalar(select(func.count()).select_from(B))):
+            self.stop_helper("not every binary is exported")
+        elif not same_columns(raw, "lines", "main", "out"):
+            self.stop_helper("the corpus's lines have other columns")
+        else:
+            return
+        _warm_imports(parquet=True)
+
+    def stop_helper(self, why: str) -> None:
+        if self.helper is not None:
+            self.helper.cancel(why)
+            self.helper = None
 
     def _write(self, conn: Connection, table: str, rows: Sequence[Any]) -> None:
         if self.fast:  # into the attached file, on the snapshot's own connection (it holds the file's lock)
@@ -519,7 +606,7 @@ class _Tables:
         """(stretch, rows) of each Parquet job of a table: a table of several files is written a file at a
         time, each a job of its own (both threads work on the longest table; the files are cut at the rows
         where one writer would cut them). ``None``: the whole table in one job."""
-        per_file = _parquet().ROWS_PER_FILE
+        per_file = layout.ROWS_PER_FILE
         if split_here or rows <= per_file:
             return [(None, rows)]
         return [(k, min(per_file, rows - k * per_file)) for k in range(-(-rows // per_file))]
@@ -528,37 +615,54 @@ class _Tables:
         """The manifest section of one job: ordered by table, then stretch, whichever finishes first."""
         return self.manifest.section(f"data/{list(self.columns).index(name):02d}/{stretch or 0:05d}")
 
-    def parquet_job(self, name: str, stretch: int | None, *, progress: Callable[[int], None] = lambda n: None) -> None:
-        """Write ``data/<name>`` (or one stretch of it), reading the export's file."""
-        pq = _parquet()
+    def table_job(self, name: str, stretch: int | None) -> dict[str, Any]:
+        """The Parquet job (:func:`~assemblage.corpus.export.parquet.write_job`, plain JSON) that writes
+        ``data/<name>`` (or one stretch of it) from the export's file."""
         cols = self.columns[name]
         split_here = self.split and name != "splits"
         schema_cols = cols + ([derived("split", String(40))] if split_here else [])
         exprs = [(f't."{c.name}"', c.name) for c in cols] + ([("s.split", "split")] if split_here else [])
-        per_file = pq.ROWS_PER_FILE
-        writer = pq.TableWriter(
-            self.root / "data" / name,
-            schema_of(schema_cols),
-            sides=self.request.split.names if self.request.split and split_here else None,
-            rows_per_file=per_file,
-            first_file=stretch or 0,
-            on_file=self._section(name, stretch).add,
-        )
+        per_file = layout.ROWS_PER_FILE
         from_sql = f'FROM "{name}" t ' + (self._JOINS[name] if split_here else "")
         if stretch is not None:  # the stretch's rows, in the order one writer would have read them
             from_sql += f" ORDER BY t.rowid LIMIT {per_file} OFFSET {stretch * per_file}"
-        text = frozenset(c.name for c in schema_cols if isinstance(c.type, String))  # VARCHAR, TEXT: text affinity
-        pq.sqlite_to_parquet(self.db.path, exprs, writer.schema, from_sql, writer, text_columns=text, progress=progress)
-        writer.close()
-        if writer.sides_with_rows():  # the same for every stretch of a table
-            self.parts[name] = writer.sides_with_rows()
+        return {
+            "table": name,
+            "stretch": stretch,
+            "database": str(self.db.path),
+            "read_only": False,
+            "columns": [
+                # VARCHAR, TEXT: text affinity, read without a CAST
+                {"name": c.name, "kind": c.kind, "nullable": c.nullable, "text": isinstance(c.type, String)}
+                for c in schema_cols
+            ],
+            "exprs": exprs,
+            "from_sql": from_sql,
+            "folder": str(self.root / "data" / name),
+            "sides": self.request.split.names if self.request.split and split_here else None,
+            "first_file": stretch or 0,
+            "rows_per_file": per_file,
+        }
 
-    def parquet_jobs(self, progress: ExportProgress) -> list[tuple[int, Callable[[], None]]]:
+    def took(self, job: dict[str, Any], result: dict[str, Any]) -> None:
+        """A job's files (already hashed) into its manifest section; the sides that got rows."""
+        section = self._section(job["table"], job["stretch"])
+        folder = Path(job["folder"])
+        for name, sha256 in result["files"]:
+            section.add(folder / name, sha256)
+        if result["sides"]:  # the same for every stretch of a table
+            self.parts[job["table"]] = result["sides"]
+
+    def parquet_job(self, job: dict[str, Any], *, progress: Callable[[int], None] = lambda n: None) -> None:
+        """Run a Parquet job in this process."""
+        self.took(job, _parquet().write_job(job, progress))
+
+    def parquet_jobs(self) -> list[tuple[int, dict[str, Any]]]:
         """One job per table (or stretch of one), with its rows: each reads the export's file into ``data/``."""
-        jobs: list[tuple[int, Callable[[], None]]] = []
+        jobs: list[tuple[int, dict[str, Any]]] = []
         for name in self.columns:
             for k, size in self._stretches(self.rows[name], split_here=self.split and name != "splits"):
-                jobs.append((size, partial(self.parquet_job, name, k, progress=progress.advance)))
+                jobs.append((size, self.table_job(name, k)))
         return jobs
 
     def close(self) -> None:
