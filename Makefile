@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 # Every package at the version of constraints.txt (the lock): a new release of a dependency reaches
 # the project only through `make lock`, never by surprise on a fresh machine.
-$(BIN)/assemblage: pyproject.toml constraints.txt
+$(BIN)/assemblage: pyproject.toml setup.py constraints.txt assemblage/corpus/export/_batches.c
 	$(PYTHON) -m venv $(VENV) || (scripts/bootstrap.sh apt demo && $(PYTHON) -m venv $(VENV))
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[service,test]'

@@ -8,6 +8,7 @@ DEMO_PACKAGES=(
   build-essential gcc-12 g++-12 gcc-11 g++-11 clang-14 clang-16 clang-19 lld-19 llvm-19
   make cmake ninja-build meson pkg-config autoconf automake libtool bubblewrap
   binutils file dpkg-dev git xz-utils bzip2 ca-certificates python3-venv python3-dev apt-file
+  libsqlite3-dev  # the C reader of assemblage/corpus/export/_batches.c links the system SQLite
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
   gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf libc6-dev-armhf-cross
   gcc-mingw-w64 g++-mingw-w64

@@ -4,6 +4,7 @@ SQL and Python, generic columns. The proofs on real builds are in tests/integrat
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import random
@@ -634,10 +635,13 @@ def test_parquet_row_groups_are_bounded_in_rows_and_in_bytes(tmp_path):
         assert pq.read_table(tmp_path / folder).column("id").to_pylist() == list(range(3000))
 
 
+@pytest.mark.parametrize("reader", ["batches", "adbc"])
 @pytest.mark.parametrize("nulls", [0, 5, 40_000])
-def test_sqlite_to_parquet_types_columns_whatever_the_first_batch_holds(tmp_path, nulls):
-    """The ADBC driver types a column by its first batch: a text column NULL all through it (40,000 NULLs,
-    batches of 16,384) must still read as text, and one that is not needs no placeholder row."""
+def test_sqlite_to_parquet_types_columns_whatever_the_first_batch_holds(tmp_path, nulls, reader):
+    """Either reader gives the models' types: the ADBC driver types a column by its first batch, so a text
+    column NULL all through it (40,000 NULLs, batches of 16,384) must still read as text, and one that is
+    not needs no placeholder row; the C reader reads each column as its type says, dates and JSON as text
+    and flags as integers, cast afterwards."""
     import sqlite3
 
     import pyarrow as pa
@@ -647,12 +651,16 @@ def test_sqlite_to_parquet_types_columns_whatever_the_first_batch_holds(tmp_path
 
     path = tmp_path / "t.sqlite"
     db = sqlite3.connect(path)
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name VARCHAR(20), meta JSON, at DATETIME, x REAL)")
+    db.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name VARCHAR(20), meta JSON, at DATETIME, x REAL, ok BOOLEAN, "
+        "day DATE)"
+    )
     rows = [
         (i, None if i < nulls else f"n{i}", None if i < nulls else '{"k":1}', "2026-11-30 12:00:00.000000", 1)
+        + (i % 3 == 0, None if i < nulls else "2026-11-30")
         for i in range(50_000)
     ]
-    db.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     db.commit()
     db.close()
     schema = pa.schema(
@@ -662,11 +670,13 @@ def test_sqlite_to_parquet_types_columns_whatever_the_first_batch_holds(tmp_path
             ("meta", pa.string()),
             ("at", pa.timestamp("us", tz="UTC")),
             ("x", pa.float64()),
+            ("ok", pa.bool_()),
+            ("day", pa.date32()),
         ]
     )
     writer = TableWriter(tmp_path / "out", schema)
     cols = [(f't."{n}"', n) for n in schema.names]
-    n = sqlite_to_parquet(path, cols, schema, 'FROM "t" t', writer, text_columns=frozenset({"name"}))
+    n = sqlite_to_parquet(path, cols, schema, 'FROM "t" t', writer, text_columns=frozenset({"name"}), reader=reader)
     writer.close()
     table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
     assert n == 50_000 and table.schema == schema
@@ -674,6 +684,8 @@ def test_sqlite_to_parquet_types_columns_whatever_the_first_batch_holds(tmp_path
     assert table.column("meta").to_pylist() == [r[2] for r in rows]
     assert table.column("x").to_pylist() == [1.0] * 50_000
     assert table.column("at")[0].as_py().isoformat() == "2026-11-30T12:00:00+00:00"
+    assert table.column("ok").to_pylist() == [r[5] for r in rows]
+    assert table.column("day").to_pylist() == [None if r[6] is None else datetime.date(2026, 11, 30) for r in rows]
 
 
 def test_the_helpers_column_check_uses_sqlites_own_affinities():

@@ -44,7 +44,7 @@ from sqlalchemy import Table, types
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Column", "table_columns", "derived", "schema_of", "sqlite_row_converter"]
+__all__ = ["Column", "table_columns", "derived", "sqlite_row_converter"]
 
 Convert = Callable[[Any], Any]
 
@@ -125,12 +125,6 @@ def table_columns(table: Table) -> list[Column]:
 def derived(name: str, t: types.TypeEngine, *, nullable: bool = True) -> Column:
     """A column an export adds (``family_id``, ``trivial``, ``split``)."""
     return column_for(name, t, nullable=nullable)
-
-
-def schema_of(columns: list[Column]) -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.schema([pa.field(c.name, c.arrow, nullable=c.nullable) for c in columns])
 
 
 def sqlite_row_converter(columns: list[Column]) -> Callable[[Sequence[Any]], list[Any]] | None:

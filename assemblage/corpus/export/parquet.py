@@ -27,28 +27,37 @@ CPU and bought nothing; writing the 721,001 ``lines`` rows of bench/export.py to
 0.18 s of CPU (4.3 MiB) against 0.28 s (6.8 MiB) with a dictionary for every column.
 
 **Reading the rows**: :func:`sqlite_to_parquet` reads a table of the export's
-own SQLite file (:mod:`assemblage.corpus.export.sqlite`) with the ADBC SQLite
-driver's low-level API (its DB-API module imports ``pyarrow.dataset`` and
-pandas, 0.5 s of CPU an export does not need), which hands over Arrow record
-batches built in C: 934,000 rows of
-``lines`` took 0.37 s of CPU against 2.2 s through ``sqlite3`` tuples and
-``pyarrow.array`` (measured while writing this; bench/export.py has the whole
-export's figures). The driver infers each column's type from the values of
-its first batch and fails when a later batch disagrees (a column that is NULL
-for 65,536 rows and then text). So the first batch's rows are looked at first
+own SQLite file (:mod:`assemblage.corpus.export.sqlite`) into Arrow batches
+in C, with the reader of :mod:`~assemblage.corpus.export.batches` (the system's
+SQLite library; 1.8 million ``lines`` rows of bench/export.py in about half
+the CPU of the ADBC driver, and 2.2 s through ``sqlite3`` tuples and
+``pyarrow.array`` for half as many). Columns declared ``VARCHAR``/``TEXT``
+hold text whatever was inserted (SQLite's text affinity) and are read as they
+are; JSON and dates, declared with numeric affinity, are read with
+``CAST(... AS TEXT)``, reals with ``CAST(... AS REAL)``, flags as integers.
+Each column is then cast to the type the models give it.
+
+Rows read from the **corpus itself** (``read_only``: the helper process's
+``lines``) are read as they are stored, with no ``CAST`` (a value of another
+type than its column's is an error, and the export writes the table itself),
+and only ever with that reader (batches.py says why).
+
+Where the reader was not built (it is optional, see setup.py), the ADBC
+SQLite driver's low-level API reads the export's file (its DB-API module
+imports ``pyarrow.dataset`` and pandas, 0.5 s of CPU an export does not
+need). The driver infers each column's type from the values of its first
+batch and fails when a later batch disagrees (a column that is NULL for
+65,536 rows and then text). So the first batch's rows are looked at first
 (with ``sqlite3``, a few milliseconds): when a column is NULL all through
 them, the query starts with one row of typed placeholder values, dropped after
 reading (a ``UNION ALL`` that costs a quarter of the reading time, so only
-then). Columns declared ``VARCHAR``/``TEXT`` hold text whatever was inserted
-(SQLite's text affinity) and are read as they are; JSON and dates, declared
-with numeric affinity, are read with ``CAST(... AS TEXT)``. Each column is
-then cast to the type the models give it.
+then).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -241,22 +250,67 @@ def sqlite_to_parquet(
     batch_rows: int = 16_384,
     progress: Callable[[int], None] = lambda n: None,
     read_only: bool = False,
+    reader: str = "",
 ) -> int:
     """Stream ``SELECT <columns> <from_sql>`` from the SQLite file at ``path`` into ``writer``.
 
     ``columns`` are (SQL expression, name) in ``schema``'s order; ``text_columns`` names those declared
     with SQLite's text affinity (``VARCHAR``, ``TEXT``), which hold text or NULL whatever was inserted and
     are read without a ``CAST``. ``read_only``: the file is someone else's (the corpus itself, read by
-    :mod:`assemblage.corpus.export.helper`), opened ``mode=ro``. Returns the rows written.
+    :mod:`assemblage.corpus.export.helper`), opened ``mode=ro``, and read as it is stored (no ``CAST``).
+    ``reader``: ``batches`` or ``adbc``; by default the first when it was built (never ``adbc`` on the
+    corpus). Returns the rows written.
     """
+    from assemblage.corpus.export import batches
+
+    types = [schema.field(name).type for _, name in columns]
+    uri = f"file:{quote(str(path))}" + ("?mode=ro" if read_only else "")
+    exprs = [
+        expr if read_only or name in text_columns else _read_as(t, expr) for (expr, name), t in zip(columns, types)
+    ]
+    reader = reader or ("batches" if read_only or batches.available() else "adbc")
+    if reader == "adbc" and read_only:  # someone else's file, the live corpus: see batches.py
+        raise ValueError("the corpus is read with the system's SQLite library (batches), never the ADBC driver's")
+    read = _with_batches if reader == "batches" else _with_adbc
+    rows = 0
+    for batch in read(uri, exprs, types, from_sql, batch_rows):
+        arrays = [_cast(batch.column(i), t) for i, t in enumerate(types)]
+        writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
+        rows += batch.num_rows
+        progress(batch.num_rows)
+    return rows
+
+
+# the reader's type of each column type: integers, reals, text and blobs as stored; dates as text (as stored)
+_AS_READ = {"bool": "int64", "timestamp": "string", "date32": "string"}
+
+
+def _with_batches(
+    uri: str, exprs: list[str], types: list[pa.DataType], from_sql: str, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Batches read by :mod:`~assemblage.corpus.export.batches` (the system's SQLite, in C)."""
+    from assemblage.corpus.export import batches
+
+    why = batches.why_unavailable()
+    if why:
+        raise RuntimeError(why)
+    kinds = [_AS_READ.get(k, k) for k in (_kind_of(t) for t in types)]
+    reader_kinds = batches.kinds_of(kinds)
+    if reader_kinds is None:
+        raise ValueError(f"the C reader does not read columns of these types: {types}")
+    read_schema = pa.schema([pa.field(f"c{i}", _KINDS[k]) for i, k in enumerate(kinds)])
+    yield from batches.read_batches(uri, f"SELECT {', '.join(exprs)} {from_sql}", read_schema, reader_kinds, batch_rows)
+
+
+def _with_adbc(
+    uri: str, exprs: list[str], types: list[pa.DataType], from_sql: str, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Batches read by the ADBC SQLite driver (when the C reader was not built; see the module)."""
     # the driver's low-level API: its DB-API module imports pyarrow.dataset and with it pandas (0.5 s of CPU)
     import adbc_driver_manager
     import adbc_driver_sqlite
 
-    types = [schema.field(name).type for _, name in columns]
-    exprs = [expr if name in text_columns else _read_as(t, expr) for (expr, name), t in zip(columns, types)]
     sql = f"SELECT {', '.join(exprs)} {from_sql}"
-    uri = f"file:{quote(str(path))}" + ("?mode=ro" if read_only else "")
     with closing(sqlite3.connect(uri, uri=True)) as db:
         # the driver types a column by its first batch: when a column is NULL all through it, the query starts
         # with one row of typed placeholders (dropped after reading); a UNION ALL costs a quarter of the time
@@ -267,7 +321,6 @@ def sqlite_to_parquet(
     skip = 1 if any(v == 0 for v in seen) else 0
     if skip:
         sql = f"SELECT {', '.join(_placeholder(t) for t in types)} UNION ALL {sql}"
-    rows = 0
     with (
         adbc_driver_sqlite.connect(uri) as adbc,
         adbc_driver_manager.AdbcConnection(adbc) as conn,
@@ -276,17 +329,16 @@ def sqlite_to_parquet(
         stmt.set_options(**{adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(batch_rows)})
         stmt.set_sql_query(sql)
         stream, _ = stmt.execute_query()
-        with pa.RecordBatchReader.from_stream(stream) as reader:
-            for batch in reader:
+        with pa.RecordBatchReader.from_stream(stream) as batches:
+            for batch in batches:
                 if skip:
                     batch, skip = batch.slice(1), 0
-                if batch.num_rows == 0:
-                    continue
-                arrays = [_cast(batch.column(i), t) for i, t in enumerate(types)]
-                writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
-                rows += batch.num_rows
-                progress(batch.num_rows)
-    return rows
+                if batch.num_rows:
+                    yield batch
+
+
+def _kind_of(t: pa.DataType) -> str:
+    return next((kind for kind, known in _KINDS.items() if known == t), str(t))
 
 
 def write_job(job: dict[str, Any], progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:

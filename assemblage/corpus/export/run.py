@@ -141,7 +141,8 @@ def _export(corpus: Corpus, request: ExportRequest, work: Path, progress: Export
         with corpus.snapshot(
             attach=tables.db.path if tables.fast else None,
             # a function's family is its key's, and a key comes once per configuration it was built under:
-            # remembered, a quarter of the hashes (bench/export.py: 0.23 s of CPU instead of 0.34)
+            # the last 65,536 keys remembered, bench/export.py's 4 configurations hash a quarter of the rows
+            # (0.23 s of CPU instead of 0.34); a corpus of more keys than that between repeats gains less
             functions={"asm_family_id": (4, lru_cache(maxsize=1 << 16)(family_id))},
         ) as conn:
             progress.phase("select")
@@ -206,18 +207,23 @@ def _everything(request: ExportRequest) -> bool:
 def _warm_imports(*, parquet: bool = False, charts: bool = False) -> threading.Thread:
     """Import what the Parquet tables and the charts need, in a thread, while the rows are copied.
 
-    The copy runs in SQLite's C code without holding the GIL, and pyarrow, numpy, the ADBC driver and
-    Pillow take about a third of a second of CPU to import: done meanwhile, it costs the export no time.
+    The copy runs in SQLite's C code without holding the GIL, and pyarrow, numpy and Pillow (and the ADBC
+    driver, when the C reader was not built) take about a third of a second of CPU to import: done
+    meanwhile, it costs the export no time.
     (When the helper process writes the Parquet tables, this process needs no pyarrow.)
     """
 
     def load() -> None:
         try:
             if parquet:
-                import adbc_driver_manager  # noqa: F401
-                import adbc_driver_sqlite  # noqa: F401
                 import pyarrow.compute
                 import pyarrow.parquet  # noqa: F401
+
+                from assemblage.corpus.export import batches
+
+                if not batches.available():  # the Parquet tables are read with the ADBC driver instead
+                    import adbc_driver_manager  # noqa: F401
+                    import adbc_driver_sqlite  # noqa: F401
             if charts:
                 import PIL.Image
                 import PIL.ImageDraw  # noqa: F401
@@ -258,16 +264,18 @@ def _in_parallel(
     Every Parquet table (the longest first; a table of several files a file at a time), the objects
     (read, hashed, linked or copied), the hash of ``dataset.sqlite`` and, when asked, the duplicate
     counts. Each reads through a connection of its own and writes files of its own (its own manifest
-    section), and spends its time in C (SQLite, ADBC, Arrow, zstd, SHA-256) without the GIL, so both
+    section), and spends its time in C (SQLite, Arrow, zstd, SHA-256) without the GIL, so both
     cores of a small machine work. The first failure cancels what has not started and is raised.
     Progress: phase ``parquet`` (``objects`` when no Parquet is asked for), rows and objects done.
 
     With a helper process (helper.py), the Parquet tables are its jobs and the threads do the rest; what
     it does not deliver (its ``lines`` not kept, or it failed) is written here afterwards.
 
-    Two SQLite libraries read the file here (Python's and the one inside the ADBC driver), and closing a
-    file in one drops the POSIX locks the other holds on it: harmless for this file, which no other
-    process opens and nothing writes once sealed. (The corpus itself is never read this way.)
+    The tables are read with the C reader of :mod:`~assemblage.corpus.export.batches` (the system's SQLite,
+    as everything else here). Where it was not built, with the ADBC driver: then two SQLite libraries read
+    the file (Python's and the driver's), and closing a file in one drops the POSIX locks the other holds
+    on it: harmless for this file, which no other process opens and nothing writes once sealed. (The
+    corpus itself is never read by the driver.)
     """
     locked = _LockedProgress(progress)
     jobs: list[tuple[int, Callable[[], Any]]] = []
@@ -429,7 +437,7 @@ class _Tables:
             self._write(conn, "binaries", rows)
         self.progress.phase("functions")
         if self.fast:
-            self._check_helper(conn, plan, every_binary=not fconds)
+            self._check_helper(conn, plan)
             trivial = case((trivial_clause(F), 1), else_=0)
             family = func.asm_family_id(SEL.c.source, F.c.source_file, F.c.decl_line, F.c.name)
             self._insert(
@@ -448,7 +456,7 @@ class _Tables:
                 self.progress.phase(name)
                 whole = every_function and self._whole(conn, name)
                 if name == "lines" and not whole and self.helper is not None:
-                    self.stop_helper("the corpus's lines are not exported whole")
+                    self._without_helper("the corpus's lines are not exported whole")
                     _warm_imports(parquet=True)
                 if whole:
                     if "sqlite" in self.request.formats:  # its index comes along, copied from the source's
@@ -508,25 +516,35 @@ class _Tables:
     def start_helper(self, corpus: Path) -> None:
         """Start the helper process on the corpus's ``lines`` (before the snapshot: see helper.py)."""
         job = {**self.table_job("lines", None), "from_sql": 'FROM "lines" t ORDER BY t.rowid'}
+        from assemblage.corpus.export import batches
+
+        why = batches.why_unavailable()  # the helper reads the corpus with it, and nothing else
+        if not why and batches.kinds_of([c["kind"] for c in job["columns"]]) is None:
+            why = "the C reader does not read every column of lines"
+        if why:
+            log.info("lines: no helper process (%s)", why)
+            return
         watch = Watch(corpus)
         try:
             self.helper = Helper(corpus, watch, job)
         except OSError as exc:  # no interpreter to start: the export writes lines itself, as it would anyway
             log.info("lines: no helper process (%s)", exc)
 
-    def _check_helper(self, conn: Connection, plan: Plan, *, every_binary: bool) -> None:
+    def _check_helper(self, conn: Connection, plan: Plan) -> None:
         """The snapshot has begun (the plan is read): tell the helper, or stop it when the export does not keep
         every line after all (a binary or function left out, other columns) and import pyarrow meanwhile."""
         if self.helper is None:
             return
         self.helper.began("export")
         raw = conn.connection.driver_connection
-        if not (every_binary and plan.binaries == conn.scalar(select(func.count()).select_from(B))):
-            self.stop_helper("not every binary is exported")
+        if plan.function_conditions() or plan.binaries != conn.scalar(select(func.count()).select_from(B)):
+            self._without_helper("not every binary is exported")
         elif not same_columns(raw, "lines", "main", "out"):
-            self.stop_helper("the corpus's lines have other columns")
-        else:
-            return
+            self._without_helper("the corpus's lines have other columns")
+
+    def _without_helper(self, why: str) -> None:
+        """Stop the helper after all: this process writes the Parquet tables, so pyarrow is imported now."""
+        self.stop_helper(why)
         _warm_imports(parquet=True)
 
     def stop_helper(self, why: str) -> None:
