@@ -583,34 +583,43 @@ def test_an_unsplit_export_counts_in_parallel_and_cuts_long_tables_into_files(
     tables, and the Parquet tables are written by the helper process (``lines``, longer than a file, from the
     dataset while the export copies). The same export twice gives the same manifest; one whose helper fails
     (a file written, then it dies) gives the same tables, written by this process (``lines`` a file at a time
-    by the two threads), and both what one writer over the dataset gives."""
+    by the two threads), and so does one where the C reader was not built (no helper; the ADBC driver reads
+    every table); all of them what one writer over the dataset gives."""
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
     from assemblage.corpus import ExportRequest, export_corpus, open_corpus
+    from assemblage.corpus.export import batches, layout
     from assemblage.corpus.export import helper as helper_module
-    from assemblage.corpus.export import layout
 
     lines = db.execute("select count(*) from lines").fetchone()[0]
     per_file = lines // 3 - 7  # three files and a short fourth, not a multiple of the row group
     assert per_file > 100
     monkeypatch.setattr(layout, "ROWS_PER_FILE", per_file)
     caplog.set_level("INFO", logger="assemblage.corpus.export.helper")
-    a, b, c = (tmp_path / x for x in "abc")
+    a, b, c, d = (tmp_path / x for x in "abcd")
     for out in (a, b):
         summary = export_corpus(open_corpus(str(dataset)), ExportRequest(), out)
     folder = "import json, pathlib, sys; job = json.loads(sys.stdin.readline()); f = pathlib.Path(job['folder'])"
     die = "f.mkdir(parents=True, exist_ok=True); (f / 'part-00000.parquet').write_text('half'); sys.exit(7)"
     monkeypatch.setattr(helper_module, "COMMAND", [sys.executable, "-c", f"{folder}; {die}"])
     export_corpus(open_corpus(str(dataset)), ExportRequest(), c)
-    said = [r.getMessage() for r in caplog.records if r.name == "assemblage.corpus.export.helper"]
+    # an install without the C reader (no compiler): no helper, every table read with the ADBC driver
+    monkeypatch.setattr(batches, "why_unavailable", lambda: "the C reader of SQLite batches was not built (a test)")
+    caplog.set_level("INFO", logger="assemblage.corpus.export.run")
+    export_corpus(open_corpus(str(dataset)), ExportRequest(), d)
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("assemblage.corpus.export.")]
     assert said == ["lines: written from the corpus by the helper process, beside the copy"] * 2 + [
-        "lines: written from dataset.sqlite after all (the helper exited 7)"
+        "lines: written from dataset.sqlite after all (the helper exited 7)",
+        "lines: no helper process (the C reader of SQLite batches was not built (a test))",
     ]
     tables = sorted(p.name for p in (a / "data").iterdir())
-    assert tables == sorted(p.name for p in (c / "data").iterdir()) and "functions" in tables
-    for name in tables:  # the helper's and this process's: the same rows, the same types
-        assert pads.dataset(a / "data" / name).to_table().equals(pads.dataset(c / "data" / name).to_table()), name
+    assert "functions" in tables
+    for other in (c, d):
+        assert tables == sorted(p.name for p in (other / "data").iterdir())
+        for name in tables:  # the helper's and this process's, either reader: the same rows, the same types
+            got = pads.dataset(other / "data" / name).to_table()
+            assert pads.dataset(a / "data" / name).to_table().equals(got), (other.name, name)
 
     expect = _sql_dedup(db)
     d = summary.dedup
