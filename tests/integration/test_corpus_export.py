@@ -539,7 +539,16 @@ def test_unique_binaries_and_drop_trivial(dataset, db, tmp_path):
 
 def test_a_corrupt_object_fails_the_export_and_leaves_nothing(dataset, tmp_path):
     copy = tmp_path / "corrupt"
-    shutil.copytree(dataset, copy, ignore=shutil.ignore_patterns("sources"))
+    # the database through SQLite's backup, never as files: this process holds it open (the db fixture),
+    # and closing any copy of dataset.sqlite or its -shm here would drop every POSIX lock SQLite holds on
+    # them; the next process to open the dataset (an export's helper) then re-initialises its WAL index
+    # under this process's readers, which read an older state of the dataset or a malformed one
+    shutil.copytree(dataset, copy, ignore=shutil.ignore_patterns("sources", "dataset.sqlite*"))
+    with (
+        closing(sqlite3.connect(f"file:{dataset / 'dataset.sqlite'}?mode=ro", uri=True)) as src,
+        closing(sqlite3.connect(copy / "dataset.sqlite")) as dst,
+    ):
+        src.backup(dst)
     # a binary's object (the store also holds logs and sources, which an export does not copy)
     hashes = {row[0] for row in sqlite3.connect(copy / "dataset.sqlite").execute("select hash from binaries")}
     victim = next(p for p in sorted((copy / "objects").rglob("*")) if p.is_file() and p.name in hashes)

@@ -7,12 +7,9 @@ Parquet another one and a half). The export copies in C on one core; the
 helper, ``python -m assemblage.corpus.export.helper`` started by
 :class:`Helper` as the export begins, works on the other:
 
-1. it reads ``lines`` from the corpus itself and writes the files the export
-   would have written from ``dataset.sqlite``. It reads them with
-   :mod:`~assemblage.corpus.export.batches`, which links the system's SQLite
-   library, the one every other connection to the corpus uses: with the ADBC
-   driver's own SQLite reading the live corpus, exports read an older state of
-   it, or a malformed one, in 2 of 6 runs of the export tests (see there);
+1. it reads ``lines`` from the corpus itself (with the C reader of
+   :mod:`~assemblage.corpus.export.batches`, the system's SQLite) and writes
+   the files the export would have written from ``dataset.sqlite``;
 2. once the export's file is sealed, it writes the other Parquet tables from
    that file (:meth:`Helper.submit`), while the export counts duplicates,
    hashes ``dataset.sqlite`` and copies the objects. The export itself then
@@ -35,6 +32,17 @@ table not kept whole, a helper that failed or counted other rows) and its
 ``lines`` are thrown away: the export writes the table from ``dataset.sqlite``
 itself, as it would have without a helper, and logs why (and when the helper
 failed, every table it was given too).
+
+The helper is one more process reading a WAL database, as safe as any, on the
+condition SQLite sets for every process: that none opens and closes the
+database's files behind SQLite's back. POSIX locks belong to a process, and
+closing any descriptor of a file drops all of them; a process that copied its
+open dataset's files (``shutil.copytree`` of the folder) has lost the locks on
+the WAL index that tell the next process to open the dataset it is in use, and
+that process (the helper) then re-initialises the index under the first one's
+readers: the export's snapshot read an older state of the dataset, or failed
+with "database disk image is malformed" (our tests did that once, in about one
+run in five, until they copied the dataset through SQLite's backup instead).
 
 Protocol: JSON lines. On its standard input the helper reads the ``lines``
 job, then ``{"jobs": [...]}`` (:func:`~assemblage.corpus.export.parquet.write_job`);
