@@ -21,13 +21,12 @@ What it does:
 Usage: .venv/bin/python bench/export.py [--repeat 5] [--projects 10] [--small 500] [--large 2500]
 
 Last measured (docs/export.md, "Speed and memory", has the tables and where the
-time goes), on a 2-core machine whose speed drifted a great deal, ``--repeat 11``
-(100,320 function rows), twice: median ratio 1.25 (spread 1.15..1.86) while the
-machine was slow (``tar`` + ``sqlite3 .dump`` 2.5 to 4.2 s) and 1.54
-(1.24..1.67) while it was faster (2.3 to 3.0 s); peak RSS 181 MiB small,
-223 MiB large (x1.23 for x4.9 rows). The export's helper process writes
-``lines`` to Parquet from the dataset while the export copies, then the other
-tables from the sealed ``dataset.sqlite``; before it, 2.17 on a quiet machine.
+time goes), on a 2-core machine, ``--repeat 11`` (100,320 function rows): median
+ratio 1.42 (spread 1.21..1.57; ``tar`` + ``sqlite3 .dump`` 1.67 to 1.94 s); peak
+RSS 171 MiB small, 200 MiB large (x1.17 for x4.9 rows). The export's helper
+process writes ``lines`` to Parquet from the dataset while the export copies,
+then the other tables from the sealed ``dataset.sqlite``, all read with our C
+reader (assemblage/corpus/export/_batches.c); before them, 2.17.
 """
 
 from __future__ import annotations
