@@ -722,3 +722,28 @@ def test_the_helper_process_says_what_it_needs_when_started_by_hand():
     )
     assert done.returncode != 0
     assert "reads its jobs, JSON lines, on standard input" in done.stderr
+
+
+def test_a_value_of_another_type_than_its_column_is_a_clear_export_error(tmp_path):
+    """A hand-edited dataset: text where lines.line_number is an integer. The helper's reader refuses it
+    (the export then reads its own file), the export's reader too: exit 12, naming table, column and row,
+    and no output folder left behind."""
+    import sqlite3
+
+    ds = make_dataset(tmp_path / "ds", {"a": own("a", 3)})
+    db = sqlite3.connect(ds / "dataset.sqlite")
+    db.execute("update lines set line_number = 'twelve' where id = (select min(id) + 1 from lines)")
+    db.commit()
+    db.close()
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "assemblage.cli", "export", str(ds), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 12, r.stderr
+    assert "cannot write data/lines: in the dataset's lines table, column 2 (line_number) of row 2 holds text" in (
+        " ".join(r.stderr.split())
+    )
+    assert not out.exists()

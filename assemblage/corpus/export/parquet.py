@@ -362,16 +362,24 @@ def write_job(job: dict[str, Any], progress: Callable[[int], None] = lambda n: N
         first_file=job["first_file"],
         on_file=files.append,
     )
-    rows = sqlite_to_parquet(
-        Path(job["database"]),
-        [(expr, name) for expr, name in job["exprs"]],
-        schema,
-        job["from_sql"],
-        writer,
-        text_columns=frozenset(c["name"] for c in cols if c["text"]),
-        progress=progress,
-        read_only=job["read_only"],
-    )
+    try:
+        rows = sqlite_to_parquet(
+            Path(job["database"]),
+            [(expr, name) for expr, name in job["exprs"]],
+            schema,
+            job["from_sql"],
+            writer,
+            text_columns=frozenset(c["name"] for c in cols if c["text"]),
+            progress=progress,
+            read_only=job["read_only"],
+        )
+    except TypeError as exc:  # the C reader: a value stored with another type than its column's
+        from assemblage.errors import ExportError
+
+        raise ExportError(
+            f"cannot write data/{job['table']}: in the dataset's {job['table']} table, {exc} "
+            "(each column is read as the type the dataset's schema declares)"
+        ) from None
     writer.close()
     from assemblage.corpus.export.files import sha256_of
 
