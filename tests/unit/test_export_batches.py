@@ -49,7 +49,7 @@ def _db(tmp_path: Path, rows=ROWS, wal: bool = False) -> Path:
 
 
 def _read(path: Path, sql: str = "SELECT id, ratio, name, raw FROM t ORDER BY rowid", batch_rows: int = 3):
-    return list(batches.read_batches(_uri(path), sql, SCHEMA, "ifsb", batch_rows))
+    return list(batches.read_batches(_uri(path), sql, SCHEMA, batch_rows))
 
 
 def test_the_reader_is_built_and_links_the_sqlite_library_of_python():
@@ -77,7 +77,7 @@ def test_every_value_reads_as_sqlite3_reads_it(tmp_path, batch_rows):
 def test_no_rows_give_no_batch_and_the_query_sees_one_snapshot(tmp_path):
     path = _db(tmp_path, wal=True)
     assert _read(path, "SELECT id, ratio, name, raw FROM t WHERE id = 12345") == []
-    it = batches.read_batches(_uri(path), "SELECT id, ratio, name, raw FROM t ORDER BY rowid", SCHEMA, "ifsb", 2)
+    it = batches.read_batches(_uri(path), "SELECT id, ratio, name, raw FROM t ORDER BY rowid", SCHEMA, 2)
     first = next(it)
     with closing(sqlite3.connect(path)) as writer, writer:  # a build commits while the reader is half way
         writer.execute("INSERT INTO t VALUES (100, 1.0, 'late', NULL)")
@@ -99,7 +99,7 @@ def test_a_value_of_another_type_is_an_error_naming_column_and_row(tmp_path, val
         db.execute(f"UPDATE t SET {'abcd'[column]} = ? WHERE rowid = 3", (value,))
     want = {0: "integer", 2: "text"}[column]
     with pytest.raises(TypeError, match=rf"column {column} \(\w\) of row 3 holds {holds}, not (an? )?{want}"):
-        list(batches.read_batches(_uri(path), "SELECT a, b, c, d FROM t ORDER BY rowid", SCHEMA, "ifsb", 2))
+        list(batches.read_batches(_uri(path), "SELECT a, b, c, d FROM t ORDER BY rowid", SCHEMA, 2))
 
 
 def test_text_that_is_not_utf8_is_refused(tmp_path):
@@ -112,15 +112,19 @@ def test_text_that_is_not_utf8_is_refused(tmp_path):
 
 
 def test_bad_arguments_and_sql_are_clear_errors(tmp_path):
+    from assemblage.corpus.export._batches import Reader
+
     path = _db(tmp_path)
     with pytest.raises(ValueError, match="the query has 4 columns, 2 kinds were given"):
-        list(batches.read_batches(_uri(path), "SELECT id, ratio, name, raw FROM t", SCHEMA, "if"))
+        Reader(_uri(path), "SELECT id, ratio, name, raw FROM t", "if", 10)
     with pytest.raises(ValueError, match="unknown column kind x"):
-        list(batches.read_batches(_uri(path), "SELECT id, ratio, name, raw FROM t", SCHEMA, "ifsx"))
+        Reader(_uri(path), "SELECT id, ratio, name, raw FROM t", "ifsx", 10)
     with pytest.raises(RuntimeError, match="no such table: nope"):
-        list(batches.read_batches(_uri(path), "SELECT 1, 2, 3, 4 FROM nope", SCHEMA, "ifsb"))
+        list(batches.read_batches(_uri(path), "SELECT 1, 2, 3, 4 FROM nope", SCHEMA))
     with pytest.raises(RuntimeError, match="unable to open"):
-        list(batches.read_batches(_uri(tmp_path / "missing.sqlite"), "SELECT 1", SCHEMA, "i"))
+        list(batches.read_batches(_uri(tmp_path / "missing.sqlite"), "SELECT 1", pa.schema([("a", pa.int64())])))
+    with pytest.raises(ValueError, match="reads int64, float64, string and binary columns, not"):
+        list(batches.read_batches(_uri(path), "SELECT id FROM t", pa.schema([("id", pa.bool_())])))
     assert batches.kinds_of(["int64", "string", "float64", "binary"]) == "isfb"
     assert batches.kinds_of(["int64", "timestamp"]) is None
 

@@ -141,15 +141,15 @@ static const char *storage_name(int t) {
     }
 }
 
+/* the storage class a value of this kind must have */
+static int storage_of(char kind) {
+    return kind == 'i' ? SQLITE_INTEGER : kind == 'f' ? SQLITE_FLOAT : kind == 's' ? SQLITE_TEXT : SQLITE_BLOB;
+}
+
 static PyObject *column_tuple(Column *c, char kind, Py_ssize_t rows) {
-    PyObject *validity = Py_None;
-    Py_INCREF(Py_None);
-    if (c->nulls) {
-        Py_DECREF(Py_None);
-        validity = PyBytes_FromStringAndSize(c->validity.p, (rows + 7) / 8);
-        if (!validity)
-            return NULL;
-    }
+    PyObject *validity = c->nulls ? PyBytes_FromStringAndSize(c->validity.p, (rows + 7) / 8) : Py_NewRef(Py_None);
+    if (!validity)
+        return NULL;
     PyObject *data = PyBytes_FromStringAndSize(c->data.p ? c->data.p : "", (Py_ssize_t)c->data.len);
     if (!data) {
         Py_DECREF(validity);
@@ -201,8 +201,7 @@ static PyObject *Reader_next(Reader *self) {
             if (t == SQLITE_NULL) {
                 c->nulls++;
             } else {
-                int want = k == 'i' ? SQLITE_INTEGER : k == 'f' ? SQLITE_FLOAT : k == 's' ? SQLITE_TEXT : SQLITE_BLOB;
-                if (t != want) {
+                if (t != storage_of(k)) {
                     bad_col = j;
                     bad_type = t;
                     break;
@@ -244,10 +243,7 @@ static PyObject *Reader_next(Reader *self) {
     } else if (bad_col >= 0) {
         PyErr_Format(PyExc_TypeError, "column %d (%s) of row %zd holds %s, not %s", bad_col,
                      sqlite3_column_name(self->stmt, bad_col), self->row + rows + 1, storage_name(bad_type),
-                     storage_name(self->kinds[bad_col] == 'i'   ? SQLITE_INTEGER
-                                  : self->kinds[bad_col] == 'f' ? SQLITE_FLOAT
-                                  : self->kinds[bad_col] == 's' ? SQLITE_TEXT
-                                                                : SQLITE_BLOB));
+                     storage_name(storage_of(self->kinds[bad_col])));
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         PyErr_Format(PyExc_RuntimeError, "sqlite: %s", sqlite3_errmsg(self->db));
     } else {
@@ -300,9 +296,7 @@ static PyObject *Reader_enter(Reader *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Reader_exit(Reader *self, PyObject *args) {
-    reader_close(self);
-    self->done = 1;
-    Py_RETURN_NONE;
+    return Reader_close(self, NULL);
 }
 
 static PyMethodDef Reader_methods[] = {

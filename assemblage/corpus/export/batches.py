@@ -63,16 +63,19 @@ def kinds_of(kinds: list[str]) -> str | None:
     return None if any(k is None for k in got) else "".join(k for k in got if k)
 
 
-def read_batches(
-    uri: str, sql: str, schema: pa.Schema, kinds: str, batch_rows: int = 16_384
-) -> Iterator[pa.RecordBatch]:
+def read_batches(uri: str, sql: str, schema: pa.Schema, batch_rows: int = 16_384) -> Iterator[pa.RecordBatch]:
     """The rows of ``sql`` over the SQLite file ``uri`` (a ``file:`` URI, opened read-only), as batches of
-    ``schema`` (whose fields have ``kinds``, see :func:`kinds_of`). One query: one snapshot of the file."""
+    ``schema``, whose fields are int64, float64, string or binary (else ValueError). One query: one
+    snapshot of the file."""
     import pyarrow as pa
 
     from assemblage.corpus.export._batches import Reader
 
     types = [f.type for f in schema]
+    by_type = {pa.int64(): "i", pa.float64(): "f", pa.string(): "s", pa.binary(): "b"}
+    if any(t not in by_type for t in types):
+        raise ValueError(f"the C reader reads int64, float64, string and binary columns, not {types}")
+    kinds = "".join(by_type[t] for t in types)
     with Reader(uri, sql, kinds, batch_rows) as reader:
         for rows, columns in reader:
             arrays = []

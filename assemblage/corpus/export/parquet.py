@@ -269,9 +269,12 @@ def sqlite_to_parquet(
     exprs = [
         expr if read_only or name in text_columns else _read_as(t, expr) for (expr, name), t in zip(columns, types)
     ]
-    reader = reader or ("batches" if read_only or batches.available() else "adbc")
+    why = batches.why_unavailable()
+    reader = reader or ("batches" if read_only or not why else "adbc")
     if reader == "adbc" and read_only:  # someone else's file, the live corpus: see batches.py
         raise ValueError("the corpus is read with the system's SQLite library (batches), never the ADBC driver's")
+    if reader == "batches" and why:
+        raise RuntimeError(why)
     read = _with_batches if reader == "batches" else _with_adbc
     rows = 0
     for batch in read(uri, exprs, types, from_sql, batch_rows):
@@ -282,8 +285,13 @@ def sqlite_to_parquet(
     return rows
 
 
-# the reader's type of each column type: integers, reals, text and blobs as stored; dates as text (as stored)
-_AS_READ = {"bool": "int64", "timestamp": "string", "date32": "string"}
+def _as_read(t: pa.DataType) -> pa.DataType:
+    """The type the C reader reads a column of type ``t`` as: flags as integers, dates as their text."""
+    if pa.types.is_boolean(t):
+        return pa.int64()
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return pa.string()
+    return t
 
 
 def _with_batches(
@@ -292,15 +300,8 @@ def _with_batches(
     """Batches read by :mod:`~assemblage.corpus.export.batches` (the system's SQLite, in C)."""
     from assemblage.corpus.export import batches
 
-    why = batches.why_unavailable()
-    if why:
-        raise RuntimeError(why)
-    kinds = [_AS_READ.get(k, k) for k in (_kind_of(t) for t in types)]
-    reader_kinds = batches.kinds_of(kinds)
-    if reader_kinds is None:
-        raise ValueError(f"the C reader does not read columns of these types: {types}")
-    read_schema = pa.schema([pa.field(f"c{i}", _KINDS[k]) for i, k in enumerate(kinds)])
-    yield from batches.read_batches(uri, f"SELECT {', '.join(exprs)} {from_sql}", read_schema, reader_kinds, batch_rows)
+    read_schema = pa.schema([pa.field(f"c{i}", _as_read(t)) for i, t in enumerate(types)])
+    yield from batches.read_batches(uri, f"SELECT {', '.join(exprs)} {from_sql}", read_schema, batch_rows)
 
 
 def _with_adbc(
@@ -336,10 +337,6 @@ def _with_adbc(
                     batch, skip = batch.slice(1), 0
                 if batch.num_rows:
                     yield batch
-
-
-def _kind_of(t: pa.DataType) -> str:
-    return next((kind for kind, known in _KINDS.items() if known == t), str(t))
 
 
 def write_job(job: dict[str, Any], progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:

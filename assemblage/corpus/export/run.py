@@ -457,7 +457,6 @@ class _Tables:
                 whole = every_function and self._whole(conn, name)
                 if name == "lines" and not whole and self.helper is not None:
                     self._without_helper("the corpus's lines are not exported whole")
-                    _warm_imports(parquet=True)
                 if whole:
                     if "sqlite" in self.request.formats:  # its index comes along, copied from the source's
                         for col in INDEXES.get(name, []):
@@ -515,9 +514,9 @@ class _Tables:
 
     def start_helper(self, corpus: Path) -> None:
         """Start the helper process on the corpus's ``lines`` (before the snapshot: see helper.py)."""
-        job = {**self.table_job("lines", None), "from_sql": 'FROM "lines" t ORDER BY t.rowid'}
         from assemblage.corpus.export import batches
 
+        job = {**self.table_job("lines", None), "from_sql": 'FROM "lines" t ORDER BY t.rowid'}
         why = batches.why_unavailable()  # the helper reads the corpus with it, and nothing else
         if not why and batches.kinds_of([c["kind"] for c in job["columns"]]) is None:
             why = "the C reader does not read every column of lines"
